@@ -1,1 +1,23 @@
+//! Warren: an AMQP 0-9-1 broker that RabbitMQ clients talk to unchanged.
+//!
+//! Data flows one way: `connection` (frames, handshake, heartbeats) → `channel` (commands) →
+//! `vhost` (exchanges, queues, bindings) → `exchange::route` → `queue::push` → consumer → the
+//! connection's outbound buffer. Start one in-process with [`BrokerHandle::start`], or serve a
+//! listener you bound yourself with [`run`].
 
+#![deny(unsafe_code)]
+
+pub mod auth;
+pub mod broker;
+pub mod channel;
+pub mod config;
+pub mod connection;
+pub mod error;
+pub mod exchange;
+pub mod message;
+pub mod queue;
+pub mod server;
+pub mod vhost;
+
+pub use config::Config;
+pub use server::{run, BrokerHandle};

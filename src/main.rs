@@ -1,1 +1,98 @@
-fn main() {}
+//! The `warren` binary: flags and environment to a [`warren::Config`], logging, signals.
+
+use clap::Parser;
+use std::path::PathBuf;
+use tokio::net::TcpListener;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+/// An AMQP 0-9-1 message broker that RabbitMQ clients talk to unchanged.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Address to accept AMQP connections on.
+    #[arg(long, env = "WARREN_LISTEN", default_value = "0.0.0.0:5672")]
+    listen: String,
+    /// Directory for durable state (created if missing).
+    #[arg(long, env = "WARREN_DATA_DIR", default_value = "data")]
+    data_dir: PathBuf,
+    /// Largest frame accepted, proposed to clients in connection.tune (bytes).
+    #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131_072)]
+    frame_max: u32,
+    /// Heartbeat interval proposed to clients (seconds; 0 disables).
+    #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
+    heartbeat: u16,
+    /// Highest channel number a client may open.
+    #[arg(long, env = "WARREN_CHANNEL_MAX", default_value_t = 2047)]
+    channel_max: u16,
+    /// Default user's name (allowed from loopback only unless --default-user-remote).
+    #[arg(long, env = "WARREN_DEFAULT_USER", default_value = "guest")]
+    default_user: String,
+    /// Default user's password.
+    #[arg(
+        long,
+        env = "WARREN_DEFAULT_PASS",
+        default_value = "guest",
+        hide_env_values = true
+    )]
+    default_pass: String,
+    /// Let the default user connect from any address, not only loopback.
+    #[arg(long, env = "WARREN_DEFAULT_USER_REMOTE")]
+    default_user_remote: bool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.data_dir)?;
+    let config = warren::Config {
+        data_dir: args.data_dir.clone(),
+        frame_max: args.frame_max.max(warren_protocol::FRAME_MIN_SIZE),
+        channel_max: args.channel_max,
+        heartbeat: args.heartbeat,
+        default_user: args.default_user,
+        default_pass: args.default_pass,
+        default_user_loopback_only: !args.default_user_remote,
+        ..warren::Config::default()
+    };
+    let listener = TcpListener::bind(&args.listen).await?;
+    info!(
+        version = env!("CARGO_PKG_VERSION"),
+        listen = %listener.local_addr()?,
+        data_dir = %args.data_dir.display(),
+        "Warren started"
+    );
+    println!(
+        "Warren {} listening on {} (data dir {})",
+        env!("CARGO_PKG_VERSION"),
+        listener.local_addr()?,
+        args.data_dir.display()
+    );
+    warren::run(config, listener, shutdown_signal()).await?;
+    info!("Warren stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

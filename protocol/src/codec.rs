@@ -231,6 +231,20 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Decodes a field table from `bytes`, which start with the table's 4-byte size: how AMQPLAIN's
+/// SASL response is read (a table written without its size, to which the caller prefixes one).
+pub fn decode_field_table(bytes: &Bytes) -> Result<FieldTable, DecodeError> {
+    let mut r = Reader::new(bytes, "field table");
+    let table = r.table()?;
+    r.finish()?;
+    Ok(table)
+}
+
+/// Appends a field table with its 4-byte size.
+pub fn encode_field_table(table: &FieldTable, out: &mut BytesMut) {
+    Writer { buf: out }.table(table);
+}
+
 /// Appends AMQP primitives to a buffer.
 pub(crate) struct Writer<'a> {
     pub(crate) buf: &'a mut BytesMut,

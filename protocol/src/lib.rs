@@ -18,7 +18,7 @@ pub mod frame;
 pub mod generated;
 pub mod properties;
 
-pub use codec::DecodeError;
+pub use codec::{decode_field_table, encode_field_table, DecodeError};
 pub use field::{Decimal, FieldTable, FieldValue, LongStr, ShortStr};
 pub use frame::{
     decode_frame, decode_protocol_header, encode_body, encode_content, encode_frame, encode_header,

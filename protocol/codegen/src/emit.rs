@@ -21,6 +21,7 @@ pub fn emit(spec: &Spec) -> String {
         }
     }
     emit_class_ids(&mut out, &classes);
+    emit_field_mut(&mut out);
     for (class, _) in &classes {
         let _ = writeln!(
             out,
@@ -35,6 +36,73 @@ pub fn emit(spec: &Spec) -> String {
     }
     emit_method_enum(&mut out, &spec.methods);
     out
+}
+
+/// The enum a `fields_mut` call hands out: one variant per wire type, so code outside the crate can
+/// fill or compare every field of every method without knowing the method (tests, fuzzers, tools).
+fn emit_field_mut(out: &mut String) {
+    out.push_str(&format!(
+        "/// A mutable reference to one method field, tagged by its AMQP wire type.\n\
+         ///\n\
+         /// Returned by [`Method::fields_mut`] and each method struct's `fields_mut`, in wire\n\
+         /// order; only built with the `{FIELD_ACCESS}` feature (the crate's own tests enable it).\n\
+         #[cfg(feature = \"{FIELD_ACCESS}\")]\n\
+         #[derive(Debug)]\n\
+         pub enum FieldMut<'a> {{\n"
+    ));
+    for ty in ALL_TYPES {
+        let _ = writeln!(
+            out,
+            "/// `{}`\n{}(&'a mut {}),",
+            spec_name(ty),
+            variant_of(ty),
+            rust_type(ty)
+        );
+    }
+    out.push_str("}\n\n");
+}
+
+/// Feature that turns on the generated field-access code.
+const FIELD_ACCESS: &str = "field-access";
+
+const ALL_TYPES: [Ty; 9] = [
+    Ty::Bit,
+    Ty::Octet,
+    Ty::Short,
+    Ty::Long,
+    Ty::LongLong,
+    Ty::Timestamp,
+    Ty::ShortStr,
+    Ty::LongStr,
+    Ty::Table,
+];
+
+fn spec_name(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Bit => "bit",
+        Ty::Octet => "octet",
+        Ty::Short => "short",
+        Ty::Long => "long",
+        Ty::LongLong => "longlong",
+        Ty::Timestamp => "timestamp",
+        Ty::ShortStr => "shortstr",
+        Ty::LongStr => "longstr",
+        Ty::Table => "table",
+    }
+}
+
+fn variant_of(ty: Ty) -> &'static str {
+    match ty {
+        Ty::Bit => "Bit",
+        Ty::Octet => "Octet",
+        Ty::Short => "Short",
+        Ty::Long => "Long",
+        Ty::LongLong => "LongLong",
+        Ty::Timestamp => "Timestamp",
+        Ty::ShortStr => "ShortStr",
+        Ty::LongStr => "LongStr",
+        Ty::Table => "Table",
+    }
 }
 
 fn emit_constants(out: &mut String, constants: &[Constant]) {
@@ -236,6 +304,28 @@ fn emit_struct(out: &mut String, m: &Method) {
         "impl From<{name}> for super::Method {{ fn from(m: {name}) -> Self {{ super::Method::{}(m) }} }}\n",
         variant(m)
     );
+    let _ = writeln!(
+        out,
+        "impl TryFrom<super::Method> for {name} {{ type Error = super::Method; \
+         fn try_from(m: super::Method) -> Result<Self, super::Method> {{ \
+         match m {{ super::Method::{}(m) => Ok(m), other => Err(other) }} }} }}\n",
+        variant(m)
+    );
+    let _ = writeln!(out, "#[cfg(feature = \"{FIELD_ACCESS}\")]\nimpl {name} {{");
+    out.push_str(
+        "/// Every field, in wire order, with its spec name.\n\
+         pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {\nvec![\n",
+    );
+    for f in &m.fields {
+        let _ = writeln!(
+            out,
+            "(\"{}\", super::FieldMut::{}(&mut self.{})),",
+            f.name,
+            variant_of(f.ty),
+            snake(&f.name)
+        );
+    }
+    out.push_str("]\n}\n}\n\n");
 }
 
 fn variant(m: &Method) -> String {
@@ -334,6 +424,12 @@ fn emit_method_enum(out: &mut String, methods: &[Method]) {
         );
     }
     out.push_str("_ => return None, }) }\n}\n\n");
+    let _ = writeln!(out, "#[cfg(feature = \"{FIELD_ACCESS}\")]\nimpl Method {{");
+    out.push_str("/// Every field of the method, in wire order, with its spec name.\npub fn fields_mut(&mut self) -> Vec<(&'static str, FieldMut<'_>)> { match self {\n");
+    for m in methods {
+        let _ = writeln!(out, "Method::{}(m) => m.fields_mut(),", variant(m));
+    }
+    out.push_str("} }\n}\n\n");
     // A default value for each method, so tests can enumerate every method.
     out.push_str("/// One default-valued instance of every method, in spec order (used by tests).\npub fn all_methods() -> Vec<Method> { vec![\n");
     for m in methods {

@@ -170,6 +170,33 @@ pub mod class_id {
     pub const CONFIRM: u16 = 85;
 }
 
+/// A mutable reference to one method field, tagged by its AMQP wire type.
+///
+/// Returned by [`Method::fields_mut`] and each method struct's `fields_mut`, in wire
+/// order; only built with the `field-access` feature (the crate's own tests enable it).
+#[cfg(feature = "field-access")]
+#[derive(Debug)]
+pub enum FieldMut<'a> {
+    /// `bit`
+    Bit(&'a mut bool),
+    /// `octet`
+    Octet(&'a mut u8),
+    /// `short`
+    Short(&'a mut u16),
+    /// `long`
+    Long(&'a mut u32),
+    /// `longlong`
+    LongLong(&'a mut u64),
+    /// `timestamp`
+    Timestamp(&'a mut u64),
+    /// `shortstr`
+    ShortStr(&'a mut ShortStr),
+    /// `longstr`
+    LongStr(&'a mut LongStr),
+    /// `table`
+    Table(&'a mut FieldTable),
+}
+
 /// Methods of the `connection` class.
 pub mod connection {
     use super::*;
@@ -223,6 +250,39 @@ pub mod connection {
         }
     }
 
+    impl TryFrom<super::Method> for Start {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionStart(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Start {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "version-major",
+                    super::FieldMut::Octet(&mut self.version_major),
+                ),
+                (
+                    "version-minor",
+                    super::FieldMut::Octet(&mut self.version_minor),
+                ),
+                (
+                    "server-properties",
+                    super::FieldMut::Table(&mut self.server_properties),
+                ),
+                ("mechanisms", super::FieldMut::LongStr(&mut self.mechanisms)),
+                ("locales", super::FieldMut::LongStr(&mut self.locales)),
+            ]
+        }
+    }
+
     /// `connection.start-ok` (10/11). Sent by the client to the broker.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct StartOk {
@@ -268,6 +328,32 @@ pub mod connection {
         }
     }
 
+    impl TryFrom<super::Method> for StartOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionStartOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl StartOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "client-properties",
+                    super::FieldMut::Table(&mut self.client_properties),
+                ),
+                ("mechanism", super::FieldMut::ShortStr(&mut self.mechanism)),
+                ("response", super::FieldMut::LongStr(&mut self.response)),
+                ("locale", super::FieldMut::ShortStr(&mut self.locale)),
+            ]
+        }
+    }
+
     /// `connection.secure` (10/20). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct Secure {
@@ -296,6 +382,24 @@ pub mod connection {
         }
     }
 
+    impl TryFrom<super::Method> for Secure {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionSecure(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Secure {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("challenge", super::FieldMut::LongStr(&mut self.challenge))]
+        }
+    }
+
     /// `connection.secure-ok` (10/21). Sent by the client to the broker.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct SecureOk {
@@ -321,6 +425,24 @@ pub mod connection {
     impl From<SecureOk> for super::Method {
         fn from(m: SecureOk) -> Self {
             super::Method::ConnectionSecureOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for SecureOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionSecureOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl SecureOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("response", super::FieldMut::LongStr(&mut self.response))]
         }
     }
 
@@ -364,6 +486,28 @@ pub mod connection {
         }
     }
 
+    impl TryFrom<super::Method> for Tune {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionTune(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Tune {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("channel-max", super::FieldMut::Short(&mut self.channel_max)),
+                ("frame-max", super::FieldMut::Long(&mut self.frame_max)),
+                ("heartbeat", super::FieldMut::Short(&mut self.heartbeat)),
+            ]
+        }
+    }
+
     /// `connection.tune-ok` (10/31). Sent by the client to the broker.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct TuneOk {
@@ -401,6 +545,28 @@ pub mod connection {
     impl From<TuneOk> for super::Method {
         fn from(m: TuneOk) -> Self {
             super::Method::ConnectionTuneOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for TuneOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionTuneOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl TuneOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("channel-max", super::FieldMut::Short(&mut self.channel_max)),
+                ("frame-max", super::FieldMut::Long(&mut self.frame_max)),
+                ("heartbeat", super::FieldMut::Short(&mut self.heartbeat)),
+            ]
         }
     }
 
@@ -445,6 +611,34 @@ pub mod connection {
         }
     }
 
+    impl TryFrom<super::Method> for Open {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionOpen(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Open {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "virtual-host",
+                    super::FieldMut::ShortStr(&mut self.virtual_host),
+                ),
+                (
+                    "reserved-1",
+                    super::FieldMut::ShortStr(&mut self.reserved_1),
+                ),
+                ("reserved-2", super::FieldMut::Bit(&mut self.reserved_2)),
+            ]
+        }
+    }
+
     /// `connection.open-ok` (10/41). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct OpenOk {
@@ -470,6 +664,27 @@ pub mod connection {
     impl From<OpenOk> for super::Method {
         fn from(m: OpenOk) -> Self {
             super::Method::ConnectionOpenOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for OpenOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionOpenOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl OpenOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![(
+                "reserved-1",
+                super::FieldMut::ShortStr(&mut self.reserved_1),
+            )]
         }
     }
 
@@ -518,6 +733,32 @@ pub mod connection {
         }
     }
 
+    impl TryFrom<super::Method> for Close {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionClose(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Close {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reply-code", super::FieldMut::Short(&mut self.reply_code)),
+                (
+                    "reply-text",
+                    super::FieldMut::ShortStr(&mut self.reply_text),
+                ),
+                ("class-id", super::FieldMut::Short(&mut self.class_id)),
+                ("method-id", super::FieldMut::Short(&mut self.method_id)),
+            ]
+        }
+    }
+
     /// `connection.close-ok` (10/51). Sent by either peer.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct CloseOk {}
@@ -537,6 +778,24 @@ pub mod connection {
     impl From<CloseOk> for super::Method {
         fn from(m: CloseOk) -> Self {
             super::Method::ConnectionCloseOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for CloseOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionCloseOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl CloseOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -568,6 +827,24 @@ pub mod connection {
         }
     }
 
+    impl TryFrom<super::Method> for Blocked {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionBlocked(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Blocked {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("reason", super::FieldMut::ShortStr(&mut self.reason))]
+        }
+    }
+
     /// `connection.unblocked` (10/61). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct Unblocked {}
@@ -587,6 +864,24 @@ pub mod connection {
     impl From<Unblocked> for super::Method {
         fn from(m: Unblocked) -> Self {
             super::Method::ConnectionUnblocked(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for Unblocked {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionUnblocked(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Unblocked {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -622,6 +917,27 @@ pub mod connection {
         }
     }
 
+    impl TryFrom<super::Method> for UpdateSecret {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionUpdateSecret(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl UpdateSecret {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("new-secret", super::FieldMut::LongStr(&mut self.new_secret)),
+                ("reason", super::FieldMut::ShortStr(&mut self.reason)),
+            ]
+        }
+    }
+
     /// `connection.update-secret-ok` (10/71). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct UpdateSecretOk {}
@@ -641,6 +957,24 @@ pub mod connection {
     impl From<UpdateSecretOk> for super::Method {
         fn from(m: UpdateSecretOk) -> Self {
             super::Method::ConnectionUpdateSecretOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for UpdateSecretOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConnectionUpdateSecretOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl UpdateSecretOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 }
@@ -676,6 +1010,27 @@ pub mod channel {
         }
     }
 
+    impl TryFrom<super::Method> for Open {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ChannelOpen(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Open {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![(
+                "reserved-1",
+                super::FieldMut::ShortStr(&mut self.reserved_1),
+            )]
+        }
+    }
+
     /// `channel.open-ok` (20/11). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct OpenOk {
@@ -701,6 +1056,24 @@ pub mod channel {
     impl From<OpenOk> for super::Method {
         fn from(m: OpenOk) -> Self {
             super::Method::ChannelOpenOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for OpenOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ChannelOpenOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl OpenOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("reserved-1", super::FieldMut::LongStr(&mut self.reserved_1))]
         }
     }
 
@@ -733,6 +1106,24 @@ pub mod channel {
         }
     }
 
+    impl TryFrom<super::Method> for Flow {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ChannelFlow(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Flow {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("active", super::FieldMut::Bit(&mut self.active))]
+        }
+    }
+
     /// `channel.flow-ok` (20/21). Sent by either peer.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct FlowOk {
@@ -759,6 +1150,24 @@ pub mod channel {
     impl From<FlowOk> for super::Method {
         fn from(m: FlowOk) -> Self {
             super::Method::ChannelFlowOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for FlowOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ChannelFlowOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl FlowOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("active", super::FieldMut::Bit(&mut self.active))]
         }
     }
 
@@ -807,6 +1216,32 @@ pub mod channel {
         }
     }
 
+    impl TryFrom<super::Method> for Close {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ChannelClose(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Close {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reply-code", super::FieldMut::Short(&mut self.reply_code)),
+                (
+                    "reply-text",
+                    super::FieldMut::ShortStr(&mut self.reply_text),
+                ),
+                ("class-id", super::FieldMut::Short(&mut self.class_id)),
+                ("method-id", super::FieldMut::Short(&mut self.method_id)),
+            ]
+        }
+    }
+
     /// `channel.close-ok` (20/41). Sent by either peer.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct CloseOk {}
@@ -826,6 +1261,24 @@ pub mod channel {
     impl From<CloseOk> for super::Method {
         fn from(m: CloseOk) -> Self {
             super::Method::ChannelCloseOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for CloseOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ChannelCloseOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl CloseOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 }
@@ -906,6 +1359,34 @@ pub mod exchange {
         }
     }
 
+    impl TryFrom<super::Method> for Declare {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ExchangeDeclare(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Declare {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("exchange", super::FieldMut::ShortStr(&mut self.exchange)),
+                ("type", super::FieldMut::ShortStr(&mut self.kind)),
+                ("passive", super::FieldMut::Bit(&mut self.passive)),
+                ("durable", super::FieldMut::Bit(&mut self.durable)),
+                ("auto-delete", super::FieldMut::Bit(&mut self.auto_delete)),
+                ("internal", super::FieldMut::Bit(&mut self.internal)),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+                ("arguments", super::FieldMut::Table(&mut self.arguments)),
+            ]
+        }
+    }
+
     /// `exchange.declare-ok` (40/11). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct DeclareOk {}
@@ -925,6 +1406,24 @@ pub mod exchange {
     impl From<DeclareOk> for super::Method {
         fn from(m: DeclareOk) -> Self {
             super::Method::ExchangeDeclareOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for DeclareOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ExchangeDeclareOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl DeclareOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -973,6 +1472,29 @@ pub mod exchange {
         }
     }
 
+    impl TryFrom<super::Method> for Delete {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ExchangeDelete(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Delete {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("exchange", super::FieldMut::ShortStr(&mut self.exchange)),
+                ("if-unused", super::FieldMut::Bit(&mut self.if_unused)),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+            ]
+        }
+    }
+
     /// `exchange.delete-ok` (40/21). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct DeleteOk {}
@@ -992,6 +1514,24 @@ pub mod exchange {
     impl From<DeleteOk> for super::Method {
         fn from(m: DeleteOk) -> Self {
             super::Method::ExchangeDeleteOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for DeleteOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ExchangeDeleteOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl DeleteOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -1051,6 +1591,37 @@ pub mod exchange {
         }
     }
 
+    impl TryFrom<super::Method> for Bind {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ExchangeBind(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Bind {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                (
+                    "destination",
+                    super::FieldMut::ShortStr(&mut self.destination),
+                ),
+                ("source", super::FieldMut::ShortStr(&mut self.source)),
+                (
+                    "routing-key",
+                    super::FieldMut::ShortStr(&mut self.routing_key),
+                ),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+                ("arguments", super::FieldMut::Table(&mut self.arguments)),
+            ]
+        }
+    }
+
     /// `exchange.bind-ok` (40/31). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct BindOk {}
@@ -1070,6 +1641,24 @@ pub mod exchange {
     impl From<BindOk> for super::Method {
         fn from(m: BindOk) -> Self {
             super::Method::ExchangeBindOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for BindOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ExchangeBindOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl BindOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -1129,6 +1718,37 @@ pub mod exchange {
         }
     }
 
+    impl TryFrom<super::Method> for Unbind {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ExchangeUnbind(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Unbind {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                (
+                    "destination",
+                    super::FieldMut::ShortStr(&mut self.destination),
+                ),
+                ("source", super::FieldMut::ShortStr(&mut self.source)),
+                (
+                    "routing-key",
+                    super::FieldMut::ShortStr(&mut self.routing_key),
+                ),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+                ("arguments", super::FieldMut::Table(&mut self.arguments)),
+            ]
+        }
+    }
+
     /// `exchange.unbind-ok` (40/51). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct UnbindOk {}
@@ -1148,6 +1768,24 @@ pub mod exchange {
     impl From<UnbindOk> for super::Method {
         fn from(m: UnbindOk) -> Self {
             super::Method::ExchangeUnbindOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for UnbindOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ExchangeUnbindOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl UnbindOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 }
@@ -1223,6 +1861,33 @@ pub mod queue {
         }
     }
 
+    impl TryFrom<super::Method> for Declare {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueueDeclare(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Declare {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("queue", super::FieldMut::ShortStr(&mut self.queue)),
+                ("passive", super::FieldMut::Bit(&mut self.passive)),
+                ("durable", super::FieldMut::Bit(&mut self.durable)),
+                ("exclusive", super::FieldMut::Bit(&mut self.exclusive)),
+                ("auto-delete", super::FieldMut::Bit(&mut self.auto_delete)),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+                ("arguments", super::FieldMut::Table(&mut self.arguments)),
+            ]
+        }
+    }
+
     /// `queue.declare-ok` (50/11). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct DeclareOk {
@@ -1260,6 +1925,34 @@ pub mod queue {
     impl From<DeclareOk> for super::Method {
         fn from(m: DeclareOk) -> Self {
             super::Method::QueueDeclareOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for DeclareOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueueDeclareOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl DeclareOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("queue", super::FieldMut::ShortStr(&mut self.queue)),
+                (
+                    "message-count",
+                    super::FieldMut::Long(&mut self.message_count),
+                ),
+                (
+                    "consumer-count",
+                    super::FieldMut::Long(&mut self.consumer_count),
+                ),
+            ]
         }
     }
 
@@ -1319,6 +2012,34 @@ pub mod queue {
         }
     }
 
+    impl TryFrom<super::Method> for Bind {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueueBind(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Bind {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("queue", super::FieldMut::ShortStr(&mut self.queue)),
+                ("exchange", super::FieldMut::ShortStr(&mut self.exchange)),
+                (
+                    "routing-key",
+                    super::FieldMut::ShortStr(&mut self.routing_key),
+                ),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+                ("arguments", super::FieldMut::Table(&mut self.arguments)),
+            ]
+        }
+    }
+
     /// `queue.bind-ok` (50/21). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct BindOk {}
@@ -1338,6 +2059,24 @@ pub mod queue {
     impl From<BindOk> for super::Method {
         fn from(m: BindOk) -> Self {
             super::Method::QueueBindOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for BindOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueueBindOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl BindOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -1391,6 +2130,33 @@ pub mod queue {
         }
     }
 
+    impl TryFrom<super::Method> for Unbind {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueueUnbind(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Unbind {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("queue", super::FieldMut::ShortStr(&mut self.queue)),
+                ("exchange", super::FieldMut::ShortStr(&mut self.exchange)),
+                (
+                    "routing-key",
+                    super::FieldMut::ShortStr(&mut self.routing_key),
+                ),
+                ("arguments", super::FieldMut::Table(&mut self.arguments)),
+            ]
+        }
+    }
+
     /// `queue.unbind-ok` (50/51). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct UnbindOk {}
@@ -1410,6 +2176,24 @@ pub mod queue {
     impl From<UnbindOk> for super::Method {
         fn from(m: UnbindOk) -> Self {
             super::Method::QueueUnbindOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for UnbindOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueueUnbindOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl UnbindOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -1454,6 +2238,28 @@ pub mod queue {
         }
     }
 
+    impl TryFrom<super::Method> for Purge {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueuePurge(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Purge {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("queue", super::FieldMut::ShortStr(&mut self.queue)),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+            ]
+        }
+    }
+
     /// `queue.purge-ok` (50/31). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct PurgeOk {
@@ -1479,6 +2285,27 @@ pub mod queue {
     impl From<PurgeOk> for super::Method {
         fn from(m: PurgeOk) -> Self {
             super::Method::QueuePurgeOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for PurgeOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueuePurgeOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl PurgeOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![(
+                "message-count",
+                super::FieldMut::Long(&mut self.message_count),
+            )]
         }
     }
 
@@ -1535,6 +2362,30 @@ pub mod queue {
         }
     }
 
+    impl TryFrom<super::Method> for Delete {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueueDelete(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Delete {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("queue", super::FieldMut::ShortStr(&mut self.queue)),
+                ("if-unused", super::FieldMut::Bit(&mut self.if_unused)),
+                ("if-empty", super::FieldMut::Bit(&mut self.if_empty)),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+            ]
+        }
+    }
+
     /// `queue.delete-ok` (50/41). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct DeleteOk {
@@ -1560,6 +2411,27 @@ pub mod queue {
     impl From<DeleteOk> for super::Method {
         fn from(m: DeleteOk) -> Self {
             super::Method::QueueDeleteOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for DeleteOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::QueueDeleteOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl DeleteOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![(
+                "message-count",
+                super::FieldMut::Long(&mut self.message_count),
+            )]
         }
     }
 }
@@ -1608,6 +2480,34 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for Qos {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicQos(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Qos {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "prefetch-size",
+                    super::FieldMut::Long(&mut self.prefetch_size),
+                ),
+                (
+                    "prefetch-count",
+                    super::FieldMut::Short(&mut self.prefetch_count),
+                ),
+                ("global", super::FieldMut::Bit(&mut self.global)),
+            ]
+        }
+    }
+
     /// `basic.qos-ok` (60/11). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct QosOk {}
@@ -1627,6 +2527,24 @@ pub mod basic {
     impl From<QosOk> for super::Method {
         fn from(m: QosOk) -> Self {
             super::Method::BasicQosOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for QosOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicQosOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl QosOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -1698,6 +2616,36 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for Consume {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicConsume(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Consume {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("queue", super::FieldMut::ShortStr(&mut self.queue)),
+                (
+                    "consumer-tag",
+                    super::FieldMut::ShortStr(&mut self.consumer_tag),
+                ),
+                ("no-local", super::FieldMut::Bit(&mut self.no_local)),
+                ("no-ack", super::FieldMut::Bit(&mut self.no_ack)),
+                ("exclusive", super::FieldMut::Bit(&mut self.exclusive)),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+                ("arguments", super::FieldMut::Table(&mut self.arguments)),
+            ]
+        }
+    }
+
     /// `basic.consume-ok` (60/21). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct ConsumeOk {
@@ -1723,6 +2671,27 @@ pub mod basic {
     impl From<ConsumeOk> for super::Method {
         fn from(m: ConsumeOk) -> Self {
             super::Method::BasicConsumeOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for ConsumeOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicConsumeOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl ConsumeOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![(
+                "consumer-tag",
+                super::FieldMut::ShortStr(&mut self.consumer_tag),
+            )]
         }
     }
 
@@ -1762,6 +2731,30 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for Cancel {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicCancel(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Cancel {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "consumer-tag",
+                    super::FieldMut::ShortStr(&mut self.consumer_tag),
+                ),
+                ("no-wait", super::FieldMut::Bit(&mut self.no_wait)),
+            ]
+        }
+    }
+
     /// `basic.cancel-ok` (60/31). Sent by either peer.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct CancelOk {
@@ -1787,6 +2780,27 @@ pub mod basic {
     impl From<CancelOk> for super::Method {
         fn from(m: CancelOk) -> Self {
             super::Method::BasicCancelOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for CancelOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicCancelOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl CancelOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![(
+                "consumer-tag",
+                super::FieldMut::ShortStr(&mut self.consumer_tag),
+            )]
         }
     }
 
@@ -1840,6 +2854,33 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for Publish {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicPublish(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Publish {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("exchange", super::FieldMut::ShortStr(&mut self.exchange)),
+                (
+                    "routing-key",
+                    super::FieldMut::ShortStr(&mut self.routing_key),
+                ),
+                ("mandatory", super::FieldMut::Bit(&mut self.mandatory)),
+                ("immediate", super::FieldMut::Bit(&mut self.immediate)),
+            ]
+        }
+    }
+
     /// `basic.return` (60/50). Sent by the broker to the client. Carries content.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct Return {
@@ -1882,6 +2923,35 @@ pub mod basic {
     impl From<Return> for super::Method {
         fn from(m: Return) -> Self {
             super::Method::BasicReturn(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for Return {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicReturn(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Return {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reply-code", super::FieldMut::Short(&mut self.reply_code)),
+                (
+                    "reply-text",
+                    super::FieldMut::ShortStr(&mut self.reply_text),
+                ),
+                ("exchange", super::FieldMut::ShortStr(&mut self.exchange)),
+                (
+                    "routing-key",
+                    super::FieldMut::ShortStr(&mut self.routing_key),
+                ),
+            ]
         }
     }
 
@@ -1936,6 +3006,39 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for Deliver {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicDeliver(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Deliver {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "consumer-tag",
+                    super::FieldMut::ShortStr(&mut self.consumer_tag),
+                ),
+                (
+                    "delivery-tag",
+                    super::FieldMut::LongLong(&mut self.delivery_tag),
+                ),
+                ("redelivered", super::FieldMut::Bit(&mut self.redelivered)),
+                ("exchange", super::FieldMut::ShortStr(&mut self.exchange)),
+                (
+                    "routing-key",
+                    super::FieldMut::ShortStr(&mut self.routing_key),
+                ),
+            ]
+        }
+    }
+
     /// `basic.get` (60/70). Sent by the client to the broker.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct Get {
@@ -1974,6 +3077,28 @@ pub mod basic {
     impl From<Get> for super::Method {
         fn from(m: Get) -> Self {
             super::Method::BasicGet(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for Get {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicGet(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Get {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                ("reserved-1", super::FieldMut::Short(&mut self.reserved_1)),
+                ("queue", super::FieldMut::ShortStr(&mut self.queue)),
+                ("no-ack", super::FieldMut::Bit(&mut self.no_ack)),
+            ]
         }
     }
 
@@ -2028,6 +3153,39 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for GetOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicGetOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl GetOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "delivery-tag",
+                    super::FieldMut::LongLong(&mut self.delivery_tag),
+                ),
+                ("redelivered", super::FieldMut::Bit(&mut self.redelivered)),
+                ("exchange", super::FieldMut::ShortStr(&mut self.exchange)),
+                (
+                    "routing-key",
+                    super::FieldMut::ShortStr(&mut self.routing_key),
+                ),
+                (
+                    "message-count",
+                    super::FieldMut::Long(&mut self.message_count),
+                ),
+            ]
+        }
+    }
+
     /// `basic.get-empty` (60/72). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct GetEmpty {
@@ -2053,6 +3211,27 @@ pub mod basic {
     impl From<GetEmpty> for super::Method {
         fn from(m: GetEmpty) -> Self {
             super::Method::BasicGetEmpty(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for GetEmpty {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicGetEmpty(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl GetEmpty {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![(
+                "reserved-1",
+                super::FieldMut::ShortStr(&mut self.reserved_1),
+            )]
         }
     }
 
@@ -2092,6 +3271,30 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for Ack {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicAck(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Ack {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "delivery-tag",
+                    super::FieldMut::LongLong(&mut self.delivery_tag),
+                ),
+                ("multiple", super::FieldMut::Bit(&mut self.multiple)),
+            ]
+        }
+    }
+
     /// `basic.reject` (60/90). Sent by the client to the broker.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct Reject {
@@ -2128,6 +3331,30 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for Reject {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicReject(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Reject {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "delivery-tag",
+                    super::FieldMut::LongLong(&mut self.delivery_tag),
+                ),
+                ("requeue", super::FieldMut::Bit(&mut self.requeue)),
+            ]
+        }
+    }
+
     /// `basic.recover-async` (60/100). Sent by the client to the broker.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct RecoverAsync {
@@ -2154,6 +3381,24 @@ pub mod basic {
     impl From<RecoverAsync> for super::Method {
         fn from(m: RecoverAsync) -> Self {
             super::Method::BasicRecoverAsync(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for RecoverAsync {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicRecoverAsync(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl RecoverAsync {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("requeue", super::FieldMut::Bit(&mut self.requeue))]
         }
     }
 
@@ -2186,6 +3431,24 @@ pub mod basic {
         }
     }
 
+    impl TryFrom<super::Method> for Recover {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicRecover(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Recover {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("requeue", super::FieldMut::Bit(&mut self.requeue))]
+        }
+    }
+
     /// `basic.recover-ok` (60/111). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct RecoverOk {}
@@ -2205,6 +3468,24 @@ pub mod basic {
     impl From<RecoverOk> for super::Method {
         fn from(m: RecoverOk) -> Self {
             super::Method::BasicRecoverOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for RecoverOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicRecoverOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl RecoverOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -2247,6 +3528,31 @@ pub mod basic {
             super::Method::BasicNack(m)
         }
     }
+
+    impl TryFrom<super::Method> for Nack {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::BasicNack(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Nack {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![
+                (
+                    "delivery-tag",
+                    super::FieldMut::LongLong(&mut self.delivery_tag),
+                ),
+                ("multiple", super::FieldMut::Bit(&mut self.multiple)),
+                ("requeue", super::FieldMut::Bit(&mut self.requeue)),
+            ]
+        }
+    }
 }
 
 /// Methods of the `tx` class.
@@ -2274,6 +3580,24 @@ pub mod tx {
         }
     }
 
+    impl TryFrom<super::Method> for Select {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::TxSelect(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Select {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
+        }
+    }
+
     /// `tx.select-ok` (90/11). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct SelectOk {}
@@ -2293,6 +3617,24 @@ pub mod tx {
     impl From<SelectOk> for super::Method {
         fn from(m: SelectOk) -> Self {
             super::Method::TxSelectOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for SelectOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::TxSelectOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl SelectOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -2318,6 +3660,24 @@ pub mod tx {
         }
     }
 
+    impl TryFrom<super::Method> for Commit {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::TxCommit(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Commit {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
+        }
+    }
+
     /// `tx.commit-ok` (90/21). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct CommitOk {}
@@ -2337,6 +3697,24 @@ pub mod tx {
     impl From<CommitOk> for super::Method {
         fn from(m: CommitOk) -> Self {
             super::Method::TxCommitOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for CommitOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::TxCommitOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl CommitOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 
@@ -2362,6 +3740,24 @@ pub mod tx {
         }
     }
 
+    impl TryFrom<super::Method> for Rollback {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::TxRollback(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Rollback {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
+        }
+    }
+
     /// `tx.rollback-ok` (90/31). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct RollbackOk {}
@@ -2381,6 +3777,24 @@ pub mod tx {
     impl From<RollbackOk> for super::Method {
         fn from(m: RollbackOk) -> Self {
             super::Method::TxRollbackOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for RollbackOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::TxRollbackOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl RollbackOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 }
@@ -2417,6 +3831,24 @@ pub mod confirm {
         }
     }
 
+    impl TryFrom<super::Method> for Select {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConfirmSelect(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl Select {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![("nowait", super::FieldMut::Bit(&mut self.nowait))]
+        }
+    }
+
     /// `confirm.select-ok` (85/11). Sent by the broker to the client.
     #[derive(Clone, Debug, Default, PartialEq)]
     pub struct SelectOk {}
@@ -2436,6 +3868,24 @@ pub mod confirm {
     impl From<SelectOk> for super::Method {
         fn from(m: SelectOk) -> Self {
             super::Method::ConfirmSelectOk(m)
+        }
+    }
+
+    impl TryFrom<super::Method> for SelectOk {
+        type Error = super::Method;
+        fn try_from(m: super::Method) -> Result<Self, super::Method> {
+            match m {
+                super::Method::ConfirmSelectOk(m) => Ok(m),
+                other => Err(other),
+            }
+        }
+    }
+
+    #[cfg(feature = "field-access")]
+    impl SelectOk {
+        /// Every field, in wire order, with its spec name.
+        pub fn fields_mut(&mut self) -> Vec<(&'static str, super::FieldMut<'_>)> {
+            vec![]
         }
     }
 }
@@ -3283,6 +4733,79 @@ impl Method {
             (85, 11) => "confirm.select-ok",
             _ => return None,
         })
+    }
+}
+
+#[cfg(feature = "field-access")]
+impl Method {
+    /// Every field of the method, in wire order, with its spec name.
+    pub fn fields_mut(&mut self) -> Vec<(&'static str, FieldMut<'_>)> {
+        match self {
+            Method::ConnectionStart(m) => m.fields_mut(),
+            Method::ConnectionStartOk(m) => m.fields_mut(),
+            Method::ConnectionSecure(m) => m.fields_mut(),
+            Method::ConnectionSecureOk(m) => m.fields_mut(),
+            Method::ConnectionTune(m) => m.fields_mut(),
+            Method::ConnectionTuneOk(m) => m.fields_mut(),
+            Method::ConnectionOpen(m) => m.fields_mut(),
+            Method::ConnectionOpenOk(m) => m.fields_mut(),
+            Method::ConnectionClose(m) => m.fields_mut(),
+            Method::ConnectionCloseOk(m) => m.fields_mut(),
+            Method::ConnectionBlocked(m) => m.fields_mut(),
+            Method::ConnectionUnblocked(m) => m.fields_mut(),
+            Method::ConnectionUpdateSecret(m) => m.fields_mut(),
+            Method::ConnectionUpdateSecretOk(m) => m.fields_mut(),
+            Method::ChannelOpen(m) => m.fields_mut(),
+            Method::ChannelOpenOk(m) => m.fields_mut(),
+            Method::ChannelFlow(m) => m.fields_mut(),
+            Method::ChannelFlowOk(m) => m.fields_mut(),
+            Method::ChannelClose(m) => m.fields_mut(),
+            Method::ChannelCloseOk(m) => m.fields_mut(),
+            Method::ExchangeDeclare(m) => m.fields_mut(),
+            Method::ExchangeDeclareOk(m) => m.fields_mut(),
+            Method::ExchangeDelete(m) => m.fields_mut(),
+            Method::ExchangeDeleteOk(m) => m.fields_mut(),
+            Method::ExchangeBind(m) => m.fields_mut(),
+            Method::ExchangeBindOk(m) => m.fields_mut(),
+            Method::ExchangeUnbind(m) => m.fields_mut(),
+            Method::ExchangeUnbindOk(m) => m.fields_mut(),
+            Method::QueueDeclare(m) => m.fields_mut(),
+            Method::QueueDeclareOk(m) => m.fields_mut(),
+            Method::QueueBind(m) => m.fields_mut(),
+            Method::QueueBindOk(m) => m.fields_mut(),
+            Method::QueueUnbind(m) => m.fields_mut(),
+            Method::QueueUnbindOk(m) => m.fields_mut(),
+            Method::QueuePurge(m) => m.fields_mut(),
+            Method::QueuePurgeOk(m) => m.fields_mut(),
+            Method::QueueDelete(m) => m.fields_mut(),
+            Method::QueueDeleteOk(m) => m.fields_mut(),
+            Method::BasicQos(m) => m.fields_mut(),
+            Method::BasicQosOk(m) => m.fields_mut(),
+            Method::BasicConsume(m) => m.fields_mut(),
+            Method::BasicConsumeOk(m) => m.fields_mut(),
+            Method::BasicCancel(m) => m.fields_mut(),
+            Method::BasicCancelOk(m) => m.fields_mut(),
+            Method::BasicPublish(m) => m.fields_mut(),
+            Method::BasicReturn(m) => m.fields_mut(),
+            Method::BasicDeliver(m) => m.fields_mut(),
+            Method::BasicGet(m) => m.fields_mut(),
+            Method::BasicGetOk(m) => m.fields_mut(),
+            Method::BasicGetEmpty(m) => m.fields_mut(),
+            Method::BasicAck(m) => m.fields_mut(),
+            Method::BasicReject(m) => m.fields_mut(),
+            Method::BasicRecoverAsync(m) => m.fields_mut(),
+            Method::BasicRecover(m) => m.fields_mut(),
+            Method::BasicRecoverOk(m) => m.fields_mut(),
+            Method::BasicNack(m) => m.fields_mut(),
+            Method::TxSelect(m) => m.fields_mut(),
+            Method::TxSelectOk(m) => m.fields_mut(),
+            Method::TxCommit(m) => m.fields_mut(),
+            Method::TxCommitOk(m) => m.fields_mut(),
+            Method::TxRollback(m) => m.fields_mut(),
+            Method::TxRollbackOk(m) => m.fields_mut(),
+            Method::ConfirmSelect(m) => m.fields_mut(),
+            Method::ConfirmSelectOk(m) => m.fields_mut(),
+        }
     }
 }
 

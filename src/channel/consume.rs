@@ -1,0 +1,153 @@
+//! basic.qos, consume, cancel, get, ack, nack, reject and recover.
+
+use super::declare::generated_name;
+use super::{requeue_grouped, Channel};
+use crate::error::{AmqpError, AmqpResult};
+use crate::queue::{ConsumeError, Consumer, ConsumerSink};
+use std::sync::Arc;
+use warren_protocol::{basic, Method};
+
+impl Channel {
+    pub(super) fn basic_qos(&mut self, m: basic::Qos) -> AmqpResult<()> {
+        if m.prefetch_size != 0 {
+            // RabbitMQ refuses a byte-based prefetch the same way.
+            return Err(AmqpError::not_implemented(format!(
+                "prefetch_size!=0 ({})",
+                m.prefetch_size
+            )));
+        }
+        self.shared.set_prefetch(m.prefetch_count, m.global);
+        self.reply(basic::QosOk {});
+        self.kick_consumed_queues();
+        Ok(())
+    }
+
+    pub(super) fn basic_consume(&mut self, m: basic::Consume) -> AmqpResult<()> {
+        let queue = self.queue_for_use(&m.queue)?;
+        let tag = if m.consumer_tag.is_empty() {
+            generated_name("amq.ctag-")
+        } else {
+            m.consumer_tag
+        };
+        if self.shared.has_consumer(&tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
+        }
+        if !m.no_wait {
+            // consume-ok goes out before the queue can deliver, as clients expect.
+            self.reply(basic::ConsumeOk {
+                consumer_tag: tag.clone(),
+            });
+        }
+        self.shared
+            .add_consumer(tag.clone(), queue.clone(), m.no_ack);
+        let sink: Arc<dyn ConsumerSink> = self.shared.clone();
+        let consumer = Consumer {
+            tag: tag.clone(),
+            sink,
+            no_ack: m.no_ack,
+            exclusive: m.exclusive,
+        };
+        match queue.add_consumer(consumer) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.shared.remove_consumer(&tag);
+                Err(match e {
+                    ConsumeError::ExclusiveInUse => AmqpError::access_refused(format!(
+                        "queue '{}' in vhost '{}' in exclusive use",
+                        queue.name, self.ctx.vhost.name
+                    )),
+                    ConsumeError::Deleted => AmqpError::not_found(format!(
+                        "no queue '{}' in vhost '{}'",
+                        queue.name, self.ctx.vhost.name
+                    )),
+                })
+            }
+        }
+    }
+
+    pub(super) fn basic_cancel(&mut self, m: basic::Cancel) -> AmqpResult<()> {
+        if let Some(queue) = self.shared.remove_consumer(&m.consumer_tag) {
+            let sink: Arc<dyn ConsumerSink> = self.shared.clone();
+            if queue.remove_consumer(&sink, &m.consumer_tag) {
+                self.ctx.vhost.remove_queue(&queue);
+            }
+        }
+        if !m.no_wait {
+            self.reply(basic::CancelOk {
+                consumer_tag: m.consumer_tag,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn basic_get(&mut self, m: basic::Get) -> AmqpResult<()> {
+        let queue = self.queue_for_use(&m.queue)?;
+        let Some((msg, message_count)) = queue.get() else {
+            self.reply(basic::GetEmpty {
+                reserved_1: Default::default(),
+            });
+            return Ok(());
+        };
+        let message = msg.message.clone();
+        let redelivered = msg.redelivered;
+        let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
+        let get_ok = Method::BasicGetOk(basic::GetOk {
+            delivery_tag,
+            redelivered,
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+            message_count,
+        });
+        self.ctx
+            .outbound
+            .send_content(self.id, &get_ok, &message.properties, &message.body);
+        Ok(())
+    }
+
+    pub(super) fn basic_ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
+        if let Some(tx) = &mut self.tx {
+            tx.acks.push((tag, multiple, None));
+            return Ok(());
+        }
+        self.settle(tag, multiple, None)
+    }
+
+    pub(super) fn basic_nack(&mut self, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
+        if let Some(tx) = &mut self.tx {
+            tx.acks.push((tag, multiple, Some(requeue)));
+            return Ok(());
+        }
+        self.settle(tag, multiple, Some(requeue))
+    }
+
+    /// Settles deliveries: `requeue` None = ack, Some(true) = requeue, Some(false) = drop.
+    pub(super) fn settle(
+        &mut self,
+        tag: u64,
+        multiple: bool,
+        requeue: Option<bool>,
+    ) -> AmqpResult<()> {
+        let settled = self.shared.settle(tag, multiple).map_err(|unknown| {
+            AmqpError::precondition_failed(format!("unknown delivery tag {}", unknown.0))
+        })?;
+        if requeue == Some(true) {
+            requeue_grouped(settled);
+        } else {
+            drop(settled);
+        }
+        self.kick_consumed_queues();
+        Ok(())
+    }
+
+    pub(super) fn basic_recover(&mut self, _requeue: bool, reply: bool) -> AmqpResult<()> {
+        // RabbitMQ requeues in both cases (requeue=false redelivery to the same consumer is not
+        // offered by it either).
+        self.requeue_unacked();
+        if reply {
+            self.reply(basic::RecoverOk {});
+        }
+        Ok(())
+    }
+}

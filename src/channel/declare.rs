@@ -1,0 +1,207 @@
+//! exchange.* and queue.* methods: declare, delete, bind, unbind, purge.
+
+use super::Channel;
+use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{Destination, ExchangeKind, ExchangeOptions};
+use crate::queue::{Queue, QueueOptions};
+use crate::vhost::DeclareError;
+use rand::distributions::{Alphanumeric, DistString};
+use std::sync::Arc;
+use warren_protocol::{exchange, queue, ShortStr};
+
+impl Channel {
+    fn declare_err(&self, e: DeclareError) -> AmqpError {
+        AmqpError::from_declare(e, &self.ctx.vhost.name)
+    }
+
+    /// An empty queue name means the last queue declared on this channel (spec: queue-name).
+    fn resolve_queue_name(&self, name: &ShortStr) -> AmqpResult<ShortStr> {
+        if !name.is_empty() {
+            return Ok(name.clone());
+        }
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    /// The named queue, if this connection may use it (405 for another's exclusive queue).
+    pub(super) fn queue_for_use(&self, name: &ShortStr) -> AmqpResult<Arc<Queue>> {
+        let name = self.resolve_queue_name(name)?;
+        self.ctx
+            .vhost
+            .queue_for(&name, self.ctx.id)
+            .map_err(|e| self.declare_err(e))
+    }
+
+    pub(super) fn exchange_declare(&mut self, m: exchange::Declare) -> AmqpResult<()> {
+        let vhost = &self.ctx.vhost;
+        if m.passive {
+            vhost
+                .exchange(&m.exchange)
+                .map_err(|e| self.declare_err(e))?;
+        } else {
+            let kind = ExchangeKind::from_name(&m.kind).ok_or_else(|| {
+                self.declare_err(DeclareError::UnknownExchangeType(m.kind.to_string()))
+            })?;
+            let options = ExchangeOptions {
+                kind,
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                internal: m.internal,
+                arguments: m.arguments,
+            };
+            vhost
+                .declare_exchange(m.exchange, &m.kind, options)
+                .map_err(|e| self.declare_err(e))?;
+        }
+        if !m.no_wait {
+            self.reply(exchange::DeclareOk {});
+        }
+        Ok(())
+    }
+
+    pub(super) fn exchange_delete(&mut self, m: exchange::Delete) -> AmqpResult<()> {
+        self.ctx
+            .vhost
+            .delete_exchange(&m.exchange, m.if_unused)
+            .map_err(|e| self.declare_err(e))?;
+        if !m.no_wait {
+            self.reply(exchange::DeleteOk {});
+        }
+        Ok(())
+    }
+
+    pub(super) fn exchange_bind(&mut self, m: exchange::Bind) -> AmqpResult<()> {
+        let vhost = &self.ctx.vhost;
+        let destination = vhost
+            .exchange(&m.destination)
+            .map_err(|e| self.declare_err(e))?;
+        vhost
+            .bind(
+                &m.source,
+                Destination::Exchange(destination),
+                m.routing_key,
+                m.arguments,
+            )
+            .map_err(|e| self.declare_err(e))?;
+        if !m.no_wait {
+            self.reply(exchange::BindOk {});
+        }
+        Ok(())
+    }
+
+    pub(super) fn exchange_unbind(&mut self, m: exchange::Unbind) -> AmqpResult<()> {
+        let vhost = &self.ctx.vhost;
+        let destination = vhost
+            .exchange(&m.destination)
+            .map_err(|e| self.declare_err(e))?;
+        vhost
+            .unbind(
+                &m.source,
+                &Destination::Exchange(destination),
+                &m.routing_key,
+                &m.arguments,
+            )
+            .map_err(|e| self.declare_err(e))?;
+        if !m.no_wait {
+            self.reply(exchange::UnbindOk {});
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_declare(&mut self, m: queue::Declare) -> AmqpResult<()> {
+        let vhost = &self.ctx.vhost;
+        let q = if m.passive {
+            let name = self.resolve_queue_name(&m.queue)?;
+            vhost
+                .queue_for(&name, self.ctx.id)
+                .map_err(|e| self.declare_err(e))?
+        } else {
+            let server_named = m.queue.is_empty();
+            let name = if server_named {
+                generated_name("amq.gen-")
+            } else {
+                m.queue
+            };
+            let options = QueueOptions {
+                durable: m.durable,
+                auto_delete: m.auto_delete,
+                exclusive_owner: m.exclusive.then_some(self.ctx.id),
+                arguments: m.arguments,
+            };
+            vhost
+                .declare_queue(name, server_named, options, self.ctx.id)
+                .map_err(|e| self.declare_err(e))?
+        };
+        self.last_queue = Some(q.name.clone());
+        if !m.no_wait {
+            let ok = queue::DeclareOk {
+                queue: q.name.clone(),
+                message_count: q.message_count(),
+                consumer_count: q.consumer_count(),
+            };
+            self.reply(ok);
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_bind(&mut self, m: queue::Bind) -> AmqpResult<()> {
+        let q = self.queue_for_use(&m.queue)?;
+        let routing_key = if m.routing_key.is_empty() && m.queue.is_empty() {
+            q.name.clone()
+        } else {
+            m.routing_key
+        };
+        self.ctx
+            .vhost
+            .bind(&m.exchange, Destination::Queue(q), routing_key, m.arguments)
+            .map_err(|e| self.declare_err(e))?;
+        if !m.no_wait {
+            self.reply(queue::BindOk {});
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_unbind(&mut self, m: queue::Unbind) -> AmqpResult<()> {
+        let q = self.queue_for_use(&m.queue)?;
+        self.ctx
+            .vhost
+            .unbind(
+                &m.exchange,
+                &Destination::Queue(q),
+                &m.routing_key,
+                &m.arguments,
+            )
+            .map_err(|e| self.declare_err(e))?;
+        self.reply(queue::UnbindOk {});
+        Ok(())
+    }
+
+    pub(super) fn queue_purge(&mut self, m: queue::Purge) -> AmqpResult<()> {
+        let q = self.queue_for_use(&m.queue)?;
+        let message_count = q.purge();
+        if !m.no_wait {
+            self.reply(queue::PurgeOk { message_count });
+        }
+        Ok(())
+    }
+
+    pub(super) fn queue_delete(&mut self, m: queue::Delete) -> AmqpResult<()> {
+        let name = self.resolve_queue_name(&m.queue)?;
+        let message_count = self
+            .ctx
+            .vhost
+            .delete_queue(&name, self.ctx.id, m.if_unused, m.if_empty)
+            .map_err(|e| self.declare_err(e))?;
+        if !m.no_wait {
+            self.reply(queue::DeleteOk { message_count });
+        }
+        Ok(())
+    }
+}
+
+/// `amq.gen-` / `amq.ctag-` followed by 22 random characters, like RabbitMQ's names.
+pub(super) fn generated_name(prefix: &str) -> ShortStr {
+    let suffix = Alphanumeric.sample_string(&mut rand::thread_rng(), 22);
+    ShortStr::truncated(&format!("{prefix}{suffix}"))
+}

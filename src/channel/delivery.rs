@@ -1,0 +1,263 @@
+//! The part of a channel that queues touch: its consumers, delivery tags, unacked deliveries and
+//! prefetch credit. Shared (`Arc`) between the connection task (acks, qos, cancel) and the
+//! publishers' tasks that dispatch to this channel's consumers.
+
+use crate::connection::writer::Outbound;
+use crate::queue::{ConsumerSink, Queue, QueuedMessage};
+use parking_lot::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use warren_protocol::{basic, Method, ShortStr};
+
+/// A delivery awaiting basic.ack / nack / reject.
+pub struct Unacked {
+    /// Delivery tag on this channel.
+    pub tag: u64,
+    /// Queue it came from (requeued there).
+    pub queue: Arc<Queue>,
+    /// The message and its place in the queue.
+    pub msg: QueuedMessage,
+    /// Consumer that got it (`None` for basic.get), for its prefetch credit.
+    consumer: Option<ShortStr>,
+}
+
+struct ConsumerState {
+    queue: Arc<Queue>,
+    no_ack: bool,
+    prefetch: u16,
+    unacked: u32,
+}
+
+struct DeliveryState {
+    next_tag: u64,
+    unacked: VecDeque<Unacked>,
+    consumers: HashMap<ShortStr, ConsumerState>,
+    /// basic.qos global=false: applies to consumers created afterwards.
+    consumer_prefetch: u16,
+    /// basic.qos global=true: shared by all consumers of the channel (RabbitMQ's reading).
+    channel_prefetch: u16,
+    /// Unacked consumer deliveries, counted against `channel_prefetch`.
+    channel_unacked: u32,
+    flow_active: bool,
+    closed: bool,
+}
+
+/// A settle request naming a tag the channel never delivered (406).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UnknownTag(pub u64);
+
+/// Delivery state of one channel.
+pub struct ChannelShared {
+    /// Channel number.
+    pub id: u16,
+    outbound: Arc<Outbound>,
+    /// The client understands server-sent basic.cancel (capability consumer_cancel_notify).
+    cancel_notify: bool,
+    state: Mutex<DeliveryState>,
+}
+
+impl ChannelShared {
+    /// Delivery state for a newly opened channel.
+    pub fn new(id: u16, outbound: Arc<Outbound>, cancel_notify: bool) -> Arc<Self> {
+        Arc::new(ChannelShared {
+            id,
+            outbound,
+            cancel_notify,
+            state: Mutex::new(DeliveryState {
+                next_tag: 1,
+                unacked: VecDeque::new(),
+                consumers: HashMap::new(),
+                consumer_prefetch: 0,
+                channel_prefetch: 0,
+                channel_unacked: 0,
+                flow_active: true,
+                closed: false,
+            }),
+        })
+    }
+
+    /// Whether `tag` names a consumer of this channel.
+    pub fn has_consumer(&self, tag: &str) -> bool {
+        self.state.lock().consumers.contains_key(tag)
+    }
+
+    /// Registers a consumer (before the queue learns of it, so its first delivery finds it).
+    pub fn add_consumer(&self, tag: ShortStr, queue: Arc<Queue>, no_ack: bool) {
+        let mut st = self.state.lock();
+        let prefetch = st.consumer_prefetch;
+        st.consumers.insert(
+            tag,
+            ConsumerState {
+                queue,
+                no_ack,
+                prefetch,
+                unacked: 0,
+            },
+        );
+    }
+
+    /// Forgets a consumer; returns its queue.
+    pub fn remove_consumer(&self, tag: &str) -> Option<Arc<Queue>> {
+        self.state.lock().consumers.remove(tag).map(|c| c.queue)
+    }
+
+    /// basic.qos.
+    pub fn set_prefetch(&self, count: u16, global: bool) {
+        let mut st = self.state.lock();
+        if global {
+            st.channel_prefetch = count;
+        } else {
+            st.consumer_prefetch = count;
+        }
+    }
+
+    /// channel.flow.
+    pub fn set_flow(&self, active: bool) {
+        self.state.lock().flow_active = active;
+    }
+
+    /// Records a basic.get delivery; returns its tag.
+    pub fn record_get(&self, queue: Arc<Queue>, msg: QueuedMessage, no_ack: bool) -> u64 {
+        let mut st = self.state.lock();
+        let tag = st.next_tag;
+        st.next_tag += 1;
+        if !no_ack {
+            st.unacked.push_back(Unacked {
+                tag,
+                queue,
+                msg,
+                consumer: None,
+            });
+        }
+        tag
+    }
+
+    /// Removes and returns the deliveries an ack/nack/reject names. `tag` 0 with `multiple`
+    /// means "everything outstanding" (spec: basic.ack delivery-tag).
+    pub fn settle(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, UnknownTag> {
+        let mut st = self.state.lock();
+        let taken: Vec<Unacked> = if multiple {
+            let upto = if tag == 0 {
+                st.unacked.len()
+            } else {
+                st.unacked.partition_point(|u| u.tag <= tag)
+            };
+            if upto == 0 && tag != 0 {
+                return Err(UnknownTag(tag));
+            }
+            st.unacked.drain(..upto).collect()
+        } else {
+            let at = st.unacked.partition_point(|u| u.tag < tag);
+            match st.unacked.get(at) {
+                Some(u) if u.tag == tag => st.unacked.remove(at).into_iter().collect(),
+                _ => return Err(UnknownTag(tag)),
+            }
+        };
+        for u in &taken {
+            release_credit(&mut st, u);
+        }
+        Ok(taken)
+    }
+
+    /// Takes every outstanding delivery (basic.recover, channel close).
+    pub fn take_all_unacked(&self) -> Vec<Unacked> {
+        let mut st = self.state.lock();
+        let taken: Vec<Unacked> = st.unacked.drain(..).collect();
+        for u in &taken {
+            release_credit(&mut st, u);
+        }
+        taken
+    }
+
+    /// Stops all deliveries and returns the consumers (tag, queue) to remove from their queues.
+    pub fn close(&self) -> Vec<(ShortStr, Arc<Queue>)> {
+        let mut st = self.state.lock();
+        st.closed = true;
+        st.consumers
+            .drain()
+            .map(|(tag, c)| (tag, c.queue))
+            .collect()
+    }
+
+    /// The distinct queues this channel consumes from (kicked when credit frees up).
+    pub fn consumed_queues(&self) -> Vec<Arc<Queue>> {
+        let st = self.state.lock();
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        for c in st.consumers.values() {
+            if !queues.iter().any(|q| Arc::ptr_eq(q, &c.queue)) {
+                queues.push(c.queue.clone());
+            }
+        }
+        queues
+    }
+}
+
+fn release_credit(st: &mut DeliveryState, u: &Unacked) {
+    if let Some(tag) = &u.consumer {
+        st.channel_unacked = st.channel_unacked.saturating_sub(1);
+        if let Some(c) = st.consumers.get_mut(tag) {
+            c.unacked = c.unacked.saturating_sub(1);
+        }
+    }
+}
+
+impl ConsumerSink for ChannelShared {
+    fn try_deliver(
+        &self,
+        tag: &ShortStr,
+        no_ack: bool,
+        queue: &Arc<Queue>,
+        msg: &QueuedMessage,
+    ) -> bool {
+        let mut st = self.state.lock();
+        if st.closed || !st.flow_active {
+            return false;
+        }
+        let channel_full =
+            st.channel_prefetch > 0 && st.channel_unacked >= u32::from(st.channel_prefetch);
+        let Some(c) = st.consumers.get_mut(tag.as_str()) else {
+            return false;
+        };
+        let consumer_full = c.prefetch > 0 && c.unacked >= u32::from(c.prefetch);
+        if (!no_ack && (channel_full || consumer_full)) || self.outbound.is_congested_for(queue) {
+            return false;
+        }
+        if !c.no_ack {
+            c.unacked += 1;
+        }
+        let delivery_tag = st.next_tag;
+        st.next_tag += 1;
+        if !no_ack {
+            st.channel_unacked += 1;
+            st.unacked.push_back(Unacked {
+                tag: delivery_tag,
+                queue: queue.clone(),
+                msg: msg.clone(),
+                consumer: Some(tag.clone()),
+            });
+        }
+        let m = &msg.message;
+        let deliver = Method::BasicDeliver(basic::Deliver {
+            consumer_tag: tag.clone(),
+            delivery_tag,
+            redelivered: msg.redelivered,
+            exchange: m.exchange.clone(),
+            routing_key: m.routing_key.clone(),
+        });
+        // Written under the channel lock so delivery tags reach the wire in order.
+        self.outbound
+            .send_content(self.id, &deliver, &m.properties, &m.body);
+        true
+    }
+
+    fn cancelled_by_server(&self, tag: &ShortStr) {
+        let removed = self.state.lock().consumers.remove(tag.as_str()).is_some();
+        if removed && self.cancel_notify {
+            let cancel = basic::Cancel {
+                consumer_tag: tag.clone(),
+                no_wait: true,
+            };
+            self.outbound.send_method(self.id, &cancel.into());
+        }
+    }
+}

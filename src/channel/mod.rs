@@ -1,0 +1,184 @@
+//! One AMQP channel: turns each method into a vhost/queue call and each result into a reply.
+//! The connection task owns the `Channel` and feeds it frames; replies go to the outbound buffer.
+//! Never reads the socket, and never decides how an error is sent (connection/ does that).
+
+mod consume;
+mod declare;
+pub mod delivery;
+mod publish;
+
+use crate::config::Config;
+use crate::connection::writer::Outbound;
+use crate::error::{AmqpError, AmqpResult};
+use crate::vhost::VHost;
+use bytes::Bytes;
+use delivery::ChannelShared;
+use publish::{Confirms, ContentInProgress, TxBuffer};
+use std::sync::Arc;
+use warren_protocol::{channel, ContentHeader, Method, ShortStr};
+
+/// What every channel of a connection shares.
+pub struct ConnectionContext {
+    /// Connection id, the owner of its exclusive queues.
+    pub id: u64,
+    /// The vhost opened by connection.open.
+    pub vhost: Arc<VHost>,
+    /// Outbound frames.
+    pub outbound: Arc<Outbound>,
+    /// Authenticated user name (checked against the user-id property).
+    pub user: String,
+    /// Broker settings.
+    pub config: Arc<Config>,
+    /// The client asked for server-sent basic.cancel.
+    pub cancel_notify: bool,
+}
+
+/// An open channel.
+pub struct Channel {
+    /// Channel number.
+    pub id: u16,
+    shared: Arc<ChannelShared>,
+    ctx: Arc<ConnectionContext>,
+    content: Option<ContentInProgress>,
+    confirms: Option<Confirms>,
+    tx: Option<TxBuffer>,
+    /// The last queue declared on this channel: an empty queue name means this one (spec).
+    last_queue: Option<ShortStr>,
+}
+
+impl Channel {
+    /// Opens channel `id` (channel.open was received).
+    pub fn open(id: u16, ctx: Arc<ConnectionContext>) -> Self {
+        let shared = ChannelShared::new(id, ctx.outbound.clone(), ctx.cancel_notify);
+        Channel {
+            id,
+            shared,
+            ctx,
+            content: None,
+            confirms: None,
+            tx: None,
+            last_queue: None,
+        }
+    }
+
+    fn reply(&self, method: impl Into<Method>) {
+        self.ctx.outbound.send_method(self.id, &method.into());
+    }
+
+    /// Handles one method frame.
+    pub fn handle_method(&mut self, method: Method) -> AmqpResult<()> {
+        if self.content.is_some() {
+            return Err(AmqpError::unexpected_frame(format!(
+                "expected content header for class 60, got non content header frame instead ({})",
+                method.name()
+            )));
+        }
+        let (class_id, method_id) = (method.class_id(), method.method_id());
+        self.dispatch(method).map_err(|mut e| {
+            if e.class_id == 0 {
+                e.class_id = class_id;
+                e.method_id = method_id;
+            }
+            e
+        })
+    }
+
+    fn dispatch(&mut self, method: Method) -> AmqpResult<()> {
+        match method {
+            Method::ChannelFlow(m) => self.channel_flow(m),
+            Method::ExchangeDeclare(m) => self.exchange_declare(m),
+            Method::ExchangeDelete(m) => self.exchange_delete(m),
+            Method::ExchangeBind(m) => self.exchange_bind(m),
+            Method::ExchangeUnbind(m) => self.exchange_unbind(m),
+            Method::QueueDeclare(m) => self.queue_declare(m),
+            Method::QueueBind(m) => self.queue_bind(m),
+            Method::QueueUnbind(m) => self.queue_unbind(m),
+            Method::QueuePurge(m) => self.queue_purge(m),
+            Method::QueueDelete(m) => self.queue_delete(m),
+            Method::BasicQos(m) => self.basic_qos(m),
+            Method::BasicConsume(m) => self.basic_consume(m),
+            Method::BasicCancel(m) => self.basic_cancel(m),
+            Method::BasicPublish(m) => self.basic_publish(m),
+            Method::BasicGet(m) => self.basic_get(m),
+            Method::BasicAck(m) => self.basic_ack(m.delivery_tag, m.multiple),
+            Method::BasicReject(m) => self.basic_nack(m.delivery_tag, false, m.requeue),
+            Method::BasicNack(m) => self.basic_nack(m.delivery_tag, m.multiple, m.requeue),
+            Method::BasicRecover(m) => self.basic_recover(m.requeue, true),
+            Method::BasicRecoverAsync(m) => self.basic_recover(m.requeue, false),
+            Method::ConfirmSelect(m) => self.confirm_select(m),
+            Method::TxSelect(_) => self.tx_select(),
+            Method::TxCommit(_) => self.tx_commit(),
+            Method::TxRollback(_) => self.tx_rollback(),
+            Method::ChannelFlowOk(_) => Ok(()), // the broker never sends channel.flow
+            other => Err(AmqpError::command_invalid(format!(
+                "method {} is not valid on channel {}",
+                other.name(),
+                self.id
+            ))),
+        }
+    }
+
+    /// Handles a content header frame.
+    pub fn handle_header(&mut self, header: ContentHeader) -> AmqpResult<()> {
+        self.content_header(header)
+    }
+
+    /// Handles a content body frame.
+    pub fn handle_body(&mut self, payload: Bytes) -> AmqpResult<()> {
+        self.content_body(payload)
+    }
+
+    fn channel_flow(&mut self, m: channel::Flow) -> AmqpResult<()> {
+        self.shared.set_flow(m.active);
+        self.reply(channel::FlowOk { active: m.active });
+        if m.active {
+            self.kick_consumed_queues();
+        }
+        Ok(())
+    }
+
+    /// Delivers again from the queues this channel consumes (credit was freed).
+    fn kick_consumed_queues(&self) {
+        for q in self.shared.consumed_queues() {
+            q.dispatch();
+        }
+    }
+
+    /// Called once all frames of one socket read were handled: sends coalesced confirms.
+    pub fn end_of_batch(&mut self) {
+        if let Some(confirms) = &mut self.confirms {
+            confirms.flush(self.id, &self.ctx.outbound);
+        }
+    }
+
+    /// Releases everything the channel holds: consumers leave their queues (auto-delete ones may
+    /// go), unacked deliveries are requeued with redelivered=true.
+    pub fn close(&mut self) {
+        for (tag, queue) in self.shared.close() {
+            let sink: Arc<dyn crate::queue::ConsumerSink> = self.shared.clone();
+            if queue.remove_consumer(&sink, &tag) {
+                self.ctx.vhost.remove_queue(&queue);
+            }
+        }
+        self.requeue_unacked();
+    }
+
+    fn requeue_unacked(&self) {
+        let unacked = self.shared.take_all_unacked();
+        requeue_grouped(unacked);
+    }
+}
+
+/// Requeues deliveries queue by queue, in one call each so every queue dispatches once.
+fn requeue_grouped(unacked: Vec<delivery::Unacked>) {
+    let mut groups: Vec<(Arc<crate::queue::Queue>, Vec<crate::queue::QueuedMessage>)> = Vec::new();
+    for u in unacked {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &u.queue)) {
+            Some((_, msgs)) => msgs.push(u.msg),
+            None => groups.push((u.queue, vec![u.msg])),
+        }
+    }
+    for (queue, msgs) in groups {
+        queue.requeue(msgs);
+    }
+}

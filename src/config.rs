@@ -1,0 +1,39 @@
+//! Broker settings, with defaults that run with zero configuration.
+
+use std::path::PathBuf;
+
+/// Everything a broker needs to start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where durable state lives.
+    pub data_dir: PathBuf,
+    /// Largest frame the broker accepts and proposes in connection.tune.
+    pub frame_max: u32,
+    /// Highest channel number a client may open (connection.tune channel-max).
+    pub channel_max: u16,
+    /// Heartbeat interval proposed in connection.tune, in seconds (0 disables).
+    pub heartbeat: u16,
+    /// Largest message body accepted (RabbitMQ's `max_message_size`, 128 MiB by default).
+    pub max_message_size: u64,
+    /// The default user, created with full rights on vhost `/`.
+    pub default_user: String,
+    /// The default user's password.
+    pub default_pass: String,
+    /// Whether the default user may only connect from loopback (RabbitMQ's `loopback_users`).
+    pub default_user_loopback_only: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("data"),
+            frame_max: 131_072,
+            channel_max: 2047,
+            heartbeat: 60,
+            max_message_size: 128 * 1024 * 1024,
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_user_loopback_only: true,
+        }
+    }
+}

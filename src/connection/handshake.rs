@@ -1,0 +1,260 @@
+//! The connection handshake: protocol header, start/start-ok (SASL), tune/tune-ok, open/open-ok.
+//! Separate from the steady state: the dispatcher never sees a half-open connection.
+
+use super::reader::{FrameReader, ReadError};
+use super::writer::Outbound;
+use crate::broker::Broker;
+use crate::error::AmqpError;
+use crate::vhost::VHost;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncRead;
+use warren_protocol::{
+    connection, FieldTable, FieldValue, Frame, LongStr, Method, ShortStr, FRAME_MIN_SIZE,
+};
+
+/// RabbitMQ's `handshake_timeout`: a peer that does not finish the handshake in time is dropped.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the handshake settled.
+pub struct Negotiated {
+    /// Authenticated user.
+    pub user: String,
+    /// The vhost of connection.open.
+    pub vhost: Arc<VHost>,
+    /// Highest channel number.
+    pub channel_max: u16,
+    /// Largest frame.
+    pub frame_max: u32,
+    /// Heartbeat interval in seconds (0 = none).
+    pub heartbeat: u16,
+    /// Client capability consumer_cancel_notify.
+    pub cancel_notify: bool,
+    /// Client properties, for logs.
+    pub client_properties: FieldTable,
+}
+
+/// How a handshake ended without a connection.
+#[derive(Debug)]
+pub enum HandshakeEnd {
+    /// The socket failed or the peer left.
+    Io(std::io::Error),
+    /// An AMQP error was sent with connection.close.
+    Refused(AmqpError),
+    /// Authentication failed (and was reported if the client asked).
+    AuthFailed(String),
+    /// The peer took longer than [`HANDSHAKE_TIMEOUT`].
+    Timeout,
+}
+
+impl From<std::io::Error> for HandshakeEnd {
+    fn from(e: std::io::Error) -> Self {
+        HandshakeEnd::Io(e)
+    }
+}
+
+/// Runs the handshake with a freshly accepted peer.
+/// The protocol header was already accepted (see `connection::serve`).
+pub async fn handshake<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    outbound: &Outbound,
+    broker: &Broker,
+    peer: SocketAddr,
+) -> Result<Negotiated, HandshakeEnd> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, run(reader, outbound, broker, peer)).await {
+        Ok(result) => result,
+        Err(_) => Err(HandshakeEnd::Timeout),
+    }
+}
+
+async fn run<R: AsyncRead + Unpin>(
+    reader: &mut FrameReader<R>,
+    outbound: &Outbound,
+    broker: &Broker,
+    peer: SocketAddr,
+) -> Result<Negotiated, HandshakeEnd> {
+    outbound.send_method(0, &start_method());
+    let start_ok: connection::StartOk = expect(reader, outbound).await?;
+    let failure_close = capability(&start_ok.client_properties, "authentication_failure_close");
+    let user = match broker
+        .users
+        .authenticate(&start_ok.mechanism, &start_ok.response, peer.ip())
+    {
+        Ok(user) => user,
+        Err(e) => {
+            let text = format!(
+                "Login was refused using authentication mechanism {}. For details see the broker logfile.",
+                start_ok.mechanism
+            );
+            if failure_close {
+                send_close(outbound, &AmqpError::access_refused(text.clone()));
+            }
+            return Err(HandshakeEnd::AuthFailed(format!("{e:?}")));
+        }
+    };
+    let config = &broker.config;
+    outbound.send_method(
+        0,
+        &connection::Tune {
+            channel_max: config.channel_max,
+            frame_max: config.frame_max,
+            heartbeat: config.heartbeat,
+        }
+        .into(),
+    );
+    let tune_ok: connection::TuneOk = expect(reader, outbound).await?;
+    let frame_max = negotiate_frame_max(tune_ok.frame_max, config.frame_max)
+        .map_err(|e| refuse(outbound, e))?;
+    let channel_max = match tune_ok.channel_max {
+        0 => config.channel_max,
+        n => n.min(config.channel_max),
+    };
+    reader.set_frame_max(frame_max);
+    outbound.set_frame_max(frame_max);
+    let open: connection::Open = expect(reader, outbound).await?;
+    let vhost = broker.vhost(&open.virtual_host).ok_or_else(|| {
+        refuse(
+            outbound,
+            AmqpError::not_allowed(format!("vhost {} not found", open.virtual_host)),
+        )
+    })?;
+    outbound.send_method(0, &connection::OpenOk::default().into());
+    Ok(Negotiated {
+        user,
+        vhost,
+        channel_max,
+        frame_max,
+        heartbeat: tune_ok.heartbeat,
+        cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
+        client_properties: start_ok.client_properties,
+    })
+}
+
+/// The client's frame_max must be 0 (no limit: ours applies), or between 4096 and ours.
+fn negotiate_frame_max(client: u32, server: u32) -> Result<u32, AmqpError> {
+    match client {
+        0 => Ok(server),
+        n if n < FRAME_MIN_SIZE => Err(AmqpError::not_allowed(format!(
+            "frame_max={n} < {FRAME_MIN_SIZE} min size"
+        ))),
+        n if n > server => Err(AmqpError::not_allowed(format!(
+            "frame_max={n} > {server} max size"
+        ))),
+        n => Ok(n),
+    }
+}
+
+fn refuse(outbound: &Outbound, e: AmqpError) -> HandshakeEnd {
+    send_close(outbound, &e);
+    HandshakeEnd::Refused(e)
+}
+
+/// Sends connection.close for `e`.
+pub fn send_close(outbound: &Outbound, e: &AmqpError) {
+    let close = connection::Close {
+        reply_code: e.code.code(),
+        reply_text: ShortStr::truncated(&e.reply_text()),
+        class_id: e.class_id,
+        method_id: e.method_id,
+    };
+    outbound.send_method(0, &close.into());
+}
+
+/// Reads the next frame, which must be method `T` on channel 0.
+async fn expect<R, T>(reader: &mut FrameReader<R>, outbound: &Outbound) -> Result<T, HandshakeEnd>
+where
+    R: AsyncRead + Unpin,
+    T: TryFrom<Method, Error = Method>,
+{
+    let frame = match reader.next_frame().await {
+        Ok(frame) => frame,
+        Err(ReadError::Io(e)) => return Err(HandshakeEnd::Io(e)),
+        Err(ReadError::Decode(e)) => {
+            return Err(refuse(
+                outbound,
+                AmqpError::new(e.reply_code(), e.to_string()),
+            ))
+        }
+    };
+    match frame {
+        Frame::Method { channel: 0, method } => match T::try_from(method) {
+            Ok(m) => Ok(m),
+            Err(other) => Err(refuse(
+                outbound,
+                AmqpError::command_invalid(format!(
+                    "unexpected {} during the connection handshake",
+                    other.name()
+                ))
+                .caused_by(&other),
+            )),
+        },
+        Frame::Heartbeat => Box::pin(expect(reader, outbound)).await,
+        _ => Err(refuse(
+            outbound,
+            AmqpError::unexpected_frame("only method frames on channel 0 during the handshake"),
+        )),
+    }
+}
+
+fn capability(client_properties: &FieldTable, name: &str) -> bool {
+    match client_properties.get("capabilities") {
+        Some(FieldValue::Table(caps)) => caps
+            .get(name)
+            .and_then(FieldValue::as_bool)
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+fn start_method() -> Method {
+    let longstr = |s: &str| FieldValue::LongStr(LongStr::copy_from_slice(s.as_bytes()));
+    // Advertise only what Warren honours.
+    let capabilities: FieldTable = [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ]
+    .into_iter()
+    .map(|c| (ShortStr::from(c), FieldValue::Bool(true)))
+    .collect();
+    let server_properties: FieldTable = [
+        ("product", longstr("Warren")),
+        ("version", longstr(env!("CARGO_PKG_VERSION"))),
+        ("platform", longstr("Rust")),
+        ("copyright", longstr("The Warren authors")),
+        (
+            "information",
+            longstr("An AMQP 0-9-1 broker for RabbitMQ clients"),
+        ),
+        ("cluster_name", longstr("warren")),
+        ("capabilities", FieldValue::Table(capabilities)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (ShortStr::from(k), v))
+    .collect();
+    connection::Start {
+        version_major: 0,
+        version_minor: 9,
+        server_properties,
+        mechanisms: LongStr::from_static(crate::auth::MECHANISMS.as_bytes()),
+        locales: LongStr::from_static(b"en_US"),
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_max_negotiation() {
+        assert_eq!(negotiate_frame_max(0, 131_072), Ok(131_072));
+        assert_eq!(negotiate_frame_max(8192, 131_072), Ok(8192));
+        assert!(negotiate_frame_max(100, 131_072).is_err());
+        assert!(negotiate_frame_max(1 << 20, 131_072).is_err());
+    }
+}

@@ -1,0 +1,365 @@
+//! One client connection: the protocol header, the handshake, then the steady state — frames
+//! dispatched by channel, heartbeats both ways, and the close handshakes. The only place that
+//! turns an `AmqpError` into channel.close or connection.close.
+
+pub mod handshake;
+pub mod reader;
+pub mod writer;
+
+use crate::broker::Broker;
+use crate::channel::{Channel, ConnectionContext};
+use crate::error::AmqpError;
+use handshake::{send_close, HandshakeEnd, Negotiated};
+use reader::{FrameReader, ReadError};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+use warren_protocol::{
+    channel, connection, Frame, Method, ProtocolHeader, ReplyCode, ShortStr, FRAME_MIN_SIZE,
+    PROTOCOL_HEADER,
+};
+use writer::Outbound;
+
+/// How long to wait for connection.close-ok after sending connection.close.
+const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a connection ended, for logs.
+#[derive(Debug)]
+pub enum CloseReason {
+    /// The client sent connection.close.
+    ClientClose,
+    /// The socket closed or failed without a close handshake.
+    PeerGone(std::io::Error),
+    /// No frames for two heartbeat intervals.
+    HeartbeatTimeout,
+    /// Warren closed it with an error (sent as connection.close).
+    Error(AmqpError),
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve<S>(broker: Arc<Broker>, socket: S, peer: SocketAddr, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (read_half, mut write_half) = tokio::io::split(socket);
+    let mut reader = FrameReader::new(read_half);
+    match tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, reader.read_protocol_header()).await {
+        Ok(Ok(ProtocolHeader::Amqp091)) => {}
+        Ok(Ok(ProtocolHeader::Unsupported(header))) => {
+            debug!(%peer, ?header, "unsupported protocol header; answering with AMQP 0-9-1's");
+            let _ = write_half.write_all(&PROTOCOL_HEADER).await;
+            let _ = write_half.shutdown().await;
+            return;
+        }
+        Ok(Err(e)) => return debug!(%peer, error = %e, "peer left before the protocol header"),
+        Err(_) => return debug!(%peer, "no protocol header before the handshake timeout"),
+    }
+    let outbound = Outbound::new(FRAME_MIN_SIZE);
+    let writer = tokio::spawn(outbound.clone().run_writer(write_half));
+    let negotiated = match handshake::handshake(&mut reader, &outbound, &broker, peer).await {
+        Ok(n) => n,
+        Err(end) => {
+            match end {
+                HandshakeEnd::AuthFailed(why) => {
+                    info!(%peer, reason = %why, "authentication failed")
+                }
+                other => debug!(%peer, ?other, "handshake did not complete"),
+            }
+            // Give the peer a moment to read connection.close before the socket goes.
+            outbound.close();
+            let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, writer).await;
+            return;
+        }
+    };
+    let id = broker.next_connection_id();
+    info!(conn = id, %peer, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
+    let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader);
+    let reason = conn.run(shutdown).await;
+    conn.release();
+    info!(conn = id, %peer, ?reason, "connection closed");
+    outbound.close();
+    let _ = writer.await;
+}
+
+enum Slot {
+    Open(Box<Channel>),
+    /// channel.close was sent; waiting for close-ok, dropping everything else.
+    Closing,
+}
+
+/// Whether the read loop goes on.
+enum Flow {
+    Continue,
+    Closed(CloseReason),
+}
+
+struct Connection<R> {
+    ctx: Arc<ConnectionContext>,
+    channels: HashMap<u16, Slot>,
+    channel_max: u16,
+    heartbeat: u16,
+    reader: FrameReader<R>,
+    last_input: Instant,
+}
+
+impl<R: AsyncRead + Unpin> Connection<R> {
+    fn new(
+        id: u64,
+        broker: &Broker,
+        n: Negotiated,
+        outbound: Arc<Outbound>,
+        reader: FrameReader<R>,
+    ) -> Self {
+        let ctx = Arc::new(ConnectionContext {
+            id,
+            vhost: n.vhost,
+            outbound,
+            user: n.user,
+            config: broker.config.clone(),
+            cancel_notify: n.cancel_notify,
+        });
+        Connection {
+            ctx,
+            channels: HashMap::new(),
+            channel_max: n.channel_max,
+            heartbeat: n.heartbeat,
+            reader,
+            last_input: Instant::now(),
+        }
+    }
+
+    async fn run(&mut self, shutdown: CancellationToken) -> CloseReason {
+        let period = Duration::from_secs(u64::from(self.heartbeat.max(1))) / 2;
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            match self.handle_buffered() {
+                Ok(Flow::Continue) => {}
+                Ok(Flow::Closed(reason)) => return reason,
+                Err(e) => return self.close_with(e).await,
+            }
+            if self.ctx.outbound.is_congested() {
+                // The client is not reading what we send: stop reading what it sends.
+                tokio::select! {
+                    _ = self.ctx.outbound.wait_drained() => {}
+                    _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
+                }
+            }
+            tokio::select! {
+                read = self.reader.fill() => {
+                    if let Err(e) = read {
+                        return CloseReason::PeerGone(e);
+                    }
+                    self.last_input = Instant::now();
+                }
+                _ = ticker.tick(), if self.heartbeat > 0 => {
+                    if self.last_input.elapsed() > Duration::from_secs(u64::from(self.heartbeat) * 2) {
+                        return CloseReason::HeartbeatTimeout;
+                    }
+                    self.ctx.outbound.send_heartbeat();
+                }
+                _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
+            }
+        }
+    }
+
+    /// Handles every whole frame in the read buffer, then flushes coalesced confirms.
+    fn handle_buffered(&mut self) -> Result<Flow, AmqpError> {
+        loop {
+            let frame = match self.reader.try_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                Err(ReadError::Decode(e)) => {
+                    return Err(AmqpError::new(e.reply_code(), e.to_string()))
+                }
+                Err(ReadError::Io(e)) => return Ok(Flow::Closed(CloseReason::PeerGone(e))),
+            };
+            if let Flow::Closed(reason) = self.handle_frame(frame)? {
+                return Ok(Flow::Closed(reason));
+            }
+        }
+        for slot in self.channels.values_mut() {
+            if let Slot::Open(ch) = slot {
+                ch.end_of_batch();
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn handle_frame(&mut self, frame: Frame) -> Result<Flow, AmqpError> {
+        match frame {
+            Frame::Heartbeat => Ok(Flow::Continue),
+            Frame::Method { channel: 0, method } => self.connection_method(method),
+            Frame::Method { channel, method } => self
+                .channel_method(channel, method)
+                .map(|()| Flow::Continue),
+            Frame::Header { channel: 0, .. } | Frame::Body { channel: 0, .. } => Err(
+                AmqpError::unexpected_frame("content frames are not allowed on channel 0"),
+            ),
+            Frame::Header { channel, header } => self
+                .with_channel(channel, |ch| ch.handle_header(header))
+                .map(|()| Flow::Continue),
+            Frame::Body { channel, payload } => self
+                .with_channel(channel, |ch| ch.handle_body(payload))
+                .map(|()| Flow::Continue),
+        }
+    }
+
+    fn connection_method(&mut self, method: Method) -> Result<Flow, AmqpError> {
+        match method {
+            Method::ConnectionClose(m) => {
+                debug!(conn = self.ctx.id, reply_code = m.reply_code, reply_text = %m.reply_text, "client closed the connection");
+                self.ctx
+                    .outbound
+                    .send_method(0, &connection::CloseOk {}.into());
+                Ok(Flow::Closed(CloseReason::ClientClose))
+            }
+            Method::ConnectionUpdateSecret(_) => {
+                // Warren's credentials do not expire, so a new secret changes nothing.
+                self.ctx
+                    .outbound
+                    .send_method(0, &connection::UpdateSecretOk {}.into());
+                Ok(Flow::Continue)
+            }
+            other => Err(AmqpError::command_invalid(format!(
+                "{} is not valid on channel 0 after the handshake",
+                other.name()
+            ))
+            .caused_by(&other)),
+        }
+    }
+
+    fn channel_method(&mut self, id: u16, method: Method) -> Result<(), AmqpError> {
+        match (self.channels.get_mut(&id), method) {
+            (None, Method::ChannelOpen(_)) => {
+                if id > self.channel_max {
+                    return Err(AmqpError::not_allowed(format!(
+                        "channel number {id} is above the negotiated channel_max ({})",
+                        self.channel_max
+                    )));
+                }
+                self.channels.insert(
+                    id,
+                    Slot::Open(Box::new(Channel::open(id, self.ctx.clone()))),
+                );
+                self.ctx
+                    .outbound
+                    .send_method(id, &channel::OpenOk::default().into());
+                Ok(())
+            }
+            (None, other) => {
+                Err(AmqpError::channel_error("expected 'channel.open'").caused_by(&other))
+            }
+            (Some(Slot::Closing), Method::ChannelCloseOk(_)) => {
+                self.channels.remove(&id);
+                Ok(())
+            }
+            (Some(Slot::Closing), Method::ChannelClose(_)) => {
+                // Both sides closed at once: answer, and the channel is gone.
+                self.ctx
+                    .outbound
+                    .send_method(id, &channel::CloseOk {}.into());
+                self.channels.remove(&id);
+                Ok(())
+            }
+            (Some(Slot::Closing), _) => Ok(()), // dropped until close-ok (spec: channel.close)
+            (Some(Slot::Open(_)), m @ Method::ChannelOpen(_)) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen").caused_by(&m))
+            }
+            (Some(Slot::Open(ch)), Method::ChannelClose(_)) => {
+                ch.close();
+                self.channels.remove(&id);
+                self.ctx
+                    .outbound
+                    .send_method(id, &channel::CloseOk {}.into());
+                Ok(())
+            }
+            (Some(Slot::Open(_)), Method::ChannelCloseOk(_)) => Ok(()),
+            (Some(Slot::Open(_)), method) => self.with_channel(id, |ch| ch.handle_method(method)),
+        }
+    }
+
+    /// Runs `f` on an open channel; a soft error closes just that channel.
+    fn with_channel(
+        &mut self,
+        id: u16,
+        f: impl FnOnce(&mut Channel) -> Result<(), AmqpError>,
+    ) -> Result<(), AmqpError> {
+        let ch = match self.channels.get_mut(&id) {
+            Some(Slot::Open(ch)) => ch,
+            Some(Slot::Closing) => return Ok(()),
+            None => return Err(AmqpError::channel_error("expected 'channel.open'")),
+        };
+        match f(ch) {
+            Ok(()) => Ok(()),
+            Err(e) if e.is_soft() => {
+                debug!(conn = self.ctx.id, channel = id, reply_code = e.code.code(), text = %e.text, "closing channel");
+                ch.close();
+                let close = channel::Close {
+                    reply_code: e.code.code(),
+                    reply_text: ShortStr::truncated(&e.reply_text()),
+                    class_id: e.class_id,
+                    method_id: e.method_id,
+                };
+                self.ctx.outbound.send_method(id, &close.into());
+                self.channels.insert(id, Slot::Closing);
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends connection.close and waits (bounded) for close-ok, dropping everything else.
+    async fn close_with(&mut self, e: AmqpError) -> CloseReason {
+        debug!(conn = self.ctx.id, reply_code = e.code.code(), text = %e.text, "closing connection");
+        send_close(&self.ctx.outbound, &e);
+        let wait_close_ok = async {
+            loop {
+                match self.reader.next_frame().await {
+                    Ok(Frame::Method {
+                        channel: 0,
+                        method: Method::ConnectionCloseOk(_),
+                    }) => return,
+                    Ok(Frame::Method {
+                        channel: 0,
+                        method: Method::ConnectionClose(_),
+                    }) => {
+                        self.ctx
+                            .outbound
+                            .send_method(0, &connection::CloseOk {}.into());
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        };
+        let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, wait_close_ok).await;
+        CloseReason::Error(e)
+    }
+
+    /// Frees what the connection held: channels (requeueing their unacked deliveries) and
+    /// exclusive queues.
+    fn release(&mut self) {
+        for (_, slot) in self.channels.drain() {
+            if let Slot::Open(mut ch) = slot {
+                ch.close();
+            }
+        }
+        let vhost = &self.ctx.vhost;
+        for q in vhost.exclusive_queues_of(self.ctx.id) {
+            vhost.remove_queue(&q);
+        }
+    }
+}
+
+fn shutdown_error() -> AmqpError {
+    AmqpError::new(
+        ReplyCode::ConnectionForced,
+        "broker forced connection closure with reason 'shutdown'",
+    )
+}

@@ -1,0 +1,156 @@
+//! A connection's outbound path: frames are encoded straight into one shared buffer (by the
+//! connection task for replies, by queues for deliveries) and a writer task flushes it to the
+//! socket in large writes. The buffer is bounded by credit, not by a channel capacity: queues stop
+//! delivering to a connection whose buffer is over [`HIGH_WATER`] and are kicked again when the
+//! writer drains it, and the reader stops reading while it is congested.
+
+use crate::queue::Queue;
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+use warren_protocol::{encode_content, encode_heartbeat, encode_method, BasicProperties, Method};
+
+/// Above this many unflushed bytes the connection takes no more deliveries.
+pub const HIGH_WATER: usize = 1024 * 1024;
+
+struct Pending {
+    buf: BytesMut,
+    /// Queues that skipped this connection because it was congested: kicked after a flush.
+    waiting: Vec<Weak<Queue>>,
+}
+
+/// The outbound buffer of one connection.
+pub struct Outbound {
+    pending: Mutex<Pending>,
+    wake_writer: Notify,
+    drained: Notify,
+    closed: AtomicBool,
+    frame_max: AtomicU32,
+}
+
+impl Outbound {
+    /// An empty outbound path; `frame_max` applies to body frames until tune-ok changes it.
+    pub fn new(frame_max: u32) -> Arc<Self> {
+        Arc::new(Outbound {
+            pending: Mutex::new(Pending {
+                buf: BytesMut::with_capacity(64 * 1024),
+                waiting: Vec::new(),
+            }),
+            wake_writer: Notify::new(),
+            drained: Notify::new(),
+            closed: AtomicBool::new(false),
+            frame_max: AtomicU32::new(frame_max),
+        })
+    }
+
+    /// Sets the negotiated frame_max for body frames.
+    pub fn set_frame_max(&self, frame_max: u32) {
+        self.frame_max.store(frame_max, Ordering::Relaxed);
+    }
+
+    fn append(&self, encode: impl FnOnce(&mut BytesMut)) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        encode(&mut self.pending.lock().buf);
+        self.wake_writer.notify_one();
+    }
+
+    /// Queues one method frame.
+    pub fn send_method(&self, channel: u16, method: &Method) {
+        self.append(|buf| encode_method(channel, method, buf));
+    }
+
+    /// Queues a content-carrying method with its header and body frames.
+    pub fn send_content(
+        &self,
+        channel: u16,
+        method: &Method,
+        properties: &BasicProperties,
+        body: &[u8],
+    ) {
+        let frame_max = self.frame_max.load(Ordering::Relaxed);
+        self.append(|buf| encode_content(channel, method, properties, body, frame_max, buf));
+    }
+
+    /// Queues a heartbeat.
+    pub fn send_heartbeat(&self) {
+        self.append(encode_heartbeat);
+    }
+
+    /// Whether deliveries should wait; if so, `queue` is remembered and kicked after a flush.
+    pub fn is_congested_for(&self, queue: &Arc<Queue>) -> bool {
+        let mut p = self.pending.lock();
+        if p.buf.len() < HIGH_WATER {
+            return false;
+        }
+        if !p.waiting.iter().any(|w| w.as_ptr() == Arc::as_ptr(queue)) {
+            p.waiting.push(Arc::downgrade(queue));
+        }
+        true
+    }
+
+    /// Whether the buffer is over the high-water mark.
+    pub fn is_congested(&self) -> bool {
+        self.pending.lock().buf.len() >= HIGH_WATER
+    }
+
+    /// Waits until the writer has flushed below the high-water mark (or the connection closed).
+    pub async fn wait_drained(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if !self.is_congested() || self.closed.load(Ordering::Relaxed) {
+                return;
+            }
+            drained.await;
+        }
+    }
+
+    /// Stops accepting frames; the writer flushes what is pending and ends.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+        self.wake_writer.notify_one();
+        self.drained.notify_waiters();
+    }
+
+    /// The writer task: flushes the buffer whenever something was queued, until closed.
+    pub async fn run_writer<W: AsyncWrite + Unpin>(
+        self: Arc<Self>,
+        mut socket: W,
+    ) -> std::io::Result<()> {
+        let mut spare = BytesMut::with_capacity(64 * 1024);
+        loop {
+            let (waiting, closed) = {
+                let mut p = self.pending.lock();
+                std::mem::swap(&mut p.buf, &mut spare);
+                (
+                    std::mem::take(&mut p.waiting),
+                    self.closed.load(Ordering::Relaxed),
+                )
+            };
+            if !spare.is_empty() {
+                let result = socket.write_all(&spare).await;
+                spare.clear();
+                if let Err(e) = result {
+                    self.close();
+                    return Err(e);
+                }
+            }
+            self.drained.notify_waiters();
+            for queue in waiting.iter().filter_map(Weak::upgrade) {
+                queue.dispatch();
+            }
+            if closed {
+                let _ = socket.flush().await;
+                let _ = socket.shutdown().await;
+                return Ok(());
+            }
+            if self.pending.lock().buf.is_empty() {
+                self.wake_writer.notified().await;
+            }
+        }
+    }
+}

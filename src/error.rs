@@ -1,0 +1,147 @@
+//! AMQP errors the broker sends to a peer: a reply code, RabbitMQ's reply text, and the method
+//! that caused it. Soft codes close a channel; hard codes close the connection.
+
+use warren_protocol::{Method, ReplyCode};
+
+/// A failure the peer must be told about, and how far it spreads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AmqpError {
+    /// The reply code.
+    pub code: ReplyCode,
+    /// Text after RabbitMQ's `CODE_NAME - ` prefix.
+    pub text: String,
+    /// Class of the method that failed (0 when none).
+    pub class_id: u16,
+    /// Method that failed (0 when none).
+    pub method_id: u16,
+}
+
+impl AmqpError {
+    /// An error with `code` and `text`.
+    pub fn new(code: ReplyCode, text: impl Into<String>) -> Self {
+        AmqpError {
+            code,
+            text: text.into(),
+            class_id: 0,
+            method_id: 0,
+        }
+    }
+
+    /// 404: a queue or exchange that does not exist.
+    pub fn not_found(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::NotFound, text)
+    }
+
+    /// 403: reserved names, permissions, exclusive consumers.
+    pub fn access_refused(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::AccessRefused, text)
+    }
+
+    /// 405: another connection's exclusive queue.
+    pub fn resource_locked(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::ResourceLocked, text)
+    }
+
+    /// 406: inequivalent redeclares, unknown delivery tags, in-use deletes.
+    pub fn precondition_failed(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::PreconditionFailed, text)
+    }
+
+    /// 503: a method that is not valid now.
+    pub fn command_invalid(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::CommandInvalid, text)
+    }
+
+    /// 504: frames on a channel that is not open.
+    pub fn channel_error(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::ChannelError, text)
+    }
+
+    /// 505: a frame out of order.
+    pub fn unexpected_frame(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::UnexpectedFrame, text)
+    }
+
+    /// 530: forbidden by the server (consumer tag reuse, missing vhost).
+    pub fn not_allowed(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::NotAllowed, text)
+    }
+
+    /// 540: a method Warren does not implement.
+    pub fn not_implemented(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::NotImplemented, text)
+    }
+
+    /// 541: a Warren bug; closes the connection, never the process.
+    pub fn internal(text: impl Into<String>) -> Self {
+        Self::new(ReplyCode::InternalError, text)
+    }
+
+    /// Records the method that failed, for the close method's class-id/method-id.
+    pub fn caused_by(mut self, method: &Method) -> Self {
+        self.class_id = method.class_id();
+        self.method_id = method.method_id();
+        self
+    }
+
+    /// Records the class/method ids of the method that failed.
+    pub fn with_method(mut self, class_id: u16, method_id: u16) -> Self {
+        self.class_id = class_id;
+        self.method_id = method_id;
+        self
+    }
+
+    /// Whether only the channel closes.
+    pub fn is_soft(&self) -> bool {
+        self.code.is_soft()
+    }
+
+    /// The reply text as RabbitMQ writes it: `NOT_FOUND - no queue 'q' in vhost '/'`.
+    pub fn reply_text(&self) -> String {
+        format!("{} - {}", self.code.as_str(), self.text)
+    }
+}
+
+impl std::fmt::Display for AmqpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.code.code(), self.reply_text())
+    }
+}
+
+impl std::error::Error for AmqpError {}
+
+/// Shorthand for channel and connection handlers.
+pub type AmqpResult<T> = Result<T, AmqpError>;
+
+impl AmqpError {
+    /// The reply for a refused declare/delete/bind in `vhost`, in RabbitMQ's words.
+    pub fn from_declare(e: crate::vhost::DeclareError, vhost: &str) -> Self {
+        use crate::vhost::DeclareError as D;
+        match e {
+            D::QueueNotFound(q) => Self::not_found(format!("no queue '{q}' in vhost '{vhost}'")),
+            D::ExchangeNotFound(x) => Self::not_found(format!("no exchange '{x}' in vhost '{vhost}'")),
+            D::Inequivalent { what, name, field, received, current } => {
+                let quote = |v: &str| if v.starts_with("the value") || v == "none" { v.to_owned() } else { format!("'{v}'") };
+                Self::precondition_failed(format!(
+                    "inequivalent arg '{field}' for {what} '{name}' in vhost '{vhost}': received {} but current is {}",
+                    quote(&received),
+                    quote(&current)
+                ))
+            }
+            D::ReservedName { what, name } => {
+                Self::access_refused(format!("{what} name '{name}' contains reserved prefix 'amq.*'"))
+            }
+            D::DefaultExchange => Self::access_refused("operation not permitted on the default exchange"),
+            D::Locked(q) => Self::resource_locked(format!(
+                "cannot obtain exclusive access to locked queue '{q}' in vhost '{vhost}'. It could be originally \
+                 declared on another connection or the exclusive property value does not match that of the \
+                 original declaration."
+            )),
+            D::InUse { what, name } => Self::precondition_failed(format!("{what} '{name}' in vhost '{vhost}' in use")),
+            D::NotEmpty(q) => Self::precondition_failed(format!("queue '{q}' in vhost '{vhost}' is not empty")),
+            D::UnknownExchangeType(t) => Self::command_invalid(format!("unknown exchange type '{t}'")),
+            D::BadArguments(text) => Self::precondition_failed(text),
+            D::Internal(x) => Self::access_refused(format!("cannot publish to internal exchange '{x}' in vhost '{vhost}'")),
+        }
+    }
+}

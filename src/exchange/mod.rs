@@ -1,0 +1,246 @@
+//! Exchanges and their bindings: which queues (and exchanges) a routing key and headers reach.
+//! Never touches queues' contents; the vhost pushes to what `route` returns.
+
+pub mod headers;
+pub mod topic;
+
+use crate::queue::Queue;
+use headers::MatchMode;
+use parking_lot::RwLock;
+use std::collections::HashMap;
+use std::sync::Arc;
+use topic::TopicPattern;
+use warren_protocol::{FieldTable, ShortStr};
+
+/// The four exchange types of 0-9-1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExchangeKind {
+    /// Routing key equals binding key.
+    Direct,
+    /// Every binding.
+    Fanout,
+    /// Binding keys with `*` and `#` wildcards.
+    Topic,
+    /// Header values, not the routing key.
+    Headers,
+}
+
+impl ExchangeKind {
+    /// The type named in exchange.declare.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "direct" => ExchangeKind::Direct,
+            "fanout" => ExchangeKind::Fanout,
+            "topic" => ExchangeKind::Topic,
+            "headers" => ExchangeKind::Headers,
+            _ => return None,
+        })
+    }
+
+    /// The type's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExchangeKind::Direct => "direct",
+            ExchangeKind::Fanout => "fanout",
+            ExchangeKind::Topic => "topic",
+            ExchangeKind::Headers => "headers",
+        }
+    }
+}
+
+/// What a binding leads to.
+#[derive(Clone)]
+pub enum Destination {
+    /// A queue.
+    Queue(Arc<Queue>),
+    /// Another exchange (RabbitMQ's exchange-to-exchange bindings).
+    Exchange(Arc<Exchange>),
+}
+
+impl Destination {
+    fn is(&self, other: &Destination) -> bool {
+        match (self, other) {
+            (Destination::Queue(a), Destination::Queue(b)) => Arc::ptr_eq(a, b),
+            (Destination::Exchange(a), Destination::Exchange(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// One binding from this exchange.
+#[derive(Clone)]
+pub struct Binding {
+    /// Where matching messages go.
+    pub destination: Destination,
+    /// Binding key.
+    pub routing_key: ShortStr,
+    /// Binding arguments (headers exchange: what to match).
+    pub arguments: FieldTable,
+    topic: Option<TopicPattern>,
+    match_mode: MatchMode,
+}
+
+#[derive(Default)]
+struct Bindings {
+    all: Vec<Binding>,
+    /// Direct exchanges: binding key → indexes into `all`.
+    by_key: HashMap<ShortStr, Vec<usize>>,
+}
+
+impl Bindings {
+    fn reindex(&mut self) {
+        self.by_key.clear();
+        for (i, b) in self.all.iter().enumerate() {
+            self.by_key
+                .entry(b.routing_key.clone())
+                .or_default()
+                .push(i);
+        }
+    }
+}
+
+/// Declared properties, compared on redeclare.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExchangeOptions {
+    /// Exchange type.
+    pub kind: ExchangeKind,
+    /// Survives restarts.
+    pub durable: bool,
+    /// Deleted when its last binding goes.
+    pub auto_delete: bool,
+    /// Cannot be published to directly, only through exchange-to-exchange bindings.
+    pub internal: bool,
+    /// Declared arguments.
+    pub arguments: FieldTable,
+}
+
+/// An exchange.
+pub struct Exchange {
+    /// Name (`""` is the default exchange).
+    pub name: ShortStr,
+    /// Declared properties.
+    pub options: ExchangeOptions,
+    bindings: RwLock<Bindings>,
+}
+
+/// Why a bind was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BindError {
+    /// Headers binding with a bad `x-match` (406 text).
+    InvalidArguments(String),
+}
+
+impl Exchange {
+    /// A new exchange with no bindings.
+    pub fn new(name: ShortStr, options: ExchangeOptions) -> Arc<Self> {
+        Arc::new(Exchange {
+            name,
+            options,
+            bindings: RwLock::new(Bindings::default()),
+        })
+    }
+
+    /// Adds a binding; binding the same thing twice is a no-op, as in RabbitMQ.
+    pub fn bind(
+        &self,
+        destination: Destination,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> Result<(), BindError> {
+        let match_mode = match self.options.kind {
+            ExchangeKind::Headers => {
+                MatchMode::from_arguments(&arguments).map_err(BindError::InvalidArguments)?
+            }
+            _ => MatchMode::All,
+        };
+        let topic =
+            (self.options.kind == ExchangeKind::Topic).then(|| TopicPattern::new(&routing_key));
+        let mut b = self.bindings.write();
+        let exists = b.all.iter().any(|x| {
+            x.destination.is(&destination)
+                && x.routing_key == routing_key
+                && x.arguments == arguments
+        });
+        if !exists {
+            b.all.push(Binding {
+                destination,
+                routing_key,
+                arguments,
+                topic,
+                match_mode,
+            });
+            b.reindex();
+        }
+        Ok(())
+    }
+
+    /// Removes a binding; returns whether it existed.
+    pub fn unbind(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        self.remove_where(|x| {
+            x.destination.is(destination)
+                && x.routing_key == routing_key
+                && x.arguments == *arguments
+        })
+    }
+
+    /// Removes every binding to `destination` (it was deleted); returns whether any existed.
+    pub fn unbind_all(&self, destination: &Destination) -> bool {
+        self.remove_where(|x| x.destination.is(destination))
+    }
+
+    fn remove_where(&self, pred: impl Fn(&Binding) -> bool) -> bool {
+        let mut b = self.bindings.write();
+        let before = b.all.len();
+        b.all.retain(|x| !pred(x));
+        let removed = b.all.len() != before;
+        if removed {
+            b.reindex();
+        }
+        removed
+    }
+
+    /// Whether any binding has this exchange as its source.
+    pub fn has_bindings(&self) -> bool {
+        !self.bindings.read().all.is_empty()
+    }
+
+    /// Every binding, for listing and for cleanup.
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.bindings.read().all.clone()
+    }
+
+    /// Adds the destinations a message with `routing_key` and `headers` reaches to `out`.
+    pub fn route(
+        &self,
+        routing_key: &str,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Destination>,
+    ) {
+        let b = self.bindings.read();
+        match self.options.kind {
+            ExchangeKind::Direct => {
+                if let Some(idx) = b.by_key.get(routing_key) {
+                    out.extend(idx.iter().map(|i| b.all[*i].destination.clone()));
+                }
+            }
+            ExchangeKind::Fanout => out.extend(b.all.iter().map(|x| x.destination.clone())),
+            ExchangeKind::Topic => out.extend(
+                b.all
+                    .iter()
+                    .filter(|x| x.topic.as_ref().is_some_and(|t| t.matches(routing_key)))
+                    .map(|x| x.destination.clone()),
+            ),
+            ExchangeKind::Headers => out.extend(
+                b.all
+                    .iter()
+                    .filter(|x| headers::matches(x.match_mode, &x.arguments, headers))
+                    .map(|x| x.destination.clone()),
+            ),
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Topic matching: words separated by `.`, `*` matches one word, `#` matches zero or more.
+
+/// A binding key split into words once, at bind time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicPattern {
+    words: Vec<String>,
+}
+
+impl TopicPattern {
+    /// Splits `binding_key` into words. An empty key is one empty word, as in RabbitMQ.
+    pub fn new(binding_key: &str) -> Self {
+        TopicPattern {
+            words: binding_key.split('.').map(str::to_owned).collect(),
+        }
+    }
+
+    /// Whether `routing_key` matches. Dynamic programming over (pattern word, key word), so a
+    /// pattern full of `#` costs O(pattern × key), never exponential backtracking.
+    pub fn matches(&self, routing_key: &str) -> bool {
+        let key: Vec<&str> = routing_key.split('.').collect();
+        // reach[j]: the pattern prefix seen so far can consume exactly the first j key words.
+        let mut reach = vec![false; key.len() + 1];
+        reach[0] = true;
+        for word in &self.words {
+            let mut next = vec![false; key.len() + 1];
+            match word.as_str() {
+                "#" => {
+                    let mut any = false;
+                    for j in 0..=key.len() {
+                        any |= reach[j];
+                        next[j] = any;
+                    }
+                }
+                "*" => {
+                    for j in 0..key.len() {
+                        next[j + 1] = reach[j];
+                    }
+                }
+                literal => {
+                    for j in 0..key.len() {
+                        next[j + 1] = reach[j] && key[j] == literal;
+                    }
+                }
+            }
+            if !next.iter().any(|r| *r) {
+                return false;
+            }
+            reach = next;
+        }
+        reach[key.len()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TopicPattern;
+
+    fn m(pattern: &str, key: &str) -> bool {
+        TopicPattern::new(pattern).matches(key)
+    }
+
+    #[test]
+    fn rabbitmq_tutorial_examples() {
+        assert!(m("*.orange.*", "quick.orange.rabbit"));
+        assert!(m("*.*.rabbit", "lazy.orange.rabbit"));
+        assert!(m("lazy.#", "lazy.brown.fox"));
+        assert!(m("lazy.#", "lazy"));
+        assert!(!m("*.orange.*", "quick.orange.male.rabbit"));
+        assert!(!m("*.*.rabbit", "quick.brown.fox"));
+        assert!(!m("*.orange.*", "orange"));
+    }
+
+    #[test]
+    fn hash_and_empty_words() {
+        assert!(m("#", ""));
+        assert!(m("#", "a.b.c"));
+        assert!(m("", ""));
+        assert!(!m("", "a"));
+        assert!(m("a.#.b", "a.b"));
+        assert!(m("a.#.b", "a.x.y.b"));
+        assert!(!m("a.#.b", "a.x.y.c"));
+        assert!(m("*", ""), "an empty routing key is one empty word");
+        assert!(m("a..b", "a..b"));
+        assert!(m("a.*.b", "a..b"));
+        assert!(m("#.#", "x"));
+    }
+
+    #[test]
+    fn many_hashes_are_not_exponential() {
+        let pattern = vec!["#"; 200].join(".") + ".z";
+        let key = vec!["a"; 200].join(".");
+        assert!(!m(&pattern, &key));
+    }
+}

@@ -1,0 +1,225 @@
+//! A queue: its ready messages in order, its consumers, and dispatch between them.
+//!
+//! Publishers push inline on their own task and dispatch happens right there when a consumer has
+//! credit; the queue never writes to a socket itself but hands each delivery to the consumer's
+//! [`ConsumerSink`] (a channel), which decides whether it has room.
+//! Lock order: queue state → the sink's own locks (see `src/vhost.rs`).
+
+use crate::message::Message;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use warren_protocol::{FieldTable, ShortStr};
+
+/// A message waiting in (or delivered from) one queue.
+#[derive(Clone, Debug)]
+pub struct QueuedMessage {
+    /// Position in the queue: requeued messages go back to where this says.
+    pub seq: u64,
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// Whether it was delivered before.
+    pub redelivered: bool,
+}
+
+/// Where a queue hands deliveries: implemented by a channel, which owns delivery tags, prefetch
+/// credit and the connection's outbound buffer.
+pub trait ConsumerSink: Send + Sync {
+    /// Delivers `msg` to consumer `tag` if it has credit; `false` means "not now".
+    fn try_deliver(
+        &self,
+        tag: &ShortStr,
+        no_ack: bool,
+        queue: &Arc<Queue>,
+        msg: &QueuedMessage,
+    ) -> bool;
+    /// The queue went away: tell the client (basic.cancel) and forget the consumer.
+    fn cancelled_by_server(&self, tag: &ShortStr);
+}
+
+/// One consumer of this queue.
+#[derive(Clone)]
+pub struct Consumer {
+    /// Consumer tag, unique on its channel.
+    pub tag: ShortStr,
+    /// The channel that receives deliveries.
+    pub sink: Arc<dyn ConsumerSink>,
+    /// Deliveries need no acknowledgement.
+    pub no_ack: bool,
+    /// basic.consume exclusive: no other consumer may join.
+    pub exclusive: bool,
+}
+
+/// Why a consumer could not be added.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConsumeError {
+    /// An exclusive consumer asked for a queue that has consumers, or the queue has one.
+    ExclusiveInUse,
+    /// The queue was deleted meanwhile.
+    Deleted,
+}
+
+#[derive(Default)]
+struct QueueState {
+    ready: VecDeque<QueuedMessage>,
+    next_seq: u64,
+    consumers: VecDeque<Consumer>,
+    /// Auto-delete applies only once a queue has had a consumer (spec: queue.declare auto-delete).
+    had_consumer: bool,
+}
+
+/// What queue.declare said about a queue, to compare redeclares with.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueOptions {
+    /// Survives a broker restart.
+    pub durable: bool,
+    /// Deleted when its last consumer goes.
+    pub auto_delete: bool,
+    /// Owning connection, for exclusive queues.
+    pub exclusive_owner: Option<u64>,
+    /// x-arguments as declared.
+    pub arguments: FieldTable,
+}
+
+/// A queue.
+pub struct Queue {
+    /// Queue name.
+    pub name: ShortStr,
+    /// Declared options.
+    pub options: QueueOptions,
+    state: Mutex<QueueState>,
+    deleted: AtomicBool,
+}
+
+impl Queue {
+    /// A new, empty queue.
+    pub fn new(name: ShortStr, options: QueueOptions) -> Arc<Self> {
+        Arc::new(Queue {
+            name,
+            options,
+            state: Mutex::new(QueueState::default()),
+            deleted: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the queue was deleted (a binding or delivery may still hold it).
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
+    /// Appends a message and delivers what consumers can take.
+    pub fn push(self: &Arc<Self>, message: Arc<Message>) {
+        let mut st = self.state.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.ready.push_back(QueuedMessage {
+            seq,
+            message,
+            redelivered: false,
+        });
+        self.dispatch_locked(&mut st);
+    }
+
+    /// Puts messages back where they were, marked redelivered, and delivers again.
+    pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        if self.is_deleted() {
+            return;
+        }
+        let mut st = self.state.lock();
+        for mut m in messages {
+            m.redelivered = true;
+            let at = st.ready.partition_point(|r| r.seq < m.seq);
+            st.ready.insert(at, m);
+        }
+        self.dispatch_locked(&mut st);
+    }
+
+    /// Delivers ready messages to consumers with credit, round-robin.
+    pub fn dispatch(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        self.dispatch_locked(&mut st);
+    }
+
+    fn dispatch_locked(self: &Arc<Self>, st: &mut QueueState) {
+        let mut refused = 0;
+        while refused < st.consumers.len() {
+            let Some(msg) = st.ready.front() else { return };
+            let c = &st.consumers[0];
+            let delivered = c.sink.try_deliver(&c.tag, c.no_ack, self, msg);
+            st.consumers.rotate_left(1);
+            if delivered {
+                st.ready.pop_front();
+                refused = 0;
+            } else {
+                refused += 1;
+            }
+        }
+    }
+
+    /// basic.get: the first ready message and how many remain.
+    pub fn get(&self) -> Option<(QueuedMessage, u32)> {
+        let mut st = self.state.lock();
+        let msg = st.ready.pop_front()?;
+        Some((msg, st.ready.len() as u32))
+    }
+
+    /// Adds a consumer and starts delivering to it.
+    pub fn add_consumer(self: &Arc<Self>, consumer: Consumer) -> Result<(), ConsumeError> {
+        let mut st = self.state.lock();
+        if self.is_deleted() {
+            return Err(ConsumeError::Deleted);
+        }
+        if st.consumers.iter().any(|c| c.exclusive)
+            || (consumer.exclusive && !st.consumers.is_empty())
+        {
+            return Err(ConsumeError::ExclusiveInUse);
+        }
+        st.consumers.push_back(consumer);
+        st.had_consumer = true;
+        self.dispatch_locked(&mut st);
+        Ok(())
+    }
+
+    /// Removes consumer `tag` of `sink`; returns whether the queue should now auto-delete.
+    pub fn remove_consumer(&self, sink: &Arc<dyn ConsumerSink>, tag: &ShortStr) -> bool {
+        let mut st = self.state.lock();
+        st.consumers
+            .retain(|c| !(c.tag == *tag && Arc::ptr_eq(&c.sink, sink)));
+        self.options.auto_delete && st.had_consumer && st.consumers.is_empty()
+    }
+
+    /// Ready messages (what queue.declare-ok reports).
+    pub fn message_count(&self) -> u32 {
+        self.state.lock().ready.len() as u32
+    }
+
+    /// Active consumers.
+    pub fn consumer_count(&self) -> u32 {
+        self.state.lock().consumers.len() as u32
+    }
+
+    /// Drops every ready message; returns how many.
+    pub fn purge(&self) -> u32 {
+        let mut st = self.state.lock();
+        let n = st.ready.len() as u32;
+        st.ready.clear();
+        n
+    }
+
+    /// Marks the queue deleted, drops its messages and cancels its consumers (basic.cancel).
+    /// Returns how many ready messages it held.
+    pub fn mark_deleted(&self) -> u32 {
+        let (count, consumers) = {
+            let mut st = self.state.lock();
+            self.deleted.store(true, Ordering::Release);
+            let count = st.ready.len() as u32;
+            st.ready.clear();
+            (count, std::mem::take(&mut st.consumers))
+        };
+        for c in consumers {
+            c.sink.cancelled_by_server(&c.tag);
+        }
+        count
+    }
+}
