@@ -18,6 +18,9 @@ pub const FRAME_HEADER_SIZE: usize = 7;
 pub const FRAME_OVERHEAD: usize = FRAME_HEADER_SIZE + 1;
 /// The smallest `frame_max` a peer may negotiate (spec constant frame-min-size).
 pub const FRAME_MIN_SIZE: u32 = 4096;
+/// The most `decode_frame` reserves at once for an incomplete frame: RabbitMQ's default
+/// `frame_max` (128 KiB), so a frame within it is read into one allocation.
+pub const MAX_RESERVE: usize = 128 * 1024;
 
 const FRAME_METHOD: u8 = 1;
 const FRAME_HEADER: u8 = 2;
@@ -129,7 +132,10 @@ pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>,
     }
     let size = size as usize;
     if buf.len() < size {
-        buf.reserve(size - buf.len());
+        // Room for the rest of the frame, but never a huge block on the word of a 7-byte header
+        // (with frame_max 0, one header could otherwise make us allocate 4 GiB): the buffer
+        // grows as the bytes actually arrive.
+        buf.reserve((size - buf.len()).min(MAX_RESERVE));
         return Ok(None);
     }
     let end = buf[size - 1];

@@ -69,9 +69,7 @@ where
                 }
                 other => debug!(%peer, ?other, "handshake did not complete"),
             }
-            // Give the peer a moment to read connection.close before the socket goes.
-            outbound.close();
-            let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, writer).await;
+            finish(&outbound, writer, reader).await;
             return;
         }
     };
@@ -81,8 +79,29 @@ where
     let reason = conn.run(shutdown).await;
     conn.release();
     info!(conn = id, %peer, ?reason, "connection closed");
+    finish(&outbound, writer, conn.reader).await;
+}
+
+/// Flushes what is queued, waits (bounded) for the peer to close its side, then closes ours.
+/// Closing first would make clients such as lapin report an aborted connection instead of the
+/// close they were about to read, and unread input would reset the connection.
+async fn finish<R, W>(
+    outbound: &Outbound,
+    writer: tokio::task::JoinHandle<std::io::Result<W>>,
+    mut reader: FrameReader<R>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     outbound.close();
-    let _ = writer.await;
+    let Ok(Ok(Ok(mut socket))) = tokio::time::timeout(CLOSE_OK_TIMEOUT, writer).await else {
+        return;
+    };
+    let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, async {
+        while reader.discard().await.is_ok() {}
+    })
+    .await;
+    let _ = socket.shutdown().await;
 }
 
 enum Slot {

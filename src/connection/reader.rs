@@ -51,6 +51,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
     }
 
+    /// Reads and throws away input (used while closing); errors at end of stream.
+    pub async fn discard(&mut self) -> Result<(), std::io::Error> {
+        self.buf.clear();
+        self.fill().await
+    }
+
     /// The next frame already in the buffer, if a whole one is there.
     pub fn try_frame(&mut self) -> Result<Option<Frame>, ReadError> {
         decode_frame(&mut self.buf, self.frame_max).map_err(ReadError::Decode)

@@ -116,11 +116,12 @@ impl Outbound {
         self.drained.notify_waiters();
     }
 
-    /// The writer task: flushes the buffer whenever something was queued, until closed.
+    /// The writer task: flushes the buffer whenever something was queued, until closed; then
+    /// hands the socket back so the caller decides when to shut it.
     pub async fn run_writer<W: AsyncWrite + Unpin>(
         self: Arc<Self>,
         mut socket: W,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<W> {
         let mut spare = BytesMut::with_capacity(64 * 1024);
         loop {
             let (waiting, closed) = {
@@ -144,9 +145,8 @@ impl Outbound {
                 queue.dispatch();
             }
             if closed {
-                let _ = socket.flush().await;
-                let _ = socket.shutdown().await;
-                return Ok(());
+                socket.flush().await?;
+                return Ok(socket);
             }
             if self.pending.lock().buf.is_empty() {
                 self.wake_writer.notified().await;

@@ -1,0 +1,309 @@
+//! Connection-level behaviour: handshake, capabilities, authentication, tune limits, heartbeats,
+//! close handshakes and graceful shutdown, through lapin and raw frames.
+
+mod common;
+
+use common::*;
+use warren_protocol::{connection, FieldTable, FieldValue, Frame, Method, ReplyCode, ShortStr};
+
+#[tokio::test]
+async fn lapin_connects_and_closes() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    assert!(conn.status().connected());
+    conn.close(200, "bye").await.expect("close");
+}
+
+#[tokio::test]
+async fn connection_start_advertises_the_capabilities_warren_honours() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+    let (_, start) = raw.expect_method().await;
+    let Method::ConnectionStart(start) = start else {
+        panic!("expected connection.start, got {start:?}")
+    };
+    assert_eq!((start.version_major, start.version_minor), (0, 9));
+    assert_eq!(&start.mechanisms[..], b"PLAIN AMQPLAIN");
+    let Some(FieldValue::Table(caps)) = start.server_properties.get("capabilities") else {
+        panic!("no capabilities")
+    };
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        assert_eq!(
+            caps.get(cap),
+            Some(&FieldValue::Bool(true)),
+            "capability {cap}"
+        );
+    }
+    assert_eq!(
+        start
+            .server_properties
+            .get("product")
+            .and_then(FieldValue::as_str),
+        Some("Warren")
+    );
+}
+
+#[tokio::test]
+async fn wrong_protocol_header_gets_ours_back_and_the_socket_closed() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.send_bytes(b"AMQP\x01\x01\x00\x0a").await;
+    assert_eq!(raw.read_to_end().await, b"AMQP\x00\x00\x09\x01");
+    let mut raw = broker.raw().await;
+    raw.send_bytes(b"GET / HTTP/1.1\r\n\r\n").await;
+    assert_eq!(raw.read_to_end().await, b"AMQP\x00\x00\x09\x01");
+}
+
+#[tokio::test]
+async fn wrong_password_is_refused_with_403_when_the_client_asks_for_it() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+    let (_, start) = raw.expect_method().await;
+    assert!(matches!(start, Method::ConnectionStart(_)));
+    let caps: FieldTable = [(
+        ShortStr::from("authentication_failure_close"),
+        FieldValue::Bool(true),
+    )]
+    .into_iter()
+    .collect();
+    raw.send_method(0, start_ok_with_caps("guest", "wrong", caps))
+        .await;
+    let text = raw.expect_connection_close(ReplyCode::AccessRefused).await;
+    assert!(
+        text.starts_with("ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn lapin_with_a_wrong_password_fails_to_connect() {
+    let broker = TestBroker::start().await;
+    let url = format!("amqp://guest:nope@{}/%2f", broker.addr());
+    assert!(connect_url(&url).await.is_err());
+}
+
+#[tokio::test]
+async fn unknown_vhost_is_refused_with_530() {
+    let broker = TestBroker::start().await;
+    let url = format!("amqp://guest:guest@{}/nowhere", broker.addr());
+    let err = connect_url(&url).await.expect_err("vhost does not exist");
+    assert_eq!(amqp_error(&err).map(|e| e.0), Some(530), "{err:?}");
+}
+
+#[tokio::test]
+async fn frames_on_an_unopened_channel_close_the_connection_504() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.send_method(
+        7,
+        warren_protocol::queue::Declare {
+            queue: "q".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let text = raw.expect_connection_close(ReplyCode::ChannelError).await;
+    assert!(text.contains("expected 'channel.open'"), "{text}");
+}
+
+#[tokio::test]
+async fn body_without_header_is_unexpected_frame_505() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    raw.send(Frame::Body {
+        channel: 1,
+        payload: bytes::Bytes::from_static(b"hello"),
+    })
+    .await;
+    raw.expect_connection_close(ReplyCode::UnexpectedFrame)
+        .await;
+}
+
+#[tokio::test]
+async fn oversized_frame_is_a_frame_error_501() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    // A body frame header announcing 1 MiB, above the negotiated frame_max of 128 KiB.
+    raw.send_bytes(&[3, 0, 1, 0, 0x10, 0, 0]).await;
+    raw.expect_connection_close(ReplyCode::FrameError).await;
+}
+
+#[tokio::test]
+async fn bad_frame_end_is_a_frame_error_501() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.send_bytes(&[8, 0, 0, 0, 0, 0, 0, 0x00]).await;
+    raw.expect_connection_close(ReplyCode::FrameError).await;
+}
+
+#[tokio::test]
+async fn unknown_field_type_is_a_syntax_error_502() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    // queue.declare "q" with an arguments table holding type letter 'Z'.
+    let mut payload = vec![0, 50, 0, 10, 0, 0, 1, b'q', 0];
+    payload.extend_from_slice(&[0, 0, 0, 3, 1, b'k', b'Z']);
+    let mut frame = vec![1, 0, 1];
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    frame.push(0xCE);
+    raw.send_bytes(&frame).await;
+    let text = raw.expect_connection_close(ReplyCode::SyntaxError).await;
+    assert!(text.contains("unknown field value type"), "{text}");
+}
+
+#[tokio::test]
+async fn unknown_method_is_not_implemented_540() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    raw.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 60, 0x03, 0xE7, 0xCE])
+        .await;
+    raw.expect_connection_close(ReplyCode::NotImplemented).await;
+}
+
+#[tokio::test]
+async fn second_channel_open_is_a_channel_error_504() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    raw.send_method(1, warren_protocol::channel::Open::default())
+        .await;
+    raw.expect_connection_close(ReplyCode::ChannelError).await;
+}
+
+#[tokio::test]
+async fn channel_above_channel_max_is_not_allowed_530() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.send_method(4000, warren_protocol::channel::Open::default())
+        .await;
+    raw.expect_connection_close(ReplyCode::NotAllowed).await;
+}
+
+#[tokio::test]
+async fn frame_max_below_the_minimum_is_refused() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+    raw.expect_method().await;
+    raw.send_method(0, start_ok("guest", "guest")).await;
+    raw.expect_method().await;
+    raw.send_method(
+        0,
+        connection::TuneOk {
+            channel_max: 0,
+            frame_max: 1024,
+            heartbeat: 0,
+        },
+    )
+    .await;
+    raw.expect_connection_close(ReplyCode::NotAllowed).await;
+}
+
+#[tokio::test]
+async fn client_close_gets_close_ok() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.send_method(
+        0,
+        connection::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        },
+    )
+    .await;
+    let (ch, m) = raw.expect_method().await;
+    assert_eq!(ch, 0);
+    assert!(matches!(m, Method::ConnectionCloseOk(_)), "{m:?}");
+    assert!(raw.recv().await.is_none(), "socket closes after close-ok");
+}
+
+#[tokio::test]
+async fn shutdown_sends_connection_forced_320() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    let handle = broker.handle;
+    let stopping = tokio::spawn(handle.shutdown());
+    let text = raw
+        .expect_connection_close(ReplyCode::ConnectionForced)
+        .await;
+    assert!(text.starts_with("CONNECTION_FORCED"), "{text}");
+    within("shutdown", stopping)
+        .await
+        .expect("join")
+        .expect("clean shutdown");
+}
+
+#[tokio::test]
+async fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+    raw.expect_method().await;
+    raw.send_method(0, start_ok("guest", "guest")).await;
+    raw.expect_method().await;
+    raw.send_method(
+        0,
+        connection::TuneOk {
+            channel_max: 0,
+            frame_max: 131_072,
+            heartbeat: 1,
+        },
+    )
+    .await;
+    raw.send_method(
+        0,
+        connection::Open {
+            virtual_host: "/".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    raw.expect_method().await;
+    // The broker sends heartbeats, then gives up on us after ~2 s of silence.
+    let started = std::time::Instant::now();
+    let mut saw_heartbeat = false;
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        use tokio::io::AsyncReadExt;
+        let n = within("heartbeat or close", raw.stream.read_buf(&mut buf))
+            .await
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        while let Ok(Some(f)) = warren_protocol::decode_frame(&mut buf, 0) {
+            saw_heartbeat |= f == Frame::Heartbeat;
+        }
+    }
+    assert!(saw_heartbeat, "broker sent heartbeats");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(1500),
+        "not dropped too early"
+    );
+}
