@@ -1,6 +1,7 @@
 //! basic.qos, consume, cancel, get, ack, nack, reject and recover.
 
 use super::declare::generated_name;
+use super::delivery::Unacked;
 use super::{requeue_grouped, Channel};
 use crate::error::{AmqpError, AmqpResult};
 use crate::queue::{ConsumeError, Consumer, ConsumerSink};
@@ -34,12 +35,6 @@ impl Channel {
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
-        if !m.no_wait {
-            // consume-ok goes out before the queue can deliver, as clients expect.
-            self.reply(basic::ConsumeOk {
-                consumer_tag: tag.clone(),
-            });
-        }
         self.shared
             .add_consumer(tag.clone(), queue.clone(), m.no_ack);
         let sink: Arc<dyn ConsumerSink> = self.shared.clone();
@@ -49,7 +44,20 @@ impl Channel {
             no_ack: m.no_ack,
             exclusive: m.exclusive,
         };
-        match queue.add_consumer(consumer) {
+        // consume-ok goes out before the queue can deliver, as clients expect, and only once the
+        // queue accepted the consumer.
+        let consume_ok = (!m.no_wait).then(|| {
+            Method::from(basic::ConsumeOk {
+                consumer_tag: tag.clone(),
+            })
+        });
+        let (outbound, channel) = (&self.ctx.outbound, self.id);
+        let on_added = || {
+            if let Some(ok) = &consume_ok {
+                outbound.send_method(channel, ok);
+            }
+        };
+        match queue.add_consumer(consumer, on_added) {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.shared.remove_consumer(&tag);
@@ -107,47 +115,52 @@ impl Channel {
     }
 
     pub(super) fn basic_ack(&mut self, tag: u64, multiple: bool) -> AmqpResult<()> {
-        if let Some(tx) = &mut self.tx {
-            tx.acks.push((tag, multiple, None));
-            return Ok(());
-        }
         self.settle(tag, multiple, None)
     }
 
     pub(super) fn basic_nack(&mut self, tag: u64, multiple: bool, requeue: bool) -> AmqpResult<()> {
-        if let Some(tx) = &mut self.tx {
-            tx.acks.push((tag, multiple, Some(requeue)));
-            return Ok(());
-        }
         self.settle(tag, multiple, Some(requeue))
     }
 
     /// Settles deliveries: `requeue` None = ack, Some(true) = requeue, Some(false) = drop.
-    pub(super) fn settle(
-        &mut self,
-        tag: u64,
-        multiple: bool,
-        requeue: Option<bool>,
-    ) -> AmqpResult<()> {
-        let settled = self.shared.settle(tag, multiple).map_err(|unknown| {
+    /// Inside a transaction the tags are checked now but the deliveries are only held until
+    /// tx.commit, still counting against prefetch, as RabbitMQ does.
+    fn settle(&mut self, tag: u64, multiple: bool, requeue: Option<bool>) -> AmqpResult<()> {
+        let taken = self.shared.take(tag, multiple).map_err(|unknown| {
             AmqpError::precondition_failed(format!("unknown delivery tag {}", unknown.0))
         })?;
+        if let Some(tx) = &mut self.tx {
+            tx.acks.push((taken, requeue));
+            return Ok(());
+        }
+        self.apply_settle(taken, requeue);
+        Ok(())
+    }
+
+    /// Frees the credit of settled deliveries and requeues or drops them.
+    pub(super) fn apply_settle(&mut self, settled: Vec<Unacked>, requeue: Option<bool>) {
+        self.shared.release(&settled);
         if requeue == Some(true) {
             requeue_grouped(settled);
         } else {
             drop(settled);
         }
         self.kick_consumed_queues();
-        Ok(())
     }
 
-    pub(super) fn basic_recover(&mut self, _requeue: bool, reply: bool) -> AmqpResult<()> {
-        // RabbitMQ requeues in both cases (requeue=false redelivery to the same consumer is not
-        // offered by it either).
-        self.requeue_unacked();
+    pub(super) fn basic_recover(&mut self, requeue: bool, reply: bool) -> AmqpResult<()> {
+        if !requeue {
+            // RabbitMQ does not offer redelivery to the same consumer: connection.close 540
+            // "NOT_IMPLEMENTED - requeue=false" (same result with pika against RabbitMQ 3.10).
+            return Err(AmqpError::not_implemented("requeue=false"));
+        }
+        // recover-ok goes first: lapin drops every delivery it still buffers when recover-ok
+        // arrives, so redeliveries sent before it would be lost to the application. RabbitMQ's
+        // redeliveries also follow its recover-ok.
         if reply {
             self.reply(basic::RecoverOk {});
         }
+        self.requeue_unacked();
         Ok(())
     }
 }

@@ -132,31 +132,42 @@ impl ChannelShared {
         tag
     }
 
-    /// Removes and returns the deliveries an ack/nack/reject names. `tag` 0 with `multiple`
-    /// means "everything outstanding" (spec: basic.ack delivery-tag).
-    pub fn settle(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, UnknownTag> {
+    /// Removes the deliveries an ack/nack/reject names; their prefetch credit stays in use
+    /// until [`ChannelShared::release`] (a transaction holds them until tx.commit). `tag` 0
+    /// with `multiple` means "everything outstanding" (spec: basic.ack delivery-tag). Otherwise `tag` itself must be outstanding,
+    /// even with `multiple`: RabbitMQ answers "unknown delivery tag" for a multiple ack naming
+    /// an already acked or never delivered tag (same result with pika against RabbitMQ 3.10).
+    pub fn take(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, UnknownTag> {
         let mut st = self.state.lock();
-        let taken: Vec<Unacked> = if multiple {
-            let upto = if tag == 0 {
-                st.unacked.len()
-            } else {
-                st.unacked.partition_point(|u| u.tag <= tag)
-            };
-            if upto == 0 && tag != 0 {
-                return Err(UnknownTag(tag));
-            }
-            st.unacked.drain(..upto).collect()
+        if multiple && tag == 0 {
+            return Ok(st.unacked.drain(..).collect());
+        }
+        let at = st.unacked.partition_point(|u| u.tag < tag);
+        if st.unacked.get(at).map(|u| u.tag) != Some(tag) {
+            return Err(UnknownTag(tag));
+        }
+        Ok(if multiple {
+            st.unacked.drain(..=at).collect()
         } else {
-            let at = st.unacked.partition_point(|u| u.tag < tag);
-            match st.unacked.get(at) {
-                Some(u) if u.tag == tag => st.unacked.remove(at).into_iter().collect(),
-                _ => return Err(UnknownTag(tag)),
-            }
-        };
-        for u in &taken {
+            st.unacked.remove(at).into_iter().collect()
+        })
+    }
+
+    /// Frees the prefetch credit of deliveries taken with [`ChannelShared::take`].
+    pub fn release(&self, settled: &[Unacked]) {
+        let mut st = self.state.lock();
+        for u in settled {
             release_credit(&mut st, u);
         }
-        Ok(taken)
+    }
+
+    /// Puts taken deliveries back among the outstanding ones (tx.rollback), in tag order.
+    pub fn restore(&self, taken: Vec<Unacked>) {
+        let mut st = self.state.lock();
+        for u in taken {
+            let at = st.unacked.partition_point(|o| o.tag < u.tag);
+            st.unacked.insert(at, u);
+        }
     }
 
     /// Takes every outstanding delivery (basic.recover, channel close).

@@ -161,6 +161,9 @@ impl Channel {
             }
         }
         self.requeue_unacked();
+        if let Some(tx) = &mut self.tx {
+            requeue_grouped(tx.take_settled());
+        }
     }
 
     fn requeue_unacked(&self) {

@@ -1,5 +1,6 @@
 //! basic.publish and its content frames, mandatory returns, publisher confirms and transactions.
 
+use super::delivery::Unacked;
 use super::Channel;
 use crate::connection::writer::Outbound;
 use crate::error::{AmqpError, AmqpResult};
@@ -47,15 +48,22 @@ impl Confirms {
 #[derive(Default)]
 pub(super) struct TxBuffer {
     publishes: Vec<(Arc<Message>, bool)>,
-    /// (delivery tag, multiple, None = ack / Some(requeue) = nack).
-    pub(super) acks: Vec<(u64, bool, Option<bool>)>,
+    /// Deliveries settled inside the transaction, taken off the channel's unacked list (so a
+    /// second ack of the same tag is refused at once, as RabbitMQ does) with None = ack /
+    /// Some(requeue) = nack or reject.
+    pub(super) acks: Vec<(Vec<Unacked>, Option<bool>)>,
+}
+
+impl TxBuffer {
+    /// The deliveries settled but not committed: they go back to their queues when the
+    /// channel closes (RabbitMQ requeues them too; checked with pika).
+    pub(super) fn take_settled(&mut self) -> Vec<Unacked> {
+        self.acks.drain(..).flat_map(|(taken, _)| taken).collect()
+    }
 }
 
 impl Channel {
     pub(super) fn basic_publish(&mut self, m: basic::Publish) -> AmqpResult<()> {
-        if let Some(c) = &mut self.confirms {
-            c.published += 1;
-        }
         self.content = Some(ContentInProgress {
             publish: m,
             header: None,
@@ -147,7 +155,13 @@ impl Channel {
             body,
         });
         if self.tx.is_none() {
-            return self.route(message, publish.mandatory);
+            self.route(message, publish.mandatory)?;
+            // Counted once routed, not at basic.publish: a confirm flushed while the body is
+            // still arriving would ack a message the broker does not have yet.
+            if let Some(c) = &mut self.confirms {
+                c.published += 1;
+            }
+            return Ok(());
         }
         // The exchange must exist at publish time even inside a transaction.
         self.ctx
@@ -232,26 +246,34 @@ impl Channel {
     }
 
     pub(super) fn tx_commit(&mut self) -> AmqpResult<()> {
-        let Some(tx) = self.tx.replace(TxBuffer::default()) else {
+        let Some(mut tx) = self.tx.replace(TxBuffer::default()) else {
             return Err(AmqpError::precondition_failed(
                 "channel is not transactional",
             ));
         };
-        for (message, mandatory) in tx.publishes {
-            self.route(message, mandatory)?;
+        for (message, mandatory) in std::mem::take(&mut tx.publishes) {
+            if let Err(e) = self.route(message, mandatory) {
+                // The channel closes; closing requeues the deliveries the transaction held.
+                self.tx = Some(tx);
+                return Err(e);
+            }
         }
-        for (tag, multiple, requeue) in tx.acks {
-            self.settle(tag, multiple, requeue)?;
+        for (settled, requeue) in tx.acks {
+            self.apply_settle(settled, requeue);
         }
         self.reply(tx::CommitOk {});
         Ok(())
     }
 
     pub(super) fn tx_rollback(&mut self) -> AmqpResult<()> {
-        if self.tx.replace(TxBuffer::default()).is_none() {
+        let Some(tx) = self.tx.replace(TxBuffer::default()) else {
             return Err(AmqpError::precondition_failed(
                 "channel is not transactional",
             ));
+        };
+        // Settled deliveries become outstanding again (RabbitMQ: they can be acked anew).
+        for (taken, _) in tx.acks {
+            self.shared.restore(taken);
         }
         self.reply(tx::RollbackOk {});
         Ok(())

@@ -164,8 +164,15 @@ impl Queue {
         Some((msg, st.ready.len() as u32))
     }
 
-    /// Adds a consumer and starts delivering to it.
-    pub fn add_consumer(self: &Arc<Self>, consumer: Consumer) -> Result<(), ConsumeError> {
+    /// Adds a consumer and starts delivering to it. `on_added` runs once the consumer is
+    /// accepted and before its first delivery, so basic.consume-ok goes out only for a consumer
+    /// that exists and always ahead of its deliveries (RabbitMQ sends just the channel.close
+    /// when an exclusive consume is refused).
+    pub fn add_consumer(
+        self: &Arc<Self>,
+        consumer: Consumer,
+        on_added: impl FnOnce(),
+    ) -> Result<(), ConsumeError> {
         let mut st = self.state.lock();
         if self.is_deleted() {
             return Err(ConsumeError::Deleted);
@@ -175,6 +182,7 @@ impl Queue {
         {
             return Err(ConsumeError::ExclusiveInUse);
         }
+        on_added();
         st.consumers.push_back(consumer);
         st.had_consumer = true;
         self.dispatch_locked(&mut st);
