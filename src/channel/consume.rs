@@ -92,7 +92,7 @@ impl Channel {
 
     pub(super) fn basic_get(&mut self, m: basic::Get) -> AmqpResult<()> {
         let queue = self.queue_for_use(&m.queue)?;
-        let Some((msg, message_count)) = queue.get() else {
+        let Some((msg, message_count)) = queue.get(m.no_ack) else {
             self.reply(basic::GetEmpty {
                 reserved_1: Default::default(),
             });
@@ -143,7 +143,9 @@ impl Channel {
         if requeue == Some(true) {
             requeue_grouped(settled);
         } else {
-            drop(settled);
+            for u in settled {
+                u.queue.settle(std::iter::once(u.msg));
+            }
         }
         self.kick_consumed_queues();
     }

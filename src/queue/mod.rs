@@ -146,10 +146,13 @@ impl Queue {
         while refused < st.consumers.len() {
             let Some(msg) = st.ready.front() else { return };
             let c = &st.consumers[0];
-            let delivered = c.sink.try_deliver(&c.tag, c.no_ack, self, msg);
+            let no_ack = c.no_ack;
+            let delivered = c.sink.try_deliver(&c.tag, no_ack, self, msg);
             st.consumers.rotate_left(1);
             if delivered {
-                st.ready.pop_front();
+                if let Some(sent) = st.ready.pop_front().filter(|_| no_ack) {
+                    self.remove_for_good(std::iter::once(sent));
+                }
                 refused = 0;
             } else {
                 refused += 1;
@@ -157,11 +160,31 @@ impl Queue {
         }
     }
 
-    /// basic.get: the first ready message and how many remain.
-    pub fn get(&self) -> Option<(QueuedMessage, u32)> {
+    /// basic.get: the first ready message and how many remain. With `no_ack` the message
+    /// leaves the queue for good; otherwise the channel settles it later.
+    pub fn get(&self, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut st = self.state.lock();
         let msg = st.ready.pop_front()?;
+        if no_ack {
+            self.remove_for_good(std::iter::once(msg.clone()));
+        }
         Some((msg, st.ready.len() as u32))
+    }
+
+    /// Delivered messages that were acknowledged, or rejected without requeue: they leave the
+    /// queue for good.
+    pub fn settle(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
+        self.remove_for_good(messages);
+    }
+
+    /// The one place where messages leave this queue for good (ack, no-ack delivery, reject
+    /// without requeue, purge, delete — and expiry, overflow and dead-lettering as they come):
+    /// every such path must end here, because this is where a durable queue tells its journal
+    /// that the message is settled.
+    fn remove_for_good(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
+        for m in messages {
+            drop(m);
+        }
     }
 
     /// Adds a consumer and starts delivering to it. `on_added` runs once the consumer is
@@ -211,7 +234,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         let mut st = self.state.lock();
         let n = st.ready.len() as u32;
-        st.ready.clear();
+        self.remove_for_good(st.ready.drain(..));
         n
     }
 
@@ -222,7 +245,7 @@ impl Queue {
             let mut st = self.state.lock();
             self.deleted.store(true, Ordering::Release);
             let count = st.ready.len() as u32;
-            st.ready.clear();
+            self.remove_for_good(st.ready.drain(..));
             (count, std::mem::take(&mut st.consumers))
         };
         for c in consumers {
