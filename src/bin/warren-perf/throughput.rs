@@ -370,7 +370,15 @@ async fn producer(
         }
     }
     // A clean close: the broker handles every frame before close-ok, so nothing sent is lost.
-    output.method(0, warren_protocol::connection::Close { reply_code: 200, ..Default::default() }).await?;
+    output
+        .method(
+            0,
+            warren_protocol::connection::Close {
+                reply_code: 200,
+                ..Default::default()
+            },
+        )
+        .await?;
     match tokio::time::timeout(Duration::from_secs(300), confirms).await {
         Ok(joined) => joined??,
         Err(_) => bail!("no connection.close-ok within 300 s"),
