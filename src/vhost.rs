@@ -6,6 +6,7 @@
 //!   the guard first) → exchange bindings (`RwLock`) → queue state (`Mutex`) → channel delivery
 //!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in connection/writer.rs).
 
+use crate::error::{field_type_name, field_value_text};
 use crate::exchange::{BindError, Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::message::Message;
 use crate::queue::{Queue, QueueOptions};
@@ -21,7 +22,8 @@ pub enum DeclareError {
     QueueNotFound(ShortStr),
     /// 404 no such exchange.
     ExchangeNotFound(ShortStr),
-    /// 406 redeclared with other properties: (what, name, field, received, current).
+    /// 406 redeclared with other properties: (what, name, field, received, current), the
+    /// values already in RabbitMQ's wording (`'true'`, `none`, `the value '10' of type 'long'`).
     Inequivalent {
         what: &'static str,
         name: ShortStr,
@@ -33,6 +35,8 @@ pub enum DeclareError {
     ReservedName { what: &'static str, name: ShortStr },
     /// 403 the default exchange cannot be declared, deleted or bound.
     DefaultExchange,
+    /// 403 exchanges named `amq.*` cannot be deleted.
+    SystemExchange(ShortStr),
     /// 405 another connection's exclusive queue.
     Locked(ShortStr),
     /// 406 delete if-unused of a queue with consumers / an exchange with bindings.
@@ -150,10 +154,9 @@ impl VHost {
             return Err(DeclareError::DefaultExchange);
         }
         if name.starts_with("amq.") {
-            return Err(DeclareError::ReservedName {
-                what: "exchange",
-                name: ShortStr::truncated(name),
-            });
+            // RabbitMQ checks the prefix before looking the exchange up, so even a missing
+            // `amq.nosuch` is refused this way.
+            return Err(DeclareError::SystemExchange(ShortStr::truncated(name)));
         }
         let Ok(x) = self.exchange(name) else {
             return Ok(()); // RabbitMQ 3.x: deleting a missing exchange succeeds
@@ -169,32 +172,37 @@ impl VHost {
         Ok(())
     }
 
-    /// queue.declare (not passive): creates or checks equivalence and ownership. Names the
-    /// client chose may not start with `amq.`; `server_named` ones (`amq.gen-…`) do.
+    /// queue.declare (not passive): creates or checks equivalence and ownership (the declaring
+    /// connection is `options.exclusive_owner` for exclusive queues). Names the client chose may
+    /// not start with `amq.`; `server_named` ones (`amq.gen-…`) do.
     pub fn declare_queue(
         &self,
         name: ShortStr,
         server_named: bool,
         options: QueueOptions,
-        connection: u64,
     ) -> Result<Arc<Queue>, DeclareError> {
+        // RabbitMQ checks the name before looking the queue up: redeclaring even an existing
+        // `amq.gen-…` queue by name is refused (a passive declare of it is not).
+        if name.starts_with("amq.") && !server_named {
+            return Err(DeclareError::ReservedName {
+                what: "queue",
+                name,
+            });
+        }
         match self.queues.entry(name.clone()) {
             Entry::Occupied(e) => {
                 let existing = e.get().clone();
                 drop(e);
-                if matches!(existing.options.exclusive_owner, Some(o) if o != connection) {
+                // Exclusivity is compared strictly and first (rabbit_amqqueue:assert_equivalence):
+                // another connection's queue, or an exclusive flag that differs from the first
+                // declare, is 405 rather than 406.
+                if existing.options.exclusive_owner != options.exclusive_owner {
                     return Err(DeclareError::Locked(name));
                 }
                 check_queue_equivalent(&existing, &options)?;
                 Ok(existing)
             }
             Entry::Vacant(v) => {
-                if name.starts_with("amq.") && !server_named {
-                    return Err(DeclareError::ReservedName {
-                        what: "queue",
-                        name,
-                    });
-                }
                 let q = Queue::new(name, options);
                 v.insert(q.clone());
                 Ok(q)
@@ -256,41 +264,102 @@ impl VHost {
         }
     }
 
-    /// queue.bind / exchange.bind.
-    pub fn bind(
-        &self,
-        source: &str,
-        destination: Destination,
-        routing_key: ShortStr,
-        arguments: FieldTable,
-    ) -> Result<(), DeclareError> {
+    /// The source of a bind: any exchange but the default one (403), which must exist (404).
+    fn binding_source(&self, source: &str) -> Result<Arc<Exchange>, DeclareError> {
         if source.is_empty() {
             return Err(DeclareError::DefaultExchange);
         }
-        let x = self.exchange(source)?;
-        x.bind(destination, routing_key, arguments)
-            .map_err(|BindError::InvalidArguments(t)| DeclareError::BadArguments(t))
+        self.exchange(source)
     }
 
-    /// queue.unbind / exchange.unbind (unbinding what is not bound succeeds, as in RabbitMQ).
-    pub fn unbind(
+    /// queue.bind. The exchange is looked up before the queue, so a bind naming neither
+    /// reports the exchange, as RabbitMQ does.
+    pub fn bind_queue(
         &self,
         source: &str,
-        destination: &Destination,
+        queue: &str,
+        connection: u64,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> Result<(), DeclareError> {
+        let x = self.binding_source(source)?;
+        let q = self.queue_for(queue, connection)?;
+        add_binding(&x, Destination::Queue(q), routing_key, arguments)
+    }
+
+    /// exchange.bind: neither end may be the default exchange.
+    pub fn bind_exchange(
+        &self,
+        source: &str,
+        destination: &str,
+        routing_key: ShortStr,
+        arguments: FieldTable,
+    ) -> Result<(), DeclareError> {
+        if destination.is_empty() {
+            return Err(DeclareError::DefaultExchange);
+        }
+        let x = self.binding_source(source)?;
+        let d = self.exchange(destination)?;
+        add_binding(&x, Destination::Exchange(d), routing_key, arguments)
+    }
+
+    /// queue.unbind. RabbitMQ 3.x answers unbind-ok whenever the binding does not exist, even
+    /// when the exchange or the queue does not either (checked with pika against 3.10.8); only
+    /// an existing binding checks that the queue is not another connection's exclusive queue.
+    pub fn unbind_queue(
+        &self,
+        source: &str,
+        queue: &str,
+        connection: u64,
         routing_key: &str,
         arguments: &FieldTable,
     ) -> Result<(), DeclareError> {
         if source.is_empty() {
             return Err(DeclareError::DefaultExchange);
         }
-        let x = self.exchange(source)?;
+        let (Ok(x), Ok(q)) = (self.exchange(source), self.queue(queue)) else {
+            return Ok(());
+        };
+        let destination = Destination::Queue(q);
+        if !x.has_binding(&destination, routing_key, arguments) {
+            return Ok(());
+        }
+        self.queue_for(queue, connection)?;
+        self.remove_binding(&x, &destination, routing_key, arguments);
+        Ok(())
+    }
+
+    /// exchange.unbind: like queue.unbind, what is not bound (or does not exist) succeeds.
+    pub fn unbind_exchange(
+        &self,
+        source: &str,
+        destination: &str,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Result<(), DeclareError> {
+        if source.is_empty() || destination.is_empty() {
+            return Err(DeclareError::DefaultExchange);
+        }
+        if let (Ok(x), Ok(d)) = (self.exchange(source), self.exchange(destination)) {
+            self.remove_binding(&x, &Destination::Exchange(d), routing_key, arguments);
+        }
+        Ok(())
+    }
+
+    /// Removes one binding; an auto-delete exchange left without bindings goes too.
+    fn remove_binding(
+        &self,
+        x: &Arc<Exchange>,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) {
         if x.unbind(destination, routing_key, arguments)
             && x.options.auto_delete
             && !x.has_bindings()
         {
-            self.auto_delete_exchange(&x);
+            self.auto_delete_exchange(x);
         }
-        Ok(())
     }
 
     /// The queues a message published to `exchange` reaches, each once, following
@@ -340,6 +409,50 @@ impl VHost {
     }
 }
 
+fn add_binding(
+    x: &Exchange,
+    destination: Destination,
+    routing_key: ShortStr,
+    arguments: FieldTable,
+) -> Result<(), DeclareError> {
+    x.bind(destination, routing_key, arguments)
+        .map_err(|BindError::InvalidArguments(t)| DeclareError::BadArguments(t))
+}
+
+/// The x-arguments RabbitMQ 3.10 compares on queue redeclare (`rabbit_amqqueue:declare_args/0`
+/// and the quorum/stream ones); any other argument may differ freely. `x-queue-type` is left
+/// out: RabbitMQ accepts `classic` against an absent one, and Warren has no other type.
+const COMPARED_QUEUE_ARGUMENTS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-single-active-consumer",
+    "x-queue-master-locator",
+    "x-queue-leader-locator",
+    "x-quorum-initial-group-size",
+    "x-initial-cluster-size",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-delivery-limit",
+    "x-dead-letter-strategy",
+];
+
+/// The exchange arguments RabbitMQ compares on redeclare (`rabbit_exchange:assert_args_equivalence`).
+const COMPARED_EXCHANGE_ARGUMENTS: &[&str] = &["alternate-exchange"];
+
+/// A flag or type in an inequivalence text: `'true'`, `'direct'`.
+fn quoted(value: impl std::fmt::Display) -> String {
+    format!("'{value}'")
+}
+
 fn check_exchange_equivalent(
     x: &Exchange,
     kind: &str,
@@ -354,30 +467,27 @@ fn check_exchange_equivalent(
         current,
     };
     if o.kind.name() != kind {
-        return Err(diff("type", kind.to_owned(), o.kind.name().to_owned()));
+        return Err(diff("type", quoted(kind), quoted(o.kind.name())));
     }
     if o.durable != new.durable {
-        return Err(diff(
-            "durable",
-            new.durable.to_string(),
-            o.durable.to_string(),
-        ));
+        return Err(diff("durable", quoted(new.durable), quoted(o.durable)));
     }
     if o.auto_delete != new.auto_delete {
         return Err(diff(
             "auto_delete",
-            new.auto_delete.to_string(),
-            o.auto_delete.to_string(),
+            quoted(new.auto_delete),
+            quoted(o.auto_delete),
         ));
     }
     if o.internal != new.internal {
-        return Err(diff(
-            "internal",
-            new.internal.to_string(),
-            o.internal.to_string(),
-        ));
+        return Err(diff("internal", quoted(new.internal), quoted(o.internal)));
     }
-    Ok(())
+    check_arguments(
+        COMPARED_EXCHANGE_ARGUMENTS,
+        &new.arguments,
+        &o.arguments,
+        diff,
+    )
 }
 
 fn check_queue_equivalent(q: &Queue, new: &QueueOptions) -> Result<(), DeclareError> {
@@ -390,64 +500,54 @@ fn check_queue_equivalent(q: &Queue, new: &QueueOptions) -> Result<(), DeclareEr
         current,
     };
     if o.durable != new.durable {
-        return Err(diff(
-            "durable",
-            new.durable.to_string(),
-            o.durable.to_string(),
-        ));
-    }
-    if o.exclusive_owner.is_some() != new.exclusive_owner.is_some() {
-        let ex = |b: bool| b.to_string();
-        return Err(diff(
-            "exclusive",
-            ex(new.exclusive_owner.is_some()),
-            ex(o.exclusive_owner.is_some()),
-        ));
+        return Err(diff("durable", quoted(new.durable), quoted(o.durable)));
     }
     if o.auto_delete != new.auto_delete {
         return Err(diff(
             "auto_delete",
-            new.auto_delete.to_string(),
-            o.auto_delete.to_string(),
+            quoted(new.auto_delete),
+            quoted(o.auto_delete),
         ));
     }
-    // RabbitMQ compares the x-arguments in both directions: one that only the new declare
-    // names, or only the existing queue has, is as inequivalent as a different value.
-    let keys = new
-        .arguments
-        .iter()
-        .chain(o.arguments.iter())
-        .map(|(k, _)| k.as_str())
-        .filter(|k| k.starts_with("x-"));
+    check_arguments(COMPARED_QUEUE_ARGUMENTS, &new.arguments, &o.arguments, diff)
+}
+
+/// RabbitMQ's `assert_args_equivalence`: each of `keys` must be absent from both tables or
+/// present in both with equivalent values (integers of any width compare by value). An argument
+/// only one side has is as inequivalent as a different value.
+fn check_arguments(
+    keys: &[&str],
+    received: &FieldTable,
+    current: &FieldTable,
+    diff: impl Fn(&str, String, String) -> DeclareError,
+) -> Result<(), DeclareError> {
     for key in keys {
-        let (received, current) = (new.arguments.get(key), o.arguments.get(key));
-        if received != current {
-            return Err(diff(key, describe(received), describe(current)));
+        match (received.get(key), current.get(key)) {
+            (None, None) => {}
+            (Some(r), Some(c)) if crate::exchange::headers::equivalent(r, c) => {}
+            // Both present: RabbitMQ prints the bare values ('20' but current is '10').
+            (Some(r), Some(c)) => {
+                return Err(diff(
+                    key,
+                    quoted(field_value_text(r)),
+                    quoted(field_value_text(c)),
+                ))
+            }
+            (r, c) => return Err(diff(key, described(r), described(c))),
         }
     }
     Ok(())
 }
 
-/// RabbitMQ's wording for an argument in an inequivalence text.
-fn describe(value: Option<&warren_protocol::FieldValue>) -> String {
-    use warren_protocol::FieldValue as V;
-    let Some(v) = value else { return "none".into() };
-    let (text, kind) = match v {
-        V::LongStr(b) => (String::from_utf8_lossy(b).into_owned(), "longstr"),
-        V::Bool(b) => (b.to_string(), "bool"),
-        V::F32(f) => (f.to_string(), "float"),
-        V::F64(f) => (f.to_string(), "double"),
-        other => match other.as_i64() {
-            Some(n) => (
-                n.to_string(),
-                if matches!(other, V::I64(_)) {
-                    "long"
-                } else {
-                    "signedint"
-                },
-            ),
-            None => (format!("{other:?}"), "table"),
-        },
-    };
-    format!("the value '{text}' of type '{kind}'")
+/// An argument only one side has, in RabbitMQ's words: `none` or
+/// `the value '10' of type 'signedint'`.
+fn described(value: Option<&warren_protocol::FieldValue>) -> String {
+    match value {
+        None => "none".into(),
+        Some(v) => format!(
+            "the value '{}' of type '{}'",
+            field_value_text(v),
+            field_type_name(v)
+        ),
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::Channel;
 use crate::error::{AmqpError, AmqpResult};
-use crate::exchange::{Destination, ExchangeKind, ExchangeOptions};
+use crate::exchange::{ExchangeKind, ExchangeOptions};
 use crate::queue::{Queue, QueueOptions};
 use crate::vhost::DeclareError;
 use rand::distributions::{Alphanumeric, DistString};
@@ -36,6 +36,10 @@ impl Channel {
     pub(super) fn exchange_declare(&mut self, m: exchange::Declare) -> AmqpResult<()> {
         let vhost = &self.ctx.vhost;
         if m.passive {
+            if m.exchange.is_empty() {
+                // RabbitMQ refuses even a passive declare of the default exchange (403).
+                return Err(self.declare_err(DeclareError::DefaultExchange));
+            }
             vhost
                 .exchange(&m.exchange)
                 .map_err(|e| self.declare_err(e))?;
@@ -72,17 +76,9 @@ impl Channel {
     }
 
     pub(super) fn exchange_bind(&mut self, m: exchange::Bind) -> AmqpResult<()> {
-        let vhost = &self.ctx.vhost;
-        let destination = vhost
-            .exchange(&m.destination)
-            .map_err(|e| self.declare_err(e))?;
-        vhost
-            .bind(
-                &m.source,
-                Destination::Exchange(destination),
-                m.routing_key,
-                m.arguments,
-            )
+        self.ctx
+            .vhost
+            .bind_exchange(&m.source, &m.destination, m.routing_key, m.arguments)
             .map_err(|e| self.declare_err(e))?;
         if !m.no_wait {
             self.reply(exchange::BindOk {});
@@ -91,17 +87,9 @@ impl Channel {
     }
 
     pub(super) fn exchange_unbind(&mut self, m: exchange::Unbind) -> AmqpResult<()> {
-        let vhost = &self.ctx.vhost;
-        let destination = vhost
-            .exchange(&m.destination)
-            .map_err(|e| self.declare_err(e))?;
-        vhost
-            .unbind(
-                &m.source,
-                &Destination::Exchange(destination),
-                &m.routing_key,
-                &m.arguments,
-            )
+        self.ctx
+            .vhost
+            .unbind_exchange(&m.source, &m.destination, &m.routing_key, &m.arguments)
             .map_err(|e| self.declare_err(e))?;
         if !m.no_wait {
             self.reply(exchange::UnbindOk {});
@@ -112,9 +100,10 @@ impl Channel {
     pub(super) fn queue_declare(&mut self, m: queue::Declare) -> AmqpResult<()> {
         let vhost = &self.ctx.vhost;
         let q = if m.passive {
-            let name = self.resolve_queue_name(&m.queue)?;
+            // No "last declared queue" shortcut here: RabbitMQ answers a passive declare of ""
+            // with 404 "no queue ''" (checked with pika against 3.10.8).
             vhost
-                .queue_for(&name, self.ctx.id)
+                .queue_for(&m.queue, self.ctx.id)
                 .map_err(|e| self.declare_err(e))?
         } else {
             let server_named = m.queue.is_empty();
@@ -130,7 +119,7 @@ impl Channel {
                 arguments: m.arguments,
             };
             vhost
-                .declare_queue(name, server_named, options, self.ctx.id)
+                .declare_queue(name, server_named, options)
                 .map_err(|e| self.declare_err(e))?
         };
         self.last_queue = Some(q.name.clone());
@@ -146,15 +135,17 @@ impl Channel {
     }
 
     pub(super) fn queue_bind(&mut self, m: queue::Bind) -> AmqpResult<()> {
-        let q = self.queue_for_use(&m.queue)?;
+        let name = self.resolve_queue_name(&m.queue)?;
+        // Spec (queue.bind routing-key): an empty queue name and an empty routing key bind
+        // with the last declared queue's name as the key.
         let routing_key = if m.routing_key.is_empty() && m.queue.is_empty() {
-            q.name.clone()
+            name.clone()
         } else {
             m.routing_key
         };
         self.ctx
             .vhost
-            .bind(&m.exchange, Destination::Queue(q), routing_key, m.arguments)
+            .bind_queue(&m.exchange, &name, self.ctx.id, routing_key, m.arguments)
             .map_err(|e| self.declare_err(e))?;
         if !m.no_wait {
             self.reply(queue::BindOk {});
@@ -163,12 +154,13 @@ impl Channel {
     }
 
     pub(super) fn queue_unbind(&mut self, m: queue::Unbind) -> AmqpResult<()> {
-        let q = self.queue_for_use(&m.queue)?;
+        let name = self.resolve_queue_name(&m.queue)?;
         self.ctx
             .vhost
-            .unbind(
+            .unbind_queue(
                 &m.exchange,
-                &Destination::Queue(q),
+                &name,
+                self.ctx.id,
                 &m.routing_key,
                 &m.arguments,
             )

@@ -1,5 +1,6 @@
 //! Headers exchange matching (`x-match` = all, any, all-with-x, any-with-x).
 
+use crate::error::{field_type_name, field_value_text};
 use warren_protocol::{FieldTable, FieldValue};
 
 /// How a headers binding combines its arguments.
@@ -25,9 +26,17 @@ impl MatchMode {
                 b"any" => Ok(MatchMode::Any),
                 b"all-with-x" => Ok(MatchMode::AllWithX),
                 b"any-with-x" => Ok(MatchMode::AnyWithX),
-                other => Err(format!("Invalid x-match field value {:?}; expected all, any, all-with-x, or any-with-x", String::from_utf8_lossy(other))),
+                // RabbitMQ prints the value as an Erlang binary: <<"bogus">>.
+                other => Err(format!(
+                    "Invalid x-match field value <<{:?}>>; expected all, any, all-with-x, or any-with-x",
+                    String::from_utf8_lossy(other)
+                )),
             },
-            Some(_) => Err("Invalid x-match field type; expected longstr".into()),
+            Some(other) => Err(format!(
+                "Invalid x-match field type {} (value {}); expected longstr",
+                field_type_name(other),
+                field_value_text(other)
+            )),
         }
     }
 }
@@ -56,12 +65,30 @@ pub fn matches(mode: MatchMode, args: &FieldTable, headers: Option<&FieldTable>)
 }
 
 fn value_matches(want: &FieldValue, have: &FieldValue) -> bool {
-    match (want, have) {
-        (FieldValue::Void, _) => true,
-        _ => match (want.as_i64(), have.as_i64()) {
-            (Some(a), Some(b)) => a == b,
-            _ => want == have,
+    matches!(want, FieldValue::Void) || equivalent(want, have)
+}
+
+/// RabbitMQ's value comparison for headers and redeclared arguments: the same type class and an
+/// equal value. Every integer type is one class (so `I` 5 equals `l` 5), as are `f` and `d`;
+/// any other type only equals itself, so the string "5" is not the integer 5.
+pub fn equivalent(a: &FieldValue, b: &FieldValue) -> bool {
+    match (int_value(a), int_value(b)) {
+        (Some(x), Some(y)) => x == y,
+        (Some(_), None) | (None, Some(_)) => false,
+        (None, None) => match (a, b) {
+            (FieldValue::F32(x), FieldValue::F64(y)) | (FieldValue::F64(y), FieldValue::F32(x)) => {
+                f64::from(*x) == *y
+            }
+            _ => a == b,
         },
+    }
+}
+
+/// Integer types only (RabbitMQ's `type_class` int; a timestamp is its own class).
+fn int_value(v: &FieldValue) -> Option<i64> {
+    match v {
+        FieldValue::Timestamp(_) => None,
+        other => other.as_i64(),
     }
 }
 
@@ -97,6 +124,15 @@ mod tests {
             "x- keys are ignored by all"
         );
         assert!(!matches(MatchMode::AllWithX, &args, Some(&headers)));
+    }
+
+    #[test]
+    fn equivalence_follows_rabbitmq_type_classes() {
+        assert!(equivalent(&FieldValue::U8(5), &FieldValue::I64(5)));
+        assert!(!equivalent(&"5".into(), &FieldValue::I32(5)));
+        assert!(!equivalent(&FieldValue::Timestamp(5), &FieldValue::I64(5)));
+        assert!(equivalent(&FieldValue::F32(1.5), &FieldValue::F64(1.5)));
+        assert!(!equivalent(&FieldValue::Bool(true), &FieldValue::I8(1)));
     }
 
     #[test]

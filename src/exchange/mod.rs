@@ -188,6 +188,20 @@ impl Exchange {
         })
     }
 
+    /// Whether exactly this binding exists.
+    pub fn has_binding(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        self.bindings.read().all.iter().any(|x| {
+            x.destination.is(destination)
+                && x.routing_key == routing_key
+                && x.arguments == *arguments
+        })
+    }
+
     /// Removes every binding to `destination` (it was deleted); returns whether any existed.
     pub fn unbind_all(&self, destination: &Destination) -> bool {
         self.remove_where(|x| x.destination.is(destination))

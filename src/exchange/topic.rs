@@ -7,17 +7,17 @@ pub struct TopicPattern {
 }
 
 impl TopicPattern {
-    /// Splits `binding_key` into words. An empty key is one empty word, as in RabbitMQ.
+    /// Splits `binding_key` into words (see [`words`]).
     pub fn new(binding_key: &str) -> Self {
         TopicPattern {
-            words: binding_key.split('.').map(str::to_owned).collect(),
+            words: words(binding_key).map(str::to_owned).collect(),
         }
     }
 
     /// Whether `routing_key` matches. Dynamic programming over (pattern word, key word), so a
     /// pattern full of `#` costs O(pattern × key), never exponential backtracking.
     pub fn matches(&self, routing_key: &str) -> bool {
-        let key: Vec<&str> = routing_key.split('.').collect();
+        let key: Vec<&str> = words(routing_key).collect();
         // reach[j]: the pattern prefix seen so far can consume exactly the first j key words.
         let mut reach = vec![false; key.len() + 1];
         reach[0] = true;
@@ -32,9 +32,7 @@ impl TopicPattern {
                     }
                 }
                 "*" => {
-                    for j in 0..key.len() {
-                        next[j + 1] = reach[j];
-                    }
+                    next[1..].copy_from_slice(&reach[..key.len()]);
                 }
                 literal => {
                     for j in 0..key.len() {
@@ -49,6 +47,14 @@ impl TopicPattern {
         }
         reach[key.len()]
     }
+}
+
+/// The words of a key. An empty key has no words at all, so `*` does not match it and `#` does
+/// (RabbitMQ's `split_topic_key(<<>>) -> []`; confirmed with pika against RabbitMQ 3.10.8).
+/// Any other key splits at every dot, so `a.` is the two words `a` and ``.
+fn words(key: &str) -> impl Iterator<Item = &str> {
+    let parts = (!key.is_empty()).then(|| key.split('.'));
+    parts.into_iter().flatten()
 }
 
 #[cfg(test)]
@@ -79,7 +85,11 @@ mod tests {
         assert!(m("a.#.b", "a.b"));
         assert!(m("a.#.b", "a.x.y.b"));
         assert!(!m("a.#.b", "a.x.y.c"));
-        assert!(m("*", ""), "an empty routing key is one empty word");
+        assert!(!m("*", ""), "an empty routing key has no words");
+        assert!(!m("#.*", ""));
+        assert!(m("*", "a"));
+        assert!(m("*.", "a."));
+        assert!(!m("", "."));
         assert!(m("a..b", "a..b"));
         assert!(m("a.*.b", "a..b"));
         assert!(m("#.#", "x"));

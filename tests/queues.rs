@@ -1,0 +1,819 @@
+//! Queues through lapin (and raw frames for server-sent basic.cancel): declare and its flags,
+//! equivalence on redeclare, exclusive and auto-delete lifetimes, bind/unbind, purge, delete, and
+//! the empty queue name. Expected reply texts were captured with pika against RabbitMQ 3.10.8.
+
+mod common;
+
+use common::*;
+use futures_lite::StreamExt;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
+    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, ConsumerState};
+use warren_protocol::{basic, queue, FieldValue, Method, ShortStr};
+
+/// RabbitMQ's text for another connection's exclusive queue (and for a changed exclusive flag).
+fn locked(name: &str) -> (u16, String) {
+    (
+        405,
+        format!(
+            "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{name}' in vhost \
+             '/'. It could be originally declared on another connection or the exclusive \
+             property value does not match that of the original declaration."
+        ),
+    )
+}
+
+/// The reply code and text of the close a failed call caused.
+fn refused<T: std::fmt::Debug>(result: lapin::Result<T>) -> (u16, String) {
+    let e = result.expect_err("the broker should refuse this");
+    amqp_error(&e).unwrap_or_else(|| panic!("not an AMQP close: {e:?}"))
+}
+
+fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in entries {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+const EXCLUSIVE: QueueDeclareOptions = QueueDeclareOptions {
+    passive: false,
+    durable: false,
+    exclusive: true,
+    auto_delete: false,
+    nowait: false,
+};
+
+const PASSIVE: QueueDeclareOptions = QueueDeclareOptions {
+    passive: true,
+    durable: false,
+    exclusive: false,
+    auto_delete: false,
+    nowait: false,
+};
+
+async fn declare(
+    ch: &Channel,
+    name: &str,
+    options: QueueDeclareOptions,
+) -> lapin::Result<lapin::Queue> {
+    ch.queue_declare(name, options, FieldTable::default()).await
+}
+
+async fn declare_with(
+    ch: &Channel,
+    name: &str,
+    options: QueueDeclareOptions,
+    arguments: FieldTable,
+) -> lapin::Result<lapin::Queue> {
+    ch.queue_declare(name, options, arguments).await
+}
+
+/// (ready messages, consumers) as a passive declare reports them.
+async fn counts(ch: &Channel, name: &str) -> (u32, u32) {
+    let q = declare(ch, name, PASSIVE).await.expect("passive declare");
+    (q.message_count(), q.consumer_count())
+}
+
+async fn publish(ch: &Channel, exchange: &str, key: &str) {
+    ch.basic_publish(
+        exchange,
+        key,
+        BasicPublishOptions::default(),
+        key.as_bytes(),
+        BasicProperties::default(),
+    )
+    .await
+    .expect("basic.publish");
+}
+
+async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    ch.queue_bind(
+        queue,
+        exchange,
+        key,
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+async fn consume(ch: &Channel, queue: &str, tag: &str) -> lapin::Result<lapin::Consumer> {
+    ch.basic_consume(
+        queue,
+        tag,
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+async fn get_key(ch: &Channel, queue: &str) -> Option<String> {
+    let options = BasicGetOptions { no_ack: true };
+    ch.basic_get(queue, options)
+        .await
+        .expect("basic.get")
+        .map(|m| m.delivery.routing_key.to_string())
+}
+
+/// Polls until a passive declare of `name` is 404 (the broker frees queues after a close).
+async fn wait_until_gone(conn: &lapin::Connection, name: &str) {
+    within("the queue to be deleted", async {
+        loop {
+            let ch = conn.create_channel().await.expect("channel");
+            match declare(&ch, name, PASSIVE).await {
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+                Err(e) => {
+                    let expected = format!("NOT_FOUND - no queue '{name}' in vhost '/'");
+                    assert_eq!(amqp_error(&e), Some((404, expected)));
+                    return;
+                }
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn server_named_queues_get_distinct_amq_gen_names() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    let a = declare(&ch, "", EXCLUSIVE).await.unwrap();
+    let b = declare(&ch, "", QueueDeclareOptions::default())
+        .await
+        .unwrap();
+    for name in [a.name().as_str(), b.name().as_str()] {
+        assert!(name.starts_with("amq.gen-"), "{name}");
+        assert_eq!(name.len(), "amq.gen-".len() + 22, "{name}");
+    }
+    assert_ne!(a.name(), b.name());
+    assert_eq!(counts(&ch, a.name().as_str()).await, (0, 0));
+    publish(&ch, "", a.name().as_str()).await;
+    assert_eq!(
+        get_key(&ch, a.name().as_str()).await.as_deref(),
+        Some(a.name().as_str())
+    );
+}
+
+#[tokio::test]
+async fn declare_ok_counts_ready_messages_and_consumers() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "counted", EXCLUSIVE).await.unwrap();
+    for _ in 0..3 {
+        publish(&ch, "", "counted").await;
+    }
+    assert_eq!(counts(&ch, "counted").await, (3, 0));
+    ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
+    let _c1 = consume(&ch, "counted", "c1").await.unwrap();
+    let _c2 = consume(&ch, "counted", "c2").await.unwrap();
+    // Each consumer holds one unacked delivery; only the third message is still ready.
+    let q = declare(&ch, "counted", EXCLUSIVE).await.unwrap();
+    assert_eq!((q.message_count(), q.consumer_count()), (1, 2));
+}
+
+#[tokio::test]
+async fn passive_declare_of_missing_queue_closes_channel_404() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    assert_eq!(
+        refused(declare(&ch, "nowhere", PASSIVE).await),
+        (404, "NOT_FOUND - no queue 'nowhere' in vhost '/'".into())
+    );
+    let ch = conn.create_channel().await.expect("the connection lives");
+    declare(&ch, "here", EXCLUSIVE).await.unwrap();
+    let q = declare(&ch, "here", PASSIVE)
+        .await
+        .expect("passive finds it");
+    assert_eq!(q.name().as_str(), "here");
+}
+
+#[tokio::test]
+async fn redeclare_with_other_durable_or_auto_delete_is_406() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "plain", QueueDeclareOptions::default())
+        .await
+        .unwrap();
+    declare(&ch, "plain", QueueDeclareOptions::default())
+        .await
+        .expect("the same flags are equivalent");
+    for (options, field) in [
+        (
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            "durable",
+        ),
+        (
+            QueueDeclareOptions {
+                auto_delete: true,
+                ..Default::default()
+            },
+            "auto_delete",
+        ),
+    ] {
+        let ch = conn.create_channel().await.unwrap();
+        assert_eq!(
+            refused(declare(&ch, "plain", options).await),
+            (
+                406,
+                format!(
+                    "PRECONDITION_FAILED - inequivalent arg '{field}' for queue 'plain' in vhost \
+                     '/': received 'true' but current is 'false'"
+                )
+            )
+        );
+    }
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete("plain", QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn redeclare_with_other_x_arguments_is_406_in_rabbitmqs_words() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let ten = table(&[("x-max-length", AMQPValue::LongInt(10))]);
+    declare_with(&ch, "limited", EXCLUSIVE, ten.clone())
+        .await
+        .unwrap();
+    // The same number in another integer width is equivalent, and arguments RabbitMQ does not
+    // know may differ freely.
+    let mut same = table(&[("x-max-length", AMQPValue::LongLongInt(10))]);
+    same.insert("x-custom".into(), AMQPValue::LongString("anything".into()));
+    declare_with(&ch, "limited", EXCLUSIVE, same)
+        .await
+        .expect("equivalent arguments");
+
+    let cases = [
+        (
+            table(&[("x-max-length", AMQPValue::LongInt(20))]),
+            "inequivalent arg 'x-max-length' for queue 'limited' in vhost '/': received '20' \
+             but current is '10'",
+        ),
+        (
+            table(&[("x-max-length", AMQPValue::LongString("10".into()))]),
+            "inequivalent arg 'x-max-length' for queue 'limited' in vhost '/': received '10' \
+             but current is '10'",
+        ),
+        (
+            FieldTable::default(),
+            "inequivalent arg 'x-max-length' for queue 'limited' in vhost '/': received none \
+             but current is the value '10' of type 'signedint'",
+        ),
+        (
+            {
+                let mut t = ten.clone();
+                t.insert("x-message-ttl".into(), AMQPValue::LongInt(1000));
+                t
+            },
+            "inequivalent arg 'x-message-ttl' for queue 'limited' in vhost '/': received the \
+             value '1000' of type 'signedint' but current is none",
+        ),
+    ];
+    for (args, text) in cases {
+        let ch = conn.create_channel().await.unwrap();
+        assert_eq!(
+            refused(declare_with(&ch, "limited", EXCLUSIVE, args).await),
+            (406, format!("PRECONDITION_FAILED - {text}"))
+        );
+    }
+}
+
+#[tokio::test]
+async fn redeclare_with_another_exclusive_flag_is_405() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "mine", EXCLUSIVE).await.unwrap();
+    declare(&ch, "shared", QueueDeclareOptions::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let r = declare(&ch, "mine", QueueDeclareOptions::default()).await;
+    assert_eq!(refused(r), locked("mine"));
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        refused(declare(&ch, "shared", EXCLUSIVE).await),
+        locked("shared")
+    );
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete("shared", QueueDeleteOptions::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn another_connections_exclusive_queue_is_locked_405() {
+    let broker = TestBroker::start().await;
+    let (_owner, owner_ch) = broker.channel().await;
+    declare(&owner_ch, "private", EXCLUSIVE).await.unwrap();
+    bind(&owner_ch, "private", "amq.direct", "bound")
+        .await
+        .unwrap();
+    publish(&owner_ch, "", "private").await;
+
+    let other = broker.connect().await;
+    macro_rules! refused_405 {
+        ($what:expr, |$ch:ident| $call:expr) => {{
+            let $ch = other.create_channel().await.unwrap();
+            assert_eq!(refused($call.await), locked("private"), "{}", $what);
+        }};
+    }
+    refused_405!("declare", |ch| declare(&ch, "private", Default::default()));
+    refused_405!("exclusive declare", |ch| declare(&ch, "private", EXCLUSIVE));
+    refused_405!("passive declare", |ch| declare(&ch, "private", PASSIVE));
+    refused_405!("consume", |ch| consume(&ch, "private", ""));
+    refused_405!("get", |ch| ch.basic_get("private", Default::default()));
+    refused_405!("bind", |ch| bind(&ch, "private", "amq.fanout", ""));
+    refused_405!("unbind of a binding", |ch| ch.queue_unbind(
+        "private",
+        "amq.direct",
+        "bound",
+        FieldTable::default()
+    ));
+    refused_405!("purge", |ch| ch.queue_purge("private", Default::default()));
+    refused_405!("delete", |ch| ch
+        .queue_delete("private", Default::default()));
+
+    // Unbinding what is not bound does not look at the queue (RabbitMQ answers unbind-ok).
+    let ch = other.create_channel().await.unwrap();
+    ch.queue_unbind("private", "amq.direct", "unbound", FieldTable::default())
+        .await
+        .expect("not bound: unbind-ok");
+    assert_eq!(
+        counts(&owner_ch, "private").await,
+        (1, 0),
+        "the owner's queue is untouched"
+    );
+}
+
+#[tokio::test]
+async fn exclusive_queue_is_deleted_when_its_connection_closes() {
+    let broker = TestBroker::start().await;
+    let (owner, ch) = broker.channel().await;
+    declare(&ch, "owned", EXCLUSIVE).await.unwrap();
+    publish(&ch, "", "owned").await;
+    owner.close(200, "bye").await.unwrap();
+    let other = broker.connect().await;
+    wait_until_gone(&other, "owned").await;
+    let ch = other.create_channel().await.unwrap();
+    declare(&ch, "owned", EXCLUSIVE)
+        .await
+        .expect("the name is free for another connection");
+}
+
+#[tokio::test]
+async fn auto_delete_queue_stays_until_its_last_consumer_cancels() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    let auto = QueueDeclareOptions {
+        auto_delete: true,
+        ..Default::default()
+    };
+    declare(&ch, "ad", auto).await.unwrap();
+    // Never consumed: it stays, even across other channels and connections coming and going.
+    let passer_by = broker.connect().await;
+    passer_by.close(200, "bye").await.unwrap();
+    let other = conn.create_channel().await.unwrap();
+    other.close(200, "bye").await.unwrap();
+    assert_eq!(counts(&ch, "ad").await, (0, 0));
+
+    let _c1 = consume(&ch, "ad", "c1").await.unwrap();
+    let _c2 = consume(&ch, "ad", "c2").await.unwrap();
+    ch.basic_cancel("c1", BasicCancelOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(counts(&ch, "ad").await, (0, 1), "one consumer left");
+    ch.basic_cancel("c2", BasicCancelOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        refused(declare(&ch, "ad", PASSIVE).await),
+        (404, "NOT_FOUND - no queue 'ad' in vhost '/'".into())
+    );
+}
+
+#[tokio::test]
+async fn auto_delete_queue_goes_when_its_consumers_channel_closes() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    let auto = QueueDeclareOptions {
+        auto_delete: true,
+        ..Default::default()
+    };
+    declare(&ch, "ad-close", auto).await.unwrap();
+    let consumer_ch = conn.create_channel().await.unwrap();
+    let _c = consume(&consumer_ch, "ad-close", "c").await.unwrap();
+    consumer_ch.close(200, "bye").await.unwrap();
+    wait_until_gone(&conn, "ad-close").await;
+}
+
+#[tokio::test]
+async fn bind_routes_until_unbind() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "routed", EXCLUSIVE).await.unwrap();
+    bind(&ch, "routed", "amq.direct", "k").await.unwrap();
+    publish(&ch, "amq.direct", "k").await;
+    publish(&ch, "amq.direct", "other").await;
+    assert_eq!(counts(&ch, "routed").await, (1, 0));
+    ch.queue_unbind("routed", "amq.direct", "k", FieldTable::default())
+        .await
+        .unwrap();
+    publish(&ch, "amq.direct", "k").await;
+    assert_eq!(counts(&ch, "routed").await, (1, 0), "unbound: not routed");
+}
+
+#[tokio::test]
+async fn bind_to_a_missing_exchange_or_queue_is_404() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "exists", EXCLUSIVE).await.unwrap();
+    assert_eq!(
+        refused(bind(&ch, "exists", "no-exchange", "k").await),
+        (
+            404,
+            "NOT_FOUND - no exchange 'no-exchange' in vhost '/'".into()
+        )
+    );
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        refused(bind(&ch, "no-queue", "amq.direct", "k").await),
+        (404, "NOT_FOUND - no queue 'no-queue' in vhost '/'".into())
+    );
+    // Neither exists: RabbitMQ names the exchange.
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        refused(bind(&ch, "no-queue", "no-exchange", "k").await),
+        (
+            404,
+            "NOT_FOUND - no exchange 'no-exchange' in vhost '/'".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn unbind_of_what_is_not_bound_succeeds_even_for_a_missing_queue_or_exchange() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "exists", EXCLUSIVE).await.unwrap();
+    let none = FieldTable::default;
+    ch.queue_unbind("exists", "amq.direct", "k", none())
+        .await
+        .expect("not bound");
+    ch.queue_unbind("exists", "no-exchange", "k", none())
+        .await
+        .expect("missing exchange");
+    ch.queue_unbind("no-queue", "amq.direct", "k", none())
+        .await
+        .expect("missing queue");
+    assert_eq!(counts(&ch, "exists").await, (0, 0), "channel still open");
+}
+
+#[tokio::test]
+async fn purge_returns_the_number_of_ready_messages() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "full", EXCLUSIVE).await.unwrap();
+    for _ in 0..4 {
+        publish(&ch, "", "full").await;
+    }
+    assert_eq!(
+        ch.queue_purge("full", QueuePurgeOptions::default())
+            .await
+            .unwrap(),
+        4
+    );
+    assert_eq!(counts(&ch, "full").await, (0, 0));
+    assert_eq!(
+        ch.queue_purge("full", QueuePurgeOptions::default())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        refused(
+            ch.queue_purge("nowhere", QueuePurgeOptions::default())
+                .await
+        ),
+        (404, "NOT_FOUND - no queue 'nowhere' in vhost '/'".into())
+    );
+}
+
+#[tokio::test]
+async fn delete_returns_the_message_count_and_a_missing_queue_deletes_ok() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "doomed", EXCLUSIVE).await.unwrap();
+    for _ in 0..3 {
+        publish(&ch, "", "doomed").await;
+    }
+    let deleted = ch
+        .queue_delete("doomed", QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(deleted, 3);
+    assert_eq!(
+        ch.queue_delete("doomed", QueueDeleteOptions::default())
+            .await
+            .expect("RabbitMQ 3.x answers delete-ok for a missing queue"),
+        0
+    );
+    assert_eq!(
+        ch.queue_delete("amq.never", QueueDeleteOptions::default())
+            .await
+            .expect("the amq. prefix is not checked on delete"),
+        0
+    );
+}
+
+#[tokio::test]
+async fn delete_if_unused_of_a_consumed_queue_is_406() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "busy", EXCLUSIVE).await.unwrap();
+    let _c = consume(&ch, "busy", "c").await.unwrap();
+    let if_unused = QueueDeleteOptions {
+        if_unused: true,
+        ..Default::default()
+    };
+    let other = conn.create_channel().await.unwrap();
+    assert_eq!(
+        refused(other.queue_delete("busy", if_unused).await),
+        (
+            406,
+            "PRECONDITION_FAILED - queue 'busy' in vhost '/' in use".into()
+        )
+    );
+    ch.basic_cancel("c", BasicCancelOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(ch.queue_delete("busy", if_unused).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn delete_if_empty_of_a_queue_with_messages_is_406() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "loaded", EXCLUSIVE).await.unwrap();
+    publish(&ch, "", "loaded").await;
+    let if_empty = QueueDeleteOptions {
+        if_empty: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        refused(ch.queue_delete("loaded", if_empty).await),
+        (
+            406,
+            "PRECONDITION_FAILED - queue 'loaded' in vhost '/' not empty".into()
+        )
+    );
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(counts(&ch, "loaded").await, (1, 0), "still there");
+    ch.queue_purge("loaded", Default::default()).await.unwrap();
+    assert_eq!(ch.queue_delete("loaded", if_empty).await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn deleting_a_consumed_queue_cancels_the_lapin_consumer() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    declare(&ch, "vanishing", EXCLUSIVE).await.unwrap();
+    let mut consumer = consume(&ch, "vanishing", "watcher").await.unwrap();
+    assert!(consumer.state().is_active());
+    let other = conn.create_channel().await.unwrap();
+    other
+        .queue_delete("vanishing", QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    // lapin turns the server's basic.cancel into the end of the consumer stream.
+    let next = within("the consumer stream to end", consumer.next()).await;
+    assert!(next.is_none(), "stream ended, got {next:?}");
+    assert_eq!(consumer.state(), ConsumerState::Canceled);
+    assert!(ch.status().connected(), "the channel stays open");
+    declare(&ch, "after", EXCLUSIVE).await.unwrap();
+}
+
+/// Consumes from a fresh queue on a raw connection (with or without consumer_cancel_notify),
+/// deletes the queue on the same channel and returns the frames up to delete-ok plus the answer
+/// to a basic.qos sent afterwards, so a late basic.cancel would show too.
+async fn raw_consume_then_delete(broker: &TestBroker, cancel_notify: bool) -> Vec<Method> {
+    let mut raw = broker.raw().await;
+    let mut caps = warren_protocol::FieldTable::new();
+    caps.insert(
+        ShortStr::from("consumer_cancel_notify"),
+        FieldValue::Bool(cancel_notify),
+    );
+    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+    raw.expect_method().await;
+    raw.send_method(0, start_ok_with_caps("guest", "guest", caps))
+        .await;
+    let (_, tune) = raw.expect_method().await;
+    let Method::ConnectionTune(tune) = tune else {
+        panic!("expected tune, got {tune:?}")
+    };
+    raw.send_method(
+        0,
+        warren_protocol::connection::TuneOk {
+            channel_max: tune.channel_max,
+            frame_max: tune.frame_max,
+            heartbeat: 0,
+        },
+    )
+    .await;
+    raw.send_method(
+        0,
+        warren_protocol::connection::Open {
+            virtual_host: "/".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    raw.expect_method().await;
+    raw.open_channel(1).await;
+    raw.send_method(
+        1,
+        queue::Declare {
+            queue: "q".into(),
+            exclusive: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        raw.expect_method().await,
+        (1, Method::QueueDeclareOk(_))
+    ));
+    raw.send_method(
+        1,
+        basic::Consume {
+            queue: "q".into(),
+            consumer_tag: "ct".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(matches!(
+        raw.expect_method().await,
+        (1, Method::BasicConsumeOk(_))
+    ));
+    raw.send_method(
+        1,
+        queue::Delete {
+            queue: "q".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    raw.send_method(
+        1,
+        basic::Qos {
+            prefetch_count: 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    let mut seen = Vec::new();
+    loop {
+        let (channel, m) = raw.expect_method().await;
+        assert_eq!(channel, 1);
+        let done = matches!(m, Method::BasicQosOk(_));
+        seen.push(m);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_consumed_queue_sends_basic_cancel_only_to_clients_that_asked() {
+    let broker = TestBroker::start().await;
+    let seen = raw_consume_then_delete(&broker, true).await;
+    let cancels: Vec<_> = seen
+        .iter()
+        .filter_map(|m| match m {
+            Method::BasicCancel(c) => Some((c.consumer_tag.to_string(), c.no_wait)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(cancels, [("ct".to_string(), true)], "{seen:?}");
+    assert!(seen
+        .iter()
+        .any(|m| matches!(m, Method::QueueDeleteOk(d) if d.message_count == 0)));
+
+    let seen = raw_consume_then_delete(&broker, false).await;
+    assert!(
+        !seen.iter().any(|m| matches!(m, Method::BasicCancel(_))),
+        "no basic.cancel without consumer_cancel_notify: {seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn empty_queue_name_means_the_last_queue_declared_on_the_channel() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let name = declare(&ch, "", EXCLUSIVE)
+        .await
+        .unwrap()
+        .name()
+        .to_string();
+    // queue.bind with an empty queue name and routing key binds with the queue's name as key.
+    bind(&ch, "", "amq.direct", "").await.unwrap();
+    publish(&ch, "amq.direct", &name).await;
+    publish(&ch, "amq.direct", "").await;
+    publish(&ch, "", &name).await;
+    assert_eq!(get_key(&ch, "").await.as_deref(), Some(name.as_str()));
+    assert_eq!(ch.queue_purge("", Default::default()).await.unwrap(), 1);
+    publish(&ch, "", &name).await;
+    let mut consumer = consume(&ch, "", "by-shortcut").await.unwrap();
+    let delivery = within("a delivery", consumer.next())
+        .await
+        .expect("a delivery")
+        .expect("no error");
+    assert_eq!(delivery.routing_key.as_str(), name);
+    delivery.ack(Default::default()).await.unwrap();
+    ch.basic_cancel("by-shortcut", BasicCancelOptions::default())
+        .await
+        .unwrap();
+    publish(&ch, "", &name).await;
+    assert_eq!(ch.queue_delete("", Default::default()).await.unwrap(), 1);
+    assert_eq!(
+        refused(declare(&ch, &name, PASSIVE).await).0,
+        404,
+        "queue.delete \"\" deleted it"
+    );
+
+    // A passive declare does not use the shortcut (RabbitMQ looks up the queue named "").
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "", EXCLUSIVE).await.unwrap();
+    assert_eq!(
+        refused(declare(&ch, "", PASSIVE).await),
+        (404, "NOT_FOUND - no queue '' in vhost '/'".into())
+    );
+    // A channel that declared nothing has no last queue.
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        refused(ch.queue_purge("", Default::default()).await),
+        (404, "NOT_FOUND - no previously declared queue".into())
+    );
+}
+
+#[tokio::test]
+async fn passive_declare_sets_the_last_declared_queue() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "first", EXCLUSIVE).await.unwrap();
+    declare(&ch, "second", EXCLUSIVE).await.unwrap();
+    publish(&ch, "", "first").await;
+    publish(&ch, "", "second").await;
+    declare(&ch, "first", PASSIVE).await.unwrap();
+    assert_eq!(ch.queue_purge("", Default::default()).await.unwrap(), 1);
+    assert_eq!(counts(&ch, "first").await, (0, 0));
+    assert_eq!(counts(&ch, "second").await, (1, 0));
+}
+
+#[tokio::test]
+async fn amq_prefixed_queue_names_are_refused_403() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    assert_eq!(
+        refused(declare(&ch, "amq.mine", QueueDeclareOptions::default()).await),
+        (
+            403,
+            "ACCESS_REFUSED - queue name 'amq.mine' contains reserved prefix 'amq.*'".into()
+        )
+    );
+    // Even an existing server-named queue cannot be redeclared by name; passive is fine.
+    let ch = conn.create_channel().await.unwrap();
+    let name = declare(&ch, "", EXCLUSIVE)
+        .await
+        .unwrap()
+        .name()
+        .to_string();
+    declare(&ch, &name, PASSIVE)
+        .await
+        .expect("passive declare of amq.gen-");
+    assert_eq!(
+        refused(declare(&ch, &name, EXCLUSIVE).await),
+        (
+            403,
+            format!("ACCESS_REFUSED - queue name '{name}' contains reserved prefix 'amq.*'")
+        )
+    );
+}
