@@ -1,7 +1,9 @@
-//! The broker's shared state: settings, users and vhosts.
+//! The broker's shared state: settings, users, vhosts and the store.
 
 use crate::auth::Users;
 use crate::config::Config;
+use crate::persistence;
+use crate::store::{Store, StoreError};
 use crate::vhost::VHost;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,26 +16,22 @@ pub struct Broker {
     /// User database.
     pub users: Users,
     vhosts: DashMap<String, Arc<VHost>>,
+    store: Arc<Store>,
     next_connection: AtomicU64,
 }
 
 impl Broker {
-    /// A broker with vhost `/` and the default user.
-    pub fn new(config: Config) -> Arc<Self> {
+    /// A broker with vhost `/` and the default user, restored from the store in
+    /// `config.data_dir` (durable definitions and persistent messages).
+    pub fn open(config: Config) -> Result<Arc<Self>, StoreError> {
         let users = Users::default();
-        users.add(
-            &config.default_user,
-            &config.default_pass,
-            config.default_user_loopback_only,
-        );
+        users.add(&config.default_user, &config.default_pass, config.default_user_loopback_only);
+        let (store, recovered) = Store::open(&config.data_dir)?;
+        let vhost = VHost::new("/");
+        persistence::restore(&vhost, &store, recovered);
         let vhosts = DashMap::new();
-        vhosts.insert("/".to_owned(), VHost::new("/"));
-        Arc::new(Broker {
-            config: Arc::new(config),
-            users,
-            vhosts,
-            next_connection: AtomicU64::new(1),
-        })
+        vhosts.insert("/".to_owned(), vhost);
+        Ok(Arc::new(Broker { config: Arc::new(config), users, vhosts, store, next_connection: AtomicU64::new(1) }))
     }
 
     /// A vhost by name.
@@ -44,5 +42,10 @@ impl Broker {
     /// A fresh connection id.
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Flushes the journal and stops its writer (clean shutdown).
+    pub fn close(&self) {
+        self.store.close();
     }
 }

@@ -15,8 +15,10 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod message;
+pub mod persistence;
 pub mod queue;
 pub mod server;
+pub mod store;
 pub mod vhost;
 
 pub use config::Config;

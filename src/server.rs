@@ -23,7 +23,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let broker = Broker::new(config);
+    let broker = Broker::open(config).map_err(std::io::Error::other)?;
     let token = CancellationToken::new();
     let tracker = TaskTracker::new();
     tokio::pin!(shutdown);
@@ -51,6 +51,7 @@ pub async fn run(
     {
         warn!("some connections did not close in time");
     }
+    broker.close();
     Ok(())
 }
 

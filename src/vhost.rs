@@ -7,13 +7,17 @@
 //!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in connection/writer.rs).
 
 use crate::error::{field_type_name, field_value_text};
-use crate::exchange::{BindError, Destination, Exchange, ExchangeKind, ExchangeOptions};
+use crate::exchange::sender_selected;
+use crate::exchange::{
+    BindError, Destination, Exchange, ExchangeKind, ExchangeOptions, ALTERNATE_EXCHANGE,
+};
 use crate::message::Message;
 use crate::queue::{Queue, QueueOptions};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use std::sync::Arc;
-use warren_protocol::{FieldTable, ShortStr};
+use crate::store::Store;
+use std::sync::{Arc, OnceLock};
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 /// Why a declare, delete or bind was refused. `src/error.rs` maps these to reply codes.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,6 +53,13 @@ pub enum DeclareError {
     BadArguments(String),
     /// 403 publishing to an internal exchange.
     Internal(ShortStr),
+    /// 406 an argument of the wrong type, e.g. a non-string `alternate-exchange`.
+    InvalidArgumentType {
+        what: &'static str,
+        name: ShortStr,
+        argument: &'static str,
+        type_name: &'static str,
+    },
 }
 
 /// A virtual host.
@@ -57,9 +68,20 @@ pub struct VHost {
     pub name: String,
     exchanges: DashMap<ShortStr, Arc<Exchange>>,
     queues: DashMap<ShortStr, Arc<Queue>>,
+    /// Direct reply-to: generated `amq.rabbitmq.reply-to.<token>` names and the queue behind
+    /// each consumer of `amq.rabbitmq.reply-to`. Only the default exchange routes to them.
+    reply_queues: DashMap<ShortStr, Arc<Queue>>,
+    /// Where durable definitions and persistent messages go (see `src/persistence.rs`).
+    store: OnceLock<Arc<Store>>,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
+
+/// The pseudo-queue a client consumes from (no-ack) to get direct replies, and names as the
+/// reply-to of its requests (RabbitMQ's direct reply-to).
+pub const DIRECT_REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// The start of the names that requests' reply-to is rewritten to, one per consuming channel.
+pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 
 impl VHost {
     /// A vhost with the default exchange and RabbitMQ's predeclared `amq.*` exchanges.
@@ -68,6 +90,8 @@ impl VHost {
             name: name.to_owned(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
+            reply_queues: DashMap::new(),
+            store: OnceLock::new(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -117,6 +141,16 @@ impl VHost {
         }
     }
 
+    /// The store, once attached (after restore at startup).
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.store.get()
+    }
+
+    /// Attaches the store: from now on durable changes are written down.
+    pub fn attach_store(&self, store: Arc<Store>) {
+        let _ = self.store.set(store);
+    }
+
     /// exchange.declare (not passive): creates or checks equivalence.
     pub fn declare_exchange(
         &self,
@@ -141,8 +175,10 @@ impl VHost {
                         name,
                     });
                 }
+                check_alternate_exchange(&name, &options.arguments)?;
                 let x = Exchange::new(name, options);
                 v.insert(x.clone());
+                self.persist_exchange(&x);
                 Ok(x)
             }
         }
@@ -168,6 +204,7 @@ impl VHost {
             });
         }
         self.exchanges.remove(name);
+        self.forget_exchange(&x);
         self.remove_destination(&Destination::Exchange(x));
         Ok(())
     }
@@ -205,6 +242,7 @@ impl VHost {
             Entry::Vacant(v) => {
                 let q = Queue::new(name, options);
                 v.insert(q.clone());
+                self.persist_queue(&q);
                 Ok(q)
             }
         }
@@ -238,7 +276,17 @@ impl VHost {
 
     /// Removes a queue for good (delete, auto-delete, exclusive owner gone).
     pub fn remove_queue(&self, q: &Arc<Queue>) -> u32 {
-        self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q));
+        if q.name.starts_with(REPLY_TO_PREFIX)
+            && self
+                .reply_queues
+                .remove_if(&q.name, |_, v| Arc::ptr_eq(v, q))
+                .is_some()
+        {
+            return q.mark_deleted(); // bound nowhere, stored nowhere
+        }
+        if self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q)).is_some() {
+            self.forget_queue(q);
+        }
         self.remove_destination(&Destination::Queue(q.clone()));
         q.mark_deleted()
     }
@@ -260,6 +308,7 @@ impl VHost {
             .remove_if(&x.name, |_, v| Arc::ptr_eq(v, x))
             .is_some()
         {
+            self.forget_exchange(x);
             self.remove_destination(&Destination::Exchange(x.clone()));
         }
     }
@@ -283,8 +332,11 @@ impl VHost {
         arguments: FieldTable,
     ) -> Result<(), DeclareError> {
         let x = self.binding_source(source)?;
-        let q = self.queue_for(queue, connection)?;
-        add_binding(&x, Destination::Queue(q), routing_key, arguments)
+        let q = Destination::Queue(self.queue_for(queue, connection)?);
+        let def = self.binding_def(&x, &q, &routing_key, &arguments);
+        add_binding(&x, q, routing_key, arguments)?;
+        self.persist_binding(def);
+        Ok(())
     }
 
     /// exchange.bind: neither end may be the default exchange.
@@ -299,8 +351,11 @@ impl VHost {
             return Err(DeclareError::DefaultExchange);
         }
         let x = self.binding_source(source)?;
-        let d = self.exchange(destination)?;
-        add_binding(&x, Destination::Exchange(d), routing_key, arguments)
+        let d = Destination::Exchange(self.exchange(destination)?);
+        let def = self.binding_def(&x, &d, &routing_key, &arguments);
+        add_binding(&x, d, routing_key, arguments)?;
+        self.persist_binding(def);
+        Ok(())
     }
 
     /// queue.unbind. RabbitMQ 3.x answers unbind-ok whenever the binding does not exist, even
@@ -354,7 +409,11 @@ impl VHost {
         routing_key: &str,
         arguments: &FieldTable,
     ) {
-        if x.unbind(destination, routing_key, arguments)
+        let removed = x.unbind(destination, routing_key, arguments);
+        if removed {
+            self.forget_binding(self.binding_def(x, destination, routing_key, arguments));
+        }
+        if removed
             && x.options.auto_delete
             && !x.has_bindings()
         {
@@ -362,16 +421,16 @@ impl VHost {
         }
     }
 
-    /// The queues a message published to `exchange` reaches, each once, following
-    /// exchange-to-exchange bindings without loops.
+    /// The queues a message published to `exchange` reaches, each once, as RabbitMQ 3.10's
+    /// `rabbit_exchange:route/2` finds them: exchange-to-exchange bindings are followed without
+    /// loops; an exchange that routes the message nowhere (not even to another exchange) hands
+    /// it to its alternate exchange; direct, topic and default routing use the `CC` and `BCC`
+    /// keys as well as the routing key.
     pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Vec<Arc<Queue>> {
         let headers = message.properties.headers.as_ref();
+        let keys = sender_selected::routing_keys(&message.routing_key, headers);
         if exchange.name.is_empty() {
-            return self
-                .queues
-                .get(message.routing_key.as_str())
-                .map(|q| vec![q.clone()])
-                .unwrap_or_default();
+            return self.route_default(keys);
         }
         let mut queues: Vec<Arc<Queue>> = Vec::new();
         let mut visited: Vec<Arc<Exchange>> = vec![exchange.clone()];
@@ -379,7 +438,10 @@ impl VHost {
         let mut found = Vec::new();
         while let Some(x) = pending.pop() {
             found.clear();
-            x.route(&message.routing_key, headers, &mut found);
+            x.route_keys(keys.clone(), headers, &mut found);
+            if found.is_empty() {
+                found.extend(self.alternate_exchange_of(&x).map(Destination::Exchange));
+            }
             for d in found.drain(..) {
                 match d {
                     Destination::Queue(q) => {
@@ -397,6 +459,54 @@ impl VHost {
             }
         }
         queues
+    }
+
+    /// The default exchange: each key names a queue, or a direct reply-to consumer.
+    fn route_default<'a>(&self, keys: impl Iterator<Item = &'a str>) -> Vec<Arc<Queue>> {
+        let mut queues: Vec<Arc<Queue>> = Vec::new();
+        for key in keys {
+            let map = if key.starts_with(REPLY_TO_PREFIX) {
+                &self.reply_queues
+            } else {
+                &self.queues
+            };
+            let Some(q) = map.get(key).map(|q| q.clone()) else {
+                continue;
+            };
+            if !queues.iter().any(|x| Arc::ptr_eq(x, &q)) {
+                queues.push(q);
+            }
+        }
+        queues
+    }
+
+    /// The exchange named by `x`'s `alternate-exchange` argument, if it exists. The default
+    /// exchange as an alternate routes nothing in RabbitMQ 3.10 (checked with pika), so it is
+    /// not followed.
+    fn alternate_exchange_of(&self, x: &Exchange) -> Option<Arc<Exchange>> {
+        let name = x.alternate_exchange.as_ref().filter(|n| !n.is_empty())?;
+        self.exchanges.get(name.as_str()).map(|e| e.clone())
+    }
+
+    /// Direct reply-to: registers the queue behind a channel's consumer of
+    /// [`DIRECT_REPLY_TO`] under its generated `name` ([`REPLY_TO_PREFIX`] and a token). The
+    /// queue is in no other map, so it cannot be bound, consumed from by name, got from, purged
+    /// or deleted; it is auto-delete and goes away with its consumer.
+    pub fn add_reply_queue(&self, name: ShortStr, connection: u64) -> Arc<Queue> {
+        let options = QueueOptions {
+            durable: false,
+            auto_delete: true,
+            exclusive_owner: Some(connection),
+            arguments: FieldTable::new(),
+        };
+        let q = Queue::new(name.clone(), options);
+        self.reply_queues.insert(name, q.clone());
+        q
+    }
+
+    /// The live queue behind a generated direct reply-to name.
+    pub fn reply_queue(&self, name: &str) -> Option<Arc<Queue>> {
+        self.reply_queues.get(name).map(|q| q.clone())
     }
 
     /// Every queue owned exclusively by `connection` (deleted when it closes).
@@ -451,6 +561,20 @@ const COMPARED_EXCHANGE_ARGUMENTS: &[&str] = &["alternate-exchange"];
 /// A flag or type in an inequivalence text: `'true'`, `'direct'`.
 fn quoted(value: impl std::fmt::Display) -> String {
     format!("'{value}'")
+}
+
+/// A new exchange's `alternate-exchange` must be a string (RabbitMQ's `rabbit_misc:r_arg`); it
+/// may name an exchange that does not exist (yet).
+fn check_alternate_exchange(name: &ShortStr, arguments: &FieldTable) -> Result<(), DeclareError> {
+    match arguments.get(ALTERNATE_EXCHANGE) {
+        None | Some(FieldValue::LongStr(_)) => Ok(()),
+        Some(other) => Err(DeclareError::InvalidArgumentType {
+            what: "exchange",
+            name: name.clone(),
+            argument: ALTERNATE_EXCHANGE,
+            type_name: field_type_name(other),
+        }),
+    }
 }
 
 fn check_exchange_equivalent(

@@ -49,7 +49,11 @@ impl ShortStr {
         ShortStr(ByteString::from(&s[..end]))
     }
 
-    pub(crate) fn from_utf8(bytes: Bytes) -> Option<Self> {
+    /// A string from bytes, if they are UTF-8 and at most 255 long (no copy).
+    pub fn from_utf8(bytes: Bytes) -> Option<Self> {
+        if bytes.len() > SHORTSTR_MAX {
+            return None;
+        }
         ByteString::try_from(bytes).ok().map(ShortStr)
     }
 

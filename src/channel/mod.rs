@@ -147,8 +147,15 @@ impl Channel {
     /// Called once all frames of one socket read were handled: sends coalesced confirms.
     pub fn end_of_batch(&mut self) {
         if let Some(confirms) = &mut self.confirms {
-            confirms.flush(self.id, &self.ctx.outbound);
+            let synced = self.ctx.vhost.store().map_or(0, |s| *s.synced().borrow());
+            confirms.flush(self.id, &self.ctx.outbound, synced);
         }
+    }
+
+    /// Whether a publisher confirm waits for the journal (the connection then wakes up when
+    /// the journal syncs).
+    pub fn is_waiting_for_disk(&self) -> bool {
+        self.confirms.as_ref().is_some_and(|c| c.is_waiting_for_disk())
     }
 
     /// Releases everything the channel holds: consumers leave their queues (auto-delete ones may

@@ -4,9 +4,11 @@ use super::delivery::Unacked;
 use super::Channel;
 use crate::connection::writer::Outbound;
 use crate::error::{AmqpError, AmqpResult};
+use crate::exchange::{sender_selected, Exchange};
 use crate::message::Message;
 use crate::vhost::DeclareError;
 use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use warren_protocol::{
     basic, class_id, confirm, tx, BasicProperties, ContentHeader, Method, ReplyCode, ShortStr,
@@ -28,18 +30,37 @@ pub(super) struct Confirms {
     published: u64,
     /// Highest sequence number already acked to the client.
     acked: u64,
+    /// Publishes whose confirm waits for the journal: (publish sequence number, journal
+    /// sequence number), oldest first. A persistent message in a durable queue is confirmed
+    /// only once its record is on disk.
+    on_disk: VecDeque<(u64, u64)>,
 }
 
 impl Confirms {
-    /// Acks everything confirmed since the last flush in one frame (`multiple` when several).
-    pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound) {
-        if self.published > self.acked {
-            let ack = basic::Ack {
-                delivery_tag: self.published,
-                multiple: self.published - self.acked > 1,
-            };
+    /// Counts a routed publish; `journal_seq` when its confirm must wait for the disk.
+    pub(super) fn routed(&mut self, journal_seq: Option<u64>) {
+        self.published += 1;
+        if let Some(seq) = journal_seq {
+            self.on_disk.push_back((self.published, seq));
+        }
+    }
+
+    /// Whether some confirm waits for the journal.
+    pub(super) fn is_waiting_for_disk(&self) -> bool {
+        !self.on_disk.is_empty()
+    }
+
+    /// Acks, in one frame (`multiple` when several), everything confirmable: all publishes up
+    /// to the first one whose journal record is not yet synced (`synced`).
+    pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound, synced: u64) {
+        while self.on_disk.front().is_some_and(|(_, seq)| *seq <= synced) {
+            self.on_disk.pop_front();
+        }
+        let upto = self.on_disk.front().map_or(self.published, |(publish, _)| publish - 1);
+        if upto > self.acked {
+            let ack = basic::Ack { delivery_tag: upto, multiple: upto - self.acked > 1 };
             outbound.send_method(channel, &ack.into());
-            self.acked = self.published;
+            self.acked = upto;
         }
     }
 }
@@ -147,27 +168,25 @@ impl Channel {
             ));
         };
         let body = join(body);
-        self.check_user_id(&header.properties)?;
-        let message = Arc::new(Message {
-            exchange: publish.exchange,
-            routing_key: publish.routing_key,
-            properties: header.properties,
-            body,
-        });
+        // RabbitMQ's order of checks: exchange, internal, direct reply-to, user-id, CC/BCC;
+        // inside a transaction too (checked with pika against 3.10.8).
+        let exchange = self.publish_exchange(&publish.exchange)?;
+        let mut properties = header.properties;
+        self.set_direct_reply_to(&mut properties)?;
+        self.check_user_id(&properties)?;
+        sender_selected::check(properties.headers.as_ref()).map_err(|e| {
+            AmqpError::from(e).with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
+        })?;
+        let message = Arc::new(Message::new(publish.exchange, publish.routing_key, properties, body));
         if self.tx.is_none() {
-            self.route(message, publish.mandatory)?;
+            let journal_seq = self.route_to(&exchange, message, publish.mandatory);
             // Counted once routed, not at basic.publish: a confirm flushed while the body is
             // still arriving would ack a message the broker does not have yet.
             if let Some(c) = &mut self.confirms {
-                c.published += 1;
+                c.routed(journal_seq);
             }
             return Ok(());
         }
-        // The exchange must exist at publish time even inside a transaction.
-        self.ctx
-            .vhost
-            .exchange(&message.exchange)
-            .map_err(|e| self.publish_err(e))?;
         if let Some(tx) = &mut self.tx {
             tx.publishes.push((message, publish.mandatory));
         }
@@ -191,15 +210,35 @@ impl Channel {
         }
     }
 
-    fn route(&mut self, message: Arc<Message>, mandatory: bool) -> AmqpResult<()> {
-        let vhost = &self.ctx.vhost;
-        let exchange = vhost
-            .exchange(&message.exchange)
+    /// The exchange a publish names, if it exists and is not internal.
+    fn publish_exchange(&self, name: &str) -> AmqpResult<Arc<Exchange>> {
+        let exchange = self
+            .ctx
+            .vhost
+            .exchange(name)
             .map_err(|e| self.publish_err(e))?;
         if exchange.options.internal {
             return Err(self.publish_err(DeclareError::Internal(exchange.name.clone())));
         }
-        let queues = vhost.route(&exchange, &message);
+        Ok(exchange)
+    }
+
+    /// Routes and enqueues a message held by a transaction (its exchange may be gone by now).
+    fn route(&mut self, message: Arc<Message>, mandatory: bool) -> AmqpResult<Option<u64>> {
+        let exchange = self.publish_exchange(&message.exchange)?;
+        Ok(self.route_to(&exchange, message, mandatory))
+    }
+
+    /// Routes and enqueues a message; returns the journal sequence number its confirm must
+    /// wait for when it was journaled.
+    fn route_to(
+        &mut self,
+        exchange: &Arc<Exchange>,
+        message: Arc<Message>,
+        mandatory: bool,
+    ) -> Option<u64> {
+        let queues = self.ctx.vhost.route(exchange, &message);
+        let message = sender_selected::without_bcc(message);
         if queues.is_empty() && mandatory {
             let ret = Method::BasicReturn(basic::Return {
                 reply_code: ReplyCode::NoRoute.code(),
@@ -211,10 +250,27 @@ impl Channel {
                 .outbound
                 .send_content(self.id, &ret, &message.properties, &message.body);
         }
+        let journal_seq = self.journal(&message, &queues);
         for q in queues {
             q.push(message.clone());
         }
-        Ok(())
+        journal_seq
+    }
+
+    /// Writes a persistent message routed to durable queues to the journal, once for all of
+    /// them, before any queue holds it (so no settle can precede its publish record).
+    fn journal(&self, message: &Message, queues: &[Arc<crate::queue::Queue>]) -> Option<u64> {
+        if !message.properties.is_persistent() {
+            return None;
+        }
+        let store = self.ctx.vhost.store()?;
+        let durable: Vec<u32> = queues.iter().filter_map(|q| q.journal_id()).collect();
+        if durable.is_empty() {
+            return None;
+        }
+        let (id, seq) = store.publish(message, durable);
+        let _ = message.persist_id.set(id);
+        Some(seq)
     }
 
     pub(super) fn confirm_select(&mut self, m: confirm::Select) -> AmqpResult<()> {

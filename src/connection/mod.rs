@@ -155,6 +155,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let period = Duration::from_secs(u64::from(self.heartbeat.max(1))) / 2;
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut synced = self.ctx.vhost.store().map(|s| s.synced());
         loop {
             match self.handle_buffered() {
                 Ok(Flow::Continue) => {}
@@ -181,9 +182,15 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     }
                     self.ctx.outbound.send_heartbeat();
                 }
+                // Confirms of persistent messages go out once the journal has synced them.
+                Some(()) = journal_synced(&mut synced), if self.is_waiting_for_disk() => {}
                 _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
             }
         }
+    }
+
+    fn is_waiting_for_disk(&self) -> bool {
+        self.channels.values().any(|slot| matches!(slot, Slot::Open(ch) if ch.is_waiting_for_disk()))
     }
 
     /// Handles every whole frame in the read buffer, then flushes coalesced confirms.
@@ -373,6 +380,14 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         for q in vhost.exclusive_queues_of(self.ctx.id) {
             vhost.remove_queue(&q);
         }
+    }
+}
+
+/// Completes when the journal synced more records; never when there is no journal.
+async fn journal_synced(synced: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<()> {
+    match synced {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
     }
 }
 

@@ -6,10 +6,11 @@
 //! Lock order: queue state → the sink's own locks (see `src/vhost.rs`).
 
 use crate::message::Message;
+use crate::store::Store;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use warren_protocol::{FieldTable, ShortStr};
 
 /// A message waiting in (or delivered from) one queue.
@@ -90,6 +91,9 @@ pub struct Queue {
     pub options: QueueOptions,
     state: Mutex<QueueState>,
     deleted: AtomicBool,
+    /// The store and this queue's id in it, for durable queues (set once, when declared or
+    /// restored).
+    journal: OnceLock<(Arc<Store>, u32)>,
 }
 
 impl Queue {
@@ -100,7 +104,26 @@ impl Queue {
             options,
             state: Mutex::new(QueueState::default()),
             deleted: AtomicBool::new(false),
+            journal: OnceLock::new(),
         })
+    }
+
+    /// Makes this a journaled queue: persistent messages in it survive restarts.
+    pub fn attach_journal(&self, store: Arc<Store>, id: u32) {
+        let _ = self.journal.set((store, id));
+    }
+
+    /// This queue's id in the journal, if it is durable.
+    pub fn journal_id(&self) -> Option<u32> {
+        self.journal.get().map(|(_, id)| *id)
+    }
+
+    /// Puts back a message recovered from the journal, in publish order.
+    pub fn push_recovered(self: &Arc<Self>, message: Arc<Message>, redelivered: bool) {
+        let mut st = self.state.lock();
+        let seq = st.next_seq;
+        st.next_seq += 1;
+        st.ready.push_back(QueuedMessage { seq, message, redelivered });
     }
 
     /// Whether the queue was deleted (a binding or delivery may still hold it).
@@ -150,8 +173,12 @@ impl Queue {
             let delivered = c.sink.try_deliver(&c.tag, no_ack, self, msg);
             st.consumers.rotate_left(1);
             if delivered {
-                if let Some(sent) = st.ready.pop_front().filter(|_| no_ack) {
-                    self.remove_for_good(std::iter::once(sent));
+                if let Some(sent) = st.ready.pop_front() {
+                    if no_ack {
+                        self.remove_for_good(std::iter::once(sent));
+                    } else {
+                        self.journal_delivery(&sent);
+                    }
                 }
                 refused = 0;
             } else {
@@ -167,6 +194,8 @@ impl Queue {
         let msg = st.ready.pop_front()?;
         if no_ack {
             self.remove_for_good(std::iter::once(msg.clone()));
+        } else {
+            self.journal_delivery(&msg);
         }
         Some((msg, st.ready.len() as u32))
     }
@@ -182,8 +211,21 @@ impl Queue {
     /// every such path must end here, because this is where a durable queue tells its journal
     /// that the message is settled.
     fn remove_for_good(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
+        let Some((store, queue)) = self.journal.get() else { return };
         for m in messages {
-            drop(m);
+            if let Some(id) = m.message.persist_id.get() {
+                store.settle(*id, *queue);
+            }
+        }
+    }
+
+    /// A journaled message went out to a consumer that must ack it: after a crash it comes
+    /// back with redelivered=true.
+    fn journal_delivery(&self, m: &QueuedMessage) {
+        if let (Some((store, queue)), Some(id)) = (self.journal.get(), m.message.persist_id.get()) {
+            if !m.redelivered {
+                store.delivered(*id, *queue);
+            }
         }
     }
 

@@ -1,0 +1,387 @@
+//! The message journal: append-only segment files written by one group-commit thread.
+//!
+//! Callers hand encoded records to [`Journal::append`] and get a sequence number; the writer
+//! thread takes everything queued, writes it, calls `fdatasync` once, and then publishes the
+//! highest sequence number that is on disk ([`Journal::synced`]). Whatever arrives during an
+//! fsync joins the next batch: no timers. A failed write or fsync stops the broker.
+//!
+//! The thread also keeps each live message's place, deletes segments from the oldest on once
+//! all their messages are settled, and copies the few live messages of an old segment forward
+//! so that one slow queue cannot pin the whole log.
+
+use super::record::{Record, RecordError};
+use super::StoreError;
+use bytes::{Bytes, BytesMut};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// Segments roll over past this size.
+pub const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+/// An old segment with at most this many live messages is compacted (copied forward).
+const COMPACT_LIVE_MAX: usize = 4096;
+/// Most bytes written in one batch before it is synced.
+const BATCH_MAX: usize = 8 * 1024 * 1024;
+
+/// Where a live message's record is, and which durable queues still hold it.
+#[derive(Clone, Debug)]
+pub struct Location {
+    pub segment: u64,
+    pub offset: u64,
+    pub len: u32,
+    pub queues: Vec<u32>,
+    pub delivered: Vec<u32>,
+}
+
+enum Command {
+    Append { seq: u64, bytes: BytesMut, effect: Effect },
+    Stop,
+}
+
+/// What a record changes in the writer's bookkeeping.
+pub enum Effect {
+    Publish { id: u64, queues: Vec<u32> },
+    Settle { id: u64, queue: u32 },
+    Delivered { id: u64, queue: u32 },
+}
+
+struct Submitter {
+    next_seq: u64,
+    tx: mpsc::Sender<Command>,
+}
+
+/// Handle to the journal; cheap to share behind an `Arc`.
+pub struct Journal {
+    submit: Mutex<Submitter>,
+    synced: watch::Receiver<u64>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Journal {
+    /// Starts the writer on `dir`, continuing from recovered state (`live`, `segments`).
+    pub fn start(dir: &Path, live: HashMap<u64, Location>, segments: Vec<u64>) -> Result<Self, StoreError> {
+        let next_segment = segments.last().map_or(1, |s| s + 1);
+        let (tx, rx) = mpsc::channel();
+        let (synced_tx, synced) = watch::channel(0);
+        let mut writer = Writer::new(dir.to_path_buf(), next_segment, live, segments)?;
+        let thread = std::thread::Builder::new()
+            .name("warren-journal".into())
+            .spawn(move || writer.run(rx, synced_tx))
+            .map_err(|e| StoreError::Io(dir.to_path_buf(), e))?;
+        Ok(Journal { submit: Mutex::new(Submitter { next_seq: 1, tx }), synced, thread: Mutex::new(Some(thread)) })
+    }
+
+    /// Queues a record for the next batch; returns its sequence number.
+    pub fn append(&self, record: &Record, effect: Effect) -> u64 {
+        let mut bytes = BytesMut::new();
+        record.encode(&mut bytes);
+        let mut s = self.submit.lock();
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        // A send fails only after the writer stopped, which happens on shutdown or a failed
+        // fsync (which aborts the process): nothing left to confirm either way.
+        let _ = s.tx.send(Command::Append { seq, bytes, effect });
+        seq
+    }
+
+    /// The highest sequence number on disk, and a way to wait for it to grow.
+    pub fn synced(&self) -> watch::Receiver<u64> {
+        self.synced.clone()
+    }
+
+    /// Flushes what is queued and stops the writer.
+    pub fn stop(&self) {
+        let _ = self.submit.lock().tx.send(Command::Stop);
+        if let Some(thread) = self.thread.lock().take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+    dir.join(format!("{segment:010}.seg"))
+}
+
+struct Writer {
+    dir: PathBuf,
+    file: File,
+    segment: u64,
+    offset: u64,
+    live: HashMap<u64, Location>,
+    /// Live message count per segment, oldest first (the current one included).
+    segments: BTreeMap<u64, usize>,
+}
+
+impl Writer {
+    fn new(dir: PathBuf, segment: u64, live: HashMap<u64, Location>, old: Vec<u64>) -> Result<Self, StoreError> {
+        let mut segments: BTreeMap<u64, usize> = old.into_iter().map(|s| (s, 0)).collect();
+        for loc in live.values() {
+            *segments.entry(loc.segment).or_default() += 1;
+        }
+        segments.insert(segment, 0);
+        let file = create_segment(&dir, segment)?;
+        let mut w = Writer { dir, file, segment, offset: 0, live, segments };
+        w.delete_settled_segments();
+        Ok(w)
+    }
+
+    fn run(&mut self, rx: mpsc::Receiver<Command>, synced: watch::Sender<u64>) {
+        let mut batch = BytesMut::new();
+        let mut effects = Vec::new();
+        while let Ok(first) = rx.recv() {
+            let mut stop = false;
+            let mut last_seq = 0;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                match cmd {
+                    Command::Stop => stop = true,
+                    Command::Append { seq, bytes, effect } => {
+                        last_seq = seq;
+                        if self.offset + (batch.len() + bytes.len()) as u64 > SEGMENT_SIZE && self.offset + batch.len() as u64 > 0 {
+                            self.write_and_sync(&mut batch, &mut effects);
+                            self.roll();
+                        }
+                        effects.push((effect, self.offset + batch.len() as u64, bytes.len() as u32));
+                        batch.extend_from_slice(&bytes);
+                    }
+                }
+                if !stop && batch.len() < BATCH_MAX {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.write_and_sync(&mut batch, &mut effects);
+            if last_seq > 0 {
+                synced.send_replace(last_seq);
+            }
+            self.delete_settled_segments();
+            self.compact_oldest();
+            if stop {
+                return;
+            }
+        }
+    }
+
+    /// Writes and fdatasyncs the batch, then applies its bookkeeping.
+    fn write_and_sync(&mut self, batch: &mut BytesMut, effects: &mut Vec<(Effect, u64, u32)>) {
+        if batch.is_empty() {
+            return;
+        }
+        let result = self.file.write_all(batch).and_then(|()| self.file.sync_data());
+        if let Err(e) = result {
+            // Confirms may already wait on this batch: continuing could lose confirmed data.
+            error!(segment = self.segment, error = %e, "journal write or fsync failed; stopping the broker");
+            std::process::abort();
+        }
+        self.offset += batch.len() as u64;
+        batch.clear();
+        for (effect, offset, len) in effects.drain(..) {
+            self.apply(effect, offset, len);
+        }
+    }
+
+    fn apply(&mut self, effect: Effect, offset: u64, len: u32) {
+        match effect {
+            Effect::Publish { id, queues } => {
+                if let Some(old) = self.live.insert(id, Location { segment: self.segment, offset, len, queues, delivered: Vec::new() }) {
+                    self.release(old.segment);
+                }
+                *self.segments.entry(self.segment).or_default() += 1;
+            }
+            Effect::Settle { id, queue } => {
+                let Some(loc) = self.live.get_mut(&id) else { return };
+                loc.queues.retain(|q| *q != queue);
+                if loc.queues.is_empty() {
+                    let segment = loc.segment;
+                    self.live.remove(&id);
+                    self.release(segment);
+                }
+            }
+            Effect::Delivered { id, queue } => {
+                if let Some(loc) = self.live.get_mut(&id) {
+                    if !loc.delivered.contains(&queue) {
+                        loc.delivered.push(queue);
+                    }
+                }
+            }
+        }
+    }
+
+    fn release(&mut self, segment: u64) {
+        if let Some(n) = self.segments.get_mut(&segment) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    fn roll(&mut self) {
+        self.segment += 1;
+        self.offset = 0;
+        match create_segment(&self.dir, self.segment) {
+            Ok(file) => self.file = file,
+            Err(e) => {
+                error!(error = %e, "cannot create a journal segment; stopping the broker");
+                std::process::abort();
+            }
+        }
+        self.segments.insert(self.segment, 0);
+    }
+
+    /// Deletes segments from the oldest on while they hold no live message. Only from the
+    /// oldest: a newer segment may hold the settle records of an older one's messages.
+    fn delete_settled_segments(&mut self) {
+        while let Some((&oldest, &live)) = self.segments.first_key_value() {
+            if oldest == self.segment || live > 0 {
+                return;
+            }
+            self.segments.remove(&oldest);
+            let path = segment_path(&self.dir, oldest);
+            if let Err(e) = std::fs::remove_file(&path) {
+                warn!(path = %path.display(), error = %e, "could not delete a settled journal segment");
+            }
+        }
+    }
+
+    /// Copies the few live messages of the oldest segment to the current one, so the oldest
+    /// can go (ARCHITECTURE §5: one old message must not pin the log).
+    fn compact_oldest(&mut self) {
+        let Some((&oldest, &live)) = self.segments.first_key_value() else { return };
+        if oldest == self.segment || live == 0 || live > COMPACT_LIVE_MAX || self.segments.len() < 3 {
+            return;
+        }
+        let bytes = match std::fs::read(segment_path(&self.dir, oldest)) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => return warn!(segment = oldest, error = %e, "cannot read a segment to compact it"),
+        };
+        let mut batch = BytesMut::new();
+        let mut effects = Vec::new();
+        let moving: Vec<(u64, Location)> =
+            self.live.iter().filter(|(_, l)| l.segment == oldest).map(|(id, l)| (*id, l.clone())).collect();
+        for (id, loc) in moving {
+            let start = loc.offset as usize;
+            let Some(slice) = bytes.get(start..start + loc.len as usize) else { continue };
+            let Ok((Record::Publish { exchange, routing_key, header, body, .. }, _)) = Record::decode(&bytes.slice_ref(slice))
+            else {
+                continue;
+            };
+            let copy = Record::Publish {
+                id,
+                queues: loc.queues.clone(),
+                delivered: !loc.delivered.is_empty(),
+                exchange,
+                routing_key,
+                header,
+                body,
+            };
+            let at = self.offset + batch.len() as u64;
+            let before = batch.len();
+            copy.encode(&mut batch);
+            effects.push((Effect::Publish { id, queues: loc.queues }, at, (batch.len() - before) as u32));
+        }
+        info!(segment = oldest, messages = effects.len(), "compacting the oldest journal segment");
+        self.write_and_sync(&mut batch, &mut effects);
+        self.delete_settled_segments();
+    }
+}
+
+fn create_segment(dir: &Path, segment: u64) -> Result<File, StoreError> {
+    let path = segment_path(dir, segment);
+    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| StoreError::Io(path.clone(), e))?;
+    // Make the new file's directory entry durable too.
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(file)
+}
+
+/// What recovery found in the journal.
+pub struct Replayed {
+    /// Live messages by id (publish order), with their records.
+    pub messages: BTreeMap<u64, (Record, Location)>,
+    /// Segment numbers that exist, oldest first.
+    pub segments: Vec<u64>,
+}
+
+/// Reads every segment in order. A torn record at the very end is cut off; a bad record
+/// anywhere else stops recovery with the file and offset.
+pub fn replay(dir: &Path) -> Result<Replayed, StoreError> {
+    let mut segments: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(|e| StoreError::Io(dir.to_path_buf(), e))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
+        .collect();
+    segments.sort_unstable();
+    let mut messages: BTreeMap<u64, (Record, Location)> = BTreeMap::new();
+    let total = segments.len();
+    for (n, &segment) in segments.iter().enumerate() {
+        let path = segment_path(dir, segment);
+        let bytes = Bytes::from(std::fs::read(&path).map_err(|e| StoreError::Io(path.clone(), e))?);
+        let mut offset = 0usize;
+        while offset < bytes.len() {
+            match Record::decode(&bytes.slice(offset..)) {
+                Ok((record, len)) => {
+                    apply_replayed(&mut messages, record, segment, offset as u64, len as u32);
+                    offset += len;
+                }
+                Err(e) => {
+                    let last = n + 1 == total;
+                    if last && !has_valid_record_after(&bytes, offset + 1) {
+                        warn!(path = %path.display(), offset, ?e, "cutting off a torn record at the end of the journal");
+                        truncate(&path, offset as u64)?;
+                        break;
+                    }
+                    let reason = match e {
+                        RecordError::Truncated => "record runs past the end of the segment",
+                        RecordError::Corrupt(why) => why,
+                    };
+                    return Err(StoreError::Corrupt { path, offset: offset as u64, reason });
+                }
+            }
+        }
+        info!(segment = n + 1, of = total, live_messages = messages.len(), "journal segment recovered");
+    }
+    Ok(Replayed { messages, segments })
+}
+
+fn apply_replayed(messages: &mut BTreeMap<u64, (Record, Location)>, record: Record, segment: u64, offset: u64, len: u32) {
+    match record {
+        Record::Publish { id, ref queues, delivered, .. } => {
+            let loc = Location { segment, offset, len, queues: queues.clone(), delivered: if delivered { queues.clone() } else { Vec::new() } };
+            messages.insert(id, (record, loc));
+        }
+        Record::Settle { id, queue } => {
+            if let Some((_, loc)) = messages.get_mut(&id) {
+                loc.queues.retain(|q| *q != queue);
+                if loc.queues.is_empty() {
+                    messages.remove(&id);
+                }
+            }
+        }
+        Record::Delivered { id, queue } => {
+            if let Some((_, loc)) = messages.get_mut(&id) {
+                loc.delivered.push(queue);
+            }
+        }
+    }
+}
+
+/// Whether any whole, checksummed record starts after `from` (then the damage is not a torn
+/// tail but corruption in the middle).
+fn has_valid_record_after(bytes: &Bytes, from: usize) -> bool {
+    (from..bytes.len()).any(|i| bytes[i] == super::record::MAGIC && Record::decode(&bytes.slice(i..)).is_ok())
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
+    let file = OpenOptions::new().write(true).open(path).map_err(|e| StoreError::Io(path.to_path_buf(), e))?;
+    file.set_len(len).and_then(|()| file.sync_all()).map_err(|e| StoreError::Io(path.to_path_buf(), e))
+}

@@ -1,0 +1,213 @@
+//! Durability: durable definitions (`definitions`) and persistent messages (`journal`), all in
+//! the data directory, no external service. Never sees frames or sockets.
+//!
+//! Only what RabbitMQ keeps survives: durable exchanges, durable queues that are neither
+//! exclusive nor auto-delete, bindings between durable things, and persistent messages
+//! (delivery mode 2) in durable queues.
+
+pub mod definitions;
+pub mod journal;
+pub mod record;
+
+use crate::message::Message;
+use bytes::Bytes;
+use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+use journal::{Effect, Journal};
+use parking_lot::Mutex;
+use record::Record;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::watch;
+use tracing::{error, info};
+use warren_protocol::ContentHeader;
+
+/// Why the store could not open or recover.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file operation failed.
+    #[error("{}: {1}", .0.display())]
+    Io(PathBuf, std::io::Error),
+    /// A damaged journal record that is not a torn tail: startup stops rather than lose data.
+    #[error("journal corrupted in {} at offset {offset}: {reason}", path.display())]
+    Corrupt {
+        /// Segment file.
+        path: PathBuf,
+        /// Byte offset of the bad record.
+        offset: u64,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The definitions file could not be read.
+    #[error("{}: {1}", .0.display())]
+    Definitions(PathBuf, String),
+}
+
+/// A persistent message found in the journal at startup.
+pub struct RecoveredMessage {
+    /// Journal id.
+    pub id: u64,
+    /// The message.
+    pub message: Arc<Message>,
+    /// Durable queue ids holding it, each with whether it was delivered before the restart.
+    pub queues: Vec<(u32, bool)>,
+}
+
+/// What a restart brings back.
+pub struct Recovered {
+    /// Durable exchanges, queues and bindings.
+    pub definitions: Definitions,
+    /// Live persistent messages in publish order.
+    pub messages: Vec<RecoveredMessage>,
+}
+
+/// The store of one broker.
+pub struct Store {
+    dir: PathBuf,
+    journal: Journal,
+    definitions: Mutex<Definitions>,
+    next_message_id: AtomicU64,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` and recovers what it holds.
+    pub fn open(dir: &Path) -> Result<(Arc<Store>, Recovered), StoreError> {
+        let messages_dir = dir.join("messages");
+        std::fs::create_dir_all(&messages_dir).map_err(|e| StoreError::Io(messages_dir.clone(), e))?;
+        let definitions = Definitions::load(dir)?;
+        let replayed = journal::replay(&messages_dir)?;
+        let next_id = replayed.messages.keys().next_back().map_or(1, |id| id + 1);
+        let mut recovered = Vec::with_capacity(replayed.messages.len());
+        let mut live = std::collections::HashMap::with_capacity(replayed.messages.len());
+        for (id, (record, loc)) in replayed.messages {
+            if let Some(message) = to_message(record) {
+                let queues = loc.queues.iter().map(|q| (*q, loc.delivered.contains(q))).collect();
+                recovered.push(RecoveredMessage { id, message: Arc::new(message), queues });
+            }
+            live.insert(id, loc);
+        }
+        info!(messages = recovered.len(), dir = %dir.display(), "store recovered");
+        let journal = Journal::start(&messages_dir, live, replayed.segments)?;
+        let store = Store {
+            dir: dir.to_path_buf(),
+            journal,
+            definitions: Mutex::new(definitions.clone()),
+            next_message_id: AtomicU64::new(next_id),
+        };
+        Ok((Arc::new(store), Recovered { definitions, messages: recovered }))
+    }
+
+    /// Journals a persistent message for durable `queues`; returns its id and the journal
+    /// sequence number a publisher confirm must wait for.
+    pub fn publish(&self, message: &Message, queues: Vec<u32>) -> (u64, u64) {
+        let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        let header = ContentHeader {
+            class_id: warren_protocol::class_id::BASIC,
+            weight: 0,
+            body_size: message.body.len() as u64,
+            properties: message.properties.clone(),
+        };
+        let record = Record::Publish {
+            id,
+            queues: queues.clone(),
+            delivered: false,
+            exchange: message.exchange.clone(),
+            routing_key: message.routing_key.clone(),
+            header: record::header_bytes(&header),
+            body: message.body.clone(),
+        };
+        let seq = self.journal.append(&record, Effect::Publish { id, queues });
+        (id, seq)
+    }
+
+    /// Message `id` left durable queue `queue` for good.
+    pub fn settle(&self, id: u64, queue: u32) {
+        self.journal.append(&Record::Settle { id, queue }, Effect::Settle { id, queue });
+    }
+
+    /// Message `id` was delivered from durable queue `queue` (redelivered after a crash).
+    pub fn delivered(&self, id: u64, queue: u32) {
+        self.journal.append(&Record::Delivered { id, queue }, Effect::Delivered { id, queue });
+    }
+
+    /// The highest journal sequence number on disk; changes after every fsync.
+    pub fn synced(&self) -> watch::Receiver<u64> {
+        self.journal.synced()
+    }
+
+    /// Flushes the journal and stops its writer (clean shutdown).
+    pub fn close(&self) {
+        self.journal.stop();
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Definitions)) {
+        let mut defs = self.definitions.lock();
+        change(&mut defs);
+        if let Err(e) = defs.save(&self.dir) {
+            // The broker cannot keep a durability promise it cannot write down.
+            error!(error = %e, "cannot save durable definitions; stopping the broker");
+            std::process::abort();
+        }
+    }
+
+    /// Records a durable exchange.
+    pub fn add_exchange(&self, def: ExchangeDef) {
+        self.update(|d| {
+            d.exchanges.retain(|x| !(x.vhost == def.vhost && x.name == def.name));
+            d.exchanges.push(def);
+        });
+    }
+
+    /// Forgets an exchange and its bindings.
+    pub fn remove_exchange(&self, vhost: &str, name: &str) {
+        self.update(|d| {
+            d.exchanges.retain(|x| !(x.vhost == vhost && x.name == name));
+            d.bindings.retain(|b| {
+                !(b.vhost == vhost && (b.source == name || (b.destination_kind == "exchange" && b.destination == name)))
+            });
+        });
+    }
+
+    /// Records a durable queue; returns the id its journal records use.
+    pub fn add_queue(&self, vhost: &str, name: &str, arguments: String) -> u32 {
+        let mut id = 0;
+        self.update(|d| {
+            if let Some(q) = d.queues.iter().find(|q| q.vhost == vhost && q.name == name) {
+                id = q.id;
+                return;
+            }
+            id = d.next_queue_id.max(1);
+            d.next_queue_id = id + 1;
+            d.queues.push(QueueDef { vhost: vhost.into(), name: name.into(), id, arguments });
+        });
+        id
+    }
+
+    /// Forgets a queue and its bindings.
+    pub fn remove_queue(&self, vhost: &str, name: &str) {
+        self.update(|d| {
+            d.queues.retain(|q| !(q.vhost == vhost && q.name == name));
+            d.bindings.retain(|b| !(b.vhost == vhost && b.destination_kind == "queue" && b.destination == name));
+        });
+    }
+
+    /// Records a binding between durable things.
+    pub fn add_binding(&self, def: BindingDef) {
+        self.update(|d| {
+            if !d.bindings.contains(&def) {
+                d.bindings.push(def);
+            }
+        });
+    }
+
+    /// Forgets a binding.
+    pub fn remove_binding(&self, def: &BindingDef) {
+        self.update(|d| d.bindings.retain(|b| b != def));
+    }
+}
+
+fn to_message(record: Record) -> Option<Message> {
+    let Record::Publish { exchange, routing_key, header, body, .. } = record else { return None };
+    let header = record::parse_header(&header)?;
+    Some(Message::recovered(exchange, routing_key, header.properties, Bytes::clone(&body)))
+}
