@@ -66,10 +66,20 @@ pub struct Journal {
 impl Journal {
     /// Starts the writer on `dir`, continuing from recovered state (`live`, `segments`).
     pub fn start(dir: &Path, live: HashMap<u64, Location>, segments: Vec<u64>) -> Result<Self, StoreError> {
+        Self::start_with_segment_size(dir, live, segments, SEGMENT_SIZE)
+    }
+
+    /// [`Journal::start`] with another segment size (tests use small ones).
+    pub fn start_with_segment_size(
+        dir: &Path,
+        live: HashMap<u64, Location>,
+        segments: Vec<u64>,
+        segment_size: u64,
+    ) -> Result<Self, StoreError> {
         let next_segment = segments.last().map_or(1, |s| s + 1);
         let (tx, rx) = mpsc::channel();
         let (synced_tx, synced) = watch::channel(0);
-        let mut writer = Writer::new(dir.to_path_buf(), next_segment, live, segments)?;
+        let mut writer = Writer::new(dir.to_path_buf(), next_segment, live, segments, segment_size)?;
         let thread = std::thread::Builder::new()
             .name("warren-journal".into())
             .spawn(move || writer.run(rx, synced_tx))
@@ -122,17 +132,24 @@ struct Writer {
     live: HashMap<u64, Location>,
     /// Live message count per segment, oldest first (the current one included).
     segments: BTreeMap<u64, usize>,
+    segment_size: u64,
 }
 
 impl Writer {
-    fn new(dir: PathBuf, segment: u64, live: HashMap<u64, Location>, old: Vec<u64>) -> Result<Self, StoreError> {
+    fn new(
+        dir: PathBuf,
+        segment: u64,
+        live: HashMap<u64, Location>,
+        old: Vec<u64>,
+        segment_size: u64,
+    ) -> Result<Self, StoreError> {
         let mut segments: BTreeMap<u64, usize> = old.into_iter().map(|s| (s, 0)).collect();
         for loc in live.values() {
             *segments.entry(loc.segment).or_default() += 1;
         }
         segments.insert(segment, 0);
         let file = create_segment(&dir, segment)?;
-        let mut w = Writer { dir, file, segment, offset: 0, live, segments };
+        let mut w = Writer { dir, file, segment, offset: 0, live, segments, segment_size };
         w.delete_settled_segments();
         Ok(w)
     }
@@ -149,7 +166,7 @@ impl Writer {
                     Command::Stop => stop = true,
                     Command::Append { seq, bytes, effect } => {
                         last_seq = seq;
-                        if self.offset + (batch.len() + bytes.len()) as u64 > SEGMENT_SIZE && self.offset + batch.len() as u64 > 0 {
+                        if self.offset + (batch.len() + bytes.len()) as u64 > self.segment_size && self.offset + batch.len() as u64 > 0 {
                             self.write_and_sync(&mut batch, &mut effects);
                             self.roll();
                         }
@@ -385,3 +402,6 @@ fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
     let file = OpenOptions::new().write(true).open(path).map_err(|e| StoreError::Io(path.to_path_buf(), e))?;
     file.set_len(len).and_then(|()| file.sync_all()).map_err(|e| StoreError::Io(path.to_path_buf(), e))
 }
+
+#[cfg(test)]
+mod tests;
