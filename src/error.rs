@@ -181,6 +181,20 @@ impl AmqpError {
             D::UnknownExchangeType(t) => Self::command_invalid(format!("unknown exchange type '{t}'")),
             D::BadArguments(text) => Self::precondition_failed(text),
             D::Internal(x) => Self::access_refused(format!("cannot publish to internal exchange '{x}' in vhost '{vhost}'")),
+            D::InvalidArgumentType { what, name, argument, type_name } => Self::precondition_failed(format!(
+                "invalid type '{type_name}' for arg '{argument}' in {what} '{name}' in vhost '{vhost}'"
+            )),
         }
+    }
+}
+
+impl From<crate::exchange::sender_selected::InvalidRoutingHeader> for AmqpError {
+    /// RabbitMQ's words for a `CC`/`BCC` header that is not an array (Erlang's printing of
+    /// `{unacceptable_type_in_header, "CC", longstr}`).
+    fn from(e: crate::exchange::sender_selected::InvalidRoutingHeader) -> Self {
+        Self::precondition_failed(format!(
+            "invalid message: {{unacceptable_type_in_header,\"{}\",{}}}",
+            e.header, e.type_name
+        ))
     }
 }

@@ -5,6 +5,10 @@
 //!   vhost maps (DashMap shard locks; never held across another lock: clone the `Arc` and drop
 //!   the guard first) → exchange bindings (`RwLock`) → queue state (`Mutex`) → channel delivery
 //!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in connection/writer.rs).
+//!   A queue never routes while holding its state lock: dead letters (expired, rejected,
+//!   overflowed messages) are collected under it and routed through this vhost only after it is
+//!   released (`queue/dead_letter.rs`, `vhost/dead_letter.rs`), so routing them starts again at
+//!   the top of this order. The queue timer tasks (`queue/timer.rs`) hold no lock while waiting.
 
 use crate::error::{field_type_name, field_value_text};
 use crate::exchange::sender_selected;
@@ -12,12 +16,14 @@ use crate::exchange::{
     BindError, Destination, Exchange, ExchangeKind, ExchangeOptions, ALTERNATE_EXCHANGE,
 };
 use crate::message::Message;
-use crate::queue::{Queue, QueueOptions};
+use crate::queue::{Queue, QueueOptions, QueueOwner};
+use crate::store::Store;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use crate::store::Store;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
+
+mod dead_letter;
 
 /// Why a declare, delete or bind was refused. `src/error.rs` maps these to reply codes.
 #[derive(Debug, PartialEq, Eq)]
@@ -73,6 +79,8 @@ pub struct VHost {
     reply_queues: DashMap<ShortStr, Arc<Queue>>,
     /// Where durable definitions and persistent messages go (see `src/persistence.rs`).
     store: OnceLock<Arc<Store>>,
+    /// This vhost, handed to its queues as their `QueueOwner` (dead letters, x-expires).
+    me: Weak<VHost>,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -86,12 +94,17 @@ pub const REPLY_TO_PREFIX: &str = "amq.rabbitmq.reply-to.";
 impl VHost {
     /// A vhost with the default exchange and RabbitMQ's predeclared `amq.*` exchanges.
     pub fn new(name: &str) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self::with_default_exchanges(name, me.clone()))
+    }
+
+    fn with_default_exchanges(name: &str, me: Weak<VHost>) -> Self {
         let vhost = VHost {
             name: name.to_owned(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             reply_queues: DashMap::new(),
             store: OnceLock::new(),
+            me,
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -113,7 +126,7 @@ impl VHost {
                 Exchange::new(ShortStr::from(name), options),
             );
         }
-        Arc::new(vhost)
+        vhost
     }
 
     /// An exchange by name.
@@ -240,7 +253,11 @@ impl VHost {
                 Ok(existing)
             }
             Entry::Vacant(v) => {
-                let q = Queue::new(name, options);
+                // Only a new queue's arguments are validated, as in RabbitMQ: a redeclare is
+                // compared instead (checked with pika against 3.10.8).
+                let owner: Weak<dyn QueueOwner> = self.me.clone();
+                let q = Queue::try_new(name.clone(), options, owner)
+                    .map_err(|e| DeclareError::BadArguments(e.text(&name, &self.name)))?;
                 v.insert(q.clone());
                 self.persist_queue(&q);
                 Ok(q)
@@ -284,7 +301,11 @@ impl VHost {
         {
             return q.mark_deleted(); // bound nowhere, stored nowhere
         }
-        if self.queues.remove_if(&q.name, |_, v| Arc::ptr_eq(v, q)).is_some() {
+        if self
+            .queues
+            .remove_if(&q.name, |_, v| Arc::ptr_eq(v, q))
+            .is_some()
+        {
             self.forget_queue(q);
         }
         self.remove_destination(&Destination::Queue(q.clone()));
@@ -413,10 +434,7 @@ impl VHost {
         if removed {
             self.forget_binding(self.binding_def(x, destination, routing_key, arguments));
         }
-        if removed
-            && x.options.auto_delete
-            && !x.has_bindings()
-        {
+        if removed && x.options.auto_delete && !x.has_bindings() {
             self.auto_delete_exchange(x);
         }
     }
@@ -633,7 +651,35 @@ fn check_queue_equivalent(q: &Queue, new: &QueueOptions) -> Result<(), DeclareEr
             quoted(o.auto_delete),
         ));
     }
-    check_arguments(COMPARED_QUEUE_ARGUMENTS, &new.arguments, &o.arguments, diff)
+    check_arguments(COMPARED_QUEUE_ARGUMENTS, &new.arguments, &o.arguments, diff)?;
+    check_queue_type(&new.arguments, &o.arguments, diff)
+}
+
+fn queue_type_of(v: Option<&FieldValue>) -> Option<&str> {
+    v.map_or(Some("classic"), FieldValue::as_str)
+}
+
+/// `x-queue-type` on redeclare: absent and `classic` are the same type (RabbitMQ 3.10 accepts
+/// one against the other), any other value is inequivalent, in the usual words (checked with
+/// pika: `received the value 'quorum' of type 'longstr' but current is none`).
+fn check_queue_type(
+    received: &FieldTable,
+    current: &FieldTable,
+    diff: impl Fn(&str, String, String) -> DeclareError,
+) -> Result<(), DeclareError> {
+    const KEY: &str = crate::queue::args::X_QUEUE_TYPE;
+    let (r, c) = (received.get(KEY), current.get(KEY));
+    if queue_type_of(r) == queue_type_of(c) {
+        return Ok(());
+    }
+    Err(match (r, c) {
+        (Some(r), Some(c)) => diff(
+            KEY,
+            quoted(field_value_text(r)),
+            quoted(field_value_text(c)),
+        ),
+        (r, c) => diff(KEY, described(r), described(c)),
+    })
 }
 
 /// RabbitMQ's `assert_args_equivalence`: each of `keys` must be absent from both tables or

@@ -4,6 +4,7 @@ use super::declare::generated_name;
 use super::delivery::Unacked;
 use super::{requeue_grouped, Channel};
 use crate::error::{AmqpError, AmqpResult};
+use crate::queue::args::consumer_priority;
 use crate::queue::{ConsumeError, Consumer, ConsumerSink};
 use std::sync::Arc;
 use warren_protocol::{basic, Method};
@@ -35,6 +36,9 @@ impl Channel {
                 "attempt to reuse consumer tag '{tag}'"
             )));
         }
+        let priority = consumer_priority(&m.arguments).map_err(|e| {
+            AmqpError::precondition_failed(e.text(&queue.name, &self.ctx.vhost.name))
+        })?;
         self.shared
             .add_consumer(tag.clone(), queue.clone(), m.no_ack);
         let sink: Arc<dyn ConsumerSink> = self.shared.clone();
@@ -43,6 +47,7 @@ impl Channel {
             sink,
             no_ack: m.no_ack,
             exclusive: m.exclusive,
+            priority,
         };
         // consume-ok goes out before the queue can deliver, as clients expect, and only once the
         // queue accepted the consumer.
@@ -100,6 +105,8 @@ impl Channel {
         };
         let message = msg.message.clone();
         let redelivered = msg.redelivered;
+        // Only a redelivery carries extra headers (x-delivery-count): copy just then.
+        let counted = (msg.delivery_count > 0).then(|| msg.delivery_properties().into_owned());
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {
             delivery_tag,
@@ -110,7 +117,12 @@ impl Channel {
         });
         self.ctx
             .outbound
-            .send_content(self.id, &get_ok, &message.properties, &message.body);
+            .send_content(
+                self.id,
+                &get_ok,
+                counted.as_ref().unwrap_or(&message.properties),
+                &message.body,
+            );
         Ok(())
     }
 
@@ -140,11 +152,18 @@ impl Channel {
     /// Frees the credit of settled deliveries and requeues or drops them.
     pub(super) fn apply_settle(&mut self, settled: Vec<Unacked>, requeue: Option<bool>) {
         self.shared.release(&settled);
-        if requeue == Some(true) {
-            requeue_grouped(settled);
-        } else {
-            for u in settled {
-                u.queue.settle(std::iter::once(u.msg));
+        match requeue {
+            Some(true) => requeue_grouped(settled),
+            // Rejected without requeue: dead-lettered (reason `rejected`) when the queue says so.
+            Some(false) => {
+                for u in settled {
+                    u.queue.reject(std::iter::once(u.msg));
+                }
+            }
+            None => {
+                for u in settled {
+                    u.queue.settle(std::iter::once(u.msg));
+                }
             }
         }
         self.kick_consumed_queues();

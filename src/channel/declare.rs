@@ -122,6 +122,8 @@ impl Channel {
                 .declare_queue(name, server_named, options)
                 .map_err(|e| self.declare_err(e))?
         };
+        // A declare, passive or not, renews an x-expires lease (as in RabbitMQ).
+        q.touch();
         self.last_queue = Some(q.name.clone());
         if !m.no_wait {
             let ok = queue::DeclareOk {

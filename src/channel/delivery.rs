@@ -257,7 +257,7 @@ impl ConsumerSink for ChannelShared {
         });
         // Written under the channel lock so delivery tags reach the wire in order.
         self.outbound
-            .send_content(self.id, &deliver, &m.properties, &m.body);
+            .send_content(self.id, &deliver, &msg.delivery_properties(), &m.body);
         true
     }
 

@@ -6,6 +6,8 @@ use crate::connection::writer::Outbound;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{sender_selected, Exchange};
 use crate::message::Message;
+use crate::queue::args::parse_expiration;
+use crate::queue::PushOutcome;
 use crate::vhost::DeclareError;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -28,8 +30,11 @@ pub(super) struct ContentInProgress {
 pub(super) struct Confirms {
     /// Sequence number of the last publish seen.
     published: u64,
-    /// Highest sequence number already acked to the client.
+    /// Highest sequence number already confirmed (acked or nacked) to the client.
     acked: u64,
+    /// Publishes some queue refused (x-overflow reject-publish), oldest first: they are nacked,
+    /// never acked (RabbitMQ nacks a publish that at least one queue rejected).
+    rejected: VecDeque<u64>,
     /// Publishes whose confirm waits for the journal: (publish sequence number, journal
     /// sequence number), oldest first. A persistent message in a durable queue is confirmed
     /// only once its record is on disk.
@@ -37,11 +42,15 @@ pub(super) struct Confirms {
 }
 
 impl Confirms {
-    /// Counts a routed publish; `journal_seq` when its confirm must wait for the disk.
-    pub(super) fn routed(&mut self, journal_seq: Option<u64>) {
+    /// Counts a routed publish; `journal_seq` when its confirm must wait for the disk,
+    /// `rejected` when a queue refused it.
+    pub(super) fn routed(&mut self, journal_seq: Option<u64>, rejected: bool) {
         self.published += 1;
         if let Some(seq) = journal_seq {
             self.on_disk.push_back((self.published, seq));
+        }
+        if rejected {
+            self.rejected.push_back(self.published);
         }
     }
 
@@ -50,19 +59,61 @@ impl Confirms {
         !self.on_disk.is_empty()
     }
 
-    /// Acks, in one frame (`multiple` when several), everything confirmable: all publishes up
-    /// to the first one whose journal record is not yet synced (`synced`).
+    /// Confirms everything confirmable: all publishes up to the first one whose journal
+    /// record is not yet synced (`synced`). Runs of accepted publishes go out as one basic.ack
+    /// and runs of rejected ones as one basic.nack (`multiple` when several), in order, so a
+    /// `multiple` ack never covers a rejected publish.
     pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound, synced: u64) {
         while self.on_disk.front().is_some_and(|(_, seq)| *seq <= synced) {
             self.on_disk.pop_front();
         }
-        let upto = self.on_disk.front().map_or(self.published, |(publish, _)| publish - 1);
-        if upto > self.acked {
-            let ack = basic::Ack { delivery_tag: upto, multiple: upto - self.acked > 1 };
-            outbound.send_method(channel, &ack.into());
-            self.acked = upto;
+        let upto = self
+            .on_disk
+            .front()
+            .map_or(self.published, |(publish, _)| publish - 1);
+        if upto <= self.acked {
+            return;
         }
+        let mut done = self.acked;
+        while let Some(first) = self.rejected.front().copied().filter(|r| *r <= upto) {
+            if first - 1 > done {
+                send_confirm(channel, outbound, true, first - 1, done);
+                done = first - 1;
+            }
+            let mut last = first;
+            self.rejected.pop_front();
+            while self.rejected.front() == Some(&(last + 1)) && last < upto {
+                last += 1;
+                self.rejected.pop_front();
+            }
+            send_confirm(channel, outbound, false, last, done);
+            done = last;
+        }
+        if upto > done {
+            send_confirm(channel, outbound, true, upto, done);
+        }
+        self.acked = upto;
     }
+}
+
+/// basic.ack (`ack`) or basic.nack of every publish in `(done, upto]`.
+fn send_confirm(channel: u16, outbound: &Outbound, ack: bool, upto: u64, done: u64) {
+    let multiple = upto - done > 1;
+    let method: Method = if ack {
+        basic::Ack {
+            delivery_tag: upto,
+            multiple,
+        }
+        .into()
+    } else {
+        basic::Nack {
+            delivery_tag: upto,
+            multiple,
+            requeue: false,
+        }
+        .into()
+    };
+    outbound.send_method(channel, &method);
 }
 
 /// Work a transaction holds until tx.commit.
@@ -174,16 +225,22 @@ impl Channel {
         let mut properties = header.properties;
         self.set_direct_reply_to(&mut properties)?;
         self.check_user_id(&properties)?;
+        check_expiration(&properties)?;
         sender_selected::check(properties.headers.as_ref()).map_err(|e| {
             AmqpError::from(e).with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
         })?;
-        let message = Arc::new(Message::new(publish.exchange, publish.routing_key, properties, body));
+        let message = Arc::new(Message::new(
+            publish.exchange,
+            publish.routing_key,
+            properties,
+            body,
+        ));
         if self.tx.is_none() {
-            let journal_seq = self.route_to(&exchange, message, publish.mandatory);
+            let (journal_seq, rejected) = self.route_to(&exchange, message, publish.mandatory);
             // Counted once routed, not at basic.publish: a confirm flushed while the body is
             // still arriving would ack a message the broker does not have yet.
             if let Some(c) = &mut self.confirms {
-                c.routed(journal_seq);
+                c.routed(journal_seq, rejected);
             }
             return Ok(());
         }
@@ -226,17 +283,18 @@ impl Channel {
     /// Routes and enqueues a message held by a transaction (its exchange may be gone by now).
     fn route(&mut self, message: Arc<Message>, mandatory: bool) -> AmqpResult<Option<u64>> {
         let exchange = self.publish_exchange(&message.exchange)?;
-        Ok(self.route_to(&exchange, message, mandatory))
+        Ok(self.route_to(&exchange, message, mandatory).0)
     }
 
     /// Routes and enqueues a message; returns the journal sequence number its confirm must
-    /// wait for when it was journaled.
+    /// wait for when it was journaled, and whether some queue refused it (x-overflow
+    /// reject-publish: no basic.return for that, even when mandatory, as in RabbitMQ).
     fn route_to(
         &mut self,
         exchange: &Arc<Exchange>,
         message: Arc<Message>,
         mandatory: bool,
-    ) -> Option<u64> {
+    ) -> (Option<u64>, bool) {
         let queues = self.ctx.vhost.route(exchange, &message);
         let message = sender_selected::without_bcc(message);
         if queues.is_empty() && mandatory {
@@ -251,10 +309,11 @@ impl Channel {
                 .send_content(self.id, &ret, &message.properties, &message.body);
         }
         let journal_seq = self.journal(&message, &queues);
+        let mut rejected = false;
         for q in queues {
-            q.push(message.clone());
+            rejected |= q.push(message.clone()) == PushOutcome::Rejected;
         }
-        journal_seq
+        (journal_seq, rejected)
     }
 
     /// Writes a persistent message routed to durable queues to the journal, once for all of
@@ -334,6 +393,18 @@ impl Channel {
         self.reply(tx::RollbackOk {});
         Ok(())
     }
+}
+
+/// RabbitMQ validates a message's `expiration` at publish (`check_expiration_header`): 406
+/// `invalid expiration '<value>': <reason>` (texts checked with pika against 3.10.8).
+fn check_expiration(properties: &BasicProperties) -> AmqpResult<()> {
+    let Some(expiration) = &properties.expiration else {
+        return Ok(());
+    };
+    parse_expiration(expiration).map(drop).map_err(|e| {
+        AmqpError::precondition_failed(format!("invalid expiration '{expiration}': {}", e.0))
+            .with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
+    })
 }
 
 /// One body frame's bytes as they are; several joined once.

@@ -2,6 +2,7 @@
 //! Never touches queues' contents; the vhost pushes to what `route` returns.
 
 pub mod headers;
+pub mod sender_selected;
 pub mod topic;
 
 use crate::queue::Queue;
@@ -10,7 +11,7 @@ use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
 use topic::TopicPattern;
-use warren_protocol::{FieldTable, ShortStr};
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 /// The four exchange types of 0-9-1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,8 +121,13 @@ pub struct Exchange {
     pub name: ShortStr,
     /// Declared properties.
     pub options: ExchangeOptions,
+    /// Where messages this exchange cannot route go: its `alternate-exchange` argument.
+    pub alternate_exchange: Option<ShortStr>,
     bindings: RwLock<Bindings>,
 }
+
+/// The exchange argument naming an alternate exchange (RabbitMQ's extension).
+pub const ALTERNATE_EXCHANGE: &str = "alternate-exchange";
 
 /// Why a bind was refused.
 #[derive(Debug, PartialEq, Eq)]
@@ -133,9 +139,14 @@ pub enum BindError {
 impl Exchange {
     /// A new exchange with no bindings.
     pub fn new(name: ShortStr, options: ExchangeOptions) -> Arc<Self> {
+        let alternate_exchange = match options.arguments.get(ALTERNATE_EXCHANGE) {
+            Some(FieldValue::LongStr(name)) => ShortStr::from_utf8(name.clone()),
+            _ => None,
+        };
         Arc::new(Exchange {
             name,
             options,
+            alternate_exchange,
             bindings: RwLock::new(Bindings::default()),
         })
     }
@@ -226,6 +237,28 @@ impl Exchange {
     /// Every binding, for listing and for cleanup.
     pub fn bindings(&self) -> Vec<Binding> {
         self.bindings.read().all.clone()
+    }
+
+    /// Adds the destinations a message reaches to `out`: direct and topic exchanges route with
+    /// each of `routing_keys` (the routing key, then the `CC` and `BCC` ones, see
+    /// [`sender_selected`]); fanout and headers exchanges ignore keys. A destination may be
+    /// added more than once.
+    pub fn route_keys<'a>(
+        &self,
+        mut routing_keys: impl Iterator<Item = &'a str>,
+        headers: Option<&FieldTable>,
+        out: &mut Vec<Destination>,
+    ) {
+        match self.options.kind {
+            ExchangeKind::Direct | ExchangeKind::Topic => {
+                routing_keys.for_each(|key| self.route(key, headers, out))
+            }
+            ExchangeKind::Fanout | ExchangeKind::Headers => {
+                if let Some(key) = routing_keys.next() {
+                    self.route(key, headers, out);
+                }
+            }
+        }
     }
 
     /// Adds the destinations a message with `routing_key` and `headers` reaches to `out`.

@@ -130,7 +130,10 @@ mod tests {
         assert_eq!(check(None), Ok(()));
         assert_eq!(check(Some(&table(vec![("CC", keys(&["a"]))]))), Ok(()));
         assert_eq!(
-            check(Some(&table(vec![("CC", keys(&[])), ("BCC", FieldValue::I32(7))]))),
+            check(Some(&table(vec![
+                ("CC", keys(&[])),
+                ("BCC", FieldValue::I32(7))
+            ]))),
             Err(InvalidRoutingHeader {
                 header: "BCC",
                 type_name: "signedint"

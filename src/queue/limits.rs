@@ -1,0 +1,77 @@
+//! Length limits: `x-max-length` (ready messages) and `x-max-length-bytes` (ready body bytes),
+//! with `x-overflow` deciding what gives (RabbitMQ 3.10, `rabbit_amqqueue_process`):
+//!
+//! - `drop-head` (default): the message is enqueued (or delivered straight away when a consumer
+//!   can take it), then the oldest ready messages are dropped until the queue fits again,
+//!   dead-lettered with reason `maxlen` when the queue has a dead-letter exchange;
+//! - `reject-publish`: a message that would not fit is refused; a publisher in confirm mode gets
+//!   basic.nack, others lose it silently (no basic.return, even when mandatory);
+//! - `reject-publish-dlx`: the same, and the refused message is dead-lettered (`maxlen`).
+//!
+//! Unacknowledged deliveries do not count, as in RabbitMQ.
+
+use super::args::Overflow;
+use super::dead_letter::{DeadLetterReason, DeadLetters};
+use super::{Queue, QueueState};
+use crate::message::Message;
+
+impl Queue {
+    /// Whether this queue refuses `message` because it would not fit (reject-publish modes).
+    pub(super) fn refuses(&self, st: &QueueState, message: &Message) -> bool {
+        if self.args.overflow == Overflow::DropHead {
+            return false;
+        }
+        let too_long = self
+            .args
+            .max_length
+            .is_some_and(|max| st.ready.len() as u64 + 1 > max);
+        let too_big = self
+            .args
+            .max_length_bytes
+            .is_some_and(|max| st.ready.bytes() + message.body_size() as u64 > max);
+        too_long || too_big
+    }
+
+    /// Drops ready messages from the head while the queue is over a limit (drop-head).
+    pub(super) fn drop_over_limit(&self, st: &mut QueueState, dead: &mut DeadLetters) {
+        if self.args.overflow != Overflow::DropHead {
+            return;
+        }
+        let over = |st: &QueueState| {
+            self.args
+                .max_length
+                .is_some_and(|max| st.ready.len() as u64 > max)
+                || self
+                    .args
+                    .max_length_bytes
+                    .is_some_and(|max| st.ready.bytes() > max)
+        };
+        while over(st) {
+            let Some(m) = st.ready.pop_front() else {
+                return;
+            };
+            self.discard(m, DeadLetterReason::MaxLen, dead);
+        }
+    }
+
+    /// A publish this queue refused: dead-lettered with reason `maxlen` under
+    /// reject-publish-dlx. The message never entered the queue, but it is settled through
+    /// `remove_for_good` anyway so a journal that recorded it for this queue forgets it.
+    pub(super) fn refuse(
+        &self,
+        st: &mut QueueState,
+        message: &std::sync::Arc<Message>,
+        dead: &mut DeadLetters,
+    ) {
+        if self.args.overflow == Overflow::RejectPublishDlx {
+            if let Some(letter) = self.dead_letter_of(message, DeadLetterReason::MaxLen) {
+                dead.push(letter);
+            }
+        }
+        let seq = st.next_seq;
+        self.remove_for_good(std::iter::once(super::QueuedMessage::new(
+            seq,
+            message.clone(),
+        )));
+    }
+}

@@ -1,0 +1,186 @@
+//! The ready messages of a queue, in delivery order: one FIFO, or one FIFO per priority level
+//! for queues declared with `x-max-priority` (higher priority first, FIFO within a level, as
+//! RabbitMQ's priority queues deliver). Also counts ready body bytes for `x-max-length-bytes`.
+//! Knows nothing of consumers, expiry or limits.
+
+use super::QueuedMessage;
+use std::collections::VecDeque;
+
+/// Ready messages, the next one to deliver first.
+pub(crate) struct ReadyList {
+    levels: Levels,
+    len: usize,
+    bytes: u64,
+}
+
+enum Levels {
+    Fifo(VecDeque<QueuedMessage>),
+    /// Index = priority (0..=max); delivered from the highest non-empty level.
+    Priority(Vec<VecDeque<QueuedMessage>>),
+}
+
+impl Default for ReadyList {
+    fn default() -> Self {
+        Self::new(None)
+    }
+}
+
+impl ReadyList {
+    /// A FIFO list, or one with `max_priority + 1` levels.
+    pub(crate) fn new(max_priority: Option<u8>) -> Self {
+        let levels = match max_priority {
+            None | Some(0) => Levels::Fifo(VecDeque::new()),
+            Some(max) => Levels::Priority((0..=max).map(|_| VecDeque::new()).collect()),
+        };
+        ReadyList {
+            levels,
+            len: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The level of `m`: no priority is 0, above the maximum is the maximum (RabbitMQ).
+    fn level_of(levels: &[VecDeque<QueuedMessage>], m: &QueuedMessage) -> usize {
+        let p = usize::from(m.message.properties.priority.unwrap_or(0));
+        p.min(levels.len() - 1)
+    }
+
+    /// Number of ready messages.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Total body bytes of the ready messages.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Appends a newly published message (behind everything of its priority).
+    pub(crate) fn push_back(&mut self, m: QueuedMessage) {
+        self.count_in(&m);
+        match &mut self.levels {
+            Levels::Fifo(q) => q.push_back(m),
+            Levels::Priority(levels) => {
+                let at = Self::level_of(levels, &m);
+                levels[at].push_back(m);
+            }
+        }
+    }
+
+    /// Puts a requeued message back at its old place within its priority (ordered by `seq`).
+    pub(crate) fn insert_by_seq(&mut self, m: QueuedMessage) {
+        self.count_in(&m);
+        let q = match &mut self.levels {
+            Levels::Fifo(q) => q,
+            Levels::Priority(levels) => {
+                let at = Self::level_of(levels, &m);
+                &mut levels[at]
+            }
+        };
+        // Requeues usually come back in front of everything: check the ends first.
+        let at = if q.front().map_or(true, |f| m.seq < f.seq) {
+            0
+        } else {
+            q.partition_point(|r| r.seq < m.seq)
+        };
+        q.insert(at, m);
+    }
+
+    /// The next message to deliver.
+    pub(crate) fn front(&self) -> Option<&QueuedMessage> {
+        match &self.levels {
+            Levels::Fifo(q) => q.front(),
+            Levels::Priority(levels) => levels.iter().rev().find_map(|q| q.front()),
+        }
+    }
+
+    /// Takes the next message to deliver.
+    pub(crate) fn pop_front(&mut self) -> Option<QueuedMessage> {
+        let m = match &mut self.levels {
+            Levels::Fifo(q) => q.pop_front(),
+            Levels::Priority(levels) => levels.iter_mut().rev().find_map(|q| q.pop_front()),
+        }?;
+        self.count_out(&m);
+        Some(m)
+    }
+
+    /// Takes every ready message (purge, delete).
+    pub(crate) fn take_all(&mut self) -> Vec<QueuedMessage> {
+        self.len = 0;
+        self.bytes = 0;
+        match &mut self.levels {
+            Levels::Fifo(q) => q.drain(..).collect(),
+            Levels::Priority(levels) => levels.iter_mut().rev().flat_map(|q| q.drain(..)).collect(),
+        }
+    }
+
+    fn count_in(&mut self, m: &QueuedMessage) {
+        self.len += 1;
+        self.bytes += m.message.body_size() as u64;
+    }
+
+    fn count_out(&mut self, m: &QueuedMessage) {
+        self.len -= 1;
+        self.bytes -= m.message.body_size() as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use bytes::Bytes;
+    use std::sync::Arc;
+    use warren_protocol::{BasicProperties, ShortStr};
+
+    fn msg(seq: u64, priority: Option<u8>) -> QueuedMessage {
+        let properties = BasicProperties {
+            priority,
+            ..Default::default()
+        };
+        let m = Message::new(
+            ShortStr::empty(),
+            ShortStr::empty(),
+            properties,
+            Bytes::from(vec![0u8; 3]),
+        );
+        QueuedMessage::new(seq, Arc::new(m))
+    }
+
+    fn order(list: &mut ReadyList) -> Vec<u64> {
+        std::iter::from_fn(|| list.pop_front())
+            .map(|m| m.seq)
+            .collect()
+    }
+
+    #[test]
+    fn higher_priority_first_fifo_within_a_level_and_above_max_is_max() {
+        let mut l = ReadyList::new(Some(5));
+        for (seq, p) in [
+            (0, None),
+            (1, Some(5)),
+            (2, Some(1)),
+            (3, Some(200)),
+            (4, Some(0)),
+        ] {
+            l.push_back(msg(seq, p));
+        }
+        assert_eq!(l.len(), 5);
+        assert_eq!(l.bytes(), 15);
+        assert_eq!(order(&mut l), vec![1, 3, 2, 0, 4]);
+        assert_eq!(l.bytes(), 0);
+    }
+
+    #[test]
+    fn requeue_goes_back_to_its_place_within_its_priority() {
+        let mut l = ReadyList::new(Some(2));
+        for (seq, p) in [(0, Some(2)), (1, Some(2)), (2, Some(0)), (3, Some(2))] {
+            l.push_back(msg(seq, p));
+        }
+        let first = l.pop_front().expect("a message");
+        let second = l.pop_front().expect("a message");
+        l.insert_by_seq(second);
+        l.insert_by_seq(first);
+        assert_eq!(order(&mut l), vec![0, 1, 3, 2]);
+    }
+}

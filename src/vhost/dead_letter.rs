@@ -1,0 +1,32 @@
+//! The vhost as its queues' [`QueueOwner`]: routes their dead letters and deletes queues whose
+//! `x-expires` ran out. Called by a queue with no queue lock held (see the lock order in
+//! `src/vhost.rs`).
+
+use super::VHost;
+use crate::queue::dead_letter::is_cycle;
+use crate::queue::{DeadLetter, PushOutcome, Queue, QueueOwner};
+use std::sync::Arc;
+
+impl QueueOwner for VHost {
+    /// RabbitMQ's `rabbit_dead_letter:publish`: a missing dead-letter exchange drops the message
+    /// silently; the queues it reaches get it unless that would close an automatic cycle. A
+    /// queue that refuses it (reject-publish) just loses it: dead-lettering is at most once.
+    fn publish_dead_letters(&self, letters: Vec<DeadLetter>) {
+        for letter in letters {
+            let Ok(exchange) = self.exchange(&letter.message.exchange) else {
+                continue;
+            };
+            for q in self.route(&exchange, &letter.message) {
+                if is_cycle(&letter, &q.name) {
+                    tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
+                    continue;
+                }
+                let _: PushOutcome = q.push(letter.message.clone());
+            }
+        }
+    }
+
+    fn expire_queue(&self, queue: &Arc<Queue>) {
+        self.remove_queue(queue);
+    }
+}
