@@ -35,6 +35,7 @@ async fn connection_start_advertises_the_capabilities_warren_honours() {
         "consumer_cancel_notify",
         "authentication_failure_close",
         "per_consumer_qos",
+        "direct_reply_to",
     ] {
         assert_eq!(
             caps.get(cap),

@@ -6,6 +6,7 @@ use super::{requeue_grouped, Channel};
 use crate::error::{AmqpError, AmqpResult};
 use crate::queue::args::consumer_priority;
 use crate::queue::{ConsumeError, Consumer, ConsumerSink};
+use crate::vhost::DIRECT_REPLY_TO;
 use std::sync::Arc;
 use warren_protocol::{basic, Method};
 
@@ -25,17 +26,23 @@ impl Channel {
     }
 
     pub(super) fn basic_consume(&mut self, m: basic::Consume) -> AmqpResult<()> {
-        let queue = self.queue_for_use(&m.queue)?;
+        // RabbitMQ checks the tag before the queue.
+        if self.shared.has_consumer(&m.consumer_tag) {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{}'",
+                m.consumer_tag
+            )));
+        }
+        let queue = if m.queue.as_str() == DIRECT_REPLY_TO {
+            self.reply_queue_for_consume(&m)?
+        } else {
+            self.queue_for_use(&m.queue)?
+        };
         let tag = if m.consumer_tag.is_empty() {
             generated_name("amq.ctag-")
         } else {
             m.consumer_tag
         };
-        if self.shared.has_consumer(&tag) {
-            return Err(AmqpError::not_allowed(format!(
-                "attempt to reuse consumer tag '{tag}'"
-            )));
-        }
         let priority = consumer_priority(&m.arguments).map_err(|e| {
             AmqpError::precondition_failed(e.text(&queue.name, &self.ctx.vhost.name))
         })?;

@@ -4,7 +4,7 @@ use super::Channel;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{ExchangeKind, ExchangeOptions};
 use crate::queue::{Queue, QueueOptions};
-use crate::vhost::DeclareError;
+use crate::vhost::{DeclareError, DIRECT_REPLY_TO};
 use rand::distributions::{Alphanumeric, DistString};
 use std::sync::Arc;
 use warren_protocol::{exchange, queue, ShortStr};
@@ -98,6 +98,13 @@ impl Channel {
     }
 
     pub(super) fn queue_declare(&mut self, m: queue::Declare) -> AmqpResult<()> {
+        if m.queue.starts_with(DIRECT_REPLY_TO) {
+            let ok = self.declare_reply_to(m.queue)?;
+            if !m.no_wait {
+                self.reply(ok);
+            }
+            return Ok(());
+        }
         let vhost = &self.ctx.vhost;
         let q = if m.passive {
             // No "last declared queue" shortcut here: RabbitMQ answers a passive declare of ""

@@ -6,6 +6,7 @@ mod consume;
 mod declare;
 pub mod delivery;
 mod publish;
+mod reply_to;
 
 use crate::config::Config;
 use crate::connection::writer::Outbound;
@@ -44,6 +45,8 @@ pub struct Channel {
     tx: Option<TxBuffer>,
     /// The last queue declared on this channel: an empty queue name means this one (spec).
     last_queue: Option<ShortStr>,
+    /// The queue behind this channel's direct reply-to consumer (see `reply_to.rs`).
+    reply_queue: Option<Arc<crate::queue::Queue>>,
 }
 
 impl Channel {
@@ -58,6 +61,7 @@ impl Channel {
             confirms: None,
             tx: None,
             last_queue: None,
+            reply_queue: None,
         }
     }
 

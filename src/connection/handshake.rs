@@ -217,6 +217,7 @@ fn start_method() -> Method {
         "consumer_cancel_notify",
         "authentication_failure_close",
         "per_consumer_qos",
+        "direct_reply_to",
     ]
     .into_iter()
     .map(|c| (ShortStr::from(c), FieldValue::Bool(true)))

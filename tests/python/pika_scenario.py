@@ -9,7 +9,7 @@ port = int(sys.argv[1])
 conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port, heartbeat=0))
 caps = conn._impl.server_properties["capabilities"]
 for cap in ("publisher_confirms", "basic.nack", "consumer_cancel_notify", "exchange_exchange_bindings",
-            "authentication_failure_close", "per_consumer_qos"):
+            "authentication_failure_close", "per_consumer_qos", "direct_reply_to"):
     assert caps.get(cap) is True, f"capability {cap} missing: {caps}"
 assert conn._impl.server_properties["product"] == "Warren", conn._impl.server_properties
 print("capabilities ok")
