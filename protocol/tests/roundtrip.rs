@@ -1021,3 +1021,63 @@ fn a_stream_of_every_method_decodes_in_one_buffer() {
         assert_eq!(d.bytes, encode(e));
     }
 }
+
+/// Bit fields pack low bit first in spec field order (spec 4.2.5.2): known answers for methods
+/// whose bits no captured client happens to set one at a time.
+#[test]
+fn bit_fields_sit_where_the_spec_puts_them() {
+    use warren_protocol::{basic, exchange, queue};
+    // (method, offset of the bit octet in the arguments, expected octet)
+    let arguments = |m: Method| {
+        let bytes = encode(&Frame::Method {
+            channel: 1,
+            method: m,
+        });
+        bytes.slice(11..bytes.len() - 1)
+    };
+    let declare = |f: fn(&mut exchange::Declare)| {
+        let mut d = exchange::Declare {
+            exchange: short("x"),
+            kind: short("topic"),
+            ..Default::default()
+        };
+        f(&mut d);
+        arguments(d.into())[10] // reserved-1 (2), "x" (2), "topic" (6), then the bits
+    };
+    assert_eq!(declare(|d| d.passive = true), 0x01);
+    assert_eq!(declare(|d| d.durable = true), 0x02);
+    assert_eq!(declare(|d| d.auto_delete = true), 0x04);
+    assert_eq!(declare(|d| d.internal = true), 0x08);
+    assert_eq!(declare(|d| d.no_wait = true), 0x10);
+    let qdeclare = |f: fn(&mut queue::Declare)| {
+        let mut d = queue::Declare::default();
+        f(&mut d);
+        arguments(d.into())[3] // reserved-1 (2), "" (1), then the bits
+    };
+    assert_eq!(qdeclare(|d| d.passive = true), 0x01);
+    assert_eq!(qdeclare(|d| d.durable = true), 0x02);
+    assert_eq!(qdeclare(|d| d.exclusive = true), 0x04);
+    assert_eq!(qdeclare(|d| d.auto_delete = true), 0x08);
+    assert_eq!(qdeclare(|d| d.no_wait = true), 0x10);
+    let consume = |f: fn(&mut basic::Consume)| {
+        let mut c = basic::Consume::default();
+        f(&mut c);
+        arguments(c.into())[4] // reserved-1 (2), queue "" (1), consumer-tag "" (1)
+    };
+    assert_eq!(consume(|c| c.no_local = true), 0x01);
+    assert_eq!(consume(|c| c.no_ack = true), 0x02);
+    assert_eq!(consume(|c| c.exclusive = true), 0x04);
+    assert_eq!(consume(|c| c.no_wait = true), 0x08);
+    let nack = |multiple, requeue| {
+        arguments(
+            basic::Nack {
+                delivery_tag: 1,
+                multiple,
+                requeue,
+            }
+            .into(),
+        )[8]
+    };
+    assert_eq!(nack(true, false), 0x01);
+    assert_eq!(nack(false, true), 0x02);
+}

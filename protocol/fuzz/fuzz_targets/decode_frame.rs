@@ -12,10 +12,10 @@ use warren_protocol::{decode_frame, encode_frame, Frame};
 
 fn frame_max(selector: u8) -> u32 {
     match selector % 4 {
-        0 => 0,                                     // no limit
-        1 => 4096,                                  // frame-min-size
-        2 => 131_072,                               // RabbitMQ's default
-        _ => 8 + u32::from(selector / 4) * 64,      // small: FrameTooLarge paths
+        0 => 0,                                // no limit
+        1 => 4096,                             // frame-min-size
+        2 => 131_072,                          // RabbitMQ's default
+        _ => 8 + u32::from(selector / 4) * 64, // small: FrameTooLarge paths
     }
 }
 
@@ -63,7 +63,10 @@ fuzz_target!(|data: &[u8]| {
                     let consumed = before - buf.len();
                     assert!(consumed >= 8, "a frame of {consumed} bytes");
                     if frame_max != 0 {
-                        assert!(consumed <= frame_max as usize, "frame larger than frame_max");
+                        assert!(
+                            consumed <= frame_max as usize,
+                            "frame larger than frame_max"
+                        );
                     }
                     check(&frame, consumed);
                 }
