@@ -1200,3 +1200,54 @@ async fn publish_with_another_users_user_id_closes_the_channel_406() {
         "the message was not routed"
     );
 }
+
+#[tokio::test]
+async fn user_id_must_equal_the_authenticated_user_exactly_and_is_checked_after_the_exchange() {
+    // Checked with pika against RabbitMQ 3.10.8: the connection's own user name passes and is
+    // delivered as sent; anything else (empty, other case, trailing space) is 406, also inside
+    // a transaction at publish time; a missing exchange is reported before the user-id.
+    let broker = TestBroker::start().await;
+    let (conn, ch) = broker.channel().await;
+    declare(&ch, "q").await;
+    ch.basic_publish(
+        "",
+        "q",
+        BasicPublishOptions::default(),
+        b"mine",
+        BasicProperties::default().with_user_id("guest".into()),
+    )
+    .await
+    .expect("publish");
+    let m = get(&ch, "q").await;
+    assert_eq!(
+        m.delivery.properties.user_id().as_ref().map(|u| u.as_str()),
+        Some("guest")
+    );
+    for (exchange, user, tx, expected) in [
+        ("", "", false, "PRECONDITION_FAILED - user_id property set to '' but authenticated user was 'guest'"),
+        ("", "GUEST", false, "PRECONDITION_FAILED - user_id property set to 'GUEST' but authenticated user was 'guest'"),
+        ("", "guest ", false, "PRECONDITION_FAILED - user_id property set to 'guest ' but authenticated user was 'guest'"),
+        ("", "bob", true, "PRECONDITION_FAILED - user_id property set to 'bob' but authenticated user was 'guest'"),
+        ("nosuch", "bob", false, "NOT_FOUND - no exchange 'nosuch' in vhost '/'"),
+    ] {
+        let ch = conn.create_channel().await.expect("channel");
+        if tx {
+            ch.tx_select().await.expect("tx.select");
+        }
+        let closed = on_channel_close(&ch);
+        ch.basic_publish(
+            exchange,
+            "q",
+            BasicPublishOptions::default(),
+            b"spoofed",
+            BasicProperties::default().with_user_id(user.into()),
+        )
+        .await
+        .expect("publish is sent");
+        let (code, text) = closed_with(closed).await;
+        assert_eq!(text, expected, "user_id {user:?}");
+        assert_eq!(code, if exchange.is_empty() { 406 } else { 404 });
+    }
+    let ch = conn.create_channel().await.expect("connection lives on");
+    assert_eq!(ready_count(&ch, "q").await, 0, "nothing refused was routed");
+}
