@@ -3,7 +3,7 @@
 
 use crate::client::{self, FrameIn, Url};
 use crate::stats::{self, Counters};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use bytes::BytesMut;
 use clap::Args;
 use serde_json::json;
@@ -138,7 +138,7 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
     }
     stop.store(true, Ordering::Relaxed);
     for p in producers {
-        p.await??;
+        p.await?.context("producer")?;
     }
     // Measured after every producer's close-ok: the broker has taken every message by then,
     // not just the kernel's socket buffer.
@@ -380,7 +380,7 @@ async fn producer(
         )
         .await?;
     match tokio::time::timeout(Duration::from_secs(300), confirms).await {
-        Ok(joined) => joined??,
+        Ok(joined) => joined?.context("reading confirms")?,
         Err(_) => bail!("no connection.close-ok within 300 s"),
     }
     Ok(())
@@ -418,6 +418,10 @@ async fn read_confirms(
                 method: Method::ConnectionClose(c),
                 ..
             } => bail!("producer connection closed: {}", c.reply_text),
+            Frame::Method {
+                method: Method::ConnectionCloseOk(_),
+                ..
+            } => return Ok(()),
             _ => continue,
         };
         let removed = {
