@@ -165,15 +165,19 @@ impl Channel {
     /// Releases everything the channel holds: consumers leave their queues (auto-delete ones may
     /// go), unacked deliveries are requeued with redelivered=true.
     pub fn close(&mut self) {
-        for (tag, queue) in self.shared.close() {
+        // Deliveries stop first (`shared.close`), then unacked messages go back before the
+        // consumers leave: a single-active-consumer queue hands over to the next consumer with
+        // the requeued messages at the head, as RabbitMQ does when a channel goes down.
+        let consumers = self.shared.close();
+        self.requeue_unacked();
+        if let Some(tx) = &mut self.tx {
+            requeue_grouped(tx.take_settled());
+        }
+        for (tag, queue) in consumers {
             let sink: Arc<dyn crate::queue::ConsumerSink> = self.shared.clone();
             if queue.remove_consumer(&sink, &tag) {
                 self.ctx.vhost.remove_queue(&queue);
             }
-        }
-        self.requeue_unacked();
-        if let Some(tx) = &mut self.tx {
-            requeue_grouped(tx.take_settled());
         }
     }
 
