@@ -122,14 +122,12 @@ impl Channel {
             routing_key: message.routing_key.clone(),
             message_count,
         });
-        self.ctx
-            .outbound
-            .send_content(
-                self.id,
-                &get_ok,
-                counted.as_ref().unwrap_or(&message.properties),
-                &message.body,
-            );
+        self.ctx.outbound.send_content(
+            self.id,
+            &get_ok,
+            counted.as_ref().unwrap_or(&message.properties),
+            &message.body,
+        );
         Ok(())
     }
 
