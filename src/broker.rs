@@ -8,6 +8,7 @@ use crate::vhost::VHost;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// Everything connections share.
 pub struct Broker {
@@ -18,6 +19,8 @@ pub struct Broker {
     vhosts: DashMap<String, Arc<VHost>>,
     store: Arc<Store>,
     next_connection: AtomicU64,
+    /// Raised while queued messages exceed the memory high watermark (see `alarm`).
+    pub memory_alarm: watch::Sender<bool>,
 }
 
 impl Broker {
@@ -31,7 +34,15 @@ impl Broker {
         persistence::restore(&vhost, &store, recovered);
         let vhosts = DashMap::new();
         vhosts.insert("/".to_owned(), vhost);
-        Ok(Arc::new(Broker { config: Arc::new(config), users, vhosts, store, next_connection: AtomicU64::new(1) }))
+        let (memory_alarm, _) = watch::channel(false);
+        Ok(Arc::new(Broker {
+            config: Arc::new(config),
+            users,
+            vhosts,
+            store,
+            next_connection: AtomicU64::new(1),
+            memory_alarm,
+        }))
     }
 
     /// A vhost by name.

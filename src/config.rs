@@ -21,6 +21,17 @@ pub struct Config {
     pub default_pass: String,
     /// Whether the default user may only connect from loopback (RabbitMQ's `loopback_users`).
     pub default_user_loopback_only: bool,
+    /// Above this many bytes of queued messages, publishing connections are blocked
+    /// (connection.blocked) until it drops again: RabbitMQ's memory alarm.
+    pub memory_high_watermark: u64,
+}
+
+/// RabbitMQ's default: 40% of the machine's memory (1 GiB when that cannot be read).
+pub fn default_memory_high_watermark() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    total_kib.map_or(1 << 30, |kib| kib * 1024 * 4 / 10)
 }
 
 impl Default for Config {
@@ -34,6 +45,7 @@ impl Default for Config {
             default_user: "guest".into(),
             default_pass: "guest".into(),
             default_user_loopback_only: true,
+            memory_high_watermark: default_memory_high_watermark(),
         }
     }
 }

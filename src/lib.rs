@@ -7,6 +7,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod alarm;
 pub mod auth;
 pub mod broker;
 pub mod channel;

@@ -36,6 +36,10 @@ struct Args {
         hide_env_values = true
     )]
     default_pass: String,
+    /// Bytes of queued messages above which publishers are blocked (connection.blocked);
+    /// default: 40% of the machine's memory, as RabbitMQ.
+    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
+    memory_high_watermark: Option<u64>,
     /// Let the default user connect from any address, not only loopback.
     #[arg(long, env = "WARREN_DEFAULT_USER_REMOTE")]
     default_user_remote: bool,
@@ -58,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         default_user: args.default_user,
         default_pass: args.default_pass,
         default_user_loopback_only: !args.default_user_remote,
+        memory_high_watermark: args.memory_high_watermark.unwrap_or_else(warren::config::default_memory_high_watermark),
         ..warren::Config::default()
     };
     let listener = TcpListener::bind(&args.listen).await?;

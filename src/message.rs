@@ -1,6 +1,7 @@
 //! A published message: one `Arc` shared by every queue it is routed to, never copied.
 
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use warren_protocol::{BasicProperties, ShortStr};
 
@@ -19,9 +20,23 @@ pub struct Message {
     pub persist_id: OnceLock<u64>,
 }
 
+/// Bytes held by live messages in this process (bodies plus a fixed overhead each): what the
+/// memory alarm compares with its watermark. Counted here, where every message is born and
+/// dropped, so no queue, channel or exit path can forget to account for one.
+static LIVE_MESSAGE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+/// What a message costs beyond its body (struct, Arc, queue entry), roughly.
+const MESSAGE_OVERHEAD: u64 = 192;
+
+/// Bytes held by live messages (see [`LIVE_MESSAGE_BYTES`]).
+pub fn live_message_bytes() -> u64 {
+    LIVE_MESSAGE_BYTES.load(Ordering::Relaxed)
+}
+
 impl Message {
     /// A message as published (not yet journaled).
     pub fn new(exchange: ShortStr, routing_key: ShortStr, properties: BasicProperties, body: Bytes) -> Self {
+        LIVE_MESSAGE_BYTES.fetch_add(body.len() as u64 + MESSAGE_OVERHEAD, Ordering::Relaxed);
         Message { exchange, routing_key, properties, body, persist_id: OnceLock::new() }
     }
 
@@ -33,5 +48,11 @@ impl Message {
     /// Bytes this message counts for in queue length limits (the body, as RabbitMQ counts).
     pub fn body_size(&self) -> usize {
         self.body.len()
+    }
+}
+
+impl Drop for Message {
+    fn drop(&mut self) {
+        LIVE_MESSAGE_BYTES.fetch_sub(self.body.len() as u64 + MESSAGE_OVERHEAD, Ordering::Relaxed);
     }
 }

@@ -25,6 +25,11 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let broker = Broker::open(config).map_err(std::io::Error::other)?;
     let token = CancellationToken::new();
+    tokio::spawn(crate::alarm::watch_memory(
+        broker.config.memory_high_watermark,
+        broker.memory_alarm.clone(),
+        token.clone(),
+    ));
     let tracker = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {

@@ -31,6 +31,8 @@ pub struct Negotiated {
     pub heartbeat: u16,
     /// Client capability consumer_cancel_notify.
     pub cancel_notify: bool,
+    /// Client capability connection.blocked: it wants connection.blocked / unblocked.
+    pub blocked_notify: bool,
     /// Client properties, for logs.
     pub client_properties: FieldTable,
 }
@@ -127,6 +129,7 @@ async fn run<R: AsyncRead + Unpin>(
         frame_max,
         heartbeat: tune_ok.heartbeat,
         cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
+        blocked_notify: capability(&start_ok.client_properties, "connection.blocked"),
         client_properties: start_ok.client_properties,
     })
 }
@@ -217,6 +220,7 @@ fn start_method() -> Method {
         "consumer_cancel_notify",
         "authentication_failure_close",
         "per_consumer_qos",
+        "connection.blocked",
         "direct_reply_to",
     ]
     .into_iter()

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 use warren_protocol::{
@@ -123,6 +124,12 @@ struct Connection<R> {
     heartbeat: u16,
     reader: FrameReader<R>,
     last_input: Instant,
+    /// The broker's memory alarm (see `alarm.rs`).
+    memory_alarm: watch::Receiver<bool>,
+    /// Whether this connection ever published: only publishers are blocked by the alarm.
+    has_published: bool,
+    /// The client asked for connection.blocked / unblocked.
+    blocked_notify: bool,
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
@@ -148,6 +155,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             heartbeat: n.heartbeat,
             reader,
             last_input: Instant::now(),
+            memory_alarm: broker.memory_alarm.subscribe(),
+            has_published: false,
+            blocked_notify: n.blocked_notify,
         }
     }
 
@@ -169,6 +179,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
                 }
             }
+            if self.has_published && *self.memory_alarm.borrow() {
+                if let Some(reason) = self.wait_while_blocked(&shutdown, &mut ticker).await {
+                    return reason;
+                }
+            }
             tokio::select! {
                 read = self.reader.fill() => {
                     if let Err(e) = read {
@@ -182,11 +197,40 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     }
                     self.ctx.outbound.send_heartbeat();
                 }
+                // A publisher hears of the alarm as it rises, not only at its next read.
+                Ok(()) = self.memory_alarm.changed(), if self.has_published => {}
                 // Confirms of persistent messages go out once the journal has synced them.
                 Some(()) = journal_synced(&mut synced), if self.is_waiting_for_disk() => {}
                 _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
             }
         }
+    }
+
+    /// The memory alarm is on and this connection publishes: stop reading from it (TCP
+    /// back-pressure reaches the publisher) and tell it with connection.blocked, as RabbitMQ
+    /// does, until the alarm clears. Heartbeats keep going out; missing ones from the peer are
+    /// not held against it meanwhile, since nothing is read.
+    async fn wait_while_blocked(
+        &mut self,
+        shutdown: &CancellationToken,
+        ticker: &mut tokio::time::Interval,
+    ) -> Option<CloseReason> {
+        if self.blocked_notify {
+            let blocked = connection::Blocked { reason: ShortStr::from("low on memory") };
+            self.ctx.outbound.send_method(0, &blocked.into());
+        }
+        while *self.memory_alarm.borrow() {
+            tokio::select! {
+                changed = self.memory_alarm.changed() => if changed.is_err() { break },
+                _ = ticker.tick(), if self.heartbeat > 0 => self.ctx.outbound.send_heartbeat(),
+                _ = shutdown.cancelled() => return Some(self.close_with(shutdown_error()).await),
+            }
+        }
+        if self.blocked_notify {
+            self.ctx.outbound.send_method(0, &connection::Unblocked {}.into());
+        }
+        self.last_input = Instant::now();
+        None
     }
 
     fn is_waiting_for_disk(&self) -> bool {
@@ -217,6 +261,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     }
 
     fn handle_frame(&mut self, frame: Frame) -> Result<Flow, AmqpError> {
+        if let Frame::Method { method: Method::BasicPublish(_), .. } = &frame {
+            self.has_published = true;
+        }
         match frame {
             Frame::Heartbeat => Ok(Flow::Continue),
             Frame::Method { channel: 0, method } => self.connection_method(method),
