@@ -228,13 +228,15 @@ pub fn encode_content(
     out: &mut BytesMut,
 ) {
     encode_method(channel, method, out);
-    let header = ContentHeader {
-        class_id: method.class_id(),
-        weight: 0,
-        body_size: body.len() as u64,
-        properties: properties.clone(),
-    };
-    encode_header(channel, &header, out);
+    // The header written field by field: no copy of the properties (and their headers table)
+    // per message, which a `ContentHeader` value would need.
+    let class_id = method.class_id();
+    put_frame(out, FRAME_HEADER, channel, |w| {
+        w.short(class_id);
+        w.short(0);
+        w.longlong(body.len() as u64);
+        properties.encode(w);
+    });
     let chunk = if frame_max == 0 {
         usize::MAX
     } else {
