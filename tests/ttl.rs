@@ -190,3 +190,35 @@ async fn expiration_with_a_plus_sign_or_leading_zeros_is_accepted() {
     publish_expiring(&ch, "q", "b", "0060000").await;
     assert_eq!(ready_count(&ch, "q").await, 2);
 }
+
+#[tokio::test]
+async fn ttl_zero_with_a_dead_letter_exchange_dead_letters_what_no_consumer_took() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "dlq", &[]).await;
+    let args = [
+        ("x-message-ttl", int(0)),
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("dlq")),
+    ];
+    declare(&ch, "zero", &args).await;
+    publish(&ch, "zero", "nobody").await;
+    wait_ready(&ch, "dlq", 1).await;
+    let d = get(&ch, "dlq").await.expect("a dead letter");
+    assert_eq!(text(&d.delivery), "nobody");
+    assert_eq!(
+        field_str(&x_death(&d.delivery.properties)[0], "reason"),
+        "expired"
+    );
+}
+
+#[tokio::test]
+async fn the_timer_comes_back_for_messages_published_after_the_queue_emptied() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "ttl", &[("x-message-ttl", int(30))]).await;
+    for round in 0..3 {
+        publish(&ch, "ttl", &format!("m{round}")).await;
+        wait_ready(&ch, "ttl", 0).await;
+    }
+}

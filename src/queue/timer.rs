@@ -1,12 +1,14 @@
-//! The queue's timer: one tokio task per queue that needs one (a message that can expire, or
-//! `x-expires`), started on first need. It sleeps until the next deadline — the head message's
-//! expiry or the moment the queue has been unused for its `x-expires` period — then expires
-//! what is due and sleeps again. It holds only a `Weak` to its queue and ends when the queue is
-//! deleted or dropped. Queues without those arguments never start one.
+//! The queue's timer: a tokio task that exists only while the queue has a deadline — the head
+//! message's expiry, or the moment the queue will have been unused for its `x-expires` period.
+//! It sleeps until then, expires what is due, and sleeps again; with no deadline left it ends,
+//! and the next change that sets one starts a new task. It holds only a `Weak` to its queue and
+//! also ends when the queue is deleted or dropped. Queues without TTLs or `x-expires` never
+//! start one.
 //!
 //! x-expires ("unused" in RabbitMQ's words): no consumers, and no basic.get or queue.declare
-//! (passive ones too: checked with pika against RabbitMQ 3.10.8) for the whole period. The
-//! queue is then deleted like queue.delete would, its messages not dead-lettered.
+//! (passive ones too: checked with pika against RabbitMQ 3.10.8) for the whole period; publishing
+//! does not count. The queue is then deleted like queue.delete would, its messages not
+//! dead-lettered.
 
 use super::{Queue, QueueState};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,11 +79,11 @@ impl Queue {
         self.timer.wake.notify_one();
     }
 
-    /// One timer tick: expires what is due. Returns the next deadline, or `Err` when the task
-    /// should end.
-    fn on_timer(self: &Arc<Self>) -> Result<Option<Instant>, ()> {
+    /// One timer tick: expires what is due. Returns the next deadline, or `None` when the task
+    /// should end (no deadline left, or the queue was deleted or expired).
+    fn on_timer(self: &Arc<Self>) -> Option<Instant> {
         if self.is_deleted() {
-            return Err(());
+            return None;
         }
         let now = Instant::now();
         let mut dead = Vec::new();
@@ -94,6 +96,11 @@ impl Queue {
             } else {
                 self.next_deadline(&st)
             };
+            if st.timer_at.is_none() {
+                // Under the state lock: a `reschedule` after this starts a new task instead of
+                // waking this one, which is ending.
+                self.timer.started.store(false, Ordering::Release);
+            }
             (st.timer_at, unused)
         };
         self.publish_dead_letters(dead);
@@ -102,29 +109,20 @@ impl Queue {
                 tracing::debug!(queue = %self.name, "queue expired (x-expires)");
                 owner.expire_queue(self);
             }
-            return Err(());
+            return None;
         }
-        Ok(next)
+        next
     }
 }
 
 async fn run(queue: Weak<Queue>, wake: Arc<Notify>) {
     loop {
-        let next = {
-            let Some(q) = queue.upgrade() else { return };
-            match q.on_timer() {
-                Ok(next) => next,
-                Err(()) => return,
-            }
+        let Some(at) = queue.upgrade().and_then(|q| q.on_timer()) else {
+            return;
         };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at.into()) => {}
-                    _ = wake.notified() => {}
-                }
-            }
-            None => wake.notified().await,
+        tokio::select! {
+            _ = tokio::time::sleep_until(at.into()) => {}
+            _ = wake.notified() => {}
         }
     }
 }
