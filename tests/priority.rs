@@ -122,3 +122,22 @@ async fn x_max_priority_zero_is_an_ordinary_queue() {
     }
     assert_eq!(drain(&ch, "q").await, vec!["a", "b"]);
 }
+
+/// RabbitMQ's drop-head on a priority queue drops the message that would be delivered next,
+/// the highest priority one (pika against 3.10.8: lo(1), hi(5), mid(3) with max-length 2 keeps
+/// mid and lo).
+#[tokio::test]
+async fn drop_head_on_a_priority_queue_drops_the_next_to_deliver() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(
+        &ch,
+        "pq",
+        &[("x-max-priority", int(5)), ("x-max-length", int(2))],
+    )
+    .await;
+    for (body, priority) in [("lo", Some(1)), ("hi", Some(5)), ("mid", Some(3))] {
+        publish_with_priority(&ch, "pq", body, priority).await;
+    }
+    assert_eq!(drain(&ch, "pq").await, vec!["mid", "lo"]);
+}

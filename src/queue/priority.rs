@@ -78,7 +78,7 @@ impl ReadyList {
             }
         };
         // Requeues usually come back in front of everything: check the ends first.
-        let at = if q.front().map_or(true, |f| m.seq < f.seq) {
+        let at = if q.front().is_none_or(|f| m.seq < f.seq) {
             0
         } else {
             q.partition_point(|r| r.seq < m.seq)
