@@ -33,6 +33,9 @@ async fn connection_start_advertises_the_capabilities_warren_honours() {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        // x-priority on basic.consume is honoured (src/queue/consumers.rs); RabbitMQ 3.10.8
+        // advertises it, and amqp091-go showed Warren's table lacked it (interop/go).
+        "consumer_priorities",
         "authentication_failure_close",
         "per_consumer_qos",
         "direct_reply_to",

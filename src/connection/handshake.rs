@@ -218,6 +218,7 @@ fn start_method() -> Method {
         "exchange_exchange_bindings",
         "basic.nack",
         "consumer_cancel_notify",
+        "consumer_priorities",
         "authentication_failure_close",
         "per_consumer_qos",
         "connection.blocked",
