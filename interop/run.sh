@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Runs every client in interop/*/run.sh against Warren (built here, release, on a free port with
+# a fresh data dir) or, with --url, against another broker. See interop/README.md.
+#
+#   interop/run.sh                      # against Warren
+#   interop/run.sh --url amqp://guest:guest@127.0.0.1:5672/%2f
+#   CLIENTS="rust python" interop/run.sh
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+
+URL=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --url) URL="${2:?--url needs a value}"; shift 2 ;;
+        --url=*) URL="${1#--url=}"; shift ;;
+        -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+export INTEROP_CACHE="$ROOT/target/interop"
+LOGS="$INTEROP_CACHE/logs"
+mkdir -p "$LOGS"
+export INTEROP_RUN_ID="${INTEROP_RUN_ID:-$(date +%s)-$$}"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/warren-interop.XXXXXX")"
+
+# Waits until HOST:PORT accepts TCP connections (at most $3 seconds).
+wait_port() {
+    local host="$1" port="$2" secs="${3:-60}" i
+    for ((i = 0; i < secs * 10; i++)); do
+        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+cleanup() {
+    if [ -f "$WORK/warren.pid" ]; then
+        local pid
+        pid="$(cat "$WORK/warren.pid")"
+        kill -TERM "$pid" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [ -z "$URL" ]; then
+    echo "building warren (release)..." >&2
+    cargo build --release --locked --quiet --bin warren >&2 || { echo "total: 0 passed, 1 failed"; exit 1; }
+    PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    mkdir -p "$WORK/data"
+    # The broker is started (and restarted) by this script, in its own session so that a
+    # client's timeout cannot kill it; its pid lives in $WORK/warren.pid.
+    cat > "$WORK/start-warren" <<EOF
+#!/usr/bin/env bash
+setsid "$ROOT/target/release/warren" --listen 127.0.0.1:$PORT --data-dir "$WORK/data" \\
+    >>"$LOGS/warren.log" 2>&1 </dev/null &
+echo \$! > "$WORK/warren.pid"
+for _ in \$(seq 600); do
+    if (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then exit 0; fi
+    kill -0 "\$(cat "$WORK/warren.pid")" 2>/dev/null || { echo "warren exited; see $LOGS/warren.log" >&2; exit 1; }
+    sleep 0.1
+done
+echo "warren did not listen on $PORT" >&2
+exit 1
+EOF
+    # BROKER_RESTART: a clean stop (SIGTERM: 320 to every connection, journal flushed), then the
+    # same binary on the same port and data dir.
+    cat > "$WORK/restart-broker" <<EOF
+#!/usr/bin/env bash
+pid="\$(cat "$WORK/warren.pid")"
+kill -TERM "\$pid" 2>/dev/null
+for _ in \$(seq 300); do kill -0 "\$pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "\$pid" 2>/dev/null && { echo "warren did not stop" >&2; exit 1; }
+exec "$WORK/start-warren"
+EOF
+    chmod +x "$WORK/start-warren" "$WORK/restart-broker"
+    : > "$LOGS/warren.log"
+    "$WORK/start-warren" || { echo "total: 0 passed, 1 failed"; exit 1; }
+    export AMQP_URL="amqp://guest:guest@127.0.0.1:$PORT/%2f"
+    export BROKER_RESTART="$WORK/restart-broker"
+    BROKER="Warren $(git -C "$ROOT" describe --always --dirty 2>/dev/null) on 127.0.0.1:$PORT"
+else
+    export AMQP_URL="$URL"
+    export BROKER_RESTART=""
+    # The local Debian RabbitMQ can be restarted (as root); any other broker cannot.
+    hostport="${URL#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"
+    host="${hostport%:*}"; port="${hostport##*:}"; [ "$port" = "$host" ] && port=5672
+    if [[ "$host" =~ ^(127\.0\.0\.1|localhost)$ ]] && command -v rabbitmqctl >/dev/null \
+        && rabbitmqctl -q status >/dev/null 2>&1; then
+        cat > "$WORK/restart-broker" <<EOF
+#!/usr/bin/env bash
+rabbitmqctl -q stop_app >/dev/null && rabbitmqctl -q start_app >/dev/null || exit 1
+for _ in \$(seq 600); do
+    if (exec 3<>/dev/tcp/$host/$port) 2>/dev/null; then exit 0; fi
+    sleep 0.1
+done
+exit 1
+EOF
+        chmod +x "$WORK/restart-broker"
+        export BROKER_RESTART="$WORK/restart-broker"
+        BROKER="RabbitMQ $(rabbitmqctl -q version 2>/dev/null) at $hostport"
+    else
+        BROKER="$URL (no restart)"
+    fi
+fi
+echo "broker: $BROKER" >&2
+
+if [ -n "${CLIENTS:-}" ]; then
+    dirs=""
+    for c in $CLIENTS; do dirs="$dirs interop/$c"; done
+else
+    dirs="$(ls -d interop/*/ 2>/dev/null | sed 's#/$##')"
+fi
+
+SUMMARY_RE='^[A-Za-z0-9_.-]+: [0-9]+ passed, [0-9]+ failed$'
+passed=0
+failed=0
+summaries=()
+for dir in $dirs; do
+    client="$(basename "$dir")"
+    [ -x "$dir/run.sh" ] || { [ -n "${CLIENTS:-}" ] && summaries+=("$client: 0 passed, 1 failed") && failed=$((failed + 1)); continue; }
+    log="$LOGS/$client.log"
+    echo "== $client" >&2
+    start=$(date +%s)
+    timeout --kill-after=10 "${INTEROP_CLIENT_TIMEOUT:-900}" "$dir/run.sh" 2>"$log.stderr" | tee "$log" \
+        | grep -E --line-buffered '^(FAIL|SKIP) ' >&2
+    status=${PIPESTATUS[0]}
+    echo "   ($client took $(($(date +%s) - start)) s, exit $status; log: $log, $log.stderr)" >&2
+    found=0
+    while IFS= read -r line; do
+        summaries+=("$line")
+        p="${line#*: }"; p="${p%% passed*}"
+        f="${line##*passed, }"; f="${f%% failed}"
+        passed=$((passed + p))
+        failed=$((failed + f))
+        found=1
+    done < <(grep -E "$SUMMARY_RE" "$log")
+    if [ "$found" = 0 ] || { [ "$status" != 0 ] && ! grep -qE '^FAIL ' "$log"; }; then
+        summaries+=("$client: 0 passed, 1 failed")
+        failed=$((failed + 1))
+        echo "   $client exited $status without reporting its failures; see $log.stderr" >&2
+    fi
+done
+
+echo "broker: $BROKER"
+for s in "${summaries[@]}"; do echo "$s"; done
+echo "total: $passed passed, $failed failed"
+[ "$failed" = 0 ]
