@@ -389,3 +389,64 @@ async fn retry_with_a_dead_letter_exchange_and_a_ttl_end_to_end() {
     assert_no_delivery(&mut consumer, &ch, "work").await;
     assert_eq!(ready_count(&ch, "work.retry").await, 0);
 }
+
+/// A persistent message dead-lettered into a durable queue survives a restart like one
+/// published there (the dead letter is journaled; the original is settled in its queue).
+#[tokio::test]
+async fn a_persistent_dead_letter_in_a_durable_queue_survives_a_restart() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let config = || warren::Config {
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    {
+        let broker = warren::BrokerHandle::start(config(), "127.0.0.1:0")
+            .await
+            .expect("starts");
+        let conn = connect_url(&broker.url()).await.expect("connects");
+        let ch = conn.create_channel().await.expect("channel");
+        ch.queue_declare("dlq", durable, FieldTable::default())
+            .await
+            .expect("declare");
+        let args = table(&[
+            ("x-dead-letter-exchange", s("")),
+            ("x-dead-letter-routing-key", s("dlq")),
+        ]);
+        ch.queue_declare("src", durable, args)
+            .await
+            .expect("declare");
+        let props = BasicProperties::default().with_delivery_mode(2);
+        publish_props(&ch, "", "src", "keep me", props).await;
+        let m = get(&ch, "src").await.expect("a message");
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+        wait_ready(&ch, "dlq", 1).await;
+        conn.close(200, "bye").await.expect("close");
+        broker.shutdown().await.expect("clean stop");
+    }
+    let broker = warren::BrokerHandle::start(config(), "127.0.0.1:0")
+        .await
+        .expect("restarts");
+    let conn = connect_url(&broker.url()).await.expect("connects");
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(
+        ready_count(&ch, "src").await,
+        0,
+        "the original stays settled"
+    );
+    let d = get(&ch, "dlq").await.expect("the dead letter came back");
+    assert_eq!(text(&d.delivery), "keep me");
+    assert_eq!(
+        field_str(&x_death(&d.delivery.properties)[0], "reason"),
+        "rejected"
+    );
+    conn.close(200, "bye").await.expect("close");
+    broker.shutdown().await.expect("clean stop");
+}
