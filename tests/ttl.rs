@@ -222,3 +222,43 @@ async fn the_timer_comes_back_for_messages_published_after_the_queue_emptied() {
         wait_ready(&ch, "ttl", 0).await;
     }
 }
+
+/// The journal keeps no expiry times: after a restart a recovered message's TTL starts again
+/// (later than RabbitMQ, which keeps the original deadline, but it does expire).
+#[tokio::test]
+async fn a_recovered_message_still_expires() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let config = || warren::Config {
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    {
+        let broker = warren::BrokerHandle::start(config(), "127.0.0.1:0")
+            .await
+            .expect("starts");
+        let conn = connect_url(&broker.url()).await.expect("connects");
+        let ch = conn.create_channel().await.expect("channel");
+        let args = table(&[("x-message-ttl", int(1500))]);
+        ch.queue_declare("ttl", durable, args)
+            .await
+            .expect("declare");
+        let props = BasicProperties::default().with_delivery_mode(2);
+        publish_props(&ch, "", "ttl", "m", props).await;
+        assert_eq!(ready_count(&ch, "ttl").await, 1);
+        conn.close(200, "bye").await.expect("close");
+        broker.shutdown().await.expect("clean stop");
+    }
+    let broker = warren::BrokerHandle::start(config(), "127.0.0.1:0")
+        .await
+        .expect("restarts");
+    let conn = connect_url(&broker.url()).await.expect("connects");
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(ready_count(&ch, "ttl").await, 1, "recovered");
+    wait_ready(&ch, "ttl", 0).await;
+    conn.close(200, "bye").await.expect("close");
+    broker.shutdown().await.expect("clean stop");
+}

@@ -251,10 +251,19 @@ impl Queue {
         let mut st = self.state.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
-        st.ready.push_back(QueuedMessage {
+        let mut queued = QueuedMessage {
             redelivered,
             ..QueuedMessage::new(seq, message)
-        });
+        };
+        if self.args.message_ttl.is_some() || queued.message.properties.expiration.is_some() {
+            // The journal keeps no expiry times: a recovered message's TTL starts again now
+            // (RabbitMQ keeps the original deadline; this is later, never sooner).
+            queued.expires_at =
+                ttl::expiry_of(self.args.message_ttl, &queued.message, Instant::now());
+            st.has_expiring |= queued.expires_at.is_some();
+        }
+        st.ready.push_back(queued);
+        self.reschedule(&mut st);
     }
 
     /// Whether the queue was deleted (a binding or delivery may still hold it).
