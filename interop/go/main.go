@@ -712,6 +712,36 @@ func headersRoundtrip(c *ctx) {
 	assertEq(m.AppId, msg.AppId, "app id")
 }
 
+// --- client-specific extras ------------------------------------------------------------------
+
+// serverCapabilities: every capability RabbitMQ 3.10.8 advertises in connection.start.
+func serverCapabilities(c *ctx) {
+	conn := c.dial()
+	caps, ok := conn.Properties["capabilities"].(amqp.Table)
+	assert(ok, "no capabilities table in server properties: %v", conn.Properties)
+	for _, cap := range []string{"publisher_confirms", "exchange_exchange_bindings", "basic.nack",
+		"consumer_cancel_notify", "connection.blocked", "consumer_priorities", "authentication_failure_close",
+		"per_consumer_qos", "direct_reply_to"} {
+		assertEq(caps[cap], true, "capability "+cap)
+	}
+}
+
+// heartbeatIdle: a 1 s heartbeat, an idle connection for 3.5 s (both sides must send heartbeats or
+// the other closes it), then a round trip on it.
+func heartbeatIdle(c *ctx) {
+	conn := c.dialConfig(amqp.Config{Heartbeat: time.Second})
+	closed := conn.NotifyClose(make(chan *amqp.Error, 1))
+	ch := c.channel(conn)
+	select {
+	case e := <-closed:
+		panic(failure{fmt.Errorf("connection closed while idle: %v", e)})
+	case <-time.After(3500 * time.Millisecond):
+	}
+	q := exclusiveQueue(ch)
+	publish(ch, "", q, text("after idling"))
+	assertEq(string(getOne(ch, q).Body), "after idling", "message after idling")
+}
+
 // --- broker restart -------------------------------------------------------------------------
 
 // redial is what an amqp091-go application writes (the library has no recovery): retry with backoff.
@@ -814,6 +844,8 @@ var scenarios = []scenario{
 	{"large_message", largeMessage, 60 * time.Second},
 	{"headers_roundtrip", headersRoundtrip, 15 * time.Second},
 	{"restart_durable", restartDurable, 90 * time.Second},
+	{"server_capabilities", serverCapabilities, 15 * time.Second},
+	{"heartbeat_idle", heartbeatIdle, 15 * time.Second},
 }
 
 // run executes one scenario in a goroutine; a scenario still running at its timeout is abandoned

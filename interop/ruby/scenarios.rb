@@ -488,6 +488,10 @@ def restart_durable(ctx)
   x = ch.direct(xn, durable: true)
   q = ch.queue(qn, durable: true).bind(x, routing_key: "k")
   ch.queue(transient, durable: false)
+  # A live consumer on a server-named exclusive queue: Bunny re-declares, re-binds and re-consumes it.
+  live = Queue.new
+  ch2 = conn.create_channel
+  ch2.queue("", exclusive: true).bind(x, routing_key: "live").subscribe { |_, _, body| live << body }
   n = 10
   n.times { |i| x.publish("persistent #{i}", routing_key: "k", persistent: true, message_id: "p#{i}") }
   ch.default_exchange.publish("transient", routing_key: transient)
@@ -510,6 +514,8 @@ def restart_durable(ctx)
   probe.basic_publish("after restart", xn, "k", persistent: true)
   check probe.wait_for_confirms, "publish after restart nacked"
   assert_eq get_one(probe, qn)[2], "after restart", "message through the durable binding"
+  probe.basic_publish("to the recovered consumer", xn, "live")
+  assert_eq take(live, "a delivery to the recovered consumer"), "to the recovered consumer", "recovered consumer"
   # The recovered channel (the one from before the restart) works too.
   assert_eq q.message_count, 0, "queue via the recovered channel"
   assert_eq ch.queue_declare(transient, passive: true).message_count, 0, "transient queue (re-declared by recovery) is empty"
