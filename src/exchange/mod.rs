@@ -4,13 +4,14 @@
 pub mod headers;
 pub mod sender_selected;
 pub mod topic;
+pub mod topic_trie;
 
 use crate::queue::Queue;
 use headers::MatchMode;
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
-use topic::TopicPattern;
+use topic_trie::TopicTrie;
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 /// The four exchange types of 0-9-1.
@@ -77,25 +78,45 @@ pub struct Binding {
     pub routing_key: ShortStr,
     /// Binding arguments (headers exchange: what to match).
     pub arguments: FieldTable,
-    topic: Option<TopicPattern>,
+    /// Identifies the binding in the routing indexes.
+    id: u64,
     match_mode: MatchMode,
 }
 
+/// An exchange's bindings and the indexes that route by key.
 #[derive(Default)]
 struct Bindings {
     all: Vec<Binding>,
-    /// Direct exchanges: binding key → indexes into `all`.
-    by_key: HashMap<ShortStr, Vec<usize>>,
+    next_id: u64,
+    /// Direct exchanges: binding key → destinations.
+    direct: HashMap<ShortStr, Vec<(u64, Destination)>>,
+    /// Topic exchanges: binding keys as a trie of words.
+    topic: TopicTrie<Destination>,
 }
 
 impl Bindings {
-    fn reindex(&mut self) {
-        self.by_key.clear();
-        for (i, b) in self.all.iter().enumerate() {
-            self.by_key
-                .entry(b.routing_key.clone())
-                .or_default()
-                .push(i);
+    fn index(&mut self, kind: ExchangeKind, b: &Binding) {
+        match kind {
+            ExchangeKind::Direct => {
+                self.direct.entry(b.routing_key.clone()).or_default().push((b.id, b.destination.clone()))
+            }
+            ExchangeKind::Topic => self.topic.insert(&b.routing_key, b.id, b.destination.clone()),
+            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+        }
+    }
+
+    fn unindex(&mut self, kind: ExchangeKind, b: &Binding) {
+        match kind {
+            ExchangeKind::Direct => {
+                if let Some(list) = self.direct.get_mut(&b.routing_key) {
+                    list.retain(|(id, _)| *id != b.id);
+                    if list.is_empty() {
+                        self.direct.remove(&b.routing_key);
+                    }
+                }
+            }
+            ExchangeKind::Topic => self.topic.remove(&b.routing_key, b.id),
+            ExchangeKind::Fanout | ExchangeKind::Headers => {}
         }
     }
 }
@@ -164,8 +185,6 @@ impl Exchange {
             }
             _ => MatchMode::All,
         };
-        let topic =
-            (self.options.kind == ExchangeKind::Topic).then(|| TopicPattern::new(&routing_key));
         let mut b = self.bindings.write();
         let exists = b.all.iter().any(|x| {
             x.destination.is(&destination)
@@ -173,14 +192,11 @@ impl Exchange {
                 && x.arguments == arguments
         });
         if !exists {
-            b.all.push(Binding {
-                destination,
-                routing_key,
-                arguments,
-                topic,
-                match_mode,
-            });
-            b.reindex();
+            let id = b.next_id;
+            b.next_id += 1;
+            let binding = Binding { destination, routing_key, arguments, id, match_mode };
+            b.index(self.options.kind, &binding);
+            b.all.push(binding);
         }
         Ok(())
     }
@@ -220,13 +236,12 @@ impl Exchange {
 
     fn remove_where(&self, pred: impl Fn(&Binding) -> bool) -> bool {
         let mut b = self.bindings.write();
-        let before = b.all.len();
-        b.all.retain(|x| !pred(x));
-        let removed = b.all.len() != before;
-        if removed {
-            b.reindex();
+        let (gone, kept): (Vec<Binding>, Vec<Binding>) = std::mem::take(&mut b.all).into_iter().partition(|x| pred(x));
+        b.all = kept;
+        for x in &gone {
+            b.unindex(self.options.kind, x);
         }
-        removed
+        !gone.is_empty()
     }
 
     /// Whether any binding has this exchange as its source.
@@ -271,17 +286,12 @@ impl Exchange {
         let b = self.bindings.read();
         match self.options.kind {
             ExchangeKind::Direct => {
-                if let Some(idx) = b.by_key.get(routing_key) {
-                    out.extend(idx.iter().map(|i| b.all[*i].destination.clone()));
+                if let Some(list) = b.direct.get(routing_key) {
+                    out.extend(list.iter().map(|(_, d)| d.clone()));
                 }
             }
             ExchangeKind::Fanout => out.extend(b.all.iter().map(|x| x.destination.clone())),
-            ExchangeKind::Topic => out.extend(
-                b.all
-                    .iter()
-                    .filter(|x| x.topic.as_ref().is_some_and(|t| t.matches(routing_key)))
-                    .map(|x| x.destination.clone()),
-            ),
+            ExchangeKind::Topic => b.topic.matches(routing_key, out),
             ExchangeKind::Headers => out.extend(
                 b.all
                     .iter()

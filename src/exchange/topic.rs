@@ -52,7 +52,7 @@ impl TopicPattern {
 /// The words of a key. An empty key has no words at all, so `*` does not match it and `#` does
 /// (RabbitMQ's `split_topic_key(<<>>) -> []`; confirmed with pika against RabbitMQ 3.10.8).
 /// Any other key splits at every dot, so `a.` is the two words `a` and ``.
-fn words(key: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn words(key: &str) -> impl Iterator<Item = &str> {
     let parts = (!key.is_empty()).then(|| key.split('.'));
     parts.into_iter().flatten()
 }
