@@ -18,6 +18,8 @@ pub struct Message {
     pub body: Bytes,
     /// Journal id, set once when a persistent message is written for durable queues.
     pub persist_id: OnceLock<u64>,
+    /// For a stub whose body stays on disk (a deep durable queue): the body's real length.
+    paged_len: Option<usize>,
 }
 
 /// Bytes held by live messages in this process (bodies plus a fixed overhead each): what the
@@ -37,17 +39,37 @@ impl Message {
     /// A message as published (not yet journaled).
     pub fn new(exchange: ShortStr, routing_key: ShortStr, properties: BasicProperties, body: Bytes) -> Self {
         LIVE_MESSAGE_BYTES.fetch_add(body.len() as u64 + MESSAGE_OVERHEAD, Ordering::Relaxed);
-        Message { exchange, routing_key, properties, body, persist_id: OnceLock::new() }
+        Message { exchange, routing_key, properties, body, persist_id: OnceLock::new(), paged_len: None }
     }
 
-    /// A message read back from the journal at startup.
+    /// A message read back from the journal.
     pub fn recovered(exchange: ShortStr, routing_key: ShortStr, properties: BasicProperties, body: Bytes) -> Self {
         Self::new(exchange, routing_key, properties, body)
     }
 
+    /// Journaled message `id` whose `body_len`-byte body is on disk only (see [`Message::stub`]).
+    pub fn paged(exchange: ShortStr, routing_key: ShortStr, properties: BasicProperties, body_len: usize, id: u64) -> Self {
+        let mut m = Self::new(exchange, routing_key, properties, Bytes::new());
+        m.paged_len = Some(body_len);
+        let _ = m.persist_id.set(id);
+        m
+    }
+
     /// Bytes this message counts for in queue length limits (the body, as RabbitMQ counts).
     pub fn body_size(&self) -> usize {
-        self.body.len()
+        self.paged_len.unwrap_or(self.body.len())
+    }
+
+    /// The same journaled message without its body, which stays on disk until the message
+    /// nears the head of its queue (`None` if the message is not journaled).
+    pub fn stub(&self) -> Option<Message> {
+        let id = *self.persist_id.get()?;
+        Some(Message::paged(self.exchange.clone(), self.routing_key.clone(), self.properties.clone(), self.body_size(), id))
+    }
+
+    /// Whether the body is on disk only (see [`Message::stub`]).
+    pub fn is_paged(&self) -> bool {
+        self.paged_len.is_some()
     }
 }
 

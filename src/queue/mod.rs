@@ -80,6 +80,9 @@ impl QueuedMessage {
     }
 }
 
+/// Ready bodies a journaled queue keeps in memory before newer persistent messages stay on disk.
+pub const PAGE_OUT_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Header counting a message's earlier deliveries that were requeued.
 pub const X_DELIVERY_COUNT: &str = "x-delivery-count";
 
@@ -255,6 +258,11 @@ impl Queue {
             redelivered,
             ..QueuedMessage::new(seq, message)
         };
+        // Recovered messages arrive with their bodies on disk: the first ones, and every one
+        // of a queue that dead-letters, are read back now; deeper ones when they near the head.
+        if st.ready.bytes() < PAGE_OUT_BYTES || self.args.dead_letter_exchange.is_some() {
+            self.page_in(&mut queued);
+        }
         if self.args.message_ttl.is_some() || queued.message.properties.expiration.is_some() {
             // The journal keeps no expiry times: a recovered message's TTL starts again now
             // (RabbitMQ keeps the original deadline; this is later, never sooner).
@@ -264,6 +272,34 @@ impl Queue {
         }
         st.ready.push_back(queued);
         self.reschedule(&mut st);
+    }
+
+    /// A journaled message landing behind [`PAGE_OUT_BYTES`] of ready bodies keeps only a stub
+    /// in memory; its body is read back from the journal when it nears the head (ARCHITECTURE
+    /// §5: bodies of deep queues stay on disk). Queues that dead-letter keep bodies in memory,
+    /// since a dead letter is republished from the message itself.
+    fn page_out_if_deep(&self, st: &QueueState, queued: &mut QueuedMessage) {
+        if self.journal.get().is_none()
+            || st.ready.bytes() < PAGE_OUT_BYTES
+            || self.args.dead_letter_exchange.is_some()
+        {
+            return;
+        }
+        if let Some(stub) = queued.message.stub() {
+            queued.message = Arc::new(stub);
+        }
+    }
+
+    /// Reads a paged-out body back before the message is delivered.
+    fn page_in(&self, m: &mut QueuedMessage) {
+        if !m.message.is_paged() {
+            return;
+        }
+        let (Some((store, _)), Some(id)) = (self.journal.get(), m.message.persist_id.get()) else { return };
+        match store.read_message(*id) {
+            Some(full) => m.message = Arc::new(full),
+            None => tracing::error!(queue = %self.name, id, "a paged-out message is missing from the journal"),
+        }
     }
 
     /// Whether the queue was deleted (a binding or delivery may still hold it).
@@ -294,6 +330,7 @@ impl Queue {
         let seq = st.next_seq;
         st.next_seq += 1;
         let mut queued = QueuedMessage::new(seq, message);
+        self.page_out_if_deep(&st, &mut queued);
         if let Some(now) = now {
             queued.expires_at = ttl::expiry_of(self.args.message_ttl, &queued.message, now);
             st.has_expiring |= queued.expires_at.is_some();
@@ -359,6 +396,9 @@ impl Queue {
             if let Some(now) = now {
                 self.expire_head(st, now, dead);
             }
+            if let Some(front) = st.ready.front_mut() {
+                self.page_in(front);
+            }
             let Some(msg) = st.ready.front() else { return };
             let Some(no_ack) = st.consumers.offer(self, msg) else {
                 return;
@@ -386,7 +426,10 @@ impl Queue {
             if let Some(now) = now {
                 self.expire_head(&mut st, now, &mut dead);
             }
-            let msg = st.ready.pop_front();
+            let mut msg = st.ready.pop_front();
+            if let Some(m) = &mut msg {
+                self.page_in(m);
+            }
             if let Some(now) = now {
                 // RabbitMQ drops what expired behind the fetched message before answering.
                 self.expire_head(&mut st, now, &mut dead);

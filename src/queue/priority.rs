@@ -94,6 +94,14 @@ impl ReadyList {
         }
     }
 
+    /// The next message to deliver, to change in place (paging its body back in).
+    pub(crate) fn front_mut(&mut self) -> Option<&mut QueuedMessage> {
+        match &mut self.levels {
+            Levels::Fifo(q) => q.front_mut(),
+            Levels::Priority(levels) => levels.iter_mut().rev().find_map(|q| q.front_mut()),
+        }
+    }
+
     /// Takes the next message to deliver.
     pub(crate) fn pop_front(&mut self) -> Option<QueuedMessage> {
         let m = match &mut self.levels {

@@ -17,10 +17,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use dashmap::DashMap;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
+use warren_protocol::ShortStr;
 
 /// Segments roll over past this size.
 pub const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
@@ -37,7 +39,13 @@ pub struct Location {
     pub len: u32,
     pub queues: Vec<u32>,
     pub delivered: Vec<u32>,
+    /// Body length (known after replay; recovered messages start with their body on disk).
+    pub body_len: u32,
 }
+
+/// Where each live message's publish record is, shared with readers (body paging): filled by
+/// the writer once the record is on disk, updated by compaction, cleared when settled.
+pub type Index = Arc<DashMap<u64, (u64, u64, u32)>>;
 
 enum Command {
     Append { seq: u64, bytes: BytesMut, effect: Effect },
@@ -58,6 +66,8 @@ struct Submitter {
 
 /// Handle to the journal; cheap to share behind an `Arc`.
 pub struct Journal {
+    dir: PathBuf,
+    index: Index,
     submit: Mutex<Submitter>,
     synced: watch::Receiver<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -79,12 +89,19 @@ impl Journal {
         let next_segment = segments.last().map_or(1, |s| s + 1);
         let (tx, rx) = mpsc::channel();
         let (synced_tx, synced) = watch::channel(0);
-        let mut writer = Writer::new(dir.to_path_buf(), next_segment, live, segments, segment_size)?;
+        let index: Index = Arc::new(live.iter().map(|(id, l)| (*id, (l.segment, l.offset, l.len))).collect());
+        let mut writer = Writer::new(dir.to_path_buf(), next_segment, live, segments, segment_size, index.clone())?;
         let thread = std::thread::Builder::new()
             .name("warren-journal".into())
             .spawn(move || writer.run(rx, synced_tx))
             .map_err(|e| StoreError::Io(dir.to_path_buf(), e))?;
-        Ok(Journal { submit: Mutex::new(Submitter { next_seq: 1, tx }), synced, thread: Mutex::new(Some(thread)) })
+        Ok(Journal {
+            dir: dir.to_path_buf(),
+            index,
+            submit: Mutex::new(Submitter { next_seq: 1, tx }),
+            synced,
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     /// Queues a record for the next batch; returns its sequence number.
@@ -105,6 +122,21 @@ impl Journal {
         self.synced.clone()
     }
 
+    /// Reads message `id`'s publish record back (a paged-out body is needed again). Waits a
+    /// little for a record still on its way to disk; `None` if it is not there.
+    pub fn read(&self, id: u64) -> Option<Record> {
+        for attempt in 0..2000 {
+            if let Some(loc) = self.index.get(&id).map(|l| *l) {
+                if let Some(record) = read_record(&self.dir, loc) {
+                    return Some(record);
+                }
+            }
+            // Not synced yet, or moved by compaction meanwhile: look again shortly.
+            std::thread::sleep(std::time::Duration::from_micros(if attempt < 100 { 50 } else { 1000 }));
+        }
+        None
+    }
+
     /// Flushes what is queued and stops the writer.
     pub fn stop(&self) {
         let _ = self.submit.lock().tx.send(Command::Stop);
@@ -120,6 +152,14 @@ impl Drop for Journal {
     }
 }
 
+fn read_record(dir: &Path, (segment, offset, len): (u64, u64, u32)) -> Option<Record> {
+    use std::os::unix::fs::FileExt;
+    let file = File::open(segment_path(dir, segment)).ok()?;
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset).ok()?;
+    Record::decode(&Bytes::from(buf)).ok().map(|(r, _)| r)
+}
+
 pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:010}.seg"))
 }
@@ -133,6 +173,7 @@ struct Writer {
     /// Live message count per segment, oldest first (the current one included).
     segments: BTreeMap<u64, usize>,
     segment_size: u64,
+    index: Index,
 }
 
 impl Writer {
@@ -142,6 +183,7 @@ impl Writer {
         live: HashMap<u64, Location>,
         old: Vec<u64>,
         segment_size: u64,
+        index: Index,
     ) -> Result<Self, StoreError> {
         let mut segments: BTreeMap<u64, usize> = old.into_iter().map(|s| (s, 0)).collect();
         for loc in live.values() {
@@ -149,7 +191,7 @@ impl Writer {
         }
         segments.insert(segment, 0);
         let file = create_segment(&dir, segment)?;
-        let mut w = Writer { dir, file, segment, offset: 0, live, segments, segment_size };
+        let mut w = Writer { dir, file, segment, offset: 0, live, segments, segment_size, index };
         w.delete_settled_segments();
         Ok(w)
     }
@@ -211,7 +253,8 @@ impl Writer {
     fn apply(&mut self, effect: Effect, offset: u64, len: u32) {
         match effect {
             Effect::Publish { id, queues } => {
-                if let Some(old) = self.live.insert(id, Location { segment: self.segment, offset, len, queues, delivered: Vec::new() }) {
+                self.index.insert(id, (self.segment, offset, len));
+                if let Some(old) = self.live.insert(id, Location { segment: self.segment, offset, len, queues, delivered: Vec::new(), body_len: 0 }) {
                     self.release(old.segment);
                 }
                 *self.segments.entry(self.segment).or_default() += 1;
@@ -222,6 +265,7 @@ impl Writer {
                 if loc.queues.is_empty() {
                     let segment = loc.segment;
                     self.live.remove(&id);
+                    self.index.remove(&id);
                     self.release(segment);
                 }
             }
@@ -372,8 +416,14 @@ pub fn replay(dir: &Path) -> Result<Replayed, StoreError> {
 
 fn apply_replayed(messages: &mut BTreeMap<u64, (Record, Location)>, record: Record, segment: u64, offset: u64, len: u32) {
     match record {
-        Record::Publish { id, ref queues, delivered, .. } => {
-            let loc = Location { segment, offset, len, queues: queues.clone(), delivered: if delivered { queues.clone() } else { Vec::new() } };
+        Record::Publish { id, queues, delivered, exchange, routing_key, header, body } => {
+            let delivered = if delivered { queues.clone() } else { Vec::new() };
+            let loc = Location { segment, offset, len, queues: queues.clone(), delivered, body_len: body.len() as u32 };
+            // Bodies stay on disk (read back when needed); the header is copied so the segment's
+            // buffer can be freed: recovery holds one segment in memory at a time.
+            let header = Bytes::copy_from_slice(&header);
+            let (exchange, routing_key) = (ShortStr::truncated(&exchange), ShortStr::truncated(&routing_key));
+            let record = Record::Publish { id, queues, delivered: false, exchange, routing_key, header, body: Bytes::new() };
             messages.insert(id, (record, loc));
         }
         Record::Settle { id, queue } => {

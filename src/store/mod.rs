@@ -80,7 +80,7 @@ impl Store {
         let mut recovered = Vec::with_capacity(replayed.messages.len());
         let mut live = std::collections::HashMap::with_capacity(replayed.messages.len());
         for (id, (record, loc)) in replayed.messages {
-            if let Some(message) = to_message(record) {
+            if let Some(message) = to_stub(record, loc.body_len as usize, id) {
                 let queues = loc.queues.iter().map(|q| (*q, loc.delivered.contains(q))).collect();
                 recovered.push(RecoveredMessage { id, message: Arc::new(message), queues });
             }
@@ -128,6 +128,13 @@ impl Store {
     /// Message `id` was delivered from durable queue `queue` (redelivered after a crash).
     pub fn delivered(&self, id: u64, queue: u32) {
         self.journal.append(&Record::Delivered { id, queue }, Effect::Delivered { id, queue });
+    }
+
+    /// Reads message `id` back from the journal (its body was paged out of memory).
+    pub fn read_message(&self, id: u64) -> Option<Message> {
+        let message = to_message(self.journal.read(id)?)?;
+        let _ = message.persist_id.set(id);
+        Some(message)
     }
 
     /// The highest journal sequence number on disk; changes after every fsync.
@@ -204,6 +211,13 @@ impl Store {
     pub fn remove_binding(&self, def: &BindingDef) {
         self.update(|d| d.bindings.retain(|b| b != def));
     }
+}
+
+/// A recovered message whose body stays on disk until it is delivered.
+fn to_stub(record: Record, body_len: usize, id: u64) -> Option<Message> {
+    let Record::Publish { exchange, routing_key, header, .. } = record else { return None };
+    let header = record::parse_header(&header)?;
+    Some(Message::paged(exchange, routing_key, header.properties, body_len, id))
 }
 
 fn to_message(record: Record) -> Option<Message> {
