@@ -47,6 +47,9 @@ pub async fn run(
             _ = &mut shutdown => break,
         }
     }
+    // Stop listening first, as RabbitMQ does: a client reconnecting during the grace period
+    // is refused at once instead of waiting in the listen backlog until the process exits.
+    drop(listener);
     info!("shutting down: closing connections");
     token.cancel();
     tracker.close();

@@ -263,6 +263,40 @@ async fn shutdown_sends_connection_forced_320() {
         .expect("clean shutdown");
 }
 
+/// A client reconnecting while the broker shuts down is refused at once (RabbitMQ stops its
+/// listeners first), not left in the listen backlog until the process exits: a celery worker in
+/// interop/python hung 5 s in connect during BROKER_RESTART before this.
+#[tokio::test]
+async fn shutdown_stops_listening_before_closing_connections() {
+    let broker = TestBroker::start().await;
+    let addr = broker.addr();
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    let handle = broker.handle;
+    let stopping = tokio::spawn(handle.shutdown());
+    // Not answering connection.close yet keeps the broker in its shutdown grace period.
+    loop {
+        match raw.recv().await {
+            Some(Frame::Method {
+                method: Method::ConnectionClose(_),
+                ..
+            }) => break,
+            Some(_) => continue,
+            None => panic!("socket closed without connection.close"),
+        }
+    }
+    let reconnect = tokio::net::TcpStream::connect(addr).await;
+    assert!(
+        reconnect.is_err(),
+        "a new connection was accepted during shutdown"
+    );
+    raw.send_method(0, connection::CloseOk {}).await;
+    within("shutdown", stopping)
+        .await
+        .expect("join")
+        .expect("clean shutdown");
+}
+
 #[tokio::test]
 async fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
     let broker = TestBroker::start().await;
