@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Python clients against $AMQP_URL (interop/README.md): pika's scenarios, then celery's (a real
+# Celery worker, kombu underneath). Prints two summary lines: `pika: …` and `celery: …`.
+# Installs requirements.txt (every package pinned) from PyPI into a venv under target/.
+set -uo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+: "${AMQP_URL:?AMQP_URL must be set}"
+CACHE="${INTEROP_CACHE:-$HERE/../../target/interop}/python"
+VENV="$CACHE/venv"
+STAMP="$VENV/.requirements.txt"
+if ! cmp -s "$HERE/requirements.txt" "$STAMP"; then
+    echo "installing $HERE/requirements.txt into $VENV" >&2
+    rm -rf "$VENV"
+    if ! { python3 -m venv "$VENV" && "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+            -r "$HERE/requirements.txt"; } >&2; then
+        echo "FAIL install: pip install -r requirements.txt failed"
+        echo "pika: 0 passed, 1 failed"
+        echo "celery: 0 passed, 1 failed"
+        exit 1
+    fi
+    cp "$HERE/requirements.txt" "$STAMP"
+fi
+cd "$HERE"
+status=0
+"$VENV/bin/python" -u pika_scenarios.py || status=1
+"$VENV/bin/python" -u celery_scenarios.py || status=1
+exit $status
