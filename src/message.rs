@@ -64,7 +64,16 @@ impl Message {
     /// nears the head of its queue (`None` if the message is not journaled).
     pub fn stub(&self) -> Option<Message> {
         let id = *self.persist_id.get()?;
-        Some(Message::paged(self.exchange.clone(), self.routing_key.clone(), self.properties.clone(), self.body_size(), id))
+        // Fresh copies only: a stub must not hold slices of the publisher's read buffer, or it
+        // would pin that whole buffer in memory. It keeps what the queue looks at before the
+        // body is read back (priority, expiration); the rest comes back from the journal.
+        let properties = BasicProperties {
+            priority: self.properties.priority,
+            expiration: self.properties.expiration.as_deref().map(ShortStr::truncated),
+            ..BasicProperties::default()
+        };
+        let (exchange, routing_key) = (ShortStr::truncated(&self.exchange), ShortStr::truncated(&self.routing_key));
+        Some(Message::paged(exchange, routing_key, properties, self.body_size(), id))
     }
 
     /// Whether the body is on disk only (see [`Message::stub`]).

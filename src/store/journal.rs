@@ -28,6 +28,8 @@ use warren_protocol::ShortStr;
 pub const SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 /// An old segment with at most this many live messages is compacted (copied forward).
 const COMPACT_LIVE_MAX: usize = 4096;
+/// Batches the oldest segment must go unchanged before it is compacted.
+const STAGNANT_BATCHES: u32 = 64;
 /// Most bytes written in one batch before it is synced.
 const BATCH_MAX: usize = 8 * 1024 * 1024;
 
@@ -174,6 +176,11 @@ struct Writer {
     segments: BTreeMap<u64, usize>,
     segment_size: u64,
     index: Index,
+    /// The oldest segment and its live count at the last batch, and for how many batches
+    /// neither changed: only a stagnant oldest segment is compacted (a queue being drained in
+    /// order empties it soon anyway, and copying would be wasted writes).
+    oldest_seen: (u64, usize),
+    oldest_stagnant_batches: u32,
 }
 
 impl Writer {
@@ -191,7 +198,18 @@ impl Writer {
         }
         segments.insert(segment, 0);
         let file = create_segment(&dir, segment)?;
-        let mut w = Writer { dir, file, segment, offset: 0, live, segments, segment_size, index };
+        let mut w = Writer {
+            dir,
+            file,
+            segment,
+            offset: 0,
+            live,
+            segments,
+            segment_size,
+            index,
+            oldest_seen: (0, 0),
+            oldest_stagnant_batches: 0,
+        };
         w.delete_settled_segments();
         Ok(w)
     }
@@ -317,7 +335,18 @@ impl Writer {
     /// can go (ARCHITECTURE §5: one old message must not pin the log).
     fn compact_oldest(&mut self) {
         let Some((&oldest, &live)) = self.segments.first_key_value() else { return };
-        if oldest == self.segment || live == 0 || live > COMPACT_LIVE_MAX || self.segments.len() < 3 {
+        if (oldest, live) == self.oldest_seen {
+            self.oldest_stagnant_batches += 1;
+        } else {
+            self.oldest_seen = (oldest, live);
+            self.oldest_stagnant_batches = 0;
+        }
+        if oldest == self.segment
+            || live == 0
+            || live > COMPACT_LIVE_MAX
+            || self.segments.len() < 3
+            || self.oldest_stagnant_batches < STAGNANT_BATCHES
+        {
             return;
         }
         let bytes = match std::fs::read(segment_path(&self.dir, oldest)) {
