@@ -297,6 +297,26 @@ async fn shutdown_stops_listening_before_closing_connections() {
         .expect("clean shutdown");
 }
 
+/// A client that never answers the shutdown's connection.close (an idle pika
+/// BlockingConnection does not read) holds the shutdown for the close-ok timeout (3 s) only,
+/// not for a second wait on its socket past the 5 s grace period: restarts in interop/ took 5 s
+/// where RabbitMQ's take 1.
+#[tokio::test]
+async fn shutdown_waits_for_a_silent_client_only_once() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    let started = std::time::Instant::now();
+    let handle = broker.handle;
+    handle.shutdown().await.expect("clean shutdown");
+    let took = started.elapsed();
+    assert!(
+        took < std::time::Duration::from_millis(4500),
+        "shutdown took {took:?}"
+    );
+    drop(raw);
+}
+
 #[tokio::test]
 async fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
     let broker = TestBroker::start().await;

@@ -70,7 +70,7 @@ where
                 }
                 other => debug!(%peer, ?other, "handshake did not complete"),
             }
-            finish(&outbound, writer, reader).await;
+            finish(&outbound, writer, reader, CLOSE_OK_TIMEOUT).await;
             return;
         }
     };
@@ -80,16 +80,23 @@ where
     let reason = conn.run(shutdown).await;
     conn.release();
     info!(conn = id, %peer, ?reason, "connection closed");
-    finish(&outbound, writer, conn.reader).await;
+    let eof_wait = if conn.peer_silent {
+        Duration::ZERO
+    } else {
+        CLOSE_OK_TIMEOUT
+    };
+    finish(&outbound, writer, conn.reader, eof_wait).await;
 }
 
-/// Flushes what is queued, waits (bounded) for the peer to close its side, then closes ours.
+/// Flushes what is queued, waits (at most `eof_wait`) for the peer to close its side, then
+/// closes ours.
 /// Closing first would make clients such as lapin report an aborted connection instead of the
 /// close they were about to read, and unread input would reset the connection.
 async fn finish<R, W>(
     outbound: &Outbound,
     writer: tokio::task::JoinHandle<std::io::Result<W>>,
     mut reader: FrameReader<R>,
+    eof_wait: Duration,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -98,10 +105,7 @@ async fn finish<R, W>(
     let Ok(Ok(Ok(mut socket))) = tokio::time::timeout(CLOSE_OK_TIMEOUT, writer).await else {
         return;
     };
-    let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, async {
-        while reader.discard().await.is_ok() {}
-    })
-    .await;
+    let _ = tokio::time::timeout(eof_wait, async { while reader.discard().await.is_ok() {} }).await;
     let _ = socket.shutdown().await;
 }
 
@@ -130,6 +134,9 @@ struct Connection<R> {
     has_published: bool,
     /// The client asked for connection.blocked / unblocked.
     blocked_notify: bool,
+    /// The peer did not answer our connection.close in time: `finish` does not wait for it
+    /// again, so one silent client cannot hold a shutdown past its grace period.
+    peer_silent: bool,
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
@@ -158,6 +165,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             memory_alarm: broker.memory_alarm.subscribe(),
             has_published: false,
             blocked_notify: n.blocked_notify,
+            peer_silent: false,
         }
     }
 
@@ -411,7 +419,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 }
             }
         };
-        let _ = tokio::time::timeout(CLOSE_OK_TIMEOUT, wait_close_ok).await;
+        self.peer_silent = tokio::time::timeout(CLOSE_OK_TIMEOUT, wait_close_ok)
+            .await
+            .is_err();
         CloseReason::Error(e)
     }
 
