@@ -151,6 +151,7 @@ def run(client, scenarios):
         if only and name not in only:
             continue
         names = Names(client)
+        started = time.monotonic()
         signal.alarm(SCENARIO_TIMEOUT)
         try:
             fn(names)
@@ -172,5 +173,6 @@ def run(client, scenarios):
         except Exception:
             pass
         print(line, flush=True)
+        print(f"{client} {name}: {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
     print(f"{client}: {passed} passed, {failed} failed", flush=True)
     return failed
