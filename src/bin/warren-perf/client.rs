@@ -108,8 +108,16 @@ impl FrameOut {
     }
 }
 
-/// Opens a connection (heartbeats off) and returns its two halves.
+/// Opens a connection (heartbeats off) and returns its two halves; gives up after 10 s (a
+/// broker out of file descriptors may accept and never answer).
 pub async fn connect(url: &Url) -> Result<(FrameIn, FrameOut)> {
+    match tokio::time::timeout(std::time::Duration::from_secs(10), open(url)).await {
+        Ok(result) => result,
+        Err(_) => bail!("no handshake with {} within 10 s", url.addr),
+    }
+}
+
+async fn open(url: &Url) -> Result<(FrameIn, FrameOut)> {
     let stream = TcpStream::connect(&url.addr)
         .await
         .with_context(|| format!("connecting to {}", url.addr))?;
