@@ -125,10 +125,10 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
     let mut restored = 0usize;
     for m in recovered.messages {
         let _ = m.message.persist_id.set(m.id);
-        for (queue_id, redelivered) in m.queues {
+        for (queue_id, deliveries) in m.queues {
             match by_id.get(&queue_id) {
                 Some(q) => {
-                    q.push_recovered(m.message.clone(), redelivered);
+                    q.push_recovered(m.message.clone(), deliveries);
                     restored += 1;
                 }
                 // The queue is gone (its delete was written, its settles were not): settle.

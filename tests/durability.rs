@@ -85,11 +85,15 @@ async fn passive_exists(ch: &Channel, queue: &str) -> Option<u32> {
     ch.queue_declare(queue, opts, FieldTable::default()).await.ok().map(|q| q.message_count())
 }
 
-/// Gets every ready message: (body, redelivered).
-async fn drain(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool)> {
+/// Gets every ready message: (body, redelivered, x-delivery-count header).
+async fn drain_counted(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool, Option<i64>)> {
     let mut out = Vec::new();
     while let Some(m) = ch.basic_get(queue, BasicGetOptions { no_ack: true }).await.expect("get") {
-        out.push((m.delivery.data.clone(), m.delivery.redelivered));
+        let count = m.delivery.properties.headers().as_ref().and_then(|h| match h.inner().get("x-delivery-count") {
+            Some(lapin::types::AMQPValue::LongLongInt(n)) => Some(*n),
+            _ => None,
+        });
+        out.push((m.delivery.data.clone(), m.delivery.redelivered, count));
     }
     out
 }
@@ -128,7 +132,10 @@ async fn check_after_restart(p: &Process) {
     let (_conn, ch) = p.connect().await;
     let durable_x = ExchangeDeclareOptions { durable: true, passive: true, ..Default::default() };
     ch.exchange_declare("d.x", ExchangeKind::Topic, durable_x, FieldTable::default()).await.expect("durable exchange survives");
-    let messages = drain(&ch, "d.q").await;
+    let counted = drain_counted(&ch, "d.q").await;
+    let counts: Vec<Option<i64>> = counted.iter().map(|(_, _, c)| *c).collect();
+    assert_eq!(&counts[..3], &[Some(1), Some(1), None], "x-delivery-count survives the restart");
+    let messages: Vec<(Vec<u8>, bool)> = counted.into_iter().map(|(b, r, _)| (b, r)).collect();
     let bodies: Vec<Vec<u8>> = messages.iter().map(|(b, _)| b.clone()).collect();
     let expected: Vec<Vec<u8>> = (2..10u8).map(|i| vec![b'p', i]).collect();
     assert_eq!(bodies, expected, "persistent messages come back in order; acked and transient ones do not");

@@ -250,12 +250,16 @@ impl Queue {
     }
 
     /// Puts back a message recovered from the journal, in publish order.
-    pub fn push_recovered(self: &Arc<Self>, message: Arc<Message>, redelivered: bool) {
+    /// `deliveries` is how often it was delivered before the restart: it comes back
+    /// redelivered, with that many earlier deliveries counted in `x-delivery-count`.
+    pub fn push_recovered(self: &Arc<Self>, message: Arc<Message>, deliveries: u32) {
+        let redelivered = deliveries > 0;
         let mut st = self.state.lock();
         let seq = st.next_seq;
         st.next_seq += 1;
         let mut queued = QueuedMessage {
             redelivered,
+            delivery_count: deliveries,
             ..QueuedMessage::new(seq, message)
         };
         // Recovered messages arrive with their bodies on disk: the first ones, and every one
@@ -471,11 +475,11 @@ impl Queue {
 
     /// A journaled message went out to a consumer that must ack it: after a crash it comes
     /// back with redelivered=true.
+    /// Every delivery is journaled (not only the first), so the number of deliveries, and with
+    /// it `x-delivery-count`, survives a restart (issue 5).
     fn journal_delivery(&self, m: &QueuedMessage) {
         if let (Some((store, queue)), Some(id)) = (self.journal.get(), m.message.persist_id.get()) {
-            if !m.redelivered {
-                store.delivered(*id, *queue);
-            }
+            store.delivered(*id, *queue);
         }
     }
 

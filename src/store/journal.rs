@@ -289,9 +289,7 @@ impl Writer {
             }
             Effect::Delivered { id, queue } => {
                 if let Some(loc) = self.live.get_mut(&id) {
-                    if !loc.delivered.contains(&queue) {
-                        loc.delivered.push(queue);
-                    }
+                    loc.delivered.push(queue);
                 }
             }
         }

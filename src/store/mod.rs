@@ -49,8 +49,8 @@ pub struct RecoveredMessage {
     pub id: u64,
     /// The message.
     pub message: Arc<Message>,
-    /// Durable queue ids holding it, each with whether it was delivered before the restart.
-    pub queues: Vec<(u32, bool)>,
+    /// Durable queue ids holding it, each with how often it was delivered before the restart.
+    pub queues: Vec<(u32, u32)>,
 }
 
 /// What a restart brings back.
@@ -81,7 +81,8 @@ impl Store {
         let mut live = std::collections::HashMap::with_capacity(replayed.messages.len());
         for (id, (record, loc)) in replayed.messages {
             if let Some(message) = to_stub(record, loc.body_len as usize, id) {
-                let queues = loc.queues.iter().map(|q| (*q, loc.delivered.contains(q))).collect();
+                let deliveries = |q: &u32| loc.delivered.iter().filter(|d| *d == q).count() as u32;
+                let queues = loc.queues.iter().map(|q| (*q, deliveries(q))).collect();
                 recovered.push(RecoveredMessage { id, message: Arc::new(message), queues });
             }
             live.insert(id, loc);
