@@ -289,6 +289,44 @@ async fn redeclare_with_other_x_arguments_is_406_in_rabbitmqs_words() {
     }
 }
 
+/// Quorum- and stream-only arguments (found with amqplib against RabbitMQ 3.10.8, interop/node):
+/// a new classic queue naming one is refused, and a redeclare adding one is not compared.
+#[tokio::test]
+async fn quorum_only_arguments_are_refused_on_new_queues_and_ignored_on_redeclare() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    for (key, value) in [
+        ("x-delivery-limit", AMQPValue::LongInt(5)),
+        ("x-max-age", AMQPValue::LongString("1D".into())),
+    ] {
+        let ch = conn.create_channel().await.unwrap();
+        let args = table(&[(key, value)]);
+        assert_eq!(
+            refused(declare_with(&ch, "typed", EXCLUSIVE, args).await),
+            (
+                406,
+                format!(
+                    "PRECONDITION_FAILED - invalid arg '{key}' for queue 'typed' in vhost '/' of \
+                     queue type rabbit_classic_queue"
+                )
+            )
+        );
+    }
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "typed", EXCLUSIVE).await.unwrap();
+    let quorum_args = table(&[
+        ("x-delivery-limit", AMQPValue::LongInt(5)),
+        (
+            "x-dead-letter-strategy",
+            AMQPValue::LongString("at-least-once".into()),
+        ),
+        ("x-max-in-memory-length", AMQPValue::LongInt(5)),
+    ]);
+    declare_with(&ch, "typed", EXCLUSIVE, quorum_args)
+        .await
+        .expect("a redeclare does not compare quorum-only arguments");
+}
+
 #[tokio::test]
 async fn redeclare_with_another_exclusive_flag_is_405() {
     let broker = TestBroker::start().await;

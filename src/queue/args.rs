@@ -31,6 +31,23 @@ pub const X_QUEUE_MODE: &str = "x-queue-mode";
 /// Consumer priority, a basic.consume argument.
 pub const X_PRIORITY: &str = "x-priority";
 
+/// Arguments RabbitMQ 3.10.8 knows only for quorum or stream queues. A new classic queue that
+/// names one is refused (`invalid arg '<key>' for queue '<q>' in vhost '<v>' of queue type
+/// rabbit_classic_queue`, the first in table order, after every other argument check), and a
+/// redeclare ignores them (vhost.rs). Both found with amqplib against 3.10.8 (interop/node):
+/// Warren used to accept `x-delivery-limit` silently and then refuse a redeclare adding it.
+pub const OTHER_QUEUE_TYPE_ARGUMENTS: &[&str] = &[
+    "x-delivery-limit",
+    "x-dead-letter-strategy",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-quorum-initial-group-size",
+    "x-queue-leader-locator",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+];
+
 /// RabbitMQ's `?MAX_EXPIRY_TIMER`: TTLs and expiries above ten years are refused (boundary
 /// found with pika against 3.10.8: 315360000000 is accepted, one more is not).
 pub const MAX_EXPIRY_MS: u64 = 315_360_000_000;
@@ -94,6 +111,9 @@ pub enum ArgError {
     /// `invalid property '<p>' for queue '<q>' in vhost '<v>'` (quorum/stream queues that are
     /// exclusive, auto-delete or not durable).
     InvalidProperty(&'static str),
+    /// `invalid arg '<key>' for queue '<q>' in vhost '<v>' of queue type rabbit_classic_queue`:
+    /// one of [`OTHER_QUEUE_TYPE_ARGUMENTS`].
+    NotForClassicQueues(&'static str),
 }
 
 impl ArgError {
@@ -109,6 +129,9 @@ impl ArgError {
             ArgError::InvalidProperty(p) => {
                 format!("invalid property '{p}' for queue '{queue}' in vhost '{vhost}'")
             }
+            ArgError::NotForClassicQueues(key) => format!(
+                "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type rabbit_classic_queue"
+            ),
         }
     }
 }
@@ -171,6 +194,13 @@ impl QueueArgs {
         if let Some(v) = args.get(X_QUEUE_TYPE) {
             queue_type(v, flags)?;
         }
+        if let Some(key) = args.iter().find_map(|(k, _)| {
+            OTHER_QUEUE_TYPE_ARGUMENTS
+                .iter()
+                .find(|a| **a == k.as_str())
+        }) {
+            return Err(ArgError::NotForClassicQueues(key));
+        }
         Ok(out)
     }
 
@@ -184,6 +214,10 @@ impl QueueArgs {
         };
         let mut clean = args.clone();
         clean.remove(X_QUEUE_TYPE);
+        // Queues declared before these were refused keep their other arguments.
+        for key in OTHER_QUEUE_TYPE_ARGUMENTS {
+            clean.remove(key);
+        }
         Self::try_parse(&clean, flags).unwrap_or_default()
     }
 
@@ -441,6 +475,22 @@ mod tests {
         assert_eq!(
             reason(&[(X_QUEUE_TYPE, "quorum".into())]),
             "invalid property 'non-durable' for queue 'q' in vhost '/'"
+        );
+        assert_eq!(
+            reason(&[
+                ("x-max-age", "1D".into()),
+                ("x-delivery-limit", FieldValue::I32(5))
+            ]),
+            "invalid arg 'x-max-age' for queue 'q' in vhost '/' of queue type rabbit_classic_queue"
+        );
+        // Checked after the others, in table order (3.10.8 with amqplib).
+        assert_eq!(
+            reason(&[
+                ("x-delivery-limit", FieldValue::I32(5)),
+                (X_OVERFLOW, "bogus".into()),
+                ("x-max-age", "1D".into()),
+            ]),
+            "invalid arg 'x-overflow' for queue 'q' in vhost '/': invalid_overflow"
         );
         assert_eq!(
             reason(&[(X_MESSAGE_TTL, FieldValue::I64(315_360_000_001))]),
