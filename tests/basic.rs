@@ -925,6 +925,34 @@ async fn two_consumers_with_prefetch_one_get_the_next_message_as_they_ack() {
         .expect("ack all");
 }
 
+/// Deliberately unlike RabbitMQ (which keeps an existing consumer's limit): raising the
+/// per-consumer prefetch lets an existing consumer take more at once. kombu sends exactly this
+/// (global=false) to any broker whose product is not "RabbitMQ"; before, a Celery worker holding
+/// countdown tasks stopped receiving others (interop/python celery_eta_and_retry).
+#[tokio::test]
+async fn raising_the_per_consumer_prefetch_applies_to_existing_consumers() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "q").await;
+    ch.basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = consume(&ch, "q", "c").await;
+    let (_conn2, publisher) = broker.channel().await;
+    publish_all(&publisher, "q", &["1", "2", "3", "4"]).await;
+    assert_eq!(text(&next(&mut consumer).await), "1");
+    assert_no_delivery(&mut consumer, &ch, "q").await;
+    ch.basic_qos(3, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    assert_eq!(text(&next(&mut consumer).await), "2");
+    assert_eq!(text(&next(&mut consumer).await), "3");
+    assert_no_delivery(&mut consumer, &ch, "q").await;
+    ch.basic_ack(0, BasicAckOptions { multiple: true })
+        .await
+        .expect("ack all");
+}
+
 #[tokio::test]
 async fn global_qos_limits_unacked_deliveries_across_the_channels_consumers() {
     // RabbitMQ's reading of global=true: one limit shared by every consumer on the channel.

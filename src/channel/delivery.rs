@@ -32,7 +32,8 @@ struct DeliveryState {
     next_tag: u64,
     unacked: VecDeque<Unacked>,
     consumers: HashMap<ShortStr, ConsumerState>,
-    /// basic.qos global=false: applies to consumers created afterwards.
+    /// basic.qos global=false: the prefetch of consumers created afterwards, and of the
+    /// existing ones too (see `set_prefetch`).
     consumer_prefetch: u16,
     /// basic.qos global=true: shared by all consumers of the channel (RabbitMQ's reading).
     channel_prefetch: u16,
@@ -101,13 +102,20 @@ impl ChannelShared {
         self.state.lock().consumers.remove(tag).map(|c| c.queue)
     }
 
-    /// basic.qos.
+    /// basic.qos. A per-consumer limit (global=false) also applies to the channel's existing
+    /// consumers. RabbitMQ applies it to new consumers only, but kombu (Celery) takes any broker
+    /// whose product is not "RabbitMQ" for a spec one, where global=false means this channel, at
+    /// once: a Celery worker raises its prefetch that way for every ETA/countdown task it holds,
+    /// and without this it stops receiving tasks while holding them (LavinMQ does the same).
     pub fn set_prefetch(&self, count: u16, global: bool) {
         let mut st = self.state.lock();
         if global {
             st.channel_prefetch = count;
         } else {
             st.consumer_prefetch = count;
+            for c in st.consumers.values_mut() {
+                c.prefetch = count;
+            }
         }
     }
 
