@@ -150,6 +150,40 @@ def celery_worker_survives_broker_restart(names):
         worker.stop()
 
 
+def celery_eta_and_retry(names):
+    """Tasks with a countdown are held unacked by the worker, which raises its basic.qos
+    prefetch on the fly to keep receiving other tasks; a task retried with a countdown is
+    republished and runs again."""
+    tasks = celery_app(names)
+    markers = tempfile.mkdtemp(prefix="interop-celery-")
+    worker = Worker().wait_ready()
+    try:
+        later = [tasks.add.apply_async((i, 100), countdown=5) for i in range(4)]
+        now = [tasks.add.delay(i, 1) for i in range(4)]
+        started = time.monotonic()
+        check_eq([r.get(timeout=30) for r in now], [i + 1 for i in range(4)], "immediate tasks")
+        check(time.monotonic() - started < 4,
+              "the immediate tasks waited behind the countdown ones (prefetch not raised)")
+        check_eq([r.get(timeout=30) for r in later], [i + 100 for i in range(4)],
+                 "countdown tasks")
+        check_eq(tasks.flaky.delay(markers, "a").get(timeout=30), 3, "tries of a retried task")
+    finally:
+        worker.stop()
+
+
+def celery_pool_process_lost(names):
+    """A task whose pool process dies is rejected with requeue (task_reject_on_worker_lost)
+    and redelivered to the same worker."""
+    tasks = celery_app(names)
+    markers = tempfile.mkdtemp(prefix="interop-celery-")
+    worker = Worker().wait_ready()
+    try:
+        check_eq(tasks.dies_once.delay(markers, "a").get(timeout=60), True,
+                 "the redelivered task's redelivered flag")
+    finally:
+        worker.stop()
+
+
 def kombu_simple_queue(names):
     """kombu's SimpleQueue (durable queue, persistent messages, ack) and a large message."""
     queue = names.queue("kombu_simple")
@@ -204,8 +238,8 @@ def kombu_reconnect_after_restart(names):
 
 
 SCENARIOS = [(f.__name__, f) for f in (
-    celery_tasks, celery_control_ping, celery_worker_killed_mid_task,
-    celery_worker_survives_broker_restart, kombu_simple_queue, kombu_reconnect_after_restart)]
+    celery_tasks, celery_control_ping, celery_eta_and_retry, celery_pool_process_lost,
+    celery_worker_killed_mid_task, celery_worker_survives_broker_restart, kombu_simple_queue, kombu_reconnect_after_restart)]
 
 if __name__ == "__main__":
     sys.exit(1 if run("celery", SCENARIOS) else 0)

@@ -41,3 +41,25 @@ def slow(self, i, marker_dir, seconds):
     with open(os.path.join(marker_dir, f"done-{i}"), "w") as f:
         f.write("redelivered" if redelivered else "first")
     return i
+
+
+@app.task(bind=True, max_retries=3)
+def flaky(self, marker_dir, key):
+    """Fails (and is retried with a countdown) until it has run three times."""
+    path = os.path.join(marker_dir, f"try-{key}-{time.time_ns()}")
+    open(path, "w").close()
+    tries = len([p for p in os.listdir(marker_dir) if p.startswith(f"try-{key}-")])
+    if tries < 3:
+        raise self.retry(countdown=0.5)
+    return tries
+
+
+@app.task(bind=True)
+def dies_once(self, marker_dir, key):
+    """Kills its own pool process the first time it runs (task_reject_on_worker_lost requeues
+    it); succeeds when redelivered."""
+    first = os.path.join(marker_dir, f"died-{key}")
+    if not os.path.exists(first):
+        open(first, "w").close()
+        os._exit(1)
+    return bool((self.request.delivery_info or {}).get("redelivered"))
