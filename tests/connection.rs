@@ -46,6 +46,12 @@ async fn connection_start_advertises_the_capabilities_warren_honours() {
             "capability {cap}"
         );
     }
+    // Each capability once: two commits added consumer_priorities at the same time.
+    let mut names: Vec<&str> = caps.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    let count = names.len();
+    names.dedup();
+    assert_eq!(names.len(), count, "a capability is listed twice: {caps:?}");
     assert_eq!(
         start
             .server_properties

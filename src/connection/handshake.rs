@@ -221,7 +221,6 @@ fn start_method() -> Method {
         "consumer_priorities",
         "authentication_failure_close",
         "per_consumer_qos",
-        "consumer_priorities",
         "connection.blocked",
         "direct_reply_to",
     ]
