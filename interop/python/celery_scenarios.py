@@ -26,7 +26,7 @@ class Worker:
 
     count = 0
 
-    def __init__(self):
+    def __init__(self, *extra_args):
         Worker.count += 1
         self.name = f"interop{Worker.count}-{RUN_ID}@localhost"
         os.makedirs(LOGS, exist_ok=True)
@@ -34,7 +34,8 @@ class Worker:
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "interop_tasks", "worker",
-             "--loglevel=INFO", "--pool=prefork", "--concurrency=2", "-n", self.name],
+             "--loglevel=INFO", "--pool=prefork", "--concurrency=2", "-n", self.name,
+             *extra_args],
             cwd=HERE, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def wait_ready(self, timeout=60):
@@ -184,6 +185,32 @@ def celery_pool_process_lost(names):
         worker.stop()
 
 
+def celery_events(names):
+    """A worker started with -E sends task events to the celeryev topic exchange; a monitor
+    (what flower and `celery events` do) reads them from an auto-delete queue declared with
+    x-message-ttl and x-expires."""
+    tasks = celery_app(names)
+    app = tasks.app
+    seen = []
+    worker = Worker("-E").wait_ready()
+    try:
+        with app.connection_for_read() as conn:
+            receiver = app.events.Receiver(conn, handlers={
+                "task-succeeded": lambda e: seen.append(e["uuid"])})
+            with receiver.consumer_context() as (rconn, _channel, _consumers):
+                result = tasks.add.delay(2, 2)
+                check_eq(result.get(timeout=30), 4, "task result")
+                deadline = time.monotonic() + WAIT
+                while result.id not in seen and time.monotonic() < deadline:
+                    try:
+                        rconn.drain_events(timeout=0.5)
+                    except TimeoutError:
+                        pass
+            check(result.id in seen, "no task-succeeded event for the task")
+    finally:
+        worker.stop()
+
+
 def kombu_simple_queue(names):
     """kombu's SimpleQueue (durable queue, persistent messages, ack) and a large message."""
     queue = names.queue("kombu_simple")
@@ -238,7 +265,7 @@ def kombu_reconnect_after_restart(names):
 
 
 SCENARIOS = [(f.__name__, f) for f in (
-    celery_tasks, celery_control_ping, celery_eta_and_retry, celery_pool_process_lost,
+    celery_tasks, celery_control_ping, celery_events, celery_eta_and_retry, celery_pool_process_lost,
     celery_worker_killed_mid_task, celery_worker_survives_broker_restart, kombu_simple_queue, kombu_reconnect_after_restart)]
 
 if __name__ == "__main__":
