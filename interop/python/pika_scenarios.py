@@ -537,11 +537,32 @@ def restart_durable(names):
     conn.close()
 
 
+def tune_negotiation(names):
+    """The client asks for a smaller frame_max (4096) and a 1 s heartbeat: after 3.5 s idle the
+    connection is alive (both sides heartbeat), and a 300 KiB body crosses in 4 KiB frames."""
+    conn = pika.BlockingConnection(params(frame_max=4096, heartbeat=1))
+    check_eq(conn._impl.params.frame_max, 4096, "negotiated frame_max")
+    check_eq(conn._impl.params.heartbeat, 1, "negotiated heartbeat")
+    ch = conn.channel()
+    queue = names.queue("tune")
+    ch.queue_declare(queue)
+    deadline = time.monotonic() + 3.5
+    while time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    check(conn.is_open, "the connection closed while idle with 1 s heartbeats")
+    body = pattern(300 * 1024, 9)
+    ch.basic_publish("", queue, body)
+    method, _props, got = next_message(ch, queue, what="the 300 KiB message")
+    check(got == body, "the 300 KiB body came back different")
+    ch.cancel()
+    conn.close()
+
+
 SCENARIOS = [(f.__name__, f) for f in (
     hello_world, work_queues, publish_subscribe, routing, topics, rpc, rpc_direct_reply_to,
     confirms_single, confirms_batch, confirms_async, consumer_cancel_on_delete,
     mandatory_return, redeclare_406_channel_only, large_message, headers_roundtrip,
-    restart_durable)]
+    restart_durable, tune_negotiation)]
 
 if __name__ == "__main__":
     sys.exit(1 if run("pika", SCENARIOS) else 0)
