@@ -147,7 +147,35 @@ for dir in $dirs; do
     fi
 done
 
+# A scenario x library table (markdown) of this run, for interop/README.md.
+TABLE="$INTEROP_CACHE/results.md"
+{
+    echo "Broker: $BROKER ($(date -u +%Y-%m-%d))"
+    echo
+    for dir in $dirs; do cat "$LOGS/$(basename "$dir").log" 2>/dev/null; done | awk -v re="$SUMMARY_RE" '
+        $1 ~ /^(PASS|FAIL|SKIP)$/ {
+            name = $2; sub(/:$/, "", name)
+            if (!(name in seen)) { seen[name] = 1; order[++n] = name }
+            pending[name] = $1; next
+        }
+        $0 ~ re {
+            lib = $1; sub(/:$/, "", lib); libs[++m] = lib
+            for (k in pending) cell[k, lib] = pending[k]
+            delete pending
+        }
+        END {
+            printf "| scenario |"; for (j = 1; j <= m; j++) printf " %s |", libs[j]; print ""
+            printf "|---|"; for (j = 1; j <= m; j++) printf "---|"; print ""
+            for (i = 1; i <= n; i++) {
+                printf "| `%s` |", order[i]
+                for (j = 1; j <= m; j++) { c = cell[order[i], libs[j]]; printf " %s |", (c == "" ? "" : c) }
+                print ""
+            }
+        }'
+} > "$TABLE"
+
 echo "broker: $BROKER"
 for s in "${summaries[@]}"; do echo "$s"; done
+echo "table: $TABLE" >&2
 echo "total: $passed passed, $failed failed"
 [ "$failed" = 0 ]
