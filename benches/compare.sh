@@ -26,7 +26,9 @@ if ! command -v rabbitmq-server >/dev/null; then
 fi
 if ! port_open "$RMQ_PORT"; then
   echo "starting RabbitMQ on port $RMQ_PORT"
-  (ulimit -n 65536; RABBITMQ_NODE_PORT=$RMQ_PORT rabbitmq-server -detached)
+  # Debian's default of 1024 open files lets RabbitMQ accept only ~832 connections; the
+  # wrapper script's `su rabbitmq` resets limits, so raise it inside the rabbitmq user's shell.
+  su rabbitmq -s /bin/sh -c "ulimit -n 65536 2>/dev/null || ulimit -n \$(ulimit -Hn); cd /var/lib/rabbitmq && RABBITMQ_NODE_PORT=$RMQ_PORT /usr/lib/rabbitmq/bin/rabbitmq-server -detached"
   for _ in $(seq 1 60); do port_open "$RMQ_PORT" && break; sleep 1; done
 fi
 RMQ_PID=$(pgrep -f 'beam.smp' | head -n 1)

@@ -1,6 +1,11 @@
 //! The `warren` binary: flags and environment to a [`warren::Config`], logging, signals.
 
 use clap::Parser;
+
+/// jemalloc gives freed memory back to the system after a deep queue drains (with glibc's
+/// malloc the RSS stayed near its peak), at no cost in idle RSS.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use std::path::PathBuf;
 use tokio::net::TcpListener;
 use tracing::info;
