@@ -349,6 +349,57 @@ async fn headers_exchange_matches_all_any_and_the_with_x_modes() {
     }
 }
 
+/// RabbitMQ 3.10 compares header values with Erlang's `==`, ignoring their types: a number
+/// matches any integer, float or timestamp of the same value, a string matches a byte array with
+/// the same bytes (pika writes `bytes` as `x`, `str` as `S`); booleans, and values nested in
+/// arrays, keep their types. Routing captured with amqplib against RabbitMQ 3.10.8; Warren
+/// compared types before (found by interop probes).
+#[tokio::test]
+async fn headers_exchange_compares_values_across_types_like_rabbitmq() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "h", ExchangeKind::Headers, Default::default())
+        .await
+        .unwrap();
+    let bytes = |b: &[u8]| AMQPValue::ByteArray(b.to_vec().into());
+    let nested_int = AMQPValue::FieldArray(vec![AMQPValue::LongInt(1)].into());
+    let nested_long = AMQPValue::FieldArray(vec![AMQPValue::LongLongInt(1)].into());
+    let bindings: Vec<(AMQPValue, &[&str])> = vec![
+        (AMQPValue::LongLongInt(5), &["l5", "d5", "f5", "t5"]),
+        (AMQPValue::Double(5.0), &["l5", "d5", "f5", "t5"]),
+        (AMQPValue::Timestamp(5), &["l5", "d5", "f5", "t5"]),
+        (text("ab"), &["sab", "xab"]),
+        (bytes(b"ab"), &["sab", "xab"]),
+        (AMQPValue::Boolean(true), &["true"]),
+        (AMQPValue::LongInt(1), &["i1"]),
+        (nested_int.clone(), &["arr_i"]),
+    ];
+    let mut queues = Vec::new();
+    for (value, _) in &bindings {
+        queues.push(bound_queue(&ch, "h", "", table(&[("k", value.clone())])).await);
+    }
+    let messages: Vec<(&str, AMQPValue)> = vec![
+        ("l5", AMQPValue::LongLongInt(5)),
+        ("d5", AMQPValue::Double(5.0)),
+        ("f5", AMQPValue::Float(5.0)),
+        ("t5", AMQPValue::Timestamp(5)),
+        ("d55", AMQPValue::Double(5.5)),
+        ("sab", text("ab")),
+        ("xab", bytes(b"ab")),
+        ("true", AMQPValue::Boolean(true)),
+        ("i1", AMQPValue::LongInt(1)),
+        ("arr_i", nested_int),
+        ("arr_l", nested_long),
+    ];
+    for (key, value) in messages {
+        let props = BasicProperties::default().with_headers(table(&[("k", value)]));
+        publish_with(&ch, "h", key, props).await;
+    }
+    for ((value, expected), q) in bindings.iter().zip(&queues) {
+        assert_eq!(drain(&ch, q).await, *expected, "binding k = {value:?}");
+    }
+}
+
 #[tokio::test]
 async fn headers_binding_with_an_unknown_x_match_is_406() {
     let broker = TestBroker::start().await;

@@ -42,7 +42,7 @@ impl MatchMode {
 }
 
 /// Whether `headers` (the message's) satisfy a binding's `args`. A void argument value means
-/// "the header is present", as in RabbitMQ; integers compare by value whatever their width.
+/// "the header is present", as in RabbitMQ; other values compare as [`header_value_eq`] says.
 pub fn matches(mode: MatchMode, args: &FieldTable, headers: Option<&FieldTable>) -> bool {
     let with_x = matches!(mode, MatchMode::AllWithX | MatchMode::AnyWithX);
     let wanted = args
@@ -65,7 +65,58 @@ pub fn matches(mode: MatchMode, args: &FieldTable, headers: Option<&FieldTable>)
 }
 
 fn value_matches(want: &FieldValue, have: &FieldValue) -> bool {
-    matches!(want, FieldValue::Void) || equivalent(want, have)
+    matches!(want, FieldValue::Void) || header_value_eq(want, have)
+}
+
+/// RabbitMQ 3.10's headers exchange compares a binding argument with the header of the same
+/// name by Erlang's `==` on the decoded values, whatever their type letters: every integer type,
+/// a timestamp, `f` and `d` compare as numbers (`l` 5 equals `d` 5.0 and `T` 5), and a long
+/// string equals a byte array holding the same bytes. Booleans, decimals, tables and arrays only
+/// equal a value of their own type (inside tables and arrays types count). Checked side by side
+/// with RabbitMQ 3.10.8 through amqplib and pika. (Redeclared arguments use [`equivalent`].)
+pub fn header_value_eq(a: &FieldValue, b: &FieldValue) -> bool {
+    if let (Some(x), Some(y)) = (number(a), number(b)) {
+        return x.equals(y);
+    }
+    match (bytes(a), bytes(b)) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Number {
+    Int(i128),
+    Float(f64),
+}
+
+impl Number {
+    fn equals(self, other: Number) -> bool {
+        match (self, other) {
+            (Number::Int(a), Number::Int(b)) => a == b,
+            (Number::Float(a), Number::Float(b)) => a == b,
+            (Number::Int(i), Number::Float(f)) | (Number::Float(f), Number::Int(i)) => {
+                f.is_finite() && f.fract() == 0.0 && f.abs() < 1e38 && f as i128 == i
+            }
+        }
+    }
+}
+
+fn number(v: &FieldValue) -> Option<Number> {
+    Some(match *v {
+        FieldValue::Timestamp(t) => Number::Int(t.into()),
+        FieldValue::F32(f) => Number::Float(f.into()),
+        FieldValue::F64(f) => Number::Float(f),
+        ref other => Number::Int(other.as_i64()?.into()),
+    })
+}
+
+fn bytes(v: &FieldValue) -> Option<&[u8]> {
+    match v {
+        FieldValue::LongStr(s) => Some(&s[..]),
+        FieldValue::ByteArray(b) => Some(&b[..]),
+        _ => None,
+    }
 }
 
 /// RabbitMQ's value comparison for headers and redeclared arguments: the same type class and an
@@ -133,6 +184,39 @@ mod tests {
         assert!(!equivalent(&FieldValue::Timestamp(5), &FieldValue::I64(5)));
         assert!(equivalent(&FieldValue::F32(1.5), &FieldValue::F64(1.5)));
         assert!(!equivalent(&FieldValue::Bool(true), &FieldValue::I8(1)));
+    }
+
+    #[test]
+    fn header_values_compare_like_erlang_equality() {
+        let five = [
+            FieldValue::I64(5),
+            FieldValue::U8(5),
+            FieldValue::F64(5.0),
+            FieldValue::F32(5.0),
+            FieldValue::Timestamp(5),
+        ];
+        for a in &five {
+            for b in &five {
+                assert!(header_value_eq(a, b), "{a:?} == {b:?}");
+            }
+        }
+        assert!(!header_value_eq(&FieldValue::F64(5.5), &FieldValue::I64(5)));
+        let bytes = FieldValue::ByteArray(bytes::Bytes::from_static(b"ab"));
+        assert!(header_value_eq(&"ab".into(), &bytes));
+        assert!(!header_value_eq(
+            &"ab".into(),
+            &FieldValue::ByteArray(bytes::Bytes::new())
+        ));
+        assert!(!header_value_eq(
+            &FieldValue::Bool(true),
+            &FieldValue::I32(1)
+        ));
+        assert!(!header_value_eq(&"5".into(), &FieldValue::I32(5)));
+        let nested = |v: FieldValue| FieldValue::Array(vec![v]);
+        assert!(!header_value_eq(
+            &nested(FieldValue::I32(1)),
+            &nested(FieldValue::I64(1))
+        ));
     }
 
     #[test]
