@@ -558,11 +558,51 @@ def tune_negotiation(names):
     conn.close()
 
 
+def headers_exchange(names):
+    """A headers exchange routes on what pika writes: str (`S`) and bytes (`x`) headers match
+    each other, as do int (`I`), large int (`l`) and datetime (`T`) of the same value; x-match
+    all and any."""
+    conn = connect()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    x = names.exchange("headers")
+    ch.exchange_declare(x, exchange_type="headers")
+    when = datetime.datetime(2023, 11, 14, 22, 13, 20, tzinfo=datetime.timezone.utc)
+    bindings = {
+        "all_str": ({"x-match": "all", "format": "pdf", "type": "report"}, ["both", "bytes"]),
+        "any_str": ({"x-match": "any", "format": "pdf", "type": "report"},
+                    ["both", "pdf", "bytes"]),
+        "int": ({"n": 1700000000}, ["int", "time"]),
+        "big": ({"big": 2 ** 40}, ["big"]),
+        "time": ({"t": when}, ["time_t"]),
+    }
+    queues = {}
+    for name, (args, _) in bindings.items():
+        queues[name] = ch.queue_declare("", exclusive=True).method.queue
+        ch.queue_bind(queues[name], x, arguments=args)
+    messages = [
+        ("both", {"format": "pdf", "type": "report"}),
+        ("pdf", {"format": "pdf"}),
+        ("bytes", {"format": b"pdf", "type": b"report"}),
+        ("int", {"n": 1700000000}),
+        ("time", {"n": when}),
+        ("time_t", {"t": 1700000000}),
+        ("big", {"big": 2 ** 40}),
+        ("none", {"format": "zip"}),
+    ]
+    for key, headers in messages:
+        ch.basic_publish(x, key, key.encode(), pika.BasicProperties(headers=headers))
+    for name, (_args, expected) in bindings.items():
+        check_eq(drain(ch, queues[name]), expected, f"binding {name}")
+    ch.exchange_delete(x)
+    conn.close()
+
+
 SCENARIOS = [(f.__name__, f) for f in (
     hello_world, work_queues, publish_subscribe, routing, topics, rpc, rpc_direct_reply_to,
     confirms_single, confirms_batch, confirms_async, consumer_cancel_on_delete,
     mandatory_return, redeclare_406_channel_only, large_message, headers_roundtrip,
-    restart_durable, tune_negotiation)]
+    restart_durable, tune_negotiation, headers_exchange)]
 
 if __name__ == "__main__":
     sys.exit(1 if run("pika", SCENARIOS) else 0)
