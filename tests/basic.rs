@@ -1000,6 +1000,29 @@ async fn qos_with_a_prefetch_size_is_not_implemented_540() {
     assert_eq!(text, "NOT_IMPLEMENTED - prefetch_size!=0 (1000)");
 }
 
+/// RabbitMQ 3.x closes the connection on a publish with immediate=true (checked with pika
+/// against 3.10.8); Warren used to ignore the flag and deliver.
+#[tokio::test]
+async fn publish_with_immediate_is_not_implemented_540() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    raw.send_method(
+        1,
+        basic::Publish {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            mandatory: false,
+            immediate: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let text = raw.expect_connection_close(ReplyCode::NotImplemented).await;
+    assert_eq!(text, "NOT_IMPLEMENTED - immediate=true");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Requeue when a channel or connection goes away
 

@@ -136,6 +136,11 @@ impl TxBuffer {
 
 impl Channel {
     pub(super) fn basic_publish(&mut self, m: basic::Publish) -> AmqpResult<()> {
+        if m.immediate {
+            // RabbitMQ dropped `immediate` (and 313 NO_CONSUMERS) in 3.0 and closes the
+            // connection instead of ignoring the flag; checked with pika against 3.10.8.
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
         self.content = Some(ContentInProgress {
             publish: m,
             header: None,
