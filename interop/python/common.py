@@ -147,10 +147,14 @@ def run(client, scenarios):
     only = [s for s in os.environ.get("INTEROP_SCENARIOS", "").split(",") if s]
     passed = failed = 0
     signal.signal(signal.SIGALRM, _alarm)
+    # interop/run.sh's timeout sends SIGTERM: unwind, so `finally` blocks stop celery workers
+    # (they run in their own process group and would outlive us).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     for name, fn in scenarios:
         if only and name not in only:
             continue
         names = Names(client)
+        stop = False
         started = time.monotonic()
         signal.alarm(SCENARIO_TIMEOUT)
         try:
@@ -162,8 +166,11 @@ def run(client, scenarios):
         except BaseException as e:  # a scenario's failure, whatever it is, is one FAIL line
             if isinstance(e, KeyboardInterrupt):
                 raise
+            stop = isinstance(e, SystemExit)
             traceback.print_exc(file=sys.stderr)
             why = f"{type(e).__name__}: {e}".replace("\n", " ").replace("\r", " ")
+            if stop:
+                why = "terminated (SIGTERM, INTEROP_CLIENT_TIMEOUT ran out)"
             line = f"FAIL {name}: {why}"
             failed += 1
         finally:
@@ -174,5 +181,7 @@ def run(client, scenarios):
             pass
         print(line, flush=True)
         print(f"{client} {name}: {time.monotonic() - started:.1f} s", file=sys.stderr, flush=True)
+        if stop:
+            break
     print(f"{client}: {passed} passed, {failed} failed", flush=True)
     return failed
