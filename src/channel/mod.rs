@@ -43,6 +43,9 @@ pub struct Channel {
     content: Option<ContentInProgress>,
     confirms: Option<Confirms>,
     tx: Option<TxBuffer>,
+    /// tx.commit-ok replies waiting for the journal to sync the persistent messages of their
+    /// transaction (journal sequence numbers, in commit order).
+    commits_waiting_for_disk: std::collections::VecDeque<u64>,
     /// The last queue declared on this channel: an empty queue name means this one (spec).
     last_queue: Option<ShortStr>,
     /// The queue behind this channel's direct reply-to consumer (see `reply_to.rs`).
@@ -60,6 +63,7 @@ impl Channel {
             content: None,
             confirms: None,
             tx: None,
+            commits_waiting_for_disk: Default::default(),
             last_queue: None,
             reply_queue: None,
         }
@@ -150,16 +154,23 @@ impl Channel {
 
     /// Called once all frames of one socket read were handled: sends coalesced confirms.
     pub fn end_of_batch(&mut self) {
+        if self.confirms.is_none() && self.commits_waiting_for_disk.is_empty() {
+            return;
+        }
+        let synced = self.ctx.vhost.store().map_or(0, |s| *s.synced().borrow());
         if let Some(confirms) = &mut self.confirms {
-            let synced = self.ctx.vhost.store().map_or(0, |s| *s.synced().borrow());
             confirms.flush(self.id, &self.ctx.outbound, synced);
+        }
+        while self.commits_waiting_for_disk.front().is_some_and(|seq| *seq <= synced) {
+            self.commits_waiting_for_disk.pop_front();
+            self.reply(warren_protocol::tx::CommitOk {});
         }
     }
 
     /// Whether a publisher confirm waits for the journal (the connection then wakes up when
     /// the journal syncs).
     pub fn is_waiting_for_disk(&self) -> bool {
-        self.confirms.as_ref().is_some_and(|c| c.is_waiting_for_disk())
+        self.confirms.as_ref().is_some_and(|c| c.is_waiting_for_disk()) || !self.commits_waiting_for_disk.is_empty()
     }
 
     /// Releases everything the channel holds: consumers leave their queues (auto-delete ones may

@@ -371,17 +371,27 @@ impl Channel {
                 "channel is not transactional",
             ));
         };
+        let mut journal_seq = None;
         for (message, mandatory) in std::mem::take(&mut tx.publishes) {
-            if let Err(e) = self.route(message, mandatory) {
-                // The channel closes; closing requeues the deliveries the transaction held.
-                self.tx = Some(tx);
-                return Err(e);
+            match self.route(message, mandatory) {
+                Ok(seq) => journal_seq = journal_seq.max(seq),
+                Err(e) => {
+                    // The channel closes; closing requeues the deliveries the transaction held.
+                    self.tx = Some(tx);
+                    return Err(e);
+                }
             }
         }
         for (settled, requeue) in tx.acks {
             self.apply_settle(settled, requeue);
         }
-        self.reply(tx::CommitOk {});
+        match journal_seq {
+            // Like a confirm, commit-ok promises the persistent messages are on disk.
+            Some(seq) => self.commits_waiting_for_disk.push_back(seq),
+            None if self.commits_waiting_for_disk.is_empty() => self.reply(tx::CommitOk {}),
+            // Keep replies in commit order behind one still waiting for the disk.
+            None => self.commits_waiting_for_disk.push_back(0),
+        }
         Ok(())
     }
 
