@@ -68,12 +68,12 @@ done
 echo "warren did not listen on $PORT" >&2
 exit 1
 EOF
-    # BROKER_RESTART: a clean stop (SIGTERM: 320 to every connection, journal flushed), then the
-    # same binary on the same port and data dir.
+    # BROKER_RESTART: a clean stop (SIGTERM: 320 to every connection, journal flushed), or with
+    # INTEROP_RESTART_SIGNAL=KILL a crash, then the same binary on the same port and data dir.
     cat > "$WORK/restart-broker" <<EOF
 #!/usr/bin/env bash
 pid="\$(cat "$WORK/warren.pid")"
-kill -TERM "\$pid" 2>/dev/null
+kill -${INTEROP_RESTART_SIGNAL:-TERM} "\$pid" 2>/dev/null
 for _ in \$(seq 300); do kill -0 "\$pid" 2>/dev/null || break; sleep 0.1; done
 kill -0 "\$pid" 2>/dev/null && { echo "warren did not stop" >&2; exit 1; }
 exec "$WORK/start-warren"
