@@ -80,6 +80,19 @@ async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, body: &[u8],
     assert!(confirm.await.expect("confirm").is_ack(), "publish was nacked");
 }
 
+/// Waits until everything this connection did so far is in the journal on disk. Acks and
+/// deliveries are journaled without waiting for an fsync (losing them in a crash only means a
+/// redelivery), so a test that kills the broker first publishes a persistent marker with a
+/// confirm: the journal is written in order, so the marker's confirm covers what came before.
+async fn journal_barrier(ch: &Channel) {
+    let opts = QueueDeclareOptions { durable: true, ..Default::default() };
+    ch.queue_declare("barrier.q", opts, FieldTable::default()).await.expect("declare");
+    let marker = ch.basic_publish("", "barrier.q", BasicPublishOptions::default(), b"barrier", persistent()).await.expect("publish");
+    // Outside confirm mode lapin resolves at once; then wait for a round trip instead.
+    let _ = marker.await;
+    passive_exists(ch, "barrier.q").await;
+}
+
 async fn passive_exists(ch: &Channel, queue: &str) -> Option<u32> {
     let opts = QueueDeclareOptions { passive: true, ..Default::default() };
     ch.queue_declare(queue, opts, FieldTable::default()).await.ok().map(|q| q.message_count())
@@ -121,8 +134,7 @@ async fn setup_and_publish(p: &Process) {
     for _ in 0..2 {
         ch2.basic_get("d.q", BasicGetOptions::default()).await.expect("get").expect("a message");
     }
-    // Give the (unsynced) ack and delivery records a moment to reach the journal.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    journal_barrier(&ch).await;
     std::mem::forget(conn); // the broker dies with the connection open
 }
 
@@ -271,6 +283,7 @@ async fn deep_queue_bodies_page_out_and_back_in_intact() {
         let m = ch.basic_get("deep.q", BasicGetOptions { no_ack: true }).await.expect("get").expect("a message");
         assert!(m.delivery.data == body(i), "message {i} came back different");
     }
+    journal_barrier(&ch).await;
     p.kill9();
     let p = Process::start(data.path()).await;
     let (_conn, ch) = p.connect().await;
