@@ -10,12 +10,23 @@ use warren::queue::{Queue, QueueOptions};
 use warren_protocol::{BasicProperties, FieldTable, ShortStr};
 
 fn queue(name: &str) -> Arc<Queue> {
-    let options = QueueOptions { durable: false, auto_delete: false, exclusive_owner: None, arguments: FieldTable::new() };
+    let options = QueueOptions {
+        durable: false,
+        auto_delete: false,
+        exclusive_owner: None,
+        arguments: FieldTable::new(),
+    };
     Queue::new(ShortStr::truncated(name), options)
 }
 
 fn exchange(kind: ExchangeKind) -> Arc<Exchange> {
-    let options = ExchangeOptions { kind, durable: false, auto_delete: false, internal: false, arguments: FieldTable::new() };
+    let options = ExchangeOptions {
+        kind,
+        durable: false,
+        auto_delete: false,
+        internal: false,
+        arguments: FieldTable::new(),
+    };
     Exchange::new(ShortStr::from("bench"), options)
 }
 
@@ -26,10 +37,26 @@ fn routing(c: &mut Criterion) {
     let topic = exchange(ExchangeKind::Topic);
     let q = queue("q");
     for i in 0..10_000 {
-        let key = if i % 100 == 0 { format!("stock.*.{i}") } else { format!("stock.r{}.{i}", i % 7) };
-        topic.bind(Destination::Queue(q.clone()), ShortStr::truncated(&key), FieldTable::new()).expect("bind");
+        let key = if i % 100 == 0 {
+            format!("stock.*.{i}")
+        } else {
+            format!("stock.r{}.{i}", i % 7)
+        };
+        topic
+            .bind(
+                Destination::Queue(q.clone()),
+                ShortStr::truncated(&key),
+                FieldTable::new(),
+            )
+            .expect("bind");
     }
-    topic.bind(Destination::Queue(q.clone()), ShortStr::from("stock.#"), FieldTable::new()).expect("bind");
+    topic
+        .bind(
+            Destination::Queue(q.clone()),
+            ShortStr::from("stock.#"),
+            FieldTable::new(),
+        )
+        .expect("bind");
     let mut out = Vec::with_capacity(8);
     group.bench_function("topic_10k_bindings", |b| {
         b.iter(|| {
@@ -40,7 +67,13 @@ fn routing(c: &mut Criterion) {
     });
     let direct = exchange(ExchangeKind::Direct);
     for i in 0..10_000 {
-        direct.bind(Destination::Queue(q.clone()), ShortStr::truncated(&format!("key-{i}")), FieldTable::new()).expect("bind");
+        direct
+            .bind(
+                Destination::Queue(q.clone()),
+                ShortStr::truncated(&format!("key-{i}")),
+                FieldTable::new(),
+            )
+            .expect("bind");
     }
     group.bench_function("direct_10k_bindings", |b| {
         b.iter(|| {
@@ -56,7 +89,12 @@ fn queue_push_pop(c: &mut Criterion) {
     let mut group = c.benchmark_group("queue");
     group.throughput(Throughput::Elements(1));
     let q = queue("bench");
-    let message = Arc::new(Message::new(ShortStr::empty(), ShortStr::from("bench"), BasicProperties::default(), Bytes::from_static(b"0123456789abcdef")));
+    let message = Arc::new(Message::new(
+        ShortStr::empty(),
+        ShortStr::from("bench"),
+        BasicProperties::default(),
+        Bytes::from_static(b"0123456789abcdef"),
+    ));
     group.bench_function("push_then_get_no_ack", |b| {
         b.iter(|| {
             let _ = q.push(message.clone());

@@ -12,7 +12,11 @@ use tracing::{info, warn};
 const CHECK_EVERY: Duration = Duration::from_millis(50);
 
 /// Raises and clears the alarm until `stop` is cancelled.
-pub async fn watch_memory(high_watermark: u64, alarm: watch::Sender<bool>, stop: CancellationToken) {
+pub async fn watch_memory(
+    high_watermark: u64,
+    alarm: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(CHECK_EVERY);
     loop {
         tokio::select! {
@@ -25,7 +29,10 @@ pub async fn watch_memory(high_watermark: u64, alarm: watch::Sender<bool>, stop:
             if over {
                 warn!(used, high_watermark, "memory alarm: blocking publishers");
             } else {
-                info!(used, high_watermark, "memory alarm cleared: unblocking publishers");
+                info!(
+                    used,
+                    high_watermark, "memory alarm cleared: unblocking publishers"
+                );
             }
             alarm.send_replace(over);
         }

@@ -28,7 +28,11 @@ impl Broker {
     /// `config.data_dir` (durable definitions and persistent messages).
     pub fn open(config: Config) -> Result<Arc<Self>, StoreError> {
         let users = Users::default();
-        users.add(&config.default_user, &config.default_pass, config.default_user_loopback_only);
+        users.add(
+            &config.default_user,
+            &config.default_pass,
+            config.default_user_loopback_only,
+        );
         let (store, recovered) = Store::open(&config.data_dir)?;
         let vhost = VHost::new("/");
         persistence::restore(&vhost, &store, recovered);

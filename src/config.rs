@@ -29,7 +29,12 @@ pub struct Config {
 /// RabbitMQ's default: 40% of the machine's memory (1 GiB when that cannot be read).
 pub fn default_memory_high_watermark() -> u64 {
     let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        m.lines().find(|l| l.starts_with("MemTotal:"))?.split_whitespace().nth(1)?.parse::<u64>().ok()
+        m.lines()
+            .find(|l| l.starts_with("MemTotal:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
     });
     total_kib.map_or(1 << 30, |kib| kib * 1024 * 4 / 10)
 }

@@ -67,7 +67,9 @@ async fn main() -> anyhow::Result<()> {
         default_user: args.default_user,
         default_pass: args.default_pass,
         default_user_loopback_only: !args.default_user_remote,
-        memory_high_watermark: args.memory_high_watermark.unwrap_or_else(warren::config::default_memory_high_watermark),
+        memory_high_watermark: args
+            .memory_high_watermark
+            .unwrap_or_else(warren::config::default_memory_high_watermark),
         ..warren::Config::default()
     };
     let listener = TcpListener::bind(&args.listen).await?;

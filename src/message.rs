@@ -37,18 +37,41 @@ pub fn live_message_bytes() -> u64 {
 
 impl Message {
     /// A message as published (not yet journaled).
-    pub fn new(exchange: ShortStr, routing_key: ShortStr, properties: BasicProperties, body: Bytes) -> Self {
+    pub fn new(
+        exchange: ShortStr,
+        routing_key: ShortStr,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Self {
         LIVE_MESSAGE_BYTES.fetch_add(body.len() as u64 + MESSAGE_OVERHEAD, Ordering::Relaxed);
-        Message { exchange, routing_key, properties, body, persist_id: OnceLock::new(), paged_len: None }
+        Message {
+            exchange,
+            routing_key,
+            properties,
+            body,
+            persist_id: OnceLock::new(),
+            paged_len: None,
+        }
     }
 
     /// A message read back from the journal.
-    pub fn recovered(exchange: ShortStr, routing_key: ShortStr, properties: BasicProperties, body: Bytes) -> Self {
+    pub fn recovered(
+        exchange: ShortStr,
+        routing_key: ShortStr,
+        properties: BasicProperties,
+        body: Bytes,
+    ) -> Self {
         Self::new(exchange, routing_key, properties, body)
     }
 
     /// Journaled message `id` whose `body_len`-byte body is on disk only (see [`Message::stub`]).
-    pub fn paged(exchange: ShortStr, routing_key: ShortStr, properties: BasicProperties, body_len: usize, id: u64) -> Self {
+    pub fn paged(
+        exchange: ShortStr,
+        routing_key: ShortStr,
+        properties: BasicProperties,
+        body_len: usize,
+        id: u64,
+    ) -> Self {
         let mut m = Self::new(exchange, routing_key, properties, Bytes::new());
         m.paged_len = Some(body_len);
         let _ = m.persist_id.set(id);
@@ -69,11 +92,24 @@ impl Message {
         // body is read back (priority, expiration); the rest comes back from the journal.
         let properties = BasicProperties {
             priority: self.properties.priority,
-            expiration: self.properties.expiration.as_deref().map(ShortStr::truncated),
+            expiration: self
+                .properties
+                .expiration
+                .as_deref()
+                .map(ShortStr::truncated),
             ..BasicProperties::default()
         };
-        let (exchange, routing_key) = (ShortStr::truncated(&self.exchange), ShortStr::truncated(&self.routing_key));
-        Some(Message::paged(exchange, routing_key, properties, self.body_size(), id))
+        let (exchange, routing_key) = (
+            ShortStr::truncated(&self.exchange),
+            ShortStr::truncated(&self.routing_key),
+        );
+        Some(Message::paged(
+            exchange,
+            routing_key,
+            properties,
+            self.body_size(),
+            id,
+        ))
     }
 
     /// Whether the body is on disk only (see [`Message::stub`]).

@@ -95,15 +95,28 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
     let defs = recovered.definitions;
     let args = |hex: &str| table_from_hex(hex).unwrap_or_default();
     for x in defs.exchanges.iter().filter(|x| x.vhost == vhost.name) {
-        let Some(kind) = ExchangeKind::from_name(&x.kind) else { continue };
-        let options = ExchangeOptions { kind, durable: true, auto_delete: x.auto_delete, internal: x.internal, arguments: args(&x.arguments) };
+        let Some(kind) = ExchangeKind::from_name(&x.kind) else {
+            continue;
+        };
+        let options = ExchangeOptions {
+            kind,
+            durable: true,
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: args(&x.arguments),
+        };
         if let Err(e) = vhost.declare_exchange(ShortStr::truncated(&x.name), &x.kind, options) {
             warn!(exchange = %x.name, ?e, "could not restore a durable exchange");
         }
     }
     let mut by_id: HashMap<u32, Arc<Queue>> = HashMap::new();
     for q in defs.queues.iter().filter(|q| q.vhost == vhost.name) {
-        let options = QueueOptions { durable: true, auto_delete: false, exclusive_owner: None, arguments: args(&q.arguments) };
+        let options = QueueOptions {
+            durable: true,
+            auto_delete: false,
+            exclusive_owner: None,
+            arguments: args(&q.arguments),
+        };
         match vhost.declare_queue(ShortStr::truncated(&q.name), true, options) {
             Ok(queue) => {
                 queue.attach_journal(store.clone(), q.id);

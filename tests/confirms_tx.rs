@@ -503,15 +503,32 @@ async fn tx_select_on_a_confirm_channel_closes_it_406() {
 async fn commit_of_persistent_messages_to_a_durable_queue_completes_after_the_journal() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    let durable = QueueDeclareOptions { durable: true, ..Default::default() };
-    ch.queue_declare("tx.durable", durable, FieldTable::default()).await.expect("declare");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("tx.durable", durable, FieldTable::default())
+        .await
+        .expect("declare");
     ch.tx_select().await.expect("tx.select");
     for i in 0..50u8 {
         let props = BasicProperties::default().with_delivery_mode(2);
-        ch.basic_publish("", "tx.durable", BasicPublishOptions::default(), &[i], props).await.expect("publish");
+        ch.basic_publish(
+            "",
+            "tx.durable",
+            BasicPublishOptions::default(),
+            &[i],
+            props,
+        )
+        .await
+        .expect("publish");
     }
-    within("tx.commit-ok", ch.tx_commit()).await.expect("commit");
+    within("tx.commit-ok", ch.tx_commit())
+        .await
+        .expect("commit");
     assert_eq!(ready_count(&ch, "tx.durable").await, 50);
     // A second, empty commit right after still gets its reply.
-    within("the empty commit's reply", ch.tx_commit()).await.expect("commit");
+    within("the empty commit's reply", ch.tx_commit())
+        .await
+        .expect("commit");
 }

@@ -22,7 +22,10 @@ struct Process {
 
 impl Process {
     async fn start(data: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data)
@@ -32,7 +35,10 @@ impl Process {
             .expect("warren starts");
         let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Process { child, url };
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
@@ -53,7 +59,9 @@ impl Process {
 
     fn stop(mut self) {
         // SIGTERM: graceful shutdown.
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
         let status = self.child.wait().expect("waits");
         assert!(status.success(), "clean stop exits 0, got {status}");
     }
@@ -71,13 +79,30 @@ fn persistent() -> BasicProperties {
 }
 
 async fn declare(ch: &Channel, queue: &str, durable: bool) {
-    let opts = QueueDeclareOptions { durable, ..Default::default() };
-    ch.queue_declare(queue, opts, FieldTable::default()).await.expect("declare");
+    let opts = QueueDeclareOptions {
+        durable,
+        ..Default::default()
+    };
+    ch.queue_declare(queue, opts, FieldTable::default())
+        .await
+        .expect("declare");
 }
 
-async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, body: &[u8], props: BasicProperties) {
-    let confirm = ch.basic_publish(exchange, key, BasicPublishOptions::default(), body, props).await.expect("publish");
-    assert!(confirm.await.expect("confirm").is_ack(), "publish was nacked");
+async fn publish_confirmed(
+    ch: &Channel,
+    exchange: &str,
+    key: &str,
+    body: &[u8],
+    props: BasicProperties,
+) {
+    let confirm = ch
+        .basic_publish(exchange, key, BasicPublishOptions::default(), body, props)
+        .await
+        .expect("publish");
+    assert!(
+        confirm.await.expect("confirm").is_ack(),
+        "publish was nacked"
+    );
 }
 
 /// Waits until everything this connection did so far is in the journal on disk. Acks and
@@ -85,26 +110,52 @@ async fn publish_confirmed(ch: &Channel, exchange: &str, key: &str, body: &[u8],
 /// redelivery), so a test that kills the broker first publishes a persistent marker with a
 /// confirm: the journal is written in order, so the marker's confirm covers what came before.
 async fn journal_barrier(ch: &Channel) {
-    let opts = QueueDeclareOptions { durable: true, ..Default::default() };
-    ch.queue_declare("barrier.q", opts, FieldTable::default()).await.expect("declare");
-    let marker = ch.basic_publish("", "barrier.q", BasicPublishOptions::default(), b"barrier", persistent()).await.expect("publish");
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("barrier.q", opts, FieldTable::default())
+        .await
+        .expect("declare");
+    let marker = ch
+        .basic_publish(
+            "",
+            "barrier.q",
+            BasicPublishOptions::default(),
+            b"barrier",
+            persistent(),
+        )
+        .await
+        .expect("publish");
     // Outside confirm mode lapin resolves at once; then wait for a round trip instead.
     let _ = marker.await;
     passive_exists(ch, "barrier.q").await;
 }
 
 async fn passive_exists(ch: &Channel, queue: &str) -> Option<u32> {
-    let opts = QueueDeclareOptions { passive: true, ..Default::default() };
-    ch.queue_declare(queue, opts, FieldTable::default()).await.ok().map(|q| q.message_count())
+    let opts = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    ch.queue_declare(queue, opts, FieldTable::default())
+        .await
+        .ok()
+        .map(|q| q.message_count())
 }
 
 /// Gets every ready message: (body, redelivered, x-delivery-count header).
 async fn drain_counted(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool, Option<i64>)> {
     let mut out = Vec::new();
-    while let Some(m) = ch.basic_get(queue, BasicGetOptions { no_ack: true }).await.expect("get") {
-        let count = m.delivery.properties.headers().as_ref().and_then(|h| match h.inner().get("x-delivery-count") {
-            Some(lapin::types::AMQPValue::LongLongInt(n)) => Some(*n),
-            _ => None,
+    while let Some(m) = ch
+        .basic_get(queue, BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+    {
+        let count = m.delivery.properties.headers().as_ref().and_then(|h| {
+            match h.inner().get("x-delivery-count") {
+                Some(lapin::types::AMQPValue::LongLongInt(n)) => Some(*n),
+                _ => None,
+            }
         });
         out.push((m.delivery.data.clone(), m.delivery.redelivered, count));
     }
@@ -113,13 +164,35 @@ async fn drain_counted(ch: &Channel, queue: &str) -> Vec<(Vec<u8>, bool, Option<
 
 async fn setup_and_publish(p: &Process) {
     let (conn, ch) = p.connect().await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm mode");
-    let durable_x = ExchangeDeclareOptions { durable: true, ..Default::default() };
-    ch.exchange_declare("d.x", ExchangeKind::Topic, durable_x, FieldTable::default()).await.expect("exchange");
-    ch.exchange_declare("t.x", ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default()).await.expect("exchange");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let durable_x = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare("d.x", ExchangeKind::Topic, durable_x, FieldTable::default())
+        .await
+        .expect("exchange");
+    ch.exchange_declare(
+        "t.x",
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
     declare(&ch, "d.q", true).await;
     declare(&ch, "t.q", false).await;
-    ch.queue_bind("d.q", "d.x", "orders.#", QueueBindOptions::default(), FieldTable::default()).await.expect("bind");
+    ch.queue_bind(
+        "d.q",
+        "d.x",
+        "orders.#",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
     for i in 0..10u8 {
         publish_confirmed(&ch, "d.x", "orders.new", &[b'p', i], persistent()).await;
     }
@@ -127,12 +200,22 @@ async fn setup_and_publish(p: &Process) {
     publish_confirmed(&ch, "", "t.q", b"in a transient queue", persistent()).await;
     // Ack the first two; take the next two without acking (delivered, then the broker dies).
     for _ in 0..2 {
-        let m = ch.basic_get("d.q", BasicGetOptions::default()).await.expect("get").expect("a message");
-        m.delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        let m = ch
+            .basic_get("d.q", BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("a message");
+        m.delivery
+            .ack(BasicAckOptions::default())
+            .await
+            .expect("ack");
     }
     let ch2 = conn.create_channel().await.expect("channel");
     for _ in 0..2 {
-        ch2.basic_get("d.q", BasicGetOptions::default()).await.expect("get").expect("a message");
+        ch2.basic_get("d.q", BasicGetOptions::default())
+            .await
+            .expect("get")
+            .expect("a message");
     }
     journal_barrier(&ch).await;
     std::mem::forget(conn); // the broker dies with the connection open
@@ -140,25 +223,61 @@ async fn setup_and_publish(p: &Process) {
 
 async fn check_after_restart(p: &Process) {
     let (_conn, ch) = p.connect().await;
-    assert_eq!(passive_exists(&ch, "t.q").await, None, "a transient queue does not survive");
+    assert_eq!(
+        passive_exists(&ch, "t.q").await,
+        None,
+        "a transient queue does not survive"
+    );
     let (_conn, ch) = p.connect().await;
-    let durable_x = ExchangeDeclareOptions { durable: true, passive: true, ..Default::default() };
-    ch.exchange_declare("d.x", ExchangeKind::Topic, durable_x, FieldTable::default()).await.expect("durable exchange survives");
+    let durable_x = ExchangeDeclareOptions {
+        durable: true,
+        passive: true,
+        ..Default::default()
+    };
+    ch.exchange_declare("d.x", ExchangeKind::Topic, durable_x, FieldTable::default())
+        .await
+        .expect("durable exchange survives");
     let counted = drain_counted(&ch, "d.q").await;
     let counts: Vec<Option<i64>> = counted.iter().map(|(_, _, c)| *c).collect();
-    assert_eq!(&counts[..3], &[Some(1), Some(1), None], "x-delivery-count survives the restart");
+    assert_eq!(
+        &counts[..3],
+        &[Some(1), Some(1), None],
+        "x-delivery-count survives the restart"
+    );
     let messages: Vec<(Vec<u8>, bool)> = counted.into_iter().map(|(b, r, _)| (b, r)).collect();
     let bodies: Vec<Vec<u8>> = messages.iter().map(|(b, _)| b.clone()).collect();
     let expected: Vec<Vec<u8>> = (2..10u8).map(|i| vec![b'p', i]).collect();
-    assert_eq!(bodies, expected, "persistent messages come back in order; acked and transient ones do not");
+    assert_eq!(
+        bodies, expected,
+        "persistent messages come back in order; acked and transient ones do not"
+    );
     let redelivered: Vec<bool> = messages.iter().map(|(_, r)| *r).collect();
-    assert_eq!(&redelivered[..2], &[true, true], "delivered-but-unacked messages come back redelivered");
-    assert!(redelivered[2..].iter().all(|r| !r), "never-delivered messages are not marked redelivered");
+    assert_eq!(
+        &redelivered[..2],
+        &[true, true],
+        "delivered-but-unacked messages come back redelivered"
+    );
+    assert!(
+        redelivered[2..].iter().all(|r| !r),
+        "never-delivered messages are not marked redelivered"
+    );
     // The binding survived: routing through the durable exchange still reaches the queue.
-    ch.basic_publish("d.x", "orders.late", BasicPublishOptions::default(), b"late", persistent()).await.expect("publish");
+    ch.basic_publish(
+        "d.x",
+        "orders.late",
+        BasicPublishOptions::default(),
+        b"late",
+        persistent(),
+    )
+    .await
+    .expect("publish");
     within("the routed message", async {
         loop {
-            if let Some(m) = ch.basic_get("d.q", BasicGetOptions { no_ack: true }).await.expect("get") {
+            if let Some(m) = ch
+                .basic_get("d.q", BasicGetOptions { no_ack: true })
+                .await
+                .expect("get")
+            {
                 assert_eq!(m.delivery.data, b"late");
                 return;
             }
@@ -199,7 +318,9 @@ async fn confirmed_messages_survive_random_kill_9_under_load() {
         let p = Process::start(data.path()).await;
         let (conn, ch) = p.connect().await;
         declare(&ch, "crash.q", true).await;
-        ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm mode");
+        ch.confirm_select(ConfirmSelectOptions::default())
+            .await
+            .expect("confirm mode");
         let kill_after = Duration::from_millis(150 + (cycle * 137) % 400);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let start = next_seq;
@@ -210,7 +331,16 @@ async fn confirmed_messages_survive_random_kill_9_under_load() {
                 let mut batch = Vec::new();
                 for _ in 0..200 {
                     let body = seq.to_be_bytes();
-                    match ch.basic_publish("", "crash.q", BasicPublishOptions::default(), &body, persistent()).await {
+                    match ch
+                        .basic_publish(
+                            "",
+                            "crash.q",
+                            BasicPublishOptions::default(),
+                            &body,
+                            persistent(),
+                        )
+                        .await
+                    {
                         Ok(c) => batch.push((seq, c)),
                         Err(_) => return,
                     }
@@ -235,7 +365,10 @@ async fn confirmed_messages_survive_random_kill_9_under_load() {
             next_seq = next_seq.max(s + 1);
         }
         next_seq += 1_000_000; // unconfirmed numbers of this cycle are never reused
-        assert!(!confirmed.is_empty() || cycle > 0, "cycle {cycle}: nothing was confirmed before the kill");
+        assert!(
+            !confirmed.is_empty() || cycle > 0,
+            "cycle {cycle}: nothing was confirmed before the kill"
+        );
     }
     let p = Process::start(data.path()).await;
     let (_conn, ch) = p.connect().await;
@@ -244,20 +377,41 @@ async fn confirmed_messages_survive_random_kill_9_under_load() {
     let total = passive_exists(&ch, "crash.q").await.unwrap_or(0) as usize;
     let consumer_ch = ch.clone();
     let mut consumer = consumer_ch
-        .basic_consume("crash.q", "check", BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            "crash.q",
+            "check",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .expect("consume");
     while seen.len() + duplicates < total {
-        let d = within("a recovered message", consumer.next()).await.expect("stream open").expect("delivery");
+        let d = within("a recovered message", consumer.next())
+            .await
+            .expect("stream open")
+            .expect("delivery");
         let seq = u64::from_be_bytes(d.data[..8].try_into().expect("8-byte body"));
         if !seen.insert(seq) {
             duplicates += 1;
         }
     }
     let lost: Vec<&u64> = confirmed.iter().filter(|s| !seen.contains(s)).collect();
-    assert!(lost.is_empty(), "{} confirmed messages lost (of {}), e.g. {:?}", lost.len(), confirmed.len(), lost.iter().take(5).collect::<Vec<_>>());
+    assert!(
+        lost.is_empty(),
+        "{} confirmed messages lost (of {}), e.g. {:?}",
+        lost.len(),
+        confirmed.len(),
+        lost.iter().take(5).collect::<Vec<_>>()
+    );
     assert_eq!(duplicates, 0, "messages recovered twice");
-    assert!(confirmed.len() > 100, "the test confirmed too little to prove anything: {}", confirmed.len());
+    assert!(
+        confirmed.len() > 100,
+        "the test confirmed too little to prove anything: {}",
+        confirmed.len()
+    );
 }
 
 /// A deep durable queue keeps newer persistent bodies on disk: 24 MiB of 64 KiB messages go
@@ -268,11 +422,26 @@ async fn deep_queue_bodies_page_out_and_back_in_intact() {
     let p = Process::start(data.path()).await;
     let (_conn, ch) = p.connect().await;
     declare(&ch, "deep.q", true).await;
-    ch.confirm_select(ConfirmSelectOptions::default()).await.expect("confirm mode");
-    let body = |i: u32| -> Vec<u8> { (0..64 * 1024).map(|j| (i as usize * 31 + j) as u8).collect() };
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let body = |i: u32| -> Vec<u8> {
+        (0..64 * 1024)
+            .map(|j| (i as usize * 31 + j) as u8)
+            .collect()
+    };
     let mut confirms = Vec::new();
     for i in 0..384u32 {
-        let c = ch.basic_publish("", "deep.q", BasicPublishOptions::default(), &body(i), persistent()).await.expect("publish");
+        let c = ch
+            .basic_publish(
+                "",
+                "deep.q",
+                BasicPublishOptions::default(),
+                &body(i),
+                persistent(),
+            )
+            .await
+            .expect("publish");
         confirms.push(c);
     }
     for c in confirms {
@@ -280,16 +449,34 @@ async fn deep_queue_bodies_page_out_and_back_in_intact() {
     }
     // Half now, half after a restart (recovered messages start with their bodies on disk).
     for i in 0..192u32 {
-        let m = ch.basic_get("deep.q", BasicGetOptions { no_ack: true }).await.expect("get").expect("a message");
-        assert!(m.delivery.data == body(i), "message {i} came back different");
+        let m = ch
+            .basic_get("deep.q", BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .expect("a message");
+        assert!(
+            m.delivery.data == body(i),
+            "message {i} came back different"
+        );
     }
     journal_barrier(&ch).await;
     p.kill9();
     let p = Process::start(data.path()).await;
     let (_conn, ch) = p.connect().await;
     for i in 192..384u32 {
-        let m = ch.basic_get("deep.q", BasicGetOptions { no_ack: true }).await.expect("get").expect("a message");
-        assert!(m.delivery.data == body(i), "message {i} came back different after the restart");
+        let m = ch
+            .basic_get("deep.q", BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .expect("a message");
+        assert!(
+            m.delivery.data == body(i),
+            "message {i} came back different after the restart"
+        );
     }
-    assert!(ch.basic_get("deep.q", BasicGetOptions { no_ack: true }).await.expect("get").is_none());
+    assert!(ch
+        .basic_get("deep.q", BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .is_none());
 }

@@ -16,37 +16,76 @@ use warren_protocol::{
 
 async fn publish(raw: &mut RawClient, body_len: usize, count: usize) {
     let mut out = BytesMut::new();
-    let publish = Method::BasicPublish(basic::Publish { routing_key: "fc".into(), ..Default::default() });
+    let publish = Method::BasicPublish(basic::Publish {
+        routing_key: "fc".into(),
+        ..Default::default()
+    });
     for _ in 0..count {
-        encode_content(1, &publish, &Default::default(), &vec![7u8; body_len], raw.frame_max, &mut out);
+        encode_content(
+            1,
+            &publish,
+            &Default::default(),
+            &vec![7u8; body_len],
+            raw.frame_max,
+            &mut out,
+        );
     }
     raw.send_bytes(&out).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishers_are_blocked_above_the_watermark_and_unblocked_below_it() {
-    let config = Config { memory_high_watermark: 256 * 1024, ..Config::default() };
+    let config = Config {
+        memory_high_watermark: 256 * 1024,
+        ..Config::default()
+    };
     let broker = TestBroker::start_with(config).await;
     let (_conn, ch) = broker.channel().await;
-    ch.queue_declare("fc", QueueDeclareOptions::default(), LapinTable::default()).await.expect("declare");
+    ch.queue_declare("fc", QueueDeclareOptions::default(), LapinTable::default())
+        .await
+        .expect("declare");
 
     let mut raw = broker.raw().await;
     raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
     raw.expect_method().await;
-    let caps: FieldTable = [(ShortStr::from("connection.blocked"), FieldValue::Bool(true))].into_iter().collect();
-    raw.send_method(0, start_ok_with_caps("guest", "guest", caps)).await;
+    let caps: FieldTable = [(ShortStr::from("connection.blocked"), FieldValue::Bool(true))]
+        .into_iter()
+        .collect();
+    raw.send_method(0, start_ok_with_caps("guest", "guest", caps))
+        .await;
     let (_, tune) = raw.expect_method().await;
-    let Method::ConnectionTune(tune) = tune else { panic!("expected tune") };
+    let Method::ConnectionTune(tune) = tune else {
+        panic!("expected tune")
+    };
     raw.frame_max = tune.frame_max;
-    raw.send_method(0, connection::TuneOk { channel_max: 0, frame_max: tune.frame_max, heartbeat: 0 }).await;
-    raw.send_method(0, connection::Open { virtual_host: "/".into(), ..Default::default() }).await;
+    raw.send_method(
+        0,
+        connection::TuneOk {
+            channel_max: 0,
+            frame_max: tune.frame_max,
+            heartbeat: 0,
+        },
+    )
+    .await;
+    raw.send_method(
+        0,
+        connection::Open {
+            virtual_host: "/".into(),
+            ..Default::default()
+        },
+    )
+    .await;
     raw.expect_method().await;
     raw.open_channel(1).await;
 
     publish(&mut raw, 64 * 1024, 8).await; // 512 KiB: twice the watermark
     let blocked = within("connection.blocked", async {
         loop {
-            if let Some(Frame::Method { channel: 0, method: Method::ConnectionBlocked(b) }) = raw.recv().await {
+            if let Some(Frame::Method {
+                channel: 0,
+                method: Method::ConnectionBlocked(b),
+            }) = raw.recv().await
+            {
                 return b;
             }
         }
@@ -56,11 +95,21 @@ async fn publishers_are_blocked_above_the_watermark_and_unblocked_below_it() {
 
     // Sent while blocked: not read until the alarm clears.
     publish(&mut raw, 1024, 3).await;
-    let purged = ch.queue_purge("fc", QueuePurgeOptions::default()).await.expect("purge");
-    assert!(purged >= 4, "the queue held the messages past the watermark: {purged}");
+    let purged = ch
+        .queue_purge("fc", QueuePurgeOptions::default())
+        .await
+        .expect("purge");
+    assert!(
+        purged >= 4,
+        "the queue held the messages past the watermark: {purged}"
+    );
     within("connection.unblocked", async {
         loop {
-            if let Some(Frame::Method { channel: 0, method: Method::ConnectionUnblocked(_) }) = raw.recv().await {
+            if let Some(Frame::Method {
+                channel: 0,
+                method: Method::ConnectionUnblocked(_),
+            }) = raw.recv().await
+            {
                 return;
             }
         }
@@ -68,7 +117,17 @@ async fn publishers_are_blocked_above_the_watermark_and_unblocked_below_it() {
     .await;
     within("the messages sent while blocked", async {
         loop {
-            let q = ch.queue_declare("fc", QueueDeclareOptions { passive: true, ..Default::default() }, LapinTable::default()).await.expect("passive");
+            let q = ch
+                .queue_declare(
+                    "fc",
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    LapinTable::default(),
+                )
+                .await
+                .expect("passive");
             if q.message_count() >= 3 {
                 return;
             }

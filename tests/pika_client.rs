@@ -18,6 +18,9 @@ async fn pika_scenario_passes() {
         .expect("python3 runs (install pika with: pip install -r tests/python/requirements.txt)");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "pika scenario failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "pika scenario failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("PIKA OK"), "{stdout}");
 }

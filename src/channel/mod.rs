@@ -161,7 +161,11 @@ impl Channel {
         if let Some(confirms) = &mut self.confirms {
             confirms.flush(self.id, &self.ctx.outbound, synced);
         }
-        while self.commits_waiting_for_disk.front().is_some_and(|seq| *seq <= synced) {
+        while self
+            .commits_waiting_for_disk
+            .front()
+            .is_some_and(|seq| *seq <= synced)
+        {
             self.commits_waiting_for_disk.pop_front();
             self.reply(warren_protocol::tx::CommitOk {});
         }
@@ -170,7 +174,10 @@ impl Channel {
     /// Whether a publisher confirm waits for the journal (the connection then wakes up when
     /// the journal syncs).
     pub fn is_waiting_for_disk(&self) -> bool {
-        self.confirms.as_ref().is_some_and(|c| c.is_waiting_for_disk()) || !self.commits_waiting_for_disk.is_empty()
+        self.confirms
+            .as_ref()
+            .is_some_and(|c| c.is_waiting_for_disk())
+            || !self.commits_waiting_for_disk.is_empty()
     }
 
     /// Releases everything the channel holds: consumers leave their queues (auto-delete ones may

@@ -224,7 +224,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         ticker: &mut tokio::time::Interval,
     ) -> Option<CloseReason> {
         if self.blocked_notify {
-            let blocked = connection::Blocked { reason: ShortStr::from("low on memory") };
+            let blocked = connection::Blocked {
+                reason: ShortStr::from("low on memory"),
+            };
             self.ctx.outbound.send_method(0, &blocked.into());
         }
         while *self.memory_alarm.borrow() {
@@ -235,14 +237,18 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             }
         }
         if self.blocked_notify {
-            self.ctx.outbound.send_method(0, &connection::Unblocked {}.into());
+            self.ctx
+                .outbound
+                .send_method(0, &connection::Unblocked {}.into());
         }
         self.last_input = Instant::now();
         None
     }
 
     fn is_waiting_for_disk(&self) -> bool {
-        self.channels.values().any(|slot| matches!(slot, Slot::Open(ch) if ch.is_waiting_for_disk()))
+        self.channels
+            .values()
+            .any(|slot| matches!(slot, Slot::Open(ch) if ch.is_waiting_for_disk()))
     }
 
     /// Handles every whole frame in the read buffer, then flushes coalesced confirms.
@@ -269,7 +275,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     }
 
     fn handle_frame(&mut self, frame: Frame) -> Result<Flow, AmqpError> {
-        if let Frame::Method { method: Method::BasicPublish(_), .. } = &frame {
+        if let Frame::Method {
+            method: Method::BasicPublish(_),
+            ..
+        } = &frame
+        {
             self.has_published = true;
         }
         match frame {

@@ -97,10 +97,14 @@ struct Bindings {
 impl Bindings {
     fn index(&mut self, kind: ExchangeKind, b: &Binding) {
         match kind {
-            ExchangeKind::Direct => {
-                self.direct.entry(b.routing_key.clone()).or_default().push((b.id, b.destination.clone()))
-            }
-            ExchangeKind::Topic => self.topic.insert(&b.routing_key, b.id, b.destination.clone()),
+            ExchangeKind::Direct => self
+                .direct
+                .entry(b.routing_key.clone())
+                .or_default()
+                .push((b.id, b.destination.clone())),
+            ExchangeKind::Topic => self
+                .topic
+                .insert(&b.routing_key, b.id, b.destination.clone()),
             ExchangeKind::Fanout | ExchangeKind::Headers => {}
         }
     }
@@ -194,7 +198,13 @@ impl Exchange {
         if !exists {
             let id = b.next_id;
             b.next_id += 1;
-            let binding = Binding { destination, routing_key, arguments, id, match_mode };
+            let binding = Binding {
+                destination,
+                routing_key,
+                arguments,
+                id,
+                match_mode,
+            };
             b.index(self.options.kind, &binding);
             b.all.push(binding);
         }
@@ -236,7 +246,9 @@ impl Exchange {
 
     fn remove_where(&self, pred: impl Fn(&Binding) -> bool) -> bool {
         let mut b = self.bindings.write();
-        let (gone, kept): (Vec<Binding>, Vec<Binding>) = std::mem::take(&mut b.all).into_iter().partition(|x| pred(x));
+        let (gone, kept): (Vec<Binding>, Vec<Binding>) = std::mem::take(&mut b.all)
+            .into_iter()
+            .partition(|x| pred(x));
         b.all = kept;
         for x in &gone {
             b.unindex(self.options.kind, x);

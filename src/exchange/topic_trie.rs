@@ -20,13 +20,20 @@ struct Node<T> {
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
-        Node { literal: HashMap::new(), star: None, hash: None, here: Vec::new() }
+        Node {
+            literal: HashMap::new(),
+            star: None,
+            hash: None,
+            here: Vec::new(),
+        }
     }
 }
 
 impl<T> Default for TopicTrie<T> {
     fn default() -> Self {
-        TopicTrie { root: Node::default() }
+        TopicTrie {
+            root: Node::default(),
+        }
     }
 }
 
@@ -97,17 +104,29 @@ fn remove_at<T>(node: &mut Node<T>, path: &[&str], id: u64) -> bool {
     match path.split_first() {
         None => node.here.retain(|(x, _)| *x != id),
         Some((&"*", rest)) => {
-            if node.star.as_deref_mut().is_some_and(|n| remove_at(n, rest, id)) {
+            if node
+                .star
+                .as_deref_mut()
+                .is_some_and(|n| remove_at(n, rest, id))
+            {
                 node.star = None;
             }
         }
         Some((&"#", rest)) => {
-            if node.hash.as_deref_mut().is_some_and(|n| remove_at(n, rest, id)) {
+            if node
+                .hash
+                .as_deref_mut()
+                .is_some_and(|n| remove_at(n, rest, id))
+            {
                 node.hash = None;
             }
         }
         Some((word, rest)) => {
-            if node.literal.get_mut(*word).is_some_and(|n| remove_at(n, rest, id)) {
+            if node
+                .literal
+                .get_mut(*word)
+                .is_some_and(|n| remove_at(n, rest, id))
+            {
                 node.literal.remove(*word);
             }
         }
@@ -121,10 +140,13 @@ mod tests {
     use super::*;
 
     const PATTERNS: &[&str] = &[
-        "", "#", "*", "a", "a.b", "a.*", "*.b", "a.#", "#.b", "a.#.b", "#.#", "*.*", "a.*.#", "#.*",
-        "*.#.*", "a..b", "a.*.b", "#.a.#", "b.#", "a.b.c", "*.b.#",
+        "", "#", "*", "a", "a.b", "a.*", "*.b", "a.#", "#.b", "a.#.b", "#.#", "*.*", "a.*.#",
+        "#.*", "*.#.*", "a..b", "a.*.b", "#.a.#", "b.#", "a.b.c", "*.b.#",
     ];
-    const KEYS: &[&str] = &["", "a", "b", "a.b", "a.c", "a.b.c", "a.x.y.b", "x", "a..b", "b.a", "a.b.b", "x.a.y", "a.b.c.d"];
+    const KEYS: &[&str] = &[
+        "", "a", "b", "a.b", "a.c", "a.b.c", "a.x.y.b", "x", "a..b", "b.a", "a.b.b", "x.a.y",
+        "a.b.c.d",
+    ];
 
     #[test]
     fn the_trie_matches_exactly_what_the_reference_matcher_does() {
@@ -135,8 +157,12 @@ mod tests {
         for key in KEYS {
             let mut got = Vec::new();
             trie.matches(key, &mut got);
-            let want: Vec<usize> =
-                PATTERNS.iter().enumerate().filter(|(_, p)| TopicPattern::new(p).matches(key)).map(|(i, _)| i).collect();
+            let want: Vec<usize> = PATTERNS
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| TopicPattern::new(p).matches(key))
+                .map(|(i, _)| i)
+                .collect();
             assert_eq!(got, want, "routing key {key:?}");
         }
     }

@@ -299,10 +299,14 @@ impl Queue {
         if !m.message.is_paged() {
             return;
         }
-        let (Some((store, _)), Some(id)) = (self.journal.get(), m.message.persist_id.get()) else { return };
+        let (Some((store, _)), Some(id)) = (self.journal.get(), m.message.persist_id.get()) else {
+            return;
+        };
         match store.read_message(*id) {
             Some(full) => m.message = Arc::new(full),
-            None => tracing::error!(queue = %self.name, id, "a paged-out message is missing from the journal"),
+            None => {
+                tracing::error!(queue = %self.name, id, "a paged-out message is missing from the journal")
+            }
         }
     }
 

@@ -60,8 +60,12 @@ impl Definitions {
     pub fn load(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Definitions(path, e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Definitions { next_queue_id: 1, ..Default::default() }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| StoreError::Definitions(path, e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Definitions {
+                next_queue_id: 1,
+                ..Default::default()
+            }),
             Err(e) => Err(StoreError::Io(path, e)),
         }
     }
@@ -71,7 +75,8 @@ impl Definitions {
         let path = dir.join(FILE);
         let tmp: PathBuf = dir.join(format!("{FILE}.tmp"));
         let io = |e| StoreError::Io(path.clone(), e);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| StoreError::Definitions(path.clone(), e.to_string()))?;
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| StoreError::Definitions(path.clone(), e.to_string()))?;
         let mut f = File::create(&tmp).map_err(io)?;
         f.write_all(&json).and_then(|()| f.sync_all()).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)?;
@@ -92,7 +97,10 @@ pub fn table_from_hex(hex: &str) -> Option<FieldTable> {
     if hex.len() % 2 != 0 {
         return None;
     }
-    let bytes: Option<Vec<u8>> = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect();
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
     decode_field_table(&bytes?.into()).ok()
 }
 
@@ -114,7 +122,12 @@ mod tests {
     fn definitions_survive_save_and_load() {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut d = Definitions::load(dir.path()).expect("empty");
-        d.queues.push(QueueDef { vhost: "/".into(), name: "q".into(), id: 1, arguments: table_to_hex(&FieldTable::new()) });
+        d.queues.push(QueueDef {
+            vhost: "/".into(),
+            name: "q".into(),
+            id: 1,
+            arguments: table_to_hex(&FieldTable::new()),
+        });
         d.save(dir.path()).expect("saved");
         assert_eq!(Definitions::load(dir.path()).expect("loaded"), d);
     }

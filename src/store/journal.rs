@@ -12,12 +12,12 @@
 use super::record::{Record, RecordError};
 use super::StoreError;
 use bytes::{Bytes, BytesMut};
+use dashmap::DashMap;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use dashmap::DashMap;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use tokio::sync::watch;
@@ -50,7 +50,11 @@ pub struct Location {
 pub type Index = Arc<DashMap<u64, (u64, u64, u32)>>;
 
 enum Command {
-    Append { seq: u64, bytes: BytesMut, effect: Effect },
+    Append {
+        seq: u64,
+        bytes: BytesMut,
+        effect: Effect,
+    },
     Stop,
 }
 
@@ -77,7 +81,11 @@ pub struct Journal {
 
 impl Journal {
     /// Starts the writer on `dir`, continuing from recovered state (`live`, `segments`).
-    pub fn start(dir: &Path, live: HashMap<u64, Location>, segments: Vec<u64>) -> Result<Self, StoreError> {
+    pub fn start(
+        dir: &Path,
+        live: HashMap<u64, Location>,
+        segments: Vec<u64>,
+    ) -> Result<Self, StoreError> {
         Self::start_with_segment_size(dir, live, segments, SEGMENT_SIZE)
     }
 
@@ -91,8 +99,19 @@ impl Journal {
         let next_segment = segments.last().map_or(1, |s| s + 1);
         let (tx, rx) = mpsc::channel();
         let (synced_tx, synced) = watch::channel(0);
-        let index: Index = Arc::new(live.iter().map(|(id, l)| (*id, (l.segment, l.offset, l.len))).collect());
-        let mut writer = Writer::new(dir.to_path_buf(), next_segment, live, segments, segment_size, index.clone())?;
+        let index: Index = Arc::new(
+            live.iter()
+                .map(|(id, l)| (*id, (l.segment, l.offset, l.len)))
+                .collect(),
+        );
+        let mut writer = Writer::new(
+            dir.to_path_buf(),
+            next_segment,
+            live,
+            segments,
+            segment_size,
+            index.clone(),
+        )?;
         let thread = std::thread::Builder::new()
             .name("warren-journal".into())
             .spawn(move || writer.run(rx, synced_tx))
@@ -134,7 +153,11 @@ impl Journal {
                 }
             }
             // Not synced yet, or moved by compaction meanwhile: look again shortly.
-            std::thread::sleep(std::time::Duration::from_micros(if attempt < 100 { 50 } else { 1000 }));
+            std::thread::sleep(std::time::Duration::from_micros(if attempt < 100 {
+                50
+            } else {
+                1000
+            }));
         }
         None
     }
@@ -226,11 +249,17 @@ impl Writer {
                     Command::Stop => stop = true,
                     Command::Append { seq, bytes, effect } => {
                         last_seq = seq;
-                        if self.offset + (batch.len() + bytes.len()) as u64 > self.segment_size && self.offset + batch.len() as u64 > 0 {
+                        if self.offset + (batch.len() + bytes.len()) as u64 > self.segment_size
+                            && self.offset + batch.len() as u64 > 0
+                        {
                             self.write_and_sync(&mut batch, &mut effects);
                             self.roll();
                         }
-                        effects.push((effect, self.offset + batch.len() as u64, bytes.len() as u32));
+                        effects.push((
+                            effect,
+                            self.offset + batch.len() as u64,
+                            bytes.len() as u32,
+                        ));
                         batch.extend_from_slice(&bytes);
                     }
                 }
@@ -255,7 +284,10 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let result = self.file.write_all(batch).and_then(|()| self.file.sync_data());
+        let result = self
+            .file
+            .write_all(batch)
+            .and_then(|()| self.file.sync_data());
         if let Err(e) = result {
             // Confirms may already wait on this batch: continuing could lose confirmed data.
             error!(segment = self.segment, error = %e, "journal write or fsync failed; stopping the broker");
@@ -272,13 +304,25 @@ impl Writer {
         match effect {
             Effect::Publish { id, queues } => {
                 self.index.insert(id, (self.segment, offset, len));
-                if let Some(old) = self.live.insert(id, Location { segment: self.segment, offset, len, queues, delivered: Vec::new(), body_len: 0 }) {
+                if let Some(old) = self.live.insert(
+                    id,
+                    Location {
+                        segment: self.segment,
+                        offset,
+                        len,
+                        queues,
+                        delivered: Vec::new(),
+                        body_len: 0,
+                    },
+                ) {
                     self.release(old.segment);
                 }
                 *self.segments.entry(self.segment).or_default() += 1;
             }
             Effect::Settle { id, queue } => {
-                let Some(loc) = self.live.get_mut(&id) else { return };
+                let Some(loc) = self.live.get_mut(&id) else {
+                    return;
+                };
                 loc.queues.retain(|q| *q != queue);
                 if loc.queues.is_empty() {
                     let segment = loc.segment;
@@ -332,7 +376,9 @@ impl Writer {
     /// Copies the few live messages of the oldest segment to the current one, so the oldest
     /// can go (ARCHITECTURE §5: one old message must not pin the log).
     fn compact_oldest(&mut self) {
-        let Some((&oldest, &live)) = self.segments.first_key_value() else { return };
+        let Some((&oldest, &live)) = self.segments.first_key_value() else {
+            return;
+        };
         if (oldest, live) == self.oldest_seen {
             self.oldest_stagnant_batches += 1;
         } else {
@@ -349,16 +395,33 @@ impl Writer {
         }
         let bytes = match std::fs::read(segment_path(&self.dir, oldest)) {
             Ok(b) => Bytes::from(b),
-            Err(e) => return warn!(segment = oldest, error = %e, "cannot read a segment to compact it"),
+            Err(e) => {
+                return warn!(segment = oldest, error = %e, "cannot read a segment to compact it")
+            }
         };
         let mut batch = BytesMut::new();
         let mut effects = Vec::new();
-        let moving: Vec<(u64, Location)> =
-            self.live.iter().filter(|(_, l)| l.segment == oldest).map(|(id, l)| (*id, l.clone())).collect();
+        let moving: Vec<(u64, Location)> = self
+            .live
+            .iter()
+            .filter(|(_, l)| l.segment == oldest)
+            .map(|(id, l)| (*id, l.clone()))
+            .collect();
         for (id, loc) in moving {
             let start = loc.offset as usize;
-            let Some(slice) = bytes.get(start..start + loc.len as usize) else { continue };
-            let Ok((Record::Publish { exchange, routing_key, header, body, .. }, _)) = Record::decode(&bytes.slice_ref(slice))
+            let Some(slice) = bytes.get(start..start + loc.len as usize) else {
+                continue;
+            };
+            let Ok((
+                Record::Publish {
+                    exchange,
+                    routing_key,
+                    header,
+                    body,
+                    ..
+                },
+                _,
+            )) = Record::decode(&bytes.slice_ref(slice))
             else {
                 continue;
             };
@@ -374,9 +437,20 @@ impl Writer {
             let at = self.offset + batch.len() as u64;
             let before = batch.len();
             copy.encode(&mut batch);
-            effects.push((Effect::Publish { id, queues: loc.queues }, at, (batch.len() - before) as u32));
+            effects.push((
+                Effect::Publish {
+                    id,
+                    queues: loc.queues,
+                },
+                at,
+                (batch.len() - before) as u32,
+            ));
         }
-        info!(segment = oldest, messages = effects.len(), "compacting the oldest journal segment");
+        info!(
+            segment = oldest,
+            messages = effects.len(),
+            "compacting the oldest journal segment"
+        );
         self.write_and_sync(&mut batch, &mut effects);
         self.delete_settled_segments();
     }
@@ -384,7 +458,11 @@ impl Writer {
 
 fn create_segment(dir: &Path, segment: u64) -> Result<File, StoreError> {
     let path = segment_path(dir, segment);
-    let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| StoreError::Io(path.clone(), e))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| StoreError::Io(path.clone(), e))?;
     // Make the new file's directory entry durable too.
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
@@ -432,25 +510,70 @@ pub fn replay(dir: &Path) -> Result<Replayed, StoreError> {
                         RecordError::Truncated => "record runs past the end of the segment",
                         RecordError::Corrupt(why) => why,
                     };
-                    return Err(StoreError::Corrupt { path, offset: offset as u64, reason });
+                    return Err(StoreError::Corrupt {
+                        path,
+                        offset: offset as u64,
+                        reason,
+                    });
                 }
             }
         }
-        info!(segment = n + 1, of = total, live_messages = messages.len(), "journal segment recovered");
+        info!(
+            segment = n + 1,
+            of = total,
+            live_messages = messages.len(),
+            "journal segment recovered"
+        );
     }
     Ok(Replayed { messages, segments })
 }
 
-fn apply_replayed(messages: &mut BTreeMap<u64, (Record, Location)>, record: Record, segment: u64, offset: u64, len: u32) {
+fn apply_replayed(
+    messages: &mut BTreeMap<u64, (Record, Location)>,
+    record: Record,
+    segment: u64,
+    offset: u64,
+    len: u32,
+) {
     match record {
-        Record::Publish { id, queues, delivered, exchange, routing_key, header, body } => {
-            let delivered = if delivered { queues.clone() } else { Vec::new() };
-            let loc = Location { segment, offset, len, queues: queues.clone(), delivered, body_len: body.len() as u32 };
+        Record::Publish {
+            id,
+            queues,
+            delivered,
+            exchange,
+            routing_key,
+            header,
+            body,
+        } => {
+            let delivered = if delivered {
+                queues.clone()
+            } else {
+                Vec::new()
+            };
+            let loc = Location {
+                segment,
+                offset,
+                len,
+                queues: queues.clone(),
+                delivered,
+                body_len: body.len() as u32,
+            };
             // Bodies stay on disk (read back when needed); the header is copied so the segment's
             // buffer can be freed: recovery holds one segment in memory at a time.
             let header = Bytes::copy_from_slice(&header);
-            let (exchange, routing_key) = (ShortStr::truncated(&exchange), ShortStr::truncated(&routing_key));
-            let record = Record::Publish { id, queues, delivered: false, exchange, routing_key, header, body: Bytes::new() };
+            let (exchange, routing_key) = (
+                ShortStr::truncated(&exchange),
+                ShortStr::truncated(&routing_key),
+            );
+            let record = Record::Publish {
+                id,
+                queues,
+                delivered: false,
+                exchange,
+                routing_key,
+                header,
+                body: Bytes::new(),
+            };
             messages.insert(id, (record, loc));
         }
         Record::Settle { id, queue } => {
@@ -472,12 +595,18 @@ fn apply_replayed(messages: &mut BTreeMap<u64, (Record, Location)>, record: Reco
 /// Whether any whole, checksummed record starts after `from` (then the damage is not a torn
 /// tail but corruption in the middle).
 fn has_valid_record_after(bytes: &Bytes, from: usize) -> bool {
-    (from..bytes.len()).any(|i| bytes[i] == super::record::MAGIC && Record::decode(&bytes.slice(i..)).is_ok())
+    (from..bytes.len())
+        .any(|i| bytes[i] == super::record::MAGIC && Record::decode(&bytes.slice(i..)).is_ok())
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), StoreError> {
-    let file = OpenOptions::new().write(true).open(path).map_err(|e| StoreError::Io(path.to_path_buf(), e))?;
-    file.set_len(len).and_then(|()| file.sync_all()).map_err(|e| StoreError::Io(path.to_path_buf(), e))
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::Io(path.to_path_buf(), e))?;
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| StoreError::Io(path.to_path_buf(), e))
 }
 
 #[cfg(test)]

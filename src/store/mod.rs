@@ -73,7 +73,8 @@ impl Store {
     /// Opens (creating if needed) the store in `dir` and recovers what it holds.
     pub fn open(dir: &Path) -> Result<(Arc<Store>, Recovered), StoreError> {
         let messages_dir = dir.join("messages");
-        std::fs::create_dir_all(&messages_dir).map_err(|e| StoreError::Io(messages_dir.clone(), e))?;
+        std::fs::create_dir_all(&messages_dir)
+            .map_err(|e| StoreError::Io(messages_dir.clone(), e))?;
         let definitions = Definitions::load(dir)?;
         let replayed = journal::replay(&messages_dir)?;
         let next_id = replayed.messages.keys().next_back().map_or(1, |id| id + 1);
@@ -83,7 +84,11 @@ impl Store {
             if let Some(message) = to_stub(record, loc.body_len as usize, id) {
                 let deliveries = |q: &u32| loc.delivered.iter().filter(|d| *d == q).count() as u32;
                 let queues = loc.queues.iter().map(|q| (*q, deliveries(q))).collect();
-                recovered.push(RecoveredMessage { id, message: Arc::new(message), queues });
+                recovered.push(RecoveredMessage {
+                    id,
+                    message: Arc::new(message),
+                    queues,
+                });
             }
             live.insert(id, loc);
         }
@@ -95,7 +100,13 @@ impl Store {
             definitions: Mutex::new(definitions.clone()),
             next_message_id: AtomicU64::new(next_id),
         };
-        Ok((Arc::new(store), Recovered { definitions, messages: recovered }))
+        Ok((
+            Arc::new(store),
+            Recovered {
+                definitions,
+                messages: recovered,
+            },
+        ))
     }
 
     /// Journals a persistent message for durable `queues`; returns its id and the journal
@@ -123,12 +134,16 @@ impl Store {
 
     /// Message `id` left durable queue `queue` for good.
     pub fn settle(&self, id: u64, queue: u32) {
-        self.journal.append(&Record::Settle { id, queue }, Effect::Settle { id, queue });
+        self.journal
+            .append(&Record::Settle { id, queue }, Effect::Settle { id, queue });
     }
 
     /// Message `id` was delivered from durable queue `queue` (redelivered after a crash).
     pub fn delivered(&self, id: u64, queue: u32) {
-        self.journal.append(&Record::Delivered { id, queue }, Effect::Delivered { id, queue });
+        self.journal.append(
+            &Record::Delivered { id, queue },
+            Effect::Delivered { id, queue },
+        );
     }
 
     /// Reads message `id` back from the journal (its body was paged out of memory).
@@ -161,7 +176,8 @@ impl Store {
     /// Records a durable exchange.
     pub fn add_exchange(&self, def: ExchangeDef) {
         self.update(|d| {
-            d.exchanges.retain(|x| !(x.vhost == def.vhost && x.name == def.name));
+            d.exchanges
+                .retain(|x| !(x.vhost == def.vhost && x.name == def.name));
             d.exchanges.push(def);
         });
     }
@@ -169,9 +185,12 @@ impl Store {
     /// Forgets an exchange and its bindings.
     pub fn remove_exchange(&self, vhost: &str, name: &str) {
         self.update(|d| {
-            d.exchanges.retain(|x| !(x.vhost == vhost && x.name == name));
+            d.exchanges
+                .retain(|x| !(x.vhost == vhost && x.name == name));
             d.bindings.retain(|b| {
-                !(b.vhost == vhost && (b.source == name || (b.destination_kind == "exchange" && b.destination == name)))
+                !(b.vhost == vhost
+                    && (b.source == name
+                        || (b.destination_kind == "exchange" && b.destination == name)))
             });
         });
     }
@@ -186,7 +205,12 @@ impl Store {
             }
             id = d.next_queue_id.max(1);
             d.next_queue_id = id + 1;
-            d.queues.push(QueueDef { vhost: vhost.into(), name: name.into(), id, arguments });
+            d.queues.push(QueueDef {
+                vhost: vhost.into(),
+                name: name.into(),
+                id,
+                arguments,
+            });
         });
         id
     }
@@ -195,7 +219,9 @@ impl Store {
     pub fn remove_queue(&self, vhost: &str, name: &str) {
         self.update(|d| {
             d.queues.retain(|q| !(q.vhost == vhost && q.name == name));
-            d.bindings.retain(|b| !(b.vhost == vhost && b.destination_kind == "queue" && b.destination == name));
+            d.bindings.retain(|b| {
+                !(b.vhost == vhost && b.destination_kind == "queue" && b.destination == name)
+            });
         });
     }
 
@@ -216,13 +242,41 @@ impl Store {
 
 /// A recovered message whose body stays on disk until it is delivered.
 fn to_stub(record: Record, body_len: usize, id: u64) -> Option<Message> {
-    let Record::Publish { exchange, routing_key, header, .. } = record else { return None };
+    let Record::Publish {
+        exchange,
+        routing_key,
+        header,
+        ..
+    } = record
+    else {
+        return None;
+    };
     let header = record::parse_header(&header)?;
-    Some(Message::paged(exchange, routing_key, header.properties, body_len, id))
+    Some(Message::paged(
+        exchange,
+        routing_key,
+        header.properties,
+        body_len,
+        id,
+    ))
 }
 
 fn to_message(record: Record) -> Option<Message> {
-    let Record::Publish { exchange, routing_key, header, body, .. } = record else { return None };
+    let Record::Publish {
+        exchange,
+        routing_key,
+        header,
+        body,
+        ..
+    } = record
+    else {
+        return None;
+    };
     let header = record::parse_header(&header)?;
-    Some(Message::recovered(exchange, routing_key, header.properties, Bytes::clone(&body)))
+    Some(Message::recovered(
+        exchange,
+        routing_key,
+        header.properties,
+        Bytes::clone(&body),
+    ))
 }

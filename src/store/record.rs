@@ -74,7 +74,15 @@ impl Record {
         out.put_u32(0);
         let payload_start = out.len();
         match self {
-            Record::Publish { id, queues, delivered, exchange, routing_key, header, body } => {
+            Record::Publish {
+                id,
+                queues,
+                delivered,
+                exchange,
+                routing_key,
+                header,
+                body,
+            } => {
                 out.put_u64(*id);
                 out.put_u8(u8::from(*delivered));
                 out.put_u16(queues.len() as u16);
@@ -128,7 +136,8 @@ impl Record {
         if crc32c::crc32c_append(crc32c::crc32c(&[kind]), &payload) != crc {
             return Err(RecordError::Corrupt("checksum mismatch"));
         }
-        let record = decode_payload(kind, payload).ok_or(RecordError::Corrupt("bad record layout"))?;
+        let record =
+            decode_payload(kind, payload).ok_or(RecordError::Corrupt("bad record layout"))?;
         Ok((record, end))
     }
 }
@@ -175,10 +184,24 @@ fn decode_payload(kind: u8, mut p: Bytes) -> Option<Record> {
             let header = get_bytes(&mut p, header_len)?;
             let body_len = get_u32(&mut p)? as usize;
             let body = get_bytes(&mut p, body_len)?;
-            Record::Publish { id, queues, delivered, exchange, routing_key, header, body }
+            Record::Publish {
+                id,
+                queues,
+                delivered,
+                exchange,
+                routing_key,
+                header,
+                body,
+            }
         }
-        SETTLE => Record::Settle { id, queue: p.get_u32() },
-        DELIVERED => Record::Delivered { id, queue: p.get_u32() },
+        SETTLE => Record::Settle {
+            id,
+            queue: p.get_u32(),
+        },
+        DELIVERED => Record::Delivered {
+            id,
+            queue: p.get_u32(),
+        },
         _ => return None,
     };
     p.is_empty().then_some(record)
@@ -210,7 +233,10 @@ mod tests {
             class_id: 60,
             weight: 0,
             body_size: 5,
-            properties: BasicProperties { delivery_mode: Some(2), ..Default::default() },
+            properties: BasicProperties {
+                delivery_mode: Some(2),
+                ..Default::default()
+            },
         };
         Record::Publish {
             id: 42,
@@ -225,7 +251,11 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        for r in [publish(), Record::Settle { id: 42, queue: 7 }, Record::Delivered { id: 1, queue: 2 }] {
+        for r in [
+            publish(),
+            Record::Settle { id: 42, queue: 7 },
+            Record::Delivered { id: 1, queue: 2 },
+        ] {
             let mut out = BytesMut::new();
             r.encode(&mut out);
             let bytes = out.freeze();
@@ -239,7 +269,11 @@ mod tests {
         publish().encode(&mut out);
         let bytes = out.freeze();
         for len in 0..bytes.len() {
-            assert_eq!(Record::decode(&bytes.slice(..len)).map(|_| ()), Err(RecordError::Truncated), "prefix {len}");
+            assert_eq!(
+                Record::decode(&bytes.slice(..len)).map(|_| ()),
+                Err(RecordError::Truncated),
+                "prefix {len}"
+            );
         }
         for i in 0..bytes.len() {
             let mut flipped = bytes.to_vec();
@@ -251,7 +285,12 @@ mod tests {
 
     #[test]
     fn stored_header_parses_back() {
-        let Record::Publish { header, .. } = publish() else { unreachable!() };
-        assert_eq!(parse_header(&header).map(|h| h.properties.delivery_mode), Some(Some(2)));
+        let Record::Publish { header, .. } = publish() else {
+            unreachable!()
+        };
+        assert_eq!(
+            parse_header(&header).map(|h| h.properties.delivery_mode),
+            Some(Some(2))
+        );
     }
 }

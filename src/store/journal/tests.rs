@@ -30,7 +30,12 @@ fn write_segment(dir: &Path, segment: u64, records: &[Record]) -> Vec<usize> {
 }
 
 fn live_ids(dir: &Path) -> Vec<u64> {
-    replay(dir).expect("replays").messages.keys().copied().collect()
+    replay(dir)
+        .expect("replays")
+        .messages
+        .keys()
+        .copied()
+        .collect()
 }
 
 #[test]
@@ -46,20 +51,38 @@ fn a_crash_that_keeps_any_prefix_of_the_unsynced_writes_loses_nothing_synced() {
         let ids = live_ids(dir.path());
         let whole = ends.iter().filter(|e| **e <= keep).count() as u64;
         assert_eq!(ids, (1..=whole).collect::<Vec<_>>(), "keeping {keep} bytes");
-        assert!(ids.len() >= 10, "a synced record was lost when keeping {keep} bytes");
-        let len = std::fs::metadata(segment_path(dir.path(), 1)).expect("meta").len();
-        assert_eq!(len as usize, ends[whole as usize - 1], "the torn tail is cut off the file");
+        assert!(
+            ids.len() >= 10,
+            "a synced record was lost when keeping {keep} bytes"
+        );
+        let len = std::fs::metadata(segment_path(dir.path(), 1))
+            .expect("meta")
+            .len();
+        assert_eq!(
+            len as usize,
+            ends[whole as usize - 1],
+            "the torn tail is cut off the file"
+        );
     }
 }
 
 #[test]
 fn a_torn_last_record_is_cut_off() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ends = write_segment(dir.path(), 1, &[publish(1, vec![1], 10), publish(2, vec![1], 5000)]);
+    let ends = write_segment(
+        dir.path(),
+        1,
+        &[publish(1, vec![1], 10), publish(2, vec![1], 5000)],
+    );
     let full = std::fs::read(segment_path(dir.path(), 1)).expect("read");
     std::fs::write(segment_path(dir.path(), 1), &full[..ends[1] - 100]).expect("torn");
     assert_eq!(live_ids(dir.path()), vec![1]);
-    assert_eq!(std::fs::metadata(segment_path(dir.path(), 1)).expect("meta").len() as usize, ends[0]);
+    assert_eq!(
+        std::fs::metadata(segment_path(dir.path(), 1))
+            .expect("meta")
+            .len() as usize,
+        ends[0]
+    );
 }
 
 #[test]
@@ -79,18 +102,30 @@ fn a_flipped_bit_in_the_middle_stops_recovery_naming_file_and_offset() {
         Ok(_) => panic!("recovery accepted a corrupted journal"),
     }
     // The file was not truncated: nothing is silently dropped.
-    assert_eq!(std::fs::read(segment_path(dir.path(), 1)).expect("read").len(), bytes.len());
+    assert_eq!(
+        std::fs::read(segment_path(dir.path(), 1))
+            .expect("read")
+            .len(),
+        bytes.len()
+    );
 }
 
 #[test]
 fn a_flipped_bit_in_an_older_segment_is_corruption_even_at_its_end() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let ends = write_segment(dir.path(), 1, &[publish(1, vec![1], 64), publish(2, vec![1], 64)]);
+    let ends = write_segment(
+        dir.path(),
+        1,
+        &[publish(1, vec![1], 64), publish(2, vec![1], 64)],
+    );
     write_segment(dir.path(), 2, &[publish(3, vec![1], 64)]);
     let mut bytes = std::fs::read(segment_path(dir.path(), 1)).expect("read");
     bytes[ends[1] - 3] ^= 0x80;
     std::fs::write(segment_path(dir.path(), 1), &bytes).expect("flip");
-    assert!(matches!(replay(dir.path()), Err(StoreError::Corrupt { .. })));
+    assert!(matches!(
+        replay(dir.path()),
+        Err(StoreError::Corrupt { .. })
+    ));
 }
 
 #[test]
@@ -108,10 +143,16 @@ fn settles_and_deliveries_replay() {
         ],
     );
     let replayed = replay(dir.path()).expect("replays");
-    let (_, loc) = replayed.messages.get(&1).expect("message 1 lives in queue 2");
+    let (_, loc) = replayed
+        .messages
+        .get(&1)
+        .expect("message 1 lives in queue 2");
     assert_eq!(loc.queues, vec![2]);
     assert_eq!(loc.delivered, vec![2]);
-    assert!(!replayed.messages.contains_key(&2), "message 2 was settled everywhere");
+    assert!(
+        !replayed.messages.contains_key(&2),
+        "message 2 was settled everywhere"
+    );
 }
 
 /// Waits until the writer synced `seq`.
@@ -129,33 +170,66 @@ fn wait_synced(journal: &Journal, seq: u64) {
 #[test]
 fn settled_segments_are_deleted_and_an_old_live_message_is_copied_forward() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let journal = Journal::start_with_segment_size(dir.path(), HashMap::new(), Vec::new(), 16 * 1024).expect("starts");
+    let journal =
+        Journal::start_with_segment_size(dir.path(), HashMap::new(), Vec::new(), 16 * 1024)
+            .expect("starts");
     let mut last = 0;
     for id in 1..=200u64 {
-        last = journal.append(&publish(id, vec![1], 1000), Effect::Publish { id, queues: vec![1] });
+        last = journal.append(
+            &publish(id, vec![1], 1000),
+            Effect::Publish {
+                id,
+                queues: vec![1],
+            },
+        );
     }
     wait_synced(&journal, last);
     let segments_full = replay(dir.path()).expect("replays").segments.len();
-    assert!(segments_full > 5, "200 KB over 16 KB segments: {segments_full}");
+    assert!(
+        segments_full > 5,
+        "200 KB over 16 KB segments: {segments_full}"
+    );
     // Every message but the very first is consumed: that one must not pin the log.
     for id in 2..=200u64 {
-        last = journal.append(&Record::Settle { id, queue: 1 }, Effect::Settle { id, queue: 1 });
+        last = journal.append(
+            &Record::Settle { id, queue: 1 },
+            Effect::Settle { id, queue: 1 },
+        );
     }
     wait_synced(&journal, last);
     // The oldest segment must stay unchanged for a while (it is not being drained) before the
     // writer copies its last message forward.
     for _ in 0..=STAGNANT_BATCHES {
-        last = journal.append(&Record::Delivered { id: 1, queue: 1 }, Effect::Delivered { id: 1, queue: 1 });
+        last = journal.append(
+            &Record::Delivered { id: 1, queue: 1 },
+            Effect::Delivered { id: 1, queue: 1 },
+        );
         wait_synced(&journal, last);
     }
     journal.stop();
     let replayed = replay(dir.path()).expect("replays");
-    assert!(replayed.segments.len() <= 3, "settled segments were deleted, left: {:?}", replayed.segments);
-    assert_eq!(replayed.messages.keys().copied().collect::<Vec<_>>(), vec![1]);
+    assert!(
+        replayed.segments.len() <= 3,
+        "settled segments were deleted, left: {:?}",
+        replayed.segments
+    );
+    assert_eq!(
+        replayed.messages.keys().copied().collect::<Vec<_>>(),
+        vec![1]
+    );
     let (_, loc) = &replayed.messages[&1];
-    assert_eq!(loc.body_len, 1000, "replay keeps the body length, not the body");
-    let live: HashMap<u64, Location> = replayed.messages.into_iter().map(|(id, (_, l))| (id, l)).collect();
+    assert_eq!(
+        loc.body_len, 1000,
+        "replay keeps the body length, not the body"
+    );
+    let live: HashMap<u64, Location> = replayed
+        .messages
+        .into_iter()
+        .map(|(id, (_, l))| (id, l))
+        .collect();
     let journal = Journal::start(dir.path(), live, replayed.segments).expect("restarts");
-    let read = journal.read(1).expect("the copied-forward message reads back");
+    let read = journal
+        .read(1)
+        .expect("the copied-forward message reads back");
     assert!(matches!(read, Record::Publish { body, .. } if body.len() == 1000 && body[0] == 1));
 }
