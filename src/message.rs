@@ -5,6 +5,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use warren_protocol::{BasicProperties, ShortStr};
 
+/// A message's properties, boxed only when some are set: most messages carry none or few, and
+/// the 14 optional fields take ~370 bytes inline, which a deep queue pays per message. Reads go
+/// through `Deref` as if it were the `BasicProperties` itself.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Properties(Option<Box<BasicProperties>>);
+
+impl std::ops::Deref for Properties {
+    type Target = BasicProperties;
+    fn deref(&self) -> &BasicProperties {
+        self.0.as_deref().unwrap_or(&BasicProperties::NONE)
+    }
+}
+
+impl From<BasicProperties> for Properties {
+    fn from(p: BasicProperties) -> Self {
+        Properties((!p.is_empty()).then(|| Box::new(p)))
+    }
+}
+
 /// What a publisher sent, as every queue and consumer sees it.
 #[derive(Debug)]
 pub struct Message {
@@ -13,7 +32,7 @@ pub struct Message {
     /// Routing key it was published with.
     pub routing_key: ShortStr,
     /// Properties from the content header.
-    pub properties: BasicProperties,
+    pub properties: Properties,
     /// The body: a slice of the publisher's read buffer when it came in one frame.
     pub body: Bytes,
     /// Journal id, set once when a persistent message is written for durable queues.
@@ -47,7 +66,7 @@ impl Message {
         Message {
             exchange,
             routing_key,
-            properties,
+            properties: properties.into(),
             body,
             persist_id: OnceLock::new(),
             paged_len: None,

@@ -55,6 +55,29 @@ const CLUSTER_ID: u16 = 1 << 2;
 const CONTINUATION: u16 = 1;
 
 impl BasicProperties {
+    /// No property set (usable in `const` and `static` items).
+    pub const NONE: BasicProperties = BasicProperties {
+        content_type: None,
+        content_encoding: None,
+        headers: None,
+        delivery_mode: None,
+        priority: None,
+        correlation_id: None,
+        reply_to: None,
+        expiration: None,
+        message_id: None,
+        timestamp: None,
+        kind: None,
+        user_id: None,
+        app_id: None,
+        cluster_id: None,
+    };
+
+    /// Whether no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.flags() == 0
+    }
+
     /// Whether the message is persistent (delivery mode 2).
     pub fn is_persistent(&self) -> bool {
         self.delivery_mode == Some(2)

@@ -84,7 +84,7 @@ pub fn without_bcc(message: Arc<Message>) -> Arc<Message> {
     if !has_bcc {
         return message;
     }
-    let mut properties = message.properties.clone();
+    let mut properties = warren_protocol::BasicProperties::clone(&message.properties);
     if let Some(headers) = &mut properties.headers {
         headers.remove(BCC);
     }

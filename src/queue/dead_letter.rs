@@ -172,7 +172,7 @@ pub fn make_dead_letter(
     let properties = BasicProperties {
         headers: Some(headers),
         expiration: None,
-        ..message.properties.clone()
+        ..BasicProperties::clone(&message.properties)
     };
     let routing_key = dlrk.unwrap_or(&message.routing_key).clone();
     Message::new(dlx.clone(), routing_key, properties, message.body.clone())

@@ -68,7 +68,7 @@ impl QueuedMessage {
         if self.delivery_count == 0 {
             return Cow::Borrowed(&self.message.properties);
         }
-        let mut properties = self.message.properties.clone();
+        let mut properties = BasicProperties::clone(&self.message.properties);
         properties
             .headers
             .get_or_insert_with(FieldTable::new)

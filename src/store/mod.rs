@@ -117,7 +117,7 @@ impl Store {
             class_id: warren_protocol::class_id::BASIC,
             weight: 0,
             body_size: message.body.len() as u64,
-            properties: message.properties.clone(),
+            properties: warren_protocol::BasicProperties::clone(&message.properties),
         };
         let record = Record::Publish {
             id,
