@@ -252,10 +252,17 @@ fn to_stub(record: Record, body_len: usize, id: u64) -> Option<Message> {
         return None;
     };
     let header = record::parse_header(&header)?;
+    // Like any stub, it keeps only what the queue reads before the body comes back (priority,
+    // expiration); the full properties are read back from the journal with the body.
+    let properties = warren_protocol::BasicProperties {
+        priority: header.properties.priority,
+        expiration: header.properties.expiration,
+        ..Default::default()
+    };
     Some(Message::paged(
         exchange,
         routing_key,
-        header.properties,
+        properties,
         body_len,
         id,
     ))
