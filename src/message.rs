@@ -73,16 +73,6 @@ impl Message {
         }
     }
 
-    /// A message read back from the journal.
-    pub fn recovered(
-        exchange: ShortStr,
-        routing_key: ShortStr,
-        properties: BasicProperties,
-        body: Bytes,
-    ) -> Self {
-        Self::new(exchange, routing_key, properties, body)
-    }
-
     /// Journaled message `id` whose `body_len`-byte body is on disk only (see [`Message::stub`]).
     pub fn paged(
         exchange: ShortStr,

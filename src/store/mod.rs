@@ -280,7 +280,7 @@ fn to_message(record: Record) -> Option<Message> {
         return None;
     };
     let header = record::parse_header(&header)?;
-    Some(Message::recovered(
+    Some(Message::new(
         exchange,
         routing_key,
         header.properties,
