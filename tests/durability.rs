@@ -356,6 +356,17 @@ async fn confirmed_messages_survive_random_kill_9_under_load() {
                 }
             }
         });
+        // Kill only once this cycle has had confirms (a loaded machine may take a while to get
+        // going), then at a moment that differs from cycle to cycle.
+        let started = std::time::Instant::now();
+        let mut this_cycle = 0;
+        while this_cycle < 50 && started.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(s)) = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await {
+                confirmed.insert(s);
+                next_seq = next_seq.max(s + 1);
+                this_cycle += 1;
+            }
+        }
         tokio::time::sleep(kill_after).await;
         p.kill9();
         let _ = within("the publisher to notice", publisher).await;
