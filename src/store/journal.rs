@@ -11,6 +11,7 @@
 
 use super::record::{Record, RecordError};
 use super::StoreError;
+use crate::message::Message;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -472,8 +473,8 @@ fn create_segment(dir: &Path, segment: u64) -> Result<File, StoreError> {
 
 /// What recovery found in the journal.
 pub struct Replayed {
-    /// Live messages by id (publish order), with their records.
-    pub messages: BTreeMap<u64, (Record, Location)>,
+    /// Live messages by id (publish order): stubs whose bodies stay on disk, and where they are.
+    pub messages: BTreeMap<u64, (Message, Location)>,
     /// Segment numbers that exist, oldest first.
     pub segments: Vec<u64>,
 }
@@ -487,7 +488,7 @@ pub fn replay(dir: &Path) -> Result<Replayed, StoreError> {
         .filter_map(|e| e.file_name().to_str()?.strip_suffix(".seg")?.parse().ok())
         .collect();
     segments.sort_unstable();
-    let mut messages: BTreeMap<u64, (Record, Location)> = BTreeMap::new();
+    let mut messages: BTreeMap<u64, (Message, Location)> = BTreeMap::new();
     let total = segments.len();
     for (n, &segment) in segments.iter().enumerate() {
         let path = segment_path(dir, segment);
@@ -529,7 +530,7 @@ pub fn replay(dir: &Path) -> Result<Replayed, StoreError> {
 }
 
 fn apply_replayed(
-    messages: &mut BTreeMap<u64, (Record, Location)>,
+    messages: &mut BTreeMap<u64, (Message, Location)>,
     record: Record,
     segment: u64,
     offset: u64,
@@ -554,27 +555,36 @@ fn apply_replayed(
                 segment,
                 offset,
                 len,
-                queues: queues.clone(),
+                queues,
                 delivered,
                 body_len: body.len() as u32,
             };
-            // Bodies stay on disk (read back when needed); the header is copied so the segment's
-            // buffer can be freed: recovery holds one segment in memory at a time.
-            let header = Bytes::copy_from_slice(&header);
+            // Straight to the stub the queue will hold: no copy of the header or the body is
+            // kept, so recovery holds one segment in memory at a time and leaves no litter.
+            let Some(header) = super::record::parse_header(&header) else {
+                // Checksummed, so written by Warren itself: a bug, never a torn write.
+                return error!(
+                    id,
+                    segment,
+                    offset,
+                    "a journal record's content header does not parse; skipping it"
+                );
+            };
+            let properties = warren_protocol::BasicProperties {
+                priority: header.properties.priority,
+                expiration: header
+                    .properties
+                    .expiration
+                    .as_deref()
+                    .map(ShortStr::truncated),
+                ..Default::default()
+            };
             let (exchange, routing_key) = (
                 ShortStr::truncated(&exchange),
                 ShortStr::truncated(&routing_key),
             );
-            let record = Record::Publish {
-                id,
-                queues,
-                delivered: false,
-                exchange,
-                routing_key,
-                header,
-                body: Bytes::new(),
-            };
-            messages.insert(id, (record, loc));
+            let stub = Message::paged(exchange, routing_key, properties, body.len(), id);
+            messages.insert(id, (stub, loc));
         }
         Record::Settle { id, queue } => {
             if let Some((_, loc)) = messages.get_mut(&id) {

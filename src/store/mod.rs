@@ -80,16 +80,14 @@ impl Store {
         let next_id = replayed.messages.keys().next_back().map_or(1, |id| id + 1);
         let mut recovered = Vec::with_capacity(replayed.messages.len());
         let mut live = std::collections::HashMap::with_capacity(replayed.messages.len());
-        for (id, (record, loc)) in replayed.messages {
-            if let Some(message) = to_stub(record, loc.body_len as usize, id) {
-                let deliveries = |q: &u32| loc.delivered.iter().filter(|d| *d == q).count() as u32;
-                let queues = loc.queues.iter().map(|q| (*q, deliveries(q))).collect();
-                recovered.push(RecoveredMessage {
-                    id,
-                    message: Arc::new(message),
-                    queues,
-                });
-            }
+        for (id, (message, loc)) in replayed.messages {
+            let deliveries = |q: &u32| loc.delivered.iter().filter(|d| *d == q).count() as u32;
+            let queues = loc.queues.iter().map(|q| (*q, deliveries(q))).collect();
+            recovered.push(RecoveredMessage {
+                id,
+                message: Arc::new(message),
+                queues,
+            });
             live.insert(id, loc);
         }
         info!(messages = recovered.len(), dir = %dir.display(), "store recovered");
@@ -238,34 +236,6 @@ impl Store {
     pub fn remove_binding(&self, def: &BindingDef) {
         self.update(|d| d.bindings.retain(|b| b != def));
     }
-}
-
-/// A recovered message whose body stays on disk until it is delivered.
-fn to_stub(record: Record, body_len: usize, id: u64) -> Option<Message> {
-    let Record::Publish {
-        exchange,
-        routing_key,
-        header,
-        ..
-    } = record
-    else {
-        return None;
-    };
-    let header = record::parse_header(&header)?;
-    // Like any stub, it keeps only what the queue reads before the body comes back (priority,
-    // expiration); the full properties are read back from the journal with the body.
-    let properties = warren_protocol::BasicProperties {
-        priority: header.properties.priority,
-        expiration: header.properties.expiration,
-        ..Default::default()
-    };
-    Some(Message::paged(
-        exchange,
-        routing_key,
-        properties,
-        body_len,
-        id,
-    ))
 }
 
 fn to_message(record: Record) -> Option<Message> {

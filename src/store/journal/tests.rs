@@ -12,7 +12,12 @@ fn publish(id: u64, queues: Vec<u32>, body_len: usize) -> Record {
         delivered: false,
         exchange: ShortStr::empty(),
         routing_key: "q".into(),
-        header: Bytes::from_static(b"h"),
+        header: crate::store::record::header_bytes(&warren_protocol::ContentHeader {
+            class_id: 60,
+            weight: 0,
+            body_size: body_len as u64,
+            properties: Default::default(),
+        }),
         body: Bytes::from(vec![id as u8; body_len]),
     }
 }
