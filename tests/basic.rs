@@ -100,25 +100,6 @@ async fn get(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
         .expect("a message, not get-empty")
 }
 
-/// The error lapin reports once the broker closed `ch` (registered before the failing call).
-fn on_channel_close(ch: &Channel) -> tokio::sync::oneshot::Receiver<lapin::Error> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let tx = std::sync::Mutex::new(Some(tx));
-    ch.on_error(move |e| {
-        if let Some(tx) = tx.lock().expect("lock").take() {
-            let _ = tx.send(e);
-        }
-    });
-    rx
-}
-
-async fn closed_with(rx: tokio::sync::oneshot::Receiver<lapin::Error>) -> (u16, String) {
-    let e = within("the channel to be closed", rx)
-        .await
-        .expect("error handler dropped");
-    amqp_error(&e).unwrap_or_else(|| panic!("not an AMQP close: {e:?}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Publish and consume
 

@@ -94,6 +94,26 @@ pub fn amqp_error(e: &lapin::Error) -> Option<(u16, String)> {
     }
 }
 
+/// The error lapin reports once the broker closed `ch` (register before the failing call).
+pub fn on_channel_close(ch: &lapin::Channel) -> tokio::sync::oneshot::Receiver<lapin::Error> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let tx = std::sync::Mutex::new(Some(tx));
+    ch.on_error(move |e| {
+        if let Some(tx) = tx.lock().expect("lock").take() {
+            let _ = tx.send(e);
+        }
+    });
+    rx
+}
+
+/// The reply code and text of the close reported through [`on_channel_close`].
+pub async fn closed_with(rx: tokio::sync::oneshot::Receiver<lapin::Error>) -> (u16, String) {
+    let e = within("the channel to be closed", rx)
+        .await
+        .expect("error handler dropped");
+    amqp_error(&e).unwrap_or_else(|| panic!("not an AMQP close: {e:?}"))
+}
+
 /// Speaks frames through warren-protocol, for what no client library would send.
 pub struct RawClient {
     pub stream: TcpStream,
