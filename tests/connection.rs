@@ -327,28 +327,7 @@ async fn shutdown_waits_for_a_silent_client_only_once() {
 async fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
     let broker = TestBroker::start().await;
     let mut raw = broker.raw().await;
-    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
-    raw.expect_method().await;
-    raw.send_method(0, start_ok("guest", "guest")).await;
-    raw.expect_method().await;
-    raw.send_method(
-        0,
-        connection::TuneOk {
-            channel_max: 0,
-            frame_max: 131_072,
-            heartbeat: 1,
-        },
-    )
-    .await;
-    raw.send_method(
-        0,
-        connection::Open {
-            virtual_host: "/".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    raw.expect_method().await;
+    raw.handshake_with(FieldTable::new(), 1).await;
     // The broker sends heartbeats, then gives up on us after ~2 s of silence.
     let started = std::time::Instant::now();
     let mut saw_heartbeat = false;

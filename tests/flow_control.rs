@@ -10,9 +10,7 @@ use common::*;
 use lapin::options::{QueueDeclareOptions, QueuePurgeOptions};
 use lapin::types::FieldTable as LapinTable;
 use warren::Config;
-use warren_protocol::{
-    basic, connection, encode_content, FieldTable, FieldValue, Frame, Method, ShortStr,
-};
+use warren_protocol::{basic, encode_content, FieldTable, FieldValue, Frame, Method, ShortStr};
 
 async fn publish(raw: &mut RawClient, body_len: usize, count: usize) {
     let mut out = BytesMut::new();
@@ -46,36 +44,10 @@ async fn publishers_are_blocked_above_the_watermark_and_unblocked_below_it() {
         .expect("declare");
 
     let mut raw = broker.raw().await;
-    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
-    raw.expect_method().await;
     let caps: FieldTable = [(ShortStr::from("connection.blocked"), FieldValue::Bool(true))]
         .into_iter()
         .collect();
-    raw.send_method(0, start_ok_with_caps("guest", "guest", caps))
-        .await;
-    let (_, tune) = raw.expect_method().await;
-    let Method::ConnectionTune(tune) = tune else {
-        panic!("expected tune")
-    };
-    raw.frame_max = tune.frame_max;
-    raw.send_method(
-        0,
-        connection::TuneOk {
-            channel_max: 0,
-            frame_max: tune.frame_max,
-            heartbeat: 0,
-        },
-    )
-    .await;
-    raw.send_method(
-        0,
-        connection::Open {
-            virtual_host: "/".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    raw.expect_method().await;
+    raw.handshake_with(caps, 0).await;
     raw.open_channel(1).await;
 
     publish(&mut raw, 64 * 1024, 8).await; // 512 KiB: twice the watermark

@@ -656,32 +656,7 @@ async fn raw_consume_then_delete(broker: &TestBroker, cancel_notify: bool) -> Ve
         ShortStr::from("consumer_cancel_notify"),
         FieldValue::Bool(cancel_notify),
     );
-    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
-    raw.expect_method().await;
-    raw.send_method(0, start_ok_with_caps("guest", "guest", caps))
-        .await;
-    let (_, tune) = raw.expect_method().await;
-    let Method::ConnectionTune(tune) = tune else {
-        panic!("expected tune, got {tune:?}")
-    };
-    raw.send_method(
-        0,
-        warren_protocol::connection::TuneOk {
-            channel_max: tune.channel_max,
-            frame_max: tune.frame_max,
-            heartbeat: 0,
-        },
-    )
-    .await;
-    raw.send_method(
-        0,
-        warren_protocol::connection::Open {
-            virtual_host: "/".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    raw.expect_method().await;
+    raw.handshake_with(caps, 0).await;
     raw.open_channel(1).await;
     raw.send_method(
         1,

@@ -187,26 +187,30 @@ impl RawClient {
         }
     }
 
-    /// Runs the handshake as guest/guest (PLAIN) with the given capabilities.
+    /// Runs the handshake as guest/guest (PLAIN), no client capabilities, heartbeats off.
     pub async fn handshake(&mut self) {
+        self.handshake_with(FieldTable::new(), 0).await;
+    }
+
+    /// Runs the handshake as guest/guest (PLAIN) with these client `capabilities`, accepting the
+    /// broker's channel_max and frame_max and asking for `heartbeat` seconds.
+    pub async fn handshake_with(&mut self, capabilities: FieldTable, heartbeat: u16) {
         self.send_bytes(b"AMQP\x00\x00\x09\x01").await;
         let (_, start) = self.expect_method().await;
         assert!(matches!(start, Method::ConnectionStart(_)), "{start:?}");
-        self.send_method(0, start_ok("guest", "guest")).await;
+        self.send_method(0, start_ok_with_caps("guest", "guest", capabilities))
+            .await;
         let (_, tune) = self.expect_method().await;
         let Method::ConnectionTune(tune) = tune else {
             panic!("expected tune, got {tune:?}")
         };
         self.frame_max = tune.frame_max;
-        self.send_method(
-            0,
-            connection::TuneOk {
-                channel_max: tune.channel_max,
-                frame_max: tune.frame_max,
-                heartbeat: 0,
-            },
-        )
-        .await;
+        let tune_ok = connection::TuneOk {
+            channel_max: tune.channel_max,
+            frame_max: tune.frame_max,
+            heartbeat,
+        };
+        self.send_method(0, tune_ok).await;
         self.send_method(
             0,
             connection::Open {
