@@ -3,6 +3,11 @@
 
 #![allow(dead_code)]
 
+mod amqp;
+
+#[allow(unused_imports)] // the durability and flow_control binaries use only part of it
+pub use amqp::*;
+
 use bytes::BytesMut;
 use lapin::{Connection, ConnectionProperties};
 use std::net::SocketAddr;

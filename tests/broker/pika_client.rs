@@ -2,9 +2,8 @@
 //! the handshake, the capabilities table, confirms, consume/ack and a channel-scoped 404.
 //! `.ci/run` installs pika from tests/python/requirements.txt.
 
-mod common;
 
-use common::TestBroker;
+use crate::common::TestBroker;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pika_scenario_passes() {

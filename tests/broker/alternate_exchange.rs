@@ -3,9 +3,8 @@
 //! publish that an alternate routed is not returned. Every expectation was first run with pika
 //! against RabbitMQ 3.10.8 (routing results, returns and reply texts).
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,

@@ -3,11 +3,8 @@
 //! requeued message goes back to its place within its priority. Same order with pika against
 //! RabbitMQ 3.10.8.
 
-mod args_support;
-mod common;
 
-use args_support::*;
-use common::*;
+use crate::common::*;
 use lapin::options::{BasicNackOptions, BasicQosOptions};
 use lapin::BasicProperties;
 

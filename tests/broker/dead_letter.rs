@@ -5,11 +5,8 @@
 //! routing were checked with pika against RabbitMQ 3.10.8 first.
 //! (`maxlen` dead-lettering is in tests/max_length.rs.)
 
-mod args_support;
-mod common;
 
-use args_support::*;
-use common::*;
+use crate::common::*;
 use lapin::options::{
     BasicAckOptions, BasicNackOptions, BasicRejectOptions, ExchangeDeclareOptions, QueueBindOptions,
 };

@@ -2,9 +2,8 @@
 //! equivalence on redeclare, exclusive and auto-delete lifetimes, bind/unbind, purge, delete, and
 //! the empty queue name. Expected reply texts were captured with pika against RabbitMQ 3.10.8.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::options::{
     BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,

@@ -3,11 +3,8 @@
 //! consumer of a single-active-consumer queue receives, whatever the priorities, and
 //! queue.declare-ok counts every consumer.
 
-mod args_support;
-mod common;
 
-use args_support::*;
-use common::*;
+use crate::common::*;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicQosOptions};
 use lapin::{Channel, Connection, Consumer};
 

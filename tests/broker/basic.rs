@@ -6,9 +6,8 @@
 //! 3.10 (reply codes and texts, ack/recover edge cases); channel.flow is the one exception, see
 //! its test.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;

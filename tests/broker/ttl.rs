@@ -3,11 +3,8 @@
 //! 406 for an invalid `expiration`. Each expectation was checked with pika against RabbitMQ
 //! 3.10.8 (texts, counts, "a 50 ms message behind a 100 s one is still counted").
 
-mod args_support;
-mod common;
 
-use args_support::*;
-use common::*;
+use crate::common::*;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicQosOptions};
 use lapin::BasicProperties;
 use std::time::Duration;

@@ -3,12 +3,9 @@
 //! (basic.nack to confirming publishers, silent otherwise, never a basic.return) and
 //! reject-publish-dlx. Behaviour checked with pika against RabbitMQ 3.10.8 first.
 
-mod args_support;
-mod common;
 
-use args_support::*;
 use bytes::BytesMut;
-use common::*;
+use crate::common::*;
 use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::BasicProperties;
 use warren_protocol::{

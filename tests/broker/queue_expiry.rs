@@ -3,11 +3,8 @@
 //! not dead-lettered. Checked with pika against RabbitMQ 3.10.8 (passive declares and gets
 //! renew the lease).
 
-mod args_support;
-mod common;
 
-use args_support::*;
-use common::*;
+use crate::common::*;
 use lapin::options::{BasicCancelOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::{BasicProperties, Channel};

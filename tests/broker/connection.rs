@@ -1,9 +1,8 @@
 //! Connection-level behaviour: handshake, capabilities, authentication, tune limits, heartbeats,
 //! close handshakes and graceful shutdown, through lapin and raw frames.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use warren_protocol::{connection, FieldTable, FieldValue, Frame, Method, ReplyCode, ShortStr};
 
 #[tokio::test]

@@ -4,11 +4,8 @@
 //! RabbitMQ 3.10.8, except the one for a durable quorum/stream queue, which RabbitMQ creates and
 //! Warren refuses (it has classic queues only).
 
-mod args_support;
-mod common;
 
-use args_support::*;
-use common::*;
+use crate::common::*;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
 

@@ -3,11 +3,8 @@
 //! its earlier deliveries. This is RabbitMQ 4.x's quorum-queue behaviour, which Warren adopts for
 //! every queue; RabbitMQ 3.10's classic queues send no such header.
 
-mod args_support;
-mod common;
 
-use args_support::*;
-use common::*;
+use crate::common::*;
 use lapin::options::{BasicNackOptions, BasicRecoverOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
 use lapin::BasicProperties;

@@ -2,9 +2,8 @@
 //! Reply codes and texts, and what a transaction does with acks, were checked with pika against
 //! RabbitMQ 3.10.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::*;

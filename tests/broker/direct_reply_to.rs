@@ -4,9 +4,8 @@
 //! to end. Expectations were first run with pika against RabbitMQ 3.10.8; the one deliberate
 //! difference (mandatory replies that were delivered are not returned) is in its test.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{

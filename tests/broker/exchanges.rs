@@ -3,9 +3,8 @@
 //! and auto-delete. Expected reply texts and routing tables were captured with pika against
 //! RabbitMQ 3.10.8.
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions,
     ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions,

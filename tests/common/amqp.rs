@@ -1,10 +1,7 @@
-//! Helpers shared by the queue-argument tests (ttl, dead_letter, max_length, priority,
-//! single_active_consumer, queue_args_validation): declaring with x-arguments, publishing with
-//! properties, reading headers the way a client sees them, and polling with a deadline.
+//! lapin helpers shared by the tests: declaring with x-arguments, publishing with properties,
+//! reading headers the way a client sees them, and polling with a deadline.
 
-#![allow(dead_code)]
-
-use crate::common::{amqp_error, within, WAIT};
+use super::{amqp_error, within, WAIT};
 use futures_lite::StreamExt;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::*;

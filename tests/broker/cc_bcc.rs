@@ -3,9 +3,8 @@
 //! non-array header gets. Every expectation was first run with pika against RabbitMQ 3.10.8
 //! (routing results, delivered headers and reply texts).
 
-mod common;
 
-use common::*;
+use crate::common::*;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
     QueueBindOptions, QueueDeclareOptions,
