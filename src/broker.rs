@@ -6,7 +6,7 @@ use crate::persistence;
 use crate::store::{Store, StoreError};
 use crate::vhost::VHost;
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -19,6 +19,8 @@ pub struct Broker {
     vhosts: DashMap<String, Arc<VHost>>,
     store: Arc<Store>,
     next_connection: AtomicU64,
+    /// Connection tasks still running (see `server::serve_socket`).
+    live_connections: AtomicUsize,
     /// Raised while queued messages exceed the memory high watermark (see `alarm`).
     pub memory_alarm: watch::Sender<bool>,
 }
@@ -45,6 +47,7 @@ impl Broker {
             vhosts,
             store,
             next_connection: AtomicU64::new(1),
+            live_connections: AtomicUsize::new(0),
             memory_alarm,
         }))
     }
@@ -59,8 +62,37 @@ impl Broker {
         self.next_connection.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Counts a connection task from its start to its end (the guard's drop).
+    pub fn connection_started(self: &Arc<Self>) -> LiveConnection {
+        self.live_connections.fetch_add(1, Ordering::Relaxed);
+        LiveConnection(self.clone())
+    }
+
+    /// What connections left behind: empty once every connection has closed cleanly (see
+    /// [`crate::vhost::VHost::leftovers`]); tests check it at teardown.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let connections = self.live_connections.load(Ordering::Relaxed);
+        if connections > 0 {
+            out.push(format!("{connections} connections still running"));
+        }
+        for v in self.vhosts.iter() {
+            out.extend(v.leftovers());
+        }
+        out
+    }
+
     /// Flushes the journal and stops its writer (clean shutdown).
     pub fn close(&self) {
         self.store.close();
+    }
+}
+
+/// A running connection task, counted in [`Broker::leftovers`] until dropped.
+pub struct LiveConnection(Arc<Broker>);
+
+impl Drop for LiveConnection {
+    fn drop(&mut self) {
+        self.0.live_connections.fetch_sub(1, Ordering::Relaxed);
     }
 }

@@ -24,6 +24,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let broker = Broker::open(config).map_err(std::io::Error::other)?;
+    serve(broker, listener, shutdown).await
+}
+
+async fn serve(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let token = CancellationToken::new();
     tokio::spawn(crate::alarm::watch_memory(
         broker.config.memory_high_watermark,
@@ -69,6 +77,7 @@ async fn serve_socket(
     peer: SocketAddr,
     token: CancellationToken,
 ) {
+    let _live = broker.connection_started();
     let _ = socket.set_nodelay(true);
     connection::serve(broker, socket, peer, token).await;
 }
@@ -79,6 +88,7 @@ pub struct BrokerHandle {
     pub addr: SocketAddr,
     stop: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
+    broker: Arc<Broker>,
 }
 
 impl BrokerHandle {
@@ -88,9 +98,16 @@ impl BrokerHandle {
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let stopped = stop.clone();
+        let broker = Broker::open(config).map_err(std::io::Error::other)?;
+        let serving = broker.clone();
         let task =
-            tokio::spawn(async move { run(config, listener, stopped.cancelled_owned()).await });
-        Ok(BrokerHandle { addr, stop, task })
+            tokio::spawn(async move { serve(serving, listener, stopped.cancelled_owned()).await });
+        Ok(BrokerHandle {
+            addr,
+            stop,
+            task,
+            broker,
+        })
     }
 
     /// `amqp://guest:guest@ADDR/%2f`
@@ -104,5 +121,18 @@ impl BrokerHandle {
         self.task
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// What connections hold now (see [`Broker::leftovers`]).
+    pub fn leftovers(&self) -> Vec<String> {
+        self.broker.leftovers()
+    }
+
+    /// Stops the broker like [`BrokerHandle::shutdown`], then returns what its connections
+    /// left behind (see [`Broker::leftovers`]): tests assert it is empty at teardown.
+    pub async fn shutdown_and_audit(self) -> std::io::Result<Vec<String>> {
+        let broker = self.broker.clone();
+        self.shutdown().await?;
+        Ok(broker.leftovers())
     }
 }

@@ -23,6 +23,7 @@ use dashmap::DashMap;
 use std::sync::{Arc, OnceLock, Weak};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
+mod audit;
 mod dead_letter;
 
 /// Why a declare, delete or bind was refused. `src/error.rs` maps these to reply codes.

@@ -107,4 +107,6 @@ async fn publishers_are_blocked_above_the_watermark_and_unblocked_below_it() {
         }
     })
     .await;
+    drop(raw);
+    broker.finish().await;
 }

@@ -3,7 +3,6 @@
 //! publish that an alternate routed is not returned. Every expectation was first run with pika
 //! against RabbitMQ 3.10.8 (routing results, returns and reply texts).
 
-
 use crate::common::*;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions,
@@ -137,6 +136,7 @@ async fn unroutable_message_goes_to_the_alternate_exchange_with_its_exchange_and
     assert_eq!(drain(&ch, &routed).await, [got("main", "known", "one")]);
     // The alternate does not change what the consumer sees: still `main` and `unknown`.
     assert_eq!(drain(&ch, &caught).await, [got("main", "unknown", "two")]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -155,6 +155,7 @@ async fn alternate_exchanges_chain_until_one_routes() {
     assert_eq!(drain(&ch, &q_main).await, [got("main", "a.x", "a.x")]);
     assert_eq!(drain(&ch, &q_ae1).await, [got("main", "b", "b")]);
     assert_eq!(drain(&ch, &q_ae2).await, [got("main", "c", "c")]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -169,6 +170,7 @@ async fn mandatory_publish_that_no_alternate_routes_is_returned_as_published() {
         Some((312, "main".into(), "other".into()))
     );
     assert_eq!(publish_mandatory(&ch, "main", "only-this", "y").await, None);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -186,6 +188,7 @@ async fn alternate_exchanges_in_a_loop_stop_and_the_message_is_returned() {
     let q = bound_queue(&ch, "loop2", "k").await;
     assert_eq!(publish_mandatory(&ch, "loop1", "k", "y").await, None);
     assert_eq!(drain(&ch, &q).await, [got("loop1", "k", "y")]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -201,6 +204,7 @@ async fn missing_alternate_routes_nothing_until_it_is_declared() {
     let q = bound_queue(&ch, "later", "").await;
     assert_eq!(publish_mandatory(&ch, "main", "k", "y").await, None);
     assert_eq!(drain(&ch, &q).await, [got("main", "k", "y")]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -227,6 +231,7 @@ async fn exchange_routing_to_another_exchange_does_not_use_its_alternate() {
     assert_eq!(publish_mandatory(&ch, "src", "k", "x").await, None);
     assert_eq!(drain(&ch, &q_src).await, []);
     assert_eq!(drain(&ch, &q_dst).await, [got("src", "k", "x")]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -250,6 +255,7 @@ async fn internal_exchange_serves_as_an_alternate() {
     let q = bound_queue(&ch, "hidden", "").await;
     assert_eq!(publish_mandatory(&ch, "main", "k", "x").await, None);
     assert_eq!(drain(&ch, &q).await, [got("main", "k", "x")]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -265,6 +271,7 @@ async fn default_exchange_as_alternate_routes_nothing() {
         Some((312, "main".into(), q.clone()))
     );
     assert_eq!(drain(&ch, &q).await, []);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -311,6 +318,7 @@ async fn alternate_exchange_argument_of_another_type_closes_the_channel_406() {
     .await
     .expect_err("no such exchange");
     assert_eq!(amqp_error(&e).map(|(code, _)| code), Some(404));
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -354,6 +362,7 @@ async fn redeclare_must_repeat_the_alternate_exchange() {
                 .into()
         ))
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -389,4 +398,5 @@ async fn alternate_exchange_also_catches_sender_selected_misses() {
         drain(&ch, &q_ae).await,
         [got("main", "a", "to the alternate")]
     );
+    broker.finish().await;
 }

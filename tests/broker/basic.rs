@@ -6,7 +6,6 @@
 //! 3.10 (reply codes and texts, ack/recover edge cases); channel.flow is the one exception, see
 //! its test.
 
-
 use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
@@ -179,6 +178,7 @@ async fn publish_and_consume_round_trip_keeps_every_property_and_header() {
     assert_eq!(d.routing_key.as_str(), "props");
     assert!(!d.redelivered);
     d.ack(BasicAckOptions::default()).await.expect("ack");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -204,6 +204,7 @@ async fn message_of_several_mib_round_trips_intact() {
     assert_eq!(d.data.len(), body.len());
     assert!(d.data == body, "body differs after the round trip");
     d.ack(BasicAckOptions::default()).await.expect("ack");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -282,6 +283,8 @@ async fn large_delivery_is_split_into_body_frames_within_frame_max() {
     }
     assert_eq!(frames, body.len().div_ceil(chunk));
     assert!(received == body, "body differs after the round trip");
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -322,6 +325,7 @@ async fn mandatory_unroutable_publish_is_returned_312_no_route_with_its_body() {
     assert_eq!(r.delivery.routing_key.as_str(), "nowhere");
     assert_eq!(r.delivery.data, b"come back");
     assert_eq!(r.delivery.properties, properties);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -352,6 +356,7 @@ async fn no_ack_consumer_needs_no_acks_and_leaves_nothing_to_requeue() {
         0,
         "no-ack deliveries are settled"
     );
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -396,6 +401,7 @@ async fn consumer_on_an_exclusively_consumed_queue_is_refused_403() {
     let d = next(&mut owner).await;
     assert_eq!(text(&d), "for the owner");
     d.ack(BasicAckOptions::default()).await.expect("ack");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -437,6 +443,7 @@ async fn exclusive_consumer_on_a_queue_with_consumers_is_refused_403() {
         .await
         .expect("passive declare");
     assert_eq!(q.consumer_count(), 1);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -449,6 +456,7 @@ async fn empty_consumer_tag_gets_a_generated_amq_ctag() {
     assert!(a.tag().as_str().starts_with("amq.ctag-"), "{}", a.tag());
     assert!(b.tag().as_str().starts_with("amq.ctag-"), "{}", b.tag());
     assert_ne!(a.tag(), b.tag());
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -480,6 +488,7 @@ async fn reusing_a_consumer_tag_on_one_channel_closes_the_connection_530() {
         }
     })
     .await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -491,6 +500,7 @@ async fn same_consumer_tag_on_two_channels_is_allowed() {
     let _a = consume(&ch, "q", "same").await;
     let _b = consume(&ch2, "q", "same").await;
     assert!(conn.status().connected());
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -510,6 +520,7 @@ async fn cancelled_consumer_gets_no_more_deliveries() {
     // Deliveries made before the cancel can still be acked.
     d.ack(BasicAckOptions::default()).await.expect("ack");
     assert_eq!(text(&get(&ch, "q").await.delivery), "after");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -526,6 +537,7 @@ async fn messages_published_before_any_consumer_are_delivered_when_one_subscribe
         assert_eq!(text(&d), expected);
         d.ack(BasicAckOptions::default()).await.expect("ack");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -548,6 +560,7 @@ async fn consumers_of_one_queue_are_served_round_robin() {
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack all");
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -579,6 +592,7 @@ async fn basic_get_reports_remaining_count_and_get_empty_when_drained() {
         .await
         .expect("get");
     assert!(drained.is_none(), "get-empty once drained");
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -605,6 +619,7 @@ async fn ack_multiple_settles_every_tag_up_to_the_one_named() {
     ch.close(200, "bye").await.expect("close");
     let (_conn2, ch2) = broker.channel().await;
     assert_eq!(ready_count(&ch2, "q").await, 0, "everything was acked");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -645,6 +660,7 @@ async fn nack_multiple_with_requeue_keeps_order_and_marks_redelivered() {
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack all");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -668,6 +684,7 @@ async fn reject_with_requeue_puts_a_message_back_in_its_place_marked_redelivered
         assert_eq!((text(&d), d.redelivered), (expected, redelivered));
         d.ack(BasicAckOptions::default()).await.expect("ack");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -699,6 +716,7 @@ async fn nack_and_reject_without_requeue_drop_the_messages() {
     ch2.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -719,6 +737,7 @@ async fn recover_requeues_every_unacked_delivery_as_redelivered() {
         assert!(d.redelivered);
         d.ack(BasicAckOptions::default()).await.expect("ack");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -740,6 +759,7 @@ async fn recover_without_requeue_is_not_implemented_540() {
         }
     })
     .await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -757,6 +777,7 @@ async fn ack_of_an_unknown_delivery_tag_closes_the_channel_406_and_not_the_conne
     assert!(conn.status().connected());
     let ch2 = conn.create_channel().await.expect("another channel opens");
     declare(&ch2, "still-works").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -782,6 +803,7 @@ async fn acking_the_same_delivery_tag_twice_closes_the_channel_406() {
     );
     let (_conn2, ch2) = broker.channel().await;
     assert_eq!(ready_count(&ch2, "q").await, 0, "the first ack stood");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -815,6 +837,7 @@ async fn ack_multiple_naming_an_already_acked_tag_closes_the_channel_406() {
     ch2.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -837,6 +860,7 @@ async fn ack_multiple_beyond_the_last_delivery_closes_the_channel_406() {
     );
     let (_conn2, ch2) = broker.channel().await;
     assert_eq!(ready_count(&ch2, "q").await, 3, "nothing was acked");
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -872,6 +896,7 @@ async fn prefetch_count_limits_unacked_deliveries_per_consumer() {
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack all");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -903,6 +928,7 @@ async fn two_consumers_with_prefetch_one_get_the_next_message_as_they_ack() {
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack all");
+    broker.finish().await;
 }
 
 /// Deliberately unlike RabbitMQ (which keeps an existing consumer's limit): raising the
@@ -931,6 +957,7 @@ async fn raising_the_per_consumer_prefetch_applies_to_existing_consumers() {
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack all");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -959,6 +986,7 @@ async fn global_qos_limits_unacked_deliveries_across_the_channels_consumers() {
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack all");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -978,6 +1006,8 @@ async fn qos_with_a_prefetch_size_is_not_implemented_540() {
     .await;
     let text = raw.expect_connection_close(ReplyCode::NotImplemented).await;
     assert_eq!(text, "NOT_IMPLEMENTED - prefetch_size!=0 (1000)");
+    drop(raw);
+    broker.finish().await;
 }
 
 /// RabbitMQ 3.x closes the connection on a publish with immediate=true (checked with pika
@@ -1001,6 +1031,8 @@ async fn publish_with_immediate_is_not_implemented_540() {
     .await;
     let text = raw.expect_connection_close(ReplyCode::NotImplemented).await;
     assert_eq!(text, "NOT_IMPLEMENTED - immediate=true");
+    drop(raw);
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1030,6 +1062,7 @@ async fn closing_a_channel_requeues_its_unacked_deliveries_as_redelivered() {
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack all");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -1051,6 +1084,7 @@ async fn closing_a_connection_requeues_its_unacked_deliveries_as_redelivered() {
         assert_eq!((text(&d), d.redelivered), (expected, true));
         d.ack(BasicAckOptions::default()).await.expect("ack");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -1087,6 +1121,7 @@ async fn dropped_socket_requeues_unacked_deliveries() {
     })
     .await;
     assert_eq!((text(&m.delivery), m.delivery.redelivered), ("1", true));
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -1119,6 +1154,7 @@ async fn one_channels_unacked_messages_are_invisible_to_another_channel() {
     assert!(d.redelivered);
     assert_eq!(text(&d), "held");
     d.ack(BasicAckOptions::default()).await.expect("ack");
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1151,6 +1187,7 @@ async fn channel_flow_inactive_pauses_deliveries_until_reactivated() {
         assert_eq!(text(&d), expected);
         d.ack(BasicAckOptions::default()).await.expect("ack");
     }
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1199,6 +1236,8 @@ async fn content_header_above_max_message_size_closes_the_channel_406() {
     );
     // The connection lives on.
     raw.open_channel(2).await;
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -1230,6 +1269,7 @@ async fn publish_with_another_users_user_id_closes_the_channel_406() {
         0,
         "the message was not routed"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -1281,4 +1321,5 @@ async fn user_id_must_equal_the_authenticated_user_exactly_and_is_checked_after_
     }
     let ch = conn.create_channel().await.expect("connection lives on");
     assert_eq!(ready_count(&ch, "q").await, 0, "nothing refused was routed");
+    broker.finish().await;
 }

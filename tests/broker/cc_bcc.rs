@@ -3,7 +3,6 @@
 //! non-array header gets. Every expectation was first run with pika against RabbitMQ 3.10.8
 //! (routing results, delivered headers and reply texts).
 
-
 use crate::common::*;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
@@ -131,6 +130,7 @@ async fn cc_and_bcc_keys_route_too_and_only_bcc_is_removed() {
             "{q}"
         );
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -143,6 +143,7 @@ async fn a_queue_matched_by_several_keys_gets_one_copy() {
     assert_eq!(drain(&ch, "qa").await.len(), 2);
     assert_eq!(drain(&ch, "qb").await.len(), 2);
     assert_eq!(drain(&ch, "qc").await.len(), 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -164,6 +165,7 @@ async fn mandatory_message_routed_only_by_cc_or_bcc_is_not_returned() {
             ("none".to_string(), Some(FieldTable::default())),
         ]
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -177,6 +179,7 @@ async fn topic_exchange_matches_cc_keys_against_patterns() {
     publish(&ch, "t", "none", headers(vec![("BCC", keys(&["a.y"]))])).await;
     assert_eq!(drain(&ch, "qa").await.len(), 2);
     assert_eq!(drain(&ch, "qb").await.len(), 1);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -196,6 +199,7 @@ async fn default_exchange_delivers_to_every_queue_named_by_a_key() {
         assert_eq!(got.len(), 1, "{q}");
         assert_eq!(got[0].0, "qa");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -220,6 +224,7 @@ async fn fanout_and_headers_exchanges_ignore_cc() {
     assert_eq!(drain(&ch, "qf").await.len(), 1);
     assert_eq!(drain(&ch, "qh").await.len(), 1);
     assert_eq!(drain(&ch, "qx").await.len(), 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -239,6 +244,7 @@ async fn array_elements_that_are_not_strings_are_ignored() {
     // Header names are case-sensitive: `cc` is an ordinary header.
     publish(&ch, "d", "a", headers(vec![("cc", keys(&["b"]))])).await;
     assert_eq!(drain(&ch, "qb").await.len(), 0);
+    broker.finish().await;
 }
 
 /// Publishes with `headers` on a fresh channel and returns the close it caused.
@@ -304,6 +310,7 @@ async fn cc_or_bcc_that_is_not_an_array_closes_the_channel_406() {
     for q in ["qa", "qb", "qc"] {
         assert_eq!(drain(&ch, q).await.len(), 0, "{q}");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -342,4 +349,5 @@ async fn bad_cc_inside_a_transaction_is_refused_at_publish_not_commit() {
                 .into()
         ))
     );
+    broker.finish().await;
 }

@@ -2,7 +2,6 @@
 //! Reply codes and texts, and what a transaction does with acks, were checked with pika against
 //! RabbitMQ 3.10.
 
-
 use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
@@ -78,6 +77,7 @@ async fn publish_after_confirm_select_is_acked() {
         .expect("confirm.select");
     assert_eq!(publish(&ch, "q", b"hello").await, Confirmation::Ack(None));
     assert_eq!(ready_count(&ch, "q").await, 1);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -112,6 +112,7 @@ async fn thousand_publishes_in_confirm_mode_are_all_acked_routable_or_not() {
     assert_eq!(ready_count(&ch, "q").await, routed);
     let returned = ch.wait_for_confirms().await.expect("wait_for_confirms");
     assert!(returned.is_empty(), "nothing was mandatory: {returned:?}");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -154,6 +155,7 @@ async fn mandatory_unroutable_publish_in_confirm_mode_is_returned_then_acked() {
             .map(|c| c.as_str()),
         Some("c-1")
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -205,6 +207,8 @@ async fn confirm_is_sent_only_after_the_last_body_frame_arrived() {
         panic!("expected basic.ack, got {ack:?}")
     };
     assert_eq!((ack.delivery_tag, ack.multiple), (2, false));
+    drop(raw);
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -235,6 +239,7 @@ async fn transactional_publishes_are_invisible_until_commit() {
     assert_eq!(ready_count(&ch, "q").await, 0);
     ch.tx_commit().await.expect("tx.commit");
     assert_eq!(ready_count(&ch, "q").await, 1);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -254,6 +259,7 @@ async fn rollback_discards_transactional_publishes() {
         .await
         .expect("ack");
     ch.tx_commit().await.expect("tx.commit");
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -298,6 +304,7 @@ async fn ack_inside_a_transaction_frees_prefetch_only_on_commit() {
     second.ack(BasicAckOptions::default()).await.expect("ack");
     ch.tx_commit().await.expect("tx.commit");
     assert_eq!(ready_count(&ch, "q").await, 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -330,6 +337,7 @@ async fn rollback_leaves_acks_undone_and_the_tags_can_be_acked_again() {
         .expect("get")
         .is_none());
     left.ack(BasicAckOptions::default()).await.expect("ack");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -358,6 +366,7 @@ async fn nack_with_requeue_inside_a_transaction_requeues_on_commit() {
     );
     back.ack(BasicAckOptions::default()).await.expect("ack");
     ch.tx_commit().await.expect("tx.commit");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -375,6 +384,7 @@ async fn uncommitted_acks_are_requeued_when_the_channel_closes() {
     ch.close(200, "bye").await.expect("close");
     let other = conn.create_channel().await.expect("channel");
     assert_eq!(ready_count(&other, "q").await, 1);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -392,6 +402,7 @@ async fn unknown_delivery_tag_inside_a_transaction_closes_the_channel_406_at_onc
         (406, "PRECONDITION_FAILED - unknown delivery tag 5".into())
     );
     assert!(conn.status().connected());
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -415,6 +426,7 @@ async fn acking_a_tag_twice_inside_a_transaction_closes_the_channel_406() {
             format!("PRECONDITION_FAILED - unknown delivery tag {tag}")
         )
     );
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,6 +453,7 @@ async fn commit_or_rollback_without_tx_select_closes_the_channel_406() {
             "PRECONDITION_FAILED - channel is not transactional".into()
         ))
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -459,6 +472,7 @@ async fn confirm_select_on_a_transactional_channel_closes_it_406() {
             "PRECONDITION_FAILED - cannot switch from tx to confirm mode".into()
         ))
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -476,6 +490,7 @@ async fn tx_select_on_a_confirm_channel_closes_it_406() {
             "PRECONDITION_FAILED - cannot switch from confirm to tx mode".into()
         ))
     );
+    broker.finish().await;
 }
 
 /// tx.commit-ok, like a confirm, promises persistent messages in durable queues are on disk:
@@ -512,4 +527,5 @@ async fn commit_of_persistent_messages_to_a_durable_queue_completes_after_the_jo
     within("the empty commit's reply", ch.tx_commit())
         .await
         .expect("commit");
+    broker.finish().await;
 }

@@ -1,7 +1,6 @@
 //! Connection-level behaviour: handshake, capabilities, authentication, tune limits, heartbeats,
 //! close handshakes and graceful shutdown, through lapin and raw frames.
 
-
 use crate::common::*;
 use warren_protocol::{connection, FieldTable, FieldValue, Frame, Method, ReplyCode, ShortStr};
 
@@ -11,6 +10,7 @@ async fn lapin_connects_and_closes() {
     let conn = broker.connect().await;
     assert!(conn.status().connected());
     conn.close(200, "bye").await.expect("close");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -58,6 +58,8 @@ async fn connection_start_advertises_the_capabilities_warren_honours() {
             .and_then(FieldValue::as_str),
         Some("Warren")
     );
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -69,6 +71,8 @@ async fn wrong_protocol_header_gets_ours_back_and_the_socket_closed() {
     let mut raw = broker.raw().await;
     raw.send_bytes(b"GET / HTTP/1.1\r\n\r\n").await;
     assert_eq!(raw.read_to_end().await, b"AMQP\x00\x00\x09\x01");
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -91,6 +95,8 @@ async fn wrong_password_is_refused_with_403_when_the_client_asks_for_it() {
         text.starts_with("ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"),
         "{text}"
     );
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -98,6 +104,7 @@ async fn lapin_with_a_wrong_password_fails_to_connect() {
     let broker = TestBroker::start().await;
     let url = format!("amqp://guest:nope@{}/%2f", broker.addr());
     assert!(connect_url(&url).await.is_err());
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -106,6 +113,7 @@ async fn unknown_vhost_is_refused_with_530() {
     let url = format!("amqp://guest:guest@{}/nowhere", broker.addr());
     let err = connect_url(&url).await.expect_err("vhost does not exist");
     assert_eq!(amqp_error(&err).map(|e| e.0), Some(530), "{err:?}");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -123,6 +131,8 @@ async fn frames_on_an_unopened_channel_close_the_connection_504() {
     .await;
     let text = raw.expect_connection_close(ReplyCode::ChannelError).await;
     assert!(text.contains("expected 'channel.open'"), "{text}");
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -138,6 +148,8 @@ async fn body_without_header_is_unexpected_frame_505() {
     .await;
     raw.expect_connection_close(ReplyCode::UnexpectedFrame)
         .await;
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -149,6 +161,8 @@ async fn oversized_frame_is_a_frame_error_501() {
     // A body frame header announcing 1 MiB, above the negotiated frame_max of 128 KiB.
     raw.send_bytes(&[3, 0, 1, 0, 0x10, 0, 0]).await;
     raw.expect_connection_close(ReplyCode::FrameError).await;
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -158,6 +172,8 @@ async fn bad_frame_end_is_a_frame_error_501() {
     raw.handshake().await;
     raw.send_bytes(&[8, 0, 0, 0, 0, 0, 0, 0x00]).await;
     raw.expect_connection_close(ReplyCode::FrameError).await;
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -176,6 +192,8 @@ async fn unknown_field_type_is_a_syntax_error_502() {
     raw.send_bytes(&frame).await;
     let text = raw.expect_connection_close(ReplyCode::SyntaxError).await;
     assert!(text.contains("unknown field value type"), "{text}");
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -187,6 +205,8 @@ async fn unknown_method_is_not_implemented_540() {
     raw.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 60, 0x03, 0xE7, 0xCE])
         .await;
     raw.expect_connection_close(ReplyCode::NotImplemented).await;
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -198,6 +218,8 @@ async fn second_channel_open_is_a_channel_error_504() {
     raw.send_method(1, warren_protocol::channel::Open::default())
         .await;
     raw.expect_connection_close(ReplyCode::ChannelError).await;
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -208,6 +230,8 @@ async fn channel_above_channel_max_is_not_allowed_530() {
     raw.send_method(4000, warren_protocol::channel::Open::default())
         .await;
     raw.expect_connection_close(ReplyCode::NotAllowed).await;
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -228,6 +252,8 @@ async fn frame_max_below_the_minimum_is_refused() {
     )
     .await;
     raw.expect_connection_close(ReplyCode::NotAllowed).await;
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -249,6 +275,8 @@ async fn client_close_gets_close_ok() {
     assert_eq!(ch, 0);
     assert!(matches!(m, Method::ConnectionCloseOk(_)), "{m:?}");
     assert!(raw.recv().await.is_none(), "socket closes after close-ok");
+    drop(raw);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -257,15 +285,16 @@ async fn shutdown_sends_connection_forced_320() {
     let mut raw = broker.raw().await;
     raw.handshake().await;
     let handle = broker.handle;
-    let stopping = tokio::spawn(handle.shutdown());
+    let stopping = tokio::spawn(handle.shutdown_and_audit());
     let text = raw
         .expect_connection_close(ReplyCode::ConnectionForced)
         .await;
     assert!(text.starts_with("CONNECTION_FORCED"), "{text}");
-    within("shutdown", stopping)
+    let leftovers = within("shutdown", stopping)
         .await
         .expect("join")
         .expect("clean shutdown");
+    assert_eq!(leftovers, Vec::<String>::new());
 }
 
 /// A client reconnecting while the broker shuts down is refused at once (RabbitMQ stops its
@@ -278,7 +307,7 @@ async fn shutdown_stops_listening_before_closing_connections() {
     let mut raw = broker.raw().await;
     raw.handshake().await;
     let handle = broker.handle;
-    let stopping = tokio::spawn(handle.shutdown());
+    let stopping = tokio::spawn(handle.shutdown_and_audit());
     // Not answering connection.close yet keeps the broker in its shutdown grace period.
     loop {
         match raw.recv().await {
@@ -296,10 +325,11 @@ async fn shutdown_stops_listening_before_closing_connections() {
         "a new connection was accepted during shutdown"
     );
     raw.send_method(0, connection::CloseOk {}).await;
-    within("shutdown", stopping)
+    let leftovers = within("shutdown", stopping)
         .await
         .expect("join")
         .expect("clean shutdown");
+    assert_eq!(leftovers, Vec::<String>::new());
 }
 
 /// A client that never answers the shutdown's connection.close (an idle pika
@@ -313,12 +343,13 @@ async fn shutdown_waits_for_a_silent_client_only_once() {
     raw.handshake().await;
     let started = std::time::Instant::now();
     let handle = broker.handle;
-    handle.shutdown().await.expect("clean shutdown");
+    let leftovers = handle.shutdown_and_audit().await.expect("clean shutdown");
     let took = started.elapsed();
     assert!(
         took < std::time::Duration::from_millis(4500),
         "shutdown took {took:?}"
     );
+    assert_eq!(leftovers, Vec::<String>::new());
     drop(raw);
 }
 
@@ -348,4 +379,39 @@ async fn silent_peer_is_dropped_after_two_heartbeat_intervals() {
         started.elapsed() >= std::time::Duration::from_millis(1500),
         "not dropped too early"
     );
+    drop(raw);
+    broker.finish().await;
+}
+
+/// The teardown check (`TestBroker::finish`) sees what an open connection holds, so it can fail.
+#[tokio::test]
+async fn teardown_audit_lists_what_open_connections_hold() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    let exclusive = lapin::options::QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    ch.queue_declare("held", exclusive, lapin::types::FieldTable::default())
+        .await
+        .expect("declare");
+    ch.basic_consume(
+        "held",
+        "c1",
+        lapin::options::BasicConsumeOptions::default(),
+        lapin::types::FieldTable::default(),
+    )
+    .await
+    .expect("consume");
+    let mut held = broker.handle.leftovers();
+    held.sort();
+    assert_eq!(
+        held,
+        [
+            "1 connections still running",
+            "vhost /: exclusive queue held outlived its connection",
+            "vhost /: queue held has 1 consumers",
+        ]
+    );
+    broker.finish().await;
 }

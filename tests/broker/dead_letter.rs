@@ -5,7 +5,6 @@
 //! routing were checked with pika against RabbitMQ 3.10.8 first.
 //! (`maxlen` dead-lettering is in tests/max_length.rs.)
 
-
 use crate::common::*;
 use lapin::options::{
     BasicAckOptions, BasicNackOptions, BasicRejectOptions, ExchangeDeclareOptions, QueueBindOptions,
@@ -110,6 +109,7 @@ async fn a_rejected_message_is_dead_lettered_with_x_death_and_first_death_header
         other => panic!("time is not a timestamp: {other:?}"),
     }
     assert_eq!(ready_count(&ch, "src").await, 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -139,6 +139,7 @@ async fn nack_without_requeue_dead_letters_every_message_it_names() {
     .expect("nack");
     wait_ready(&ch, "dlq", 3).await;
     assert_eq!(drain(&ch, "dlq").await, vec!["a", "b", "c"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -164,6 +165,7 @@ async fn nack_with_requeue_and_ack_do_not_dead_letter() {
         .expect("ack");
     assert_eq!(ready_count(&ch, "dlq").await, 0);
     assert_eq!(ready_count(&ch, "src").await, 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -185,6 +187,7 @@ async fn an_expired_message_is_dead_lettered_with_reason_expired_without_any_con
         header_str(&d.delivery.properties, "x-first-death-reason").as_deref(),
         Some("expired")
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -210,6 +213,7 @@ async fn without_a_dead_letter_routing_key_the_original_keys_route_it() {
     let x = &x_death(&d.delivery.properties)[0];
     assert_eq!(field_str(x, "exchange"), "work");
     assert_eq!(routing_keys(x), vec!["orders.new"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -239,6 +243,7 @@ async fn cc_keys_are_recorded_and_a_dead_letter_routing_key_drops_the_cc_header(
         0,
         "the CC key is not used again"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -268,6 +273,7 @@ async fn dying_again_in_the_same_queue_for_the_same_reason_counts_up() {
     }
     let m = eventually("the message back in loop", || get(&ch, "loop")).await;
     assert_eq!(death_count(&x_death(&m.delivery.properties)[0]), 3);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -292,6 +298,7 @@ async fn an_expiry_cycle_with_no_rejection_is_dropped() {
         0,
         "not dead-lettered back into itself"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -308,6 +315,7 @@ async fn a_missing_dead_letter_exchange_drops_the_message_silently() {
         .expect("reject");
     assert_eq!(ready_count(&ch, "src").await, 0);
     assert!(conn.status().connected());
+    broker.finish().await;
 }
 
 /// The RabbitMQ tutorial pattern: a work queue dead-letters rejected messages to a retry queue
@@ -385,6 +393,7 @@ async fn retry_with_a_dead_letter_exchange_and_a_ttl_end_to_end() {
         .expect("ack");
     assert_no_delivery(&mut consumer, &ch, "work").await;
     assert_eq!(ready_count(&ch, "work.retry").await, 0);
+    broker.finish().await;
 }
 
 /// A persistent message dead-lettered into a durable queue survives a restart like one
@@ -426,7 +435,8 @@ async fn a_persistent_dead_letter_in_a_durable_queue_survives_a_restart() {
             .expect("reject");
         wait_ready(&ch, "dlq", 1).await;
         conn.close(200, "bye").await.expect("close");
-        broker.shutdown().await.expect("clean stop");
+        let leftovers = broker.shutdown_and_audit().await.expect("clean stop");
+        assert_eq!(leftovers, Vec::<String>::new());
     }
     let broker = warren::BrokerHandle::start(config(), "127.0.0.1:0")
         .await
@@ -445,5 +455,6 @@ async fn a_persistent_dead_letter_in_a_durable_queue_survives_a_restart() {
         "rejected"
     );
     conn.close(200, "bye").await.expect("close");
-    broker.shutdown().await.expect("clean stop");
+    let leftovers = broker.shutdown_and_audit().await.expect("clean stop");
+    assert_eq!(leftovers, Vec::<String>::new());
 }

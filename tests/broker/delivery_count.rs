@@ -3,7 +3,6 @@
 //! its earlier deliveries. This is RabbitMQ 4.x's quorum-queue behaviour, which Warren adopts for
 //! every queue; RabbitMQ 3.10's classic queues send no such header.
 
-
 use crate::common::*;
 use lapin::options::{BasicNackOptions, BasicRecoverOptions, BasicRejectOptions};
 use lapin::types::AMQPValue;
@@ -41,6 +40,7 @@ async fn each_requeue_adds_one_and_the_first_delivery_has_none() {
             .await
             .expect("nack");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -71,6 +71,7 @@ async fn consumers_see_it_too_and_recover_and_channel_close_count() {
     consumer_ch.close(200, "bye").await.expect("close");
     let m = eventually("the message back in q", || get(&ch, "q")).await;
     assert_eq!(delivery_count(&m.delivery.properties), Some(3));
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -99,4 +100,5 @@ async fn acked_messages_and_other_messages_are_untouched() {
         &None,
         "no headers table added"
     );
+    broker.finish().await;
 }

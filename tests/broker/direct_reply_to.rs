@@ -4,7 +4,6 @@
 //! to end. Expectations were first run with pika against RabbitMQ 3.10.8; the one deliberate
 //! difference (mandatory replies that were delivered are not returned) is in its test.
 
-
 use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::message::Delivery;
@@ -195,6 +194,7 @@ async fn reply_published_to_the_rewritten_reply_to_reaches_the_reply_consumer() 
         d.properties.correlation_id().as_ref().map(|c| c.as_str()),
         Some("c-1")
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -209,6 +209,7 @@ async fn each_channel_has_its_own_reply_name_for_all_its_requests() {
     let second = reply_to_of(&get_request(&rpc.server, "requests").await);
     assert!(second.starts_with("amq.rabbitmq.reply-to."), "{second}");
     assert_ne!(second, first);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -230,6 +231,7 @@ async fn reply_consumer_must_be_no_ack_406() {
             "PRECONDITION_FAILED - reply consumer cannot acknowledge".into()
         )
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -257,6 +259,7 @@ async fn second_reply_consumer_on_a_channel_is_406_but_after_cancel_one_may_cons
         530,
         "tag reuse is a connection error"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -299,6 +302,7 @@ async fn request_without_a_reply_consumer_on_its_channel_is_406() {
     let ch = conn.create_channel().await.expect("connection lives on");
     let q = passive_declare(&ch, "requests").await.expect("declare");
     assert_eq!(q.message_count(), 0, "the refused requests were not routed");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -315,6 +319,7 @@ async fn reply_to_a_cancelled_consumer_is_dropped_or_returned_if_mandatory() {
         refused(passive_declare(&rpc.server, &name).await),
         (404, format!("NOT_FOUND - no queue '{name}' in vhost '/'"))
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -329,6 +334,7 @@ async fn reply_to_a_closed_channel_or_connection_is_returned_if_mandatory() {
     let name = rpc.reply_name().await;
     rpc._client_conn.close(200, "bye").await.expect("close");
     assert!(reply(&rpc.server, "", &name, "late", "c").await);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -341,6 +347,7 @@ async fn mandatory_reply_that_was_delivered_is_not_returned() {
     let name = rpc.reply_name().await;
     assert!(!reply(&rpc.server, "", &name, "pong", "c").await);
     assert_eq!(next(&mut rpc.replies).await.data, b"pong");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -369,6 +376,7 @@ async fn only_the_default_exchange_routes_to_a_reply_name_cc_included() {
     let d = next(&mut rpc.replies).await;
     assert_eq!(d.data, b"via cc");
     assert_eq!(d.routing_key.as_str(), "requests");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -398,6 +406,7 @@ async fn queue_declare_of_the_pseudo_queue_succeeds_and_other_names_under_it_are
             (404, format!("NOT_FOUND - no queue '{name}' in vhost '/'"))
         );
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -439,6 +448,7 @@ async fn the_pseudo_queue_and_reply_names_are_not_queues_otherwise() {
         refused(consume),
         (404, format!("NOT_FOUND - no queue '{name}' in vhost '/'"))
     );
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,4 +540,5 @@ async fn rpc_tutorial_with_direct_reply_to_matches_replies_by_correlation_id() {
     }
     assert_eq!(answers["call-10"], 55);
     server.abort();
+    broker.finish().await;
 }

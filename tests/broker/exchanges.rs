@@ -3,7 +3,6 @@
 //! and auto-delete. Expected reply texts and routing tables were captured with pika against
 //! RabbitMQ 3.10.8.
 
-
 use crate::common::*;
 use lapin::options::{
     BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions,
@@ -146,6 +145,7 @@ async fn each_exchange_type_declares_and_passive_declare_finds_it() {
             .await
             .unwrap_or_else(|e| panic!("passive {name}: {e:?}"));
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -164,6 +164,7 @@ async fn direct_exchange_routes_on_the_exact_routing_key() {
     assert_eq!(drain(&ch, &a1).await, ["a"]);
     assert_eq!(drain(&ch, &a2).await, ["a"]);
     assert_eq!(drain(&ch, &b).await, ["b"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -182,6 +183,7 @@ async fn binding_the_same_queue_twice_delivers_once() {
     .unwrap();
     publish(&ch, "amq.direct", "k").await;
     assert_eq!(drain(&ch, &q).await, ["k"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -197,6 +199,7 @@ async fn fanout_exchange_routes_to_every_binding_whatever_the_key() {
     publish(&ch, "f", "").await;
     assert_eq!(drain(&ch, &q1).await, ["one", ""]);
     assert_eq!(drain(&ch, &q2).await, ["one", ""]);
+    broker.finish().await;
 }
 
 /// Binding pattern → the routing keys (of [`TOPIC_KEYS`]) it receives, as RabbitMQ 3.10.8 routed
@@ -261,6 +264,7 @@ async fn topic_exchange_matches_star_hash_and_empty_words_like_rabbitmq() {
     for ((pattern, expected), q) in TOPIC_TABLE.iter().zip(&queues) {
         assert_eq!(drain(&ch, q).await, *expected, "binding key {pattern:?}");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -346,6 +350,7 @@ async fn headers_exchange_matches_all_any_and_the_with_x_modes() {
     for ((args, expected), q) in bindings.iter().zip(&queues) {
         assert_eq!(drain(&ch, q).await, *expected, "binding {args:?}");
     }
+    broker.finish().await;
 }
 
 /// RabbitMQ 3.10 compares header values with Erlang's `==`, ignoring their types: a number
@@ -397,6 +402,7 @@ async fn headers_exchange_compares_values_across_types_like_rabbitmq() {
     for ((value, expected), q) in bindings.iter().zip(&queues) {
         assert_eq!(drain(&ch, q).await, *expected, "binding k = {value:?}");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -417,6 +423,7 @@ async fn headers_binding_with_an_unknown_x_match_is_406() {
                 .into()
         )
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -428,6 +435,7 @@ async fn passive_declare_of_missing_exchange_closes_channel_404() {
         (404, "NOT_FOUND - no exchange 'nope' in vhost '/'".into())
     );
     still_usable(&conn).await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -497,6 +505,7 @@ async fn redeclare_with_another_type_or_flag_is_406_inequivalent_arg() {
     passive(&ch, "flags")
         .await
         .expect("a refused redeclare leaves the exchange as it was");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -516,6 +525,7 @@ async fn redeclare_with_another_alternate_exchange_is_406() {
                 .into()
         )
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -540,6 +550,7 @@ async fn unknown_exchange_type_closes_the_connection_503() {
         conn.create_channel().await.is_err(),
         "the whole connection is closed"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -579,6 +590,7 @@ async fn predeclared_amq_exchanges_exist_and_route() {
                 .into()
         )
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -589,6 +601,7 @@ async fn default_exchange_routes_by_queue_name() {
     publish(&ch, "", &q).await;
     publish(&ch, "", "no-such-queue").await;
     assert_eq!(drain(&ch, &q).await, [q]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -608,6 +621,7 @@ async fn declaring_a_new_amq_prefixed_exchange_is_403() {
         404,
         "nothing was created"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -631,6 +645,7 @@ async fn deleting_a_system_amq_exchange_is_403() {
     }
     let ch = conn.create_channel().await.unwrap();
     passive(&ch, "amq.direct").await.expect("still there");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -687,6 +702,7 @@ async fn declaring_deleting_or_binding_the_default_exchange_is_403() {
     // Nothing got bound: a message through "other" reaches no queue.
     publish(&setup, "other", &q).await;
     assert!(drain(&setup, &q).await.is_empty());
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -717,6 +733,7 @@ async fn delete_if_unused_of_an_exchange_with_bindings_is_406() {
         .await
         .expect("no bindings left");
     assert_eq!(refused(passive(&ch, "used").await).0, 404);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -743,6 +760,7 @@ async fn delete_if_unused_ignores_bindings_where_the_exchange_is_the_destination
         .await
         .expect("only bindings from an exchange make it used");
     assert_eq!(refused(passive(&ch, "dest").await).0, 404);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -755,6 +773,7 @@ async fn delete_of_a_missing_exchange_succeeds() {
     passive(&ch, "amq.direct")
         .await
         .expect("channel still open");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -776,6 +795,7 @@ async fn deleting_an_exchange_drops_its_bindings() {
         drain(&ch, &q).await.is_empty(),
         "a new exchange of the same name has no bindings"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -825,6 +845,7 @@ async fn binding_from_or_to_a_missing_exchange_is_404() {
         refused(r),
         (404, "NOT_FOUND - no exchange 'missing' in vhost '/'".into())
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -845,6 +866,7 @@ async fn exchange_unbind_of_what_is_not_bound_succeeds_even_for_missing_exchange
     passive(&ch, "amq.direct")
         .await
         .expect("channel still open");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -882,6 +904,7 @@ async fn exchange_to_exchange_binding_routes_until_unbound() {
     .unwrap();
     publish(&ch, "src", "orders.new").await;
     assert!(drain(&ch, &q).await.is_empty());
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -906,6 +929,7 @@ async fn exchange_binding_loop_delivers_exactly_once() {
     publish(&ch, "a", "via-a").await;
     publish(&ch, "b", "via-b").await;
     assert_eq!(drain(&ch, &q).await, ["via-a", "via-b"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -935,6 +959,7 @@ async fn auto_delete_exchange_goes_when_its_last_binding_is_removed() {
         refused(passive(&ch, "ad").await),
         (404, "NOT_FOUND - no exchange 'ad' in vhost '/'".into())
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -956,6 +981,7 @@ async fn auto_delete_exchange_goes_when_its_last_bound_queue_is_deleted() {
         .await
         .unwrap();
     assert_eq!(refused(passive(&ch, "ad").await).0, 404);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -990,6 +1016,7 @@ async fn auto_delete_exchange_stays_when_it_only_loses_a_binding_to_it() {
     passive(&ch, "ad-dest")
         .await
         .expect("auto-delete counts bindings from the exchange only");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -1026,6 +1053,7 @@ async fn publishing_to_an_internal_exchange_is_403_but_exchange_bindings_reach_i
         )
     );
     still_usable(&conn).await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -1042,6 +1070,7 @@ async fn publishing_to_a_missing_exchange_closes_the_channel_404_and_the_connect
     );
     assert!(conn.status().connected());
     still_usable(&conn).await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -1084,4 +1113,6 @@ async fn raw_publish_to_a_missing_exchange_gets_channel_close_naming_basic_publi
     raw.send_method(1, warren_protocol::channel::CloseOk {})
         .await;
     raw.open_channel(2).await;
+    drop(raw);
+    broker.finish().await;
 }

@@ -3,9 +3,8 @@
 //! (basic.nack to confirming publishers, silent otherwise, never a basic.return) and
 //! reject-publish-dlx. Behaviour checked with pika against RabbitMQ 3.10.8 first.
 
-
-use bytes::BytesMut;
 use crate::common::*;
+use bytes::BytesMut;
 use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions};
 use lapin::BasicProperties;
 use warren_protocol::{
@@ -42,6 +41,7 @@ async fn drop_head_keeps_the_newest_and_dead_letters_the_oldest_as_maxlen() {
         assert_eq!(death_count(x), 1);
     }
     assert_eq!(drain(&ch, "q").await, vec!["2", "3"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -53,6 +53,7 @@ async fn drop_head_is_the_default_and_without_a_dlx_the_oldest_are_just_dropped(
         publish(&ch, "q", &i.to_string()).await;
     }
     assert_eq!(drain(&ch, "q").await, vec!["7", "8", "9"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -66,6 +67,7 @@ async fn max_length_bytes_counts_ready_body_bytes() {
     assert_eq!(drain(&ch, "q").await, vec!["cccc", "dddd"]);
     publish(&ch, "q", "this body alone is too big").await;
     assert_eq!(ready_count(&ch, "q").await, 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -81,6 +83,7 @@ async fn max_length_zero_delivers_to_a_consumer_with_credit_and_drops_otherwise(
         .expect("consume");
     publish(&ch, "zero", "delivered").await;
     assert_eq!(text(&next(&mut consumer).await), "delivered");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -113,6 +116,7 @@ async fn unacknowledged_deliveries_do_not_count_against_the_limit() {
         .await
         .expect("ack");
     assert_eq!(drain(&ch, "q").await, vec!["second"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -134,6 +138,7 @@ async fn reject_publish_nacks_a_confirming_publisher_and_keeps_the_queue_as_it_w
     );
     assert_eq!(drain(&ch, "q").await, vec!["0"]);
     assert!(confirmed(&ch, "q", "3").await, "room again");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -165,6 +170,7 @@ async fn reject_publish_without_confirms_drops_silently_and_returns_nothing() {
         .await
         .expect("no confirms pending")
         .is_empty());
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -188,6 +194,7 @@ async fn reject_publish_dlx_nacks_and_dead_letters_the_refused_message() {
         assert_eq!(field_str(x, "queue"), "q");
     }
     assert_eq!(drain(&ch, "q").await, vec!["0"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -222,6 +229,7 @@ async fn a_publish_refused_by_one_of_its_queues_is_nacked() {
         vec!["m"],
         "the other queue still took it"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -254,6 +262,7 @@ async fn the_consumer_side_is_unaffected_by_reject_publish() {
         "b",
         "c was refused while b waited"
     );
+    broker.finish().await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -356,4 +365,6 @@ async fn acks_and_nacks_in_one_batch_never_ack_a_rejected_publish() {
         .flatten()
         .collect();
     assert_eq!(got, expected, "frames: {frames:?}");
+    drop(raw);
+    broker.finish().await;
 }

@@ -3,7 +3,6 @@
 //! requeued message goes back to its place within its priority. Same order with pika against
 //! RabbitMQ 3.10.8.
 
-
 use crate::common::*;
 use lapin::options::{BasicNackOptions, BasicQosOptions};
 use lapin::BasicProperties;
@@ -37,6 +36,7 @@ async fn higher_priority_first_fifo_within_a_priority_and_above_the_maximum_coun
         drain(&ch, "pq").await,
         vec!["10", "200", "5a", "5b", "1", "none", "0"]
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -48,6 +48,7 @@ async fn a_queue_without_x_max_priority_ignores_priorities() {
         publish_with_priority(&ch, "fifo", body, priority).await;
     }
     assert_eq!(drain(&ch, "fifo").await, vec!["a", "b", "c"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -81,6 +82,7 @@ async fn requeued_messages_go_back_to_their_place_within_their_priority() {
     assert_eq!(text(&again.delivery), "hi-1");
     assert!(again.delivery.redelivered);
     assert_eq!(drain(&ch, "pq").await, vec!["hi-2", "hi-3", "lo"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -107,6 +109,7 @@ async fn a_consumer_gets_the_backlog_in_priority_order() {
         got.push(text(&next(&mut consumer).await).to_owned());
     }
     assert_eq!(got, vec!["high", "mid", "mid2", "low"]);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -118,6 +121,7 @@ async fn x_max_priority_zero_is_an_ordinary_queue() {
         publish_with_priority(&ch, "q", body, priority).await;
     }
     assert_eq!(drain(&ch, "q").await, vec!["a", "b"]);
+    broker.finish().await;
 }
 
 /// RabbitMQ's drop-head on a priority queue drops the message that would be delivered next,
@@ -137,4 +141,5 @@ async fn drop_head_on_a_priority_queue_drops_the_next_to_deliver() {
         publish_with_priority(&ch, "pq", body, priority).await;
     }
     assert_eq!(drain(&ch, "pq").await, vec!["mid", "lo"]);
+    broker.finish().await;
 }

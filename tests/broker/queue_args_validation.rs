@@ -4,7 +4,6 @@
 //! RabbitMQ 3.10.8, except the one for a durable quorum/stream queue, which RabbitMQ creates and
 //! Warren refuses (it has classic queues only).
 
-
 use crate::common::*;
 use lapin::options::QueueDeclareOptions;
 use lapin::types::{AMQPValue, FieldTable};
@@ -101,6 +100,7 @@ async fn invalid_arguments_of_a_new_queue_close_the_channel_406_in_rabbitmqs_wor
         !queue_exists(&conn, "q").await,
         "no refused declare created the queue"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -134,6 +134,7 @@ async fn valid_arguments_and_unknown_ones_are_accepted() {
             .await
             .unwrap_or_else(|e| panic!("{args:?} refused: {e:?}"));
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -188,6 +189,7 @@ async fn quorum_and_stream_queues_are_refused_406_not_silently_made_classic() {
         }
         assert!(conn.status().connected(), "only the channel closes");
     }
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -237,4 +239,5 @@ async fn a_redeclare_is_compared_not_validated() {
     )
     .await
     .expect("and the other way round");
+    broker.finish().await;
 }

@@ -3,7 +3,6 @@
 //! not dead-lettered. Checked with pika against RabbitMQ 3.10.8 (passive declares and gets
 //! renew the lease).
 
-
 use crate::common::*;
 use lapin::options::{BasicCancelOptions, BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
@@ -46,6 +45,7 @@ async fn an_unused_queue_is_deleted_after_its_expiry() {
     declare(&ch, "short-lived", &[("x-expires", int(100))]).await;
     assert!(queue_exists(&conn, "short-lived").await);
     wait_gone(&conn, "short-lived").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -65,6 +65,7 @@ async fn a_consumer_keeps_it_alive_and_the_period_starts_again_when_it_leaves() 
         .await
         .expect("cancel");
     wait_gone(&conn, "q").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -84,6 +85,7 @@ async fn basic_get_and_passive_declares_renew_the_lease_publishing_does_not() {
     assert!(queue_exists(&conn, "declared").await);
     wait_gone(&conn, "published").await;
     wait_gone(&conn, "got").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -107,4 +109,5 @@ async fn an_expired_queue_goes_with_its_messages_which_are_not_dead_lettered() {
     // The name is free again: a new queue, without the old messages.
     declare(&ch, "q", &[("x-expires", int(60_000))]).await;
     assert_eq!(ready_count(&ch, "q").await, 0);
+    broker.finish().await;
 }

@@ -2,7 +2,6 @@
 //! equivalence on redeclare, exclusive and auto-delete lifetimes, bind/unbind, purge, delete, and
 //! the empty queue name. Expected reply texts were captured with pika against RabbitMQ 3.10.8.
 
-
 use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::options::{
@@ -156,6 +155,7 @@ async fn server_named_queues_get_distinct_amq_gen_names() {
         get_key(&ch, a.name().as_str()).await.as_deref(),
         Some(a.name().as_str())
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -173,6 +173,7 @@ async fn declare_ok_counts_ready_messages_and_consumers() {
     // Each consumer holds one unacked delivery; only the third message is still ready.
     let q = declare(&ch, "counted", EXCLUSIVE).await.unwrap();
     assert_eq!((q.message_count(), q.consumer_count()), (1, 2));
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -189,6 +190,7 @@ async fn passive_declare_of_missing_queue_closes_channel_404() {
         .await
         .expect("passive finds it");
     assert_eq!(q.name().as_str(), "here");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -234,6 +236,7 @@ async fn redeclare_with_other_durable_or_auto_delete_is_406() {
     ch.queue_delete("plain", QueueDeleteOptions::default())
         .await
         .unwrap();
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -286,6 +289,7 @@ async fn redeclare_with_other_x_arguments_is_406_in_rabbitmqs_words() {
             (406, format!("PRECONDITION_FAILED - {text}"))
         );
     }
+    broker.finish().await;
 }
 
 /// Quorum- and stream-only arguments (found with amqplib against RabbitMQ 3.10.8, interop/node):
@@ -324,6 +328,7 @@ async fn quorum_only_arguments_are_refused_on_new_queues_and_ignored_on_redeclar
     declare_with(&ch, "typed", EXCLUSIVE, quorum_args)
         .await
         .expect("a redeclare does not compare quorum-only arguments");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -347,6 +352,7 @@ async fn redeclare_with_another_exclusive_flag_is_405() {
     ch.queue_delete("shared", QueueDeleteOptions::default())
         .await
         .unwrap();
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -392,6 +398,7 @@ async fn another_connections_exclusive_queue_is_locked_405() {
         (1, 0),
         "the owner's queue is untouched"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -407,6 +414,7 @@ async fn exclusive_queue_is_deleted_when_its_connection_closes() {
     declare(&ch, "owned", EXCLUSIVE)
         .await
         .expect("the name is free for another connection");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -438,6 +446,7 @@ async fn auto_delete_queue_stays_until_its_last_consumer_cancels() {
         refused(declare(&ch, "ad", PASSIVE).await),
         (404, "NOT_FOUND - no queue 'ad' in vhost '/'".into())
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -453,6 +462,7 @@ async fn auto_delete_queue_goes_when_its_consumers_channel_closes() {
     let _c = consume(&consumer_ch, "ad-close", "c").await.unwrap();
     consumer_ch.close(200, "bye").await.unwrap();
     wait_until_gone(&conn, "ad-close").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -469,6 +479,7 @@ async fn bind_routes_until_unbind() {
         .unwrap();
     publish(&ch, "amq.direct", "k").await;
     assert_eq!(counts(&ch, "routed").await, (1, 0), "unbound: not routed");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -498,6 +509,7 @@ async fn bind_to_a_missing_exchange_or_queue_is_404() {
             "NOT_FOUND - no exchange 'no-exchange' in vhost '/'".into()
         )
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -516,6 +528,7 @@ async fn unbind_of_what_is_not_bound_succeeds_even_for_a_missing_queue_or_exchan
         .await
         .expect("missing queue");
     assert_eq!(counts(&ch, "exists").await, (0, 0), "channel still open");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -547,6 +560,7 @@ async fn purge_returns_the_number_of_ready_messages() {
         ),
         (404, "NOT_FOUND - no queue 'nowhere' in vhost '/'".into())
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -574,6 +588,7 @@ async fn delete_returns_the_message_count_and_a_missing_queue_deletes_ok() {
             .expect("the amq. prefix is not checked on delete"),
         0
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -599,6 +614,7 @@ async fn delete_if_unused_of_a_consumed_queue_is_406() {
         .await
         .unwrap();
     assert_eq!(ch.queue_delete("busy", if_unused).await.unwrap(), 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -623,6 +639,7 @@ async fn delete_if_empty_of_a_queue_with_messages_is_406() {
     assert_eq!(counts(&ch, "loaded").await, (1, 0), "still there");
     ch.queue_purge("loaded", Default::default()).await.unwrap();
     assert_eq!(ch.queue_delete("loaded", if_empty).await.unwrap(), 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -643,6 +660,7 @@ async fn deleting_a_consumed_queue_cancels_the_lapin_consumer() {
     assert_eq!(consumer.state(), ConsumerState::Canceled);
     assert!(ch.status().connected(), "the channel stays open");
     declare(&ch, "after", EXCLUSIVE).await.unwrap();
+    broker.finish().await;
 }
 
 /// Consumes from a fresh queue on a raw connection (with or without consumer_cancel_notify),
@@ -732,6 +750,7 @@ async fn deleting_a_consumed_queue_sends_basic_cancel_only_to_clients_that_asked
         !seen.iter().any(|m| matches!(m, Method::BasicCancel(_))),
         "no basic.cancel without consumer_cancel_notify: {seen:?}"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -783,6 +802,7 @@ async fn empty_queue_name_means_the_last_queue_declared_on_the_channel() {
         refused(ch.queue_purge("", Default::default()).await),
         (404, "NOT_FOUND - no previously declared queue".into())
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -797,6 +817,7 @@ async fn passive_declare_sets_the_last_declared_queue() {
     assert_eq!(ch.queue_purge("", Default::default()).await.unwrap(), 1);
     assert_eq!(counts(&ch, "first").await, (0, 0));
     assert_eq!(counts(&ch, "second").await, (1, 0));
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -828,4 +849,5 @@ async fn amq_prefixed_queue_names_are_refused_403() {
             format!("ACCESS_REFUSED - queue name '{name}' contains reserved prefix 'amq.*'")
         )
     );
+    broker.finish().await;
 }

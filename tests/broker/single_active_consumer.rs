@@ -3,7 +3,6 @@
 //! consumer of a single-active-consumer queue receives, whatever the priorities, and
 //! queue.declare-ok counts every consumer.
 
-
 use crate::common::*;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicQosOptions};
 use lapin::{Channel, Connection, Consumer};
@@ -57,6 +56,7 @@ async fn only_the_first_consumer_receives() {
     }
     assert_no_delivery(&mut b, &b_ch, "sac").await;
     assert_no_delivery(&mut a, &a_ch, "sac").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -73,6 +73,7 @@ async fn when_the_active_consumer_cancels_the_next_one_takes_over() {
         .expect("cancel");
     publish(&ch, "sac", "to-b").await;
     assert_eq!(text(&next(&mut b).await), "to-b");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -97,6 +98,7 @@ async fn when_the_active_consumers_channel_closes_its_unacked_and_waiting_messag
     assert!(m1.redelivered);
     assert_eq!(text(&next(&mut b).await), "m2");
     m1.acker.ack(BasicAckOptions::default()).await.expect("ack");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -118,6 +120,7 @@ async fn the_next_active_consumer_is_the_next_in_subscription_order() {
     publish(&ch, "sac", "m").await;
     assert_eq!(text(&next(&mut b).await), "m");
     assert_no_delivery(&mut c, &c_ch, "sac").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -147,6 +150,7 @@ async fn higher_priority_consumers_get_everything_while_they_have_credit() {
         "credit again: high first"
     );
     assert_no_delivery(&mut low, &l_ch, "cp").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -165,6 +169,7 @@ async fn consumers_of_equal_priority_share_round_robin_and_lower_ones_wait() {
     assert_eq!(text(&next(&mut a).await), "3");
     assert_eq!(text(&next(&mut b).await), "4");
     assert_no_delivery(&mut low, &l_ch, "cp").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -178,6 +183,7 @@ async fn a_negative_consumer_priority_ranks_below_the_default() {
     publish(&ch, "cp", "m").await;
     assert_eq!(text(&next(&mut default).await), "m");
     assert_no_delivery(&mut negative, &n_ch, "cp").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -207,4 +213,5 @@ async fn a_non_integer_x_priority_closes_the_channel_406() {
         0,
         "the refused consumers were not added"
     );
+    broker.finish().await;
 }

@@ -3,7 +3,6 @@
 //! 406 for an invalid `expiration`. Each expectation was checked with pika against RabbitMQ
 //! 3.10.8 (texts, counts, "a 50 ms message behind a 100 s one is still counted").
 
-
 use crate::common::*;
 use lapin::options::{BasicAckOptions, BasicNackOptions, BasicQosOptions};
 use lapin::BasicProperties;
@@ -20,6 +19,7 @@ async fn queue_ttl_expires_messages_with_no_consumer() {
     assert_eq!(ready_count(&ch, "ttl").await, 3);
     wait_ready(&ch, "ttl", 0).await;
     assert_eq!(get_body(&ch, "ttl").await, None);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -39,6 +39,7 @@ async fn per_message_expiration_expires_it_and_is_delivered_unchanged_until_then
     );
     publish_expiring(&ch, "q", "short", "50").await;
     wait_ready(&ch, "q", 0).await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -51,6 +52,7 @@ async fn the_smaller_of_queue_ttl_and_message_expiration_wins() {
     publish_expiring(&ch, "short-queue-ttl", "m", "60000").await;
     wait_ready(&ch, "long-queue-ttl", 0).await;
     wait_ready(&ch, "short-queue-ttl", 0).await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -66,6 +68,7 @@ async fn only_the_head_expires_a_short_lived_message_waits_behind_a_long_lived_o
     assert_eq!(get_body(&ch, "q").await.as_deref(), Some("long"));
     // Fetching the head drops what expired behind it at once, as RabbitMQ does.
     assert_eq!(ready_count(&ch, "q").await, 0);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -96,6 +99,7 @@ async fn ttl_zero_is_delivered_only_to_a_consumer_that_can_take_it_at_once() {
     );
     a.acker.ack(BasicAckOptions::default()).await.expect("ack");
     assert_no_delivery(&mut consumer, &consumer_ch, "zero").await;
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -121,6 +125,7 @@ async fn a_message_that_expires_while_the_consumer_is_busy_is_never_delivered() 
         .await
         .expect("ack");
     assert_eq!(text(&next(&mut consumer).await), "third");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -144,6 +149,7 @@ async fn a_requeued_message_keeps_its_original_expiry() {
         0,
         "its TTL ran out while it was unacked"
     );
+    broker.finish().await;
 }
 
 async fn publish_closes_406(broker: &TestBroker, expiration: &str) -> (u16, String) {
@@ -176,6 +182,7 @@ async fn an_invalid_expiration_closes_the_channel_406_in_rabbitmqs_words() {
     }
     let (_conn, ch) = broker.channel().await;
     assert_eq!(ready_count(&ch, "q").await, 0, "nothing was enqueued");
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -186,6 +193,7 @@ async fn expiration_with_a_plus_sign_or_leading_zeros_is_accepted() {
     publish_expiring(&ch, "q", "a", "+60000").await;
     publish_expiring(&ch, "q", "b", "0060000").await;
     assert_eq!(ready_count(&ch, "q").await, 2);
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -207,6 +215,7 @@ async fn ttl_zero_with_a_dead_letter_exchange_dead_letters_what_no_consumer_took
         field_str(&x_death(&d.delivery.properties)[0], "reason"),
         "expired"
     );
+    broker.finish().await;
 }
 
 #[tokio::test]
@@ -218,6 +227,7 @@ async fn the_timer_comes_back_for_messages_published_after_the_queue_emptied() {
         publish(&ch, "ttl", &format!("m{round}")).await;
         wait_ready(&ch, "ttl", 0).await;
     }
+    broker.finish().await;
 }
 
 /// The journal keeps no expiry times: after a restart a recovered message's TTL starts again
@@ -247,7 +257,8 @@ async fn a_recovered_message_still_expires() {
         publish_props(&ch, "", "ttl", "m", props).await;
         assert_eq!(ready_count(&ch, "ttl").await, 1);
         conn.close(200, "bye").await.expect("close");
-        broker.shutdown().await.expect("clean stop");
+        let leftovers = broker.shutdown_and_audit().await.expect("clean stop");
+        assert_eq!(leftovers, Vec::<String>::new());
     }
     let broker = warren::BrokerHandle::start(config(), "127.0.0.1:0")
         .await
@@ -257,5 +268,6 @@ async fn a_recovered_message_still_expires() {
     assert_eq!(ready_count(&ch, "ttl").await, 1, "recovered");
     wait_ready(&ch, "ttl", 0).await;
     conn.close(200, "bye").await.expect("close");
-    broker.shutdown().await.expect("clean stop");
+    let leftovers = broker.shutdown_and_audit().await.expect("clean stop");
+    assert_eq!(leftovers, Vec::<String>::new());
 }

@@ -69,6 +69,21 @@ impl TestBroker {
     pub async fn raw(&self) -> RawClient {
         RawClient::connect(self.addr()).await
     }
+
+    /// Teardown check, the last line of each broker test: stops the broker (each connection
+    /// still open gets connection.close 320, so its channels close, unacked deliveries go back
+    /// and consumers leave) and fails if anything a connection held is left: a running
+    /// connection task, a consumer, an exclusive or reply-to queue, a binding to a deleted queue.
+    pub async fn finish(self) {
+        let leftovers = within("the broker to shut down", self.handle.shutdown_and_audit())
+            .await
+            .expect("broker stops");
+        assert!(
+            leftovers.is_empty(),
+            "left behind once every connection closed:\n{}",
+            leftovers.join("\n")
+        );
+    }
 }
 
 pub fn lapin_properties() -> ConnectionProperties {
