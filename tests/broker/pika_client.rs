@@ -83,6 +83,11 @@ fn python_with_pika() -> Python {
         })
         .collect();
     let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("python-{pins}"));
+    installed(&root).unwrap_or_else(|| provision(&root))
+}
+
+/// The install under `root`, if one is there and works.
+fn installed(root: &Path) -> Option<Python> {
     let venv = Python {
         program: root.join("venv/bin/python"),
         pythonpath: None,
@@ -91,18 +96,19 @@ fn python_with_pika() -> Python {
         program: "python3".into(),
         pythonpath: Some(root.join("pydeps")),
     };
-    for ready in [venv, pydeps] {
-        if ready.program.exists() && ready.imports_pika() {
-            return ready;
-        }
-    }
-    provision(&root)
+    [venv, pydeps].into_iter().find(|p| {
+        (p.program.is_absolute() && p.program.exists()
+            || p.pythonpath.as_ref().is_some_and(|d| d.exists()))
+            && p.imports_pika()
+    })
 }
 
 /// Installs pika into a fresh directory beside `root` and renames it into place, so a run that
 /// is interrupted, or another test run at the same time, never sees half an install.
 fn provision(root: &Path) -> Python {
-    let staging = root.with_extension(format!("tmp-{}", std::process::id()));
+    let mut staging = root.as_os_str().to_owned();
+    staging.push(format!(".tmp-{}", std::process::id()));
+    let staging = PathBuf::from(staging);
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).expect("create the python staging dir");
     let venv_ok = run(Command::new("python3")
@@ -121,50 +127,42 @@ fn provision(root: &Path) -> Python {
             ])
             .arg(REQUIREMENTS))
     });
-    let found = match venv_ok {
-        Ok(()) => "venv/bin/python",
-        Err(venv_error) => {
-            // Debian's python3 has no venv (ensurepip) without the python3-venv package; pip
-            // installing into a plain directory works without it.
-            let _ = std::fs::remove_dir_all(staging.join("venv"));
-            run(Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
-                .arg("--target")
-                .arg(staging.join("pydeps"))
-                .arg("-r")
-                .arg(REQUIREMENTS))
-            .unwrap_or_else(|pip_error| {
-                panic!(
-                    "cannot install pika for the pika test: `python3 -m venv` failed ({venv_error}) \
+    if let Err(venv_error) = venv_ok {
+        // Debian's python3 has no venv (ensurepip) without the python3-venv package; pip
+        // installing into a plain directory works without it.
+        let _ = std::fs::remove_dir_all(staging.join("venv"));
+        run(Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+            ])
+            .arg("--target")
+            .arg(staging.join("pydeps"))
+            .arg("-r")
+            .arg(REQUIREMENTS))
+        .unwrap_or_else(|pip_error| {
+            let _ = std::fs::remove_dir_all(&staging);
+            panic!(
+                "cannot install pika for the pika test: `python3 -m venv` failed ({venv_error}) \
                      and so did `python3 -m pip install --target` ({pip_error}). On Debian/Ubuntu \
                      install python3-venv (or python3-pip), or install pika yourself: \
                      python3 -m pip install -r tests/python/requirements.txt"
-                )
-            });
-            "pydeps"
-        }
-    };
+            )
+        });
+    }
     if std::fs::rename(&staging, root).is_err() {
         // Another run finished first; use its install.
         let _ = std::fs::remove_dir_all(&staging);
     }
-    let python = if found == "pydeps" {
-        Python {
-            program: "python3".into(),
-            pythonpath: Some(root.join("pydeps")),
-        }
-    } else {
-        Python {
-            program: root.join("venv/bin/python"),
-            pythonpath: None,
-        }
-    };
-    assert!(
-        python.imports_pika(),
-        "pika installed under {} but `import pika` still fails",
-        root.display()
-    );
-    python
+    installed(root).unwrap_or_else(|| {
+        panic!(
+            "pika installed under {} but `import pika` still fails",
+            root.display()
+        )
+    })
 }
 
 /// Runs `command`; its stderr as the error when it fails.
