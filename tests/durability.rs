@@ -33,13 +33,17 @@ impl Process {
             .stdout(Stdio::null())
             .spawn()
             .expect("warren starts");
-        let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+        // Owned by `Process` from here, so a panic below kills and reaps it.
+        let process = Process {
+            child,
+            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Process { child, url };
+                return process;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }

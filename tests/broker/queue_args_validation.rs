@@ -20,10 +20,13 @@ async fn declare_refused(broker: &TestBroker, args: &[(&str, AMQPValue)]) -> (u1
     refused(declare_with(&ch, "q", args).await)
 }
 
+/// A queue.declare's x-arguments.
+type Arguments<'a> = Vec<(&'a str, AMQPValue)>;
+
 #[tokio::test]
 async fn invalid_arguments_of_a_new_queue_close_the_channel_406_in_rabbitmqs_words() {
     let broker = TestBroker::start().await;
-    let cases: Vec<(Vec<(&str, AMQPValue)>, (u16, String))> =
+    let cases: Vec<(Arguments, (u16, String))> =
         vec![
         (vec![("x-message-ttl", int(-1))], invalid("x-message-ttl", "{value_negative,-1}")),
         (
