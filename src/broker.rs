@@ -2,8 +2,8 @@
 
 use crate::auth::Users;
 use crate::config::Config;
-use crate::persistence;
 use crate::store::{Store, StoreError};
+use crate::vhost::persistence;
 use crate::vhost::VHost;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -4,17 +4,17 @@
 //! Lock order (take them only in this order, never the reverse):
 //!   vhost maps (DashMap shard locks; never held across another lock: clone the `Arc` and drop
 //!   the guard first) → exchange bindings (`RwLock`) → queue state (`Mutex`) → channel delivery
-//!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in connection/writer.rs).
+//!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in src/outbound.rs).
 //!   A queue never routes while holding its state lock: dead letters (expired, rejected,
 //!   overflowed messages) are collected under it and routed through this vhost only after it is
 //!   released (`queue/dead_letter.rs`, `vhost/dead_letter.rs`), so routing them starts again at
 //!   the top of this order. The queue timer tasks (`queue/timer.rs`) hold no lock while waiting.
 
-use crate::error::{field_type_name, field_value_text};
 use crate::exchange::sender_selected;
 use crate::exchange::{
     BindError, Destination, Exchange, ExchangeKind, ExchangeOptions, ALTERNATE_EXCHANGE,
 };
+use crate::fields::{field_type_name, field_value_text};
 use crate::message::Message;
 use crate::queue::{Queue, QueueOptions, QueueOwner};
 use crate::store::Store;
@@ -24,6 +24,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 mod dead_letter;
+pub(crate) mod persistence;
 
 /// Why a declare, delete or bind was refused. `src/error.rs` maps these to reply codes.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,7 +78,7 @@ pub struct VHost {
     /// Direct reply-to: generated `amq.rabbitmq.reply-to.<token>` names and the queue behind
     /// each consumer of `amq.rabbitmq.reply-to`. Only the default exchange routes to them.
     reply_queues: DashMap<ShortStr, Arc<Queue>>,
-    /// Where durable definitions and persistent messages go (see `src/persistence.rs`).
+    /// Where durable definitions and persistent messages go (see `vhost/persistence.rs`).
     store: OnceLock<Arc<Store>>,
     /// This vhost, handed to its queues as their `QueueOwner` (dead letters, x-expires).
     me: Weak<VHost>,

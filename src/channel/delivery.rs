@@ -2,7 +2,7 @@
 //! prefetch credit. Shared (`Arc`) between the connection task (acks, qos, cancel) and the
 //! publishers' tasks that dispatch to this channel's consumers.
 
-use crate::connection::writer::Outbound;
+use crate::outbound::Outbound;
 use crate::queue::{ConsumerSink, Queue, QueuedMessage};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -278,5 +278,12 @@ impl ConsumerSink for ChannelShared {
             };
             self.outbound.send_method(self.id, &cancel.into());
         }
+    }
+}
+
+/// A queue that skipped a congested connection delivers again once the writer drained it.
+impl crate::outbound::DrainWaiter for Queue {
+    fn drained(self: Arc<Self>) {
+        self.dispatch();
     }
 }

@@ -9,8 +9,8 @@ mod publish;
 mod reply_to;
 
 use crate::config::Config;
-use crate::connection::writer::Outbound;
 use crate::error::{AmqpError, AmqpResult};
+use crate::outbound::Outbound;
 use crate::vhost::VHost;
 use bytes::Bytes;
 use delivery::ChannelShared;

@@ -2,10 +2,10 @@
 
 use super::delivery::Unacked;
 use super::Channel;
-use crate::connection::writer::Outbound;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{sender_selected, Exchange};
 use crate::message::Message;
+use crate::outbound::Outbound;
 use crate::queue::args::parse_expiration;
 use crate::queue::PushOutcome;
 use crate::vhost::DeclareError;

@@ -4,11 +4,11 @@
 
 pub mod handshake;
 pub mod reader;
-pub mod writer;
 
 use crate::broker::Broker;
 use crate::channel::{Channel, ConnectionContext};
 use crate::error::AmqpError;
+use crate::outbound::Outbound;
 use handshake::{send_close, HandshakeEnd, Negotiated};
 use reader::{FrameReader, ReadError};
 use std::collections::HashMap;
@@ -23,7 +23,6 @@ use warren_protocol::{
     channel, connection, Frame, Method, ProtocolHeader, ReplyCode, ShortStr, FRAME_MIN_SIZE,
     PROTOCOL_HEADER,
 };
-use writer::Outbound;
 
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
