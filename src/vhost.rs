@@ -25,6 +25,9 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 mod dead_letter;
 pub(crate) mod persistence;
+mod publish;
+
+pub use publish::Published;
 
 /// Why a declare, delete or bind was refused. `src/error.rs` maps these to reply codes.
 #[derive(Debug, PartialEq, Eq)]

@@ -7,7 +7,6 @@ use crate::exchange::{sender_selected, Exchange};
 use crate::message::Message;
 use crate::outbound::Outbound;
 use crate::queue::args::parse_expiration;
-use crate::queue::PushOutcome;
 use crate::vhost::DeclareError;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
@@ -291,18 +290,17 @@ impl Channel {
         Ok(self.route_to(&exchange, message, mandatory).0)
     }
 
-    /// Routes and enqueues a message; returns the journal sequence number its confirm must
-    /// wait for when it was journaled, and whether some queue refused it (x-overflow
-    /// reject-publish: no basic.return for that, even when mandatory, as in RabbitMQ).
+    /// Publishes through the vhost's pipeline and sends basic.return for an unroutable
+    /// mandatory message; returns the journal sequence number its confirm must wait for when
+    /// it was journaled, and whether some queue refused it (x-overflow reject-publish).
     fn route_to(
         &mut self,
         exchange: &Arc<Exchange>,
         message: Arc<Message>,
         mandatory: bool,
     ) -> (Option<u64>, bool) {
-        let queues = self.ctx.vhost.route(exchange, &message);
-        let message = sender_selected::without_bcc(message);
-        if queues.is_empty() && mandatory {
+        let published = self.ctx.vhost.publish(exchange, message);
+        if let (Some(message), true) = (&published.unroutable, mandatory) {
             let ret = Method::BasicReturn(basic::Return {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortStr::from("NO_ROUTE"),
@@ -313,28 +311,7 @@ impl Channel {
                 .outbound
                 .send_content(self.id, &ret, &message.properties, &message.body);
         }
-        let journal_seq = self.journal(&message, &queues);
-        let mut rejected = false;
-        for q in queues {
-            rejected |= q.push(message.clone()) == PushOutcome::Rejected;
-        }
-        (journal_seq, rejected)
-    }
-
-    /// Writes a persistent message routed to durable queues to the journal, once for all of
-    /// them, before any queue holds it (so no settle can precede its publish record).
-    fn journal(&self, message: &Message, queues: &[Arc<crate::queue::Queue>]) -> Option<u64> {
-        if !message.properties.is_persistent() {
-            return None;
-        }
-        let store = self.ctx.vhost.store()?;
-        let durable: Vec<u32> = queues.iter().filter_map(|q| q.journal_id()).collect();
-        if durable.is_empty() {
-            return None;
-        }
-        let (id, seq) = store.publish(message, durable);
-        let _ = message.persist_id.set(id);
-        Some(seq)
+        (published.journal_seq, published.refused)
     }
 
     pub(super) fn confirm_select(&mut self, m: confirm::Select) -> AmqpResult<()> {

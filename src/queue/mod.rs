@@ -26,7 +26,7 @@ use args::QueueArgs;
 use consumers::Consumers;
 use dead_letter::DeadLetters;
 pub use dead_letter::{DeadLetter, DeadLetterReason, QueueOwner};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 use priority::ReadyList;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -149,6 +149,9 @@ struct QueueState {
     last_used: Option<Instant>,
     /// The deadline the timer task sleeps until, if it sleeps until one.
     timer_at: Option<Instant>,
+    /// Publishes admitted but not yet enqueued (reject-publish queues only, see
+    /// [`Queue::admit`]): counted against the length limits.
+    reserved: limits::Reserved,
 }
 
 /// What queue.declare said about a queue, to compare redeclares with.
@@ -265,7 +268,7 @@ impl Queue {
         // Recovered messages arrive with their bodies on disk: the first ones, and every one
         // of a queue that dead-letters, are read back now; deeper ones when they near the head.
         if st.ready.bytes() < PAGE_OUT_BYTES || self.args.dead_letter_exchange.is_some() {
-            self.page_in(&mut queued);
+            MutexGuard::unlocked(&mut st, || self.page_in(&mut queued));
         }
         if self.args.message_ttl.is_some() || queued.message.properties.expiration.is_some() {
             // The journal keeps no expiry times: a recovered message's TTL starts again now
@@ -294,7 +297,27 @@ impl Queue {
         }
     }
 
-    /// Reads a paged-out body back before the message is delivered.
+    /// Reads the body of the paged-out head back with the queue unlocked (disk I/O never
+    /// happens under the queue lock), then puts it in place if the head is still that message.
+    /// Returns false when the journal did not have it (logged; the stub goes out as it is).
+    fn page_in_head(&self, st: &mut MutexGuard<'_, QueueState>) -> bool {
+        let Some(head) = st.ready.front() else {
+            return true;
+        };
+        let mut copy = head.clone();
+        MutexGuard::unlocked(st, || self.page_in(&mut copy));
+        if copy.message.is_paged() {
+            return false;
+        }
+        if let Some(head) = st.ready.front_mut() {
+            if head.seq == copy.seq && head.message.is_paged() {
+                head.message = copy.message;
+            }
+        }
+        true
+    }
+
+    /// Reads a paged-out body back before the message is delivered (no lock held).
     fn page_in(&self, m: &mut QueuedMessage) {
         if !m.message.is_paged() {
             return;
@@ -315,25 +338,67 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Appends a published message and delivers what consumers can take, applying the
-    /// queue's TTL and length limits; says whether the queue took it.
+    /// Admits and enqueues a message in one go (no journal involved: unit tests, benches).
+    /// Publishes go through the vhost's pipeline, which journals between the two steps.
     pub fn push(self: &Arc<Self>, message: Arc<Message>) -> PushOutcome {
-        let mut dead = DeadLetters::new();
-        let outcome = self.push_locked(message, &mut dead);
-        self.publish_dead_letters(dead);
-        outcome
+        if !self.admit(&message) {
+            return PushOutcome::Rejected;
+        }
+        self.enqueue(message);
+        PushOutcome::Accepted
     }
 
-    fn push_locked(self: &Arc<Self>, message: Arc<Message>, dead: &mut DeadLetters) -> PushOutcome {
+    /// The first step of a publish: whether this queue takes `message` (`x-overflow`
+    /// reject-publish / reject-publish-dlx refuse what would not fit; a refused message is
+    /// dead-lettered under reject-publish-dlx). An admitted message holds a place in the queue
+    /// until [`Queue::enqueue`] puts it there, so concurrent publishers cannot overfill it; the
+    /// caller must enqueue every message admitted. Queues that never refuse answer without
+    /// taking their lock.
+    pub fn admit(self: &Arc<Self>, message: &Arc<Message>) -> bool {
+        if !self.reserves_room() {
+            return true;
+        }
+        let mut dead = DeadLetters::new();
+        let admitted = {
+            let mut st = self.state.lock();
+            if self.args.message_ttl.is_some() || message.properties.expiration.is_some() {
+                self.expire_head(&mut st, Instant::now(), &mut dead);
+            }
+            if self.refuses(&st, message) {
+                self.refuse(message, &mut dead);
+                false
+            } else {
+                st.reserved.add(message);
+                true
+            }
+        };
+        self.publish_dead_letters(dead);
+        admitted
+    }
+
+    /// Whether publishes reserve room at [`Queue::admit`]: only a queue that refuses publishes.
+    fn reserves_room(&self) -> bool {
+        self.args.has_limits() && self.args.overflow != args::Overflow::DropHead
+    }
+
+    /// The second step of a publish: appends an admitted message (already journaled when it is
+    /// persistent and this queue durable) and delivers what consumers can take, applying the
+    /// queue's TTL and drop-head length limits.
+    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
+        let mut dead = DeadLetters::new();
+        self.enqueue_locked(message, &mut dead);
+        self.publish_dead_letters(dead);
+    }
+
+    fn enqueue_locked(self: &Arc<Self>, message: Arc<Message>, dead: &mut DeadLetters) {
         let timed = self.args.message_ttl.is_some() || message.properties.expiration.is_some();
         let now = timed.then(Instant::now);
         let mut st = self.state.lock();
+        if self.reserves_room() {
+            st.reserved.remove(&message);
+        }
         if let Some(now) = now {
             self.expire_head(&mut st, now, dead);
-        }
-        if self.args.has_limits() && self.refuses(&st, &message) {
-            self.refuse(&mut st, &message, dead);
-            return PushOutcome::Rejected;
         }
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -353,7 +418,6 @@ impl Queue {
             self.expire_head(&mut st, now + Duration::from_nanos(1), dead);
             self.reschedule(&mut st);
         }
-        PushOutcome::Accepted
     }
 
     /// Puts messages back where they were (within their priority), marked redelivered and
@@ -396,19 +460,33 @@ impl Queue {
     /// dropped first.
     fn dispatch_locked(
         self: &Arc<Self>,
-        st: &mut QueueState,
+        st: &mut MutexGuard<'_, QueueState>,
         now: Option<Instant>,
         dead: &mut DeadLetters,
     ) {
+        // A head whose body the journal did not give back goes out as it is (once).
+        let mut unreadable = None;
         while !st.consumers.is_empty() {
             if let Some(now) = now {
                 self.expire_head(st, now, dead);
             }
-            if let Some(front) = st.ready.front_mut() {
-                self.page_in(front);
+            let paged = st
+                .ready
+                .front()
+                .filter(|m| m.message.is_paged())
+                .map(|m| m.seq);
+            if paged.is_some() && paged != unreadable {
+                if !self.page_in_head(st) {
+                    unreadable = paged;
+                }
+                // The lock was released meanwhile: look at the queue afresh.
+                continue;
             }
-            let Some(msg) = st.ready.front() else { return };
-            let Some(no_ack) = st.consumers.offer(self, msg) else {
+            let state: &mut QueueState = st;
+            let Some(msg) = state.ready.front() else {
+                return;
+            };
+            let Some(no_ack) = state.consumers.offer(self, msg) else {
                 return;
             };
             if let Some(sent) = st.ready.pop_front() {
@@ -435,8 +513,10 @@ impl Queue {
                 self.expire_head(&mut st, now, &mut dead);
             }
             let mut msg = st.ready.pop_front();
-            if let Some(m) = &mut msg {
-                self.page_in(m);
+            if let Some(m) = msg.as_mut().filter(|m| m.message.is_paged()) {
+                // Taken off the queue already: read its body with the queue unlocked (and
+                // before a no-ack settle lets the journal forget it).
+                MutexGuard::unlocked(&mut st, || self.page_in(m));
             }
             if let Some(now) = now {
                 // RabbitMQ drops what expired behind the fetched message before answering.

@@ -83,6 +83,7 @@ impl Store {
         for (id, (message, loc)) in replayed.messages {
             let deliveries = |q: &u32| loc.delivered.iter().filter(|d| *d == q).count() as u32;
             let queues = loc.queues.iter().map(|q| (*q, deliveries(q))).collect();
+            let _ = message.persist_id.set(id);
             recovered.push(RecoveredMessage {
                 id,
                 message: Arc::new(message),
@@ -107,9 +108,10 @@ impl Store {
         ))
     }
 
-    /// Journals a persistent message for durable `queues`; returns its id and the journal
-    /// sequence number a publisher confirm must wait for.
-    pub fn publish(&self, message: &Message, queues: Vec<u32>) -> (u64, u64) {
+    /// Journals a persistent message for durable `queues`: assigns its journal id (the only
+    /// place that does, and records it on the message) and returns the journal sequence number
+    /// a publisher confirm must wait for.
+    pub fn publish(&self, message: &Message, queues: Vec<u32>) -> u64 {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
         let header = ContentHeader {
             class_id: warren_protocol::class_id::BASIC,
@@ -127,7 +129,8 @@ impl Store {
             body: message.body.clone(),
         };
         let seq = self.journal.append(&record, Effect::Publish { id, queues });
-        (id, seq)
+        let _ = message.persist_id.set(id);
+        seq
     }
 
     /// Message `id` left durable queue `queue` for good.

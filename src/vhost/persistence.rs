@@ -137,7 +137,6 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
     }
     let mut restored = 0usize;
     for m in recovered.messages {
-        let _ = m.message.persist_id.set(m.id);
         for (queue_id, deliveries) in m.queues {
             match by_id.get(&queue_id) {
                 Some(q) => {
