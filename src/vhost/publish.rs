@@ -85,3 +85,88 @@ impl VHost {
         Some(store.publish(message, durable))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::message::Message;
+    use crate::queue::QueueOptions;
+    use crate::store::record::Record;
+    use crate::store::Store;
+    use crate::vhost::VHost;
+    use bytes::Bytes;
+    use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
+
+    fn persistent(body: &'static [u8]) -> std::sync::Arc<Message> {
+        let properties = BasicProperties {
+            delivery_mode: Some(2),
+            ..Default::default()
+        };
+        std::sync::Arc::new(Message::new(
+            ShortStr::empty(),
+            "full".into(),
+            properties,
+            Bytes::from_static(body),
+        ))
+    }
+
+    /// Every record the journal wrote, in order.
+    fn records(dir: &std::path::Path) -> Vec<Record> {
+        let mut segments: Vec<_> = std::fs::read_dir(dir.join("messages"))
+            .expect("messages dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        segments.sort();
+        let mut out = Vec::new();
+        for path in segments {
+            let mut bytes = Bytes::from(std::fs::read(path).expect("segment"));
+            while !bytes.is_empty() {
+                let (record, len) = Record::decode(&bytes).expect("a whole record");
+                out.push(record);
+                let _ = bytes.split_to(len);
+            }
+        }
+        out
+    }
+
+    /// A durable reject-publish queue that refuses a persistent message leaves no trace of it in
+    /// the journal: no publish record followed by a settle record.
+    #[test]
+    fn a_refused_copy_is_never_journaled() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = Store::open(dir.path()).expect("store opens");
+        let vhost = VHost::new("/");
+        vhost.attach_store(store.clone());
+        let mut arguments = FieldTable::new();
+        arguments.insert("x-max-length".into(), FieldValue::I32(1));
+        arguments.insert(
+            "x-overflow".into(),
+            FieldValue::LongStr(Bytes::from_static(b"reject-publish")),
+        );
+        let options = QueueOptions {
+            durable: true,
+            auto_delete: false,
+            exclusive_owner: None,
+            arguments,
+        };
+        vhost
+            .declare_queue("full".into(), false, options)
+            .expect("declared");
+        let default = vhost.exchange("").expect("default exchange");
+        let first = vhost.publish(&default, persistent(b"one"));
+        assert!(!first.refused && first.unroutable.is_none());
+        assert!(
+            first.journal_seq.is_some(),
+            "journaled for the durable queue"
+        );
+        let second = vhost.publish(&default, persistent(b"two"));
+        assert!(second.refused, "the queue is full");
+        assert_eq!(
+            second.journal_seq, None,
+            "nothing to wait for: nothing written"
+        );
+        store.close();
+        let records = records(dir.path());
+        assert_eq!(records.len(), 1, "one publish record only: {records:?}");
+        assert!(matches!(&records[0], Record::Publish { body, .. } if &body[..] == b"one"));
+    }
+}
