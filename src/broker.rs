@@ -64,3 +64,14 @@ impl Broker {
         self.store.close();
     }
 }
+
+impl Broker {
+    /// Totals over every vhost now (see `src/stats.rs`), for the management API and Prometheus.
+    pub fn stats(&self) -> crate::stats::VHostStats {
+        let mut total = crate::stats::VHostStats::default();
+        for vhost in self.vhosts.iter() {
+            total += vhost.stats();
+        }
+        total
+    }
+}

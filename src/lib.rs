@@ -20,6 +20,9 @@ pub mod message;
 pub mod outbound;
 pub mod queue;
 pub mod server;
+pub mod stats;
+#[cfg(test)]
+mod stats_tests;
 pub mod store;
 pub mod vhost;
 

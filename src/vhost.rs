@@ -17,6 +17,7 @@ use crate::exchange::{
 use crate::fields::{field_type_name, field_value_text};
 use crate::message::Message;
 use crate::queue::{Queue, QueueOptions, QueueOwner};
+use crate::stats::{ConnectionCounters, ConnectionStats, MessageCounters, VHostStats};
 use crate::store::Store;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -85,6 +86,10 @@ pub struct VHost {
     store: OnceLock<Arc<Store>>,
     /// This vhost, handed to its queues as their `QueueOwner` (dead letters, x-expires).
     me: Weak<VHost>,
+    /// The counters of its open connections (registered at connection.open).
+    connections: DashMap<u64, Arc<ConnectionCounters>>,
+    /// What closed connections counted.
+    closed_connections: MessageCounters,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -109,6 +114,8 @@ impl VHost {
             reply_queues: DashMap::new(),
             store: OnceLock::new(),
             me,
+            connections: DashMap::new(),
+            closed_connections: MessageCounters::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -546,6 +553,61 @@ impl VHost {
             .filter(|q| q.options.exclusive_owner == Some(connection))
             .map(|q| q.value().clone())
             .collect()
+    }
+}
+
+/// Counters: connections register theirs here; sums are made when asked (`src/stats.rs`).
+impl VHost {
+    /// Counters for a connection that opened this vhost; they count into its totals.
+    pub fn register_connection(&self, connection: u64) -> Arc<ConnectionCounters> {
+        let counters = Arc::new(ConnectionCounters::default());
+        self.connections.insert(connection, counters.clone());
+        counters
+    }
+
+    /// The connection closed: what it counted stays in this vhost's totals.
+    pub fn retire_connection(&self, connection: u64) {
+        if let Some((_, counters)) = self.connections.remove(&connection) {
+            self.closed_connections
+                .absorb(&counters.messages.snapshot());
+        }
+    }
+
+    /// One open connection's counters now.
+    pub fn connection_stats(&self, connection: u64) -> Option<ConnectionStats> {
+        self.connections.get(&connection).map(|c| c.snapshot())
+    }
+
+    /// Every open connection's counters now, by connection id.
+    pub fn connections_stats(&self) -> Vec<(u64, ConnectionStats)> {
+        self.connections
+            .iter()
+            .map(|c| (*c.key(), c.value().snapshot()))
+            .collect()
+    }
+
+    /// Totals over its connections (closed ones included) and its queues, now.
+    pub fn stats(&self) -> VHostStats {
+        let mut stats = VHostStats {
+            messages: self.closed_connections.snapshot(),
+            ..VHostStats::default()
+        };
+        for c in self.connections.iter() {
+            let c = c.value().snapshot();
+            stats.messages += c.messages;
+            stats.connections += 1;
+            stats.channels += c.channels;
+        }
+        let queues: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.value().clone()).collect();
+        for q in queues {
+            let q = q.stats();
+            stats.queues += 1;
+            stats.consumers += q.consumers;
+            stats.messages_ready += q.messages_ready;
+            stats.messages_unacked += q.messages_unacked;
+            stats.message_bytes_ready += q.message_bytes_ready;
+        }
+        stats
     }
 }
 

@@ -105,6 +105,7 @@ impl Channel {
     pub(super) fn basic_get(&mut self, m: basic::Get) -> AmqpResult<()> {
         let queue = self.queue_for_use(&m.queue)?;
         let Some((msg, message_count)) = queue.get(m.no_ack) else {
+            self.shared.count(1, |c| &c.get_empty);
             self.reply(basic::GetEmpty {
                 reserved_1: Default::default(),
             });
@@ -114,6 +115,7 @@ impl Channel {
         let redelivered = msg.redelivered;
         // Only a redelivery carries extra headers (x-delivery-count): copy just then.
         let counted = (msg.delivery_count > 0).then(|| msg.delivery_properties().into_owned());
+        self.shared.count_delivery(true, m.no_ack, redelivered);
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {
             delivery_tag,
@@ -166,6 +168,7 @@ impl Channel {
                 }
             }
             None => {
+                self.shared.count(settled.len() as u64, |c| &c.acked);
                 for u in settled {
                     u.queue.settle(std::iter::once(u.msg));
                 }

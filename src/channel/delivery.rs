@@ -4,8 +4,10 @@
 
 use crate::outbound::Outbound;
 use crate::queue::{ConsumerSink, Queue, QueuedMessage};
+use crate::stats::{self, ChannelStats, ConnectionCounters, MessageCounters};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use warren_protocol::{basic, Method, ShortStr};
 
@@ -55,15 +57,26 @@ pub struct ChannelShared {
     /// The client understands server-sent basic.cancel (capability consumer_cancel_notify).
     cancel_notify: bool,
     state: Mutex<DeliveryState>,
+    /// What went through this channel (see `src/stats.rs`).
+    counters: MessageCounters,
+    /// Its connection's counters, bumped alongside.
+    connection: Arc<ConnectionCounters>,
 }
 
 impl ChannelShared {
     /// Delivery state for a newly opened channel.
-    pub fn new(id: u16, outbound: Arc<Outbound>, cancel_notify: bool) -> Arc<Self> {
+    pub fn new(
+        id: u16,
+        outbound: Arc<Outbound>,
+        cancel_notify: bool,
+        connection: Arc<ConnectionCounters>,
+    ) -> Arc<Self> {
         Arc::new(ChannelShared {
             id,
             outbound,
             cancel_notify,
+            counters: MessageCounters::default(),
+            connection,
             state: Mutex::new(DeliveryState {
                 next_tag: 1,
                 unacked: VecDeque::new(),
@@ -75,6 +88,33 @@ impl ChannelShared {
                 closed: false,
             }),
         })
+    }
+
+    /// Adds `n` to one counter of this channel and of its connection.
+    #[inline]
+    pub fn count(&self, n: u64, counter: impl Fn(&MessageCounters) -> &AtomicU64) {
+        stats::bump_by(counter(&self.counters), n);
+        stats::bump_by(counter(&self.connection.messages), n);
+    }
+
+    /// Counts a delivery (consume or get) on this channel and its connection.
+    #[inline]
+    pub fn count_delivery(&self, get: bool, no_ack: bool, redelivered: bool) {
+        stats::count_delivery(&self.counters, get, no_ack, redelivered);
+        stats::count_delivery(&self.connection.messages, get, no_ack, redelivered);
+    }
+
+    /// Counters and gauges now.
+    pub fn stats(&self) -> ChannelStats {
+        let (messages_unacked, consumers) = {
+            let st = self.state.lock();
+            (st.unacked.len() as u64, st.consumers.len() as u64)
+        };
+        ChannelStats {
+            messages: self.counters.snapshot(),
+            messages_unacked,
+            consumers,
+        }
     }
 
     /// Whether `tag` names a consumer of this channel.
@@ -266,6 +306,7 @@ impl ConsumerSink for ChannelShared {
         // Written under the channel lock so delivery tags reach the wire in order.
         self.outbound
             .send_content(self.id, &deliver, &msg.delivery_properties(), &m.body);
+        self.count_delivery(false, no_ack, msg.redelivered);
         true
     }
 

@@ -62,7 +62,8 @@ impl Confirms {
     /// record is not yet synced (`synced`). Runs of accepted publishes go out as one basic.ack
     /// and runs of rejected ones as one basic.nack (`multiple` when several), in order, so a
     /// `multiple` ack never covers a rejected publish.
-    pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound, synced: u64) {
+    /// Returns how many publishes it acked (nacks are not counted as confirmed).
+    pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound, synced: u64) -> u64 {
         while self.on_disk.front().is_some_and(|(_, seq)| *seq <= synced) {
             self.on_disk.pop_front();
         }
@@ -71,12 +72,14 @@ impl Confirms {
             .front()
             .map_or(self.published, |(publish, _)| publish - 1);
         if upto <= self.acked {
-            return;
+            return 0;
         }
+        let mut acked = 0;
         let mut done = self.acked;
         while let Some(first) = self.rejected.front().copied().filter(|r| *r <= upto) {
             if first - 1 > done {
                 send_confirm(channel, outbound, true, first - 1, done);
+                acked += first - 1 - done;
                 done = first - 1;
             }
             let mut last = first;
@@ -90,8 +93,10 @@ impl Confirms {
         }
         if upto > done {
             send_confirm(channel, outbound, true, upto, done);
+            acked += upto - done;
         }
         self.acked = upto;
+        acked
     }
 }
 
@@ -239,6 +244,10 @@ impl Channel {
             properties,
             body,
         ));
+        self.shared.count(1, |c| &c.published);
+        if self.confirms.is_some() {
+            self.shared.count(1, |c| &c.published_confirm);
+        }
         if self.tx.is_none() {
             let (journal_seq, rejected) = self.route_to(&exchange, message, publish.mandatory);
             // Counted once routed, not at basic.publish: a confirm flushed while the body is
@@ -300,6 +309,11 @@ impl Channel {
         mandatory: bool,
     ) -> (Option<u64>, bool) {
         let published = self.ctx.vhost.publish(exchange, message);
+        match (&published.unroutable, mandatory) {
+            (None, _) => self.shared.count(1, |c| &c.routed),
+            (Some(_), true) => self.shared.count(1, |c| &c.unroutable_returned),
+            (Some(_), false) => self.shared.count(1, |c| &c.unroutable_dropped),
+        }
         if let (Some(message), true) = (&published.unroutable, mandatory) {
             let ret = Method::BasicReturn(basic::Return {
                 reply_code: ReplyCode::NoRoute.code(),

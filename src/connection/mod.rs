@@ -146,8 +146,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         outbound: Arc<Outbound>,
         reader: FrameReader<R>,
     ) -> Self {
+        let stats = n.vhost.register_connection(id);
         let ctx = Arc::new(ConnectionContext {
             id,
+            stats,
             vhost: n.vhost,
             outbound,
             user: n.user,

@@ -21,6 +21,7 @@ mod timer;
 mod ttl;
 
 use crate::message::Message;
+use crate::stats::{self, MessageCounters, QueueStats};
 use crate::store::Store;
 use args::QueueArgs;
 use consumers::Consumers;
@@ -29,7 +30,7 @@ pub use dead_letter::{DeadLetter, DeadLetterReason, QueueOwner};
 use parking_lot::{Mutex, MutexGuard};
 use priority::ReadyList;
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
@@ -183,6 +184,10 @@ pub struct Queue {
     /// The vhost, for dead letters and x-expires (none for a queue made with [`Queue::new`]).
     owner: Option<Weak<dyn QueueOwner>>,
     timer: timer::Timer,
+    /// What went through this queue (see `src/stats.rs`).
+    counters: MessageCounters,
+    /// Deliveries awaiting ack, requeue or reject.
+    unacked: AtomicU64,
 }
 
 impl Queue {
@@ -230,6 +235,8 @@ impl Queue {
             args,
             owner,
             timer: timer::Timer::default(),
+            counters: MessageCounters::default(),
+            unacked: AtomicU64::new(0),
         });
         if q.args.expires.is_some() {
             q.reschedule(&mut q.state.lock());
@@ -393,6 +400,7 @@ impl Queue {
     fn enqueue_locked(self: &Arc<Self>, message: Arc<Message>, dead: &mut DeadLetters) {
         let timed = self.args.message_ttl.is_some() || message.properties.expiration.is_some();
         let now = timed.then(Instant::now);
+        stats::bump(&self.counters.published);
         let mut st = self.state.lock();
         if self.reserves_room() {
             st.reserved.remove(&message);
@@ -423,7 +431,11 @@ impl Queue {
     /// Puts messages back where they were (within their priority), marked redelivered and
     /// counted in `x-delivery-count`, and delivers again. Expired ones go at once.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        let mut n = 0;
+        let messages = messages.into_iter().inspect(|_| n += 1);
         if self.is_deleted() {
+            messages.for_each(drop);
+            self.settled_unacked(n);
             return;
         }
         let mut dead = DeadLetters::new();
@@ -434,6 +446,7 @@ impl Queue {
                 m.delivery_count = m.delivery_count.saturating_add(1);
                 st.ready.insert_by_seq(m);
             }
+            self.settled_unacked(n);
             let now = Self::expiry_clock(&st);
             if let Some(now) = now {
                 self.expire_head(&mut st, now, &mut dead);
@@ -490,6 +503,7 @@ impl Queue {
                 return;
             };
             if let Some(sent) = st.ready.pop_front() {
+                self.count_delivery(false, no_ack, sent.redelivered);
                 if no_ack {
                     self.remove_for_good(std::iter::once(sent));
                 } else {
@@ -523,7 +537,11 @@ impl Queue {
                 self.expire_head(&mut st, now, &mut dead);
                 self.reschedule(&mut st);
             }
+            if msg.is_none() {
+                stats::bump(&self.counters.get_empty);
+            }
             msg.map(|msg| {
+                self.count_delivery(true, no_ack, msg.redelivered);
                 if no_ack {
                     self.remove_for_good(std::iter::once(msg.clone()));
                 } else {
@@ -539,22 +557,62 @@ impl Queue {
     /// Delivered messages that were acknowledged: they leave the queue for good. (Rejected ones
     /// go through [`Queue::reject`], which dead-letters them.)
     pub fn settle(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
-        self.remove_for_good(messages);
+        let n = self.remove_for_good(messages);
+        stats::bump_by(&self.counters.acked, n);
+        self.settled_unacked(n);
+    }
+
+    /// Counts a delivery (and, when it must be acked, one more unacked message).
+    fn count_delivery(&self, get: bool, no_ack: bool, redelivered: bool) {
+        stats::count_delivery(&self.counters, get, no_ack, redelivered);
+        if !no_ack {
+            stats::bump(&self.unacked);
+        }
+    }
+
+    /// `n` unacked deliveries were acked, rejected or requeued.
+    pub(super) fn settled_unacked(&self, n: u64) {
+        let _ = self
+            .unacked
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(n))
+            });
+    }
+
+    /// Counters and gauges now (the gauges under the queue lock, once per call).
+    pub fn stats(&self) -> QueueStats {
+        let (messages_ready, message_bytes_ready, consumers) = {
+            let st = self.state.lock();
+            (
+                st.ready.len() as u64,
+                st.ready.bytes(),
+                st.consumers.len() as u64,
+            )
+        };
+        QueueStats {
+            messages: self.counters.snapshot(),
+            messages_ready,
+            messages_unacked: self.unacked.load(Ordering::Relaxed),
+            message_bytes_ready,
+            consumers,
+        }
     }
 
     /// The one place where messages leave this queue for good (ack, no-ack delivery, reject
     /// without requeue, purge, delete — and expiry, overflow and dead-lettering as they come):
     /// every such path must end here, because this is where a durable queue tells its journal
     /// that the message is settled.
-    fn remove_for_good(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
-        let Some((store, queue)) = self.journal.get() else {
-            return;
-        };
+    /// Returns how many messages left.
+    fn remove_for_good(&self, messages: impl IntoIterator<Item = QueuedMessage>) -> u64 {
+        let journal = self.journal.get();
+        let mut n = 0;
         for m in messages {
-            if let Some(id) = m.message.persist_id.get() {
+            n += 1;
+            if let (Some((store, queue)), Some(id)) = (journal, m.message.persist_id.get()) {
                 store.settle(*id, *queue);
             }
         }
+        n
     }
 
     /// A journaled message went out to a consumer that must ack it: after a crash it comes
