@@ -16,6 +16,7 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod fields;
+pub mod ids;
 pub mod message;
 pub mod outbound;
 pub mod queue;

@@ -4,6 +4,7 @@ use super::declare::generated_name;
 use super::delivery::Unacked;
 use super::{requeue_grouped, Channel};
 use crate::error::{AmqpError, AmqpResult};
+use crate::ids::DeliveryTag;
 use crate::queue::args::consumer_priority;
 use crate::queue::{ConsumeError, Consumer, ConsumerSink};
 use crate::vhost::DIRECT_REPLY_TO;
@@ -118,7 +119,7 @@ impl Channel {
         self.shared.count_delivery(true, m.no_ack, redelivered);
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {
-            delivery_tag,
+            delivery_tag: delivery_tag.0,
             redelivered,
             exchange: message.exchange.clone(),
             routing_key: message.routing_key.clone(),
@@ -145,9 +146,12 @@ impl Channel {
     /// Inside a transaction the tags are checked now but the deliveries are only held until
     /// tx.commit, still counting against prefetch, as RabbitMQ does.
     fn settle(&mut self, tag: u64, multiple: bool, requeue: Option<bool>) -> AmqpResult<()> {
-        let taken = self.shared.take(tag, multiple).map_err(|unknown| {
-            AmqpError::precondition_failed(format!("unknown delivery tag {}", unknown.0))
-        })?;
+        let taken = self
+            .shared
+            .take(DeliveryTag(tag), multiple)
+            .map_err(|unknown| {
+                AmqpError::precondition_failed(format!("unknown delivery tag {}", unknown.0))
+            })?;
         if let Some(tx) = &mut self.tx {
             tx.acks.push((taken, requeue));
             return Ok(());

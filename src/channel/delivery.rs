@@ -2,6 +2,7 @@
 //! prefetch credit. Shared (`Arc`) between the connection task (acks, qos, cancel) and the
 //! publishers' tasks that dispatch to this channel's consumers.
 
+use crate::ids::DeliveryTag;
 use crate::outbound::Outbound;
 use crate::queue::{ConsumerSink, Queue, QueuedMessage};
 use crate::stats::{self, ChannelStats, ConnectionCounters, MessageCounters};
@@ -14,7 +15,7 @@ use warren_protocol::{basic, Method, ShortStr};
 /// A delivery awaiting basic.ack / nack / reject.
 pub struct Unacked {
     /// Delivery tag on this channel.
-    pub tag: u64,
+    pub tag: DeliveryTag,
     /// Queue it came from (requeued there).
     pub queue: Arc<Queue>,
     /// The message and its place in the queue.
@@ -31,7 +32,7 @@ struct ConsumerState {
 }
 
 struct DeliveryState {
-    next_tag: u64,
+    next_tag: DeliveryTag,
     unacked: VecDeque<Unacked>,
     consumers: HashMap<ShortStr, ConsumerState>,
     /// basic.qos global=false: the prefetch of consumers created afterwards, and of the
@@ -47,7 +48,7 @@ struct DeliveryState {
 
 /// A settle request naming a tag the channel never delivered (406).
 #[derive(Debug, PartialEq, Eq)]
-pub struct UnknownTag(pub u64);
+pub struct UnknownTag(pub DeliveryTag);
 
 /// Delivery state of one channel.
 pub struct ChannelShared {
@@ -78,7 +79,7 @@ impl ChannelShared {
             counters: MessageCounters::default(),
             connection,
             state: Mutex::new(DeliveryState {
-                next_tag: 1,
+                next_tag: DeliveryTag(1),
                 unacked: VecDeque::new(),
                 consumers: HashMap::new(),
                 consumer_prefetch: 0,
@@ -165,10 +166,10 @@ impl ChannelShared {
     }
 
     /// Records a basic.get delivery; returns its tag.
-    pub fn record_get(&self, queue: Arc<Queue>, msg: QueuedMessage, no_ack: bool) -> u64 {
+    pub fn record_get(&self, queue: Arc<Queue>, msg: QueuedMessage, no_ack: bool) -> DeliveryTag {
         let mut st = self.state.lock();
         let tag = st.next_tag;
-        st.next_tag += 1;
+        st.next_tag.0 += 1;
         if !no_ack {
             st.unacked.push_back(Unacked {
                 tag,
@@ -185,9 +186,9 @@ impl ChannelShared {
     /// with `multiple` means "everything outstanding" (spec: basic.ack delivery-tag). Otherwise `tag` itself must be outstanding,
     /// even with `multiple`: RabbitMQ answers "unknown delivery tag" for a multiple ack naming
     /// an already acked or never delivered tag (same result with pika against RabbitMQ 3.10).
-    pub fn take(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, UnknownTag> {
+    pub fn take(&self, tag: DeliveryTag, multiple: bool) -> Result<Vec<Unacked>, UnknownTag> {
         let mut st = self.state.lock();
-        if multiple && tag == 0 {
+        if multiple && tag == DeliveryTag(0) {
             return Ok(st.unacked.drain(..).collect());
         }
         let at = st.unacked.partition_point(|u| u.tag < tag);
@@ -285,7 +286,7 @@ impl ConsumerSink for ChannelShared {
             c.unacked += 1;
         }
         let delivery_tag = st.next_tag;
-        st.next_tag += 1;
+        st.next_tag.0 += 1;
         if !no_ack {
             st.channel_unacked += 1;
             st.unacked.push_back(Unacked {
@@ -298,7 +299,7 @@ impl ConsumerSink for ChannelShared {
         let m = &msg.message;
         let deliver = Method::BasicDeliver(basic::Deliver {
             consumer_tag: tag.clone(),
-            delivery_tag,
+            delivery_tag: delivery_tag.0,
             redelivered: msg.redelivered,
             exchange: m.exchange.clone(),
             routing_key: m.routing_key.clone(),

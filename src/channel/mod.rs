@@ -10,6 +10,7 @@ mod reply_to;
 
 use crate::config::Config;
 use crate::error::{AmqpError, AmqpResult};
+use crate::ids::{ConnectionId, JournalSeq};
 use crate::outbound::Outbound;
 use crate::stats::{self, ChannelStats, ConnectionCounters};
 use crate::vhost::VHost;
@@ -22,7 +23,7 @@ use warren_protocol::{channel, ContentHeader, Method, ShortStr};
 /// What every channel of a connection shares.
 pub struct ConnectionContext {
     /// Connection id, the owner of its exclusive queues.
-    pub id: u64,
+    pub id: ConnectionId,
     /// The vhost opened by connection.open.
     pub vhost: Arc<VHost>,
     /// Outbound frames.
@@ -55,7 +56,7 @@ pub struct Channel {
     tx: Option<TxBuffer>,
     /// tx.commit-ok replies waiting for the journal to sync the persistent messages of their
     /// transaction (journal sequence numbers, in commit order).
-    commits_waiting_for_disk: std::collections::VecDeque<u64>,
+    commits_waiting_for_disk: std::collections::VecDeque<JournalSeq>,
     /// The last queue declared on this channel: an empty queue name means this one (spec).
     last_queue: Option<ShortStr>,
     /// The queue behind this channel's direct reply-to consumer (see `reply_to.rs`).
@@ -178,7 +179,7 @@ impl Channel {
         if self.confirms.is_none() && self.commits_waiting_for_disk.is_empty() {
             return;
         }
-        let synced = self.ctx.vhost.store().map_or(0, |s| *s.synced().borrow());
+        let synced = JournalSeq(self.ctx.vhost.store().map_or(0, |s| *s.synced().borrow()));
         if let Some(confirms) = &mut self.confirms {
             let confirmed = confirms.flush(self.id, &self.ctx.outbound, synced);
             self.shared.count(confirmed, |c| &c.confirmed);

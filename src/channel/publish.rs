@@ -2,12 +2,14 @@
 
 use super::delivery::Unacked;
 use super::Channel;
+use crate::error::Refusal;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{sender_selected, Exchange};
+use crate::ids::JournalSeq;
 use crate::message::Message;
 use crate::outbound::Outbound;
 use crate::queue::args::parse_expiration;
-use crate::vhost::DeclareError;
+use crate::vhost::PublishError;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -37,13 +39,13 @@ pub(super) struct Confirms {
     /// Publishes whose confirm waits for the journal: (publish sequence number, journal
     /// sequence number), oldest first. A persistent message in a durable queue is confirmed
     /// only once its record is on disk.
-    on_disk: VecDeque<(u64, u64)>,
+    on_disk: VecDeque<(u64, JournalSeq)>,
 }
 
 impl Confirms {
     /// Counts a routed publish; `journal_seq` when its confirm must wait for the disk,
     /// `rejected` when a queue refused it.
-    pub(super) fn routed(&mut self, journal_seq: Option<u64>, rejected: bool) {
+    pub(super) fn routed(&mut self, journal_seq: Option<JournalSeq>, rejected: bool) {
         self.published += 1;
         if let Some(seq) = journal_seq {
             self.on_disk.push_back((self.published, seq));
@@ -63,7 +65,7 @@ impl Confirms {
     /// and runs of rejected ones as one basic.nack (`multiple` when several), in order, so a
     /// `multiple` ack never covers a rejected publish.
     /// Returns how many publishes it acked (nacks are not counted as confirmed).
-    pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound, synced: u64) -> u64 {
+    pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound, synced: JournalSeq) -> u64 {
         while self.on_disk.front().is_some_and(|(_, seq)| *seq <= synced) {
             self.on_disk.pop_front();
         }
@@ -263,8 +265,8 @@ impl Channel {
         Ok(())
     }
 
-    fn publish_err(&self, e: DeclareError) -> AmqpError {
-        AmqpError::from_declare(e, &self.ctx.vhost.name)
+    fn publish_err(&self, e: impl Refusal) -> AmqpError {
+        e.reply(&self.ctx.vhost.name)
             .with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
     }
 
@@ -288,13 +290,13 @@ impl Channel {
             .exchange(name)
             .map_err(|e| self.publish_err(e))?;
         if exchange.options.internal {
-            return Err(self.publish_err(DeclareError::Internal(exchange.name.clone())));
+            return Err(self.publish_err(PublishError::Internal(exchange.name.clone())));
         }
         Ok(exchange)
     }
 
     /// Routes and enqueues a message held by a transaction (its exchange may be gone by now).
-    fn route(&mut self, message: Arc<Message>, mandatory: bool) -> AmqpResult<Option<u64>> {
+    fn route(&mut self, message: Arc<Message>, mandatory: bool) -> AmqpResult<Option<JournalSeq>> {
         let exchange = self.publish_exchange(&message.exchange)?;
         Ok(self.route_to(&exchange, message, mandatory).0)
     }
@@ -307,7 +309,7 @@ impl Channel {
         exchange: &Arc<Exchange>,
         message: Arc<Message>,
         mandatory: bool,
-    ) -> (Option<u64>, bool) {
+    ) -> (Option<JournalSeq>, bool) {
         let published = self.ctx.vhost.publish(exchange, message);
         match (&published.unroutable, mandatory) {
             (None, _) => self.shared.count(1, |c| &c.routed),
@@ -381,7 +383,7 @@ impl Channel {
             Some(seq) => self.commits_waiting_for_disk.push_back(seq),
             None if self.commits_waiting_for_disk.is_empty() => self.reply(tx::CommitOk {}),
             // Keep replies in commit order behind one still waiting for the disk.
-            None => self.commits_waiting_for_disk.push_back(0),
+            None => self.commits_waiting_for_disk.push_back(JournalSeq(0)),
         }
         Ok(())
     }

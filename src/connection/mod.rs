@@ -146,6 +146,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         outbound: Arc<Outbound>,
         reader: FrameReader<R>,
     ) -> Self {
+        let id = crate::ids::ConnectionId(id);
         let stats = n.vhost.register_connection(id);
         let ctx = Arc::new(ConnectionContext {
             id,
@@ -304,7 +305,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     fn connection_method(&mut self, method: Method) -> Result<Flow, AmqpError> {
         match method {
             Method::ConnectionClose(m) => {
-                debug!(conn = self.ctx.id, reply_code = m.reply_code, reply_text = %m.reply_text, "client closed the connection");
+                debug!(conn = %self.ctx.id, reply_code = m.reply_code, reply_text = %m.reply_text, "client closed the connection");
                 self.ctx
                     .outbound
                     .send_method(0, &connection::CloseOk {}.into());
@@ -389,7 +390,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         match f(ch) {
             Ok(()) => Ok(()),
             Err(e) if e.is_soft() => {
-                debug!(conn = self.ctx.id, channel = id, reply_code = e.code.code(), text = %e.text, "closing channel");
+                debug!(conn = %self.ctx.id, channel = id, reply_code = e.code.code(), text = %e.text, "closing channel");
                 ch.close();
                 let close = channel::Close {
                     reply_code: e.code.code(),
@@ -407,7 +408,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     /// Sends connection.close and waits (bounded) for close-ok, dropping everything else.
     async fn close_with(&mut self, e: AmqpError) -> CloseReason {
-        debug!(conn = self.ctx.id, reply_code = e.code.code(), text = %e.text, "closing connection");
+        debug!(conn = %self.ctx.id, reply_code = e.code.code(), text = %e.text, "closing connection");
         send_close(&self.ctx.outbound, &e);
         let wait_close_ok = async {
             loop {

@@ -20,6 +20,7 @@ mod priority;
 mod timer;
 mod ttl;
 
+use crate::ids::{ConnectionId, DurableQueueId};
 use crate::message::Message;
 use crate::stats::{self, MessageCounters, QueueStats};
 use crate::store::Store;
@@ -163,7 +164,7 @@ pub struct QueueOptions {
     /// Deleted when its last consumer goes.
     pub auto_delete: bool,
     /// Owning connection, for exclusive queues.
-    pub exclusive_owner: Option<u64>,
+    pub exclusive_owner: Option<ConnectionId>,
     /// x-arguments as declared.
     pub arguments: FieldTable,
 }
@@ -178,7 +179,7 @@ pub struct Queue {
     deleted: AtomicBool,
     /// The store and this queue's id in it, for durable queues (set once, when declared or
     /// restored).
-    journal: OnceLock<(Arc<Store>, u32)>,
+    journal: OnceLock<(Arc<Store>, DurableQueueId)>,
     /// The x-arguments it acts on.
     args: QueueArgs,
     /// The vhost, for dead letters and x-expires (none for a queue made with [`Queue::new`]).
@@ -250,12 +251,12 @@ impl Queue {
     }
 
     /// Makes this a journaled queue: persistent messages in it survive restarts.
-    pub fn attach_journal(&self, store: Arc<Store>, id: u32) {
+    pub fn attach_journal(&self, store: Arc<Store>, id: DurableQueueId) {
         let _ = self.journal.set((store, id));
     }
 
     /// This queue's id in the journal, if it is durable.
-    pub fn journal_id(&self) -> Option<u32> {
+    pub fn journal_id(&self) -> Option<DurableQueueId> {
         self.journal.get().map(|(_, id)| *id)
     }
 
@@ -335,7 +336,7 @@ impl Queue {
         match store.read_message(*id) {
             Some(full) => m.message = Arc::new(full),
             None => {
-                tracing::error!(queue = %self.name, id, "a paged-out message is missing from the journal")
+                tracing::error!(queue = %self.name, id = %id, "a paged-out message is missing from the journal")
             }
         }
     }

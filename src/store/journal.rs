@@ -633,7 +633,13 @@ fn apply_replayed(
                 ShortStr::truncated(&exchange),
                 ShortStr::truncated(&routing_key),
             );
-            let stub = Message::paged(exchange, routing_key, properties, body.len(), id);
+            let stub = Message::paged(
+                exchange,
+                routing_key,
+                properties,
+                body.len(),
+                crate::ids::MessageId(id),
+            );
             messages.insert(id, (stub, loc));
         }
         Record::Settle { id, queue } => {

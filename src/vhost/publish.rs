@@ -15,6 +15,7 @@
 
 use super::VHost;
 use crate::exchange::{sender_selected, Exchange};
+use crate::ids::{DurableQueueId, JournalSeq};
 use crate::message::Message;
 use crate::queue::Queue;
 use std::sync::Arc;
@@ -29,7 +30,7 @@ pub struct Published {
     /// basic.return for that, even when mandatory, as in RabbitMQ.
     pub refused: bool,
     /// The journal sequence number its confirm must wait for, when it was journaled.
-    pub journal_seq: Option<u64>,
+    pub journal_seq: Option<JournalSeq>,
 }
 
 impl VHost {
@@ -73,12 +74,12 @@ impl VHost {
 
     /// Writes a persistent message admitted by durable queues to the journal, once for all of
     /// them, before any queue holds it (so no settle can precede its publish record).
-    fn journal(&self, message: &Message, queues: &[Arc<Queue>]) -> Option<u64> {
+    fn journal(&self, message: &Message, queues: &[Arc<Queue>]) -> Option<JournalSeq> {
         if !message.properties.is_persistent() {
             return None;
         }
         let store = self.store()?;
-        let durable: Vec<u32> = queues.iter().filter_map(|q| q.journal_id()).collect();
+        let durable: Vec<DurableQueueId> = queues.iter().filter_map(|q| q.journal_id()).collect();
         if durable.is_empty() {
             return None;
         }
@@ -88,6 +89,7 @@ impl VHost {
 
 #[cfg(test)]
 mod tests {
+    use crate::ids::{DurableQueueId, JournalSeq};
     use crate::message::Message;
     use crate::queue::QueueOptions;
     use crate::store::record::Record;
