@@ -18,6 +18,7 @@ use crate::exchange::{
 use crate::fields::{field_type_name, field_value_text};
 use crate::ids::ConnectionId;
 use crate::message::Message;
+use crate::queue::kind::requested_type;
 use crate::queue::{Queue, QueueOptions, QueueOwner};
 use crate::stats::{ConnectionCounters, ConnectionStats, MessageCounters, VHostStats};
 use crate::store::Store;
@@ -687,10 +688,6 @@ fn check_queue_equivalent(q: &Queue, new: &QueueOptions) -> Result<(), DeclareEr
     check_queue_type(&new.arguments, &o.arguments, diff)
 }
 
-fn queue_type_of(v: Option<&FieldValue>) -> Option<&str> {
-    v.map_or(Some("classic"), FieldValue::as_str)
-}
-
 /// `x-queue-type` on redeclare: absent and `classic` are the same type (RabbitMQ 3.10 accepts
 /// one against the other), any other value is inequivalent, in the usual words (checked with
 /// pika: `received the value 'quorum' of type 'longstr' but current is none`).
@@ -700,10 +697,10 @@ fn check_queue_type(
     diff: impl Fn(&str, String, String) -> DeclareError,
 ) -> Result<(), DeclareError> {
     const KEY: &str = crate::queue::args::X_QUEUE_TYPE;
-    let (r, c) = (received.get(KEY), current.get(KEY));
-    if queue_type_of(r) == queue_type_of(c) {
+    if requested_type(received) == requested_type(current) {
         return Ok(());
     }
+    let (r, c) = (received.get(KEY), current.get(KEY));
     Err(match (r, c) {
         (Some(r), Some(c)) => diff(
             KEY,

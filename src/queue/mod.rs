@@ -15,6 +15,7 @@
 pub mod args;
 mod consumers;
 pub mod dead_letter;
+pub mod kind;
 mod limits;
 mod priority;
 mod timer;
@@ -28,6 +29,7 @@ use args::QueueArgs;
 use consumers::Consumers;
 use dead_letter::DeadLetters;
 pub use dead_letter::{DeadLetter, DeadLetterReason, QueueOwner};
+pub use kind::QueueType;
 use parking_lot::{Mutex, MutexGuard};
 use priority::ReadyList;
 use std::borrow::Cow;
@@ -578,6 +580,11 @@ impl Queue {
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
                 Some(u.saturating_sub(n))
             });
+    }
+
+    /// This queue's type (see `kind.rs`: the seam quorum queues and streams will use).
+    pub fn queue_type(&self) -> QueueType {
+        QueueType::Classic
     }
 
     /// Counters and gauges now (the gauges under the queue lock, once per call).

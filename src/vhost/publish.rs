@@ -89,7 +89,6 @@ impl VHost {
 
 #[cfg(test)]
 mod tests {
-    use crate::ids::{DurableQueueId, JournalSeq};
     use crate::message::Message;
     use crate::queue::QueueOptions;
     use crate::store::record::Record;
