@@ -2,8 +2,8 @@
 
 use crate::auth::Users;
 use crate::config::Config;
-use crate::persistence;
 use crate::store::{Store, StoreError};
+use crate::vhost::persistence;
 use crate::vhost::VHost;
 use dashmap::DashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -85,6 +85,17 @@ impl Broker {
     /// Flushes the journal and stops its writer (clean shutdown).
     pub fn close(&self) {
         self.store.close();
+    }
+}
+
+impl Broker {
+    /// Totals over every vhost now (see `src/stats.rs`), for the management API and Prometheus.
+    pub fn stats(&self) -> crate::stats::VHostStats {
+        let mut total = crate::stats::VHostStats::default();
+        for vhost in self.vhosts.iter() {
+            total += vhost.stats();
+        }
+        total
     }
 }
 

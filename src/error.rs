@@ -1,7 +1,8 @@
 //! AMQP errors the broker sends to a peer: a reply code, RabbitMQ's reply text, and the method
 //! that caused it. Soft codes close a channel; hard codes close the connection.
 
-use warren_protocol::{FieldValue, Method, ReplyCode};
+use crate::vhost::{BindError, DeclareError, DeleteError, LookupError, PublishError};
+use warren_protocol::{Method, ReplyCode};
 
 /// A failure the peer must be told about, and how far it spreads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -110,79 +111,93 @@ impl std::fmt::Display for AmqpError {
 
 impl std::error::Error for AmqpError {}
 
-/// RabbitMQ's name for a field value's type, as its reply texts show it (`signedint`, `longstr`).
-pub fn field_type_name(value: &FieldValue) -> &'static str {
-    match value {
-        FieldValue::Bool(_) => "bool",
-        FieldValue::I8(_) => "byte",
-        FieldValue::U8(_) => "unsignedbyte",
-        FieldValue::I16(_) => "short",
-        FieldValue::U16(_) => "unsignedshort",
-        FieldValue::I32(_) => "signedint",
-        FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
-        FieldValue::F32(_) => "float",
-        FieldValue::F64(_) => "double",
-        FieldValue::Decimal(_) => "decimal",
-        FieldValue::LongStr(_) => "longstr",
-        FieldValue::ByteArray(_) => "binary",
-        FieldValue::Array(_) => "array",
-        FieldValue::Timestamp(_) => "timestamp",
-        FieldValue::Table(_) => "table",
-        FieldValue::Void => "void",
-    }
-}
-
-/// A field value as RabbitMQ's reply texts print it: strings as their text, numbers and
-/// booleans as Erlang prints them (`10`, `true`).
-pub fn field_value_text(value: &FieldValue) -> String {
-    match value {
-        FieldValue::LongStr(b) | FieldValue::ByteArray(b) => {
-            String::from_utf8_lossy(b).into_owned()
-        }
-        FieldValue::Bool(b) => b.to_string(),
-        FieldValue::F32(f) => f.to_string(),
-        FieldValue::F64(f) => f.to_string(),
-        FieldValue::Void => "undefined".into(),
-        other => match other.as_i64() {
-            Some(n) => n.to_string(),
-            None => format!("{other:?}"),
-        },
-    }
-}
-
 /// Shorthand for channel and connection handlers.
 pub type AmqpResult<T> = Result<T, AmqpError>;
 
-impl AmqpError {
-    /// The reply for a refused declare/delete/bind in `vhost`, in RabbitMQ's words.
-    pub fn from_declare(e: crate::vhost::DeclareError, vhost: &str) -> Self {
-        use crate::vhost::DeclareError as D;
-        match e {
-            D::QueueNotFound(q) => Self::not_found(format!("no queue '{q}' in vhost '{vhost}'")),
-            D::ExchangeNotFound(x) => Self::not_found(format!("no exchange '{x}' in vhost '{vhost}'")),
-            D::Inequivalent { what, name, field, received, current } => Self::precondition_failed(format!(
-                "inequivalent arg '{field}' for {what} '{name}' in vhost '{vhost}': received {received} but current is {current}"
-            )),
-            D::ReservedName { what, name } => {
-                Self::access_refused(format!("{what} name '{name}' contains reserved prefix 'amq.*'"))
+/// A refusal by the vhost (one type per operation, see `src/vhost/errors.rs`), answered with
+/// RabbitMQ's reply code and words, which name the vhost.
+pub trait Refusal {
+    /// The reply for this refusal in `vhost`.
+    fn reply(self, vhost: &str) -> AmqpError;
+}
+
+impl Refusal for LookupError {
+    fn reply(self, vhost: &str) -> AmqpError {
+        match self {
+            LookupError::QueueNotFound(q) => {
+                AmqpError::not_found(format!("no queue '{q}' in vhost '{vhost}'"))
             }
-            D::SystemExchange(x) => {
-                Self::access_refused(format!("deletion of system exchange '{x}' in vhost '{vhost}' not allowed"))
+            LookupError::ExchangeNotFound(x) => {
+                AmqpError::not_found(format!("no exchange '{x}' in vhost '{vhost}'"))
             }
-            D::DefaultExchange => Self::access_refused("operation not permitted on the default exchange"),
-            D::Locked(q) => Self::resource_locked(format!(
+            LookupError::Locked(q) => AmqpError::resource_locked(format!(
                 "cannot obtain exclusive access to locked queue '{q}' in vhost '{vhost}'. It could be originally \
                  declared on another connection or the exclusive property value does not match that of the \
                  original declaration."
             )),
-            D::InUse { what, name } => Self::precondition_failed(format!("{what} '{name}' in vhost '{vhost}' in use")),
-            D::NotEmpty(q) => Self::precondition_failed(format!("queue '{q}' in vhost '{vhost}' not empty")),
-            D::UnknownExchangeType(t) => Self::command_invalid(format!("unknown exchange type '{t}'")),
-            D::BadArguments(text) => Self::precondition_failed(text),
-            D::Internal(x) => Self::access_refused(format!("cannot publish to internal exchange '{x}' in vhost '{vhost}'")),
-            D::InvalidArgumentType { what, name, argument, type_name } => Self::precondition_failed(format!(
+        }
+    }
+}
+
+/// 403 for the default exchange, in the words RabbitMQ uses for every operation on it.
+fn default_exchange() -> AmqpError {
+    AmqpError::access_refused("operation not permitted on the default exchange")
+}
+
+impl Refusal for DeclareError {
+    fn reply(self, vhost: &str) -> AmqpError {
+        match self {
+            DeclareError::Lookup(e) => e.reply(vhost),
+            DeclareError::Inequivalent { what, name, field, received, current } => AmqpError::precondition_failed(format!(
+                "inequivalent arg '{field}' for {what} '{name}' in vhost '{vhost}': received {received} but current is {current}"
+            )),
+            DeclareError::ReservedName { what, name } => {
+                AmqpError::access_refused(format!("{what} name '{name}' contains reserved prefix 'amq.*'"))
+            }
+            DeclareError::DefaultExchange => default_exchange(),
+            DeclareError::UnknownExchangeType(t) => AmqpError::command_invalid(format!("unknown exchange type '{t}'")),
+            DeclareError::BadArguments(text) => AmqpError::precondition_failed(text),
+            DeclareError::InvalidArgumentType { what, name, argument, type_name } => AmqpError::precondition_failed(format!(
                 "invalid type '{type_name}' for arg '{argument}' in {what} '{name}' in vhost '{vhost}'"
+            )),
+        }
+    }
+}
+
+impl Refusal for DeleteError {
+    fn reply(self, vhost: &str) -> AmqpError {
+        match self {
+            DeleteError::Lookup(e) => e.reply(vhost),
+            DeleteError::DefaultExchange => default_exchange(),
+            DeleteError::SystemExchange(x) => AmqpError::access_refused(format!(
+                "deletion of system exchange '{x}' in vhost '{vhost}' not allowed"
+            )),
+            DeleteError::InUse { what, name } => {
+                AmqpError::precondition_failed(format!("{what} '{name}' in vhost '{vhost}' in use"))
+            }
+            DeleteError::NotEmpty(q) => {
+                AmqpError::precondition_failed(format!("queue '{q}' in vhost '{vhost}' not empty"))
+            }
+        }
+    }
+}
+
+impl Refusal for BindError {
+    fn reply(self, vhost: &str) -> AmqpError {
+        match self {
+            BindError::Lookup(e) => e.reply(vhost),
+            BindError::DefaultExchange => default_exchange(),
+            BindError::BadArguments(text) => AmqpError::precondition_failed(text),
+        }
+    }
+}
+
+impl Refusal for PublishError {
+    fn reply(self, vhost: &str) -> AmqpError {
+        match self {
+            PublishError::Lookup(e) => e.reply(vhost),
+            PublishError::Internal(x) => AmqpError::access_refused(format!(
+                "cannot publish to internal exchange '{x}' in vhost '{vhost}'"
             )),
         }
     }

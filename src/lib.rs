@@ -15,10 +15,15 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod exchange;
+pub mod fields;
+pub mod ids;
 pub mod message;
-pub mod persistence;
+pub mod outbound;
 pub mod queue;
 pub mod server;
+pub mod stats;
+#[cfg(test)]
+mod stats_tests;
 pub mod store;
 pub mod vhost;
 

@@ -1,5 +1,6 @@
 //! A published message: one `Arc` shared by every queue it is routed to, never copied.
 
+use crate::ids::MessageId;
 use bytes::Bytes;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -36,7 +37,7 @@ pub struct Message {
     /// The body: a slice of the publisher's read buffer when it came in one frame.
     pub body: Bytes,
     /// Journal id, set once when a persistent message is written for durable queues.
-    pub persist_id: OnceLock<u64>,
+    pub persist_id: OnceLock<MessageId>,
     /// For a stub whose body stays on disk (a deep durable queue): the body's real length.
     paged_len: Option<usize>,
 }
@@ -79,7 +80,7 @@ impl Message {
         routing_key: ShortStr,
         properties: BasicProperties,
         body_len: usize,
-        id: u64,
+        id: MessageId,
     ) -> Self {
         let mut m = Self::new(exchange, routing_key, properties, Bytes::new());
         m.paged_len = Some(body_len);

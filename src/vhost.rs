@@ -4,19 +4,23 @@
 //! Lock order (take them only in this order, never the reverse):
 //!   vhost maps (DashMap shard locks; never held across another lock: clone the `Arc` and drop
 //!   the guard first) → exchange bindings (`RwLock`) → queue state (`Mutex`) → channel delivery
-//!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in connection/writer.rs).
+//!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in src/outbound.rs).
 //!   A queue never routes while holding its state lock: dead letters (expired, rejected,
 //!   overflowed messages) are collected under it and routed through this vhost only after it is
 //!   released (`queue/dead_letter.rs`, `vhost/dead_letter.rs`), so routing them starts again at
 //!   the top of this order. The queue timer tasks (`queue/timer.rs`) hold no lock while waiting.
 
-use crate::error::{field_type_name, field_value_text};
 use crate::exchange::sender_selected;
 use crate::exchange::{
-    BindError, Destination, Exchange, ExchangeKind, ExchangeOptions, ALTERNATE_EXCHANGE,
+    BindError as InvalidBinding, Destination, Exchange, ExchangeKind, ExchangeOptions,
+    ALTERNATE_EXCHANGE,
 };
+use crate::fields::{field_type_name, field_value_text};
+use crate::ids::ConnectionId;
 use crate::message::Message;
+use crate::queue::kind::requested_type;
 use crate::queue::{Queue, QueueOptions, QueueOwner};
+use crate::stats::{ConnectionCounters, ConnectionStats, MessageCounters, VHostStats};
 use crate::store::Store;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -25,49 +29,12 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 mod audit;
 mod dead_letter;
+mod errors;
+pub(crate) mod persistence;
+mod publish;
 
-/// Why a declare, delete or bind was refused. `src/error.rs` maps these to reply codes.
-#[derive(Debug, PartialEq, Eq)]
-pub enum DeclareError {
-    /// 404 no such queue.
-    QueueNotFound(ShortStr),
-    /// 404 no such exchange.
-    ExchangeNotFound(ShortStr),
-    /// 406 redeclared with other properties: (what, name, field, received, current), the
-    /// values already in RabbitMQ's wording (`'true'`, `none`, `the value '10' of type 'long'`).
-    Inequivalent {
-        what: &'static str,
-        name: ShortStr,
-        field: String,
-        received: String,
-        current: String,
-    },
-    /// 403 `amq.` prefix.
-    ReservedName { what: &'static str, name: ShortStr },
-    /// 403 the default exchange cannot be declared, deleted or bound.
-    DefaultExchange,
-    /// 403 exchanges named `amq.*` cannot be deleted.
-    SystemExchange(ShortStr),
-    /// 405 another connection's exclusive queue.
-    Locked(ShortStr),
-    /// 406 delete if-unused of a queue with consumers / an exchange with bindings.
-    InUse { what: &'static str, name: ShortStr },
-    /// 406 delete if-empty of a queue with messages.
-    NotEmpty(ShortStr),
-    /// 503 unknown exchange type.
-    UnknownExchangeType(String),
-    /// 406 bad binding arguments.
-    BadArguments(String),
-    /// 403 publishing to an internal exchange.
-    Internal(ShortStr),
-    /// 406 an argument of the wrong type, e.g. a non-string `alternate-exchange`.
-    InvalidArgumentType {
-        what: &'static str,
-        name: ShortStr,
-        argument: &'static str,
-        type_name: &'static str,
-    },
-}
+pub use errors::{BindError, DeclareError, DeleteError, LookupError, PublishError};
+pub use publish::Published;
 
 /// A virtual host.
 pub struct VHost {
@@ -78,10 +45,14 @@ pub struct VHost {
     /// Direct reply-to: generated `amq.rabbitmq.reply-to.<token>` names and the queue behind
     /// each consumer of `amq.rabbitmq.reply-to`. Only the default exchange routes to them.
     reply_queues: DashMap<ShortStr, Arc<Queue>>,
-    /// Where durable definitions and persistent messages go (see `src/persistence.rs`).
+    /// Where durable definitions and persistent messages go (see `vhost/persistence.rs`).
     store: OnceLock<Arc<Store>>,
     /// This vhost, handed to its queues as their `QueueOwner` (dead letters, x-expires).
     me: Weak<VHost>,
+    /// The counters of its open connections (registered at connection.open).
+    connections: DashMap<ConnectionId, Arc<ConnectionCounters>>,
+    /// What closed connections counted.
+    closed_connections: MessageCounters,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -106,6 +77,8 @@ impl VHost {
             reply_queues: DashMap::new(),
             store: OnceLock::new(),
             me,
+            connections: DashMap::new(),
+            closed_connections: MessageCounters::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -131,26 +104,30 @@ impl VHost {
     }
 
     /// An exchange by name.
-    pub fn exchange(&self, name: &str) -> Result<Arc<Exchange>, DeclareError> {
+    pub fn exchange(&self, name: &str) -> Result<Arc<Exchange>, LookupError> {
         self.exchanges
             .get(name)
             .map(|e| e.clone())
-            .ok_or_else(|| DeclareError::ExchangeNotFound(ShortStr::truncated(name)))
+            .ok_or_else(|| LookupError::ExchangeNotFound(ShortStr::truncated(name)))
     }
 
     /// A queue by name.
-    pub fn queue(&self, name: &str) -> Result<Arc<Queue>, DeclareError> {
+    pub fn queue(&self, name: &str) -> Result<Arc<Queue>, LookupError> {
         self.queues
             .get(name)
             .map(|q| q.clone())
-            .ok_or_else(|| DeclareError::QueueNotFound(ShortStr::truncated(name)))
+            .ok_or_else(|| LookupError::QueueNotFound(ShortStr::truncated(name)))
     }
 
     /// A queue by name, checking exclusive ownership against `connection`.
-    pub fn queue_for(&self, name: &str, connection: u64) -> Result<Arc<Queue>, DeclareError> {
+    pub fn queue_for(
+        &self,
+        name: &str,
+        connection: ConnectionId,
+    ) -> Result<Arc<Queue>, LookupError> {
         let q = self.queue(name)?;
         match q.options.exclusive_owner {
-            Some(owner) if owner != connection => Err(DeclareError::Locked(q.name.clone())),
+            Some(owner) if owner != connection => Err(LookupError::Locked(q.name.clone())),
             _ => Ok(q),
         }
     }
@@ -199,20 +176,20 @@ impl VHost {
     }
 
     /// exchange.delete.
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), DeclareError> {
+    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), DeleteError> {
         if name.is_empty() {
-            return Err(DeclareError::DefaultExchange);
+            return Err(DeleteError::DefaultExchange);
         }
         if name.starts_with("amq.") {
             // RabbitMQ checks the prefix before looking the exchange up, so even a missing
             // `amq.nosuch` is refused this way.
-            return Err(DeclareError::SystemExchange(ShortStr::truncated(name)));
+            return Err(DeleteError::SystemExchange(ShortStr::truncated(name)));
         }
         let Ok(x) = self.exchange(name) else {
             return Ok(()); // RabbitMQ 3.x: deleting a missing exchange succeeds
         };
         if if_unused && x.has_bindings() {
-            return Err(DeclareError::InUse {
+            return Err(DeleteError::InUse {
                 what: "exchange",
                 name: x.name.clone(),
             });
@@ -248,7 +225,7 @@ impl VHost {
                 // another connection's queue, or an exclusive flag that differs from the first
                 // declare, is 405 rather than 406.
                 if existing.options.exclusive_owner != options.exclusive_owner {
-                    return Err(DeclareError::Locked(name));
+                    return Err(DeclareError::Lookup(LookupError::Locked(name)));
                 }
                 check_queue_equivalent(&existing, &options)?;
                 Ok(existing)
@@ -270,24 +247,24 @@ impl VHost {
     pub fn delete_queue(
         &self,
         name: &str,
-        connection: u64,
+        connection: ConnectionId,
         if_unused: bool,
         if_empty: bool,
-    ) -> Result<u32, DeclareError> {
+    ) -> Result<u32, DeleteError> {
         let Ok(q) = self.queue_for(name, connection) else {
             return match self.queue(name) {
-                Ok(q) => Err(DeclareError::Locked(q.name.clone())),
+                Ok(q) => Err(DeleteError::Lookup(LookupError::Locked(q.name.clone()))),
                 Err(_) => Ok(0), // RabbitMQ 3.x: deleting a missing queue succeeds
             };
         };
         if if_unused && q.consumer_count() > 0 {
-            return Err(DeclareError::InUse {
+            return Err(DeleteError::InUse {
                 what: "queue",
                 name: q.name.clone(),
             });
         }
         if if_empty && q.message_count() > 0 {
-            return Err(DeclareError::NotEmpty(q.name.clone()));
+            return Err(DeleteError::NotEmpty(q.name.clone()));
         }
         Ok(self.remove_queue(&q))
     }
@@ -336,11 +313,11 @@ impl VHost {
     }
 
     /// The source of a bind: any exchange but the default one (403), which must exist (404).
-    fn binding_source(&self, source: &str) -> Result<Arc<Exchange>, DeclareError> {
+    fn binding_source(&self, source: &str) -> Result<Arc<Exchange>, BindError> {
         if source.is_empty() {
-            return Err(DeclareError::DefaultExchange);
+            return Err(BindError::DefaultExchange);
         }
-        self.exchange(source)
+        Ok(self.exchange(source)?)
     }
 
     /// queue.bind. The exchange is looked up before the queue, so a bind naming neither
@@ -349,10 +326,10 @@ impl VHost {
         &self,
         source: &str,
         queue: &str,
-        connection: u64,
+        connection: ConnectionId,
         routing_key: ShortStr,
         arguments: FieldTable,
-    ) -> Result<(), DeclareError> {
+    ) -> Result<(), BindError> {
         let x = self.binding_source(source)?;
         let q = Destination::Queue(self.queue_for(queue, connection)?);
         self.bind_to(&x, q, routing_key, arguments)
@@ -365,7 +342,7 @@ impl VHost {
         destination: Destination,
         routing_key: ShortStr,
         arguments: FieldTable,
-    ) -> Result<(), DeclareError> {
+    ) -> Result<(), BindError> {
         let def = self.binding_def(x, &destination, &routing_key, &arguments);
         add_binding(x, destination, routing_key, arguments)?;
         self.persist_binding(def);
@@ -379,9 +356,9 @@ impl VHost {
         destination: &str,
         routing_key: ShortStr,
         arguments: FieldTable,
-    ) -> Result<(), DeclareError> {
+    ) -> Result<(), BindError> {
         if destination.is_empty() {
-            return Err(DeclareError::DefaultExchange);
+            return Err(BindError::DefaultExchange);
         }
         let x = self.binding_source(source)?;
         let d = Destination::Exchange(self.exchange(destination)?);
@@ -395,12 +372,12 @@ impl VHost {
         &self,
         source: &str,
         queue: &str,
-        connection: u64,
+        connection: ConnectionId,
         routing_key: &str,
         arguments: &FieldTable,
-    ) -> Result<(), DeclareError> {
+    ) -> Result<(), BindError> {
         if source.is_empty() {
-            return Err(DeclareError::DefaultExchange);
+            return Err(BindError::DefaultExchange);
         }
         let (Ok(x), Ok(q)) = (self.exchange(source), self.queue(queue)) else {
             return Ok(());
@@ -421,9 +398,9 @@ impl VHost {
         destination: &str,
         routing_key: &str,
         arguments: &FieldTable,
-    ) -> Result<(), DeclareError> {
+    ) -> Result<(), BindError> {
         if source.is_empty() || destination.is_empty() {
-            return Err(DeclareError::DefaultExchange);
+            return Err(BindError::DefaultExchange);
         }
         if let (Ok(x), Ok(d)) = (self.exchange(source), self.exchange(destination)) {
             self.remove_binding(&x, &Destination::Exchange(d), routing_key, arguments);
@@ -519,7 +496,7 @@ impl VHost {
     /// [`DIRECT_REPLY_TO`] under its generated `name` ([`REPLY_TO_PREFIX`] and a token). The
     /// queue is in no other map, so it cannot be bound, consumed from by name, got from, purged
     /// or deleted; it is auto-delete and goes away with its consumer.
-    pub fn add_reply_queue(&self, name: ShortStr, connection: u64) -> Arc<Queue> {
+    pub fn add_reply_queue(&self, name: ShortStr, connection: ConnectionId) -> Arc<Queue> {
         let options = QueueOptions {
             durable: false,
             auto_delete: true,
@@ -537,7 +514,7 @@ impl VHost {
     }
 
     /// Every queue owned exclusively by `connection` (deleted when it closes).
-    pub fn exclusive_queues_of(&self, connection: u64) -> Vec<Arc<Queue>> {
+    pub fn exclusive_queues_of(&self, connection: ConnectionId) -> Vec<Arc<Queue>> {
         self.queues
             .iter()
             .filter(|q| q.options.exclusive_owner == Some(connection))
@@ -546,14 +523,69 @@ impl VHost {
     }
 }
 
+/// Counters: connections register theirs here; sums are made when asked (`src/stats.rs`).
+impl VHost {
+    /// Counters for a connection that opened this vhost; they count into its totals.
+    pub fn register_connection(&self, connection: ConnectionId) -> Arc<ConnectionCounters> {
+        let counters = Arc::new(ConnectionCounters::default());
+        self.connections.insert(connection, counters.clone());
+        counters
+    }
+
+    /// The connection closed: what it counted stays in this vhost's totals.
+    pub fn retire_connection(&self, connection: ConnectionId) {
+        if let Some((_, counters)) = self.connections.remove(&connection) {
+            self.closed_connections
+                .absorb(&counters.messages.snapshot());
+        }
+    }
+
+    /// One open connection's counters now.
+    pub fn connection_stats(&self, connection: ConnectionId) -> Option<ConnectionStats> {
+        self.connections.get(&connection).map(|c| c.snapshot())
+    }
+
+    /// Every open connection's counters now, by connection id.
+    pub fn connections_stats(&self) -> Vec<(ConnectionId, ConnectionStats)> {
+        self.connections
+            .iter()
+            .map(|c| (*c.key(), c.value().snapshot()))
+            .collect()
+    }
+
+    /// Totals over its connections (closed ones included) and its queues, now.
+    pub fn stats(&self) -> VHostStats {
+        let mut stats = VHostStats {
+            messages: self.closed_connections.snapshot(),
+            ..VHostStats::default()
+        };
+        for c in self.connections.iter() {
+            let c = c.value().snapshot();
+            stats.messages += c.messages;
+            stats.connections += 1;
+            stats.channels += c.channels;
+        }
+        let queues: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.value().clone()).collect();
+        for q in queues {
+            let q = q.stats();
+            stats.queues += 1;
+            stats.consumers += q.consumers;
+            stats.messages_ready += q.messages_ready;
+            stats.messages_unacked += q.messages_unacked;
+            stats.message_bytes_ready += q.message_bytes_ready;
+        }
+        stats
+    }
+}
+
 fn add_binding(
     x: &Exchange,
     destination: Destination,
     routing_key: ShortStr,
     arguments: FieldTable,
-) -> Result<(), DeclareError> {
+) -> Result<(), BindError> {
     x.bind(destination, routing_key, arguments)
-        .map_err(|BindError::InvalidArguments(t)| DeclareError::BadArguments(t))
+        .map_err(|InvalidBinding::InvalidArguments(t)| BindError::BadArguments(t))
 }
 
 /// The x-arguments RabbitMQ 3.10 compares on queue redeclare: the classic queue type's own
@@ -657,10 +689,6 @@ fn check_queue_equivalent(q: &Queue, new: &QueueOptions) -> Result<(), DeclareEr
     check_queue_type(&new.arguments, &o.arguments, diff)
 }
 
-fn queue_type_of(v: Option<&FieldValue>) -> Option<&str> {
-    v.map_or(Some("classic"), FieldValue::as_str)
-}
-
 /// `x-queue-type` on redeclare: absent and `classic` are the same type (RabbitMQ 3.10 accepts
 /// one against the other), any other value is inequivalent, in the usual words (checked with
 /// pika: `received the value 'quorum' of type 'longstr' but current is none`).
@@ -670,10 +698,10 @@ fn check_queue_type(
     diff: impl Fn(&str, String, String) -> DeclareError,
 ) -> Result<(), DeclareError> {
     const KEY: &str = crate::queue::args::X_QUEUE_TYPE;
-    let (r, c) = (received.get(KEY), current.get(KEY));
-    if queue_type_of(r) == queue_type_of(c) {
+    if requested_type(received) == requested_type(current) {
         return Ok(());
     }
+    let (r, c) = (received.get(KEY), current.get(KEY));
     Err(match (r, c) {
         (Some(r), Some(c)) => diff(
             KEY,

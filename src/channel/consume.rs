@@ -4,6 +4,7 @@ use super::declare::generated_name;
 use super::delivery::Unacked;
 use super::{requeue_grouped, Channel};
 use crate::error::{AmqpError, AmqpResult};
+use crate::ids::DeliveryTag;
 use crate::queue::args::consumer_priority;
 use crate::queue::{ConsumeError, Consumer, ConsumerSink};
 use crate::vhost::DIRECT_REPLY_TO;
@@ -105,6 +106,7 @@ impl Channel {
     pub(super) fn basic_get(&mut self, m: basic::Get) -> AmqpResult<()> {
         let queue = self.queue_for_use(&m.queue)?;
         let Some((msg, message_count)) = queue.get(m.no_ack) else {
+            self.shared.count(1, |c| &c.get_empty);
             self.reply(basic::GetEmpty {
                 reserved_1: Default::default(),
             });
@@ -114,9 +116,10 @@ impl Channel {
         let redelivered = msg.redelivered;
         // Only a redelivery carries extra headers (x-delivery-count): copy just then.
         let counted = (msg.delivery_count > 0).then(|| msg.delivery_properties().into_owned());
+        self.shared.count_delivery(true, m.no_ack, redelivered);
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {
-            delivery_tag,
+            delivery_tag: delivery_tag.0,
             redelivered,
             exchange: message.exchange.clone(),
             routing_key: message.routing_key.clone(),
@@ -143,9 +146,12 @@ impl Channel {
     /// Inside a transaction the tags are checked now but the deliveries are only held until
     /// tx.commit, still counting against prefetch, as RabbitMQ does.
     fn settle(&mut self, tag: u64, multiple: bool, requeue: Option<bool>) -> AmqpResult<()> {
-        let taken = self.shared.take(tag, multiple).map_err(|unknown| {
-            AmqpError::precondition_failed(format!("unknown delivery tag {}", unknown.0))
-        })?;
+        let taken = self
+            .shared
+            .take(DeliveryTag(tag), multiple)
+            .map_err(|unknown| {
+                AmqpError::precondition_failed(format!("unknown delivery tag {}", unknown.0))
+            })?;
         if let Some(tx) = &mut self.tx {
             tx.acks.push((taken, requeue));
             return Ok(());
@@ -166,6 +172,7 @@ impl Channel {
                 }
             }
             None => {
+                self.shared.count(settled.len() as u64, |c| &c.acked);
                 for u in settled {
                     u.queue.settle(std::iter::once(u.msg));
                 }

@@ -1,6 +1,7 @@
 //! exchange.* and queue.* methods: declare, delete, bind, unbind, purge.
 
 use super::Channel;
+use crate::error::Refusal;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{ExchangeKind, ExchangeOptions};
 use crate::queue::{Queue, QueueOptions};
@@ -10,8 +11,8 @@ use std::sync::Arc;
 use warren_protocol::{exchange, queue, ShortStr};
 
 impl Channel {
-    fn declare_err(&self, e: DeclareError) -> AmqpError {
-        AmqpError::from_declare(e, &self.ctx.vhost.name)
+    fn declare_err(&self, e: impl Refusal) -> AmqpError {
+        e.reply(&self.ctx.vhost.name)
     }
 
     /// An empty queue name means the last queue declared on this channel (spec: queue-name).

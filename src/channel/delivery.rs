@@ -2,17 +2,20 @@
 //! prefetch credit. Shared (`Arc`) between the connection task (acks, qos, cancel) and the
 //! publishers' tasks that dispatch to this channel's consumers.
 
-use crate::connection::writer::Outbound;
+use crate::ids::DeliveryTag;
+use crate::outbound::Outbound;
 use crate::queue::{ConsumerSink, Queue, QueuedMessage};
+use crate::stats::{self, ChannelStats, ConnectionCounters, MessageCounters};
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use warren_protocol::{basic, Method, ShortStr};
 
 /// A delivery awaiting basic.ack / nack / reject.
 pub struct Unacked {
     /// Delivery tag on this channel.
-    pub tag: u64,
+    pub tag: DeliveryTag,
     /// Queue it came from (requeued there).
     pub queue: Arc<Queue>,
     /// The message and its place in the queue.
@@ -29,7 +32,7 @@ struct ConsumerState {
 }
 
 struct DeliveryState {
-    next_tag: u64,
+    next_tag: DeliveryTag,
     unacked: VecDeque<Unacked>,
     consumers: HashMap<ShortStr, ConsumerState>,
     /// basic.qos global=false: the prefetch of consumers created afterwards, and of the
@@ -45,7 +48,7 @@ struct DeliveryState {
 
 /// A settle request naming a tag the channel never delivered (406).
 #[derive(Debug, PartialEq, Eq)]
-pub struct UnknownTag(pub u64);
+pub struct UnknownTag(pub DeliveryTag);
 
 /// Delivery state of one channel.
 pub struct ChannelShared {
@@ -55,17 +58,28 @@ pub struct ChannelShared {
     /// The client understands server-sent basic.cancel (capability consumer_cancel_notify).
     cancel_notify: bool,
     state: Mutex<DeliveryState>,
+    /// What went through this channel (see `src/stats.rs`).
+    counters: MessageCounters,
+    /// Its connection's counters, bumped alongside.
+    connection: Arc<ConnectionCounters>,
 }
 
 impl ChannelShared {
     /// Delivery state for a newly opened channel.
-    pub fn new(id: u16, outbound: Arc<Outbound>, cancel_notify: bool) -> Arc<Self> {
+    pub fn new(
+        id: u16,
+        outbound: Arc<Outbound>,
+        cancel_notify: bool,
+        connection: Arc<ConnectionCounters>,
+    ) -> Arc<Self> {
         Arc::new(ChannelShared {
             id,
             outbound,
             cancel_notify,
+            counters: MessageCounters::default(),
+            connection,
             state: Mutex::new(DeliveryState {
-                next_tag: 1,
+                next_tag: DeliveryTag(1),
                 unacked: VecDeque::new(),
                 consumers: HashMap::new(),
                 consumer_prefetch: 0,
@@ -75,6 +89,33 @@ impl ChannelShared {
                 closed: false,
             }),
         })
+    }
+
+    /// Adds `n` to one counter of this channel and of its connection.
+    #[inline]
+    pub fn count(&self, n: u64, counter: impl Fn(&MessageCounters) -> &AtomicU64) {
+        stats::bump_by(counter(&self.counters), n);
+        stats::bump_by(counter(&self.connection.messages), n);
+    }
+
+    /// Counts a delivery (consume or get) on this channel and its connection.
+    #[inline]
+    pub fn count_delivery(&self, get: bool, no_ack: bool, redelivered: bool) {
+        stats::count_delivery(&self.counters, get, no_ack, redelivered);
+        stats::count_delivery(&self.connection.messages, get, no_ack, redelivered);
+    }
+
+    /// Counters and gauges now.
+    pub fn stats(&self) -> ChannelStats {
+        let (messages_unacked, consumers) = {
+            let st = self.state.lock();
+            (st.unacked.len() as u64, st.consumers.len() as u64)
+        };
+        ChannelStats {
+            messages: self.counters.snapshot(),
+            messages_unacked,
+            consumers,
+        }
     }
 
     /// Whether `tag` names a consumer of this channel.
@@ -125,10 +166,10 @@ impl ChannelShared {
     }
 
     /// Records a basic.get delivery; returns its tag.
-    pub fn record_get(&self, queue: Arc<Queue>, msg: QueuedMessage, no_ack: bool) -> u64 {
+    pub fn record_get(&self, queue: Arc<Queue>, msg: QueuedMessage, no_ack: bool) -> DeliveryTag {
         let mut st = self.state.lock();
         let tag = st.next_tag;
-        st.next_tag += 1;
+        st.next_tag.0 += 1;
         if !no_ack {
             st.unacked.push_back(Unacked {
                 tag,
@@ -145,9 +186,9 @@ impl ChannelShared {
     /// with `multiple` means "everything outstanding" (spec: basic.ack delivery-tag). Otherwise `tag` itself must be outstanding,
     /// even with `multiple`: RabbitMQ answers "unknown delivery tag" for a multiple ack naming
     /// an already acked or never delivered tag (same result with pika against RabbitMQ 3.10).
-    pub fn take(&self, tag: u64, multiple: bool) -> Result<Vec<Unacked>, UnknownTag> {
+    pub fn take(&self, tag: DeliveryTag, multiple: bool) -> Result<Vec<Unacked>, UnknownTag> {
         let mut st = self.state.lock();
-        if multiple && tag == 0 {
+        if multiple && tag == DeliveryTag(0) {
             return Ok(st.unacked.drain(..).collect());
         }
         let at = st.unacked.partition_point(|u| u.tag < tag);
@@ -245,7 +286,7 @@ impl ConsumerSink for ChannelShared {
             c.unacked += 1;
         }
         let delivery_tag = st.next_tag;
-        st.next_tag += 1;
+        st.next_tag.0 += 1;
         if !no_ack {
             st.channel_unacked += 1;
             st.unacked.push_back(Unacked {
@@ -258,7 +299,7 @@ impl ConsumerSink for ChannelShared {
         let m = &msg.message;
         let deliver = Method::BasicDeliver(basic::Deliver {
             consumer_tag: tag.clone(),
-            delivery_tag,
+            delivery_tag: delivery_tag.0,
             redelivered: msg.redelivered,
             exchange: m.exchange.clone(),
             routing_key: m.routing_key.clone(),
@@ -266,6 +307,7 @@ impl ConsumerSink for ChannelShared {
         // Written under the channel lock so delivery tags reach the wire in order.
         self.outbound
             .send_content(self.id, &deliver, &msg.delivery_properties(), &m.body);
+        self.count_delivery(false, no_ack, msg.redelivered);
         true
     }
 
@@ -278,5 +320,12 @@ impl ConsumerSink for ChannelShared {
             };
             self.outbound.send_method(self.id, &cancel.into());
         }
+    }
+}
+
+/// A queue that skipped a congested connection delivers again once the writer drained it.
+impl crate::outbound::DrainWaiter for Queue {
+    fn drained(self: Arc<Self>) {
+        self.dispatch();
     }
 }

@@ -9,8 +9,10 @@ mod publish;
 mod reply_to;
 
 use crate::config::Config;
-use crate::connection::writer::Outbound;
 use crate::error::{AmqpError, AmqpResult};
+use crate::ids::{ConnectionId, JournalSeq};
+use crate::outbound::Outbound;
+use crate::stats::{self, ChannelStats, ConnectionCounters};
 use crate::vhost::VHost;
 use bytes::Bytes;
 use delivery::ChannelShared;
@@ -21,7 +23,7 @@ use warren_protocol::{channel, ContentHeader, Method, ShortStr};
 /// What every channel of a connection shares.
 pub struct ConnectionContext {
     /// Connection id, the owner of its exclusive queues.
-    pub id: u64,
+    pub id: ConnectionId,
     /// The vhost opened by connection.open.
     pub vhost: Arc<VHost>,
     /// Outbound frames.
@@ -32,6 +34,15 @@ pub struct ConnectionContext {
     pub config: Arc<Config>,
     /// The client asked for server-sent basic.cancel.
     pub cancel_notify: bool,
+    /// This connection's counters, registered with its vhost (see [`VHost::register_connection`]).
+    pub stats: Arc<ConnectionCounters>,
+}
+
+impl Drop for ConnectionContext {
+    /// The connection and all of its channels are gone: its counts stay in the vhost's totals.
+    fn drop(&mut self) {
+        self.vhost.retire_connection(self.id);
+    }
 }
 
 /// An open channel.
@@ -45,7 +56,7 @@ pub struct Channel {
     tx: Option<TxBuffer>,
     /// tx.commit-ok replies waiting for the journal to sync the persistent messages of their
     /// transaction (journal sequence numbers, in commit order).
-    commits_waiting_for_disk: std::collections::VecDeque<u64>,
+    commits_waiting_for_disk: std::collections::VecDeque<JournalSeq>,
     /// The last queue declared on this channel: an empty queue name means this one (spec).
     last_queue: Option<ShortStr>,
     /// The queue behind this channel's direct reply-to consumer (see `reply_to.rs`).
@@ -55,7 +66,13 @@ pub struct Channel {
 impl Channel {
     /// Opens channel `id` (channel.open was received).
     pub fn open(id: u16, ctx: Arc<ConnectionContext>) -> Self {
-        let shared = ChannelShared::new(id, ctx.outbound.clone(), ctx.cancel_notify);
+        let shared = ChannelShared::new(
+            id,
+            ctx.outbound.clone(),
+            ctx.cancel_notify,
+            ctx.stats.clone(),
+        );
+        stats::bump(&ctx.stats.channels);
         Channel {
             id,
             shared,
@@ -67,6 +84,11 @@ impl Channel {
             last_queue: None,
             reply_queue: None,
         }
+    }
+
+    /// This channel's counters and gauges now.
+    pub fn stats(&self) -> ChannelStats {
+        self.shared.stats()
     }
 
     fn reply(&self, method: impl Into<Method>) {
@@ -157,9 +179,10 @@ impl Channel {
         if self.confirms.is_none() && self.commits_waiting_for_disk.is_empty() {
             return;
         }
-        let synced = self.ctx.vhost.store().map_or(0, |s| *s.synced().borrow());
+        let synced = JournalSeq(self.ctx.vhost.store().map_or(0, |s| *s.synced().borrow()));
         if let Some(confirms) = &mut self.confirms {
-            confirms.flush(self.id, &self.ctx.outbound, synced);
+            let confirmed = confirms.flush(self.id, &self.ctx.outbound, synced);
+            self.shared.count(confirmed, |c| &c.confirmed);
         }
         while self
             .commits_waiting_for_disk
@@ -202,6 +225,16 @@ impl Channel {
     fn requeue_unacked(&self) {
         let unacked = self.shared.take_all_unacked();
         requeue_grouped(unacked);
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        let _ = self.ctx.stats.channels.fetch_update(
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+            |n| Some(n.saturating_sub(1)),
+        );
     }
 }
 

@@ -2,13 +2,14 @@
 
 use super::delivery::Unacked;
 use super::Channel;
-use crate::connection::writer::Outbound;
+use crate::error::Refusal;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{sender_selected, Exchange};
+use crate::ids::JournalSeq;
 use crate::message::Message;
+use crate::outbound::Outbound;
 use crate::queue::args::parse_expiration;
-use crate::queue::PushOutcome;
-use crate::vhost::DeclareError;
+use crate::vhost::PublishError;
 use bytes::{Bytes, BytesMut};
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -38,13 +39,13 @@ pub(super) struct Confirms {
     /// Publishes whose confirm waits for the journal: (publish sequence number, journal
     /// sequence number), oldest first. A persistent message in a durable queue is confirmed
     /// only once its record is on disk.
-    on_disk: VecDeque<(u64, u64)>,
+    on_disk: VecDeque<(u64, JournalSeq)>,
 }
 
 impl Confirms {
     /// Counts a routed publish; `journal_seq` when its confirm must wait for the disk,
     /// `rejected` when a queue refused it.
-    pub(super) fn routed(&mut self, journal_seq: Option<u64>, rejected: bool) {
+    pub(super) fn routed(&mut self, journal_seq: Option<JournalSeq>, rejected: bool) {
         self.published += 1;
         if let Some(seq) = journal_seq {
             self.on_disk.push_back((self.published, seq));
@@ -63,7 +64,8 @@ impl Confirms {
     /// record is not yet synced (`synced`). Runs of accepted publishes go out as one basic.ack
     /// and runs of rejected ones as one basic.nack (`multiple` when several), in order, so a
     /// `multiple` ack never covers a rejected publish.
-    pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound, synced: u64) {
+    /// Returns how many publishes it acked (nacks are not counted as confirmed).
+    pub(super) fn flush(&mut self, channel: u16, outbound: &Outbound, synced: JournalSeq) -> u64 {
         while self.on_disk.front().is_some_and(|(_, seq)| *seq <= synced) {
             self.on_disk.pop_front();
         }
@@ -72,12 +74,14 @@ impl Confirms {
             .front()
             .map_or(self.published, |(publish, _)| publish - 1);
         if upto <= self.acked {
-            return;
+            return 0;
         }
+        let mut acked = 0;
         let mut done = self.acked;
         while let Some(first) = self.rejected.front().copied().filter(|r| *r <= upto) {
             if first - 1 > done {
                 send_confirm(channel, outbound, true, first - 1, done);
+                acked += first - 1 - done;
                 done = first - 1;
             }
             let mut last = first;
@@ -91,8 +95,10 @@ impl Confirms {
         }
         if upto > done {
             send_confirm(channel, outbound, true, upto, done);
+            acked += upto - done;
         }
         self.acked = upto;
+        acked
     }
 }
 
@@ -240,6 +246,10 @@ impl Channel {
             properties,
             body,
         ));
+        self.shared.count(1, |c| &c.published);
+        if self.confirms.is_some() {
+            self.shared.count(1, |c| &c.published_confirm);
+        }
         if self.tx.is_none() {
             let (journal_seq, rejected) = self.route_to(&exchange, message, publish.mandatory);
             // Counted once routed, not at basic.publish: a confirm flushed while the body is
@@ -255,8 +265,8 @@ impl Channel {
         Ok(())
     }
 
-    fn publish_err(&self, e: DeclareError) -> AmqpError {
-        AmqpError::from_declare(e, &self.ctx.vhost.name)
+    fn publish_err(&self, e: impl Refusal) -> AmqpError {
+        e.reply(&self.ctx.vhost.name)
             .with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
     }
 
@@ -280,29 +290,33 @@ impl Channel {
             .exchange(name)
             .map_err(|e| self.publish_err(e))?;
         if exchange.options.internal {
-            return Err(self.publish_err(DeclareError::Internal(exchange.name.clone())));
+            return Err(self.publish_err(PublishError::Internal(exchange.name.clone())));
         }
         Ok(exchange)
     }
 
     /// Routes and enqueues a message held by a transaction (its exchange may be gone by now).
-    fn route(&mut self, message: Arc<Message>, mandatory: bool) -> AmqpResult<Option<u64>> {
+    fn route(&mut self, message: Arc<Message>, mandatory: bool) -> AmqpResult<Option<JournalSeq>> {
         let exchange = self.publish_exchange(&message.exchange)?;
         Ok(self.route_to(&exchange, message, mandatory).0)
     }
 
-    /// Routes and enqueues a message; returns the journal sequence number its confirm must
-    /// wait for when it was journaled, and whether some queue refused it (x-overflow
-    /// reject-publish: no basic.return for that, even when mandatory, as in RabbitMQ).
+    /// Publishes through the vhost's pipeline and sends basic.return for an unroutable
+    /// mandatory message; returns the journal sequence number its confirm must wait for when
+    /// it was journaled, and whether some queue refused it (x-overflow reject-publish).
     fn route_to(
         &mut self,
         exchange: &Arc<Exchange>,
         message: Arc<Message>,
         mandatory: bool,
-    ) -> (Option<u64>, bool) {
-        let queues = self.ctx.vhost.route(exchange, &message);
-        let message = sender_selected::without_bcc(message);
-        if queues.is_empty() && mandatory {
+    ) -> (Option<JournalSeq>, bool) {
+        let published = self.ctx.vhost.publish(exchange, message);
+        match (&published.unroutable, mandatory) {
+            (None, _) => self.shared.count(1, |c| &c.routed),
+            (Some(_), true) => self.shared.count(1, |c| &c.unroutable_returned),
+            (Some(_), false) => self.shared.count(1, |c| &c.unroutable_dropped),
+        }
+        if let (Some(message), true) = (&published.unroutable, mandatory) {
             let ret = Method::BasicReturn(basic::Return {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortStr::from("NO_ROUTE"),
@@ -313,28 +327,7 @@ impl Channel {
                 .outbound
                 .send_content(self.id, &ret, &message.properties, &message.body);
         }
-        let journal_seq = self.journal(&message, &queues);
-        let mut rejected = false;
-        for q in queues {
-            rejected |= q.push(message.clone()) == PushOutcome::Rejected;
-        }
-        (journal_seq, rejected)
-    }
-
-    /// Writes a persistent message routed to durable queues to the journal, once for all of
-    /// them, before any queue holds it (so no settle can precede its publish record).
-    fn journal(&self, message: &Message, queues: &[Arc<crate::queue::Queue>]) -> Option<u64> {
-        if !message.properties.is_persistent() {
-            return None;
-        }
-        let store = self.ctx.vhost.store()?;
-        let durable: Vec<u32> = queues.iter().filter_map(|q| q.journal_id()).collect();
-        if durable.is_empty() {
-            return None;
-        }
-        let (id, seq) = store.publish(message, durable);
-        let _ = message.persist_id.set(id);
-        Some(seq)
+        (published.journal_seq, published.refused)
     }
 
     pub(super) fn confirm_select(&mut self, m: confirm::Select) -> AmqpResult<()> {
@@ -390,7 +383,7 @@ impl Channel {
             Some(seq) => self.commits_waiting_for_disk.push_back(seq),
             None if self.commits_waiting_for_disk.is_empty() => self.reply(tx::CommitOk {}),
             // Keep replies in commit order behind one still waiting for the disk.
-            None => self.commits_waiting_for_disk.push_back(0),
+            None => self.commits_waiting_for_disk.push_back(JournalSeq(0)),
         }
         Ok(())
     }

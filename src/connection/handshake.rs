@@ -2,9 +2,9 @@
 //! Separate from the steady state: the dispatcher never sees a half-open connection.
 
 use super::reader::{FrameReader, ReadError};
-use super::writer::Outbound;
 use crate::broker::Broker;
 use crate::error::AmqpError;
+use crate::outbound::Outbound;
 use crate::vhost::VHost;
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -4,11 +4,11 @@
 
 pub mod handshake;
 pub mod reader;
-pub mod writer;
 
 use crate::broker::Broker;
 use crate::channel::{Channel, ConnectionContext};
 use crate::error::AmqpError;
+use crate::outbound::Outbound;
 use handshake::{send_close, HandshakeEnd, Negotiated};
 use reader::{FrameReader, ReadError};
 use std::collections::HashMap;
@@ -23,7 +23,6 @@ use warren_protocol::{
     channel, connection, Frame, Method, ProtocolHeader, ReplyCode, ShortStr, FRAME_MIN_SIZE,
     PROTOCOL_HEADER,
 };
-use writer::Outbound;
 
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -147,8 +146,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         outbound: Arc<Outbound>,
         reader: FrameReader<R>,
     ) -> Self {
+        let id = crate::ids::ConnectionId(id);
+        let stats = n.vhost.register_connection(id);
         let ctx = Arc::new(ConnectionContext {
             id,
+            stats,
             vhost: n.vhost,
             outbound,
             user: n.user,
@@ -303,7 +305,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     fn connection_method(&mut self, method: Method) -> Result<Flow, AmqpError> {
         match method {
             Method::ConnectionClose(m) => {
-                debug!(conn = self.ctx.id, reply_code = m.reply_code, reply_text = %m.reply_text, "client closed the connection");
+                debug!(conn = %self.ctx.id, reply_code = m.reply_code, reply_text = %m.reply_text, "client closed the connection");
                 self.ctx
                     .outbound
                     .send_method(0, &connection::CloseOk {}.into());
@@ -388,7 +390,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         match f(ch) {
             Ok(()) => Ok(()),
             Err(e) if e.is_soft() => {
-                debug!(conn = self.ctx.id, channel = id, reply_code = e.code.code(), text = %e.text, "closing channel");
+                debug!(conn = %self.ctx.id, channel = id, reply_code = e.code.code(), text = %e.text, "closing channel");
                 ch.close();
                 let close = channel::Close {
                     reply_code: e.code.code(),
@@ -406,7 +408,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     /// Sends connection.close and waits (bounded) for close-ok, dropping everything else.
     async fn close_with(&mut self, e: AmqpError) -> CloseReason {
-        debug!(conn = self.ctx.id, reply_code = e.code.code(), text = %e.text, "closing connection");
+        debug!(conn = %self.ctx.id, reply_code = e.code.code(), text = %e.text, "closing connection");
         send_close(&self.ctx.outbound, &e);
         let wait_close_ok = async {
             loop {

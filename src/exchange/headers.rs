@@ -1,6 +1,6 @@
 //! Headers exchange matching (`x-match` = all, any, all-with-x, any-with-x).
 
-use crate::error::{field_type_name, field_value_text};
+use crate::fields::{field_type_name, field_value_text};
 use warren_protocol::{FieldTable, FieldValue};
 
 /// How a headers binding combines its arguments.

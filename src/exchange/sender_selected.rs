@@ -33,7 +33,7 @@ pub fn check(headers: Option<&FieldTable>) -> Result<(), InvalidRoutingHeader> {
             Some(other) => {
                 return Err(InvalidRoutingHeader {
                     header,
-                    type_name: crate::error::field_type_name(other),
+                    type_name: crate::fields::field_type_name(other),
                 })
             }
         }

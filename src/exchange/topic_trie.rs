@@ -72,8 +72,8 @@ impl<T: Clone> TopicTrie<T> {
 
 /// Visits `node` having consumed `i` key words. Each (node, i) is visited once, so patterns
 /// full of `#` cost O(nodes × words), never exponential.
-fn walk<'a, T: Clone>(
-    node: &'a Node<T>,
+fn walk<T: Clone>(
+    node: &Node<T>,
     key: &[&str],
     i: usize,
     seen: &mut HashSet<(*const Node<T>, usize)>,

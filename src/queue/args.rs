@@ -3,7 +3,7 @@
 //! Only new queues are validated: a redeclare is compared for equivalence instead (vhost.rs),
 //! which is also what RabbitMQ does. Never touches queue state.
 
-use crate::error::field_type_name;
+use crate::fields::field_type_name;
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 /// Per-queue message TTL in milliseconds.

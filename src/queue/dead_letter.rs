@@ -112,14 +112,18 @@ impl Queue {
 
     /// basic.reject / basic.nack without requeue: dead-letter (reason `rejected`) or drop.
     pub fn reject(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
+        let mut n = 0;
+        let messages = messages.into_iter().inspect(|_| n += 1);
         if self.args.dead_letter_exchange.is_none() || self.is_deleted() {
             self.remove_for_good(messages);
+            self.settled_unacked(n);
             return;
         }
         let mut dead = DeadLetters::new();
         for m in messages {
             self.discard(m, DeadLetterReason::Rejected, &mut dead);
         }
+        self.settled_unacked(n);
         self.publish_dead_letters(dead);
     }
 }

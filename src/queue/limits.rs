@@ -15,6 +15,26 @@ use super::dead_letter::{DeadLetterReason, DeadLetters};
 use super::{Queue, QueueState};
 use crate::message::Message;
 
+/// Room held for publishes admitted but not yet enqueued (the journal write happens between
+/// the two): a reject-publish queue counts them as if they were ready.
+#[derive(Default)]
+pub(super) struct Reserved {
+    messages: u64,
+    bytes: u64,
+}
+
+impl Reserved {
+    pub(super) fn add(&mut self, message: &Message) {
+        self.messages += 1;
+        self.bytes += message.body_size() as u64;
+    }
+
+    pub(super) fn remove(&mut self, message: &Message) {
+        self.messages = self.messages.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(message.body_size() as u64);
+    }
+}
+
 impl Queue {
     /// Whether this queue refuses `message` because it would not fit (reject-publish modes).
     pub(super) fn refuses(&self, st: &QueueState, message: &Message) -> bool {
@@ -24,11 +44,10 @@ impl Queue {
         let too_long = self
             .args
             .max_length
-            .is_some_and(|max| st.ready.len() as u64 + 1 > max);
-        let too_big = self
-            .args
-            .max_length_bytes
-            .is_some_and(|max| st.ready.bytes() + message.body_size() as u64 > max);
+            .is_some_and(|max| st.ready.len() as u64 + st.reserved.messages + 1 > max);
+        let too_big = self.args.max_length_bytes.is_some_and(|max| {
+            st.ready.bytes() + st.reserved.bytes + message.body_size() as u64 > max
+        });
         too_long || too_big
     }
 
@@ -55,23 +74,13 @@ impl Queue {
     }
 
     /// A publish this queue refused: dead-lettered with reason `maxlen` under
-    /// reject-publish-dlx. The message never entered the queue, but it is settled through
-    /// `remove_for_good` anyway so a journal that recorded it for this queue forgets it.
-    pub(super) fn refuse(
-        &self,
-        st: &mut QueueState,
-        message: &std::sync::Arc<Message>,
-        dead: &mut DeadLetters,
-    ) {
+    /// reject-publish-dlx. It was refused before the journal saw it, so there is nothing to
+    /// settle.
+    pub(super) fn refuse(&self, message: &Message, dead: &mut DeadLetters) {
         if self.args.overflow == Overflow::RejectPublishDlx {
             if let Some(letter) = self.dead_letter_of(message, DeadLetterReason::MaxLen) {
                 dead.push(letter);
             }
         }
-        let seq = st.next_seq;
-        self.remove_for_good(std::iter::once(super::QueuedMessage::new(
-            seq,
-            message.clone(),
-        )));
     }
 }

@@ -15,21 +15,25 @@
 pub mod args;
 mod consumers;
 pub mod dead_letter;
+pub mod kind;
 mod limits;
 mod priority;
 mod timer;
 mod ttl;
 
+use crate::ids::{ConnectionId, DurableQueueId};
 use crate::message::Message;
+use crate::stats::{self, MessageCounters, QueueStats};
 use crate::store::Store;
 use args::QueueArgs;
 use consumers::Consumers;
 use dead_letter::DeadLetters;
 pub use dead_letter::{DeadLetter, DeadLetterReason, QueueOwner};
-use parking_lot::Mutex;
+pub use kind::QueueType;
+use parking_lot::{Mutex, MutexGuard};
 use priority::ReadyList;
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
@@ -149,6 +153,9 @@ struct QueueState {
     last_used: Option<Instant>,
     /// The deadline the timer task sleeps until, if it sleeps until one.
     timer_at: Option<Instant>,
+    /// Publishes admitted but not yet enqueued (reject-publish queues only, see
+    /// [`Queue::admit`]): counted against the length limits.
+    reserved: limits::Reserved,
 }
 
 /// What queue.declare said about a queue, to compare redeclares with.
@@ -159,7 +166,7 @@ pub struct QueueOptions {
     /// Deleted when its last consumer goes.
     pub auto_delete: bool,
     /// Owning connection, for exclusive queues.
-    pub exclusive_owner: Option<u64>,
+    pub exclusive_owner: Option<ConnectionId>,
     /// x-arguments as declared.
     pub arguments: FieldTable,
 }
@@ -174,12 +181,16 @@ pub struct Queue {
     deleted: AtomicBool,
     /// The store and this queue's id in it, for durable queues (set once, when declared or
     /// restored).
-    journal: OnceLock<(Arc<Store>, u32)>,
+    journal: OnceLock<(Arc<Store>, DurableQueueId)>,
     /// The x-arguments it acts on.
     args: QueueArgs,
     /// The vhost, for dead letters and x-expires (none for a queue made with [`Queue::new`]).
     owner: Option<Weak<dyn QueueOwner>>,
     timer: timer::Timer,
+    /// What went through this queue (see `src/stats.rs`).
+    counters: MessageCounters,
+    /// Deliveries awaiting ack, requeue or reject.
+    unacked: AtomicU64,
 }
 
 impl Queue {
@@ -227,6 +238,8 @@ impl Queue {
             args,
             owner,
             timer: timer::Timer::default(),
+            counters: MessageCounters::default(),
+            unacked: AtomicU64::new(0),
         });
         if q.args.expires.is_some() {
             q.reschedule(&mut q.state.lock());
@@ -240,12 +253,12 @@ impl Queue {
     }
 
     /// Makes this a journaled queue: persistent messages in it survive restarts.
-    pub fn attach_journal(&self, store: Arc<Store>, id: u32) {
+    pub fn attach_journal(&self, store: Arc<Store>, id: DurableQueueId) {
         let _ = self.journal.set((store, id));
     }
 
     /// This queue's id in the journal, if it is durable.
-    pub fn journal_id(&self) -> Option<u32> {
+    pub fn journal_id(&self) -> Option<DurableQueueId> {
         self.journal.get().map(|(_, id)| *id)
     }
 
@@ -265,7 +278,7 @@ impl Queue {
         // Recovered messages arrive with their bodies on disk: the first ones, and every one
         // of a queue that dead-letters, are read back now; deeper ones when they near the head.
         if st.ready.bytes() < PAGE_OUT_BYTES || self.args.dead_letter_exchange.is_some() {
-            self.page_in(&mut queued);
+            MutexGuard::unlocked(&mut st, || self.page_in(&mut queued));
         }
         if self.args.message_ttl.is_some() || queued.message.properties.expiration.is_some() {
             // The journal keeps no expiry times: a recovered message's TTL starts again now
@@ -294,7 +307,27 @@ impl Queue {
         }
     }
 
-    /// Reads a paged-out body back before the message is delivered.
+    /// Reads the body of the paged-out head back with the queue unlocked (disk I/O never
+    /// happens under the queue lock), then puts it in place if the head is still that message.
+    /// Returns false when the journal did not have it (logged; the stub goes out as it is).
+    fn page_in_head(&self, st: &mut MutexGuard<'_, QueueState>) -> bool {
+        let Some(head) = st.ready.front() else {
+            return true;
+        };
+        let mut copy = head.clone();
+        MutexGuard::unlocked(st, || self.page_in(&mut copy));
+        if copy.message.is_paged() {
+            return false;
+        }
+        if let Some(head) = st.ready.front_mut() {
+            if head.seq == copy.seq && head.message.is_paged() {
+                head.message = copy.message;
+            }
+        }
+        true
+    }
+
+    /// Reads a paged-out body back before the message is delivered (no lock held).
     fn page_in(&self, m: &mut QueuedMessage) {
         if !m.message.is_paged() {
             return;
@@ -305,7 +338,7 @@ impl Queue {
         match store.read_message(*id) {
             Some(full) => m.message = Arc::new(full),
             None => {
-                tracing::error!(queue = %self.name, id, "a paged-out message is missing from the journal")
+                tracing::error!(queue = %self.name, id = %id, "a paged-out message is missing from the journal")
             }
         }
     }
@@ -315,25 +348,68 @@ impl Queue {
         self.deleted.load(Ordering::Acquire)
     }
 
-    /// Appends a published message and delivers what consumers can take, applying the
-    /// queue's TTL and length limits; says whether the queue took it.
+    /// Admits and enqueues a message in one go (no journal involved: unit tests, benches).
+    /// Publishes go through the vhost's pipeline, which journals between the two steps.
     pub fn push(self: &Arc<Self>, message: Arc<Message>) -> PushOutcome {
-        let mut dead = DeadLetters::new();
-        let outcome = self.push_locked(message, &mut dead);
-        self.publish_dead_letters(dead);
-        outcome
+        if !self.admit(&message) {
+            return PushOutcome::Rejected;
+        }
+        self.enqueue(message);
+        PushOutcome::Accepted
     }
 
-    fn push_locked(self: &Arc<Self>, message: Arc<Message>, dead: &mut DeadLetters) -> PushOutcome {
+    /// The first step of a publish: whether this queue takes `message` (`x-overflow`
+    /// reject-publish / reject-publish-dlx refuse what would not fit; a refused message is
+    /// dead-lettered under reject-publish-dlx). An admitted message holds a place in the queue
+    /// until [`Queue::enqueue`] puts it there, so concurrent publishers cannot overfill it; the
+    /// caller must enqueue every message admitted. Queues that never refuse answer without
+    /// taking their lock.
+    pub fn admit(self: &Arc<Self>, message: &Arc<Message>) -> bool {
+        if !self.reserves_room() {
+            return true;
+        }
+        let mut dead = DeadLetters::new();
+        let admitted = {
+            let mut st = self.state.lock();
+            if self.args.message_ttl.is_some() || message.properties.expiration.is_some() {
+                self.expire_head(&mut st, Instant::now(), &mut dead);
+            }
+            if self.refuses(&st, message) {
+                self.refuse(message, &mut dead);
+                false
+            } else {
+                st.reserved.add(message);
+                true
+            }
+        };
+        self.publish_dead_letters(dead);
+        admitted
+    }
+
+    /// Whether publishes reserve room at [`Queue::admit`]: only a queue that refuses publishes.
+    fn reserves_room(&self) -> bool {
+        self.args.has_limits() && self.args.overflow != args::Overflow::DropHead
+    }
+
+    /// The second step of a publish: appends an admitted message (already journaled when it is
+    /// persistent and this queue durable) and delivers what consumers can take, applying the
+    /// queue's TTL and drop-head length limits.
+    pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
+        let mut dead = DeadLetters::new();
+        self.enqueue_locked(message, &mut dead);
+        self.publish_dead_letters(dead);
+    }
+
+    fn enqueue_locked(self: &Arc<Self>, message: Arc<Message>, dead: &mut DeadLetters) {
         let timed = self.args.message_ttl.is_some() || message.properties.expiration.is_some();
         let now = timed.then(Instant::now);
+        stats::bump(&self.counters.published);
         let mut st = self.state.lock();
+        if self.reserves_room() {
+            st.reserved.remove(&message);
+        }
         if let Some(now) = now {
             self.expire_head(&mut st, now, dead);
-        }
-        if self.args.has_limits() && self.refuses(&st, &message) {
-            self.refuse(&mut st, &message, dead);
-            return PushOutcome::Rejected;
         }
         let seq = st.next_seq;
         st.next_seq += 1;
@@ -353,13 +429,16 @@ impl Queue {
             self.expire_head(&mut st, now + Duration::from_nanos(1), dead);
             self.reschedule(&mut st);
         }
-        PushOutcome::Accepted
     }
 
     /// Puts messages back where they were (within their priority), marked redelivered and
     /// counted in `x-delivery-count`, and delivers again. Expired ones go at once.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        let mut n = 0;
+        let messages = messages.into_iter().inspect(|_| n += 1);
         if self.is_deleted() {
+            messages.for_each(drop);
+            self.settled_unacked(n);
             return;
         }
         let mut dead = DeadLetters::new();
@@ -370,6 +449,7 @@ impl Queue {
                 m.delivery_count = m.delivery_count.saturating_add(1);
                 st.ready.insert_by_seq(m);
             }
+            self.settled_unacked(n);
             let now = Self::expiry_clock(&st);
             if let Some(now) = now {
                 self.expire_head(&mut st, now, &mut dead);
@@ -396,22 +476,37 @@ impl Queue {
     /// dropped first.
     fn dispatch_locked(
         self: &Arc<Self>,
-        st: &mut QueueState,
+        st: &mut MutexGuard<'_, QueueState>,
         now: Option<Instant>,
         dead: &mut DeadLetters,
     ) {
+        // A head whose body the journal did not give back goes out as it is (once).
+        let mut unreadable = None;
         while !st.consumers.is_empty() {
             if let Some(now) = now {
                 self.expire_head(st, now, dead);
             }
-            if let Some(front) = st.ready.front_mut() {
-                self.page_in(front);
+            let paged = st
+                .ready
+                .front()
+                .filter(|m| m.message.is_paged())
+                .map(|m| m.seq);
+            if paged.is_some() && paged != unreadable {
+                if !self.page_in_head(st) {
+                    unreadable = paged;
+                }
+                // The lock was released meanwhile: look at the queue afresh.
+                continue;
             }
-            let Some(msg) = st.ready.front() else { return };
-            let Some(no_ack) = st.consumers.offer(self, msg) else {
+            let state: &mut QueueState = st;
+            let Some(msg) = state.ready.front() else {
+                return;
+            };
+            let Some(no_ack) = state.consumers.offer(self, msg) else {
                 return;
             };
             if let Some(sent) = st.ready.pop_front() {
+                self.count_delivery(false, no_ack, sent.redelivered);
                 if no_ack {
                     self.remove_for_good(std::iter::once(sent));
                 } else {
@@ -435,15 +530,21 @@ impl Queue {
                 self.expire_head(&mut st, now, &mut dead);
             }
             let mut msg = st.ready.pop_front();
-            if let Some(m) = &mut msg {
-                self.page_in(m);
+            if let Some(m) = msg.as_mut().filter(|m| m.message.is_paged()) {
+                // Taken off the queue already: read its body with the queue unlocked (and
+                // before a no-ack settle lets the journal forget it).
+                MutexGuard::unlocked(&mut st, || self.page_in(m));
             }
             if let Some(now) = now {
                 // RabbitMQ drops what expired behind the fetched message before answering.
                 self.expire_head(&mut st, now, &mut dead);
                 self.reschedule(&mut st);
             }
+            if msg.is_none() {
+                stats::bump(&self.counters.get_empty);
+            }
             msg.map(|msg| {
+                self.count_delivery(true, no_ack, msg.redelivered);
                 if no_ack {
                     self.remove_for_good(std::iter::once(msg.clone()));
                 } else {
@@ -459,22 +560,67 @@ impl Queue {
     /// Delivered messages that were acknowledged: they leave the queue for good. (Rejected ones
     /// go through [`Queue::reject`], which dead-letters them.)
     pub fn settle(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
-        self.remove_for_good(messages);
+        let n = self.remove_for_good(messages);
+        stats::bump_by(&self.counters.acked, n);
+        self.settled_unacked(n);
+    }
+
+    /// Counts a delivery (and, when it must be acked, one more unacked message).
+    fn count_delivery(&self, get: bool, no_ack: bool, redelivered: bool) {
+        stats::count_delivery(&self.counters, get, no_ack, redelivered);
+        if !no_ack {
+            stats::bump(&self.unacked);
+        }
+    }
+
+    /// `n` unacked deliveries were acked, rejected or requeued.
+    pub(super) fn settled_unacked(&self, n: u64) {
+        let _ = self
+            .unacked
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |u| {
+                Some(u.saturating_sub(n))
+            });
+    }
+
+    /// This queue's type (see `kind.rs`: the seam quorum queues and streams will use).
+    pub fn queue_type(&self) -> QueueType {
+        QueueType::Classic
+    }
+
+    /// Counters and gauges now (the gauges under the queue lock, once per call).
+    pub fn stats(&self) -> QueueStats {
+        let (messages_ready, message_bytes_ready, consumers) = {
+            let st = self.state.lock();
+            (
+                st.ready.len() as u64,
+                st.ready.bytes(),
+                st.consumers.len() as u64,
+            )
+        };
+        QueueStats {
+            messages: self.counters.snapshot(),
+            messages_ready,
+            messages_unacked: self.unacked.load(Ordering::Relaxed),
+            message_bytes_ready,
+            consumers,
+        }
     }
 
     /// The one place where messages leave this queue for good (ack, no-ack delivery, reject
     /// without requeue, purge, delete — and expiry, overflow and dead-lettering as they come):
     /// every such path must end here, because this is where a durable queue tells its journal
     /// that the message is settled.
-    fn remove_for_good(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
-        let Some((store, queue)) = self.journal.get() else {
-            return;
-        };
+    /// Returns how many messages left.
+    fn remove_for_good(&self, messages: impl IntoIterator<Item = QueuedMessage>) -> u64 {
+        let journal = self.journal.get();
+        let mut n = 0;
         for m in messages {
-            if let Some(id) = m.message.persist_id.get() {
+            n += 1;
+            if let (Some((store, queue)), Some(id)) = (journal, m.message.persist_id.get()) {
                 store.settle(*id, *queue);
             }
         }
+        n
     }
 
     /// A journaled message went out to a consumer that must ack it: after a crash it comes

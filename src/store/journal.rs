@@ -14,7 +14,7 @@ use super::StoreError;
 use crate::message::Message;
 use bytes::{Bytes, BytesMut};
 use dashmap::DashMap;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -66,6 +66,37 @@ pub enum Effect {
     Delivered { id: u64, queue: u32 },
 }
 
+/// The highest sequence number whose bookkeeping (the [`Index`]) the writer applied, for
+/// readers that look for a record still on its way to disk.
+#[derive(Default)]
+struct Applied {
+    /// (sequence number, whether the writer stopped).
+    state: Mutex<(u64, bool)>,
+    grew: Condvar,
+}
+
+impl Applied {
+    fn advance(&self, seq: u64) {
+        let mut state = self.state.lock();
+        state.0 = state.0.max(seq);
+        self.grew.notify_all();
+    }
+
+    fn stop(&self) {
+        self.state.lock().1 = true;
+        self.grew.notify_all();
+    }
+
+    /// Blocks until records up to `seq` are applied (or the writer stopped). At most one batch
+    /// (one write and fsync) away: the writer applies each batch right after syncing it.
+    fn wait_for(&self, seq: u64) {
+        let mut state = self.state.lock();
+        while state.0 < seq && !state.1 {
+            self.grew.wait(&mut state);
+        }
+    }
+}
+
 struct Submitter {
     next_seq: u64,
     tx: mpsc::Sender<Command>,
@@ -77,6 +108,7 @@ pub struct Journal {
     index: Index,
     submit: Mutex<Submitter>,
     synced: watch::Receiver<u64>,
+    applied: Arc<Applied>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -113,15 +145,21 @@ impl Journal {
             segment_size,
             index.clone(),
         )?;
+        let applied = Arc::new(Applied::default());
+        let applied_by_writer = applied.clone();
         let thread = std::thread::Builder::new()
             .name("warren-journal".into())
-            .spawn(move || writer.run(rx, synced_tx))
+            .spawn(move || {
+                writer.run(rx, synced_tx, &applied_by_writer);
+                applied_by_writer.stop();
+            })
             .map_err(|e| StoreError::Io(dir.to_path_buf(), e))?;
         Ok(Journal {
             dir: dir.to_path_buf(),
             index,
             submit: Mutex::new(Submitter { next_seq: 1, tx }),
             synced,
+            applied,
             thread: Mutex::new(Some(thread)),
         })
     }
@@ -144,23 +182,34 @@ impl Journal {
         self.synced.clone()
     }
 
-    /// Reads message `id`'s publish record back (a paged-out body is needed again). Waits a
-    /// little for a record still on its way to disk; `None` if it is not there.
+    /// Reads message `id`'s publish record back (a paged-out body is needed again); `None` if
+    /// it is not in the journal. A record still on its way to disk is waited for (the writer
+    /// signals each applied batch; no polling); one moved by compaction meanwhile is looked up
+    /// again. Call with no lock held: this reads a file.
     pub fn read(&self, id: u64) -> Option<Record> {
-        for attempt in 0..2000 {
-            if let Some(loc) = self.index.get(&id).map(|l| *l) {
-                if let Some(record) = read_record(&self.dir, loc) {
-                    return Some(record);
+        let mut tried = None;
+        loop {
+            let loc = match self.index.get(&id).map(|l| *l) {
+                Some(loc) => loc,
+                None if tried.is_none() => {
+                    // Appended (its id exists) but maybe not written yet: wait until everything
+                    // appended so far is applied, then look once more.
+                    let appended = self.submit.lock().next_seq - 1;
+                    self.applied.wait_for(appended);
+                    tried = Some((0, 0, 0));
+                    self.index.get(&id).map(|l| *l)?
                 }
+                None => return None,
+            };
+            if tried == Some(loc) {
+                return None;
             }
-            // Not synced yet, or moved by compaction meanwhile: look again shortly.
-            std::thread::sleep(std::time::Duration::from_micros(if attempt < 100 {
-                50
-            } else {
-                1000
-            }));
+            if let Some(record) = read_record(&self.dir, loc) {
+                return Some(record);
+            }
+            // Moved by compaction (and its old segment deleted) meanwhile: look it up again.
+            tried = Some(loc);
         }
-        None
     }
 
     /// Flushes what is queued and stops the writer.
@@ -238,7 +287,7 @@ impl Writer {
         Ok(w)
     }
 
-    fn run(&mut self, rx: mpsc::Receiver<Command>, synced: watch::Sender<u64>) {
+    fn run(&mut self, rx: mpsc::Receiver<Command>, synced: watch::Sender<u64>, applied: &Applied) {
         let mut batch = BytesMut::new();
         let mut effects = Vec::new();
         while let Ok(first) = rx.recv() {
@@ -270,6 +319,7 @@ impl Writer {
             }
             self.write_and_sync(&mut batch, &mut effects);
             if last_seq > 0 {
+                applied.advance(last_seq);
                 synced.send_replace(last_seq);
             }
             self.delete_settled_segments();
@@ -583,7 +633,13 @@ fn apply_replayed(
                 ShortStr::truncated(&exchange),
                 ShortStr::truncated(&routing_key),
             );
-            let stub = Message::paged(exchange, routing_key, properties, body.len(), id);
+            let stub = Message::paged(
+                exchange,
+                routing_key,
+                properties,
+                body.len(),
+                crate::ids::MessageId(id),
+            );
             messages.insert(id, (stub, loc));
         }
         Record::Settle { id, queue } => {

@@ -9,6 +9,7 @@ pub mod definitions;
 pub mod journal;
 pub mod record;
 
+use crate::ids::{DurableQueueId, JournalSeq, MessageId};
 use crate::message::Message;
 use bytes::Bytes;
 use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
@@ -46,11 +47,11 @@ pub enum StoreError {
 /// A persistent message found in the journal at startup.
 pub struct RecoveredMessage {
     /// Journal id.
-    pub id: u64,
+    pub id: MessageId,
     /// The message.
     pub message: Arc<Message>,
     /// Durable queue ids holding it, each with how often it was delivered before the restart.
-    pub queues: Vec<(u32, u32)>,
+    pub queues: Vec<(DurableQueueId, u32)>,
 }
 
 /// What a restart brings back.
@@ -82,9 +83,14 @@ impl Store {
         let mut live = std::collections::HashMap::with_capacity(replayed.messages.len());
         for (id, (message, loc)) in replayed.messages {
             let deliveries = |q: &u32| loc.delivered.iter().filter(|d| *d == q).count() as u32;
-            let queues = loc.queues.iter().map(|q| (*q, deliveries(q))).collect();
+            let queues = loc
+                .queues
+                .iter()
+                .map(|q| (DurableQueueId(*q), deliveries(q)))
+                .collect();
+            let _ = message.persist_id.set(MessageId(id));
             recovered.push(RecoveredMessage {
-                id,
+                id: MessageId(id),
                 message: Arc::new(message),
                 queues,
             });
@@ -107,10 +113,13 @@ impl Store {
         ))
     }
 
-    /// Journals a persistent message for durable `queues`; returns its id and the journal
-    /// sequence number a publisher confirm must wait for.
-    pub fn publish(&self, message: &Message, queues: Vec<u32>) -> (u64, u64) {
+    /// Journals a persistent message for durable `queues`: assigns its journal id (the only
+    /// place that does, and records it on the message) and returns the journal sequence number
+    /// a publisher confirm must wait for.
+    pub fn publish(&self, message: &Message, queues: Vec<DurableQueueId>) -> JournalSeq {
         let id = self.next_message_id.fetch_add(1, Ordering::Relaxed);
+        // Reuses the vector's allocation (same layout): no copy per publish.
+        let queues: Vec<u32> = queues.into_iter().map(|q| q.0).collect();
         let header = ContentHeader {
             class_id: warren_protocol::class_id::BASIC,
             weight: 0,
@@ -127,17 +136,18 @@ impl Store {
             body: message.body.clone(),
         };
         let seq = self.journal.append(&record, Effect::Publish { id, queues });
-        (id, seq)
+        let _ = message.persist_id.set(MessageId(id));
+        JournalSeq(seq)
     }
 
     /// Message `id` left durable queue `queue` for good.
-    pub fn settle(&self, id: u64, queue: u32) {
+    pub fn settle(&self, MessageId(id): MessageId, DurableQueueId(queue): DurableQueueId) {
         self.journal
             .append(&Record::Settle { id, queue }, Effect::Settle { id, queue });
     }
 
     /// Message `id` was delivered from durable queue `queue` (redelivered after a crash).
-    pub fn delivered(&self, id: u64, queue: u32) {
+    pub fn delivered(&self, MessageId(id): MessageId, DurableQueueId(queue): DurableQueueId) {
         self.journal.append(
             &Record::Delivered { id, queue },
             Effect::Delivered { id, queue },
@@ -145,8 +155,8 @@ impl Store {
     }
 
     /// Reads message `id` back from the journal (its body was paged out of memory).
-    pub fn read_message(&self, id: u64) -> Option<Message> {
-        let message = to_message(self.journal.read(id)?)?;
+    pub fn read_message(&self, id: MessageId) -> Option<Message> {
+        let message = to_message(self.journal.read(id.0)?)?;
         let _ = message.persist_id.set(id);
         Some(message)
     }

@@ -18,6 +18,10 @@ pub const MAX_PAYLOAD: u32 = 512 * 1024 * 1024;
 const PUBLISH: u8 = 1;
 const SETTLE: u8 = 2;
 const DELIVERED: u8 = 3;
+/// A publish record for more durable queues than a u16 counts: the same layout with a u32
+/// queue count. Records for up to 65,535 queues keep the old layout, so journals written
+/// before this kind existed still read back.
+const PUBLISH_WIDE: u8 = 4;
 
 /// A journal entry.
 #[derive(Clone, Debug, PartialEq)]
@@ -85,7 +89,11 @@ impl Record {
             } => {
                 out.put_u64(*id);
                 out.put_u8(u8::from(*delivered));
-                out.put_u16(queues.len() as u16);
+                match u16::try_from(queues.len()) {
+                    Ok(n) => out.put_u16(n),
+                    // A queue count past u32 cannot happen: journal ids are u32.
+                    Err(_) => out.put_u32(u32::try_from(queues.len()).unwrap_or(u32::MAX)),
+                }
                 queues.iter().for_each(|q| out.put_u32(*q));
                 put_str(out, exchange);
                 put_str(out, routing_key);
@@ -107,6 +115,7 @@ impl Record {
 
     fn kind(&self) -> u8 {
         match self {
+            Record::Publish { queues, .. } if queues.len() > usize::from(u16::MAX) => PUBLISH_WIDE,
             Record::Publish { .. } => PUBLISH,
             Record::Settle { .. } => SETTLE,
             Record::Delivered { .. } => DELIVERED,
@@ -168,12 +177,20 @@ fn decode_payload(kind: u8, mut p: Bytes) -> Option<Record> {
     }
     let id = p.get_u64();
     let record = match kind {
-        PUBLISH => {
+        PUBLISH | PUBLISH_WIDE => {
             let delivered = p.get_u8() != 0;
-            if p.remaining() < 2 {
+            let n = if kind == PUBLISH {
+                if p.remaining() < 2 {
+                    return None;
+                }
+                usize::from(p.get_u16())
+            } else {
+                get_u32(&mut p)? as usize
+            };
+            // Never trust a count for an allocation: each queue id takes 4 bytes.
+            if n > p.remaining() / 4 {
                 return None;
             }
-            let n = p.get_u16() as usize;
             let mut queues = Vec::with_capacity(n);
             for _ in 0..n {
                 queues.push(get_u32(&mut p)?);
@@ -260,6 +277,41 @@ mod tests {
             r.encode(&mut out);
             let bytes = out.freeze();
             assert_eq!(Record::decode(&bytes), Ok((r, bytes.len())));
+        }
+    }
+
+    /// A message routed to more durable queues than a u16 counts keeps all of them (the count
+    /// was once truncated to u16, and recovery then stopped at a corrupt record).
+    #[test]
+    fn publish_to_more_than_65535_queues_round_trips() {
+        let Record::Publish {
+            id,
+            delivered,
+            exchange,
+            routing_key,
+            header,
+            body,
+            ..
+        } = publish()
+        else {
+            unreachable!()
+        };
+        for n in [65_535u32, 65_536, 70_000] {
+            let r = Record::Publish {
+                id,
+                queues: (1..=n).collect(),
+                delivered,
+                exchange: exchange.clone(),
+                routing_key: routing_key.clone(),
+                header: header.clone(),
+                body: body.clone(),
+            };
+            let mut out = BytesMut::new();
+            r.encode(&mut out);
+            let bytes = out.freeze();
+            let expected_kind = if n > 65_535 { PUBLISH_WIDE } else { PUBLISH };
+            assert_eq!(bytes[1], expected_kind, "{n} queues");
+            assert_eq!(Record::decode(&bytes), Ok((r, bytes.len())), "{n} queues");
         }
     }
 

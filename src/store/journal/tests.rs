@@ -238,3 +238,46 @@ fn settled_segments_are_deleted_and_an_old_live_message_is_copied_forward() {
         .expect("the copied-forward message reads back");
     assert!(matches!(read, Record::Publish { body, .. } if body.len() == 1000 && body[0] == 1));
 }
+
+/// A record read back right after it was appended (before its batch is on disk) waits for the
+/// writer's signal instead of polling, and an id the journal never had answers `None` at once.
+#[test]
+fn a_record_on_its_way_to_disk_reads_back_and_a_missing_one_is_none() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = Journal::start(dir.path(), HashMap::new(), Vec::new()).expect("starts");
+    for id in 1..=50u64 {
+        journal.append(
+            &publish(id, vec![1], 300),
+            Effect::Publish {
+                id,
+                queues: vec![1],
+            },
+        );
+        let read = journal.read(id).expect("an appended record reads back");
+        assert!(
+            matches!(read, Record::Publish { id: got, ref body, .. } if got == id && body.len() == 300),
+            "record {id}"
+        );
+    }
+    let started = std::time::Instant::now();
+    assert!(journal.read(999).is_none(), "never appended");
+    let settled = journal.append(
+        &Record::Settle { id: 7, queue: 1 },
+        Effect::Settle { id: 7, queue: 1 },
+    );
+    wait_synced(&journal, settled);
+    assert!(
+        journal.read(7).is_none(),
+        "settled everywhere: gone from the index"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "answered without polling for seconds: {:?}",
+        started.elapsed()
+    );
+    journal.stop();
+    assert!(
+        journal.read(1000).is_none(),
+        "a stopped journal does not block readers"
+    );
+}

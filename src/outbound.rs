@@ -3,8 +3,10 @@
 //! socket in large writes. The buffer is bounded by credit, not by a channel capacity: queues stop
 //! delivering to a connection whose buffer is over [`HIGH_WATER`] and are kicked again when the
 //! writer drains it, and the reader stops reading while it is congested.
-
-use crate::queue::Queue;
+//!
+//! A leaf module: it knows frames and bytes, not channels or queues. connection/ owns the writer
+//! task, channel/ queues deliveries and replies; whoever skipped a congested connection registers
+//! as a [`DrainWaiter`] and is called back after a flush.
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -16,10 +18,17 @@ use warren_protocol::{encode_content, encode_heartbeat, encode_method, BasicProp
 /// Above this many unflushed bytes the connection takes no more deliveries.
 pub const HIGH_WATER: usize = 1024 * 1024;
 
+/// Something that stopped sending to this connection because it was congested (a queue with
+/// ready messages) and wants to be called once the writer drained the buffer.
+pub trait DrainWaiter: Send + Sync {
+    /// The buffer was flushed: try again (called on the writer task, with no lock held).
+    fn drained(self: Arc<Self>);
+}
+
 struct Pending {
     buf: BytesMut,
     /// Queues that skipped this connection because it was congested: kicked after a flush.
-    waiting: Vec<Weak<Queue>>,
+    waiting: Vec<Weak<dyn DrainWaiter>>,
 }
 
 /// The outbound buffer of one connection.
@@ -81,14 +90,16 @@ impl Outbound {
         self.append(encode_heartbeat);
     }
 
-    /// Whether deliveries should wait; if so, `queue` is remembered and kicked after a flush.
-    pub fn is_congested_for(&self, queue: &Arc<Queue>) -> bool {
+    /// Whether deliveries should wait; if so, `waiter` is remembered and called after a flush.
+    pub fn is_congested_for<W: DrainWaiter + 'static>(&self, waiter: &Arc<W>) -> bool {
         let mut p = self.pending.lock();
         if p.buf.len() < HIGH_WATER {
             return false;
         }
-        if !p.waiting.iter().any(|w| w.as_ptr() == Arc::as_ptr(queue)) {
-            p.waiting.push(Arc::downgrade(queue));
+        let ptr = Arc::as_ptr(waiter).cast::<()>();
+        if !p.waiting.iter().any(|w| w.as_ptr().cast::<()>() == ptr) {
+            let weak: Weak<dyn DrainWaiter> = Arc::downgrade(waiter) as Weak<W>;
+            p.waiting.push(weak);
         }
         true
     }
@@ -141,8 +152,8 @@ impl Outbound {
                 }
             }
             self.drained.notify_waiters();
-            for queue in waiting.iter().filter_map(Weak::upgrade) {
-                queue.dispatch();
+            for waiter in waiting.iter().filter_map(Weak::upgrade) {
+                waiter.drained();
             }
             if closed {
                 socket.flush().await?;

@@ -2,6 +2,7 @@
 //! rules of what survives a restart), and the restore of all of it at startup.
 
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
+use crate::ids::{ConnectionId, DurableQueueId};
 use crate::queue::{Queue, QueueOptions};
 use crate::store::definitions::{table_from_hex, table_to_hex, BindingDef, ExchangeDef};
 use crate::store::{Recovered, Store};
@@ -41,7 +42,7 @@ impl VHost {
         let Some(store) = self.store() else { return };
         if is_durable_queue(q) {
             let id = store.add_queue(&self.name, &q.name, table_to_hex(&q.options.arguments));
-            q.attach_journal(store.clone(), id);
+            q.attach_journal(store.clone(), DurableQueueId(id));
         }
     }
 
@@ -109,7 +110,7 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
             warn!(exchange = %x.name, ?e, "could not restore a durable exchange");
         }
     }
-    let mut by_id: HashMap<u32, Arc<Queue>> = HashMap::new();
+    let mut by_id: HashMap<DurableQueueId, Arc<Queue>> = HashMap::new();
     for q in defs.queues.iter().filter(|q| q.vhost == vhost.name) {
         let options = QueueOptions {
             durable: true,
@@ -119,8 +120,8 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
         };
         match vhost.declare_queue(ShortStr::truncated(&q.name), true, options) {
             Ok(queue) => {
-                queue.attach_journal(store.clone(), q.id);
-                by_id.insert(q.id, queue);
+                queue.attach_journal(store.clone(), DurableQueueId(q.id));
+                by_id.insert(DurableQueueId(q.id), queue);
             }
             Err(e) => warn!(queue = %q.name, ?e, "could not restore a durable queue"),
         }
@@ -128,7 +129,13 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
     for b in defs.bindings.iter().filter(|b| b.vhost == vhost.name) {
         let key = ShortStr::truncated(&b.routing_key);
         let result = match b.destination_kind.as_str() {
-            "queue" => vhost.bind_queue(&b.source, &b.destination, 0, key, args(&b.arguments)),
+            "queue" => vhost.bind_queue(
+                &b.source,
+                &b.destination,
+                ConnectionId(0),
+                key,
+                args(&b.arguments),
+            ),
             _ => vhost.bind_exchange(&b.source, &b.destination, key, args(&b.arguments)),
         };
         if let Err(e) = result {
@@ -137,7 +144,6 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
     }
     let mut restored = 0usize;
     for m in recovered.messages {
-        let _ = m.message.persist_id.set(m.id);
         for (queue_id, deliveries) in m.queues {
             match by_id.get(&queue_id) {
                 Some(q) => {
