@@ -576,3 +576,183 @@ fn import_legacy(dir: &Path, db: &Database, path: &Path) -> Result<(), StoreErro
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(name: &str, id: u32) -> QueueDef {
+        QueueDef {
+            vhost: "/".into(),
+            name: name.into(),
+            id,
+            arguments: String::new(),
+        }
+    }
+
+    fn exchange(name: &str) -> ExchangeDef {
+        ExchangeDef {
+            vhost: "/".into(),
+            name: name.into(),
+            kind: "topic".into(),
+            auto_delete: false,
+            internal: false,
+            arguments: "00".into(),
+        }
+    }
+
+    fn binding(source: &str, kind: &str, destination: &str, key: &str) -> BindingDef {
+        BindingDef {
+            vhost: "/".into(),
+            source: source.into(),
+            destination_kind: kind.into(),
+            destination: destination.into(),
+            routing_key: key.into(),
+            arguments: String::new(),
+        }
+    }
+
+    fn reopen(dir: &Path) -> Definitions {
+        let (metadata, defs) = Metadata::open(dir).expect("opens");
+        metadata.close();
+        defs
+    }
+
+    #[test]
+    fn definitions_round_trip_through_the_store() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (metadata, defs) = Metadata::open(dir.path()).expect("opens");
+        assert_eq!(
+            defs,
+            Definitions {
+                next_queue_id: 1,
+                ..Default::default()
+            }
+        );
+        assert_eq!(metadata.add_queue("/", "q1", "ab".into()), 1);
+        assert_eq!(metadata.add_queue("/", "q2", String::new()), 2);
+        assert_eq!(
+            metadata.add_queue("/", "q1", "ab".into()),
+            1,
+            "known queue keeps its id"
+        );
+        metadata.add_queue("other", "q1", String::new());
+        metadata.submit(Change::PutExchange(exchange("x")));
+        metadata.submit(Change::PutExchange(exchange("gone")));
+        metadata.submit(Change::PutBinding(binding("x", "queue", "q1", "a.#")));
+        metadata.submit(Change::PutBinding(binding("x", "queue", "q2", "b")));
+        metadata.submit(Change::PutBinding(binding("gone", "queue", "q1", "c")));
+        metadata.submit(Change::PutBinding(binding("x", "exchange", "gone", "d")));
+        metadata.submit(Change::PutBinding(binding("x", "queue", "q1", "unbound")));
+        metadata.submit(Change::DeleteBinding(binding(
+            "x", "queue", "q1", "unbound",
+        )));
+        metadata.submit(Change::DeleteExchange {
+            vhost: "/".into(),
+            name: "gone".into(),
+        });
+        metadata.remove_queue("/", "q2");
+        metadata.close();
+
+        let defs = reopen(dir.path());
+        let mut names: Vec<_> = defs
+            .queues
+            .iter()
+            .map(|q| (q.vhost.as_str(), q.name.as_str(), q.id))
+            .collect();
+        names.sort();
+        assert_eq!(names, [("/", "q1", 1), ("other", "q1", 3)]);
+        assert_eq!(
+            defs.queues
+                .iter()
+                .find(|q| q.vhost == "/")
+                .map(|q| q.arguments.as_str()),
+            Some("ab")
+        );
+        assert_eq!(defs.exchanges, [exchange("x")]);
+        assert_eq!(defs.bindings, [binding("x", "queue", "q1", "a.#")]);
+        // A deleted queue's id is never handed out again.
+        assert_eq!(defs.next_queue_id, 4);
+    }
+
+    #[test]
+    fn a_log_left_by_a_crash_is_replayed_up_to_its_torn_tail() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        reopen(dir.path());
+        let mut log = Vec::new();
+        encode_record(&Change::PutQueue(queue("logged", 7)), &mut log);
+        encode_record(&Change::PutExchange(exchange("x")), &mut log);
+        let mut torn = Vec::new();
+        encode_record(&Change::PutQueue(queue("torn", 8)), &mut torn);
+        log.extend_from_slice(&torn[..torn.len() - 3]);
+        std::fs::write(dir.path().join(LOG_FILE), &log).expect("log written");
+
+        let defs = reopen(dir.path());
+        assert_eq!(defs.queues, [queue("logged", 7)]);
+        assert_eq!(defs.exchanges, [exchange("x")]);
+        assert_eq!(defs.next_queue_id, 8);
+        let log_len = std::fs::metadata(dir.path().join(LOG_FILE))
+            .expect("log")
+            .len();
+        assert_eq!(log_len, 0, "the replayed log is emptied");
+        assert_eq!(reopen(dir.path()).queues, [queue("logged", 7)]);
+    }
+
+    #[test]
+    fn a_legacy_definitions_file_is_imported_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let legacy = Definitions {
+            exchanges: vec![exchange("x")],
+            queues: vec![queue("a", 3), queue("b", 5)],
+            bindings: vec![binding("x", "queue", "a", "k")],
+            next_queue_id: 9,
+        };
+        let json = serde_json::to_vec_pretty(&legacy).expect("json");
+        std::fs::write(dir.path().join(LEGACY_FILE), json).expect("written");
+
+        let (metadata, defs) = Metadata::open(dir.path()).expect("opens");
+        assert_eq!(defs, legacy);
+        assert!(!dir.path().join(LEGACY_FILE).exists());
+        assert!(dir.path().join(IMPORTED_FILE).exists());
+        assert_eq!(
+            metadata.add_queue("/", "a", String::new()),
+            3,
+            "imported ids are kept"
+        );
+        assert_eq!(metadata.add_queue("/", "new", String::new()), 9);
+        metadata.close();
+        assert_eq!(reopen(dir.path()).queues.len(), 3);
+    }
+
+    #[test]
+    fn a_corrupt_database_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join(FILE), vec![0x5a; 8192]).expect("written");
+        let Err(e) = Metadata::open(dir.path()) else {
+            panic!("a corrupt metadata file must not open");
+        };
+        let text = e.to_string();
+        assert!(
+            text.contains(&dir.path().join(FILE).display().to_string()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        reopen(dir.path());
+        let db = Database::create(dir.path().join(FILE)).expect("opens");
+        let txn = db.begin_write().expect("txn");
+        txn.open_table(META)
+            .expect("meta")
+            .insert("schema_version", SCHEMA_VERSION + 1)
+            .expect("insert");
+        txn.commit().expect("commit");
+        drop(db);
+        let Err(e) = Metadata::open(dir.path()) else {
+            panic!("a newer schema must not open");
+        };
+        assert!(e.to_string().contains("schema version"), "{e}");
+    }
+}
