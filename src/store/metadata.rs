@@ -12,9 +12,11 @@
 //! thread and returns its sequence number at once. The writer takes everything that has arrived
 //! since its last turn (group commit), appends it to `metadata.log` in one `write`, then
 //! publishes the highest sequence number written. A declare's -ok waits for that number
-//! (`channel/declare.rs`). At most every [`CHECKPOINT_AFTER`] (and at shutdown) the writer
-//! applies what the log holds to redb in one `Durability::Immediate` transaction (one fsync)
-//! and empties the log; startup replays a log left by a crash into redb before anything else.
+//! (`channel/declare.rs`). About every [`CHECKPOINT_AFTER`] the writer moves the log aside
+//! (`metadata.log.old`) and starts a new one, and a checkpointer thread applies the old log's
+//! changes to redb in one `Durability::Immediate` transaction (one fsync) and deletes it, so
+//! logging never waits for an fsync; at shutdown the rest is committed the same way. Startup
+//! replays logs left by a crash (old, then current) into redb before anything else.
 //!
 //! Why the -ok does not wait for an fsync: a client declaring queues one after another cannot
 //! share an fsync with anyone, so it would pay one per declare. Measured on the development VM
@@ -38,7 +40,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
@@ -54,6 +57,8 @@ pub const IMPORTED_FILE: &str = "definitions.json.imported";
 const SCHEMA_VERSION: u64 = 1;
 /// Changes written but not yet in the database (see the module doc).
 pub const LOG_FILE: &str = "metadata.log";
+/// The log being committed to the database by the checkpointer; replayed first after a crash.
+pub const OLD_LOG_FILE: &str = "metadata.log.old";
 /// The most changes one turn of the writer takes.
 const MAX_BATCH: usize = 4096;
 /// How long a change may sit in the log before it is committed to redb.
@@ -125,12 +130,10 @@ impl Metadata {
         check_schema(&db).map_err(fail)?;
         import_legacy(dir, &db, &path)?;
         let log_path = dir.join(LOG_FILE);
-        replay_log(&db, &log_path).map_err(|e| StoreError::Metadata(log_path.clone(), e))?;
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| StoreError::Io(log_path.clone(), e))?;
+        let old_log_path = dir.join(OLD_LOG_FILE);
+        replay_logs(&db, &old_log_path, &log_path)
+            .map_err(|e| StoreError::Metadata(log_path.clone(), e))?;
+        let log = open_log(&log_path).map_err(|e| StoreError::Io(log_path.clone(), e))?;
         let definitions = load(&db).map_err(fail)?;
         let queue_ids = definitions
             .queues
@@ -139,20 +142,23 @@ impl Metadata {
             .collect();
         let (sender, receiver) = mpsc::channel();
         let (committed_tx, committed) = watch::channel(0);
+        let db = Arc::new(db);
+        let checkpointer = Checkpointer::start(db.clone(), path.clone(), old_log_path.clone())
+            .map_err(|e| StoreError::Io(dir.join(FILE), e))?;
+        let writer = Writer {
+            db,
+            path,
+            log,
+            log_path,
+            old_log_path,
+            log_len: 0,
+            pending: Vec::new(),
+            oldest_pending: None,
+            checkpointer: Some(checkpointer),
+        };
         let writer = std::thread::Builder::new()
             .name("warren-metadata".into())
-            .spawn(move || {
-                let writer = Writer {
-                    db,
-                    path,
-                    log,
-                    log_path,
-                    log_len: 0,
-                    pending: Vec::new(),
-                    oldest_pending: None,
-                };
-                writer.run(receiver, committed_tx);
-            })
+            .spawn(move || writer.run(receiver, committed_tx))
             .map_err(|e| StoreError::Io(dir.join(FILE), e))?;
         let state = State {
             sender: Some(sender),
@@ -251,19 +257,22 @@ impl Drop for Metadata {
 
 /// The writer thread's state.
 struct Writer {
-    db: Database,
+    db: Arc<Database>,
     path: PathBuf,
     log: File,
     log_path: PathBuf,
+    old_log_path: PathBuf,
     log_len: u64,
-    /// Changes in the log, not yet in the database.
+    /// Changes in the log, not yet handed to the checkpointer.
     pending: Vec<Change>,
     oldest_pending: Option<Instant>,
+    /// `None` only while stopping.
+    checkpointer: Option<Checkpointer>,
 }
 
 impl Writer {
-    /// Logs each batch of changes that arrived together, publishes it as committed, and moves
-    /// the log into the database every [`CHECKPOINT_AFTER`]; until every sender is gone.
+    /// Logs each batch of changes that arrived together and publishes it as committed; about
+    /// every [`CHECKPOINT_AFTER`] hands the log to the checkpointer. Until every sender is gone.
     fn run(mut self, changes: mpsc::Receiver<(u64, Change)>, committed: watch::Sender<u64>) {
         let mut turns = 0u64;
         loop {
@@ -273,11 +282,14 @@ impl Writer {
                     Err(_) => break,
                 },
                 Some(oldest) => {
-                    let wait = CHECKPOINT_AFTER.saturating_sub(oldest.elapsed());
+                    // At least a little: a busy checkpointer must not make this spin.
+                    let wait = CHECKPOINT_AFTER
+                        .saturating_sub(oldest.elapsed())
+                        .max(Duration::from_millis(5));
                     match changes.recv_timeout(wait) {
                         Ok(change) => change,
                         Err(mpsc::RecvTimeoutError::Timeout) => {
-                            self.checkpoint();
+                            self.try_checkpoint();
                             continue;
                         }
                         Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -299,10 +311,10 @@ impl Writer {
                 .oldest_pending
                 .is_some_and(|t| t.elapsed() >= CHECKPOINT_AFTER);
             if due || self.log_len >= CHECKPOINT_BYTES {
-                self.checkpoint();
+                self.try_checkpoint();
             }
         }
-        self.checkpoint();
+        self.stop();
         debug!(turns, "metadata writer stopped");
     }
 
@@ -320,22 +332,88 @@ impl Writer {
         self.oldest_pending.get_or_insert_with(Instant::now);
     }
 
-    /// Commits the logged changes to the database (one fsync), then empties the log.
-    fn checkpoint(&mut self) {
+    /// Unless the checkpointer is still busy: moves the log aside (`metadata.log.old`), starts
+    /// a fresh one, and hands the changes of the old one to the checkpointer, so logging never
+    /// waits for redb's fsync.
+    fn try_checkpoint(&mut self) {
+        let Some(checkpointer) = &self.checkpointer else {
+            return;
+        };
+        if self.pending.is_empty() || checkpointer.busy.load(Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = std::fs::rename(&self.log_path, &self.old_log_path) {
+            fatal(&self.log_path, &e.to_string());
+        }
+        self.log = match open_log(&self.log_path) {
+            Ok(log) => log,
+            Err(e) => fatal(&self.log_path, &e.to_string()),
+        };
+        self.log_len = 0;
+        self.oldest_pending = None;
+        checkpointer.busy.store(true, Ordering::Release);
+        let changes = std::mem::take(&mut self.pending);
+        if checkpointer.sender.send(changes).is_err() {
+            fatal(&self.path, "the metadata checkpointer stopped");
+        }
+    }
+
+    /// Waits for the checkpointer, then commits what is left and empties the log.
+    fn stop(&mut self) {
+        if let Some(checkpointer) = self.checkpointer.take() {
+            drop(checkpointer.sender);
+            let _ = checkpointer.thread.join();
+        }
         if self.pending.is_empty() {
             return;
         }
         if let Err(e) = commit(&self.db, self.pending.drain(..)) {
             fatal(&self.path, &e.to_string());
         }
-        // Emptied after the commit: a crash in between replays changes already committed,
-        // which puts and deletes by key make harmless.
         if let Err(e) = self.log.set_len(0) {
             fatal(&self.log_path, &e.to_string());
         }
-        self.log_len = 0;
-        self.oldest_pending = None;
     }
+}
+
+/// The thread that commits logged changes to redb (one fsync each time), then deletes the log
+/// they came from. One checkpoint at a time.
+struct Checkpointer {
+    sender: mpsc::Sender<Vec<Change>>,
+    busy: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Checkpointer {
+    fn start(db: Arc<Database>, path: PathBuf, old_log: PathBuf) -> std::io::Result<Self> {
+        let (sender, receiver) = mpsc::channel::<Vec<Change>>();
+        let busy = Arc::new(AtomicBool::new(false));
+        let done = busy.clone();
+        let thread = std::thread::Builder::new()
+            .name("warren-metadata-checkpoint".into())
+            .spawn(move || {
+                for changes in receiver {
+                    if let Err(e) = commit(&db, changes) {
+                        fatal(&path, &e.to_string());
+                    }
+                    // Deleted after the commit: a crash in between replays changes already
+                    // committed, which puts and deletes by key make harmless.
+                    if let Err(e) = std::fs::remove_file(&old_log) {
+                        fatal(&old_log, &e.to_string());
+                    }
+                    done.store(false, Ordering::Release);
+                }
+            })?;
+        Ok(Checkpointer {
+            sender,
+            busy,
+            thread,
+        })
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    File::options().create(true).append(true).open(path)
 }
 
 /// The broker cannot keep a durability promise it cannot write down.
@@ -373,34 +451,46 @@ fn decode_records(bytes: &[u8]) -> (Vec<Change>, usize) {
     (changes, at)
 }
 
-/// Commits what a log left by a crash holds, then empties it.
-fn replay_log(db: &Database, path: &Path) -> Result<(), String> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.to_string()),
-    };
-    if bytes.is_empty() {
-        return Ok(());
+/// Commits what the logs left by a crash hold (the one being checkpointed first), then
+/// deletes the old one and empties the current one.
+fn replay_logs(db: &Database, old: &Path, current: &Path) -> Result<(), String> {
+    let mut changes = Vec::new();
+    for path in [old, current] {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let (found, used) = decode_records(&bytes);
+        if used < bytes.len() {
+            warn!(file = %path.display(), offset = used, "cut off a torn tail of the metadata log");
+        }
+        changes.extend(found);
     }
-    let (changes, used) = decode_records(&bytes);
-    if used < bytes.len() {
-        warn!(file = %path.display(), offset = used, "cut off a torn tail of the metadata log");
+    if changes.is_empty() && !old.exists() {
+        return Ok(());
     }
     let count = changes.len();
     commit(db, changes).map_err(|e| e.to_string())?;
-    File::options()
-        .write(true)
-        .open(path)
-        .and_then(|f| {
-            f.set_len(0)?;
-            f.sync_all()
-        })
-        .map_err(|e| e.to_string())?;
-    info!(changes = count, file = %path.display(), "replayed the metadata log");
+    if let Err(e) = std::fs::remove_file(old) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            return Err(format!("{}: {e}", old.display()));
+        }
+    }
+    match File::options().write(true).open(current) {
+        Ok(f) => f
+            .set_len(0)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("{}: {e}", current.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("{}: {e}", current.display())),
+    }
+    info!(changes = count, file = %current.display(), "replayed the metadata log");
     Ok(())
 }
 
+// redb's error type is large; these run once per commit on the writer thread or at startup.
+#[allow(clippy::result_large_err)]
 /// Applies `changes` in one durable write transaction.
 pub fn commit(db: &Database, changes: impl IntoIterator<Item = Change>) -> Result<(), redb::Error> {
     let mut txn = db.begin_write()?;
@@ -465,6 +555,8 @@ fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).unwrap_or_default()
 }
 
+// redb's error type is large; these run once per commit on the writer thread or at startup.
+#[allow(clippy::result_large_err)]
 /// Refuses a file written by a newer layout; stamps a new file with this one.
 fn check_schema(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
@@ -491,6 +583,8 @@ fn check_schema(db: &Database) -> Result<(), redb::Error> {
     Ok(())
 }
 
+// redb's error type is large; these run once per commit on the writer thread or at startup.
+#[allow(clippy::result_large_err)]
 /// Everything in the database.
 fn load(db: &Database) -> Result<Definitions, redb::Error> {
     let txn = db.begin_read()?;
@@ -548,19 +642,8 @@ fn import_legacy(dir: &Path, db: &Database, path: &Path) -> Result<(), StoreErro
         .chain(old.queues.iter().cloned().map(Change::PutQueue))
         .chain(old.bindings.iter().cloned().map(Change::PutBinding));
     commit(db, changes).map_err(|e| StoreError::Metadata(path.to_path_buf(), e.to_string()))?;
-    if old.next_queue_id > 1 {
-        let bump = |db: &Database| -> Result<(), redb::Error> {
-            let txn = db.begin_write()?;
-            {
-                let mut meta = txn.open_table(META)?;
-                let next = meta.get("next_queue_id")?.map_or(1, |v| v.value());
-                meta.insert("next_queue_id", next.max(u64::from(old.next_queue_id)))?;
-            }
-            txn.commit()?;
-            Ok(())
-        };
-        bump(db).map_err(|e| StoreError::Metadata(path.to_path_buf(), e.to_string()))?;
-    }
+    bump_next_queue_id(db, old.next_queue_id)
+        .map_err(|e| StoreError::Metadata(path.to_path_buf(), e.to_string()))?;
     let imported = dir.join(IMPORTED_FILE);
     std::fs::rename(&legacy, &imported).map_err(|e| StoreError::Io(legacy.clone(), e))?;
     std::fs::File::open(dir)
@@ -574,6 +657,19 @@ fn import_legacy(dir: &Path, db: &Database, path: &Path) -> Result<(), StoreErro
         to = %path.display(),
         "imported durable definitions"
     );
+    Ok(())
+}
+
+/// Raises `next_queue_id` to at least `next` (ids of deleted queues are never reused).
+#[allow(clippy::result_large_err)] // redb's error type; runs once at startup
+fn bump_next_queue_id(db: &Database, next: u32) -> Result<(), redb::Error> {
+    let txn = db.begin_write()?;
+    {
+        let mut meta = txn.open_table(META)?;
+        let stored = meta.get("next_queue_id")?.map_or(1, |v| v.value());
+        meta.insert("next_queue_id", stored.max(u64::from(next)))?;
+    }
+    txn.commit()?;
     Ok(())
 }
 
@@ -696,6 +792,30 @@ mod tests {
             .len();
         assert_eq!(log_len, 0, "the replayed log is emptied");
         assert_eq!(reopen(dir.path()).queues, [queue("logged", 7)]);
+    }
+
+    #[test]
+    fn a_log_being_checkpointed_is_replayed_before_the_current_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        reopen(dir.path());
+        let mut old = Vec::new();
+        encode_record(&Change::PutQueue(queue("a", 1)), &mut old);
+        encode_record(&Change::PutQueue(queue("b", 2)), &mut old);
+        let mut current = Vec::new();
+        encode_record(
+            &Change::DeleteQueue {
+                vhost: "/".into(),
+                name: "a".into(),
+            },
+            &mut current,
+        );
+        std::fs::write(dir.path().join(OLD_LOG_FILE), &old).expect("old log written");
+        std::fs::write(dir.path().join(LOG_FILE), &current).expect("log written");
+
+        let defs = reopen(dir.path());
+        assert_eq!(defs.queues, [queue("b", 2)]);
+        assert!(!dir.path().join(OLD_LOG_FILE).exists());
+        assert_eq!(reopen(dir.path()).queues, [queue("b", 2)]);
     }
 
     #[test]
