@@ -19,16 +19,20 @@
 //! replays logs left by a crash (old, then current) into redb before anything else.
 //!
 //! Why the -ok does not wait for an fsync: a client declaring queues one after another cannot
-//! share an fsync with anyone, so it would pay one per declare. Measured on the development VM
-//! (fdatasync 1.3 ms, redb commit with `Immediate` durability per declare), 10,000 sequential
-//! durable declares took 30 s; with this design they take a few seconds (BENCHMARKS.md).
-//! redb's own cheaper modes do not help: on Linux `Eventual` is the same fdatasync, and a
-//! `None` commit is lost when the process dies. What the -ok promises instead is RabbitMQ
-//! 3.10–3.12's promise: Mnesia writes a durable declare to its transaction log before the -ok,
-//! without an fsync, so the declare survives a crash of the broker (`kill -9`: the log's bytes
-//! are in the kernel) and a crash of the machine within about [`CHECKPOINT_AFTER`] of the
-//! declare may lose it. Persistent messages keep their stronger promise (journal.rs: fsync
-//! before the confirm). A record of the log is `len u32 | crc32c u32 | JSON`; a short or
+//! share an fsync with anyone, so it would pay one per declare. On the development VM (2 vCPUs
+//! shared with other builds; fdatasync 1.3 ms when quiet, several ms when not) a first version
+//! that committed each batch to redb with `Durability::Immediate` before the -ok took 30 s for
+//! 10,000 sequential durable declares; this design takes about what transient declares take
+//! (BENCHMARKS.md, "Durable declares"). redb's own cheaper modes do not help: on Linux
+//! `Eventual` is the same fdatasync, and a `None` commit is lost when the process dies. So the
+//! -ok promises what it promises in RabbitMQ 3.10–3.12, as we understand Mnesia (it appends a
+//! transaction to its log before answering, with no fsync per transaction): the declare
+//! survives a crash of the broker (`kill -9`; the log's bytes are in the kernel), and a crash
+//! of the whole machine may lose what was declared in the last [`CHECKPOINT_AFTER`] or so.
+//! Persistent messages keep their stronger promise (journal.rs: fsync before the confirm).
+//! If a deployment wants the fsync, the seam is `Writer::log`: fdatasync the log there.
+//!
+//! A record of the log is `len u32 | crc32c u32 | JSON`; a short or
 //! damaged record can only be the torn tail of a machine crash, so replay stops there.
 
 use super::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
