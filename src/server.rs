@@ -17,16 +17,29 @@ use tracing::{info, warn};
 /// How long shutdown waits for connections to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Serves AMQP on `listener` until `shutdown` completes, then closes every connection.
+/// Recovers the broker from `config.data_dir`, then serves AMQP on `listener` until `shutdown`
+/// completes, then closes every connection. Nothing is accepted before recovery has finished;
+/// a store that cannot be opened (e.g. a corrupt file, named in the error) is returned as an
+/// error.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let broker = Broker::open(config).map_err(std::io::Error::other)?;
+    let broker = open_broker(config).await?;
     serve(broker, listener, shutdown).await
 }
 
+/// Opens the store and replays it on the blocking pool: recovery reads and fsyncs files and
+/// must not hold a runtime worker.
+async fn open_broker(config: Config) -> std::io::Result<Arc<Broker>> {
+    tokio::task::spawn_blocking(move || Broker::open(config))
+        .await
+        .map_err(std::io::Error::other)?
+        .map_err(std::io::Error::other)
+}
+
+/// Serves AMQP for a recovered `broker` on `listener` until `shutdown` completes.
 async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
@@ -67,8 +80,10 @@ async fn serve(
     {
         warn!("some connections did not close in time");
     }
-    broker.close();
-    Ok(())
+    // Flushing the journal and the metadata waits for their writer threads.
+    tokio::task::spawn_blocking(move || broker.close())
+        .await
+        .map_err(std::io::Error::other)
 }
 
 async fn serve_socket(
@@ -92,13 +107,21 @@ pub struct BrokerHandle {
 }
 
 impl BrokerHandle {
-    /// Binds `addr` (port 0 picks a free port) and starts serving on the current runtime.
+    /// Recovers the store in `config.data_dir`, then binds `addr` (port 0 picks a free port)
+    /// and starts serving on the current runtime. Returns once the broker accepts connections,
+    /// with recovery complete; a store that cannot be opened is an error naming the file.
     pub async fn start(config: Config, addr: &str) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        let broker = open_broker(config).await?;
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(e) => {
+                broker.close();
+                return Err(e);
+            }
+        };
         let addr = listener.local_addr()?;
         let stop = CancellationToken::new();
         let stopped = stop.clone();
-        let broker = Broker::open(config).map_err(std::io::Error::other)?;
         let serving = broker.clone();
         let task =
             tokio::spawn(async move { serve(serving, listener, stopped.cancelled_owned()).await });

@@ -495,3 +495,137 @@ async fn deep_queue_bodies_page_out_and_back_in_intact() {
         .expect("get")
         .is_none());
 }
+
+/// Durable definitions are written down before their -ok: a broker killed right after the last
+/// -ok (no clean shutdown, no time for a checkpoint) has every one of them after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declares_survive_kill_9_right_after_their_ok() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    let queues: Vec<String> = (0..200).map(|i| format!("declared.{i}")).collect();
+    // Half one after another, half from four channels at once (their -oks share commits).
+    for q in &queues[..100] {
+        declare(&ch, q, true).await;
+    }
+    let mut parallel = Vec::new();
+    for part in queues[100..].chunks(25) {
+        let ch = conn.create_channel().await.expect("channel");
+        let part = part.to_vec();
+        parallel.push(tokio::spawn(async move {
+            for q in &part {
+                declare(&ch, q, true).await;
+            }
+        }));
+    }
+    for task in parallel {
+        task.await.expect("declares");
+    }
+    let opts = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        "declared.x",
+        ExchangeKind::Topic,
+        opts,
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange declare");
+    ch.queue_bind(
+        "declared.199",
+        "declared.x",
+        "k.#",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    ch.queue_delete("declared.0", QueueDeleteOptions::default())
+        .await
+        .expect("delete");
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    for q in &queues[1..] {
+        assert_eq!(passive_exists(&ch, q).await, Some(0), "{q} is lost");
+    }
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    publish_confirmed(&ch, "declared.x", "k.1", b"routed", persistent()).await;
+    assert_eq!(
+        passive_exists(&ch, "declared.199").await,
+        Some(1),
+        "the binding is lost"
+    );
+    assert_eq!(
+        passive_exists(&ch, "declared.0").await,
+        None,
+        "a deleted queue came back"
+    );
+}
+
+/// A data directory written before the redb store: its `definitions.json` is imported once at
+/// startup and renamed, and what it defined works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_legacy_definitions_file_is_imported() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let legacy = r#"{
+      "exchanges": [{"vhost": "/", "name": "old.x", "kind": "direct", "auto_delete": false,
+                     "internal": false, "arguments": "00000000"}],
+      "queues": [{"vhost": "/", "name": "old.q", "id": 4, "arguments": "00000000"}],
+      "bindings": [{"vhost": "/", "source": "old.x", "destination_kind": "queue",
+                    "destination": "old.q", "routing_key": "k", "arguments": "00000000"}],
+      "next_queue_id": 5
+    }"#;
+    std::fs::write(data.path().join("definitions.json"), legacy).expect("written");
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    publish_confirmed(&ch, "old.x", "k", b"imported", persistent()).await;
+    assert_eq!(passive_exists(&ch, "old.q").await, Some(1));
+    assert!(!data.path().join("definitions.json").exists());
+    assert!(data.path().join("definitions.json.imported").exists());
+    p.stop();
+
+    // Imported for good: the next start reads it from the store (and the message is there).
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    assert_eq!(passive_exists(&ch, "old.q").await, Some(1));
+}
+
+/// A damaged metadata database stops startup with an error naming the file, both for the
+/// binary and for `BrokerHandle::start`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_metadata_store_stops_startup_naming_the_file() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let file = data.path().join("metadata.redb");
+    std::fs::write(&file, vec![0x5a; 8192]).expect("written");
+    let output = Command::new(env!("CARGO_BIN_EXE_warren"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("warren runs");
+    assert!(!output.status.success(), "started on a corrupt store");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&file.display().to_string()),
+        "the error does not name {}: {stderr}",
+        file.display()
+    );
+
+    let config = warren::config::Config {
+        data_dir: data.path().to_path_buf(),
+        ..Default::default()
+    };
+    let Err(e) = warren::server::BrokerHandle::start(config, "127.0.0.1:0").await else {
+        panic!("BrokerHandle::start accepted a corrupt store");
+    };
+    assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+}

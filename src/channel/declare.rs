@@ -60,7 +60,7 @@ impl Channel {
                 .map_err(|e| self.declare_err(e))?;
         }
         if !m.no_wait {
-            self.reply(exchange::DeclareOk {});
+            self.reply_once_durable(exchange::DeclareOk {});
         }
         Ok(())
     }
@@ -71,7 +71,7 @@ impl Channel {
             .delete_exchange(&m.exchange, m.if_unused)
             .map_err(|e| self.declare_err(e))?;
         if !m.no_wait {
-            self.reply(exchange::DeleteOk {});
+            self.reply_once_durable(exchange::DeleteOk {});
         }
         Ok(())
     }
@@ -82,7 +82,7 @@ impl Channel {
             .bind_exchange(&m.source, &m.destination, m.routing_key, m.arguments)
             .map_err(|e| self.declare_err(e))?;
         if !m.no_wait {
-            self.reply(exchange::BindOk {});
+            self.reply_once_durable(exchange::BindOk {});
         }
         Ok(())
     }
@@ -93,7 +93,7 @@ impl Channel {
             .unbind_exchange(&m.source, &m.destination, &m.routing_key, &m.arguments)
             .map_err(|e| self.declare_err(e))?;
         if !m.no_wait {
-            self.reply(exchange::UnbindOk {});
+            self.reply_once_durable(exchange::UnbindOk {});
         }
         Ok(())
     }
@@ -139,7 +139,7 @@ impl Channel {
                 message_count: q.message_count(),
                 consumer_count: q.consumer_count(),
             };
-            self.reply(ok);
+            self.reply_once_durable(ok);
         }
         Ok(())
     }
@@ -158,7 +158,7 @@ impl Channel {
             .bind_queue(&m.exchange, &name, self.ctx.id, routing_key, m.arguments)
             .map_err(|e| self.declare_err(e))?;
         if !m.no_wait {
-            self.reply(queue::BindOk {});
+            self.reply_once_durable(queue::BindOk {});
         }
         Ok(())
     }
@@ -175,7 +175,7 @@ impl Channel {
                 &m.arguments,
             )
             .map_err(|e| self.declare_err(e))?;
-        self.reply(queue::UnbindOk {});
+        self.reply_once_durable(queue::UnbindOk {});
         Ok(())
     }
 
@@ -196,7 +196,7 @@ impl Channel {
             .delete_queue(&name, self.ctx.id, m.if_unused, m.if_empty)
             .map_err(|e| self.declare_err(e))?;
         if !m.no_wait {
-            self.reply(queue::DeleteOk { message_count });
+            self.reply_once_durable(queue::DeleteOk { message_count });
         }
         Ok(())
     }

@@ -17,6 +17,8 @@ use crate::vhost::VHost;
 use bytes::Bytes;
 use delivery::ChannelShared;
 use publish::{Confirms, ContentInProgress, TxBuffer};
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use warren_protocol::{channel, ContentHeader, Method, ShortStr};
 
@@ -61,6 +63,10 @@ pub struct Channel {
     last_queue: Option<ShortStr>,
     /// The queue behind this channel's direct reply-to consumer (see `reply_to.rs`).
     reply_queue: Option<Arc<crate::queue::Queue>>,
+    /// Replies held until the metadata writer has committed the definition changes they
+    /// promise: (sequence number to wait for, 0 for a reply only kept in order behind one).
+    /// While one is held, every later reply of this channel waits behind it.
+    replies_waiting_for_metadata: RefCell<VecDeque<(u64, Method)>>,
 }
 
 impl Channel {
@@ -83,6 +89,7 @@ impl Channel {
             commits_waiting_for_disk: Default::default(),
             last_queue: None,
             reply_queue: None,
+            replies_waiting_for_metadata: RefCell::default(),
         }
     }
 
@@ -92,7 +99,47 @@ impl Channel {
     }
 
     fn reply(&self, method: impl Into<Method>) {
-        self.ctx.outbound.send_method(self.id, &method.into());
+        let method = method.into();
+        let mut held = self.replies_waiting_for_metadata.borrow_mut();
+        if held.is_empty() {
+            self.ctx.outbound.send_method(self.id, &method);
+        } else {
+            held.push_back((0, method));
+        }
+    }
+
+    /// Sends the -ok of a declare, delete, bind or unbind once the definitions it changed (or
+    /// any change still in flight, possibly another channel's declare of the same name) are
+    /// committed to disk, so a client never hears of a durable thing a crash could lose.
+    fn reply_once_durable(&self, method: impl Into<Method>) {
+        match self.ctx.vhost.store().and_then(|s| s.metadata_pending()) {
+            Some(seq) => self
+                .replies_waiting_for_metadata
+                .borrow_mut()
+                .push_back((seq, method.into())),
+            None => self.reply(method),
+        }
+    }
+
+    /// Sends the held replies whose definitions are committed, in order.
+    fn release_durable_replies(&self) {
+        let mut held = self.replies_waiting_for_metadata.borrow_mut();
+        if held.is_empty() {
+            return;
+        }
+        let Some(store) = self.ctx.vhost.store() else {
+            return;
+        };
+        let committed = *store.metadata_committed_ref().borrow();
+        while let Some((_, method)) = held.pop_front_if(|(seq, _)| *seq <= committed) {
+            self.ctx.outbound.send_method(self.id, &method);
+        }
+    }
+
+    /// Whether a reply waits for the metadata writer (the connection then wakes up when it
+    /// commits).
+    pub fn is_waiting_for_metadata(&self) -> bool {
+        !self.replies_waiting_for_metadata.borrow().is_empty()
     }
 
     /// Handles one method frame.
@@ -176,6 +223,7 @@ impl Channel {
 
     /// Called once all frames of one socket read were handled: sends coalesced confirms.
     pub fn end_of_batch(&mut self) {
+        self.release_durable_replies();
         if self.confirms.is_none() && self.commits_waiting_for_disk.is_empty() {
             return;
         }

@@ -176,6 +176,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let mut ticker = tokio::time::interval(period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut synced = self.ctx.vhost.store().map(|s| s.synced());
+        let mut definitions_committed = self.ctx.vhost.store().map(|s| s.metadata_committed());
         loop {
             match self.handle_buffered() {
                 Ok(Flow::Continue) => {}
@@ -211,6 +212,8 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Ok(()) = self.memory_alarm.changed(), if self.has_published => {}
                 // Confirms of persistent messages go out once the journal has synced them.
                 Some(()) = journal_synced(&mut synced), if self.is_waiting_for_disk() => {}
+                // Declare-oks go out once the metadata writer has committed their definitions.
+                Some(()) = journal_synced(&mut definitions_committed), if self.is_waiting_for_metadata() => {}
                 _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
             }
         }
@@ -245,6 +248,12 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
         self.last_input = Instant::now();
         None
+    }
+
+    fn is_waiting_for_metadata(&self) -> bool {
+        self.channels
+            .values()
+            .any(|slot| matches!(slot, Slot::Open(ch) if ch.is_waiting_for_metadata()))
     }
 
     fn is_waiting_for_disk(&self) -> bool {

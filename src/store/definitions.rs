@@ -1,14 +1,11 @@
-//! Durable definitions (exchanges, queues, bindings) in one small JSON file, replaced atomically
-//! (write a temporary file, fsync, rename, fsync the directory) on every change. Declares are
-//! rare next to messages, so one rewrite per change costs nothing that matters; the file stays
-//! readable by a person.
+//! The shapes of durable definitions (exchanges, queues, bindings) as the store keeps them, and
+//! the reader of `definitions.json`, the whole-file format earlier versions rewrote on every
+//! declare (now only imported once into `metadata.rs`).
 
 use super::StoreError;
 use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use warren_protocol::{decode_field_table, encode_field_table, FieldTable};
 
 /// A durable exchange.
@@ -53,35 +50,12 @@ pub struct Definitions {
     pub next_queue_id: u32,
 }
 
-const FILE: &str = "definitions.json";
-
 impl Definitions {
-    /// Reads the file in `dir`, or empty definitions when there is none yet.
-    pub fn load(dir: &Path) -> Result<Self, StoreError> {
-        let path = dir.join(FILE);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| StoreError::Definitions(path, e.to_string())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Definitions {
-                next_queue_id: 1,
-                ..Default::default()
-            }),
-            Err(e) => Err(StoreError::Io(path, e)),
-        }
-    }
-
-    /// Replaces the file in `dir` with these definitions, durably.
-    pub fn save(&self, dir: &Path) -> Result<(), StoreError> {
-        let path = dir.join(FILE);
-        let tmp: PathBuf = dir.join(format!("{FILE}.tmp"));
-        let io = |e| StoreError::Io(path.clone(), e);
-        let json = serde_json::to_vec_pretty(self)
-            .map_err(|e| StoreError::Definitions(path.clone(), e.to_string()))?;
-        let mut f = File::create(&tmp).map_err(io)?;
-        f.write_all(&json).and_then(|()| f.sync_all()).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-        Ok(())
+    /// Reads a legacy `definitions.json`.
+    pub fn load_legacy(path: &Path) -> Result<Self, StoreError> {
+        let bytes = std::fs::read(path).map_err(|e| StoreError::Io(path.to_path_buf(), e))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::Definitions(path.to_path_buf(), e.to_string()))
     }
 }
 
@@ -94,7 +68,7 @@ pub fn table_to_hex(table: &FieldTable) -> String {
 
 /// The table written by [`table_to_hex`]; `None` if the text is not one.
 pub fn table_from_hex(hex: &str) -> Option<FieldTable> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..hex.len())
@@ -116,19 +90,5 @@ mod tests {
         t.insert(ShortStr::from("x-dead-letter-exchange"), "dlx".into());
         assert_eq!(table_from_hex(&table_to_hex(&t)), Some(t));
         assert_eq!(table_from_hex("zz"), None);
-    }
-
-    #[test]
-    fn definitions_survive_save_and_load() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut d = Definitions::load(dir.path()).expect("empty");
-        d.queues.push(QueueDef {
-            vhost: "/".into(),
-            name: "q".into(),
-            id: 1,
-            arguments: table_to_hex(&FieldTable::new()),
-        });
-        d.save(dir.path()).expect("saved");
-        assert_eq!(Definitions::load(dir.path()).expect("loaded"), d);
     }
 }

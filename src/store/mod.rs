@@ -1,5 +1,5 @@
-//! Durability: durable definitions (`definitions`) and persistent messages (`journal`), all in
-//! the data directory, no external service. Never sees frames or sockets.
+//! Durability: durable definitions (`metadata`, a redb database) and persistent messages
+//! (`journal`), all in the data directory, no external service. Never sees frames or sockets.
 //!
 //! Only what RabbitMQ keeps survives: durable exchanges, durable queues that are neither
 //! exclusive nor auto-delete, bindings between durable things, and persistent messages
@@ -7,20 +7,21 @@
 
 pub mod definitions;
 pub mod journal;
+pub mod metadata;
 pub mod record;
 
 use crate::ids::{DurableQueueId, JournalSeq, MessageId};
 use crate::message::Message;
 use bytes::Bytes;
-use definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+use definitions::{BindingDef, Definitions, ExchangeDef};
 use journal::{Effect, Journal};
-use parking_lot::Mutex;
+use metadata::{Change, Metadata};
 use record::Record;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::info;
 use warren_protocol::ContentHeader;
 
 /// Why the store could not open or recover.
@@ -39,9 +40,12 @@ pub enum StoreError {
         /// What was wrong.
         reason: &'static str,
     },
-    /// The definitions file could not be read.
+    /// The legacy definitions file could not be read.
     #[error("{}: {1}", .0.display())]
     Definitions(PathBuf, String),
+    /// The metadata database could not be opened, read or written.
+    #[error("metadata store {}: {1}", .0.display())]
+    Metadata(PathBuf, String),
 }
 
 /// A persistent message found in the journal at startup.
@@ -64,9 +68,8 @@ pub struct Recovered {
 
 /// The store of one broker.
 pub struct Store {
-    dir: PathBuf,
     journal: Journal,
-    definitions: Mutex<Definitions>,
+    metadata: Metadata,
     next_message_id: AtomicU64,
 }
 
@@ -76,7 +79,7 @@ impl Store {
         let messages_dir = dir.join("messages");
         std::fs::create_dir_all(&messages_dir)
             .map_err(|e| StoreError::Io(messages_dir.clone(), e))?;
-        let definitions = Definitions::load(dir)?;
+        let (metadata, definitions) = Metadata::open(dir)?;
         let replayed = journal::replay(&messages_dir)?;
         let next_id = replayed.messages.keys().next_back().map_or(1, |id| id + 1);
         let mut recovered = Vec::with_capacity(replayed.messages.len());
@@ -99,9 +102,8 @@ impl Store {
         info!(messages = recovered.len(), dir = %dir.display(), "store recovered");
         let journal = Journal::start(&messages_dir, live, replayed.segments)?;
         let store = Store {
-            dir: dir.to_path_buf(),
             journal,
-            definitions: Mutex::new(definitions.clone()),
+            metadata,
             next_message_id: AtomicU64::new(next_id),
         };
         Ok((
@@ -166,85 +168,69 @@ impl Store {
         self.journal.synced()
     }
 
-    /// Flushes the journal and stops its writer (clean shutdown).
+    /// Flushes the journal and the metadata and stops their writers (clean shutdown).
     pub fn close(&self) {
         self.journal.stop();
+        self.metadata.close();
     }
 
-    fn update(&self, change: impl FnOnce(&mut Definitions)) {
-        let mut defs = self.definitions.lock();
-        change(&mut defs);
-        if let Err(e) = defs.save(&self.dir) {
-            // The broker cannot keep a durability promise it cannot write down.
-            error!(error = %e, "cannot save durable definitions; stopping the broker");
-            std::process::abort();
-        }
-    }
+    // Durable definitions. Each call only queues the change for the metadata writer thread
+    // (`metadata.rs`) and returns at once; a reply that promises the change is durable waits
+    // until `metadata_committed()` reaches `metadata_submitted()` as read after the call.
 
     /// Records a durable exchange.
     pub fn add_exchange(&self, def: ExchangeDef) {
-        self.update(|d| {
-            d.exchanges
-                .retain(|x| !(x.vhost == def.vhost && x.name == def.name));
-            d.exchanges.push(def);
-        });
+        self.metadata.submit(Change::PutExchange(def));
     }
 
     /// Forgets an exchange and its bindings.
     pub fn remove_exchange(&self, vhost: &str, name: &str) {
-        self.update(|d| {
-            d.exchanges
-                .retain(|x| !(x.vhost == vhost && x.name == name));
-            d.bindings.retain(|b| {
-                !(b.vhost == vhost
-                    && (b.source == name
-                        || (b.destination_kind == "exchange" && b.destination == name)))
-            });
+        self.metadata.submit(Change::DeleteExchange {
+            vhost: vhost.into(),
+            name: name.into(),
         });
     }
 
     /// Records a durable queue; returns the id its journal records use.
     pub fn add_queue(&self, vhost: &str, name: &str, arguments: String) -> u32 {
-        let mut id = 0;
-        self.update(|d| {
-            if let Some(q) = d.queues.iter().find(|q| q.vhost == vhost && q.name == name) {
-                id = q.id;
-                return;
-            }
-            id = d.next_queue_id.max(1);
-            d.next_queue_id = id + 1;
-            d.queues.push(QueueDef {
-                vhost: vhost.into(),
-                name: name.into(),
-                id,
-                arguments,
-            });
-        });
-        id
+        self.metadata.add_queue(vhost, name, arguments)
     }
 
     /// Forgets a queue and its bindings.
     pub fn remove_queue(&self, vhost: &str, name: &str) {
-        self.update(|d| {
-            d.queues.retain(|q| !(q.vhost == vhost && q.name == name));
-            d.bindings.retain(|b| {
-                !(b.vhost == vhost && b.destination_kind == "queue" && b.destination == name)
-            });
-        });
+        self.metadata.remove_queue(vhost, name);
     }
 
     /// Records a binding between durable things.
     pub fn add_binding(&self, def: BindingDef) {
-        self.update(|d| {
-            if !d.bindings.contains(&def) {
-                d.bindings.push(def);
-            }
-        });
+        self.metadata.submit(Change::PutBinding(def));
     }
 
     /// Forgets a binding.
     pub fn remove_binding(&self, def: &BindingDef) {
-        self.update(|d| d.bindings.retain(|b| b != def));
+        self.metadata.submit(Change::DeleteBinding(def.clone()));
+    }
+
+    /// The sequence number of the last definition change handed to the metadata writer.
+    pub fn metadata_submitted(&self) -> u64 {
+        self.metadata.submitted()
+    }
+
+    /// The sequence number a reply promising durable definitions must wait for, if the
+    /// metadata writer has not yet committed everything handed to it.
+    pub fn metadata_pending(&self) -> Option<u64> {
+        let submitted = self.metadata.submitted();
+        (submitted > *self.metadata.committed_ref().borrow()).then_some(submitted)
+    }
+
+    /// [`Store::metadata_committed`] without cloning the receiver.
+    pub fn metadata_committed_ref(&self) -> &watch::Receiver<u64> {
+        self.metadata.committed_ref()
+    }
+
+    /// The highest definition change committed to disk; changes after every commit.
+    pub fn metadata_committed(&self) -> watch::Receiver<u64> {
+        self.metadata.committed()
     }
 }
 
