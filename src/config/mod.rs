@@ -1,6 +1,25 @@
-//! Broker settings, with defaults that run with zero configuration.
+//! Broker settings, with defaults that run with zero configuration, and the operator's view of
+//! them: flags, environment and TOML file ([`settings`]), listener addresses ([`listen`]) and
+//! RabbitMQ's memory watermark forms ([`memory`]).
+
+pub mod listen;
+pub mod memory;
+pub mod settings;
 
 use std::path::PathBuf;
+
+/// A reason Warren cannot start, worded for the operator: what failed (flag, address, path),
+/// why, and what to do. Printed as is, without a backtrace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartupError(pub String);
+
+impl std::fmt::Display for StartupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartupError {}
 
 /// Everything a broker needs to start.
 #[derive(Clone, Debug)]
@@ -26,17 +45,9 @@ pub struct Config {
     pub memory_high_watermark: u64,
 }
 
-/// RabbitMQ's default: 40% of the machine's memory (1 GiB when that cannot be read).
+/// RabbitMQ's default: 40% of the memory available (RAM, or the cgroup limit in a container).
 pub fn default_memory_high_watermark() -> u64 {
-    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
-        m.lines()
-            .find(|l| l.starts_with("MemTotal:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse::<u64>()
-            .ok()
-    });
-    total_kib.map_or(1 << 30, |kib| kib * 1024 * 4 / 10)
+    memory::Watermark::default().bytes(memory::available_memory())
 }
 
 impl Default for Config {
