@@ -6,6 +6,7 @@ use crate::broker::Broker;
 use crate::config::listen::ListenerSetting;
 use crate::config::{Config, StartupError};
 use crate::connection;
+use crate::store::StoreError;
 use std::future::Future;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -42,8 +43,12 @@ pub fn open_broker(config: Config) -> Result<Arc<Broker>, StartupError> {
     let dir = config.data_dir.clone();
     prepare_data_dir(&dir)?;
     Broker::open(config).map_err(|e| {
+        let why = match &e {
+            StoreError::Io(path, io) => format!("{}: {}", path.display(), io_reason(io)),
+            other => other.to_string(),
+        };
         StartupError(format!(
-            "cannot open the data directory {} (--data-dir): {e}; everything in it must be \
+            "cannot open the data directory {} (--data-dir): {why}; everything in it must be \
              readable and writable by the user Warren runs as",
             dir.display()
         ))
@@ -120,20 +125,22 @@ pub fn bind_listeners(
     for a in settings.iter().flat_map(|s| s.addrs()) {
         match bind(a.addr) {
             Ok(l) => listeners.push(l),
-            Err(e)
-                if a.ipv6_optional
-                    && matches!(
-                        e.kind(),
-                        ErrorKind::AddrNotAvailable | ErrorKind::Unsupported
-                    )
-                    || a.ipv6_optional && e.raw_os_error() == Some(97) =>
-            {
+            Err(e) if a.ipv6_optional && no_ipv6(&e) => {
                 warnings.push(format!("not listening on {} (no IPv6 here: {e})", a.addr));
             }
             Err(e) => return Err(bind_error(a.addr, flag, &e)),
         }
     }
     Ok((listeners, warnings))
+}
+
+/// The error binding `[::]` gives on a machine (or container) without IPv6.
+fn no_ipv6(e: &std::io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    matches!(
+        e.kind(),
+        ErrorKind::AddrNotAvailable | ErrorKind::Unsupported
+    ) || e.raw_os_error() == Some(EAFNOSUPPORT)
 }
 
 fn bind_error(addr: SocketAddr, flag: &str, e: &std::io::Error) -> StartupError {

@@ -529,10 +529,14 @@ fn read_file(path: &Path, name: &str) -> Result<FileSettings, StartupError> {
         ))
     })?;
     toml::from_str(&text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| format!(" line {}", text[..s.start].matches('\n').count() + 1))
+            .unwrap_or_default();
         StartupError(format!(
-            "config file {}: {}",
+            "config file {}{line}: {}",
             path.display(),
-            e.to_string().trim_end()
+            e.message().trim_end().replace('\n', " ")
         ))
     })
 }

@@ -139,7 +139,7 @@ async fn drain(url: &Url, queue: &str, expected: u64, size: usize) -> Result<(u6
                 if payload.len() == size && stats::check_body(&payload, size).is_none() {
                     corrupt += 1;
                 }
-                if got % 200_000 == 0 {
+                if got.is_multiple_of(200_000) {
                     eprintln!("drained {got} messages");
                 }
             }
