@@ -96,9 +96,10 @@ pub fn init(settings: &LogSettings) -> Result<LogHandle, StartupError> {
             path: path.clone(),
             file: Arc::new(Mutex::new(open_log_file(path).map_err(|e| {
                 StartupError(format!(
-                    "cannot open the log file {} (--log-file): {e}; check that its directory \
+                    "cannot open the log file {} (--log-file): {}; check that its directory \
                      exists and is writable",
-                    path.display()
+                    path.display(),
+                    crate::config::io_reason(&e)
                 ))
             })?)),
         },

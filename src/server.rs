@@ -4,7 +4,7 @@
 
 use crate::broker::Broker;
 use crate::config::listen::ListenerSetting;
-use crate::config::{Config, StartupError};
+use crate::config::{io_reason, Config, StartupError};
 use crate::connection;
 use crate::store::StoreError;
 use std::future::Future;
@@ -92,24 +92,6 @@ fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
              choose another path with --data-dir",
             io_reason(&e)
         ))),
-    }
-}
-
-/// An I/O error in words, without Rust's "(os error N)" suffix.
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        ErrorKind::PermissionDenied => "permission denied".into(),
-        ErrorKind::NotFound => "no such file or directory".into(),
-        ErrorKind::AlreadyExists => "a file of that name already exists".into(),
-        ErrorKind::AddrInUse => "address already in use".into(),
-        ErrorKind::AddrNotAvailable => "no local interface has this address".into(),
-        _ => {
-            let text = e.to_string();
-            match text.find(" (os error") {
-                Some(i) => text[..i].to_owned(),
-                None => text,
-            }
-        }
     }
 }
 

@@ -576,3 +576,26 @@ fn eventually_contains(path: &Path, text: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn a_log_file_that_cannot_be_opened_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let err = refused_start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--log-file",
+            "/proc/warren-nowhere/warren.log",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &[
+            "cannot open the log file /proc/warren-nowhere/warren.log",
+            "--log-file",
+        ],
+    );
+    assert!(!dir.path().join("data").exists());
+}

@@ -21,6 +21,24 @@ impl std::fmt::Display for StartupError {
 
 impl std::error::Error for StartupError {}
 
+/// An I/O error in words, without Rust's "(os error N)" suffix.
+pub fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::AlreadyExists => "a file of that name already exists".into(),
+        std::io::ErrorKind::AddrInUse => "address already in use".into(),
+        std::io::ErrorKind::AddrNotAvailable => "no local interface has this address".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_owned(),
+                None => text,
+            }
+        }
+    }
+}
+
 /// Everything a broker needs to start.
 #[derive(Clone, Debug)]
 pub struct Config {
