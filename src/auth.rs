@@ -29,6 +29,22 @@ pub enum AuthError {
     LoopbackOnly(String),
 }
 
+/// In RabbitMQ's words, for the log (the client only hears "Login was refused").
+impl std::fmt::Display for AuthError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuthError::UnknownMechanism(m) => {
+                write!(f, "unsupported authentication mechanism '{m}'")
+            }
+            AuthError::MalformedResponse => f.write_str("malformed SASL response"),
+            AuthError::InvalidCredentials(user) => write!(f, "user '{user}' - invalid credentials"),
+            AuthError::LoopbackOnly(user) => {
+                write!(f, "user '{user}' can only connect via localhost")
+            }
+        }
+    }
+}
+
 /// The user database.
 #[derive(Default)]
 pub struct Users {

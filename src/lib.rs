@@ -17,6 +17,7 @@ pub mod error;
 pub mod exchange;
 pub mod fields;
 pub mod ids;
+pub mod logging;
 pub mod message;
 pub mod outbound;
 pub mod queue;

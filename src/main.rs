@@ -1,93 +1,114 @@
-//! The `warren` binary: flags and environment to a [`warren::Config`], logging, signals.
+//! The `warren` binary: settings (flags, `WARREN_*` environment, `--config` TOML), logging,
+//! listeners, signals. Every startup failure is one sentence on stderr and a non-zero exit,
+//! before anything is announced or created.
 
-use clap::Parser;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tracing::{info, warn};
+use warren::config::settings::Settings;
+use warren::config::StartupError;
+use warren::logging::LogHandle;
 
 /// jemalloc gives freed memory back to the system after a deep queue drains (with glibc's
-/// malloc the RSS stayed near its peak), at no cost in idle RSS.
+/// malloc the RSS stayed near its peak), at no cost in idle RSS. Also in the static musl
+/// build, where musl's own malloc is much slower under many threads.
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use std::path::PathBuf;
-use tokio::net::TcpListener;
-use tracing::info;
-use tracing_subscriber::EnvFilter;
 
-/// An AMQP 0-9-1 message broker that RabbitMQ clients talk to unchanged.
-#[derive(Parser, Debug)]
-#[command(version, about)]
-struct Args {
-    /// Address to accept AMQP connections on.
-    #[arg(long, env = "WARREN_LISTEN", default_value = "0.0.0.0:5672")]
-    listen: String,
-    /// Directory for durable state (created if missing).
-    #[arg(long, env = "WARREN_DATA_DIR", default_value = "data")]
-    data_dir: PathBuf,
-    /// Largest frame accepted, proposed to clients in connection.tune (bytes).
-    #[arg(long, env = "WARREN_FRAME_MAX", default_value_t = 131_072)]
-    frame_max: u32,
-    /// Heartbeat interval proposed to clients (seconds; 0 disables).
-    #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
-    heartbeat: u16,
-    /// Highest channel number a client may open.
-    #[arg(long, env = "WARREN_CHANNEL_MAX", default_value_t = 2047)]
-    channel_max: u16,
-    /// Default user's name (allowed from loopback only unless --default-user-remote).
-    #[arg(long, env = "WARREN_DEFAULT_USER", default_value = "guest")]
-    default_user: String,
-    /// Default user's password.
-    #[arg(
-        long,
-        env = "WARREN_DEFAULT_PASS",
-        default_value = "guest",
-        hide_env_values = true
-    )]
-    default_pass: String,
-    /// Bytes of queued messages above which publishers are blocked (connection.blocked);
-    /// default: 40% of the machine's memory, as RabbitMQ.
-    #[arg(long, env = "WARREN_MEMORY_HIGH_WATERMARK")]
-    memory_high_watermark: Option<u64>,
-    /// Let the default user connect from any address, not only loopback.
-    #[arg(long, env = "WARREN_DEFAULT_USER_REMOTE")]
-    default_user_remote: bool,
+fn main() -> ExitCode {
+    let settings = match Settings::load(std::env::args_os()) {
+        Ok(s) => s,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&StartupError(format!("cannot start the runtime: {e}"))),
+    };
+    match runtime.block_on(start_and_serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
-    let args = Args::parse();
-    std::fs::create_dir_all(&args.data_dir)?;
-    let config = warren::Config {
-        data_dir: args.data_dir.clone(),
-        frame_max: args.frame_max.max(warren_protocol::FRAME_MIN_SIZE),
-        channel_max: args.channel_max,
-        heartbeat: args.heartbeat,
-        default_user: args.default_user,
-        default_pass: args.default_pass,
-        default_user_loopback_only: !args.default_user_remote,
-        memory_high_watermark: args
-            .memory_high_watermark
-            .unwrap_or_else(warren::config::default_memory_high_watermark),
-        ..warren::Config::default()
-    };
-    let listener = TcpListener::bind(&args.listen).await?;
+/// A user error is a sentence, not a backtrace (anyhow prints one with RUST_BACKTRACE=1).
+fn fail(e: &StartupError) -> ExitCode {
+    eprintln!("warren: {e}");
+    ExitCode::FAILURE
+}
+
+async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
+    settings.check_built()?;
+    // Bind before touching the disk, so a taken port creates nothing.
+    let (listeners, bind_warnings) = warren::server::bind_listeners(&settings.listen, "--listen")?;
+    if listeners.is_empty() {
+        return Err(StartupError(
+            "no AMQP listener: --listen is none; give it an address such as 0.0.0.0:5672".into(),
+        ));
+    }
+    let logs = Arc::new(warren::logging::init(&settings.log)?);
+    for w in settings.warnings.iter().chain(&bind_warnings) {
+        warn!("{w}");
+    }
+    let broker = warren::server::open_broker(settings.config.clone())?;
+    let addrs: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
     info!(
         version = env!("CARGO_PKG_VERSION"),
-        listen = %listener.local_addr()?,
-        data_dir = %args.data_dir.display(),
+        listen = %addrs.join(", "),
+        data_dir = %settings.config.data_dir.display(),
+        memory_high_watermark = settings.config.memory_high_watermark,
         "Warren started"
     );
+    for (what, setting) in [
+        ("management API", &settings.management_listen),
+        ("Prometheus metrics", &settings.prometheus_listen),
+    ] {
+        if setting.is_enabled() {
+            tracing::debug!("{what} not built into this version; not listening for it");
+        }
+    }
     println!(
         "Warren {} listening on {} (data dir {})",
         env!("CARGO_PKG_VERSION"),
-        listener.local_addr()?,
-        args.data_dir.display()
+        addrs.join(", "),
+        settings.config.data_dir.display()
     );
-    warren::run(config, listener, shutdown_signal()).await?;
+    let reloads = tokio::spawn(reload_on_sighup(settings, logs));
+    warren::server::serve(broker, listeners, shutdown_signal()).await;
+    reloads.abort();
     info!("Warren stopped");
     Ok(())
+}
+
+/// SIGHUP: reopen the log file (logrotate), re-read the log level from the config file.
+/// Certificates will be reloaded here too once TLS is built.
+async fn reload_on_sighup(settings: Settings, logs: Arc<LogHandle>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            if let Err(e) = logs.reopen() {
+                warn!(error = %e, "SIGHUP: cannot reopen the log file; still writing the old one");
+            }
+            match settings.reload_log_level() {
+                Ok(Some(level)) => match logs.set_level(&level) {
+                    Ok(()) => info!(%level, "SIGHUP: log level reloaded"),
+                    Err(e) => warn!(%level, error = %e, "SIGHUP: bad log level; keeping the old one"),
+                },
+                Ok(None) => info!("SIGHUP: log file reopened; log level unchanged (set by flag, environment or no config file)"),
+                Err(e) => warn!(error = %e, "SIGHUP: cannot re-read the config file"),
+            }
+            // Hook: reload TLS certificates here once --amqps-listen is built.
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (settings, logs);
 }
 
 /// Completes on SIGINT or SIGTERM.

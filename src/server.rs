@@ -1,11 +1,16 @@
 //! The accept loop and graceful shutdown: one task per connection, tracked, each with a child
-//! cancellation token; on shutdown every connection gets connection.close 320.
+//! cancellation token; on shutdown every connection gets connection.close 320. Also binding the
+//! listeners and opening the data directory, with startup errors that say what to do.
 
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::listen::ListenerSetting;
+use crate::config::{io_reason, Config, StartupError};
 use crate::connection;
+use crate::store::StoreError;
 use std::future::Future;
+use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -17,34 +22,165 @@ use tracing::{info, warn};
 /// How long shutdown waits for connections to finish their close handshake.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Recovers the broker from `config.data_dir`, then serves AMQP on `listener` until `shutdown`
-/// completes, then closes every connection. Nothing is accepted before recovery has finished;
-/// a store that cannot be opened (e.g. a corrupt file, named in the error) is returned as an
-/// error.
+/// Pending connections the kernel queues per listener (RabbitMQ's default backlog is 128;
+/// a larger one rides out connection storms at no cost).
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Serves AMQP on `listener` until `shutdown` completes, then closes every connection.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let broker = open_broker(config).await?;
-    serve(broker, listener, shutdown).await
+    let broker = recover(config).await?;
+    serve(broker, vec![listener], shutdown).await;
+    Ok(())
 }
 
 /// Opens the store and replays it on the blocking pool: recovery reads and fsyncs files and
-/// must not hold a runtime worker.
-async fn open_broker(config: Config) -> std::io::Result<Arc<Broker>> {
+/// must not hold a runtime worker. Nothing is accepted before it has finished.
+async fn recover(config: Config) -> std::io::Result<Arc<Broker>> {
     tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)
 }
 
-/// Serves AMQP for a recovered `broker` on `listener` until `shutdown` completes.
-async fn serve(
+/// Checks the data directory and opens the broker in it (recovering durable state), with
+/// errors that say which path failed and what to do. Creates the directory if missing.
+pub fn open_broker(config: Config) -> Result<Arc<Broker>, StartupError> {
+    let dir = config.data_dir.clone();
+    prepare_data_dir(&dir)?;
+    Broker::open(config).map_err(|e| {
+        let why = match &e {
+            StoreError::Io(path, io) => format!("{}: {}", path.display(), io_reason(io)),
+            other => other.to_string(),
+        };
+        StartupError(format!(
+            "cannot open the data directory {} (--data-dir): {why}; everything in it must be \
+             readable and writable by the user Warren runs as",
+            dir.display()
+        ))
+    })
+}
+
+fn prepare_data_dir(dir: &Path) -> Result<(), StartupError> {
+    let what = format!("the data directory {} (--data-dir)", dir.display());
+    match std::fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => {
+            return Err(StartupError(format!(
+                "{what} exists but is not a directory; remove it or choose another path with \
+                 --data-dir"
+            )))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StartupError(format!(
+                    "cannot create {what}: {}; choose a writable path with --data-dir",
+                    io_reason(&e)
+                ))
+            })?;
+        }
+        Err(e) => {
+            return Err(StartupError(format!(
+                "cannot use {what}: {}; choose another path with --data-dir",
+                io_reason(&e)
+            )))
+        }
+    }
+    // Refuse a read-only directory now rather than at the first persistent publish.
+    let probe = dir.join(".warren-write-check");
+    match std::fs::File::create(&probe) {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(StartupError(format!(
+            "cannot write in {what}: {}; make it writable by the user Warren runs as, or \
+             choose another path with --data-dir",
+            io_reason(&e)
+        ))),
+    }
+}
+
+/// Binds every address of `settings` (named `flag` in errors). A bare port or the default
+/// binds `[::]` and `0.0.0.0`; the IPv6 half is skipped, with a warning, on a machine without
+/// IPv6. Returns the listeners and the warnings to log.
+pub fn bind_listeners(
+    settings: &[ListenerSetting],
+    flag: &str,
+) -> Result<(Vec<TcpListener>, Vec<String>), StartupError> {
+    let mut listeners = Vec::new();
+    let mut warnings = Vec::new();
+    for a in settings.iter().flat_map(|s| s.addrs()) {
+        match bind(a.addr) {
+            Ok(l) => listeners.push(l),
+            Err(e) if a.ipv6_optional && no_ipv6(&e) => {
+                warnings.push(format!("not listening on {} (no IPv6 here: {e})", a.addr));
+            }
+            Err(e) => return Err(bind_error(a.addr, flag, &e)),
+        }
+    }
+    Ok((listeners, warnings))
+}
+
+/// The error binding `[::]` gives on a machine (or container) without IPv6.
+fn no_ipv6(e: &std::io::Error) -> bool {
+    const EAFNOSUPPORT: i32 = 97;
+    matches!(
+        e.kind(),
+        ErrorKind::AddrNotAvailable | ErrorKind::Unsupported
+    ) || e.raw_os_error() == Some(EAFNOSUPPORT)
+}
+
+fn bind_error(addr: SocketAddr, flag: &str, e: &std::io::Error) -> StartupError {
+    let advice = match e.kind() {
+        ErrorKind::AddrInUse => format!(
+            "port {} is in use — is RabbitMQ or another Warren running? Stop it, or choose \
+             another address with {flag}",
+            addr.port()
+        ),
+        ErrorKind::PermissionDenied => format!(
+            "ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a port above 1023 with \
+             {flag} or grant the capability"
+        ),
+        ErrorKind::AddrNotAvailable => format!(
+            "{} is not an address of this machine; use one of its addresses, 0.0.0.0 or [::] \
+             with {flag}",
+            addr.ip()
+        ),
+        _ => format!("check the address given with {flag}"),
+    };
+    StartupError(format!(
+        "cannot listen on {addr} ({flag}): {}: {advice}",
+        io_reason(e)
+    ))
+}
+
+/// A listening socket; IPv6 ones are IPv6-only so that `[::]:P` and `0.0.0.0:P` can both bind,
+/// as RabbitMQ's default listeners do.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Serves AMQP on every listener until `shutdown` completes, then stops accepting and closes
+/// every connection (connection.close 320), waiting at most [`SHUTDOWN_GRACE`].
+pub async fn serve(
     broker: Arc<Broker>,
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+) {
     let token = CancellationToken::new();
     tokio::spawn(crate::alarm::watch_memory(
         broker.config.memory_high_watermark,
@@ -52,7 +188,45 @@ async fn serve(
         token.clone(),
     ));
     let tracker = TaskTracker::new();
-    tokio::pin!(shutdown);
+    let stop_accepting = CancellationToken::new();
+    let accepting: Vec<JoinHandle<()>> = listeners
+        .into_iter()
+        .map(|listener| {
+            tokio::spawn(accept_loop(
+                listener,
+                broker.clone(),
+                tracker.clone(),
+                token.clone(),
+                stop_accepting.clone(),
+            ))
+        })
+        .collect();
+    shutdown.await;
+    // Stop listening first, as RabbitMQ does: a client reconnecting during the grace period
+    // is refused at once instead of waiting in the listen backlog until the process exits.
+    stop_accepting.cancel();
+    for task in accepting {
+        let _ = task.await;
+    }
+    info!("shutting down: closing connections");
+    token.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some connections did not close in time");
+    }
+    broker.close();
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    tracker: TaskTracker,
+    token: CancellationToken,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -65,25 +239,9 @@ async fn serve(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             },
-            _ = &mut shutdown => break,
+            _ = stop.cancelled() => return,
         }
     }
-    // Stop listening first, as RabbitMQ does: a client reconnecting during the grace period
-    // is refused at once instead of waiting in the listen backlog until the process exits.
-    drop(listener);
-    info!("shutting down: closing connections");
-    token.cancel();
-    tracker.close();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait())
-        .await
-        .is_err()
-    {
-        warn!("some connections did not close in time");
-    }
-    // Flushing the journal and the metadata waits for their writer threads.
-    tokio::task::spawn_blocking(move || broker.close())
-        .await
-        .map_err(std::io::Error::other)
 }
 
 async fn serve_socket(
@@ -102,7 +260,7 @@ pub struct BrokerHandle {
     /// The address it listens on.
     pub addr: SocketAddr,
     stop: CancellationToken,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
     broker: Arc<Broker>,
 }
 
@@ -111,7 +269,7 @@ impl BrokerHandle {
     /// and starts serving on the current runtime. Returns once the broker accepts connections,
     /// with recovery complete; a store that cannot be opened is an error naming the file.
     pub async fn start(config: Config, addr: &str) -> std::io::Result<Self> {
-        let broker = open_broker(config).await?;
+        let broker = recover(config).await?;
         let listener = match TcpListener::bind(addr).await {
             Ok(listener) => listener,
             Err(e) => {
@@ -123,8 +281,9 @@ impl BrokerHandle {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let serving = broker.clone();
-        let task =
-            tokio::spawn(async move { serve(serving, listener, stopped.cancelled_owned()).await });
+        let task = tokio::spawn(async move {
+            serve(serving, vec![listener], stopped.cancelled_owned()).await
+        });
         Ok(BrokerHandle {
             addr,
             stop,
@@ -141,9 +300,7 @@ impl BrokerHandle {
     /// Closes every connection and stops the broker.
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.stop.cancel();
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.task.await.map_err(std::io::Error::other)
     }
 
     /// What connections hold now (see [`Broker::leftovers`]).

@@ -92,9 +92,14 @@ async fn run<R: AsyncRead + Unpin>(
             if failure_close {
                 send_close(outbound, &AmqpError::access_refused(text.clone()));
             }
-            return Err(HandshakeEnd::AuthFailed(format!("{e:?}")));
+            return Err(HandshakeEnd::AuthFailed(format!(
+                "{} login refused: {e}",
+                start_ok.mechanism
+            )));
         }
     };
+    // Later refusals (a missing vhost, a bad tune-ok) are logged with the user, as RabbitMQ does.
+    tracing::Span::current().record("user", tracing::field::display(&user));
     let config = &broker.config;
     outbound.send_method(
         0,

@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::field::Empty;
+use tracing::{debug, error, info, info_span, warn, Instrument, Span};
 use warren_protocol::{
     channel, connection, Frame, Method, ProtocolHeader, ReplyCode, ShortStr, FRAME_MIN_SIZE,
     PROTOCOL_HEADER,
@@ -27,22 +28,76 @@ use warren_protocol::{
 /// How long to wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Why a connection ended, for logs.
+/// Why a connection ended: kept as data (the management API will list it), logged in words.
 #[derive(Debug)]
 pub enum CloseReason {
     /// The client sent connection.close.
     ClientClose,
     /// The socket closed or failed without a close handshake.
     PeerGone(std::io::Error),
-    /// No frames for two heartbeat intervals.
-    HeartbeatTimeout,
+    /// No frames for two heartbeat intervals (the interval, in seconds).
+    HeartbeatTimeout(u16),
     /// Warren closed it with an error (sent as connection.close).
     Error(AmqpError),
 }
 
-/// Serves one accepted socket until it closes.
+impl CloseReason {
+    /// The level of the "connection closed" line, as RabbitMQ logs these endings: a normal
+    /// close is info, a vanished client a warning, missed heartbeats an error. A connection
+    /// error was already logged as an error when Warren sent it, so its closing line is info.
+    pub fn level(&self) -> tracing::Level {
+        match self {
+            CloseReason::ClientClose | CloseReason::Error(_) => tracing::Level::INFO,
+            CloseReason::PeerGone(_) => tracing::Level::WARN,
+            CloseReason::HeartbeatTimeout(_) => tracing::Level::ERROR,
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::ClientClose => f.write_str("client closed the connection"),
+            CloseReason::PeerGone(e) => match e.kind() {
+                std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe => {
+                    f.write_str("client unexpectedly closed TCP connection")
+                }
+                _ => write!(f, "socket error: {e}"),
+            },
+            CloseReason::HeartbeatTimeout(s) => {
+                write!(f, "missed heartbeats from client, timeout: {s}s")
+            }
+            CloseReason::Error(e) => {
+                write!(f, "connection error {}: {}", e.code.code(), e.reply_text())
+            }
+        }
+    }
+}
+
+/// Serves one accepted socket until it closes, inside a `connection` span (id and peer; user,
+/// vhost and the client-provided name once the handshake tells them) so that every log line
+/// says which connection it concerns.
 pub async fn serve<S>(broker: Arc<Broker>, socket: S, peer: SocketAddr, shutdown: CancellationToken)
 where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let id = broker.next_connection_id();
+    let span = info_span!("connection", id, %peer, user = Empty, vhost = Empty, name = Empty);
+    serve_in_span(id, broker, socket, peer, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn serve_in_span<S>(
+    id: u64,
+    broker: Arc<Broker>,
+    socket: S,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read_half, mut write_half) = tokio::io::split(socket);
@@ -50,35 +105,57 @@ where
     match tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, reader.read_protocol_header()).await {
         Ok(Ok(ProtocolHeader::Amqp091)) => {}
         Ok(Ok(ProtocolHeader::Unsupported(header))) => {
-            debug!(%peer, ?header, "unsupported protocol header; answering with AMQP 0-9-1's");
+            debug!(
+                ?header,
+                "unsupported protocol header; answering with AMQP 0-9-1's"
+            );
             let _ = write_half.write_all(&PROTOCOL_HEADER).await;
             let _ = write_half.shutdown().await;
             return;
         }
-        Ok(Err(e)) => return debug!(%peer, error = %e, "peer left before the protocol header"),
-        Err(_) => return debug!(%peer, "no protocol header before the handshake timeout"),
+        // Port probes and TCP health checks: not worth a line at info.
+        Ok(Err(e)) => return debug!(error = %e, "peer left before the protocol header"),
+        Err(_) => return warn!("no protocol header before the handshake timeout"),
     }
     let outbound = Outbound::new(FRAME_MIN_SIZE);
     let writer = tokio::spawn(outbound.clone().run_writer(write_half));
     let negotiated = match handshake::handshake(&mut reader, &outbound, &broker, peer).await {
         Ok(n) => n,
         Err(end) => {
+            // RabbitMQ logs refused logins and refused connections as errors.
             match end {
-                HandshakeEnd::AuthFailed(why) => {
-                    info!(%peer, reason = %why, "authentication failed")
-                }
-                other => debug!(%peer, ?other, "handshake did not complete"),
+                HandshakeEnd::AuthFailed(why) => error!("authentication failed: {why}"),
+                HandshakeEnd::Refused(e) => error!(
+                    code = e.code.code(),
+                    "connection refused during the handshake: {}",
+                    e.reply_text()
+                ),
+                HandshakeEnd::Timeout => warn!("handshake timed out"),
+                HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
             }
             finish(&outbound, writer, reader, CLOSE_OK_TIMEOUT).await;
             return;
         }
     };
-    let id = broker.next_connection_id();
-    info!(conn = id, %peer, user = %negotiated.user, vhost = %negotiated.vhost.name, "connection opened");
+    let span = Span::current();
+    span.record("user", tracing::field::display(&negotiated.user));
+    span.record("vhost", tracing::field::display(&negotiated.vhost.name));
+    if let Some(name) = negotiated
+        .client_properties
+        .get("connection_name")
+        .and_then(|v| v.as_str())
+    {
+        span.record("name", tracing::field::display(name));
+    }
+    info!("connection opened");
     let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader);
     let reason = conn.run(shutdown).await;
     conn.release();
-    info!(conn = id, %peer, ?reason, "connection closed");
+    match reason.level() {
+        tracing::Level::INFO => info!(reason = %reason, "connection closed"),
+        tracing::Level::WARN => warn!(reason = %reason, "connection closed"),
+        _ => error!(reason = %reason, "connection closed"),
+    }
     let eof_wait = if conn.peer_silent {
         Duration::ZERO
     } else {
@@ -204,7 +281,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 }
                 _ = ticker.tick(), if self.heartbeat > 0 => {
                     if self.last_input.elapsed() > Duration::from_secs(u64::from(self.heartbeat) * 2) {
-                        return CloseReason::HeartbeatTimeout;
+                        return CloseReason::HeartbeatTimeout(self.heartbeat);
                     }
                     self.ctx.outbound.send_heartbeat();
                 }
@@ -314,7 +391,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     fn connection_method(&mut self, method: Method) -> Result<Flow, AmqpError> {
         match method {
             Method::ConnectionClose(m) => {
-                debug!(conn = %self.ctx.id, reply_code = m.reply_code, reply_text = %m.reply_text, "client closed the connection");
+                debug!(reply_code = m.reply_code, reply_text = %m.reply_text, "client closed the connection");
                 self.ctx
                     .outbound
                     .send_method(0, &connection::CloseOk {}.into());
@@ -385,6 +462,13 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
+    /// The span of channel `id`'s log lines, inside the connection's. Made when a channel-level
+    /// line is logged, not kept and entered per frame: that would cost every publish a span
+    /// enter and exit for lines that are rare.
+    fn channel_span(id: u16) -> Span {
+        info_span!("channel", channel = id)
+    }
+
     /// Runs `f` on an open channel; a soft error closes just that channel.
     fn with_channel(
         &mut self,
@@ -399,7 +483,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         match f(ch) {
             Ok(()) => Ok(()),
             Err(e) if e.is_soft() => {
-                debug!(conn = %self.ctx.id, channel = id, reply_code = e.code.code(), text = %e.text, "closing channel");
+                // One line per channel error, at RabbitMQ's level, inside the channel's span.
+                Self::channel_span(id)
+                    .in_scope(|| error!(code = e.code.code(), "channel error: {}", e.reply_text()));
                 ch.close();
                 let close = channel::Close {
                     reply_code: e.code.code(),
@@ -417,7 +503,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
 
     /// Sends connection.close and waits (bounded) for close-ok, dropping everything else.
     async fn close_with(&mut self, e: AmqpError) -> CloseReason {
-        debug!(conn = %self.ctx.id, reply_code = e.code.code(), text = %e.text, "closing connection");
+        if e.code != ReplyCode::ConnectionForced {
+            error!(code = e.code.code(), "connection error: {}", e.reply_text());
+        }
         send_close(&self.ctx.outbound, &e);
         let wait_close_ok = async {
             loop {

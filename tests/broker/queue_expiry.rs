@@ -72,10 +72,12 @@ async fn a_consumer_keeps_it_alive_and_the_period_starts_again_when_it_leaves() 
 async fn basic_get_and_passive_declares_renew_the_lease_publishing_does_not() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "got", &[("x-expires", int(300))]).await;
-    declare(&ch, "declared", &[("x-expires", int(300))]).await;
-    declare(&ch, "published", &[("x-expires", int(300))]).await;
-    for _ in 0..6 {
+    // Each round (100 ms sleep and three round trips) must fit well inside the lease even on a
+    // loaded machine, and ten rounds must outlast it so "published" can only survive by mistake.
+    declare(&ch, "got", &[("x-expires", int(600))]).await;
+    declare(&ch, "declared", &[("x-expires", int(600))]).await;
+    declare(&ch, "published", &[("x-expires", int(600))]).await;
+    for _ in 0..10 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         get_body(&ch, "got").await;
         ready_count(&ch, "declared").await;

@@ -12,7 +12,8 @@ use std::time::Duration;
 async fn queue_ttl_expires_messages_with_no_consumer() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "ttl", &[("x-message-ttl", int(100))]).await;
+    // Long enough that three publishes and a count fit in it on a loaded machine.
+    declare(&ch, "ttl", &[("x-message-ttl", int(1000))]).await;
     for body in ["a", "b", "c"] {
         publish(&ch, "ttl", body).await;
     }

@@ -257,6 +257,18 @@ pub async fn delete_queue(input: &mut FrameIn, output: &mut FrameOut, queue: &st
     .map(|_| ())
 }
 
+pub async fn delete_exchange(
+    input: &mut FrameIn,
+    output: &mut FrameOut,
+    exchange: &str,
+) -> Result<()> {
+    let delete = exchange::Delete {
+        exchange: name(exchange)?,
+        ..Default::default()
+    };
+    call(input, output, delete).await.map(|_| ())
+}
+
 pub async fn confirm_select(input: &mut FrameIn, output: &mut FrameOut) -> Result<()> {
     call(input, output, confirm::Select { nowait: false })
         .await

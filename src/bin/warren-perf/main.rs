@@ -38,7 +38,13 @@ enum Mode {
 async fn main() {
     let cli = Cli::parse();
     let result = match cli.mode {
-        Mode::Throughput(o) => throughput::run(o).await,
+        Mode::Throughput(o) => {
+            let result = throughput::run(o.clone()).await;
+            if let Err(e) = throughput::delete_topology(&o).await {
+                eprintln!("warren-perf: could not delete the run's queues: {e:#}");
+            }
+            result
+        }
         Mode::Connections(o) => scenarios::connections(o).await,
         Mode::Backlog(o) => scenarios::backlog(o).await,
         Mode::Churn(o) => scenarios::churn(o).await,

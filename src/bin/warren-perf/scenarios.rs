@@ -11,8 +11,9 @@ use warren_protocol::{basic, queue, Frame, Method};
 
 #[derive(Args, Clone, Debug)]
 pub struct ConnectionsOpts {
-    /// Broker URL.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    /// Broker URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (required: no default, so a
+    /// run never measures whichever broker happens to hold port 5672).
+    #[arg(long)]
     pub uri: String,
     /// Connections to open (each with one channel).
     #[arg(short = 'n', long, default_value_t = 1000)]
@@ -50,8 +51,9 @@ pub async fn connections(opts: ConnectionsOpts) -> Result<serde_json::Value> {
 
 #[derive(Args, Clone, Debug)]
 pub struct BacklogOpts {
-    /// Broker URL.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    /// Broker URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (required: no default, so a
+    /// run never measures whichever broker happens to hold port 5672).
+    #[arg(long)]
     pub uri: String,
     /// Messages to publish before anyone consumes.
     #[arg(short = 'm', long, default_value_t = 1_000_000)]
@@ -91,7 +93,7 @@ pub async fn backlog(opts: BacklogOpts) -> Result<serde_json::Value> {
         broker_pid: opts.broker_pid,
         quiet: false,
     };
-    let published = throughput::run(publish).await?;
+    let published = throughput::run(publish.clone()).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_full = opts.broker_pid.and_then(stats::rss_kib);
     let (drained, drain_seconds) = drain(
@@ -103,6 +105,8 @@ pub async fn backlog(opts: BacklogOpts) -> Result<serde_json::Value> {
     .await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = opts.broker_pid.and_then(stats::rss_kib);
+    // The drained (possibly durable) queue is not left behind.
+    throughput::delete_topology(&publish).await?;
     let per_message = rss_idle
         .zip(rss_full)
         .map(|(i, f)| (f.saturating_sub(i) * 1024) as f64 / opts.messages as f64);
@@ -139,7 +143,7 @@ async fn drain(url: &Url, queue: &str, expected: u64, size: usize) -> Result<(u6
                 if payload.len() == size && stats::check_body(&payload, size).is_none() {
                     corrupt += 1;
                 }
-                if got % 200_000 == 0 {
+                if got.is_multiple_of(200_000) {
                     eprintln!("drained {got} messages");
                 }
             }
@@ -169,8 +173,9 @@ async fn drain(url: &Url, queue: &str, expected: u64, size: usize) -> Result<(u6
 
 #[derive(Args, Clone, Debug)]
 pub struct ChurnOpts {
-    /// Broker URL.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    /// Broker URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (required: no default, so a
+    /// run never measures whichever broker happens to hold port 5672).
+    #[arg(long)]
     pub uri: String,
     /// Seconds for each part (queues, then connections).
     #[arg(short = 'z', long, default_value_t = 5)]

@@ -17,8 +17,9 @@ use warren_protocol::{basic, encode_content, BasicProperties, Frame, Method};
 
 #[derive(Args, Clone, Debug)]
 pub struct Opts {
-    /// Broker URL.
-    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    /// Broker URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f (required: no default, so a
+    /// run never measures whichever broker happens to hold port 5672).
+    #[arg(long)]
     pub uri: String,
     /// Producer connections.
     #[arg(short = 'x', long, default_value_t = 1)]
@@ -283,6 +284,19 @@ async fn setup_topology(url: &Url, opts: &Opts) -> Result<()> {
         if opts.is_fanout() {
             client::bind(&mut input, &mut output, &queue, FANOUT_EXCHANGE, "").await?;
         }
+    }
+    Ok(())
+}
+
+/// Deletes what [`setup_topology`] declared, so that a run (a `--persistent` one above all)
+/// leaves no durable queue or exchange behind on the broker.
+pub async fn delete_topology(opts: &Opts) -> Result<()> {
+    let (mut input, mut output) = client::connect(&Url::parse(&opts.uri)?).await?;
+    for i in 0..opts.queues {
+        client::delete_queue(&mut input, &mut output, &opts.queue_name(i)).await?;
+    }
+    if opts.is_fanout() {
+        client::delete_exchange(&mut input, &mut output, FANOUT_EXCHANGE).await?;
     }
     Ok(())
 }

@@ -1,0 +1,601 @@
+//! The `warren` binary as an operator meets it: startup errors that name what failed and what to
+//! do (exit 1, one line, no backtrace even with RUST_BACKTRACE=1, nothing created), several
+//! listeners including IPv6 loopback, settings from a TOML file, and the log lines RabbitMQ
+//! writes for refused logins, channel errors and connection errors (text and JSON, stderr and
+//! --log-file, SIGHUP).
+
+mod common;
+
+use common::*;
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use warren_protocol::Frame;
+
+fn warren_command(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+    cmd.args(args)
+        .current_dir(cwd)
+        .env("RUST_BACKTRACE", "1")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR");
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WARREN_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+/// Runs warren expecting it to refuse to start; returns its stderr after checking the manner
+/// of the refusal.
+fn refused_start(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> String {
+    let mut cmd = warren_command(args, cwd);
+    cmd.envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("warren runs");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("warren {args:?} did not exit: it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&stdout);
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(
+        !stdout.contains("listening"),
+        "announced before failing: {stdout}"
+    );
+    assert!(
+        stderr.starts_with("warren: ") && stderr.trim_end().lines().count() == 1,
+        "one line: {stderr}"
+    );
+    assert!(
+        !stderr.contains("backtrace")
+            && !stderr.contains("panicked")
+            && !stderr.contains("os error"),
+        "no backtrace or Rust internals: {stderr}"
+    );
+    stderr
+}
+
+fn assert_mentions(text: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(text.contains(p), "expected {p:?} in: {text}");
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+#[test]
+fn a_taken_port_is_named_with_what_to_do_and_nothing_is_created() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let err = refused_start(&["--listen", &addr, "--data-dir", "data"], dir.path(), &[]);
+    assert_mentions(
+        &err,
+        &[&addr, "--listen", "address already in use", "RabbitMQ"],
+    );
+    assert!(!dir.path().join("data").exists(), "data dir created anyway");
+}
+
+#[test]
+fn a_data_dir_that_is_a_file_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("data"), "x").expect("file");
+    let err = refused_start(
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &["data directory data", "not a directory", "--data-dir"],
+    );
+}
+
+#[test]
+fn a_data_dir_that_cannot_be_created_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let err = refused_start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/proc/warren-nowhere/data",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &[
+            "cannot create",
+            "/proc/warren-nowhere/data",
+            "no such file or directory",
+            "--data-dir",
+        ],
+    );
+}
+
+#[test]
+fn an_unwritable_data_dir_is_refused_before_listening() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Root may write anywhere but in sysfs; anyone else is kept out by the mode.
+    let unwritable = if is_root() {
+        "/sys/kernel".to_owned()
+    } else {
+        use std::os::unix::fs::PermissionsExt;
+        let d = dir.path().join("ro");
+        std::fs::create_dir(&d).expect("mkdir");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        d.display().to_string()
+    };
+    let err = refused_start(
+        &["--listen", "127.0.0.1:0", "--data-dir", &unwritable],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &[
+            "cannot write in",
+            &unwritable,
+            "permission denied",
+            "--data-dir",
+        ],
+    );
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[test]
+fn an_unusable_store_inside_the_data_dir_fails_before_announcing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::create_dir(dir.path().join("data")).expect("mkdir");
+    // Where the journal's directory should be, a file.
+    std::fs::write(dir.path().join("data/messages"), "x").expect("file");
+    let err = refused_start(
+        &["--listen", "127.0.0.1:0", "--data-dir", "data"],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &[
+            "cannot open the data directory data",
+            "messages",
+            "--data-dir",
+        ],
+    );
+}
+
+#[test]
+fn a_bad_listen_value_names_the_flag_or_variable() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let err = refused_start(&["--listen", "localhost:99999"], dir.path(), &[]);
+    assert_mentions(&err, &["--listen", "localhost:99999", "port '99999'"]);
+    let err = refused_start(&[], dir.path(), &[("WARREN_LISTEN", "nowhere")]);
+    assert_mentions(&err, &["WARREN_LISTEN", "'nowhere'", "HOST:PORT"]);
+    let err = refused_start(
+        &["--listen", "127.0.0.1:0", "--memory-high-watermark", "lots"],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(&err, &["--memory-high-watermark", "'lots'"]);
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn features_not_built_yet_are_refused_when_asked_for() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let err = refused_start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--management-listen",
+            "127.0.0.1:15672",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &["management API", "not built", "--management-listen"],
+    );
+    let err = refused_start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--amqps-listen",
+            "127.0.0.1:5671",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(&err, &["TLS", "not built", "--amqps-listen"]);
+    let config = dir.path().join("warren.toml");
+    std::fs::write(&config, "prometheus_listen = \"127.0.0.1:15692\"\n").expect("write");
+    let err = refused_start(
+        &["--listen", "127.0.0.1:0", "--config", "warren.toml"],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(&err, &["Prometheus", "`prometheus_listen` in warren.toml"]);
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nfram_max = 8192\n").expect("write");
+    let err = refused_start(&["--config", "warren.toml"], dir.path(), &[]);
+    assert_mentions(&err, &["warren.toml", "fram_max"]);
+    assert!(!dir.path().join("data").exists());
+}
+
+/// A running warren whose stderr (the log) is collected line by line.
+struct Running {
+    child: Child,
+    addrs: Vec<SocketAddr>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(args: &[&str], cwd: &Path) -> Self {
+        let mut child = warren_command(args, cwd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("warren runs");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("lock").push(line);
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines().map_while(Result::ok);
+            let _ = tx.send(lines.next().unwrap_or_default());
+            lines.for_each(drop); // keep the pipe open and drained
+        });
+        let banner = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("no banner; log: {:?}", log.lock().expect("lock")));
+        let addrs = banner
+            .split(" listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split(" (data dir").next())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no banner: {banner:?}; log: {:?}",
+                    log.lock().expect("lock")
+                )
+            })
+            .split(", ")
+            .map(|a| a.parse().expect("an address"))
+            .collect();
+        Running { child, addrs, log }
+    }
+
+    fn url(&self, i: usize) -> String {
+        format!("amqp://guest:guest@{}/%2f", self.addrs[i])
+    }
+
+    /// The first log line containing every one of `parts` (waits up to 10 s for it).
+    fn wait_for_line(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self
+                .log
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return line.clone();
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no log line with {parts:?} in:\n{}",
+                    self.log.lock().expect("lock").join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A full AMQP handshake and a channel over `addr` (lapin's URIs cannot name an IPv6 host,
+/// so the raw client stands in for one that resolved `localhost` to ::1).
+async fn amqp_session(addr: SocketAddr) {
+    let mut raw = RawClient::connect(addr).await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+}
+
+#[tokio::test]
+async fn listens_on_ipv6_and_ipv4_loopback_and_a_bare_port_means_both() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = Running::start(
+        &["--listen", "[::1]:0", "--listen", "127.0.0.1:0"],
+        dir.path(),
+    );
+    assert!(
+        w.addrs[0].is_ipv6() && w.addrs[1].is_ipv4(),
+        "{:?}",
+        w.addrs
+    );
+    amqp_session(w.addrs[0]).await;
+    let conn = connect_url(&w.url(1)).await.expect("connects over IPv4");
+    conn.close(200, "bye").await.expect("close");
+    drop(w);
+    // A bare port: [::] and 0.0.0.0, as RabbitMQ's default listeners.
+    let port = free_port();
+    let w = Running::start(&["--listen", &port.to_string()], dir.path());
+    let listening: Vec<String> = w.addrs.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        listening,
+        [format!("[::]:{port}"), format!("0.0.0.0:{port}")]
+    );
+    amqp_session(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port))).await;
+    amqp_session(SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))).await;
+}
+
+#[tokio::test]
+async fn settings_come_from_the_file_unless_a_flag_says_otherwise() {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("warren.toml"),
+        "listen = [\"127.0.0.1:0\"]\nframe_max = 8192\nheartbeat = 7\n",
+    )
+    .expect("write");
+    let w = Running::start(
+        &["--config", "warren.toml", "--frame-max", "16384"],
+        dir.path(),
+    );
+    let mut raw = RawClient::connect(w.addrs[0]).await;
+    raw.handshake().await;
+    assert_eq!(raw.frame_max, 16384, "the flag wins over the file");
+    drop(w);
+    let w = Running::start(&["--config", "warren.toml"], dir.path());
+    let mut raw = RawClient::connect(w.addrs[0]).await;
+    raw.handshake().await;
+    assert_eq!(raw.frame_max, 8192, "the file wins over the default");
+    drop(w);
+    let w = Running::start(
+        &["--listen", "127.0.0.1:0", "--frame-max", "10"],
+        dir.path(),
+    );
+    w.wait_for_line(&[
+        "WARN",
+        "--frame-max 10 is below AMQP's minimum frame size; using 4096",
+    ]);
+}
+
+#[tokio::test]
+async fn refused_logins_channel_errors_and_connection_errors_are_logged_with_their_connection() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = Running::start(&["--listen", "127.0.0.1:0"], dir.path());
+
+    // A refused login: one error line, with the peer and RabbitMQ's words.
+    let bad = format!("amqp://guest:wrong@{}/%2f", w.addrs[0]);
+    assert!(connect_url(&bad).await.is_err());
+    w.wait_for_line(&[
+        "ERROR",
+        "connection{id=",
+        "peer=127.0.0.1:",
+        "authentication failed: PLAIN login refused: user 'guest' - invalid credentials",
+    ]);
+
+    // A refused vhost (530), with the user.
+    let missing_vhost = format!("amqp://guest:guest@{}/nope", w.addrs[0]);
+    assert!(connect_url(&missing_vhost).await.is_err());
+    w.wait_for_line(&[
+        "ERROR",
+        "user=guest",
+        "code=530",
+        "NOT_ALLOWED - vhost nope not found",
+    ]);
+
+    // Channel errors (404, 406): connection, user, vhost and channel.
+    let conn = connect_url(&w.url(0)).await.expect("connects");
+    let ch = conn.create_channel().await.expect("channel");
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    assert!(ch
+        .queue_declare("missing", passive, FieldTable::default())
+        .await
+        .is_err());
+    let line = w.wait_for_line(&["ERROR", "code=404", "NOT_FOUND - no queue 'missing'"]);
+    assert_mentions(&line, &["user=guest", "vhost=/", "channel{channel=1}"]);
+    let ch = conn.create_channel().await.expect("channel");
+    ch.queue_declare("q", QueueDeclareOptions::default(), FieldTable::default())
+        .await
+        .expect("declare");
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    assert!(ch
+        .queue_declare("q", durable, FieldTable::default())
+        .await
+        .is_err());
+    w.wait_for_line(&[
+        "ERROR",
+        "code=406",
+        "PRECONDITION_FAILED - inequivalent arg 'durable'",
+    ]);
+    conn.close(200, "bye").await.expect("close");
+    w.wait_for_line(&["INFO", "connection closed", "client closed the connection"]);
+
+    // Connection errors: a content frame on channel 0 (505) and a bad frame end (501).
+    let mut raw = RawClient::connect(w.addrs[0]).await;
+    raw.handshake().await;
+    raw.send(Frame::Body {
+        channel: 0,
+        payload: bytes::Bytes::from_static(b"x"),
+    })
+    .await;
+    raw.read_to_end().await;
+    w.wait_for_line(&["ERROR", "code=505", "connection error: UNEXPECTED_FRAME"]);
+    let mut raw = RawClient::connect(w.addrs[0]).await;
+    raw.handshake().await;
+    raw.send_bytes(&[8, 0, 0, 0, 0, 0, 0, 0x00]).await;
+    raw.read_to_end().await;
+    w.wait_for_line(&["ERROR", "code=501", "connection error: FRAME_ERROR"]);
+
+    // A client that vanishes: a warning in words, not a debug dump.
+    let mut raw = RawClient::connect(w.addrs[0]).await;
+    raw.handshake().await;
+    drop(raw);
+    w.wait_for_line(&["WARN", "client unexpectedly closed TCP connection"]);
+
+    let log = w.log.lock().expect("lock").join("\n");
+    assert!(
+        !log.contains('\x1b'),
+        "colour codes in a log that is not a terminal"
+    );
+    assert!(
+        !log.contains("PeerGone") && !log.contains("Kind("),
+        "debug dumps: {log}"
+    );
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_connection_fields() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = Running::start(
+        &["--listen", "127.0.0.1:0", "--log-format", "json"],
+        dir.path(),
+    );
+    let bad = format!("amqp://guest:wrong@{}/%2f", w.addrs[0]);
+    assert!(connect_url(&bad).await.is_err());
+    let line = w.wait_for_line(&["authentication failed"]);
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    assert_eq!(v["level"], "ERROR");
+    assert_eq!(v["span"]["name"], "connection");
+    assert!(v["span"]["peer"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("127.0.0.1:")));
+}
+
+#[tokio::test]
+async fn log_file_is_reopened_and_the_level_reloaded_on_sighup() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("warren.toml");
+    std::fs::write(&config, "log_level = \"warn\"\n").expect("write");
+    let w = Running::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            "warren.toml",
+            "--log-file",
+            "warren.log",
+        ],
+        dir.path(),
+    );
+    let log = dir.path().join("warren.log");
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let conn = connect_url(&w.url(0)).await.expect("connects");
+    conn.close(200, "bye").await.expect("close");
+    let bad = format!("amqp://guest:wrong@{}/%2f", w.addrs[0]);
+    assert!(connect_url(&bad).await.is_err());
+    eventually_contains(&log, "authentication failed");
+    assert!(
+        !read(&log).contains("connection opened"),
+        "info is filtered at warn"
+    );
+    assert!(w.log.lock().expect("lock").is_empty(), "nothing on stderr");
+
+    // logrotate moves the file, then sends SIGHUP; the level changes in the file meanwhile.
+    std::fs::rename(&log, dir.path().join("warren.log.1")).expect("rotate");
+    std::fs::write(&config, "log_level = \"info\"\n").expect("write");
+    w.signal("HUP");
+    eventually_contains(&log, "log level reloaded");
+    let conn = connect_url(&w.url(0)).await.expect("connects");
+    eventually_contains(&log, "connection opened");
+    conn.close(200, "bye").await.expect("close");
+    assert!(!read(&dir.path().join("warren.log.1")).contains("connection opened"));
+}
+
+fn eventually_contains(path: &Path, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "{} never contained {text:?}: {}",
+            path.display(),
+            std::fs::read_to_string(path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_log_file_that_cannot_be_opened_is_named() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let err = refused_start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--log-file",
+            "/proc/warren-nowhere/warren.log",
+        ],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &[
+            "cannot open the log file /proc/warren-nowhere/warren.log",
+            "--log-file",
+        ],
+    );
+    assert!(!dir.path().join("data").exists());
+}
