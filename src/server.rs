@@ -30,6 +30,12 @@ pub async fn run(
         broker.memory_alarm.clone(),
         token.clone(),
     ));
+    tokio::spawn(crate::alarm::watch_disk(
+        broker.config.data_dir.clone(),
+        broker.config.disk_free_limit,
+        broker.disk_alarm.clone(),
+        token.clone(),
+    ));
     let tracker = TaskTracker::new();
     tokio::pin!(shutdown);
     loop {
