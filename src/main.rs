@@ -27,7 +27,8 @@ struct Args {
     /// Heartbeat interval proposed to clients (seconds; 0 disables).
     #[arg(long, env = "WARREN_HEARTBEAT", default_value_t = 60)]
     heartbeat: u16,
-    /// Highest channel number a client may open.
+    /// Most channels a connection may have open at once (negotiated channel_max; channel
+    /// numbers may be anything from 1 to 65535, as in RabbitMQ).
     #[arg(long, env = "WARREN_CHANNEL_MAX", default_value_t = 2047)]
     channel_max: u16,
     /// Default user's name (allowed from loopback only unless --default-user-remote).
@@ -48,6 +49,23 @@ struct Args {
     /// Let the default user connect from any address, not only loopback.
     #[arg(long, env = "WARREN_DEFAULT_USER_REMOTE")]
     default_user_remote: bool,
+    /// Free bytes on the data directory's filesystem below which publishers are blocked
+    /// (RabbitMQ's disk_free_limit; 0 disables).
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", default_value_t = 50_000_000)]
+    disk_free_limit: u64,
+    /// Largest message body accepted, in bytes (RabbitMQ's max_message_size).
+    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", default_value_t = 128 * 1024 * 1024)]
+    max_message_size: u64,
+    /// Seconds a client has to finish the handshake (RabbitMQ's handshake_timeout).
+    #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT", default_value_t = 10.0)]
+    handshake_timeout: f64,
+    /// Most client connections at once (RabbitMQ's connection_max; default unlimited).
+    #[arg(long, env = "WARREN_CONNECTION_MAX")]
+    connection_max: Option<usize>,
+    /// Pause deliveries on channel.flow(active=false) instead of closing the connection with
+    /// 540 NOT_IMPLEMENTED as RabbitMQ 3.x does.
+    #[arg(long, env = "WARREN_HONOUR_CHANNEL_FLOW")]
+    honour_channel_flow: bool,
 }
 
 #[tokio::main]
@@ -58,6 +76,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args = Args::parse();
+    let open_files = warren::alarm::raise_open_file_limit();
     std::fs::create_dir_all(&args.data_dir)?;
     let config = warren::Config {
         data_dir: args.data_dir.clone(),
@@ -70,6 +89,11 @@ async fn main() -> anyhow::Result<()> {
         memory_high_watermark: args
             .memory_high_watermark
             .unwrap_or_else(warren::config::default_memory_high_watermark),
+        disk_free_limit: args.disk_free_limit,
+        max_message_size: args.max_message_size,
+        handshake_timeout: std::time::Duration::from_secs_f64(args.handshake_timeout.max(0.0)),
+        connection_max: args.connection_max.unwrap_or(usize::MAX),
+        honour_channel_flow: args.honour_channel_flow,
         ..warren::Config::default()
     };
     let listener = TcpListener::bind(&args.listen).await?;
@@ -77,6 +101,7 @@ async fn main() -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         listen = %listener.local_addr()?,
         data_dir = %args.data_dir.display(),
+        ?open_files,
         "Warren started"
     );
     println!(
