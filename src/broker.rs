@@ -23,6 +23,11 @@ pub struct Broker {
     live_connections: AtomicUsize,
     /// Raised while queued messages exceed the memory high watermark (see `alarm`).
     pub memory_alarm: watch::Sender<bool>,
+    /// Raised while the data directory's filesystem has less free space than
+    /// `disk_free_limit` (see `alarm`).
+    pub disk_alarm: watch::Sender<bool>,
+    /// Client connections open now (`connection_max`).
+    pub connections: crate::connection::limits::ConnectionCount,
 }
 
 impl Broker {
@@ -41,6 +46,7 @@ impl Broker {
         let vhosts = DashMap::new();
         vhosts.insert("/".to_owned(), vhost);
         let (memory_alarm, _) = watch::channel(false);
+        let (disk_alarm, _) = watch::channel(false);
         Ok(Arc::new(Broker {
             config: Arc::new(config),
             users,
@@ -49,6 +55,8 @@ impl Broker {
             next_connection: AtomicU64::new(1),
             live_connections: AtomicUsize::new(0),
             memory_alarm,
+            disk_alarm,
+            connections: Default::default(),
         }))
     }
 

@@ -13,7 +13,7 @@ pub fn field_type_name(value: &FieldValue) -> &'static str {
         FieldValue::U16(_) => "unsignedshort",
         FieldValue::I32(_) => "signedint",
         FieldValue::U32(_) => "unsignedint",
-        FieldValue::I64(_) => "long",
+        FieldValue::I64(_) | FieldValue::I64Upper(_) => "long",
         FieldValue::F32(_) => "float",
         FieldValue::F64(_) => "double",
         FieldValue::Decimal(_) => "decimal",

@@ -49,6 +49,7 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
     for w in settings.warnings.iter().chain(&bind_warnings) {
         warn!("{w}");
     }
+    let open_files = warren::alarm::raise_open_file_limit();
     let broker = warren::server::open_broker(settings.config.clone())?;
     let addrs: Vec<String> = listeners
         .iter()
@@ -60,6 +61,7 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         listen = %addrs.join(", "),
         data_dir = %settings.config.data_dir.display(),
         memory_high_watermark = settings.config.memory_high_watermark,
+        ?open_files,
         "Warren started"
     );
     for (what, setting) in [

@@ -187,6 +187,12 @@ pub async fn serve(
         broker.memory_alarm.clone(),
         token.clone(),
     ));
+    tokio::spawn(crate::alarm::watch_disk(
+        broker.config.data_dir.clone(),
+        broker.config.disk_free_limit,
+        broker.disk_alarm.clone(),
+        token.clone(),
+    ));
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
     let accepting: Vec<JoinHandle<()>> = listeners

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""Seed corpus/decode_frame/ from the golden captures in ../tests/fixtures/*.hex.
+"""Seed corpus/decode_frame/ and corpus/connection/ from the golden captures in
+../tests/fixtures/*.hex.
 
-Each seed is `[frame_max selector, split selector] + bytes`: every single frame of every capture
-(under a few frame_max choices), plus a run of consecutive frames from each stream. Stdlib only.
+decode_frame: each seed is `[frame_max selector, split selector] + bytes`: every single frame of
+every capture (under a few frame_max choices), plus a run of consecutive frames from each stream.
+connection: each client-to-server capture whole (`[0] + stream`, handshake included), and its
+frames after connection.open behind the target's own handshake (`[1] + frames`), whole and in
+runs of 16 frames. Stdlib only.
 """
 
 import hashlib
@@ -12,6 +16,7 @@ import struct
 HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "tests" / "fixtures"
 OUT = HERE / "corpus" / "decode_frame"
+CONN_OUT = HERE / "corpus" / "connection"
 
 
 def frames(stream: bytes):
@@ -47,6 +52,32 @@ def main() -> None:
     for seed in seeds:
         (OUT / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
     print(f"{len(seeds)} seeds in {OUT}")
+    connection_seeds(files)
+
+
+def is_connection_open(frame: bytes) -> bool:
+    return frame[0] == 1 and frame[7:11] == struct.pack(">HH", 10, 40)
+
+
+def connection_seeds(files) -> None:
+    CONN_OUT.mkdir(parents=True, exist_ok=True)
+    seeds = set()
+    for path in files:
+        if not path.name.endswith(".c2s.hex"):
+            continue
+        data = bytes.fromhex(path.read_text().replace("\n", ""))
+        seeds.add(bytes([0]) + data[:65536])
+        all_frames = list(frames(data[8:]))
+        opened = next((i for i, f in enumerate(all_frames) if is_connection_open(f)), None)
+        if opened is None:
+            continue
+        after = [f[:4096] if len(f) > 4096 else f for f in all_frames[opened + 1 :]]
+        seeds.add(bytes([1]) + b"".join(after)[:65536])
+        for start in range(0, len(after), 16):
+            seeds.add(bytes([1]) + b"".join(after[start : start + 16]))
+    for seed in seeds:
+        (CONN_OUT / hashlib.sha1(seed).hexdigest()).write_bytes(seed)
+    print(f"{len(seeds)} seeds in {CONN_OUT}")
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ pub const MAX_NESTING: usize = 32;
 /// Why bytes could not be decoded. Each kind knows the reply code the broker must close with.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
-    /// A frame larger than the negotiated `frame_max`.
-    #[error("frame of {size} bytes is larger than frame_max {frame_max}")]
+    /// A frame whose payload is larger than the negotiated `frame_max` (RabbitMQ's allowance: the
+    /// 8 bytes of header and frame-end are not counted).
+    #[error("frame payload of {payload} bytes is larger than frame_max {frame_max}")]
     FrameTooLarge {
-        /// Whole frame size (header + payload + end octet).
-        size: u64,
+        /// The payload size the frame header declares.
+        payload: u32,
         /// The negotiated limit.
         frame_max: u32,
     },
@@ -185,6 +186,7 @@ impl<'a> Reader<'a> {
             b'I' => FieldValue::I32(self.run("an i32", num::be_i32)?),
             b'i' => FieldValue::U32(self.long()?),
             b'l' => FieldValue::I64(self.run("an i64", num::be_i64)?),
+            b'L' => FieldValue::I64Upper(self.run("an i64", num::be_i64)?),
             b'f' => FieldValue::F32(self.run("an f32", num::be_f32)?),
             b'd' => FieldValue::F64(self.run("an f64", num::be_f64)?),
             b'D' => FieldValue::Decimal(Decimal {
@@ -306,7 +308,7 @@ impl Writer<'_> {
             FieldValue::U16(v) => self.buf.put_u16(*v),
             FieldValue::I32(v) => self.buf.put_i32(*v),
             FieldValue::U32(v) => self.buf.put_u32(*v),
-            FieldValue::I64(v) => self.buf.put_i64(*v),
+            FieldValue::I64(v) | FieldValue::I64Upper(v) => self.buf.put_i64(*v),
             FieldValue::F32(v) => self.buf.put_f32(*v),
             FieldValue::F64(v) => self.buf.put_f64(*v),
             FieldValue::Decimal(d) => {
@@ -345,6 +347,51 @@ mod tests {
         let t = decode_table(&framed).expect("valid table");
         assert_eq!(t.get("a"), Some(&FieldValue::I16(-2)));
         assert_eq!(t.get("b"), Some(&FieldValue::I64(-3)));
+    }
+
+    #[test]
+    fn every_letter_rabbitmq_reads_round_trips_unchanged() {
+        // One value per letter `rabbit_binary_parser` knows, in a table and in an array.
+        let values: &[(u8, &[u8])] = &[
+            (b't', &[1]),
+            (b'b', &[0x80]),
+            (b'B', &[0xff]),
+            (b's', &[0xff, 0xfe]),
+            (b'u', &[0xff, 0xfe]),
+            (b'I', &[0x80, 0, 0, 1]),
+            (b'i', &[0xff, 0, 0, 1]),
+            (b'l', &[0x80, 0, 0, 0, 0, 0, 0, 1]),
+            (b'L', &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe]),
+            (b'f', &[0x3f, 0x80, 0, 0]),
+            (b'd', &[0x3f, 0xf0, 0, 0, 0, 0, 0, 0]),
+            (b'D', &[2, 0, 0, 0x30, 0x39]),
+            (b'S', &[0, 0, 0, 2, b'h', b'i']),
+            (b'x', &[0, 0, 0, 2, 0, 0xff]),
+            (b'T', &[0, 0, 0, 0, 0x65, 0, 0, 0]),
+            (b'V', &[]),
+            (b'A', &[0, 0, 0, 2, b'b', 7]),
+            (b'F', &[0, 0, 0, 4, 1, b'k', b'B', 9]),
+        ];
+        let mut entries = Vec::new();
+        let mut array = Vec::new();
+        for (letter, bytes) in values {
+            entries.extend_from_slice(&[1, *letter, *letter]);
+            entries.extend_from_slice(bytes);
+            array.push(*letter);
+            array.extend_from_slice(bytes);
+        }
+        entries.extend_from_slice(&[1, b'a', b'A']);
+        entries.extend_from_slice(&(array.len() as u32).to_be_bytes());
+        entries.extend_from_slice(&array);
+        let mut wire = (entries.len() as u32).to_be_bytes().to_vec();
+        wire.extend_from_slice(&entries);
+
+        let table = decode_table(&wire).expect("every letter RabbitMQ knows");
+        assert_eq!(table.get("L"), Some(&FieldValue::I64Upper(-2)));
+        assert_eq!(table.get("L").and_then(FieldValue::as_i64), Some(-2));
+        let mut out = BytesMut::new();
+        encode_field_table(&table, &mut out);
+        assert_eq!(&out[..], &wire[..], "same letters, same bytes");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! AMQP value types: short and long strings, field tables, field arrays and their values.
 //!
-//! Type letters follow RabbitMQ's errata, not the 0-9-1 spec text: `s` is a signed 16-bit integer,
-//! `l` a signed 64-bit integer, `x` a byte array, and there is no `U`/`L`. A table keeps its entries
+//! Type letters follow RabbitMQ's parser (`rabbit_binary_parser`), not the 0-9-1 spec text: `s` is a
+//! signed 16-bit integer, `l` a signed 64-bit integer, `x` a byte array, `L` (which pika writes for
+//! integers of 2^63 and more) is read as a signed 64-bit integer too, and there is no `U`. A table keeps its entries
 //! in wire order (duplicates included) so that decoding and encoding again gives the same bytes:
 //! headers pass through the broker untouched, whatever client wrote them.
 
@@ -149,6 +150,10 @@ pub enum FieldValue {
     U32(u32),
     /// `l` (RabbitMQ: signed 64-bit)
     I64(i64),
+    /// `L`: RabbitMQ reads it as signed 64-bit like `l`, and keeps the letter, so the value is
+    /// delivered back as the client wrote it (pika writes `L` for integers from 2^63 up: read
+    /// the bits as `u64` for its meaning).
+    I64Upper(i64),
     /// `f`
     F32(f32),
     /// `d`
@@ -181,6 +186,7 @@ impl FieldValue {
             FieldValue::I32(_) => b'I',
             FieldValue::U32(_) => b'i',
             FieldValue::I64(_) => b'l',
+            FieldValue::I64Upper(_) => b'L',
             FieldValue::F32(_) => b'f',
             FieldValue::F64(_) => b'd',
             FieldValue::Decimal(_) => b'D',
@@ -203,7 +209,7 @@ impl FieldValue {
             FieldValue::U16(v) => v.into(),
             FieldValue::I32(v) => v.into(),
             FieldValue::U32(v) => v.into(),
-            FieldValue::I64(v) => v,
+            FieldValue::I64(v) | FieldValue::I64Upper(v) => v,
             FieldValue::Timestamp(v) => i64::try_from(v).ok()?,
             _ => return None,
         })

@@ -115,18 +115,24 @@ fn raw_header(input: &[u8]) -> nom::IResult<&[u8], RawHeader> {
 
 /// Decodes one frame from the front of `buf`, removing its bytes.
 ///
-/// `frame_max` is the negotiated maximum frame size including header and frame-end (0 = no
-/// limit). Returns `Ok(None)` when `buf` holds only part of a frame; the caller reads more and
-/// calls again. Bytes of the returned frame's body are shared with `buf`'s allocation.
+/// `frame_max` is the negotiated maximum frame size (0 = no limit). Like RabbitMQ's reader, a frame
+/// may be up to [`FRAME_OVERHEAD`] bytes larger: the limit applies to the *payload*, because
+/// clients such as amqpstorm and rabbitpy split bodies into payloads of exactly `frame_max`
+/// bytes. What the broker sends stays within `frame_max` ([`encode_content`]). Returns `Ok(None)`
+/// when `buf` holds only part of a frame; the caller reads more and calls again. Bytes of the
+/// returned frame's body are shared with `buf`'s allocation.
 pub fn decode_frame(buf: &mut BytesMut, frame_max: u32) -> Result<Option<Frame>, DecodeError> {
     let header = match raw_header(buf) {
         Ok((_, header)) => header,
         Err(_) => return Ok(None), // only Incomplete is possible: every byte value is valid here
     };
-    let size = FRAME_OVERHEAD as u64 + u64::from(header.size);
-    if frame_max != 0 && size > u64::from(frame_max) {
-        return Err(DecodeError::FrameTooLarge { size, frame_max });
+    if frame_max != 0 && header.size > frame_max {
+        return Err(DecodeError::FrameTooLarge {
+            payload: header.size,
+            frame_max,
+        });
     }
+    let size = FRAME_OVERHEAD as u64 + u64::from(header.size);
     if !matches!(
         header.kind,
         FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
@@ -298,6 +304,28 @@ mod tests {
         let mut buf = BytesMut::from(&header[..]);
         let err = decode_frame(&mut buf, 4096).unwrap_err();
         assert_eq!(err.reply_code(), crate::ReplyCode::FrameError);
+    }
+
+    #[test]
+    fn payload_of_frame_max_is_accepted_one_more_is_not() {
+        // amqpstorm and rabbitpy send frames of frame_max + 8 bytes; RabbitMQ accepts them.
+        let payload = vec![1u8; 4096];
+        let mut buf = BytesMut::new();
+        encode_body(1, &payload, &mut buf);
+        assert_eq!(buf.len(), 4096 + FRAME_OVERHEAD);
+        assert!(matches!(
+            decode_frame(&mut buf, 4096),
+            Ok(Some(Frame::Body { .. }))
+        ));
+        let mut buf = BytesMut::new();
+        encode_body(1, &[1u8; 4097], &mut buf);
+        assert_eq!(
+            decode_frame(&mut buf, 4096),
+            Err(DecodeError::FrameTooLarge {
+                payload: 4097,
+                frame_max: 4096
+            })
+        );
     }
 
     #[test]

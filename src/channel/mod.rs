@@ -206,6 +206,10 @@ impl Channel {
     }
 
     fn channel_flow(&mut self, m: channel::Flow) -> AmqpResult<()> {
+        if !m.active && !self.ctx.config.honour_channel_flow {
+            // RabbitMQ 3.x: connection.close 540 (clients' own test suites expect it).
+            return Err(AmqpError::not_implemented("active=false"));
+        }
         self.shared.set_flow(m.active);
         self.reply(channel::FlowOk { active: m.active });
         if m.active {

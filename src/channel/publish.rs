@@ -24,6 +24,8 @@ pub(super) struct ContentInProgress {
     /// Body frames so far. One frame's payload is kept as is (no copy); more are joined.
     body: Vec<Bytes>,
     received: u64,
+    /// The body bytes so far, as the memory alarm counts them (until this is dropped).
+    counted: crate::alarm::AssemblingBytes,
 }
 
 /// Publisher confirm state (confirm.select was received).
@@ -152,6 +154,7 @@ impl Channel {
             header: None,
             body: Vec::new(),
             received: 0,
+            counted: Default::default(),
         });
         Ok(())
     }
@@ -209,6 +212,7 @@ impl Channel {
             )));
         }
         let done = content.received == header.body_size;
+        content.counted.add(payload.len());
         content.body.push(payload);
         if done {
             self.finish_publish()?;

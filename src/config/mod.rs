@@ -7,6 +7,7 @@ pub mod memory;
 pub mod settings;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// A reason Warren cannot start, worded for the operator: what failed (flag, address, path),
 /// why, and what to do. Printed as is, without a backtrace.
@@ -46,7 +47,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Largest frame the broker accepts and proposes in connection.tune.
     pub frame_max: u32,
-    /// Highest channel number a client may open (connection.tune channel-max).
+    /// Most channels a connection may have open at once (connection.tune channel-max; RabbitMQ's
+    /// `channel_max`, 2047). Channel *numbers* may be anything from 1 to 65535, as in RabbitMQ.
     pub channel_max: u16,
     /// Heartbeat interval proposed in connection.tune, in seconds (0 disables).
     pub heartbeat: u16,
@@ -61,6 +63,18 @@ pub struct Config {
     /// Above this many bytes of queued messages, publishing connections are blocked
     /// (connection.blocked) until it drops again: RabbitMQ's memory alarm.
     pub memory_high_watermark: u64,
+    /// Below this many free bytes on the data directory's filesystem, publishing connections are
+    /// blocked until space returns (RabbitMQ's `disk_free_limit`, 50 MB by default; 0 disables).
+    pub disk_free_limit: u64,
+    /// A peer must finish the handshake (protocol header to connection.open-ok) within this
+    /// (RabbitMQ's `handshake_timeout`, 10 s).
+    pub handshake_timeout: Duration,
+    /// Most client connections at once (RabbitMQ's `connection_max`; unlimited by default).
+    /// Connection.open beyond it is refused with 530.
+    pub connection_max: usize,
+    /// Honour channel.flow(active=false) by pausing deliveries on the channel, as the spec
+    /// describes. Off by default: RabbitMQ 3.x closes the connection with 540 NOT_IMPLEMENTED.
+    pub honour_channel_flow: bool,
 }
 
 /// RabbitMQ's default: 40% of the memory available (RAM, or the cgroup limit in a container).
@@ -80,6 +94,10 @@ impl Default for Config {
             default_pass: "guest".into(),
             default_user_loopback_only: true,
             memory_high_watermark: default_memory_high_watermark(),
+            disk_free_limit: 50_000_000,
+            handshake_timeout: Duration::from_secs(10),
+            connection_max: usize::MAX,
+            honour_channel_flow: false,
         }
     }
 }

@@ -113,6 +113,25 @@ pub struct Args {
         value_name = "FRACTION|AMOUNT"
     )]
     pub memory_high_watermark: Option<String>,
+    /// Free bytes on the data directory's filesystem below which publishers are blocked
+    /// (RabbitMQ's disk_free_limit; 0 disables) [default: 50000000].
+    #[arg(long, env = "WARREN_DISK_FREE_LIMIT", value_name = "BYTES")]
+    pub disk_free_limit: Option<u64>,
+    /// Largest message body accepted, in bytes (RabbitMQ's max_message_size)
+    /// [default: 134217728].
+    #[arg(long, env = "WARREN_MAX_MESSAGE_SIZE", value_name = "BYTES")]
+    pub max_message_size: Option<u64>,
+    /// Seconds a client has to finish the handshake (RabbitMQ's handshake_timeout)
+    /// [default: 10].
+    #[arg(long, env = "WARREN_HANDSHAKE_TIMEOUT", value_name = "SECONDS")]
+    pub handshake_timeout: Option<f64>,
+    /// Most client connections at once (RabbitMQ's connection_max) [default: unlimited].
+    #[arg(long, env = "WARREN_CONNECTION_MAX", value_name = "N")]
+    pub connection_max: Option<usize>,
+    /// Pause deliveries on channel.flow(active=false) instead of closing the connection with
+    /// 540 NOT_IMPLEMENTED as RabbitMQ 3.x does.
+    #[arg(long, env = "WARREN_HONOUR_CHANNEL_FLOW", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub honour_channel_flow: Option<bool>,
 }
 
 /// The `--config` file: the same settings, named with `_`.
@@ -141,6 +160,11 @@ struct FileSettings {
     default_pass: Option<String>,
     default_user_remote: Option<bool>,
     memory_high_watermark: Option<NumberOrText>,
+    disk_free_limit: Option<u64>,
+    max_message_size: Option<u64>,
+    handshake_timeout: Option<f64>,
+    connection_max: Option<usize>,
+    honour_channel_flow: Option<bool>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -441,6 +465,27 @@ impl Settings {
                 .or(file.default_user_remote)
                 .unwrap_or(false),
             memory_high_watermark: watermark.bytes(super::memory::available_memory()),
+            disk_free_limit: args
+                .disk_free_limit
+                .or(file.disk_free_limit)
+                .unwrap_or(defaults.disk_free_limit),
+            max_message_size: args
+                .max_message_size
+                .or(file.max_message_size)
+                .unwrap_or(defaults.max_message_size),
+            handshake_timeout: args
+                .handshake_timeout
+                .or(file.handshake_timeout)
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map_or(defaults.handshake_timeout, std::time::Duration::from_secs_f64),
+            connection_max: args
+                .connection_max
+                .or(file.connection_max)
+                .unwrap_or(defaults.connection_max),
+            honour_channel_flow: args
+                .honour_channel_flow
+                .or(file.honour_channel_flow)
+                .unwrap_or(defaults.honour_channel_flow),
             ..defaults
         };
         Ok(Settings {

@@ -1,6 +1,7 @@
 //! The connection handshake: protocol header, start/start-ok (SASL), tune/tune-ok, open/open-ok.
 //! Separate from the steady state: the dispatcher never sees a half-open connection.
 
+use super::limits::{negotiate_channel_max, ConnectionSlot};
 use super::reader::{FrameReader, ReadError};
 use crate::broker::Broker;
 use crate::error::AmqpError;
@@ -8,14 +9,11 @@ use crate::outbound::Outbound;
 use crate::vhost::VHost;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::io::AsyncRead;
+use tokio::time::Instant;
 use warren_protocol::{
     connection, FieldTable, FieldValue, Frame, LongStr, Method, ShortStr, FRAME_MIN_SIZE,
 };
-
-/// RabbitMQ's `handshake_timeout`: a peer that does not finish the handshake in time is dropped.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handshake settled.
 pub struct Negotiated {
@@ -35,6 +33,8 @@ pub struct Negotiated {
     pub blocked_notify: bool,
     /// Client properties, for logs.
     pub client_properties: FieldTable,
+    /// This connection's place in the node's connection count.
+    pub slot: ConnectionSlot,
 }
 
 /// How a handshake ended without a connection.
@@ -46,7 +46,7 @@ pub enum HandshakeEnd {
     Refused(AmqpError),
     /// Authentication failed (and was reported if the client asked).
     AuthFailed(String),
-    /// The peer took longer than [`HANDSHAKE_TIMEOUT`].
+    /// The peer did not finish within the handshake timeout (`Config::handshake_timeout`).
     Timeout,
 }
 
@@ -56,15 +56,17 @@ impl From<std::io::Error> for HandshakeEnd {
     }
 }
 
-/// Runs the handshake with a freshly accepted peer.
+/// Runs the handshake with a freshly accepted peer, which must finish it by `deadline`
+/// (a slow or silent peer holds neither a task nor its small handshake buffer longer).
 /// The protocol header was already accepted (see `connection::serve`).
 pub async fn handshake<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     outbound: &Outbound,
     broker: &Broker,
     peer: SocketAddr,
+    deadline: Instant,
 ) -> Result<Negotiated, HandshakeEnd> {
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, run(reader, outbound, broker, peer)).await {
+    match tokio::time::timeout_at(deadline, run(reader, outbound, broker, peer)).await {
         Ok(result) => result,
         Err(_) => Err(HandshakeEnd::Timeout),
     }
@@ -113,10 +115,8 @@ async fn run<R: AsyncRead + Unpin>(
     let tune_ok: connection::TuneOk = expect(reader, outbound).await?;
     let frame_max = negotiate_frame_max(tune_ok.frame_max, config.frame_max)
         .map_err(|e| refuse(outbound, e))?;
-    let channel_max = match tune_ok.channel_max {
-        0 => config.channel_max,
-        n => n.min(config.channel_max),
-    };
+    let channel_max = negotiate_channel_max(tune_ok.channel_max, config.channel_max)
+        .map_err(|e| refuse(outbound, e))?;
     reader.set_frame_max(frame_max);
     outbound.set_frame_max(frame_max);
     let open: connection::Open = expect(reader, outbound).await?;
@@ -126,6 +126,10 @@ async fn run<R: AsyncRead + Unpin>(
             AmqpError::not_allowed(format!("vhost {} not found", open.virtual_host)),
         )
     })?;
+    let slot = broker
+        .connections
+        .try_acquire(config.connection_max)
+        .map_err(|e| refuse(outbound, e.with_method(10, 40)))?; // caused by connection.open
     outbound.send_method(0, &connection::OpenOk::default().into());
     Ok(Negotiated {
         user,
@@ -136,6 +140,7 @@ async fn run<R: AsyncRead + Unpin>(
         cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
         blocked_notify: capability(&start_ok.client_properties, "connection.blocked"),
         client_properties: start_ok.client_properties,
+        slot,
     })
 }
 

@@ -3,6 +3,7 @@
 //! turns an `AmqpError` into channel.close or connection.close.
 
 pub mod handshake;
+pub mod limits;
 pub mod reader;
 
 use crate::broker::Broker;
@@ -102,7 +103,8 @@ async fn serve_in_span<S>(
 {
     let (read_half, mut write_half) = tokio::io::split(socket);
     let mut reader = FrameReader::new(read_half);
-    match tokio::time::timeout(handshake::HANDSHAKE_TIMEOUT, reader.read_protocol_header()).await {
+    let deadline = tokio::time::Instant::now() + broker.config.handshake_timeout;
+    match tokio::time::timeout_at(deadline, reader.read_protocol_header()).await {
         Ok(Ok(ProtocolHeader::Amqp091)) => {}
         Ok(Ok(ProtocolHeader::Unsupported(header))) => {
             debug!(
@@ -119,9 +121,16 @@ async fn serve_in_span<S>(
     }
     let outbound = Outbound::new(FRAME_MIN_SIZE);
     let writer = tokio::spawn(outbound.clone().run_writer(write_half));
-    let negotiated = match handshake::handshake(&mut reader, &outbound, &broker, peer).await {
+    let negotiated = match handshake::handshake(&mut reader, &outbound, &broker, peer, deadline)
+        .await
+    {
         Ok(n) => n,
         Err(end) => {
+            // A peer too slow for the handshake gets no more time to close politely.
+            let eof_wait = match &end {
+                HandshakeEnd::Timeout => Duration::ZERO,
+                _ => CLOSE_OK_TIMEOUT,
+            };
             // RabbitMQ logs refused logins and refused connections as errors.
             match end {
                 HandshakeEnd::AuthFailed(why) => error!("authentication failed: {why}"),
@@ -133,7 +142,7 @@ async fn serve_in_span<S>(
                 HandshakeEnd::Timeout => warn!("handshake timed out"),
                 HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
             }
-            finish(&outbound, writer, reader, CLOSE_OK_TIMEOUT).await;
+            finish(&outbound, writer, reader, eof_wait).await;
             return;
         }
     };
@@ -206,6 +215,8 @@ struct Connection<R> {
     last_input: Instant,
     /// The broker's memory alarm (see `alarm.rs`).
     memory_alarm: watch::Receiver<bool>,
+    /// The broker's disk free alarm (see `alarm.rs`).
+    disk_alarm: watch::Receiver<bool>,
     /// Whether this connection ever published: only publishers are blocked by the alarm.
     has_published: bool,
     /// The client asked for connection.blocked / unblocked.
@@ -213,6 +224,8 @@ struct Connection<R> {
     /// The peer did not answer our connection.close in time: `finish` does not wait for it
     /// again, so one silent client cannot hold a shutdown past its grace period.
     peer_silent: bool,
+    /// Held while the connection lives: its place in the node's connection count.
+    _slot: limits::ConnectionSlot,
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
@@ -242,9 +255,21 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             reader,
             last_input: Instant::now(),
             memory_alarm: broker.memory_alarm.subscribe(),
+            disk_alarm: broker.disk_alarm.subscribe(),
             has_published: false,
             blocked_notify: n.blocked_notify,
             peer_silent: false,
+            _slot: n.slot,
+        }
+    }
+
+    /// Which resource alarms are on, in RabbitMQ's connection.blocked words; None when none is.
+    fn alarm_reason(&self) -> Option<&'static str> {
+        match (*self.memory_alarm.borrow(), *self.disk_alarm.borrow()) {
+            (false, false) => None,
+            (true, false) => Some("low on memory"),
+            (false, true) => Some("low on disk"),
+            (true, true) => Some("low on memory & disk"),
         }
     }
 
@@ -267,7 +292,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
                 }
             }
-            if self.has_published && *self.memory_alarm.borrow() {
+            if self.has_published && self.alarm_reason().is_some() {
                 if let Some(reason) = self.wait_while_blocked(&shutdown, &mut ticker).await {
                     return reason;
                 }
@@ -285,8 +310,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     }
                     self.ctx.outbound.send_heartbeat();
                 }
-                // A publisher hears of the alarm as it rises, not only at its next read.
+                // A publisher hears of an alarm as it rises, not only at its next read.
                 Ok(()) = self.memory_alarm.changed(), if self.has_published => {}
+                Ok(()) = self.disk_alarm.changed(), if self.has_published => {}
                 // Confirms of persistent messages go out once the journal has synced them.
                 Some(()) = journal_synced(&mut synced), if self.is_waiting_for_disk() => {}
                 // Declare-oks go out once the metadata writer has committed their definitions.
@@ -296,24 +322,25 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
     }
 
-    /// The memory alarm is on and this connection publishes: stop reading from it (TCP
-    /// back-pressure reaches the publisher) and tell it with connection.blocked, as RabbitMQ
-    /// does, until the alarm clears. Heartbeats keep going out; missing ones from the peer are
+    /// A resource alarm (memory or disk) is on and this connection publishes: stop reading from
+    /// it (TCP back-pressure reaches the publisher) and tell it with connection.blocked, as
+    /// RabbitMQ does, until every alarm clears. Heartbeats keep going out; missing ones from the peer are
     /// not held against it meanwhile, since nothing is read.
     async fn wait_while_blocked(
         &mut self,
         shutdown: &CancellationToken,
         ticker: &mut tokio::time::Interval,
     ) -> Option<CloseReason> {
-        if self.blocked_notify {
+        if let (true, Some(reason)) = (self.blocked_notify, self.alarm_reason()) {
             let blocked = connection::Blocked {
-                reason: ShortStr::from("low on memory"),
+                reason: ShortStr::from(reason),
             };
             self.ctx.outbound.send_method(0, &blocked.into());
         }
-        while *self.memory_alarm.borrow() {
+        while self.alarm_reason().is_some() {
             tokio::select! {
                 changed = self.memory_alarm.changed() => if changed.is_err() { break },
+                changed = self.disk_alarm.changed() => if changed.is_err() { break },
                 _ = ticker.tick(), if self.heartbeat > 0 => self.ctx.outbound.send_heartbeat(),
                 _ = shutdown.cancelled() => return Some(self.close_with(shutdown_error()).await),
             }
@@ -415,12 +442,8 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     fn channel_method(&mut self, id: u16, method: Method) -> Result<(), AmqpError> {
         match (self.channels.get_mut(&id), method) {
             (None, Method::ChannelOpen(_)) => {
-                if id > self.channel_max {
-                    return Err(AmqpError::not_allowed(format!(
-                        "channel number {id} is above the negotiated channel_max ({})",
-                        self.channel_max
-                    )));
-                }
+                // Channels still closing count too, as in RabbitMQ, until their close-ok.
+                limits::check_channel_count(self.channels.len(), self.channel_max)?;
                 self.channels.insert(
                     id,
                     Slot::Open(Box::new(Channel::open(id, self.ctx.clone()))),
@@ -438,11 +461,13 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Ok(())
             }
             (Some(Slot::Closing), Method::ChannelClose(_)) => {
-                // Both sides closed at once: answer, and the channel is gone.
+                // Both sides closed at once: answer, and keep waiting for the close-ok of our
+                // own close (amqp091-go sends it next), as RabbitMQ does: removing the channel
+                // now would make that close-ok a frame on a closed channel (504, whole
+                // connection).
                 self.ctx
                     .outbound
                     .send_method(id, &channel::CloseOk {}.into());
-                self.channels.remove(&id);
                 Ok(())
             }
             (Some(Slot::Closing), _) => Ok(()), // dropped until close-ok (spec: channel.close)

@@ -302,7 +302,8 @@ fn integer(v: &FieldValue) -> Result<i64, String> {
         | FieldValue::U16(_)
         | FieldValue::I32(_)
         | FieldValue::U32(_)
-        | FieldValue::I64(_) => v.as_i64().ok_or_else(|| unacceptable(v)),
+        | FieldValue::I64(_)
+        | FieldValue::I64Upper(_) => v.as_i64().ok_or_else(|| unacceptable(v)),
         other => Err(format!(
             "\"expected integer, got {}\"",
             field_type_name(other)

@@ -1162,9 +1162,14 @@ async fn one_channels_unacked_messages_are_invisible_to_another_channel() {
 
 #[tokio::test]
 async fn channel_flow_inactive_pauses_deliveries_until_reactivated() {
-    // RabbitMQ 3.x refuses active=false with 540 (checked with pika); Warren honours it as the
-    // spec describes (channel.flow), which no client working against RabbitMQ relies on.
-    let broker = TestBroker::start().await;
+    // RabbitMQ 3.x refuses active=false with 540 (checked with pika), as Warren does by default
+    // (tests/compat_channels.rs); with `honour_channel_flow` Warren pauses deliveries as the
+    // spec describes.
+    let broker = TestBroker::start_with(warren::Config {
+        honour_channel_flow: true,
+        ..Default::default()
+    })
+    .await;
     let (_conn, ch) = broker.channel().await;
     declare(&ch, "q").await;
     let mut consumer = consume(&ch, "q", "c").await;

@@ -223,11 +223,17 @@ async fn second_channel_open_is_a_channel_error_504() {
 }
 
 #[tokio::test]
-async fn channel_above_channel_max_is_not_allowed_530() {
-    let broker = TestBroker::start().await;
+async fn more_open_channels_than_channel_max_is_not_allowed_530() {
+    // RabbitMQ limits the count of open channels, not their numbers (tests/compat_channels.rs).
+    let broker = TestBroker::start_with(warren::Config {
+        channel_max: 1,
+        ..Default::default()
+    })
+    .await;
     let mut raw = broker.raw().await;
     raw.handshake().await;
-    raw.send_method(4000, warren_protocol::channel::Open::default())
+    raw.open_channel(4000).await;
+    raw.send_method(1, warren_protocol::channel::Open::default())
         .await;
     raw.expect_connection_close(ReplyCode::NotAllowed).await;
     drop(raw);
