@@ -101,7 +101,10 @@ impl AccessControl {
 
     /// Applies a change and bumps the epoch while still holding the lock, so a reader that sees
     /// the new epoch also sees the change.
-    fn write<T>(&self, f: impl FnOnce(&mut Model) -> Result<T, ManageError>) -> Result<T, ManageError> {
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Model) -> Result<T, ManageError>,
+    ) -> Result<T, ManageError> {
         let mut model = self.inner.model.write();
         let result = f(&mut model)?;
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
@@ -244,7 +247,12 @@ impl AccessControl {
     }
 
     /// queue.declare of a new queue: the vhost's `max-queues`, given how many queues it has.
-    pub fn check_queue_limit(&self, vhost: &str, queue: &str, queues: u64) -> Result<(), AccessError> {
+    pub fn check_queue_limit(
+        &self,
+        vhost: &str,
+        queue: &str,
+        queues: u64,
+    ) -> Result<(), AccessError> {
         let limit = self.read(|m| m.vhosts.get(vhost).and_then(|v| v.limits.max_queues));
         if would_exceed_queue_limit(limit, queues) {
             return Err(AccessError::QueueLimit {
@@ -264,7 +272,11 @@ impl AccessControl {
         vhost: &str,
     ) -> (u64, Option<Arc<Permission>>, Option<Arc<TopicPermissions>>) {
         let model = self.inner.model.read();
-        let permission = model.permissions.get(user).and_then(|v| v.get(vhost)).cloned();
+        let permission = model
+            .permissions
+            .get(user)
+            .and_then(|v| v.get(vhost))
+            .cloned();
         let topics = model
             .topic_permissions
             .get(user)
@@ -276,7 +288,12 @@ impl AccessControl {
     // ---- users --------------------------------------------------------------------------------
 
     /// `rabbitmqctl add_user`: a new user with a SHA-256 hash of `password`.
-    pub fn add_user(&self, name: &str, password: &str, tags: Vec<String>) -> Result<(), ManageError> {
+    pub fn add_user(
+        &self,
+        name: &str,
+        password: &str,
+        tags: Vec<String>,
+    ) -> Result<(), ManageError> {
         non_empty(name, "user")?;
         let user = User {
             name: name.to_owned(),
@@ -515,7 +532,12 @@ impl AccessControl {
 
     /// The topic permissions of `user` in `vhost`, by exchange.
     pub fn topic_permissions(&self, user: &str, vhost: &str) -> Option<Arc<TopicPermissions>> {
-        self.read(|m| m.topic_permissions.get(user).and_then(|v| v.get(vhost)).cloned())
+        self.read(|m| {
+            m.topic_permissions
+                .get(user)
+                .and_then(|v| v.get(vhost))
+                .cloned()
+        })
     }
 
     // ---- snapshots ----------------------------------------------------------------------------
@@ -557,7 +579,11 @@ pub(super) fn insert_topic_permission(
     Arc::make_mut(map).insert(exchange.to_owned(), p);
 }
 
-pub(super) fn require_user_and_vhost(m: &Model, user: &str, vhost: &str) -> Result<(), ManageError> {
+pub(super) fn require_user_and_vhost(
+    m: &Model,
+    user: &str,
+    vhost: &str,
+) -> Result<(), ManageError> {
     if !m.vhosts.contains_key(vhost) {
         return Err(ManageError::NoSuchVhost(vhost.to_owned()));
     }
@@ -587,6 +613,8 @@ fn non_empty(name: &str, what: &'static str) -> Result<(), ManageError> {
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     }
 }

@@ -184,9 +184,9 @@ impl UserDefinition {
     pub fn to_user(&self) -> Result<User, ManageError> {
         let password = PasswordHash::try_from_base64(self.hashing_algorithm, &self.password_hash)
             .map_err(|e| ManageError::InvalidPasswordHash {
-                user: self.name.clone(),
-                reason: e.to_string(),
-            })?;
+            user: self.name.clone(),
+            reason: e.to_string(),
+        })?;
         if self.name.is_empty() {
             return Err(ManageError::EmptyName("user"));
         }
@@ -229,7 +229,10 @@ impl VhostDefinition {
                 .description
                 .clone()
                 .unwrap_or_else(|| self.metadata.description.clone()),
-            tags: self.tags.clone().unwrap_or_else(|| self.metadata.tags.clone()),
+            tags: self
+                .tags
+                .clone()
+                .unwrap_or_else(|| self.metadata.tags.clone()),
             default_queue_type: self.metadata.default_queue_type.clone(),
             limits: VhostLimits {
                 max_connections: limit(&self.limits, MAX_CONNECTIONS),
@@ -249,9 +252,17 @@ pub(super) struct Parsed {
 
 impl AccessDefinitions {
     pub(super) fn from_model(m: &Model) -> Self {
-        let mut users: Vec<_> = m.users.values().map(|u| UserDefinition::from_user(u)).collect();
+        let mut users: Vec<_> = m
+            .users
+            .values()
+            .map(|u| UserDefinition::from_user(u))
+            .collect();
         users.sort_by(|a, b| a.name.cmp(&b.name));
-        let vhosts = m.vhosts.values().map(|v| VhostDefinition::from_info(v)).collect();
+        let vhosts = m
+            .vhosts
+            .values()
+            .map(|v| VhostDefinition::from_info(v))
+            .collect();
         let mut permissions = Vec::new();
         let mut topic_permissions = Vec::new();
         for (user, by_vhost) in &m.permissions {
@@ -279,8 +290,9 @@ impl AccessDefinitions {
             }
         }
         permissions.sort_by(|a, b| (&a.user, &a.vhost).cmp(&(&b.user, &b.vhost)));
-        topic_permissions
-            .sort_by(|a, b| (&a.user, &a.vhost, &a.exchange).cmp(&(&b.user, &b.vhost, &b.exchange)));
+        topic_permissions.sort_by(|a, b| {
+            (&a.user, &a.vhost, &a.exchange).cmp(&(&b.user, &b.vhost, &b.exchange))
+        });
         AccessDefinitions {
             users,
             vhosts,
@@ -332,9 +344,8 @@ impl Parsed {
     /// Applies in RabbitMQ's import order; a permission naming a user or vhost that exists
     /// neither in the model nor in the document is refused before anything changes.
     pub(super) fn apply(self, m: &mut Model) -> Result<(), ManageError> {
-        let has_user = |m: &Model, u: &str| {
-            m.users.contains_key(u) || self.users.iter().any(|x| x.name == u)
-        };
+        let has_user =
+            |m: &Model, u: &str| m.users.contains_key(u) || self.users.iter().any(|x| x.name == u);
         let has_vhost = |m: &Model, v: &str| {
             m.vhosts.contains_key(v) || self.vhosts.iter().any(|x| x.name == v)
         };

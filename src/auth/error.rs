@@ -132,7 +132,9 @@ impl AuthError {
     /// `PLAIN login refused: user 'guest' - invalid credentials`. Never contains a password.
     pub fn log_text(&self, mechanism: &str) -> String {
         let detail = match self {
-            AuthError::UnknownMechanism(m) => return format!("unsupported authentication mechanism '{m}'"),
+            AuthError::UnknownMechanism(m) => {
+                return format!("unsupported authentication mechanism '{m}'")
+            }
             AuthError::MalformedResponse => "malformed SASL response".to_owned(),
             AuthError::InvalidCredentials(u) => format!("user '{u}' - invalid credentials"),
             AuthError::LoopbackOnly(u) => format!("user '{u}' can only connect via localhost"),
@@ -213,7 +215,10 @@ mod tests {
             vhost: "/".into(),
             user: "u".into(),
         };
-        assert_eq!(e.to_string(), "access to queue 'q' in vhost '/' refused for user 'u'");
+        assert_eq!(
+            e.to_string(),
+            "access to queue 'q' in vhost '/' refused for user 'u'"
+        );
         let v = AccessError::Vhost {
             vhost: "/".into(),
             user: "u".into(),

@@ -34,14 +34,16 @@ pub use definitions::{
     VhostDefinition, VhostMetadata,
 };
 pub use error::{
-    login_refused_text, user_deleted_text, vhost_deleted_text, AccessError, AuthError,
-    ManageError, ResourceKind,
+    login_refused_text, user_deleted_text, vhost_deleted_text, AccessError, AuthError, ManageError,
+    ResourceKind,
 };
 pub use password::{HashingAlgorithm, PasswordHash, PasswordHashError};
 pub use permission::{
     Access, InvalidPattern, Pattern, Permission, TopicPattern, TopicPermission, TopicVariables,
 };
-pub use sasl::{offered_mechanisms, parse_response, Credentials, MECHANISMS, MECHANISMS_WITH_EXTERNAL};
+pub use sasl::{
+    offered_mechanisms, parse_response, Credentials, MECHANISMS, MECHANISMS_WITH_EXTERNAL,
+};
 pub use user::{
     parse_tags, User, UserLimits, TAG_ADMINISTRATOR, TAG_IMPERSONATOR, TAG_MANAGEMENT,
     TAG_MONITORING, TAG_POLICYMAKER,

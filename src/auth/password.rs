@@ -187,7 +187,10 @@ mod tests {
         ] {
             let h = imported(alg, b64);
             assert!(h.verify(PASSWORD), "{alg:?}");
-            assert!(!h.verify("s3cret-pass"), "{alg:?} accepted a wrong password");
+            assert!(
+                !h.verify("s3cret-pass"),
+                "{alg:?} accepted a wrong password"
+            );
             assert!(!h.verify(""), "{alg:?} accepted a blank password");
             assert_eq!(h.to_base64(), b64, "{alg:?} round trip");
         }
@@ -220,7 +223,11 @@ mod tests {
         );
         assert!(matches!(
             PasswordHash::try_from_base64(HashingAlgorithm::Sha512, RABBIT_SHA256),
-            Err(PasswordHashError::WrongLength { expected: 68, got: 36, .. })
+            Err(PasswordHashError::WrongLength {
+                expected: 68,
+                got: 36,
+                ..
+            })
         ));
         assert_eq!(
             PasswordHash::try_from_base64(HashingAlgorithm::Md5, ""),

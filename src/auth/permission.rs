@@ -91,7 +91,6 @@ impl Pattern {
     pub fn matches_all(&self) -> bool {
         self.matches_all
     }
-
 }
 
 /// The variables of topic permissions, in RabbitMQ's spelling.
@@ -131,13 +130,14 @@ impl TopicPattern {
             return Pattern::try_new("");
         }
         let values = [Some(vars.username), Some(vars.vhost), vars.client_id];
-        let text = TOPIC_VARIABLES
-            .iter()
-            .zip(values)
-            .fold(self.source.clone(), |text, (var, value)| {
-                let literal = regex::escape(var);
-                text.replace(var, value.unwrap_or(&literal))
-            });
+        let text =
+            TOPIC_VARIABLES
+                .iter()
+                .zip(values)
+                .fold(self.source.clone(), |text, (var, value)| {
+                    let literal = regex::escape(var);
+                    text.replace(var, value.unwrap_or(&literal))
+                });
         Pattern::compile(&text, &text)
     }
 }
@@ -271,7 +271,9 @@ mod tests {
     fn garbage_regex_is_refused_when_set() {
         let err = Permission::try_new(".*", "(", ".*").expect_err("unbalanced");
         assert_eq!(err.pattern, "(");
-        assert!(err.to_string().starts_with("invalid regular expression '(': "));
+        assert!(err
+            .to_string()
+            .starts_with("invalid regular expression '(': "));
         assert!(err.reason.contains("unclosed group"), "{}", err.reason);
         assert!(TopicPermission::try_new("[a-", ".*").is_err());
         // PCRE-only syntax is refused rather than misread.
@@ -310,7 +312,10 @@ mod tests {
         };
         assert!(p.expand(&bad).is_err());
         // Empty expands to ^$.
-        let empty = TopicPattern::try_new("").expect("valid").expand(&vars).expect("ok");
+        let empty = TopicPattern::try_new("")
+            .expect("valid")
+            .expand(&vars)
+            .expect("ok");
         assert!(empty.is_match("") && !empty.is_match("x"));
     }
 }

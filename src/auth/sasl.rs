@@ -122,7 +122,10 @@ mod tests {
             r.extend_from_slice(&(v.len() as u32).to_be_bytes());
             r.extend_from_slice(v.as_bytes());
         }
-        assert_eq!(parse_response("AMQPLAIN", &r, None), Ok(password("bob", "pw")));
+        assert_eq!(
+            parse_response("AMQPLAIN", &r, None),
+            Ok(password("bob", "pw"))
+        );
     }
 
     #[test]
