@@ -20,6 +20,7 @@ pub mod persistence;
 pub mod queue;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod vhost;
 
 pub use config::Config;
