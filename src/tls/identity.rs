@@ -101,10 +101,10 @@ fn escape(value: &str) -> String {
     for (i, &c) in bytes.iter().enumerate() {
         let first = i == 0;
         let last = i + 1 == bytes.len();
-        if (first && (c == b' ' || c == b'#')) || (!first && last && c == b' ') {
-            out.push('\\');
-            out.push(c as char);
-        } else if matches!(c, b'"' | b'+' | b',' | b';' | b'<' | b'>' | b'\\') {
+        let leading = first && (c == b' ' || c == b'#');
+        let trailing_space = !first && last && c == b' ';
+        let special = matches!(c, b'"' | b'+' | b',' | b';' | b'<' | b'>' | b'\\');
+        if leading || trailing_space || special {
             out.push('\\');
             out.push(c as char);
         } else if !(32..126).contains(&c) {

@@ -223,7 +223,7 @@ async fn untrusted_client_certificate_is_refused() {
         Some(pki.client_cert(Some(&stranger))),
     );
     let _ = connect_and_echo(&client, addr).await;
-    let err = server.await.expect("task").err().expect("refused");
+    let err = server.await.expect("task").expect_err("refused");
     assert!(err.to_string().contains("certificate"), "{err}");
 }
 
@@ -278,7 +278,7 @@ fn mismatched_key_is_refused_at_load_naming_both_files() {
     .expect("write");
     let mut settings = pki.settings(false, false);
     settings.key = other_key.clone();
-    let err = load_server_config(&settings).err().expect("mismatch");
+    let err = load_server_config(&settings).expect_err("mismatch");
     assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
     let text = err.to_string();
     assert!(
@@ -293,8 +293,7 @@ fn unreadable_or_empty_files_are_named() {
     let mut settings = pki.settings(false, false);
     settings.cert = pki.dir.path().join("missing.pem");
     let text = load_server_config(&settings)
-        .err()
-        .expect("missing")
+        .expect_err("missing")
         .to_string();
     assert!(
         text.starts_with("cannot read certificate file") && text.contains("missing.pem"),
@@ -306,8 +305,7 @@ fn unreadable_or_empty_files_are_named() {
     let mut settings = pki.settings(false, false);
     settings.cert = garbage;
     let text = load_server_config(&settings)
-        .err()
-        .expect("garbage")
+        .expect_err("garbage")
         .to_string();
     assert!(
         text.contains("garbage.pem") && text.contains("certificate"),
@@ -317,8 +315,7 @@ fn unreadable_or_empty_files_are_named() {
     let mut settings = pki.settings(false, false);
     settings.key = pki.server_cert.clone();
     let text = load_server_config(&settings)
-        .err()
-        .expect("not a key")
+        .expect_err("not a key")
         .to_string();
     assert!(
         text.contains("private key file") && text.contains("server.pem"),
