@@ -95,6 +95,12 @@ impl AccessControl {
         self.inner.epoch.load(Ordering::Acquire)
     }
 
+    /// Blocks every reader of the model while the guard lives (tests prove cache hits never read).
+    #[cfg(test)]
+    pub(super) fn lock_for_test(&self) -> parking_lot::RwLockWriteGuard<'_, Model> {
+        self.inner.model.write()
+    }
+
     pub(super) fn read<T>(&self, f: impl FnOnce(&Model) -> T) -> T {
         f(&self.inner.model.read())
     }

@@ -608,3 +608,40 @@ fn a_bad_import_changes_nothing() {
     );
     assert_eq!(ac.snapshot(), before);
 }
+
+#[test]
+fn cache_hits_never_touch_the_shared_model() {
+    let ac = model();
+    ac.set_topic_permissions("alice", "/", "amq.topic", "^alice\\.", ".*")
+        .expect("valid");
+    let mut ch = channel(&ac, &alice());
+    ch.check_exchange(Access::Write, "alice-x")
+        .expect("allowed");
+    ch.check_topic(Access::Write, "amq.topic", "alice.k")
+        .expect("allowed");
+    let guard = ac.lock_for_test();
+    let (done, finished) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        for _ in 0..10_000 {
+            assert_eq!(ch.check_exchange(Access::Write, "alice-x"), Ok(()));
+            assert_eq!(
+                ch.check_topic(Access::Write, "amq.topic", "alice.k"),
+                Ok(())
+            );
+            assert_eq!(ch.check_topic(Access::Write, "events", "any"), Ok(()));
+        }
+        done.send(()).expect("main thread waits");
+    });
+    let result = finished.recv_timeout(std::time::Duration::from_secs(10));
+    drop(guard);
+    worker.join().expect("no panic");
+    assert!(result.is_ok(), "a cache hit waited for the model lock");
+}
+
+#[test]
+fn channel_access_can_move_between_threads() {
+    fn is_send<T: Send + 'static>() {}
+    fn is_send_sync<T: Send + Sync + 'static>() {}
+    is_send::<ChannelAccess>();
+    is_send_sync::<AccessControl>();
+}
