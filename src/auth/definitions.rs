@@ -377,3 +377,53 @@ impl Parsed {
         Ok(())
     }
 }
+
+/// The runtime-parameter component RabbitMQ 3.10–3.12 keeps vhost limits in (definitions
+/// `parameters[{vhost, component: "vhost-limits", name: "limits", value}]`).
+pub const VHOST_LIMITS_COMPONENT: &str = "vhost-limits";
+
+/// Reads a `vhost-limits` parameter value such as `{"max-connections": 10, "max-queues": -1}`
+/// (negative: unlimited), refusing what `rabbit_vhost_limit` refuses: non-integers and unknown
+/// keys.
+pub fn vhost_limits_from_parameter(value: &serde_json::Value) -> Result<VhostLimits, String> {
+    let map = value.as_object().ok_or_else(|| {
+        format!("{VHOST_LIMITS_COMPONENT} must be an object, actually was {value}")
+    })?;
+    let mut limits = VhostLimits::default();
+    for (key, v) in map {
+        let n = v
+            .as_i64()
+            .ok_or_else(|| format!("{key} should be a number, actually was {v}"))?;
+        let n = u64::try_from(n).ok();
+        match key.as_str() {
+            MAX_CONNECTIONS => limits.max_connections = n,
+            MAX_QUEUES => limits.max_queues = n,
+            _ => {
+                return Err(format!(
+                    "Unrecognised terms [{key}] in {VHOST_LIMITS_COMPONENT}"
+                ))
+            }
+        }
+    }
+    Ok(limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn vhost_limits_parameters_of_rabbitmq_310_parse() {
+        assert_eq!(
+            vhost_limits_from_parameter(&json!({"max-connections": 10, "max-queues": -1})),
+            Ok(VhostLimits {
+                max_connections: Some(10),
+                max_queues: None
+            })
+        );
+        assert!(vhost_limits_from_parameter(&json!({"max-connections": "ten"})).is_err());
+        assert!(vhost_limits_from_parameter(&json!({"max-exchanges": 1})).is_err());
+        assert!(vhost_limits_from_parameter(&json!([1])).is_err());
+    }
+}

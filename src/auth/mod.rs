@@ -30,8 +30,9 @@ mod tests;
 pub use access_control::{AccessControl, AuthUser, TopicPermissions, DEFAULT_VHOST};
 pub use channel_access::{ChannelAccess, DEFAULT_EXCHANGE_NAME};
 pub use definitions::{
-    AccessDefinitions, PermissionDefinition, TopicPermissionDefinition, UserDefinition,
-    VhostDefinition, VhostMetadata,
+    vhost_limits_from_parameter, AccessDefinitions, PermissionDefinition,
+    TopicPermissionDefinition, UserDefinition, VhostDefinition, VhostMetadata,
+    VHOST_LIMITS_COMPONENT,
 };
 pub use error::{
     login_refused_text, user_deleted_text, vhost_deleted_text, AccessError, AuthError, ManageError,

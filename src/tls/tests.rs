@@ -405,3 +405,38 @@ async fn reload_swaps_certificates_without_dropping_open_connections() {
 }
 
 use std::time::Duration;
+
+/// The same subject fed to RabbitMQ 3.10.8's `rabbit_cert_info:subject/1` (erl with the broker's
+/// ebin, on a certificate made by this test) printed exactly the expected string below.
+#[test]
+fn distinguished_name_matches_rabbitmqs_formatting() {
+    let issuer = ca("x");
+    let (cert, _) = leaf(
+        &issuer,
+        &[],
+        &[
+            (DnType::CountryName, "US"),
+            (DnType::StateOrProvinceName, "Bayern"),
+            (DnType::OrganizationName, "Acme, Inc; \"R&D\" <x>+y"),
+            (DnType::OrganizationalUnitName, " lead#trail "),
+            (DnType::CommonName, "Jürgen~ü"),
+        ],
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let der = CertificateDer::from_pem_slice(cert.as_bytes()).expect("pem");
+    assert_eq!(
+        peer_identity(&[der.clone()], CertLoginFrom::DistinguishedName).as_deref(),
+        Some(
+            r#"CN=J\C3\BCrgen\7E\C3\BC,OU=\ lead#trail\ ,O=Acme\, Inc\; \"R&D\" \<x\>\+y,ST=Bayern,C=US"#
+        )
+    );
+    assert_eq!(
+        peer_identity(&[der], CertLoginFrom::CommonName).as_deref(),
+        Some("Jürgen~ü")
+    );
+    assert_eq!(
+        CertLoginFrom::try_from_name("distinguished_name"),
+        Some(CertLoginFrom::DistinguishedName)
+    );
+    assert_eq!(CertLoginFrom::try_from_name("cn"), None);
+}
