@@ -69,7 +69,9 @@ impl Pattern {
                 pattern: source.to_owned(),
                 reason: first_line(&e.to_string()),
             })?;
-        let matches_all = matches!(effective, ".*" | "^.*" | ".*$" | "^.*$");
+        // Each matches (at least) the empty string at some position of any name. `^.*$` does
+        // not: `.` stops at a newline.
+        let matches_all = matches!(effective, ".*" | "^.*" | ".*$");
         Ok(Pattern {
             source: source.to_owned(),
             compiled,
@@ -259,12 +261,14 @@ mod tests {
 
     #[test]
     fn match_all_shortcut_agrees_with_the_regex() {
-        for source in [".*", "^.*$"] {
+        for source in [".*", "^.*", ".*$"] {
             let p = Pattern::try_new(source).expect("valid");
             assert!(p.matches_all());
             assert!(p.is_match("") && p.is_match("anything\nat all"));
         }
         assert!(!Pattern::try_new(".+").expect("valid").matches_all());
+        let whole = Pattern::try_new("^.*$").expect("valid");
+        assert!(!whole.matches_all() && !whole.is_match("a\nb") && whole.is_match("ab"));
     }
 
     #[test]
