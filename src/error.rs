@@ -213,3 +213,60 @@ impl From<crate::exchange::sender_selected::InvalidRoutingHeader> for AmqpError 
         ))
     }
 }
+
+impl From<crate::auth::AccessError> for AmqpError {
+    /// Reply codes of refused access, as RabbitMQ: permissions 403 (channel), vhost access and
+    /// connection/channel limits 530 (connection), queue limit and `user-id` 406 (channel).
+    fn from(e: crate::auth::AccessError) -> Self {
+        use crate::auth::AccessError as A;
+        let text = e.to_string();
+        match e {
+            A::Resource { .. } | A::Topic { .. } => Self::access_refused(text),
+            A::Vhost { .. }
+            | A::VhostNotFound { .. }
+            | A::VhostConnectionLimit { .. }
+            | A::UserConnectionLimit { .. }
+            | A::UserChannelLimit { .. } => Self::not_allowed(text),
+            A::QueueLimit { .. } | A::UserIdMismatch { .. } => Self::precondition_failed(text),
+        }
+    }
+}
+
+#[cfg(test)]
+mod access_error_tests {
+    use super::*;
+    use crate::auth::{AccessError, ResourceKind};
+
+    #[test]
+    fn access_errors_get_rabbitmqs_codes_and_texts() {
+        let e: AmqpError = AccessError::Resource {
+            kind: ResourceKind::Queue,
+            name: "q".into(),
+            vhost: "/".into(),
+            user: "u".into(),
+        }
+        .into();
+        assert_eq!(e.code, ReplyCode::AccessRefused);
+        assert_eq!(
+            e.reply_text(),
+            "ACCESS_REFUSED - access to queue 'q' in vhost '/' refused for user 'u'"
+        );
+        let v: AmqpError = AccessError::Vhost {
+            vhost: "/".into(),
+            user: "u".into(),
+        }
+        .into();
+        assert_eq!(
+            v.reply_text(),
+            "NOT_ALLOWED - access to vhost '/' refused for user 'u'"
+        );
+        assert!(!v.is_soft());
+        let q: AmqpError = AccessError::QueueLimit {
+            queue: "q".into(),
+            vhost: "/".into(),
+            limit: 1,
+        }
+        .into();
+        assert_eq!(q.code, ReplyCode::PreconditionFailed);
+    }
+}

@@ -26,6 +26,7 @@ pub mod stats;
 #[cfg(test)]
 mod stats_tests;
 pub mod store;
+pub mod tls;
 pub mod vhost;
 
 pub use config::Config;
