@@ -15,6 +15,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod exchange;
+pub mod http;
 pub mod message;
 pub mod persistence;
 pub mod queue;
