@@ -79,7 +79,12 @@ pub fn authorize(user: &UserInfo, access: Access<'_>) -> Result<(), ApiError> {
             "User not authorised to access object",
         ),
         Access::Owned { owner, write } => (
-            owner == user.name || if write { user.is_admin() } else { user.is_monitor() },
+            owner == user.name
+                || if write {
+                    user.is_admin()
+                } else {
+                    user.is_monitor()
+                },
             "User not authorised to access object",
         ),
     };
@@ -110,7 +115,9 @@ pub fn basic_credentials(header: &str) -> Result<(String, String), ApiError> {
 pub fn authenticate(auth: &dyn ManagementAuth, header: Option<&str>) -> Result<UserInfo, ApiError> {
     let header = header.ok_or(ApiError::NoCredentials)?;
     let (user, password) = basic_credentials(header)?;
-    let info = auth.authenticate(&user, &password).ok_or(ApiError::LoginFailed)?;
+    let info = auth
+        .authenticate(&user, &password)
+        .ok_or(ApiError::LoginFailed)?;
     authorize(&info, Access::Management)?;
     Ok(info)
 }
@@ -134,7 +141,14 @@ mod tests {
     #[test]
     fn no_management_tag_is_refused_everything() {
         for tags in [&[][..], &["impersonator"][..]] {
-            for access in [Access::Management, Access::Vhost("/"), Access::Owned { owner: "u", write: false }] {
+            for access in [
+                Access::Management,
+                Access::Vhost("/"),
+                Access::Owned {
+                    owner: "u",
+                    write: false,
+                },
+            ] {
                 assert_eq!(
                     authorize(&user(tags), access),
                     Err(ApiError::not_authorised("Not management user"))
@@ -151,7 +165,10 @@ mod tests {
             (&["policymaker"], [true, false, false, true, false]),
             (&["monitoring"], [true, true, false, false, false]),
             (&["administrator"], [true, true, true, true, true]),
-            (&["management", "monitoring"], [true, true, false, false, false]),
+            (
+                &["management", "monitoring"],
+                [true, true, false, false, false],
+            ),
         ];
         for (tags, expected) in table {
             let got = [
@@ -179,14 +196,19 @@ mod tests {
             assert!(allowed(tags, Access::Vhost("/")));
             assert_eq!(
                 authorize(&user(tags), Access::Vhost("test/vh")),
-                Err(ApiError::not_authorised("User not authorised to access virtual host"))
+                Err(ApiError::not_authorised(
+                    "User not authorised to access virtual host"
+                ))
             );
         }
     }
 
     #[test]
     fn connections_are_their_owners_and_monitors_read_admins_close() {
-        let other = |write| Access::Owned { owner: "someone", write };
+        let other = |write| Access::Owned {
+            owner: "someone",
+            write,
+        };
         let own = |write| Access::Owned { owner: "u", write };
         assert!(allowed(&["management"], own(true)));
         assert!(!allowed(&["management"], other(false)));
@@ -198,8 +220,14 @@ mod tests {
     #[test]
     fn basic_header_parsing() {
         // "guest:guest", and a password containing a colon.
-        assert_eq!(basic_credentials("Basic Z3Vlc3Q6Z3Vlc3Q=").unwrap(), ("guest".into(), "guest".into()));
-        assert_eq!(basic_credentials("basic dTpwOnE=").unwrap(), ("u".into(), "p:q".into()));
+        assert_eq!(
+            basic_credentials("Basic Z3Vlc3Q6Z3Vlc3Q=").unwrap(),
+            ("guest".into(), "guest".into())
+        );
+        assert_eq!(
+            basic_credentials("basic dTpwOnE=").unwrap(),
+            ("u".into(), "p:q".into())
+        );
         for bad in ["Bearer abc", "Basic !!!", "Basic", "Basic Z3Vlc3Q="] {
             assert_eq!(basic_credentials(bad), Err(ApiError::LoginFailed), "{bad}");
         }

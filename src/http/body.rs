@@ -14,7 +14,8 @@ pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     } else {
         body
     };
-    let value: Value = serde_json::from_slice(body).map_err(|_| ApiError::bad_request("not_json"))?;
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::bad_request("not_json"))?;
     if !value.is_object() {
         return Err(ApiError::bad_request("not_json"));
     }
@@ -27,7 +28,9 @@ pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         Value::Bool(b) => Ok(b),
         Value::String(s) if s == "true" => Ok(true),
         Value::String(s) if s == "false" => Ok(false),
-        other => Err(serde::de::Error::custom(format!("{other} is not a boolean"))),
+        other => Err(serde::de::Error::custom(format!(
+            "{other} is not a boolean"
+        ))),
     }
 }
 
@@ -35,7 +38,9 @@ pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 pub fn lenient_opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
-        other => lenient_bool(other).map(Some).map_err(serde::de::Error::custom),
+        other => lenient_bool(other)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 
@@ -43,8 +48,12 @@ pub fn lenient_opt_bool<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>,
 pub fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     match Value::deserialize(d)? {
         Value::Number(n) if n.as_u64().is_some() => Ok(n.as_u64().unwrap_or_default()),
-        Value::String(s) if s.trim().parse::<u64>().is_ok() => Ok(s.trim().parse().unwrap_or_default()),
-        other => Err(serde::de::Error::custom(format!("{other} is not a non-negative integer"))),
+        Value::String(s) if s.trim().parse::<u64>().is_ok() => {
+            Ok(s.trim().parse().unwrap_or_default())
+        }
+        other => Err(serde::de::Error::custom(format!(
+            "{other} is not a non-negative integer"
+        ))),
     }
 }
 
@@ -52,7 +61,9 @@ pub fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
 pub fn lenient_opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match Value::deserialize(d)? {
         Value::Null => Ok(None),
-        other => lenient_u64(other).map(Some).map_err(serde::de::Error::custom),
+        other => lenient_u64(other)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
     }
 }
 
@@ -63,7 +74,9 @@ pub fn arguments<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, 
         Value::Object(map) => Ok(map),
         Value::String(s) if s.is_empty() => Ok(Map::new()),
         Value::Array(a) if a.is_empty() => Ok(Map::new()),
-        other => Err(serde::de::Error::custom(format!("arguments {other} is not an object"))),
+        other => Err(serde::de::Error::custom(format!(
+            "arguments {other} is not an object"
+        ))),
     }
 }
 
@@ -179,7 +192,9 @@ pub fn tags<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
             .filter_map(Value::as_str)
             .flat_map(split)
             .collect()),
-        other => Err(serde::de::Error::custom(format!("tags {other} is not a string or list"))),
+        other => Err(serde::de::Error::custom(format!(
+            "tags {other} is not a string or list"
+        ))),
     }
 }
 
@@ -211,9 +226,14 @@ mod tests {
     fn rabbitmqadmin_strings_for_booleans_and_numbers() {
         let q: QueueDeclareBody = parse(br#"{"durable":"true","auto_delete":"false"}"#).unwrap();
         assert!(q.durable && !q.auto_delete);
-        let g: GetBody = parse(br#"{"count":"2","ackmode":"ack_requeue_true","truncate":"50000"}"#).unwrap();
-        assert_eq!((g.count, g.truncate, g.encoding.as_str()), (2, Some(50000), "auto"));
-        let g: GetBody = parse(br#"{"count":3,"ackmode":"reject_requeue_false","encoding":"base64"}"#).unwrap();
+        let g: GetBody =
+            parse(br#"{"count":"2","ackmode":"ack_requeue_true","truncate":"50000"}"#).unwrap();
+        assert_eq!(
+            (g.count, g.truncate, g.encoding.as_str()),
+            (2, Some(50000), "auto")
+        );
+        let g: GetBody =
+            parse(br#"{"count":3,"ackmode":"reject_requeue_false","encoding":"base64"}"#).unwrap();
         assert_eq!((g.count, g.truncate), (3, None));
     }
 
@@ -238,12 +258,21 @@ mod tests {
             parse::<QueueDeclareBody>(b"{not json").unwrap_err(),
             ApiError::bad_request("not_json")
         );
-        assert_eq!(parse::<QueueDeclareBody>(b"[1]").unwrap_err(), ApiError::bad_request("not_json"));
+        assert_eq!(
+            parse::<QueueDeclareBody>(b"[1]").unwrap_err(),
+            ApiError::bad_request("not_json")
+        );
         let err = parse::<QueueDeclareBody>(br#"{"durable":"yes"}"#).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest(ref r) if r.contains("not a boolean")), "{err:?}");
+        assert!(
+            matches!(err, ApiError::BadRequest(ref r) if r.contains("not a boolean")),
+            "{err:?}"
+        );
         let err = parse::<GetBody>(br#"{"count":"-1","ackmode":"x"}"#).unwrap_err();
         assert!(matches!(err, ApiError::BadRequest(_)));
         let err = parse::<GetBody>(br#"{"ackmode":"x"}"#).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest(ref r) if r.contains("count")), "{err:?}");
+        assert!(
+            matches!(err, ApiError::BadRequest(ref r) if r.contains("count")),
+            "{err:?}"
+        );
     }
 }

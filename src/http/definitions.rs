@@ -24,8 +24,10 @@ pub fn export<S: ManagementSource>(source: &S, vhost: Option<&str>) -> Value {
         .iter()
         .filter(|q| !q.exclusive)
         .map(|q| {
-            strip(json!({"name": q.name, "vhost": q.vhost, "durable": q.durable,
-                         "auto_delete": q.auto_delete, "arguments": q.arguments}))
+            strip(
+                json!({"name": q.name, "vhost": q.vhost, "durable": q.durable,
+                         "auto_delete": q.auto_delete, "arguments": q.arguments}),
+            )
         })
         .collect();
     let exchanges: Vec<Value> = source
@@ -64,8 +66,10 @@ pub fn export<S: ManagementSource>(source: &S, vhost: Option<&str>) -> Value {
         doc["vhosts"] = source
             .vhosts()
             .iter()
-            .map(|v| json!({"name": v.name, "description": v.description, "tags": v.tags,
-                            "metadata": {"description": v.description, "tags": v.tags}}))
+            .map(|v| {
+                json!({"name": v.name, "description": v.description, "tags": v.tags,
+                            "metadata": {"description": v.description, "tags": v.tags}})
+            })
             .collect();
         doc["permissions"] = source.permissions().iter().map(permission_json).collect();
         doc["topic_permissions"] = json!([]);

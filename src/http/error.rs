@@ -99,10 +99,5 @@ impl IntoResponse for ApiError {
 /// A JSON response with RabbitMQ's content type.
 pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec());
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        bytes,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }

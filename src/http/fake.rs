@@ -35,7 +35,10 @@ pub struct Inner {
 pub struct FakeBroker(pub Arc<Mutex<Inner>>);
 
 fn args(pairs: &[(&str, Value)]) -> Map<String, Value> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
 }
 
 impl FakeBroker {
@@ -50,11 +53,15 @@ impl FakeBroker {
         {
             let mut b = fake.lock();
             b.cluster_name = "warren@test".into();
-            for (name, description) in [("/", "Default virtual host"), ("test/vh", "fixture vhost")] {
+            for (name, description) in [("/", "Default virtual host"), ("test/vh", "fixture vhost")]
+            {
                 b.vhosts.push(VhostView {
                     name: name.into(),
                     description: description.into(),
-                    message_stats: MessageStats { publish: Some(Counter::new(4, 0.0)), ..Default::default() },
+                    message_stats: MessageStats {
+                        publish: Some(Counter::new(4, 0.0)),
+                        ..Default::default()
+                    },
                     ..Default::default()
                 });
                 add_standard_exchanges(&mut b, name);
@@ -66,7 +73,11 @@ impl FakeBroker {
                 ("pm", "policymaker"),
                 ("notag", ""),
             ] {
-                let tags: Vec<String> = tags.split(',').filter(|t| !t.is_empty()).map(String::from).collect();
+                let tags: Vec<String> = tags
+                    .split(',')
+                    .filter(|t| !t.is_empty())
+                    .map(String::from)
+                    .collect();
                 let view = UserView {
                     name: user.into(),
                     tags,
@@ -74,7 +85,11 @@ impl FakeBroker {
                     hashing_algorithm: "rabbit_password_hashing_sha256".into(),
                     limits: Map::new(),
                 };
-                let password = if user == "guest" { "guest".to_string() } else { format!("{user}pw") };
+                let password = if user == "guest" {
+                    "guest".to_string()
+                } else {
+                    format!("{user}pw")
+                };
                 b.users.push((view, Some(password)));
                 b.permissions.push(PermissionView {
                     user: user.into(),
@@ -104,12 +119,44 @@ impl FakeBroker {
         let rt = |f: &FakeBroker| f.clone();
         let f = rt(&fake);
         futures_lite::future::block_on(async {
-            let declare = |durable| QueueDeclare { durable, ..Default::default() };
-            f.declare_queue(&admin, "/", "q1", QueueDeclare { durable: true, auto_delete: false, arguments: args(&[("x-max-length", json!(100))]) }).await.unwrap();
-            f.declare_queue(&admin, "/", "q/slash#hash", declare(false)).await.unwrap();
-            f.declare_queue(&admin, "/", "q-consumed", QueueDeclare { auto_delete: true, ..Default::default() }).await.unwrap();
-            f.declare_queue(&admin, "test/vh", "qv", declare(true)).await.unwrap();
-            let topic = ExchangeDeclare { kind: "topic".into(), durable: true, ..Default::default() };
+            let declare = |durable| QueueDeclare {
+                durable,
+                ..Default::default()
+            };
+            f.declare_queue(
+                &admin,
+                "/",
+                "q1",
+                QueueDeclare {
+                    durable: true,
+                    auto_delete: false,
+                    arguments: args(&[("x-max-length", json!(100))]),
+                },
+            )
+            .await
+            .unwrap();
+            f.declare_queue(&admin, "/", "q/slash#hash", declare(false))
+                .await
+                .unwrap();
+            f.declare_queue(
+                &admin,
+                "/",
+                "q-consumed",
+                QueueDeclare {
+                    auto_delete: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            f.declare_queue(&admin, "test/vh", "qv", declare(true))
+                .await
+                .unwrap();
+            let topic = ExchangeDeclare {
+                kind: "topic".into(),
+                durable: true,
+                ..Default::default()
+            };
             f.declare_exchange(&admin, "/", "ex1", topic).await.unwrap();
             let bind = |key: &str, arguments| BindingSpec {
                 vhost: "/".into(),
@@ -120,25 +167,55 @@ impl FakeBroker {
                 arguments,
             };
             f.bind(&admin, bind("a.#", Map::new())).await.unwrap();
-            f.bind(&admin, bind("", args(&[("x-match", json!("any"))]))).await.unwrap();
+            f.bind(&admin, bind("", args(&[("x-match", json!("any"))])))
+                .await
+                .unwrap();
             for i in 0..3 {
                 let properties = if i == 0 {
-                    args(&[("content_type", json!("text/plain")), ("headers", json!({"h": 0}))])
+                    args(&[
+                        ("content_type", json!("text/plain")),
+                        ("headers", json!({"h": 0})),
+                    ])
                 } else {
                     Map::new()
                 };
-                let message = Publish { exchange: String::new(), routing_key: "q1".into(), properties, payload: format!("m{i}").into_bytes() };
+                let message = Publish {
+                    exchange: String::new(),
+                    routing_key: "q1".into(),
+                    properties,
+                    payload: format!("m{i}").into_bytes(),
+                };
                 f.publish(&admin, "/", message).await.unwrap();
             }
+            let consumed = Publish {
+                routing_key: "q-consumed".into(),
+                payload: b"x".to_vec(),
+                ..Default::default()
+            };
+            f.publish(&admin, "/", consumed).await.unwrap();
         });
         {
             let mut b = fake.lock();
-            let connection = ConnectionRef { name: "127.0.0.1:37620 -> 127.0.0.1:5672".into(), peer_host: "127.0.0.1".into(), peer_port: 37620 };
+            let connection = ConnectionRef {
+                name: "127.0.0.1:37620 -> 127.0.0.1:5672".into(),
+                peer_host: "127.0.0.1".into(),
+                peer_port: 37620,
+            };
             let mut client_properties = Map::new();
             client_properties.insert("connection_name".into(), json!("fixture-conn"));
             client_properties.insert("product".into(), json!("Pika Python Client Library"));
-            client_properties.insert("capabilities".into(), json!({"publisher_confirms": true, "basic.nack": true}));
-            for (name, user, port) in [(connection.name.clone(), "guest", 37620), ("127.0.0.1:40000 -> 127.0.0.1:5672".to_string(), "mgmt", 40000)] {
+            client_properties.insert(
+                "capabilities".into(),
+                json!({"publisher_confirms": true, "basic.nack": true}),
+            );
+            for (name, user, port) in [
+                (connection.name.clone(), "guest", 37620),
+                (
+                    "127.0.0.1:40000 -> 127.0.0.1:5672".to_string(),
+                    "mgmt",
+                    40000,
+                ),
+            ] {
                 b.connections.push(ConnectionView {
                     name,
                     vhost: "/".into(),
@@ -168,7 +245,11 @@ impl FakeBroker {
                 prefetch_count: 10,
                 messages_unacknowledged: 1,
                 idle_since_ms: Some(1_796_392_500_126),
-                message_stats: MessageStats { publish: Some(Counter::new(1, 0.0)), deliver: Some(Counter::new(1, 0.0)), ..Default::default() },
+                message_stats: MessageStats {
+                    publish: Some(Counter::new(1, 0.0)),
+                    deliver: Some(Counter::new(1, 0.0)),
+                    ..Default::default()
+                },
                 ..Default::default()
             });
             b.consumers.push(ConsumerView {
@@ -189,9 +270,23 @@ impl FakeBroker {
 
     pub fn user_info(&self, name: &str) -> UserInfo {
         let b = self.lock();
-        let tags = b.users.iter().find(|(u, _)| u.name == name).map(|(u, _)| u.tags.clone()).unwrap_or_default();
-        let vhosts = b.permissions.iter().filter(|p| p.user == name).map(|p| p.vhost.clone()).collect();
-        UserInfo { name: name.into(), tags, vhosts }
+        let tags = b
+            .users
+            .iter()
+            .find(|(u, _)| u.name == name)
+            .map(|(u, _)| u.tags.clone())
+            .unwrap_or_default();
+        let vhosts = b
+            .permissions
+            .iter()
+            .filter(|p| p.user == name)
+            .map(|p| p.vhost.clone())
+            .collect();
+        UserInfo {
+            name: name.into(),
+            tags,
+            vhosts,
+        }
     }
 }
 
@@ -211,6 +306,11 @@ fn add_standard_exchanges(b: &mut Inner, vhost: &str) {
             kind: kind.into(),
             durable: true,
             internal: name == "amq.rabbitmq.trace",
+            message_stats: MessageStats {
+                publish_in: name.is_empty().then_some(Counter::new(4, 0.0)),
+                publish_out: name.is_empty().then_some(Counter::new(4, 0.0)),
+                ..Default::default()
+            },
             ..Default::default()
         });
     }
@@ -233,17 +333,39 @@ fn topic_matches(pattern: &str, key: &str) -> bool {
 
 impl ManagementAuth for FakeBroker {
     fn authenticate(&self, username: &str, password: &str) -> Option<UserInfo> {
-        let ok = self.lock().users.iter().any(|(u, p)| u.name == username && p.as_deref() == Some(password));
+        let ok = self
+            .lock()
+            .users
+            .iter()
+            .any(|(u, p)| u.name == username && p.as_deref() == Some(password));
         ok.then(|| self.user_info(username))
     }
 }
 
 impl ManagementSource for FakeBroker {
     fn identity(&self) -> NodeIdentity {
-        NodeIdentity { node: NODE.into(), product_version: "0.1.0".into(), rabbitmq_version: "3.13.7".into() }
+        NodeIdentity {
+            node: NODE.into(),
+            product_version: "0.1.0".into(),
+            rabbitmq_version: "3.13.7".into(),
+        }
     }
     fn node(&self) -> NodeView {
-        NodeView { uptime_ms: 101_601, processors: 2, os_pid: 4242, fd_total: 1024, proc_total: 1_048_576, mem_limit: 1 << 30, disk_free_limit: 50_000_000, listeners: vec![ListenerView { protocol: "http".into(), ip_address: "127.0.0.1".into(), port: 15672 }], ..Default::default() }
+        NodeView {
+            uptime_ms: 101_601,
+            processors: 2,
+            os_pid: 4242,
+            fd_total: 1024,
+            proc_total: 1_048_576,
+            mem_limit: 1 << 30,
+            disk_free_limit: 50_000_000,
+            listeners: vec![ListenerView {
+                protocol: "http".into(),
+                ip_address: "127.0.0.1".into(),
+                port: 15672,
+            }],
+            ..Default::default()
+        }
     }
     fn overview(&self) -> OverviewView {
         let b = self.lock();
@@ -252,13 +374,20 @@ impl ManagementSource for FakeBroker {
         }
         OverviewView {
             cluster_name: b.cluster_name.clone(),
-            message_stats: MessageStats { publish: Some(Counter::new(4, 0.5)), ..Default::default() },
+            message_stats: MessageStats {
+                publish: Some(Counter::new(4, 0.5)),
+                ..Default::default()
+            },
             connections: b.connections.len() as u64,
             channels: b.channels.len() as u64,
             queues: b.queues.len() as u64,
             exchanges: b.exchanges.len() as u64,
             consumers: b.consumers.len() as u64,
-            listeners: vec![ListenerView { protocol: "amqp".into(), ip_address: "::".into(), port: 5672 }],
+            listeners: vec![ListenerView {
+                protocol: "amqp".into(),
+                ip_address: "::".into(),
+                port: 5672,
+            }],
             ..Default::default()
         }
     }
@@ -269,7 +398,12 @@ impl ManagementSource for FakeBroker {
         self.lock().vhosts.clone()
     }
     fn exchanges(&self, vhost: Option<&str>) -> Vec<ExchangeView> {
-        self.lock().exchanges.iter().filter(|x| vhost.is_none_or(|v| v == x.vhost)).cloned().collect()
+        self.lock()
+            .exchanges
+            .iter()
+            .filter(|x| vhost.is_none_or(|v| v == x.vhost))
+            .cloned()
+            .collect()
     }
     fn queues(&self, vhost: Option<&str>) -> Vec<QueueView> {
         self.lock()
@@ -285,7 +419,12 @@ impl ManagementSource for FakeBroker {
             .collect()
     }
     fn bindings(&self, vhost: Option<&str>) -> Vec<BindingView> {
-        self.lock().bindings.iter().filter(|x| vhost.is_none_or(|v| v == x.vhost)).cloned().collect()
+        self.lock()
+            .bindings
+            .iter()
+            .filter(|x| vhost.is_none_or(|v| v == x.vhost))
+            .cloned()
+            .collect()
     }
     fn connections(&self) -> Vec<ConnectionView> {
         self.lock().connections.clone()
@@ -294,7 +433,12 @@ impl ManagementSource for FakeBroker {
         self.lock().channels.clone()
     }
     fn consumers(&self, vhost: Option<&str>) -> Vec<ConsumerView> {
-        self.lock().consumers.iter().filter(|x| vhost.is_none_or(|v| v == x.vhost)).cloned().collect()
+        self.lock()
+            .consumers
+            .iter()
+            .filter(|x| vhost.is_none_or(|v| v == x.vhost))
+            .cloned()
+            .collect()
     }
     fn users(&self) -> Vec<UserView> {
         self.lock().users.iter().map(|(u, _)| u.clone()).collect()
@@ -303,7 +447,12 @@ impl ManagementSource for FakeBroker {
         self.lock().permissions.clone()
     }
     fn policies(&self, vhost: Option<&str>) -> Vec<PolicyView> {
-        self.lock().policies.iter().filter(|x| vhost.is_none_or(|v| v == x.vhost)).cloned().collect()
+        self.lock()
+            .policies
+            .iter()
+            .filter(|x| vhost.is_none_or(|v| v == x.vhost))
+            .cloned()
+            .collect()
     }
     fn alarms(&self) -> Vec<String> {
         self.lock().alarms.clone()
@@ -313,12 +462,22 @@ impl ManagementSource for FakeBroker {
         self.lock().cluster_name = name;
         Ok(())
     }
-    async fn declare_queue(&self, _user: &UserInfo, vhost: &str, name: &str, spec: QueueDeclare) -> Result<Declared, SourceError> {
+    async fn declare_queue(
+        &self,
+        _user: &UserInfo,
+        vhost: &str,
+        name: &str,
+        spec: QueueDeclare,
+    ) -> Result<Declared, SourceError> {
         let mut b = self.lock();
         if !b.vhosts.iter().any(|v| v.name == vhost) {
             return Err(SourceError::NotFound);
         }
-        if let Some((q, _)) = b.queues.iter().find(|(q, _)| q.vhost == vhost && q.name == name) {
+        if let Some((q, _)) = b
+            .queues
+            .iter()
+            .find(|(q, _)| q.vhost == vhost && q.name == name)
+        {
             if q.durable != spec.durable {
                 return Err(SourceError::BadRequest(format!(
                     "inequivalent arg 'durable' for queue '{name}' in vhost '{vhost}': received '{}' but current is '{}'",
@@ -327,7 +486,13 @@ impl ManagementSource for FakeBroker {
             }
             return Ok(Declared::Existed);
         }
-        let policy = b.policies.iter().find(|p| p.vhost == vhost && regex::Regex::new(&p.pattern).is_ok_and(|r| r.is_match(name))).cloned();
+        let policy = b
+            .policies
+            .iter()
+            .find(|p| {
+                p.vhost == vhost && regex::Regex::new(&p.pattern).is_ok_and(|r| r.is_match(name))
+            })
+            .cloned();
         let view = QueueView {
             vhost: vhost.into(),
             name: name.into(),
@@ -352,32 +517,70 @@ impl ManagementSource for FakeBroker {
         });
         Ok(Declared::Created)
     }
-    async fn delete_queue(&self, _user: &UserInfo, vhost: &str, name: &str, if_empty: bool, _if_unused: bool) -> Result<(), SourceError> {
+    async fn delete_queue(
+        &self,
+        _user: &UserInfo,
+        vhost: &str,
+        name: &str,
+        if_empty: bool,
+        _if_unused: bool,
+    ) -> Result<(), SourceError> {
         let mut b = self.lock();
-        let index = b.queues.iter().position(|(q, _)| q.vhost == vhost && q.name == name).ok_or(SourceError::NotFound)?;
+        let index = b
+            .queues
+            .iter()
+            .position(|(q, _)| q.vhost == vhost && q.name == name)
+            .ok_or(SourceError::NotFound)?;
         if if_empty && !b.queues[index].1.is_empty() {
-            return Err(SourceError::BadRequest(format!("PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' not empty")));
+            return Err(SourceError::BadRequest(format!(
+                "PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' not empty"
+            )));
         }
         b.queues.remove(index);
-        b.bindings.retain(|x| !(x.vhost == vhost && x.destination_type == DestinationType::Queue && x.destination == name));
+        b.bindings.retain(|x| {
+            !(x.vhost == vhost
+                && x.destination_type == DestinationType::Queue
+                && x.destination == name)
+        });
         Ok(())
     }
-    async fn purge_queue(&self, _user: &UserInfo, vhost: &str, name: &str) -> Result<u64, SourceError> {
+    async fn purge_queue(
+        &self,
+        _user: &UserInfo,
+        vhost: &str,
+        name: &str,
+    ) -> Result<u64, SourceError> {
         let mut b = self.lock();
-        let (_, messages) = b.queues.iter_mut().find(|(q, _)| q.vhost == vhost && q.name == name).ok_or(SourceError::NotFound)?;
+        let (_, messages) = b
+            .queues
+            .iter_mut()
+            .find(|(q, _)| q.vhost == vhost && q.name == name)
+            .ok_or(SourceError::NotFound)?;
         let n = messages.len() as u64;
         messages.clear();
         Ok(n)
     }
-    async fn declare_exchange(&self, _user: &UserInfo, vhost: &str, name: &str, spec: ExchangeDeclare) -> Result<Declared, SourceError> {
+    async fn declare_exchange(
+        &self,
+        _user: &UserInfo,
+        vhost: &str,
+        name: &str,
+        spec: ExchangeDeclare,
+    ) -> Result<Declared, SourceError> {
         let mut b = self.lock();
         if !b.vhosts.iter().any(|v| v.name == vhost) {
             return Err(SourceError::NotFound);
         }
         if !["direct", "fanout", "topic", "headers"].contains(&spec.kind.as_str()) {
-            return Err(SourceError::BadRequest(format!("unknown exchange type '{}'", spec.kind)));
+            return Err(SourceError::BadRequest(format!(
+                "unknown exchange type '{}'",
+                spec.kind
+            )));
         }
-        if b.exchanges.iter().any(|x| x.vhost == vhost && x.name == name) {
+        if b.exchanges
+            .iter()
+            .any(|x| x.vhost == vhost && x.name == name)
+        {
             return Ok(Declared::Existed);
         }
         b.exchanges.push(ExchangeView {
@@ -392,9 +595,19 @@ impl ManagementSource for FakeBroker {
         });
         Ok(Declared::Created)
     }
-    async fn delete_exchange(&self, _user: &UserInfo, vhost: &str, name: &str, _if_unused: bool) -> Result<(), SourceError> {
+    async fn delete_exchange(
+        &self,
+        _user: &UserInfo,
+        vhost: &str,
+        name: &str,
+        _if_unused: bool,
+    ) -> Result<(), SourceError> {
         let mut b = self.lock();
-        let index = b.exchanges.iter().position(|x| x.vhost == vhost && x.name == name).ok_or(SourceError::NotFound)?;
+        let index = b
+            .exchanges
+            .iter()
+            .position(|x| x.vhost == vhost && x.name == name)
+            .ok_or(SourceError::NotFound)?;
         b.exchanges.remove(index);
         Ok(())
     }
@@ -416,21 +629,44 @@ impl ManagementSource for FakeBroker {
     async fn unbind(&self, _user: &UserInfo, spec: BindingSpec) -> Result<(), SourceError> {
         let mut b = self.lock();
         let before = b.bindings.len();
-        b.bindings.retain(|x| !(x.vhost == spec.vhost && x.source == spec.source && x.destination == spec.destination && x.routing_key == spec.routing_key && x.arguments == spec.arguments));
+        b.bindings.retain(|x| {
+            !(x.vhost == spec.vhost
+                && x.source == spec.source
+                && x.destination == spec.destination
+                && x.routing_key == spec.routing_key
+                && x.arguments == spec.arguments)
+        });
         if b.bindings.len() == before {
             return Err(SourceError::NotFound);
         }
         Ok(())
     }
-    async fn publish(&self, _user: &UserInfo, vhost: &str, message: Publish) -> Result<bool, SourceError> {
+    async fn publish(
+        &self,
+        _user: &UserInfo,
+        vhost: &str,
+        message: Publish,
+    ) -> Result<bool, SourceError> {
         let mut b = self.lock();
-        let Some(exchange) = b.exchanges.iter().find(|x| x.vhost == vhost && x.name == message.exchange).cloned() else {
-            return Err(SourceError::BadRequest(format!("404 NOT_FOUND - no exchange '{}' in vhost '{vhost}'", message.exchange)));
+        let Some(exchange) = b
+            .exchanges
+            .iter()
+            .find(|x| x.vhost == vhost && x.name == message.exchange)
+            .cloned()
+        else {
+            return Err(SourceError::BadRequest(format!(
+                "404 NOT_FOUND - no exchange '{}' in vhost '{vhost}'",
+                message.exchange
+            )));
         };
         let targets: Vec<String> = b
             .bindings
             .iter()
-            .filter(|x| x.vhost == vhost && x.source == exchange.name && x.destination_type == DestinationType::Queue)
+            .filter(|x| {
+                x.vhost == vhost
+                    && x.source == exchange.name
+                    && x.destination_type == DestinationType::Queue
+            })
             .filter(|x| match exchange.kind.as_str() {
                 "fanout" | "headers" => true,
                 "topic" => topic_matches(&x.routing_key, &message.routing_key),
@@ -439,7 +675,13 @@ impl ManagementSource for FakeBroker {
             .map(|x| x.destination.clone())
             .collect();
         for target in &targets {
-            if let Some((_, messages)) = b.queues.iter_mut().find(|(q, _)| q.vhost == vhost && &q.name == target) {
+            if let Some((q, messages)) = b
+                .queues
+                .iter_mut()
+                .find(|(q, _)| q.vhost == vhost && &q.name == target)
+            {
+                let published = q.message_stats.publish.map_or(0, |c| c.count);
+                q.message_stats.publish = Some(Counter::new(published + 1, 0.0));
                 messages.push_back(GotMessage {
                     exchange: message.exchange.clone(),
                     routing_key: message.routing_key.clone(),
@@ -451,12 +693,25 @@ impl ManagementSource for FakeBroker {
         }
         Ok(!targets.is_empty())
     }
-    async fn get(&self, _user: &UserInfo, vhost: &str, queue: &str, count: u64, mode: AckMode) -> Result<Vec<GotMessage>, SourceError> {
+    async fn get(
+        &self,
+        _user: &UserInfo,
+        vhost: &str,
+        queue: &str,
+        count: u64,
+        mode: AckMode,
+    ) -> Result<Vec<GotMessage>, SourceError> {
         let mut b = self.lock();
-        let (_, messages) = b.queues.iter_mut().find(|(q, _)| q.vhost == vhost && q.name == queue).ok_or(SourceError::NotFound)?;
+        let (_, messages) = b
+            .queues
+            .iter_mut()
+            .find(|(q, _)| q.vhost == vhost && q.name == queue)
+            .ok_or(SourceError::NotFound)?;
         let mut got = Vec::new();
         while (got.len() as u64) < count {
-            let Some(mut m) = messages.pop_front() else { break };
+            let Some(mut m) = messages.pop_front() else {
+                break;
+            };
             m.message_count = messages.len() as u64;
             got.push(m);
         }
@@ -471,7 +726,11 @@ impl ManagementSource for FakeBroker {
     }
     async fn close_connection(&self, name: &str, reason: &str) -> Result<(), SourceError> {
         let mut b = self.lock();
-        let index = b.connections.iter().position(|c| c.name == name).ok_or(SourceError::NotFound)?;
+        let index = b
+            .connections
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or(SourceError::NotFound)?;
         b.connections.remove(index);
         b.closed.push((name.into(), reason.into()));
         Ok(())
@@ -482,7 +741,12 @@ impl ManagementSource for FakeBroker {
             PasswordSpec::Clear(p) => Some(p),
             _ => None,
         };
-        let view = UserView { name: spec.name.clone(), tags: spec.tags, hashing_algorithm: "rabbit_password_hashing_sha256".into(), ..Default::default() };
+        let view = UserView {
+            name: spec.name.clone(),
+            tags: spec.tags,
+            hashing_algorithm: "rabbit_password_hashing_sha256".into(),
+            ..Default::default()
+        };
         if let Some(existing) = b.users.iter_mut().find(|(u, _)| u.name == spec.name) {
             *existing = (view, password);
             return Ok(Declared::Existed);
@@ -492,7 +756,11 @@ impl ManagementSource for FakeBroker {
     }
     async fn delete_user(&self, name: &str) -> Result<(), SourceError> {
         let mut b = self.lock();
-        let index = b.users.iter().position(|(u, _)| u.name == name).ok_or(SourceError::NotFound)?;
+        let index = b
+            .users
+            .iter()
+            .position(|(u, _)| u.name == name)
+            .ok_or(SourceError::NotFound)?;
         b.users.remove(index);
         b.permissions.retain(|p| p.user != name);
         Ok(())
@@ -500,9 +768,16 @@ impl ManagementSource for FakeBroker {
     async fn put_permission(&self, permission: PermissionView) -> Result<Declared, SourceError> {
         let mut b = self.lock();
         if !b.users.iter().any(|(u, _)| u.name == permission.user) {
-            return Err(SourceError::BadRequest(format!("user '{}' does not exist", permission.user)));
+            return Err(SourceError::BadRequest(format!(
+                "user '{}' does not exist",
+                permission.user
+            )));
         }
-        if let Some(existing) = b.permissions.iter_mut().find(|p| p.user == permission.user && p.vhost == permission.vhost) {
+        if let Some(existing) = b
+            .permissions
+            .iter_mut()
+            .find(|p| p.user == permission.user && p.vhost == permission.vhost)
+        {
             *existing = permission;
             return Ok(Declared::Existed);
         }
@@ -512,25 +787,46 @@ impl ManagementSource for FakeBroker {
     async fn delete_permission(&self, user: &str, vhost: &str) -> Result<(), SourceError> {
         let mut b = self.lock();
         let before = b.permissions.len();
-        b.permissions.retain(|p| !(p.user == user && p.vhost == vhost));
+        b.permissions
+            .retain(|p| !(p.user == user && p.vhost == vhost));
         if before == b.permissions.len() {
             return Err(SourceError::NotFound);
         }
         Ok(())
     }
-    async fn put_vhost(&self, creator: &UserInfo, name: &str, spec: VhostSpec) -> Result<Declared, SourceError> {
+    async fn put_vhost(
+        &self,
+        creator: &UserInfo,
+        name: &str,
+        spec: VhostSpec,
+    ) -> Result<Declared, SourceError> {
         let mut b = self.lock();
         if b.vhosts.iter().any(|v| v.name == name) {
             return Ok(Declared::Existed);
         }
-        b.vhosts.push(VhostView { name: name.into(), description: spec.description, tags: spec.tags, ..Default::default() });
+        b.vhosts.push(VhostView {
+            name: name.into(),
+            description: spec.description,
+            tags: spec.tags,
+            ..Default::default()
+        });
         add_standard_exchanges(&mut b, name);
-        b.permissions.push(PermissionView { user: creator.name.clone(), vhost: name.into(), configure: ".*".into(), write: ".*".into(), read: ".*".into() });
+        b.permissions.push(PermissionView {
+            user: creator.name.clone(),
+            vhost: name.into(),
+            configure: ".*".into(),
+            write: ".*".into(),
+            read: ".*".into(),
+        });
         Ok(Declared::Created)
     }
     async fn delete_vhost(&self, name: &str) -> Result<(), SourceError> {
         let mut b = self.lock();
-        let index = b.vhosts.iter().position(|v| v.name == name).ok_or(SourceError::NotFound)?;
+        let index = b
+            .vhosts
+            .iter()
+            .position(|v| v.name == name)
+            .ok_or(SourceError::NotFound)?;
         b.vhosts.remove(index);
         b.queues.retain(|(q, _)| q.vhost != name);
         b.exchanges.retain(|x| x.vhost != name);
@@ -539,7 +835,11 @@ impl ManagementSource for FakeBroker {
     }
     async fn put_policy(&self, policy: PolicyView) -> Result<Declared, SourceError> {
         let mut b = self.lock();
-        if let Some(existing) = b.policies.iter_mut().find(|p| p.vhost == policy.vhost && p.name == policy.name) {
+        if let Some(existing) = b
+            .policies
+            .iter_mut()
+            .find(|p| p.vhost == policy.vhost && p.name == policy.name)
+        {
             *existing = policy;
             return Ok(Declared::Existed);
         }
@@ -548,13 +848,24 @@ impl ManagementSource for FakeBroker {
     }
     async fn delete_policy(&self, vhost: &str, name: &str) -> Result<(), SourceError> {
         let mut b = self.lock();
-        let index = b.policies.iter().position(|p| p.vhost == vhost && p.name == name).ok_or(SourceError::NotFound)?;
+        let index = b
+            .policies
+            .iter()
+            .position(|p| p.vhost == vhost && p.name == name)
+            .ok_or(SourceError::NotFound)?;
         b.policies.remove(index);
         Ok(())
     }
     async fn import_definitions(&self, definitions: Definitions) -> Result<(), SourceError> {
-        if let Some(bad) = definitions.exchanges.iter().find(|x| !["direct", "fanout", "topic", "headers"].contains(&x.kind.as_str())) {
-            return Err(SourceError::BadRequest(format!("unknown exchange type '{}'", bad.kind)));
+        if let Some(bad) = definitions
+            .exchanges
+            .iter()
+            .find(|x| !["direct", "fanout", "topic", "headers"].contains(&x.kind.as_str()))
+        {
+            return Err(SourceError::BadRequest(format!(
+                "unknown exchange type '{}'",
+                bad.kind
+            )));
         }
         self.lock().imported = Some(definitions);
         Ok(())

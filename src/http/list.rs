@@ -90,7 +90,11 @@ impl ListQuery {
                 let page: i64 = page.trim().parse().map_err(|_| invalid_pagination())?;
                 let page_size = match get("page_size") {
                     None => None,
-                    Some(size) => Some(size.trim().parse::<i64>().map_err(|_| invalid_pagination())?),
+                    Some(size) => Some(
+                        size.trim()
+                            .parse::<i64>()
+                            .map_err(|_| invalid_pagination())?,
+                    ),
                 };
                 let valid_size = page_size.is_none_or(|s| s > 0 && s <= MAX_PAGE_SIZE);
                 if page <= 0 || !valid_size {
@@ -143,7 +147,9 @@ impl ListQuery {
         };
         let total_count = rows.len();
         if let Some(filter) = &pagination.name {
-            rows.retain(|row| filter.matches(row.get("name").and_then(Value::as_str).unwrap_or("")));
+            rows.retain(|row| {
+                filter.matches(row.get("name").and_then(Value::as_str).unwrap_or(""))
+            });
         }
         let filtered_count = rows.len();
         let page_size = pagination.page_size as usize;
@@ -173,7 +179,10 @@ impl ListQuery {
     fn select(&self, rows: Vec<Value>) -> Vec<Value> {
         match &self.columns {
             None => rows,
-            Some(columns) => rows.iter().map(|row| select_columns(row, columns)).collect(),
+            Some(columns) => rows
+                .iter()
+                .map(|row| select_columns(row, columns))
+                .collect(),
         }
     }
 }
@@ -271,7 +280,10 @@ mod tests {
 
     #[test]
     fn sorts_numerically_and_by_dotted_keys_and_reverses() {
-        assert_eq!(names(&apply("sort=messages").unwrap()), ["q-consumed", "qv", "q1", "q/slash#hash"]);
+        assert_eq!(
+            names(&apply("sort=messages").unwrap()),
+            ["q-consumed", "qv", "q1", "q/slash#hash"]
+        );
         assert_eq!(
             names(&apply("sort=messages&sort_reverse=true").unwrap()),
             ["q/slash#hash", "q1", "qv", "q-consumed"]
@@ -281,12 +293,16 @@ mod tests {
             names(&apply("sort=message_stats.publish_details.rate").unwrap()),
             ["q/slash#hash", "q1", "qv", "q-consumed"]
         );
-        assert_eq!(names(&apply("sort=nonexistent").unwrap()), ["q-consumed", "q/slash#hash", "q1", "qv"]);
+        assert_eq!(
+            names(&apply("sort=nonexistent").unwrap()),
+            ["q-consumed", "q/slash#hash", "q1", "qv"]
+        );
     }
 
     #[test]
     fn columns_select_nested_keys_like_rabbitmq() {
-        let out = apply("columns=name,arguments.x-max-length,message_stats.publish_details.rate").unwrap();
+        let out = apply("columns=name,arguments.x-max-length,message_stats.publish_details.rate")
+            .unwrap();
         assert_eq!(
             out,
             json!([
@@ -321,7 +337,10 @@ mod tests {
         let out = apply("page=3&page_size=2").unwrap();
         assert_eq!(out["item_count"], 0);
         let out = apply("page=1&name=zzz").unwrap();
-        assert_eq!((out["page_count"].as_u64(), out["page_size"].as_u64()), (Some(0), Some(100)));
+        assert_eq!(
+            (out["page_count"].as_u64(), out["page_size"].as_u64()),
+            (Some(0), Some(100))
+        );
     }
 
     #[test]
@@ -349,8 +368,14 @@ mod tests {
                 reason: "Page out of range, page: 9 page size: 2, len: 4".into()
             }
         );
-        assert_eq!(err("page=abc"), ApiError::bad_request("Pagination parameters are invalid"));
-        assert_eq!(err("page=1&page_size=x"), ApiError::bad_request("Pagination parameters are invalid"));
+        assert_eq!(
+            err("page=abc"),
+            ApiError::bad_request("Pagination parameters are invalid")
+        );
+        assert_eq!(
+            err("page=1&page_size=x"),
+            ApiError::bad_request("Pagination parameters are invalid")
+        );
         assert_eq!(
             err("page=1&name=(&use_regex=true"),
             ApiError::bad_request("Pagination parameters are invalid")

@@ -48,7 +48,11 @@ pub struct Management<S, A> {
 
 impl<S: ManagementSource, A: ManagementAuth> Management<S, A> {
     pub fn new(source: S, auth: A) -> Self {
-        Management { source, auth, max_body_bytes: MAX_BODY_BYTES }
+        Management {
+            source,
+            auth,
+            max_body_bytes: MAX_BODY_BYTES,
+        }
     }
 }
 
@@ -57,20 +61,28 @@ pub fn router<S: ManagementSource, A: ManagementAuth>(state: Arc<Management<S, A
     Router::new()
         .fallback(dispatch::<S, A>)
         .with_state(state)
-        .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-            tracing::error!("management API handler panicked");
-            ApiError::Internal("internal error".into()).into_response()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("management API handler panicked");
+                ApiError::Internal("internal error".into()).into_response()
+            },
+        ))
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
-pub async fn serve<S, A, F>(listener: TcpListener, state: Arc<Management<S, A>>, shutdown: F) -> std::io::Result<()>
+pub async fn serve<S, A, F>(
+    listener: TcpListener,
+    state: Arc<Management<S, A>>,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     S: ManagementSource,
     A: ManagementAuth,
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Route (404), method (405), credentials and tags (401), body (413/400), then the handler.
@@ -91,7 +103,11 @@ async fn handle<S: ManagementSource, A: ManagementAuth>(
     let (parts, body) = request.into_parts();
     let segments = path::api_segments(parts.uri.path()).ok_or(ApiError::NotFound)?;
     let route = routes::Route::parse(&segments).ok_or(ApiError::NotFound)?;
-    let method = if parts.method == Method::HEAD { Method::GET } else { parts.method.clone() };
+    let method = if parts.method == Method::HEAD {
+        Method::GET
+    } else {
+        parts.method.clone()
+    };
     let allowed = route.methods();
     if method == Method::OPTIONS {
         return Ok((StatusCode::OK, [(header::ALLOW, allow_header(allowed))]).into_response());
@@ -99,7 +115,10 @@ async fn handle<S: ManagementSource, A: ManagementAuth>(
     if !allowed.contains(&method) {
         return Err(ApiError::MethodNotAllowed(allowed.to_vec()));
     }
-    let authorization = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     let user = auth::authenticate(&state.auth, authorization)?;
     let body = axum::body::to_bytes(body, state.max_body_bytes)
         .await

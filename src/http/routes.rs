@@ -7,18 +7,21 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 use super::auth::{authorize, Access, UserInfo};
-use super::body::{self, BindingBody, ExchangeDeclareBody, GetBody, PermissionBody, PublishBody, QueueDeclareBody, UserBody, VhostBody};
+use super::body::{
+    self, BindingBody, ExchangeDeclareBody, GetBody, PermissionBody, PublishBody, QueueDeclareBody,
+    UserBody, VhostBody,
+};
 use super::error::{json_response, ApiError};
 use super::list::ListQuery;
-use super::path::percent_encode;
+use super::path::{percent_decode, percent_encode};
 use super::source::{
-    AckMode, BindingSpec, Declared, Definitions, ExchangeDeclare, ManagementSource, PasswordSpec, Publish,
-    QueueDeclare, UserSpec, VhostSpec,
+    AckMode, BindingSpec, Declared, Definitions, ExchangeDeclare, ManagementSource, PasswordSpec,
+    Publish, QueueDeclare, UserSpec, VhostSpec,
 };
 use super::views::{
-    binding_json, channel_json, channel_name, connection_json, consumer_json, exchange_json, got_message_json,
-    node_json, overview_json, permission_json, policy_json, properties_key, queue_json, user_json, vhost_json,
-    BindingView, DestinationType, PermissionView, PolicyView,
+    binding_json, channel_json, channel_name, connection_json, consumer_json, exchange_json,
+    got_message_json, node_json, overview_json, permission_json, policy_json, properties_key,
+    queue_json, user_json, vhost_json, BindingView, DestinationType, PermissionView, PolicyView,
 };
 
 /// The default exchange is `amq.default` in paths and `""` everywhere else.
@@ -53,8 +56,19 @@ pub enum Route {
     QueueContents(String, String),
     QueueBindings(String, String),
     Bindings(Option<String>),
-    BindingPair { vhost: String, source: String, kind: DestinationType, destination: String },
-    Binding { vhost: String, source: String, kind: DestinationType, destination: String, props: String },
+    BindingPair {
+        vhost: String,
+        source: String,
+        kind: DestinationType,
+        destination: String,
+    },
+    Binding {
+        vhost: String,
+        source: String,
+        kind: DestinationType,
+        destination: String,
+        props: String,
+    },
     Connections,
     Connection(String),
     ConnectionChannels(String),
@@ -99,7 +113,9 @@ impl Route {
             ["exchanges", v] => Route::Exchanges(Some(own(v))),
             ["exchanges", v, x] => Route::Exchange(own(v), exchange_from_path(x)),
             ["exchanges", v, x, "publish"] => Route::ExchangePublish(own(v), exchange_from_path(x)),
-            ["exchanges", v, x, "bindings", "source"] => Route::ExchangeBindings(own(v), exchange_from_path(x), true),
+            ["exchanges", v, x, "bindings", "source"] => {
+                Route::ExchangeBindings(own(v), exchange_from_path(x), true)
+            }
             ["exchanges", v, x, "bindings", "destination"] => {
                 Route::ExchangeBindings(own(v), exchange_from_path(x), false)
             }
@@ -214,8 +230,14 @@ fn declared(d: Declared) -> Result<Response, ApiError> {
 fn by_vhost_and_name(rows: &mut [Value]) {
     let key = |v: &Value| {
         (
-            v.get("vhost").and_then(Value::as_str).unwrap_or("").to_string(),
-            v.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+            v.get("vhost")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+            v.get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
         )
     };
     rows.sort_by_key(key);
@@ -223,7 +245,11 @@ fn by_vhost_and_name(rows: &mut [Value]) {
 
 /// 404 for a vhost that does not exist (checked before access, as RabbitMQ does), then the caller's
 /// access to it.
-fn vhost_access<S: ManagementSource>(source: &S, user: &UserInfo, vhost: &str) -> Result<(), ApiError> {
+fn vhost_access<S: ManagementSource>(
+    source: &S,
+    user: &UserInfo,
+    vhost: &str,
+) -> Result<(), ApiError> {
     if !source.vhost_exists(vhost) {
         return Err(ApiError::NotFound);
     }
@@ -236,7 +262,10 @@ fn visible<'v>(user: &'v UserInfo, scope: &'v Option<String>) -> impl Fn(&str) -
     move |vhost: &str| scope.as_deref().is_none_or(|s| s == vhost) && user.can_access_vhost(vhost)
 }
 
-pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> Result<Response, ApiError> {
+pub async fn handle<S: ManagementSource>(
+    route: Route,
+    req: Request<'_, S>,
+) -> Result<Response, ApiError> {
     let source = req.source;
     let user = &req.user;
     let id = source.identity();
@@ -278,7 +307,11 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
             req.list(rows)
         }
         (Route::Vhost(name), Method::GET) => {
-            let vhost = source.vhosts().into_iter().find(|v| v.name == name).ok_or(ApiError::NotFound)?;
+            let vhost = source
+                .vhosts()
+                .into_iter()
+                .find(|v| v.name == name)
+                .ok_or(ApiError::NotFound)?;
             if !user.is_monitor() {
                 authorize(user, Access::Vhost(&name))?;
             }
@@ -305,7 +338,12 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
             if !source.vhost_exists(&vhost) {
                 return Err(ApiError::NotFound);
             }
-            let rows = source.permissions().iter().filter(|p| p.vhost == vhost).map(permission_json).collect();
+            let rows = source
+                .permissions()
+                .iter()
+                .filter(|p| p.vhost == vhost)
+                .map(permission_json)
+                .collect();
             req.list(rows)
         }
         (Route::VhostConnections(vhost), _) => {
@@ -333,8 +371,12 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 vhost_access(source, user, vhost)?;
             }
             let see = visible(user, &scope);
-            let mut rows: Vec<Value> =
-                source.exchanges(scope.as_deref()).iter().filter(|x| see(&x.vhost)).map(exchange_json).collect();
+            let mut rows: Vec<Value> = source
+                .exchanges(scope.as_deref())
+                .iter()
+                .filter(|x| see(&x.vhost))
+                .map(exchange_json)
+                .collect();
             by_vhost_and_name(&mut rows);
             req.list(rows)
         }
@@ -360,7 +402,9 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
         }
         (Route::Exchange(vhost, name), _) => {
             vhost_access(source, user, &vhost)?;
-            source.delete_exchange(user, &vhost, &name, req.query_flag("if-unused")).await?;
+            source
+                .delete_exchange(user, &vhost, &name, req.query_flag("if-unused"))
+                .await?;
             no_content()
         }
         (Route::ExchangePublish(vhost, exchange), _) => {
@@ -373,13 +417,20 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                     .map_err(|_| ApiError::bad_request("payload_not_base64"))?,
                 _ => return Err(ApiError::bad_request("invalid payload_encoding")),
             };
-            let message = Publish { exchange, routing_key: b.routing_key, properties: b.properties, payload };
+            let message = Publish {
+                exchange,
+                routing_key: b.routing_key,
+                properties: b.properties,
+                payload,
+            };
             let routed = source.publish(user, &vhost, message).await?;
             ok(json!({ "routed": routed }))
         }
         (Route::ExchangeBindings(vhost, exchange, as_source), _) => {
             vhost_access(source, user, &vhost)?;
-            source.exchange(&vhost, &exchange).ok_or(ApiError::NotFound)?;
+            source
+                .exchange(&vhost, &exchange)
+                .ok_or(ApiError::NotFound)?;
             let rows = source
                 .bindings(Some(&vhost))
                 .iter()
@@ -399,8 +450,12 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 vhost_access(source, user, vhost)?;
             }
             let see = visible(user, &scope);
-            let mut rows: Vec<Value> =
-                source.queues(scope.as_deref()).iter().filter(|q| see(&q.vhost)).map(|q| queue_json(&id, q)).collect();
+            let mut rows: Vec<Value> = source
+                .queues(scope.as_deref())
+                .iter()
+                .filter(|q| see(&q.vhost))
+                .map(|q| queue_json(&id, q))
+                .collect();
             by_vhost_and_name(&mut rows);
             req.list(rows)
         }
@@ -422,26 +477,36 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
         (Route::Queue(vhost, name), Method::PUT) => {
             vhost_access(source, user, &vhost)?;
             let b: QueueDeclareBody = body::parse(&req.body)?;
-            let spec = QueueDeclare { durable: b.durable, auto_delete: b.auto_delete, arguments: b.arguments };
+            let spec = QueueDeclare {
+                durable: b.durable,
+                auto_delete: b.auto_delete,
+                arguments: b.arguments,
+            };
             declared(source.declare_queue(user, &vhost, &name, spec).await?)
         }
         (Route::Queue(vhost, name), _) => {
             vhost_access(source, user, &vhost)?;
             let (if_empty, if_unused) = (req.query_flag("if-empty"), req.query_flag("if-unused"));
-            source.delete_queue(user, &vhost, &name, if_empty, if_unused).await?;
+            source
+                .delete_queue(user, &vhost, &name, if_empty, if_unused)
+                .await?;
             no_content()
         }
         (Route::QueueGet(vhost, name), _) => {
             vhost_access(source, user, &vhost)?;
             let b: GetBody = body::parse(&req.body)?;
-            let mode = AckMode::parse(&b.ackmode).ok_or_else(|| ApiError::bad_request("invalid ackmode"))?;
+            let mode = AckMode::parse(&b.ackmode)
+                .ok_or_else(|| ApiError::bad_request("invalid ackmode"))?;
             let force_base64 = match b.encoding.as_str() {
                 "auto" => false,
                 "base64" => true,
                 _ => return Err(ApiError::bad_request("invalid encoding")),
             };
             let messages = source.get(user, &vhost, &name, b.count, mode).await?;
-            ok(messages.iter().map(|m| got_message_json(m, force_base64, b.truncate)).collect())
+            ok(messages
+                .iter()
+                .map(|m| got_message_json(m, force_base64, b.truncate))
+                .collect())
         }
         (Route::QueueContents(vhost, name), _) => {
             vhost_access(source, user, &vhost)?;
@@ -464,16 +529,41 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 vhost_access(source, user, vhost)?;
             }
             let see = visible(user, &scope);
-            let rows = source.bindings(scope.as_deref()).iter().filter(|b| see(&b.vhost)).map(binding_json).collect();
+            let rows = source
+                .bindings(scope.as_deref())
+                .iter()
+                .filter(|b| see(&b.vhost))
+                .map(binding_json)
+                .collect();
             req.list(rows)
         }
-        (Route::BindingPair { vhost, source: src, kind, destination }, Method::GET) => {
+        (
+            Route::BindingPair {
+                vhost,
+                source: src,
+                kind,
+                destination,
+            },
+            Method::GET,
+        ) => {
             vhost_access(source, user, &vhost)?;
-            let rows = pair_bindings(source, &vhost, &src, kind, &destination)?.iter().map(binding_json).collect();
+            let rows = pair_bindings(source, &vhost, &src, kind, &destination)?
+                .iter()
+                .map(binding_json)
+                .collect();
             req.list(rows)
         }
-        (Route::BindingPair { vhost, source: src, kind, destination }, _) => {
+        (
+            Route::BindingPair {
+                vhost,
+                source: src,
+                kind,
+                destination,
+            },
+            _,
+        ) => {
             vhost_access(source, user, &vhost)?;
+            pair_bindings(source, &vhost, &src, kind, &destination)?;
             let b: BindingBody = body::parse(&req.body)?;
             let props = properties_key(&b.routing_key, &b.arguments);
             let spec = BindingSpec {
@@ -485,18 +575,35 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 arguments: b.arguments,
             };
             source.bind(user, spec).await?;
-            let location = format!("{}/{}", percent_encode(&destination), percent_encode(&props));
+            let location = format!(
+                "{}/{}",
+                percent_encode(&destination),
+                percent_encode(&props)
+            );
             let mut response = StatusCode::CREATED.into_response();
             if let Ok(value) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, value);
             }
             Ok(response)
         }
-        (Route::Binding { vhost, source: src, kind, destination, props }, method) => {
+        (
+            Route::Binding {
+                vhost,
+                source: src,
+                kind,
+                destination,
+                props,
+            },
+            method,
+        ) => {
             vhost_access(source, user, &vhost)?;
             let binding = pair_bindings(source, &vhost, &src, kind, &destination)?
                 .into_iter()
-                .find(|b| properties_key(&b.routing_key, &b.arguments) == props)
+                // The path segment arrives decoded; RabbitMQ compares it with the decoded key.
+                .find(|b| {
+                    percent_decode(&properties_key(&b.routing_key, &b.arguments), false).as_deref()
+                        == Some(&props)
+                })
                 .ok_or(ApiError::NotFound)?;
             if method == Method::GET {
                 return ok(binding_json(&binding));
@@ -523,11 +630,32 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
             req.list(rows)
         }
         (Route::Connection(name), method) => {
-            let connection = source.connections().into_iter().find(|c| c.name == name).ok_or(ApiError::NotFound)?;
+            let connection = source
+                .connections()
+                .into_iter()
+                .find(|c| c.name == name)
+                .ok_or(ApiError::NotFound)?;
             let write = method == Method::DELETE;
-            authorize(user, Access::Owned { owner: &connection.user, write })?;
+            authorize(
+                user,
+                Access::Owned {
+                    owner: &connection.user,
+                    write,
+                },
+            )?;
             if !write {
-                return ok(connection_json(&id, &connection));
+                // RabbitMQ's single-connection answer has "" where its list has null (no TLS).
+                let mut value = connection_json(&id, &connection);
+                if let Some(map) = value.as_object_mut() {
+                    for (key, field) in map.iter_mut() {
+                        if field.is_null()
+                            && (key.starts_with("ssl_") || key.starts_with("peer_cert_"))
+                        {
+                            *field = json!("");
+                        }
+                    }
+                }
+                return ok(value);
             }
             let reason = req
                 .headers
@@ -538,8 +666,18 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
             no_content()
         }
         (Route::ConnectionChannels(name), _) => {
-            let connection = source.connections().into_iter().find(|c| c.name == name).ok_or(ApiError::NotFound)?;
-            authorize(user, Access::Owned { owner: &connection.user, write: false })?;
+            let connection = source
+                .connections()
+                .into_iter()
+                .find(|c| c.name == name)
+                .ok_or(ApiError::NotFound)?;
+            authorize(
+                user,
+                Access::Owned {
+                    owner: &connection.user,
+                    write: false,
+                },
+            )?;
             let rows = source
                 .channels()
                 .iter()
@@ -563,7 +701,13 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 .into_iter()
                 .find(|c| channel_name(&c.connection.name, c.number) == name)
                 .ok_or(ApiError::NotFound)?;
-            authorize(user, Access::Owned { owner: &channel.user, write: false })?;
+            authorize(
+                user,
+                Access::Owned {
+                    owner: &channel.user,
+                    write: false,
+                },
+            )?;
             ok(channel_json(&id, &channel))
         }
         (Route::Consumers(scope), _) => {
@@ -571,8 +715,12 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 vhost_access(source, user, vhost)?;
             }
             let see = visible(user, &scope);
-            let rows =
-                source.consumers(scope.as_deref()).iter().filter(|c| see(&c.vhost)).map(|c| consumer_json(&id, c)).collect();
+            let rows = source
+                .consumers(scope.as_deref())
+                .iter()
+                .filter(|c| see(&c.vhost))
+                .map(|c| consumer_json(&id, c))
+                .collect();
             req.list(rows)
         }
         (Route::Users, _) => {
@@ -583,7 +731,11 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
         }
         (Route::User(name), Method::GET) => {
             authorize(user, Access::Administrator)?;
-            let found = source.users().into_iter().find(|u| u.name == name).ok_or(ApiError::NotFound)?;
+            let found = source
+                .users()
+                .into_iter()
+                .find(|u| u.name == name)
+                .ok_or(ApiError::NotFound)?;
             ok(user_json(&found))
         }
         (Route::User(name), Method::PUT) => {
@@ -594,11 +746,21 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 (None, Some(hash)) if hash.is_empty() => PasswordSpec::None,
                 (None, Some(hash)) => PasswordSpec::Hash {
                     hash,
-                    algorithm: b.hashing_algorithm.unwrap_or_else(|| "rabbit_password_hashing_sha256".into()),
+                    algorithm: b
+                        .hashing_algorithm
+                        .unwrap_or_else(|| "rabbit_password_hashing_sha256".into()),
                 },
                 (None, None) => PasswordSpec::None,
             };
-            declared(source.put_user(UserSpec { name, password, tags: b.tags }).await?)
+            declared(
+                source
+                    .put_user(UserSpec {
+                        name,
+                        password,
+                        tags: b.tags,
+                    })
+                    .await?,
+            )
         }
         (Route::User(name), _) => {
             authorize(user, Access::Administrator)?;
@@ -610,7 +772,14 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
             if !source.users().iter().any(|u| u.name == name) {
                 return Err(ApiError::NotFound);
             }
-            req.list(source.permissions().iter().filter(|p| p.user == name).map(permission_json).collect())
+            req.list(
+                source
+                    .permissions()
+                    .iter()
+                    .filter(|p| p.user == name)
+                    .map(permission_json)
+                    .collect(),
+            )
         }
         (Route::Permissions, _) => {
             authorize(user, Access::Administrator)?;
@@ -633,10 +802,17 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 Method::PUT => {
                     let b: PermissionBody = body::parse(&req.body)?;
                     for regex in [&b.configure, &b.write, &b.read] {
-                        regex::Regex::new(regex).map_err(|_| ApiError::bad_request(format!("invalid regex '{regex}'")))?;
+                        regex::Regex::new(regex).map_err(|_| {
+                            ApiError::bad_request(format!("invalid regex '{regex}'"))
+                        })?;
                     }
-                    let permission =
-                        PermissionView { user: name, vhost, configure: b.configure, write: b.write, read: b.read };
+                    let permission = PermissionView {
+                        user: name,
+                        vhost,
+                        configure: b.configure,
+                        write: b.write,
+                        read: b.read,
+                    };
                     declared(source.put_permission(permission).await?)
                 }
                 _ => {
@@ -650,8 +826,12 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
                 vhost_access(source, user, vhost)?;
             }
             let see = visible(user, &scope);
-            let mut rows: Vec<Value> =
-                source.policies(scope.as_deref()).iter().filter(|p| see(&p.vhost)).map(policy_json).collect();
+            let mut rows: Vec<Value> = source
+                .policies(scope.as_deref())
+                .iter()
+                .filter(|p| see(&p.vhost))
+                .map(policy_json)
+                .collect();
             by_vhost_and_name(&mut rows);
             req.list(rows)
         }
@@ -662,8 +842,11 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
             authorize(user, Access::Policies(&vhost))?;
             match method {
                 Method::GET => {
-                    let found =
-                        source.policies(Some(&vhost)).into_iter().find(|p| p.name == name).ok_or(ApiError::NotFound)?;
+                    let found = source
+                        .policies(Some(&vhost))
+                        .into_iter()
+                        .find(|p| p.name == name)
+                        .ok_or(ApiError::NotFound)?;
                     ok(policy_json(&found))
                 }
                 Method::PUT => {
@@ -698,7 +881,10 @@ pub async fn handle<S: ManagementSource>(route: Route, req: Request<'_, S>) -> R
             if alarms.is_empty() {
                 return ok(json!({ "status": "ok" }));
             }
-            let alarms: Vec<Value> = alarms.iter().map(|r| json!({ "node": id.node, "resource": r })).collect();
+            let alarms: Vec<Value> = alarms
+                .iter()
+                .map(|r| json!({ "node": id.node, "resource": r }))
+                .collect();
             Ok(json_response(
                 StatusCode::SERVICE_UNAVAILABLE,
                 &json!({"status": "failed", "reason": "There are alarms in effect in the cluster", "alarms": alarms}),
@@ -752,25 +938,58 @@ fn parse_policy(body_bytes: &[u8], vhost: String, name: String) -> Result<Policy
         match Value::deserialize(d)? {
             Value::Number(n) if n.as_i64().is_some() => Ok(n.as_i64().unwrap_or_default()),
             Value::String(s) => s.trim().parse().map_err(serde::de::Error::custom),
-            other => Err(serde::de::Error::custom(format!("{other} is not an integer"))),
+            other => Err(serde::de::Error::custom(format!(
+                "{other} is not an integer"
+            ))),
         }
     }
     let b: PolicyBody = body::parse(body_bytes)?;
-    regex::Regex::new(&b.pattern).map_err(|_| ApiError::bad_request(format!("invalid regex '{}'", b.pattern)))?;
-    const APPLY_TO: [&str; 6] = ["queues", "exchanges", "all", "classic_queues", "quorum_queues", "streams"];
+    regex::Regex::new(&b.pattern)
+        .map_err(|_| ApiError::bad_request(format!("invalid regex '{}'", b.pattern)))?;
+    const APPLY_TO: [&str; 6] = [
+        "queues",
+        "exchanges",
+        "all",
+        "classic_queues",
+        "quorum_queues",
+        "streams",
+    ];
     if !APPLY_TO.contains(&b.apply_to.as_str()) {
-        return Err(ApiError::bad_request(format!("Invalid value for apply-to: '{}'", b.apply_to)));
+        return Err(ApiError::bad_request(format!(
+            "Invalid value for apply-to: '{}'",
+            b.apply_to
+        )));
     }
-    Ok(PolicyView { vhost, name, pattern: b.pattern, apply_to: b.apply_to, priority: b.priority, definition: b.definition })
+    Ok(PolicyView {
+        vhost,
+        name,
+        pattern: b.pattern,
+        apply_to: b.apply_to,
+        priority: b.priority,
+        definition: b.definition,
+    })
 }
 
 /// RabbitMQ's aliveness test: declare `aliveness-test`, publish a message to it and get it back.
-async fn aliveness<S: ManagementSource>(source: &S, user: &UserInfo, vhost: &str) -> Result<Response, ApiError> {
+async fn aliveness<S: ManagementSource>(
+    source: &S,
+    user: &UserInfo,
+    vhost: &str,
+) -> Result<Response, ApiError> {
     const QUEUE: &str = "aliveness-test";
-    source.declare_queue(user, vhost, QUEUE, QueueDeclare::default()).await?;
-    let message = Publish { exchange: String::new(), routing_key: QUEUE.into(), payload: b"test_message".to_vec(), ..Default::default() };
+    source
+        .declare_queue(user, vhost, QUEUE, QueueDeclare::default())
+        .await?;
+    let message = Publish {
+        exchange: String::new(),
+        routing_key: QUEUE.into(),
+        payload: b"test_message".to_vec(),
+        ..Default::default()
+    };
     source.publish(user, vhost, message).await?;
-    let got = source.get(user, vhost, QUEUE, 1, AckMode::AckRequeueFalse).await?;
+    let got = source
+        .get(user, vhost, QUEUE, 1, AckMode::AckRequeueFalse)
+        .await?;
     if got.iter().any(|m| m.payload == b"test_message") {
         ok(json!({ "status": "ok" }))
     } else {

@@ -13,8 +13,9 @@ use serde_json::{Map, Value};
 use super::auth::UserInfo;
 use super::error::ApiError;
 use super::views::{
-    BindingView, ChannelView, ConnectionView, ConsumerView, DestinationType, ExchangeView, GotMessage,
-    NodeIdentity, NodeView, OverviewView, PermissionView, PolicyView, QueueView, UserView, VhostView,
+    BindingView, ChannelView, ConnectionView, ConsumerView, DestinationType, ExchangeView,
+    GotMessage, NodeIdentity, NodeView, OverviewView, PermissionView, PolicyView, QueueView,
+    UserView, VhostView,
 };
 
 /// Why the broker refused a change.
@@ -269,11 +270,15 @@ pub trait ManagementSource: Send + Sync + 'static {
     /// Every exchange of `vhost` (or of all vhosts), the default one named `""`.
     fn exchanges(&self, vhost: Option<&str>) -> Vec<ExchangeView>;
     fn exchange(&self, vhost: &str, name: &str) -> Option<ExchangeView> {
-        self.exchanges(Some(vhost)).into_iter().find(|x| x.name == name)
+        self.exchanges(Some(vhost))
+            .into_iter()
+            .find(|x| x.name == name)
     }
     fn queues(&self, vhost: Option<&str>) -> Vec<QueueView>;
     fn queue(&self, vhost: &str, name: &str) -> Option<QueueView> {
-        self.queues(Some(vhost)).into_iter().find(|q| q.name == name)
+        self.queues(Some(vhost))
+            .into_iter()
+            .find(|q| q.name == name)
     }
     /// Including the default exchange's implicit binding of every queue (source `""`).
     fn bindings(&self, vhost: Option<&str>) -> Vec<BindingView>;
@@ -287,7 +292,10 @@ pub trait ManagementSource: Send + Sync + 'static {
     fn alarms(&self) -> Vec<String>;
 
     // ---- changes ----
-    fn set_cluster_name(&self, name: String) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn set_cluster_name(
+        &self,
+        name: String,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
     fn declare_queue(
         &self,
         user: &UserInfo,
@@ -324,8 +332,16 @@ pub trait ManagementSource: Send + Sync + 'static {
         name: &str,
         if_unused: bool,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
-    fn bind(&self, user: &UserInfo, spec: BindingSpec) -> impl Future<Output = Result<(), SourceError>> + Send;
-    fn unbind(&self, user: &UserInfo, spec: BindingSpec) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn bind(
+        &self,
+        user: &UserInfo,
+        spec: BindingSpec,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn unbind(
+        &self,
+        user: &UserInfo,
+        spec: BindingSpec,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
     /// Whether the message was routed to at least one queue. A missing exchange is
     /// `BadRequest("404 NOT_FOUND - no exchange 'x' in vhost 'v'")`, as RabbitMQ answers.
     fn publish(
@@ -344,11 +360,25 @@ pub trait ManagementSource: Send + Sync + 'static {
         mode: AckMode,
     ) -> impl Future<Output = Result<Vec<GotMessage>, SourceError>> + Send;
     /// Closes with `connection.close` 320 CONNECTION_FORCED and `reason` (RabbitMQ's `X-Reason`).
-    fn close_connection(&self, name: &str, reason: &str) -> impl Future<Output = Result<(), SourceError>> + Send;
-    fn put_user(&self, spec: UserSpec) -> impl Future<Output = Result<Declared, SourceError>> + Send;
+    fn close_connection(
+        &self,
+        name: &str,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn put_user(
+        &self,
+        spec: UserSpec,
+    ) -> impl Future<Output = Result<Declared, SourceError>> + Send;
     fn delete_user(&self, name: &str) -> impl Future<Output = Result<(), SourceError>> + Send;
-    fn put_permission(&self, permission: PermissionView) -> impl Future<Output = Result<Declared, SourceError>> + Send;
-    fn delete_permission(&self, user: &str, vhost: &str) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn put_permission(
+        &self,
+        permission: PermissionView,
+    ) -> impl Future<Output = Result<Declared, SourceError>> + Send;
+    fn delete_permission(
+        &self,
+        user: &str,
+        vhost: &str,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
     /// Creates or updates a vhost; on creation `creator` gets full permissions on it (RabbitMQ does).
     fn put_vhost(
         &self,
@@ -357,8 +387,18 @@ pub trait ManagementSource: Send + Sync + 'static {
         spec: VhostSpec,
     ) -> impl Future<Output = Result<Declared, SourceError>> + Send;
     fn delete_vhost(&self, name: &str) -> impl Future<Output = Result<(), SourceError>> + Send;
-    fn put_policy(&self, policy: PolicyView) -> impl Future<Output = Result<Declared, SourceError>> + Send;
-    fn delete_policy(&self, vhost: &str, name: &str) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn put_policy(
+        &self,
+        policy: PolicyView,
+    ) -> impl Future<Output = Result<Declared, SourceError>> + Send;
+    fn delete_policy(
+        &self,
+        vhost: &str,
+        name: &str,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
     /// All-or-nothing: on error nothing changed (answer 400 with the reason).
-    fn import_definitions(&self, definitions: Definitions) -> impl Future<Output = Result<(), SourceError>> + Send;
+    fn import_definitions(
+        &self,
+        definitions: Definitions,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send;
 }

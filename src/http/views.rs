@@ -90,7 +90,10 @@ impl Depth {
     fn insert(&self, map: &mut Map<String, Value>) {
         let total = self.ready.count + self.unacknowledged.count;
         map.insert("messages".into(), json!(total));
-        map.insert("messages_details".into(), rate(self.ready.rate + self.unacknowledged.rate));
+        map.insert(
+            "messages_details".into(),
+            rate(self.ready.rate + self.unacknowledged.rate),
+        );
         insert_counter(map, "messages_ready", self.ready);
         insert_counter(map, "messages_unacknowledged", self.unacknowledged);
     }
@@ -197,10 +200,22 @@ pub struct ListenerView {
 }
 
 const EXCHANGE_TYPES: [(&str, &str); 4] = [
-    ("direct", "AMQP direct exchange, as per the AMQP specification"),
-    ("fanout", "AMQP fanout exchange, as per the AMQP specification"),
-    ("headers", "AMQP headers exchange, as per the AMQP specification"),
-    ("topic", "AMQP topic exchange, as per the AMQP specification"),
+    (
+        "direct",
+        "AMQP direct exchange, as per the AMQP specification",
+    ),
+    (
+        "fanout",
+        "AMQP fanout exchange, as per the AMQP specification",
+    ),
+    (
+        "headers",
+        "AMQP headers exchange, as per the AMQP specification",
+    ),
+    (
+        "topic",
+        "AMQP topic exchange, as per the AMQP specification",
+    ),
 ];
 
 fn exchange_types() -> Value {
@@ -500,7 +515,10 @@ pub fn properties_key(routing_key: &str, arguments: &Map<String, Value>) -> Stri
         use sha2::Digest;
         sha2::Sha256::digest(canonical.as_bytes())
     };
-    let hash = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &digest[..6]);
+    let hash = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &digest[..6],
+    );
     format!("{key}~{hash}")
 }
 
@@ -661,6 +679,8 @@ pub struct ConsumerView {
     pub prefetch_count: u32,
     pub active: bool,
     pub arguments: Map<String, Value>,
+    /// Delivery acknowledgement timeout in milliseconds (RabbitMQ's default is 1,800,000).
+    pub consumer_timeout_ms: u64,
 }
 
 pub fn consumer_json(id: &NodeIdentity, c: &ConsumerView) -> Value {
@@ -680,6 +700,7 @@ pub fn consumer_json(id: &NodeIdentity, c: &ConsumerView) -> Value {
         "exclusive": c.exclusive,
         "prefetch_count": c.prefetch_count,
         "active": c.active,
+        "consumer_timeout": c.consumer_timeout_ms,
         "activity_status": if c.active { "up" } else { "waiting" },
         "arguments": c.arguments,
     })
@@ -818,8 +839,14 @@ mod tests {
     fn timestamps_format_like_rabbitmq() {
         assert_eq!(format_timestamp_ms(0), "1970-01-01T00:00:00.000+00:00");
         // 2026-12-04T13:55:00.027Z, the fixture's idle_since.
-        assert_eq!(format_timestamp_ms(1_796_392_500_027), "2026-12-04T13:55:00.027+00:00");
-        assert_eq!(format_timestamp_ms(951_782_400_000), "2000-02-29T00:00:00.000+00:00");
+        assert_eq!(
+            format_timestamp_ms(1_796_392_500_027),
+            "2026-12-04T13:55:00.027+00:00"
+        );
+        assert_eq!(
+            format_timestamp_ms(951_782_400_000),
+            "2000-02-29T00:00:00.000+00:00"
+        );
     }
 
     #[test]
@@ -830,7 +857,10 @@ mod tests {
         let mut args = Map::new();
         args.insert("x-match".into(), json!("any"));
         let with_args = properties_key("", &args);
-        assert!(with_args.starts_with('~') && with_args.len() > 2, "{with_args}");
+        assert!(
+            with_args.starts_with('~') && with_args.len() > 2,
+            "{with_args}"
+        );
         assert_eq!(with_args, properties_key("", &args), "stable");
         assert_ne!(with_args, properties_key("k", &args));
         let mut other = Map::new();
@@ -840,20 +870,41 @@ mod tests {
 
     #[test]
     fn get_encodes_payloads_like_rabbitmq() {
-        let m = GotMessage { payload: b"hello".to_vec(), ..Default::default() };
+        let m = GotMessage {
+            payload: b"hello".to_vec(),
+            ..Default::default()
+        };
         let out = got_message_json(&m, false, None);
-        assert_eq!((out["payload"].as_str(), out["payload_encoding"].as_str()), (Some("hello"), Some("string")));
+        assert_eq!(
+            (out["payload"].as_str(), out["payload_encoding"].as_str()),
+            (Some("hello"), Some("string"))
+        );
         assert_eq!(out["properties"], json!([]));
         let out = got_message_json(&m, true, Some(2));
-        assert_eq!((out["payload"].as_str(), out["payload_bytes"].as_u64()), (Some("aGU="), Some(5)));
-        let binary = GotMessage { payload: vec![0xff, 0xfe], ..Default::default() };
-        assert_eq!(got_message_json(&binary, false, None)["payload_encoding"], "base64");
+        assert_eq!(
+            (out["payload"].as_str(), out["payload_bytes"].as_u64()),
+            (Some("aGU="), Some(5))
+        );
+        let binary = GotMessage {
+            payload: vec![0xff, 0xfe],
+            ..Default::default()
+        };
+        assert_eq!(
+            got_message_json(&binary, false, None)["payload_encoding"],
+            "base64"
+        );
     }
 
     #[test]
     fn message_stats_render_counts_and_rates_and_stay_absent_when_empty() {
         assert!(MessageStats::default().to_json().is_none());
-        let stats = MessageStats { publish: Some(Counter::new(3, 1.5)), ..Default::default() };
-        assert_eq!(stats.to_json().unwrap(), json!({"publish": 3, "publish_details": {"rate": 1.5}}));
+        let stats = MessageStats {
+            publish: Some(Counter::new(3, 1.5)),
+            ..Default::default()
+        };
+        assert_eq!(
+            stats.to_json().unwrap(),
+            json!({"publish": 3, "publish_details": {"rate": 1.5}})
+        );
     }
 }
