@@ -22,6 +22,19 @@ pub fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_value(value).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
+/// RabbitMQ's 400 for a body without a mandatory key: `[{key_missing,properties}]`.
+pub fn require_keys(body: &[u8], keys: &[&str]) -> Result<(), ApiError> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::bad_request("not_json"))?;
+    let object = value
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request("not_json"))?;
+    match keys.iter().find(|key| !object.contains_key(**key)) {
+        Some(key) => Err(ApiError::bad_request(format!("[{{key_missing,{key}}}]"))),
+        None => Ok(()),
+    }
+}
+
 /// `true`, `"true"`; anything else that is not a boolean is an error naming the value.
 pub fn lenient_bool<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     match Value::deserialize(d)? {

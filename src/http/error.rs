@@ -1,6 +1,7 @@
 //! The management API's error answers, shaped as RabbitMQ's management plugin sends them.
 
 use axum::http::{header, HeaderValue, Method, StatusCode};
+
 use axum::response::{IntoResponse, Response};
 
 /// `www-authenticate` on a failed login, so that browsers and curl prompt for credentials.
@@ -12,6 +13,8 @@ pub const AUTHENTICATE_REALM: &str = "Basic realm=\"RabbitMQ Management\"";
 pub enum ApiError {
     /// 404 `{"error":"Object Not Found","reason":"Not Found"}`: a missing object, vhost or path.
     NotFound,
+    /// 404 `{"error":"not_found","reason":…}`: a binding's missing end (`no exchange 'x' in vhost '/'`).
+    NotFoundWith(String),
     /// 400 `{"error":"bad_request","reason":…}`.
     BadRequest(String),
     /// 400 with RabbitMQ's own error atom (e.g. `invalid_pagination_parameters`, `page_out_of_range`).
@@ -41,7 +44,7 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NotFoundWith(_) => StatusCode::NOT_FOUND,
             ApiError::BadRequest(_) | ApiError::BadRequestKind { .. } => StatusCode::BAD_REQUEST,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NoCredentials | ApiError::LoginFailed | ApiError::NotAuthorised(_) => {
@@ -56,6 +59,7 @@ impl ApiError {
     pub fn body(&self) -> Option<(&str, &str)> {
         match self {
             ApiError::NotFound => Some(("Object Not Found", "Not Found")),
+            ApiError::NotFoundWith(reason) => Some(("not_found", reason)),
             ApiError::BadRequest(reason) => Some(("bad_request", reason)),
             ApiError::BadRequestKind { error, reason } => Some((error, reason)),
             ApiError::MethodNotAllowed(_) | ApiError::NoCredentials => None,
@@ -85,8 +89,7 @@ impl IntoResponse for ApiError {
                 );
             }
             ApiError::MethodNotAllowed(methods) => {
-                let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
-                if let Ok(value) = HeaderValue::from_str(&allow.join(", ")) {
+                if let Ok(value) = HeaderValue::from_str(&super::allow_header(methods)) {
                     headers.insert(header::ALLOW, value);
                 }
             }

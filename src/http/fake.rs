@@ -533,7 +533,7 @@ impl ManagementSource for FakeBroker {
             .ok_or(SourceError::NotFound)?;
         if if_empty && !b.queues[index].1.is_empty() {
             return Err(SourceError::BadRequest(format!(
-                "PRECONDITION_FAILED - queue '{name}' in vhost '{vhost}' not empty"
+                "queue '{name}' in vhost '{vhost}' not empty"
             )));
         }
         b.queues.remove(index);

@@ -134,11 +134,13 @@ async fn handle<S: ManagementSource, A: ManagementAuth>(
     routes::handle(route, request).await
 }
 
-fn allow_header(methods: &[Method]) -> String {
-    let mut names: Vec<&str> = methods.iter().map(Method::as_str).collect();
-    if names.contains(&"GET") {
+/// RabbitMQ's order: `HEAD, GET, PUT, DELETE, OPTIONS`.
+pub(crate) fn allow_header(methods: &[Method]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    if methods.contains(&Method::GET) {
         names.push("HEAD");
     }
+    names.extend(methods.iter().map(Method::as_str));
     names.push("OPTIONS");
     names.join(", ")
 }

@@ -271,7 +271,7 @@ pub async fn handle<S: ManagementSource>(
     let id = source.identity();
     let method = req.method.clone();
     match (route, method) {
-        (Route::Overview, _) => ok(overview_json(&id, &source.overview())),
+        (Route::Overview, _) => ok(overview_for(source, user)),
         (Route::ClusterName, Method::GET) => ok(json!({ "name": source.cluster_name() })),
         (Route::ClusterName, _) => {
             authorize(user, Access::Administrator)?;
@@ -307,14 +307,13 @@ pub async fn handle<S: ManagementSource>(
             req.list(rows)
         }
         (Route::Vhost(name), Method::GET) => {
+            // RabbitMQ 3.10 answers a single vhost to administrators only.
+            authorize(user, Access::Administrator)?;
             let vhost = source
                 .vhosts()
                 .into_iter()
                 .find(|v| v.name == name)
                 .ok_or(ApiError::NotFound)?;
-            if !user.is_monitor() {
-                authorize(user, Access::Vhost(&name))?;
-            }
             ok(vhost_json(&id, &vhost))
         }
         (Route::Vhost(name), Method::PUT) => {
@@ -409,13 +408,21 @@ pub async fn handle<S: ManagementSource>(
         }
         (Route::ExchangePublish(vhost, exchange), _) => {
             vhost_access(source, user, &vhost)?;
+            body::require_keys(
+                &req.body,
+                &["routing_key", "payload", "payload_encoding", "properties"],
+            )?;
             let b: PublishBody = body::parse(&req.body)?;
             let payload = match b.payload_encoding.as_str() {
                 "string" => b.payload.into_bytes(),
                 "base64" => base64::engine::general_purpose::STANDARD
                     .decode(b.payload.as_bytes())
-                    .map_err(|_| ApiError::bad_request("payload_not_base64"))?,
-                _ => return Err(ApiError::bad_request("invalid payload_encoding")),
+                    .map_err(|_| ApiError::bad_request("not_base64"))?,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "unsupported_encoding {other}"
+                    )))
+                }
             };
             let message = Publish {
                 exchange,
@@ -494,6 +501,7 @@ pub async fn handle<S: ManagementSource>(
         }
         (Route::QueueGet(vhost, name), _) => {
             vhost_access(source, user, &vhost)?;
+            body::require_keys(&req.body, &["count", "ackmode", "encoding"])?;
             let b: GetBody = body::parse(&req.body)?;
             let mode = AckMode::parse(&b.ackmode)
                 .ok_or_else(|| ApiError::bad_request("invalid ackmode"))?;
@@ -563,7 +571,21 @@ pub async fn handle<S: ManagementSource>(
             _,
         ) => {
             vhost_access(source, user, &vhost)?;
-            pair_bindings(source, &vhost, &src, kind, &destination)?;
+            if source.exchange(&vhost, &src).is_none() {
+                return Err(ApiError::NotFoundWith(format!(
+                    "no exchange '{src}' in vhost '{vhost}'"
+                )));
+            }
+            let destination_exists = match kind {
+                DestinationType::Queue => source.queue(&vhost, &destination).is_some(),
+                DestinationType::Exchange => source.exchange(&vhost, &destination).is_some(),
+            };
+            if !destination_exists {
+                let what = kind.as_str();
+                return Err(ApiError::NotFoundWith(format!(
+                    "no {what} '{destination}' in vhost '{vhost}'"
+                )));
+            }
             let b: BindingBody = body::parse(&req.body)?;
             let props = properties_key(&b.routing_key, &b.arguments);
             let spec = BindingSpec {
@@ -801,6 +823,9 @@ pub async fn handle<S: ManagementSource>(
                 }
                 Method::PUT => {
                     let b: PermissionBody = body::parse(&req.body)?;
+                    if !source.users().iter().any(|u| u.name == name) {
+                        return Err(ApiError::bad_request("vhost_or_user_not_found"));
+                    }
                     for regex in [&b.configure, &b.write, &b.read] {
                         regex::Regex::new(regex).map_err(|_| {
                             ApiError::bad_request(format!("invalid regex '{regex}'"))
@@ -944,8 +969,11 @@ fn parse_policy(body_bytes: &[u8], vhost: String, name: String) -> Result<Policy
         }
     }
     let b: PolicyBody = body::parse(body_bytes)?;
-    regex::Regex::new(&b.pattern)
-        .map_err(|_| ApiError::bad_request(format!("invalid regex '{}'", b.pattern)))?;
+    regex::Regex::new(&b.pattern).map_err(|e| {
+        ApiError::bad_request(format!(
+            "Validation failed\n\npattern should be regular expression but is invalid: {e}\n"
+        ))
+    })?;
     const APPLY_TO: [&str; 6] = [
         "queues",
         "exchanges",
@@ -956,7 +984,7 @@ fn parse_policy(body_bytes: &[u8], vhost: String, name: String) -> Result<Policy
     ];
     if !APPLY_TO.contains(&b.apply_to.as_str()) {
         return Err(ApiError::bad_request(format!(
-            "Invalid value for apply-to: '{}'",
+            "Validation failed\n\napply-to '{}' unrecognised; should be 'queues', 'exchanges' or 'all'\n",
             b.apply_to
         )));
     }
@@ -998,4 +1026,53 @@ async fn aliveness<S: ManagementSource>(
             &json!({"status": "failed", "reason": "aliveness-test message not received"}),
         ))
     }
+}
+
+/// Monitors and administrators see the whole node; other users see totals over their own vhosts and
+/// connections, without `consumers`, `node`, `listeners` and `contexts` (as RabbitMQ 3.10 answers).
+fn overview_for<S: ManagementSource>(source: &S, user: &UserInfo) -> Value {
+    let id = source.identity();
+    let mut overview = source.overview();
+    if user.is_monitor() {
+        return overview_json(&id, &overview);
+    }
+    let queues: Vec<_> = source
+        .queues(None)
+        .into_iter()
+        .filter(|q| user.can_access_vhost(&q.vhost))
+        .collect();
+    overview.queues = queues.len() as u64;
+    overview.depth = Default::default();
+    for q in &queues {
+        overview.depth.ready.count += q.depth.ready.count;
+        overview.depth.unacknowledged.count += q.depth.unacknowledged.count;
+    }
+    overview.exchanges = source
+        .exchanges(None)
+        .iter()
+        .filter(|x| user.can_access_vhost(&x.vhost))
+        .count() as u64;
+    overview.connections = source
+        .connections()
+        .iter()
+        .filter(|c| c.user == user.name)
+        .count() as u64;
+    overview.channels = source
+        .channels()
+        .iter()
+        .filter(|c| c.user == user.name)
+        .count() as u64;
+    let mut value = overview_json(&id, &overview);
+    if let Some(map) = value.as_object_mut() {
+        for key in ["node", "listeners", "contexts"] {
+            map.remove(key);
+        }
+    }
+    if let Some(totals) = value
+        .get_mut("object_totals")
+        .and_then(Value::as_object_mut)
+    {
+        totals.remove("consumers");
+    }
+    value
 }

@@ -303,6 +303,8 @@ pub trait ManagementSource: Send + Sync + 'static {
         name: &str,
         spec: QueueDeclare,
     ) -> impl Future<Output = Result<Declared, SourceError>> + Send;
+    /// With `if_empty`/`if_unused` unmet: `BadRequest("queue 'q' in vhost '/' not empty")` (or
+    /// `in use`), RabbitMQ's texts.
     fn delete_queue(
         &self,
         user: &UserInfo,

@@ -332,7 +332,12 @@ async fn unknown_paths_methods_and_bad_bodies() {
     let a = post(&fake, "/api/overview", "{}").await;
     assert_like_fixture(&a, "method_not_allowed");
     assert!(a.raw.is_empty());
-    assert_eq!(a.headers.get("allow").unwrap(), "GET");
+    assert_eq!(a.headers.get("allow").unwrap(), "HEAD, GET, OPTIONS");
+    let a = post(&fake, "/api/queues/%2F/q1", "{}").await;
+    assert_eq!(
+        a.headers.get("allow").unwrap(),
+        "HEAD, GET, PUT, DELETE, OPTIONS"
+    );
     assert_like_fixture(
         &put(&fake, "/api/queues/%2F/qbad", "{not json").await,
         "bad_json",
@@ -584,7 +589,7 @@ async fn publish_get_and_purge() {
     let a = post(
         &fake,
         "/api/exchanges/%2F/ex1/publish",
-        r#"{"routing_key":"a.b.c","payload":"t","properties":{}}"#,
+        r#"{"routing_key":"a.b.c","payload":"t","payload_encoding":"string","properties":{}}"#,
     )
     .await;
     assert_eq!(a.body, json!({"routed": true}), "topic a.# matches");
@@ -592,7 +597,7 @@ async fn publish_get_and_purge() {
     let a = post(
         &fake,
         "/api/queues/%2F/q1/get",
-        r#"{"count":1,"ackmode":"bogus"}"#,
+        r#"{"count":1,"ackmode":"bogus","encoding":"auto"}"#,
     )
     .await;
     assert_eq!(
@@ -615,7 +620,7 @@ async fn publish_get_and_purge() {
         post(
             &fake,
             "/api/queues/%2F/q1/get",
-            r#"{"count":5,"ackmode":"ack_requeue_true"}"#
+            r#"{"count":5,"ackmode":"ack_requeue_true","encoding":"auto"}"#
         )
         .await
         .body,
@@ -1136,7 +1141,9 @@ async fn users_vhosts_permissions_and_definitions() {
             .find(|u| u.name == "mon")
             .unwrap()
             .password_hash,
-        "eWeAkRpULdNla4KqE3FKgaNAR3jYEmI+RqmT3xNIXcfyLwCv"
+        find(&fixture("definitions")["body"]["users"], "name", "mon")["password_hash"]
+            .as_str()
+            .unwrap()
     );
     assert!(imported
         .queues
@@ -1226,4 +1233,142 @@ async fn serve_survives_a_panicking_handler_and_shuts_down() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn error_answers_match_rabbitmqs() {
+    let fake = FakeBroker::scene();
+    let a = post(&fake, "/api/bindings/%2F/e/nope/q/q1", "{}").await;
+    assert_like_fixture(&a, "binding_missing_source");
+    assert_like_fixture(
+        &post(&fake, "/api/bindings/%2F/e/ex1/q/nope", "{}").await,
+        "binding_missing_destination",
+    );
+    post(
+        &fake,
+        "/api/bindings/%2F/e/ex1/q/q1",
+        r#"{"routing_key":"b.*"}"#,
+    )
+    .await;
+    assert_like_fixture(
+        &delete(&fake, "/api/bindings/%2F/e/ex1/q/q1/b.%2A").await,
+        "binding_delete",
+    );
+    assert_like_fixture(
+        &put(&fake, "/api/users/nopw", r#"{"tags":""}"#).await,
+        "user_create_no_password",
+    );
+    assert_like_fixture(
+        &put(&fake, "/api/users/nopw", r#"{"password":"x","tags":""}"#).await,
+        "user_update",
+    );
+    assert_like_fixture(
+        &delete(&fake, "/api/users/ghost").await,
+        "user_delete_missing",
+    );
+    let perms = r#"{"configure":".*","write":".*","read":".*"}"#;
+    assert_like_fixture(
+        &put(&fake, "/api/permissions/%2F/ghost", perms).await,
+        "permission_missing_user",
+    );
+    let a = send(
+        &fake,
+        Method::DELETE,
+        "/api/queues/%2F/q1?if-empty=true",
+        Some(("guest", "guest")),
+        None,
+        &[],
+    )
+    .await;
+    assert_like_fixture(&a, "queue_delete_if_empty");
+    let a = post(
+        &fake,
+        "/api/exchanges/%2F/amq.default/publish",
+        r#"{"routing_key":"q1","payload":"x","payload_encoding":"string"}"#,
+    )
+    .await;
+    assert_like_fixture(&a, "publish_missing_properties");
+    let a = post(
+        &fake,
+        "/api/queues/%2F/q1/get",
+        r#"{"ackmode":"ack_requeue_true","encoding":"auto"}"#,
+    )
+    .await;
+    assert_like_fixture(&a, "get_missing_count");
+    let a = put(
+        &fake,
+        "/api/policies/%2F/pp",
+        r#"{"pattern":"x","definition":{"max-length":1},"apply-to":"zzz"}"#,
+    )
+    .await;
+    assert_like_fixture(&a, "policy_bad_apply_to");
+    assert_like_fixture(
+        &get_as(&fake, "mgmt", "/api/vhosts/%2F").await,
+        "vhost_as_management",
+    );
+    assert_like_fixture(
+        &put(&fake, "/api/vhosts/created", r#"{"description":"d"}"#).await,
+        "vhost_create",
+    );
+    assert_like_fixture(
+        &put(&fake, "/api/vhosts/created", r#"{"description":"d"}"#).await,
+        "vhost_create_existing",
+    );
+    let a = get(&fake, "/api/vhosts/created/permissions").await;
+    assert_eq!(
+        a.body,
+        fixture("vhost_created_permissions")["body"],
+        "the creator gets full permissions"
+    );
+    let import = r#"{"queues":[{"name":"imported","vhost":"/","durable":true,"auto_delete":false,"arguments":{}}]}"#;
+    assert_like_fixture(
+        &post(&fake, "/api/definitions", import).await,
+        "definitions_import",
+    );
+    let a = post(
+        &fake,
+        "/api/definitions",
+        r#"{"exchanges":[{"name":"x","vhost":"/","type":"nonsense"}]}"#,
+    )
+    .await;
+    assert_eq!(
+        a.status.as_u16() as u64,
+        fixture("definitions_import_bad")["status"]
+            .as_u64()
+            .unwrap()
+    );
+}
+
+#[tokio::test]
+async fn overview_is_filtered_for_non_monitors() {
+    let fake = FakeBroker::scene();
+    let ours = get_as(&fake, "mgmt", "/api/overview").await.body;
+    let theirs = fixture("overview_as_management")["body"].clone();
+    assert_same_shape(&ours, &theirs, "overview as management");
+    let keys = |v: &Value| {
+        v.as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(keys(&ours["object_totals"]), keys(&theirs["object_totals"]));
+    for key in ["node", "listeners", "contexts"] {
+        assert_eq!(ours.get(key).is_some(), theirs.get(key).is_some(), "{key}");
+    }
+    assert_eq!(
+        ours["object_totals"]["queues"], 3,
+        "only the vhost / queues"
+    );
+    assert_eq!(
+        ours["object_totals"]["connections"], 1,
+        "only its own connection"
+    );
+    let monitor = get_as(&fake, "mon", "/api/overview").await.body;
+    assert_same_shape(
+        &monitor,
+        &fixture("overview_as_monitoring")["body"],
+        "overview as monitoring",
+    );
+    assert_eq!(monitor["object_totals"]["queues"], 4);
 }
