@@ -85,6 +85,10 @@ pub enum Route {
     Definitions(Option<String>),
     HealthAlarms,
     HealthLocalAlarms,
+    HealthPortListener(String),
+    HealthProtocolListener(String),
+    HealthQuorumCritical,
+    HealthVirtualHosts,
     Aliveness(String),
 }
 
@@ -159,6 +163,10 @@ impl Route {
             ["definitions", v] => Route::Definitions(Some(own(v))),
             ["health", "checks", "alarms"] => Route::HealthAlarms,
             ["health", "checks", "local-alarms"] => Route::HealthLocalAlarms,
+            ["health", "checks", "port-listener", port] => Route::HealthPortListener(own(port)),
+            ["health", "checks", "protocol-listener", p] => Route::HealthProtocolListener(own(p)),
+            ["health", "checks", "node-is-quorum-critical"] => Route::HealthQuorumCritical,
+            ["health", "checks", "virtual-hosts"] => Route::HealthVirtualHosts,
             ["aliveness-test", v] => Route::Aliveness(own(v)),
             _ => return None,
         })
@@ -915,6 +923,42 @@ pub async fn handle<S: ManagementSource>(
                 &json!({"status": "failed", "reason": "There are alarms in effect in the cluster", "alarms": alarms}),
             ))
         }
+        (Route::HealthPortListener(port), _) => {
+            let port: u16 = port
+                .parse()
+                .map_err(|_| ApiError::bad_request(format!("invalid port '{port}'")))?;
+            let ports: Vec<u16> = source.node().listeners.iter().map(|l| l.port).collect();
+            if ports.contains(&port) {
+                return ok(json!({ "status": "ok", "port": port }));
+            }
+            Ok(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "failed", "reason": "No active listener", "missing": port, "ports": ports}),
+            ))
+        }
+        (Route::HealthProtocolListener(protocol), _) => {
+            let protocol = normalize_protocol(&protocol);
+            let mut protocols: Vec<String> = source
+                .node()
+                .listeners
+                .iter()
+                .map(|l| l.protocol.clone())
+                .collect();
+            protocols.dedup();
+            if protocols.contains(&protocol) {
+                return ok(json!({ "status": "ok", "protocol": protocol }));
+            }
+            Ok(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "failed", "reason": "No active listener", "missing": protocol, "protocols": protocols}),
+            ))
+        }
+        // One node holds every replica: nothing can lose quorum by stopping it (RabbitMQ's answer).
+        (Route::HealthQuorumCritical, _) => {
+            ok(json!({ "status": "ok", "reason": "single node cluster" }))
+        }
+        // Every vhost of a running Warren is running: vhosts have no separate supervisor to fail.
+        (Route::HealthVirtualHosts, _) => ok(json!({ "status": "ok" })),
         (Route::Aliveness(vhost), _) => {
             vhost_access(source, user, &vhost)?;
             aliveness(source, user, &vhost).await
@@ -1075,4 +1119,16 @@ fn overview_for<S: ManagementSource>(source: &S, user: &UserInfo) -> Value {
         totals.remove("consumers");
     }
     value
+}
+
+/// RabbitMQ's protocol aliases for the listener health check (`amqp091`, `amqp0-9-1` → `amqp`).
+fn normalize_protocol(protocol: &str) -> String {
+    let p = protocol.to_ascii_lowercase();
+    match p.as_str() {
+        "amqp" | "amqp091" | "amqp0-9-1" | "amqp0.9.1" | "amqp0_9_1" => "amqp".into(),
+        "amqps" | "amqp/ssl" | "amqp091/ssl" => "amqp/ssl".into(),
+        "management" => "http".into(),
+        "management/ssl" => "https".into(),
+        _ => p,
+    }
 }

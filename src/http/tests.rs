@@ -1372,3 +1372,61 @@ async fn overview_is_filtered_for_non_monitors() {
     );
     assert_eq!(monitor["object_totals"]["queues"], 4);
 }
+
+#[tokio::test]
+async fn listener_and_cluster_health_checks() {
+    let fake = FakeBroker::scene();
+    // The fake node listens for http on 15672 only.
+    let a = get(&fake, "/api/health/checks/port-listener/15672").await;
+    assert_eq!(
+        (a.status, a.body.clone()),
+        (StatusCode::OK, json!({"status": "ok", "port": 15672}))
+    );
+    assert_same_shape(
+        &a.body,
+        &fixture("health_port_listener")["body"],
+        "port-listener",
+    );
+    let a = get(&fake, "/api/health/checks/port-listener/1234").await;
+    assert_like_fixture(&a, "health_port_listener_missing");
+    assert_same_shape(
+        &a.body,
+        &fixture("health_port_listener_missing")["body"],
+        "port-listener missing",
+    );
+    assert_eq!(a.body["missing"], 1234);
+    assert_eq!(
+        get(&fake, "/api/health/checks/port-listener/x")
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let a = get(&fake, "/api/health/checks/protocol-listener/http").await;
+    assert_eq!(
+        (a.status, a.body["protocol"].as_str()),
+        (StatusCode::OK, Some("http"))
+    );
+    let a = get(&fake, "/api/health/checks/protocol-listener/amqp091").await;
+    assert_eq!(
+        a.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the fake has no amqp listener"
+    );
+    assert_eq!(a.body["missing"], "amqp", "amqp091 is an alias of amqp");
+    assert_same_shape(
+        &a.body,
+        &fixture("health_protocol_listener_missing")["body"],
+        "protocol-listener",
+    );
+    for (path, name) in [
+        (
+            "/api/health/checks/node-is-quorum-critical",
+            "health_quorum_critical",
+        ),
+        ("/api/health/checks/virtual-hosts", "health_virtual_hosts"),
+    ] {
+        let a = get(&fake, path).await;
+        assert_like_fixture(&a, name);
+        assert_eq!(a.body, fixture(name)["body"], "{path}");
+    }
+}
