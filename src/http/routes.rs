@@ -236,19 +236,13 @@ fn declared(d: Declared) -> Result<Response, ApiError> {
 
 /// Sorts rows by (vhost, name), RabbitMQ's default order for object lists.
 fn by_vhost_and_name(rows: &mut [Value]) {
-    let key = |v: &Value| {
-        (
-            v.get("vhost")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-            v.get("name")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string(),
-        )
-    };
-    rows.sort_by_key(key);
+    fn field<'a>(v: &'a Value, key: &str) -> &'a str {
+        v.get(key).and_then(Value::as_str).unwrap_or("")
+    }
+    // Borrowed keys: no allocation per comparison (10,000 queues sort in O(n log n) compares).
+    rows.sort_by(|a, b| {
+        (field(a, "vhost"), field(a, "name")).cmp(&(field(b, "vhost"), field(b, "name")))
+    });
 }
 
 /// 404 for a vhost that does not exist (checked before access, as RabbitMQ does), then the caller's
