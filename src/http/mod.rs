@@ -4,6 +4,11 @@
 //! behind it is a [`ManagementSource`] (objects, counters, changes) and a [`ManagementAuth`] (users).
 //! Requests are routed on the raw, still-encoded path ([`path`]), because names may contain `/`
 //! (the vhost `/` is `%2F`). A panic in a handler answers 500 and takes nothing else down.
+//!
+//! Wiring (not done yet): implement [`ManagementSource`] over the broker's vhosts/queues/counters and
+//! [`ManagementAuth`] over its users, then in the server
+//! `tokio::spawn(http::serve(listener, Arc::new(Management::new(source, auth)), shutdown))`.
+//! The `fake` module is an in-memory stand-in for this layer's own tests only.
 
 pub mod auth;
 pub mod body;
