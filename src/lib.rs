@@ -16,6 +16,7 @@ pub mod connection;
 pub mod error;
 pub mod exchange;
 pub mod fields;
+pub mod http;
 pub mod ids;
 pub mod logging;
 pub mod message;

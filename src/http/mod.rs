@@ -1,0 +1,151 @@
+//! The RabbitMQ-compatible management HTTP API (`/api/...`), served by axum.
+//!
+//! This layer knows HTTP, RabbitMQ's JSON shapes, its list parameters and its tag rules; the broker
+//! behind it is a [`ManagementSource`] (objects, counters, changes) and a [`ManagementAuth`] (users).
+//! Requests are routed on the raw, still-encoded path ([`path`]), because names may contain `/`
+//! (the vhost `/` is `%2F`). A panic in a handler answers 500 and takes nothing else down.
+//!
+//! Wiring (not done yet): implement [`ManagementSource`] over the broker's vhosts/queues/counters and
+//! [`ManagementAuth`] over its users, then in the server
+//! `tokio::spawn(http::serve(listener, Arc::new(Management::new(source, auth)), shutdown))`.
+//! The `fake` module is an in-memory stand-in for this layer's own tests only.
+
+pub mod auth;
+pub mod body;
+pub mod definitions;
+pub mod error;
+pub mod list;
+pub mod path;
+pub mod routes;
+pub mod source;
+pub mod views;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use auth::{ManagementAuth, UserInfo};
+pub use error::ApiError;
+pub use source::ManagementSource;
+
+/// Largest request body accepted (definitions documents are the big ones); RabbitMQ's default
+/// `management.http.max_body_size` is 20 MiB.
+pub const MAX_BODY_BYTES: usize = 20 * 1024 * 1024;
+
+/// What the server needs: the broker and its users.
+pub struct Management<S, A> {
+    pub source: S,
+    pub auth: A,
+    pub max_body_bytes: usize,
+}
+
+impl<S: ManagementSource, A: ManagementAuth> Management<S, A> {
+    pub fn new(source: S, auth: A) -> Self {
+        Management {
+            source,
+            auth,
+            max_body_bytes: MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The axum application: every request goes through [`dispatch`]; panics become 500s.
+pub fn router<S: ManagementSource, A: ManagementAuth>(state: Arc<Management<S, A>>) -> Router {
+    Router::new()
+        .fallback(dispatch::<S, A>)
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("management API handler panicked");
+                ApiError::Internal("internal error".into()).into_response()
+            },
+        ))
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+pub async fn serve<S, A, F>(
+    listener: TcpListener,
+    state: Arc<Management<S, A>>,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    S: ManagementSource,
+    A: ManagementAuth,
+    F: Future<Output = ()> + Send + 'static,
+{
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Route (404), method (405), credentials and tags (401), body (413/400), then the handler.
+async fn dispatch<S: ManagementSource, A: ManagementAuth>(
+    State(state): State<Arc<Management<S, A>>>,
+    request: Request<Body>,
+) -> Response {
+    match handle(&state, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn handle<S: ManagementSource, A: ManagementAuth>(
+    state: &Management<S, A>,
+    request: Request<Body>,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let segments = path::api_segments(parts.uri.path()).ok_or(ApiError::NotFound)?;
+    let route = routes::Route::parse(&segments).ok_or(ApiError::NotFound)?;
+    let method = if parts.method == Method::HEAD {
+        Method::GET
+    } else {
+        parts.method.clone()
+    };
+    let allowed = route.methods();
+    if method == Method::OPTIONS {
+        return Ok((StatusCode::OK, [(header::ALLOW, allow_header(allowed))]).into_response());
+    }
+    if !allowed.contains(&method) {
+        return Err(ApiError::MethodNotAllowed(allowed.to_vec()));
+    }
+    let authorization = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = auth::authenticate(&state.auth, authorization)?;
+    let body = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| ApiError::PayloadTooLarge)?;
+    let request = routes::Request {
+        source: &state.source,
+        user,
+        method,
+        query: path::query_pairs(parts.uri.query()),
+        headers: parts.headers,
+        body,
+    };
+    routes::handle(route, request).await
+}
+
+/// RabbitMQ's order: `HEAD, GET, PUT, DELETE, OPTIONS`.
+pub(crate) fn allow_header(methods: &[Method]) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    if methods.contains(&Method::GET) {
+        names.push("HEAD");
+    }
+    names.extend(methods.iter().map(Method::as_str));
+    names.push("OPTIONS");
+    names.join(", ")
+}
