@@ -7,18 +7,18 @@
 
 #![deny(unsafe_code)]
 
-pub mod alarm;
-pub mod auth;
-pub mod broker;
-pub mod channel;
+pub(crate) mod alarm;
+pub(crate) mod auth;
+pub(crate) mod broker;
+pub(crate) mod channel;
 pub mod config;
 pub mod connection;
-pub mod error;
+pub(crate) mod error;
 pub mod exchange;
-pub mod fields;
+pub(crate) mod fields;
 pub mod ids;
 pub mod message;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod queue;
 pub mod server;
 pub mod stats;
