@@ -9,18 +9,18 @@
 
 pub mod alarm;
 pub mod auth;
-pub mod broker;
-pub mod channel;
+pub(crate) mod broker;
+pub(crate) mod channel;
 pub mod config;
 pub mod connection;
-pub mod error;
+pub(crate) mod error;
 pub mod exchange;
-pub mod fields;
+pub(crate) mod fields;
 pub mod http;
 pub mod ids;
 pub mod logging;
 pub mod message;
-pub mod outbound;
+pub(crate) mod outbound;
 pub mod queue;
 pub mod server;
 pub mod stats;

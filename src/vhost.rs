@@ -8,7 +8,10 @@
 //!   A queue never routes while holding its state lock: dead letters (expired, rejected,
 //!   overflowed messages) are collected under it and routed through this vhost only after it is
 //!   released (`queue/dead_letter.rs`, `vhost/dead_letter.rs`), so routing them starts again at
-//!   the top of this order. The queue timer tasks (`queue/timer.rs`) hold no lock while waiting.
+//!   the top of this order. The queue timer tasks (`queue/timer.rs`) hold no lock while waiting,
+//!   and a queue releases its lock while it reads a paged-out body back from the journal.
+//!
+//! Every publish, whoever makes it, goes through [`VHost::publish`] (`vhost/publish.rs`).
 
 use crate::exchange::sender_selected;
 use crate::exchange::{

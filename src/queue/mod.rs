@@ -4,7 +4,11 @@
 //! credit; the queue never writes to a socket itself but hands each delivery to the consumer's
 //! [`ConsumerSink`] (a channel), which decides whether it has room.
 //! Lock order: queue state → the sink's own locks (see `src/vhost.rs`). Dead letters are
-//! collected under the lock and handed to the [`QueueOwner`] only after it is released.
+//! collected under the lock and handed to the [`QueueOwner`] only after it is released, and
+//! paged-out bodies are read from the journal with the lock released (no disk I/O under it).
+//! A publish reaches a queue in two steps, [`Queue::admit`] then [`Queue::enqueue`], with the
+//! journal write between them (`src/vhost/publish.rs`); `kind.rs` lists what every queue type
+//! implements.
 //!
 //! One file per concern: `args` (x-arguments, validation), `priority` (the ready list),
 //! `consumers` (priorities, single active consumer), `ttl` (message expiry), `limits` (length
