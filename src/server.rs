@@ -26,21 +26,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let broker = open_broker(config).await?;
+    let broker = recover(config).await?;
     serve(broker, listener, shutdown).await
 }
 
-/// Opens the store and replays it on the blocking pool: recovery reads and fsyncs files and
-/// must not hold a runtime worker.
-async fn open_broker(config: Config) -> std::io::Result<Arc<Broker>> {
+/// Opens the store in `config.data_dir` and rebuilds the broker from it, on the blocking pool:
+/// recovery reads and fsyncs files and must not hold a runtime worker. A program that wants to
+/// bind its listener only once recovery is done calls this, then [`serve`].
+pub async fn recover(config: Config) -> std::io::Result<Arc<Broker>> {
     tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)
 }
 
-/// Serves AMQP for a recovered `broker` on `listener` until `shutdown` completes.
-async fn serve(
+/// Serves AMQP for a recovered `broker` on `listener` until `shutdown` completes, then closes
+/// every connection and flushes the store.
+pub async fn serve(
     broker: Arc<Broker>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
@@ -109,7 +111,7 @@ impl BrokerHandle {
     /// and starts serving on the current runtime. Returns once the broker accepts connections,
     /// with recovery complete; a store that cannot be opened is an error naming the file.
     pub async fn start(config: Config, addr: &str) -> std::io::Result<Self> {
-        let broker = open_broker(config).await?;
+        let broker = recover(config).await?;
         let listener = match TcpListener::bind(addr).await {
             Ok(listener) => listener,
             Err(e) => {
