@@ -34,12 +34,14 @@ impl Process {
             .spawn()
             .expect("warren starts");
         let url = format!("amqp://guest:guest@127.0.0.1:{port}/%2f");
+        // Owned by `Process` at once: dropped on the panic below, it is killed and reaped.
+        let process = Process { child, url };
         for _ in 0..200 {
             if tokio::net::TcpStream::connect(("127.0.0.1", port))
                 .await
                 .is_ok()
             {
-                return Process { child, url };
+                return process;
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
