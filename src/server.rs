@@ -39,7 +39,7 @@ pub async fn run(
 
 /// Opens the store and replays it on the blocking pool: recovery reads and fsyncs files and
 /// must not hold a runtime worker. Nothing is accepted before it has finished.
-async fn recover(config: Config) -> std::io::Result<Arc<Broker>> {
+pub async fn recover(config: Config) -> std::io::Result<Arc<Broker>> {
     tokio::task::spawn_blocking(move || Broker::open(config))
         .await
         .map_err(std::io::Error::other)?
