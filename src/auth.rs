@@ -29,15 +29,23 @@ pub enum AuthError {
     LoopbackOnly(String),
 }
 
-/// In RabbitMQ's words, for the log (the client only hears "Login was refused").
+/// In RabbitMQ's words, for the log (the client only hears "Login was refused"). Names the
+/// client sent are escaped: a user name with a newline cannot forge a log line.
 impl std::fmt::Display for AuthError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             AuthError::UnknownMechanism(m) => {
+                let m = crate::logging::log_safe(m);
                 write!(f, "unsupported authentication mechanism '{m}'")
             }
             AuthError::MalformedResponse => f.write_str("malformed SASL response"),
-            AuthError::InvalidCredentials(user) => write!(f, "user '{user}' - invalid credentials"),
+            AuthError::InvalidCredentials(user) => {
+                write!(
+                    f,
+                    "user '{}' - invalid credentials",
+                    crate::logging::log_safe(user)
+                )
+            }
             AuthError::LoopbackOnly(user) => {
                 write!(f, "user '{user}' can only connect via localhost")
             }

@@ -94,7 +94,7 @@ async fn run<R: AsyncRead + Unpin>(
             }
             return Err(HandshakeEnd::AuthFailed(format!(
                 "{} login refused: {e}",
-                start_ok.mechanism
+                crate::logging::log_safe(&start_ok.mechanism)
             )));
         }
     };
