@@ -427,6 +427,17 @@ async fn refused_logins_channel_errors_and_connection_errors_are_logged_with_the
         "authentication failed: PLAIN login refused: user 'guest' - invalid credentials",
     ]);
 
+    // A user name cannot forge a log line.
+    let forged = format!("amqp://x%0AFORGED:wrong@{}/%2f", w.addrs[0]);
+    assert!(connect_url(&forged).await.is_err());
+    w.wait_for_line(&["user 'x\\nFORGED' - invalid credentials"]);
+    assert!(!w
+        .log
+        .lock()
+        .expect("lock")
+        .iter()
+        .any(|l| l.starts_with("FORGED")));
+
     // A refused vhost (530), with the user.
     let missing_vhost = format!("amqp://guest:guest@{}/nope", w.addrs[0]);
     assert!(connect_url(&missing_vhost).await.is_err());

@@ -129,15 +129,23 @@ pub enum AuthError {
 
 impl AuthError {
     /// RabbitMQ's log line for this refusal (`rabbit_reader:auth_fail/5`), e.g.
-    /// `PLAIN login refused: user 'guest' - invalid credentials`. Never contains a password.
+    /// `PLAIN login refused: user 'guest' - invalid credentials`. Never contains a password;
+    /// names the client sent are escaped, so a user name with a newline cannot forge a log line.
     pub fn log_text(&self, mechanism: &str) -> String {
         let detail = match self {
             AuthError::UnknownMechanism(m) => {
-                return format!("unsupported authentication mechanism '{m}'")
+                let m = crate::logging::log_safe(m);
+                return format!("unsupported authentication mechanism '{m}'");
             }
             AuthError::MalformedResponse => "malformed SASL response".to_owned(),
-            AuthError::InvalidCredentials(u) => format!("user '{u}' - invalid credentials"),
-            AuthError::LoopbackOnly(u) => format!("user '{u}' can only connect via localhost"),
+            AuthError::InvalidCredentials(u) => {
+                let u = crate::logging::log_safe(u);
+                format!("user '{u}' - invalid credentials")
+            }
+            AuthError::LoopbackOnly(u) => {
+                let u = crate::logging::log_safe(u);
+                format!("user '{u}' can only connect via localhost")
+            }
             AuthError::NoPeerCertificate => "no peer certificate".to_owned(),
         };
         format!("{mechanism} login refused: {detail}")

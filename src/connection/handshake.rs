@@ -94,10 +94,9 @@ async fn run<R: AsyncRead + Unpin>(
             if failure_close {
                 send_close(outbound, &AmqpError::access_refused(text.clone()));
             }
-            return Err(HandshakeEnd::AuthFailed(format!(
-                "{} login refused: {e}",
-                start_ok.mechanism
-            )));
+            return Err(HandshakeEnd::AuthFailed(
+                e.log_text(&crate::logging::log_safe(&start_ok.mechanism)),
+            ));
         }
     };
     // Later refusals (a missing vhost, a bad tune-ok) are logged with the user, as RabbitMQ does.

@@ -72,7 +72,13 @@ impl std::fmt::Display for CloseReason {
                 write!(f, "missed heartbeats from client, timeout: {s}s")
             }
             CloseReason::Error(e) => {
-                write!(f, "connection error {}: {}", e.code.code(), e.reply_text())
+                // Reply texts quote client-chosen names: escaped, so no one can forge log lines.
+                write!(
+                    f,
+                    "connection error {}: {}",
+                    e.code.code(),
+                    crate::logging::log_safe(&e.reply_text())
+                )
             }
         }
     }
@@ -137,7 +143,7 @@ async fn serve_in_span<S>(
                 HandshakeEnd::Refused(e) => error!(
                     code = e.code.code(),
                     "connection refused during the handshake: {}",
-                    e.reply_text()
+                    crate::logging::log_safe(&e.reply_text())
                 ),
                 HandshakeEnd::Timeout => warn!("handshake timed out"),
                 HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
@@ -147,14 +153,13 @@ async fn serve_in_span<S>(
         }
     };
     let span = Span::current();
-    span.record("user", tracing::field::display(&negotiated.user));
     span.record("vhost", tracing::field::display(&negotiated.vhost.name));
     if let Some(name) = negotiated
         .client_properties
         .get("connection_name")
         .and_then(|v| v.as_str())
     {
-        span.record("name", tracing::field::display(name));
+        span.record("name", tracing::field::debug(name)); // quoted and escaped: client-chosen
     }
     info!("connection opened");
     let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader);
@@ -509,8 +514,13 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             Ok(()) => Ok(()),
             Err(e) if e.is_soft() => {
                 // One line per channel error, at RabbitMQ's level, inside the channel's span.
-                Self::channel_span(id)
-                    .in_scope(|| error!(code = e.code.code(), "channel error: {}", e.reply_text()));
+                Self::channel_span(id).in_scope(|| {
+                    error!(
+                        code = e.code.code(),
+                        "channel error: {}",
+                        crate::logging::log_safe(&e.reply_text())
+                    )
+                });
                 ch.close();
                 let close = channel::Close {
                     reply_code: e.code.code(),
@@ -529,7 +539,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     /// Sends connection.close and waits (bounded) for close-ok, dropping everything else.
     async fn close_with(&mut self, e: AmqpError) -> CloseReason {
         if e.code != ReplyCode::ConnectionForced {
-            error!(code = e.code.code(), "connection error: {}", e.reply_text());
+            error!(
+                code = e.code.code(),
+                "connection error: {}",
+                crate::logging::log_safe(&e.reply_text())
+            );
         }
         send_close(&self.ctx.outbound, &e);
         let wait_close_ok = async {
