@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Python clients against $AMQP_URL (interop/README.md): pika's scenarios, then celery's (a real
-# Celery worker, kombu underneath). Prints two summary lines: `pika: …` and `celery: …`.
+# Celery worker, kombu underneath), then amqpstorm's, rabbitpy's and aio-pika's
+# (compat_scenarios.py). Prints one summary line per library: `pika: …`, `celery: …`,
+# `amqpstorm: …`, `rabbitpy: …`, `aio-pika: …`.
 # Installs requirements.txt (every package pinned) from PyPI into a venv under target/.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -16,6 +18,9 @@ if ! cmp -s "$HERE/requirements.txt" "$STAMP"; then
         echo "FAIL install: pip install -r requirements.txt failed"
         echo "pika: 0 passed, 1 failed"
         echo "celery: 0 passed, 1 failed"
+        echo "amqpstorm: 0 passed, 1 failed"
+        echo "rabbitpy: 0 passed, 1 failed"
+        echo "aio-pika: 0 passed, 1 failed"
         exit 1
     fi
     cp "$HERE/requirements.txt" "$STAMP"
@@ -24,4 +29,5 @@ cd "$HERE"
 status=0
 "$VENV/bin/python" -u pika_scenarios.py || status=1
 "$VENV/bin/python" -u celery_scenarios.py || status=1
+"$VENV/bin/python" -u compat_scenarios.py || status=1
 exit $status
