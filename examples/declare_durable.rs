@@ -1,6 +1,6 @@
 //! How long declaring many durable queues takes (issue 10: 10,000 in under 5 s).
 //!
-//! `cargo run --release --example declare_durable -- [QUEUES] [CHANNELS]` starts a broker
+//! `cargo run --example declare_durable -- [QUEUES] [CHANNELS]` (BENCHMARKS.md: debug) starts a broker
 //! in-process on a fresh temporary data directory, then declares QUEUES (default 10,000)
 //! durable queues from one lapin connection: first one after another on one channel, then
 //! spread over CHANNELS (default 8) channels declaring in parallel, each on a fresh broker.
