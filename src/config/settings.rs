@@ -553,6 +553,59 @@ mod tests {
         Settings::from_parts(parsed, &matches)
     }
 
+    /// packaging/warren.toml documents every key, each example value parses.
+    #[test]
+    fn the_example_file_documents_every_key_with_valid_values() {
+        let example = include_str!("../../packaging/warren.toml");
+        let mut seen = std::collections::BTreeSet::new();
+        let mut toml_text = String::new();
+        for line in example.lines() {
+            let Some(setting) = line.strip_prefix("# ") else {
+                continue;
+            };
+            let Some((key, _)) = setting.split_once(" = ") else {
+                continue;
+            };
+            if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && seen.insert(key) {
+                let value = setting.split(" # ").next().unwrap_or(setting);
+                toml_text.push_str(value);
+                toml_text.push('\n');
+            }
+        }
+        let parsed: Result<FileSettings, _> = toml::from_str(&toml_text);
+        assert!(parsed.is_ok(), "{parsed:?}\n{toml_text}");
+        let documented: Vec<&str> = seen.into_iter().collect();
+        let mut fields: Vec<&str> = FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(documented, fields);
+    }
+
+    /// Every key of [`FileSettings`].
+    const FIELDS: [&str; 22] = [
+        "listen",
+        "amqps_listen",
+        "tls_cert",
+        "tls_key",
+        "tls_ca",
+        "tls_verify_peer",
+        "tls_fail_if_no_peer_cert",
+        "ssl_cert_login_from",
+        "management_listen",
+        "prometheus_listen",
+        "load_definitions",
+        "log_format",
+        "log_file",
+        "log_level",
+        "data_dir",
+        "frame_max",
+        "heartbeat",
+        "channel_max",
+        "default_user",
+        "default_pass",
+        "default_user_remote",
+        "memory_high_watermark",
+    ];
+
     #[test]
     fn defaults_start_and_listen_like_rabbitmq() {
         let s = load(&[]).expect("defaults are valid");
