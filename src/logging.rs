@@ -150,3 +150,18 @@ pub fn init(settings: &LogSettings) -> Result<LogHandle, StartupError> {
         sink,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::log_safe;
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            log_safe("no queue 'q' in vhost '/'"),
+            "no queue 'q' in vhost '/'"
+        );
+        assert_eq!(log_safe("a\nERROR b\u{1b}[31m"), "a\\nERROR b\\u{1b}[31m");
+        assert_eq!(log_safe("héllo"), "héllo");
+    }
+}

@@ -48,10 +48,10 @@ pub struct Args {
     #[arg(long, env = "WARREN_TLS_CA", value_name = "FILE")]
     pub tls_ca: Option<PathBuf>,
     /// Ask clients for a certificate and check it (RabbitMQ's verify_peer).
-    #[arg(long, env = "WARREN_TLS_VERIFY_PEER", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, env = "WARREN_TLS_VERIFY_PEER", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
     pub tls_verify_peer: Option<bool>,
     /// Refuse clients without a certificate (RabbitMQ's fail_if_no_peer_cert).
-    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, env = "WARREN_TLS_FAIL_IF_NO_PEER_CERT", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
     pub tls_fail_if_no_peer_cert: Option<bool>,
     /// For the EXTERNAL mechanism: the user name is the certificate's common_name or
     /// distinguished_name.
@@ -102,7 +102,7 @@ pub struct Args {
     )]
     pub default_pass: Option<String>,
     /// Let the default user connect from any address, not only loopback.
-    #[arg(long, env = "WARREN_DEFAULT_USER_REMOTE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    #[arg(long, env = "WARREN_DEFAULT_USER_REMOTE", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL", value_parser = clap::builder::BoolishValueParser::new())]
     pub default_user_remote: Option<bool>,
     /// Queued-message memory above which publishers are blocked (connection.blocked): a
     /// fraction of RAM (or of the container's cgroup limit) such as 0.4, or an amount such as
@@ -598,6 +598,59 @@ mod tests {
         Settings::from_parts(parsed, &matches)
     }
 
+    /// packaging/warren.toml documents every key, each example value parses.
+    #[test]
+    fn the_example_file_documents_every_key_with_valid_values() {
+        let example = include_str!("../../packaging/warren.toml");
+        let mut seen = std::collections::BTreeSet::new();
+        let mut toml_text = String::new();
+        for line in example.lines() {
+            let Some(setting) = line.strip_prefix("# ") else {
+                continue;
+            };
+            let Some((key, _)) = setting.split_once(" = ") else {
+                continue;
+            };
+            if key.chars().all(|c| c.is_ascii_lowercase() || c == '_') && seen.insert(key) {
+                let value = setting.split(" # ").next().unwrap_or(setting);
+                toml_text.push_str(value);
+                toml_text.push('\n');
+            }
+        }
+        let parsed: Result<FileSettings, _> = toml::from_str(&toml_text);
+        assert!(parsed.is_ok(), "{parsed:?}\n{toml_text}");
+        let documented: Vec<&str> = seen.into_iter().collect();
+        let mut fields: Vec<&str> = FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(documented, fields);
+    }
+
+    /// Every key of [`FileSettings`].
+    const FIELDS: [&str; 22] = [
+        "listen",
+        "amqps_listen",
+        "tls_cert",
+        "tls_key",
+        "tls_ca",
+        "tls_verify_peer",
+        "tls_fail_if_no_peer_cert",
+        "ssl_cert_login_from",
+        "management_listen",
+        "prometheus_listen",
+        "load_definitions",
+        "log_format",
+        "log_file",
+        "log_level",
+        "data_dir",
+        "frame_max",
+        "heartbeat",
+        "channel_max",
+        "default_user",
+        "default_pass",
+        "default_user_remote",
+        "memory_high_watermark",
+    ];
+
     #[test]
     fn defaults_start_and_listen_like_rabbitmq() {
         let s = load(&[]).expect("defaults are valid");
@@ -645,6 +698,20 @@ mod tests {
         assert!(e.0.starts_with("--memory-high-watermark:"), "{e}");
         let e = load(&["--log-format", "xml"]).unwrap_err();
         assert!(e.0.contains("--log-format: 'xml'"), "{e}");
+    }
+
+    #[test]
+    fn boolean_flags_take_no_value_or_a_boolish_one() {
+        assert!(
+            !load(&["--default-user-remote"])
+                .expect("valid")
+                .config
+                .default_user_loopback_only
+        );
+        let s = load(&["--default-user-remote", "0"]).expect("valid");
+        assert!(s.config.default_user_loopback_only);
+        let s = load(&["--default-user-remote=yes"]).expect("valid");
+        assert!(!s.config.default_user_loopback_only);
     }
 
     #[test]
