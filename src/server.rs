@@ -287,9 +287,10 @@ impl BrokerHandle {
         let stop = CancellationToken::new();
         let stopped = stop.clone();
         let serving = broker.clone();
-        let task = tokio::spawn(async move {
-            serve(serving, vec![listener], stopped.cancelled_owned()).await
-        });
+        let task =
+            tokio::spawn(
+                async move { serve(serving, vec![listener], stopped.cancelled_owned()).await },
+            );
         Ok(BrokerHandle {
             addr,
             stop,

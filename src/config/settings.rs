@@ -477,7 +477,10 @@ impl Settings {
                 .handshake_timeout
                 .or(file.handshake_timeout)
                 .filter(|s| s.is_finite() && *s >= 0.0)
-                .map_or(defaults.handshake_timeout, std::time::Duration::from_secs_f64),
+                .map_or(
+                    defaults.handshake_timeout,
+                    std::time::Duration::from_secs_f64,
+                ),
             connection_max: args
                 .connection_max
                 .or(file.connection_max)
