@@ -489,7 +489,6 @@ impl Settings {
                 .honour_channel_flow
                 .or(file.honour_channel_flow)
                 .unwrap_or(defaults.honour_channel_flow),
-            ..defaults
         };
         Ok(Settings {
             config,
