@@ -27,7 +27,7 @@ pub struct Broker {
     /// `disk_free_limit` (see `alarm`).
     pub disk_alarm: watch::Sender<bool>,
     /// Client connections open now (`connection_max`).
-    pub connections: crate::connection::limits::ConnectionCount,
+    pub connections: crate::limits::ConnectionCount,
 }
 
 impl Broker {

@@ -18,6 +18,7 @@ pub mod exchange;
 pub(crate) mod fields;
 pub mod http;
 pub mod ids;
+pub(crate) mod limits;
 pub mod logging;
 pub mod message;
 pub(crate) mod outbound;

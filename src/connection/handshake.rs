@@ -1,10 +1,10 @@
 //! The connection handshake: protocol header, start/start-ok (SASL), tune/tune-ok, open/open-ok.
 //! Separate from the steady state: the dispatcher never sees a half-open connection.
 
-use super::limits::{negotiate_channel_max, ConnectionSlot};
 use super::reader::{FrameReader, ReadError};
 use crate::broker::Broker;
 use crate::error::AmqpError;
+use crate::limits::{negotiate_channel_max, ConnectionSlot};
 use crate::outbound::Outbound;
 use crate::vhost::VHost;
 use std::net::SocketAddr;

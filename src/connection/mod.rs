@@ -3,12 +3,12 @@
 //! turns an `AmqpError` into channel.close or connection.close.
 
 pub mod handshake;
-pub mod limits;
 pub mod reader;
 
 use crate::broker::Broker;
 use crate::channel::{Channel, ConnectionContext};
 use crate::error::AmqpError;
+use crate::limits;
 use crate::outbound::Outbound;
 use handshake::{send_close, HandshakeEnd, Negotiated};
 use reader::{FrameReader, ReadError};
