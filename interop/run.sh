@@ -49,15 +49,22 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ -z "$URL" ]; then
-    echo "building warren (release)..." >&2
-    cargo build --release --locked --quiet --bin warren >&2 || { echo "total: 0 passed, 1 failed"; exit 1; }
+    # WARREN_BIN: a warren binary built already (CI passes the static build, saving a second
+    # release build); otherwise a release build of this tree.
+    if [ -n "${WARREN_BIN:-}" ]; then
+        WARREN_BIN="$(cd "$(dirname "$WARREN_BIN")" && pwd)/$(basename "$WARREN_BIN")"
+    else
+        echo "building warren (release)..." >&2
+        cargo build --release --locked --quiet --bin warren >&2 || { echo "total: 0 passed, 1 failed"; exit 1; }
+        WARREN_BIN="$ROOT/target/release/warren"
+    fi
     PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     mkdir -p "$WORK/data"
     # The broker is started (and restarted) by this script, in its own session so that a
     # client's timeout cannot kill it; its pid lives in $WORK/warren.pid.
     cat > "$WORK/start-warren" <<EOF
 #!/usr/bin/env bash
-setsid "$ROOT/target/release/warren" --listen 127.0.0.1:$PORT --data-dir "$WORK/data" \\
+setsid "$WARREN_BIN" --listen 127.0.0.1:$PORT --data-dir "$WORK/data" \\
     >>"$LOGS/warren.log" 2>&1 </dev/null &
 echo \$! > "$WORK/warren.pid"
 for _ in \$(seq 600); do
