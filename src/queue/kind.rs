@@ -26,6 +26,7 @@
 //! consumers, the outbound buffer's drain waiters). A trait would pay off only for types defined
 //! outside the crate, which Warren does not want.
 
+use super::args::{invalid, unacceptable, ArgError, DeclaredFlags, X_QUEUE_TYPE};
 use warren_protocol::{FieldTable, FieldValue};
 
 #[allow(unused_imports)] // for the links in the module doc
@@ -45,13 +46,57 @@ impl QueueType {
             QueueType::Classic => "classic",
         }
     }
+
+    /// The type a new queue's `x-queue-type` asks for (absent: classic, as in RabbitMQ).
+    /// RabbitMQ's `quorum` and `stream` are refused with a 406 rather than silently declared
+    /// as classic queues, which would lose their replication and delivery-limit semantics
+    /// without the client knowing. Their property checks come first, with RabbitMQ's texts, in
+    /// RabbitMQ's order (exclusive, auto-delete, durable).
+    pub fn of_declare(arguments: &FieldTable, flags: DeclaredFlags) -> Result<Self, ArgError> {
+        let name = match arguments.get(X_QUEUE_TYPE) {
+            None => return Ok(QueueType::Classic),
+            Some(FieldValue::LongStr(b)) => String::from_utf8_lossy(b).into_owned(),
+            Some(other) => return Err(invalid(X_QUEUE_TYPE, unacceptable(other))),
+        };
+        match name.as_str() {
+            "classic" => Ok(QueueType::Classic),
+            "quorum" | "stream" => {
+                if flags.exclusive {
+                    Err(ArgError::InvalidProperty("exclusive-owner"))
+                } else if flags.auto_delete {
+                    Err(ArgError::InvalidProperty("auto-delete"))
+                } else if !flags.durable {
+                    Err(ArgError::InvalidProperty("non-durable"))
+                } else {
+                    Err(invalid(
+                        X_QUEUE_TYPE,
+                        format!(
+                            "\"unsupported queue type '{name}': Warren has classic queues only\""
+                        ),
+                    ))
+                }
+            }
+            _ => Err(invalid(
+                X_QUEUE_TYPE,
+                format!("\"unsupported queue type '{name}'\""),
+            )),
+        }
+    }
+
+    /// The type's own checks of a new queue's arguments, after the shared ones
+    /// (`args::QueueArgs::try_parse_shared`) and the type itself were accepted.
+    pub fn validate_arguments(self, arguments: &FieldTable) -> Result<(), ArgError> {
+        match self {
+            QueueType::Classic => super::classic::validate_arguments(arguments),
+        }
+    }
 }
 
 /// The type an `x-queue-type` value names, as a string (`None` when it is not a string); an
 /// absent argument is `classic`, as in RabbitMQ. Used to compare redeclares; a new queue's
-/// value is validated by `args::QueueArgs::try_parse`.
+/// value is validated by [`QueueType::of_declare`].
 pub fn requested_type(arguments: &FieldTable) -> Option<&str> {
     arguments
-        .get(super::args::X_QUEUE_TYPE)
+        .get(X_QUEUE_TYPE)
         .map_or(Some(QueueType::Classic.name()), FieldValue::as_str)
 }
