@@ -34,6 +34,25 @@ pub(super) fn validate_arguments(arguments: &FieldTable) -> Result<(), ArgError>
     }
 }
 
+/// The x-arguments RabbitMQ 3.10 compares on queue redeclare: the classic queue type's own
+/// (`rabbit_classic_queue:capabilities/0`, `queue_arguments`); any other argument may differ
+/// freely, quorum- and stream-only ones included (`x-delivery-limit` added on a redeclare is
+/// accepted by 3.10.8: checked with amqplib). `x-queue-type` is compared separately: RabbitMQ
+/// accepts `classic` against an absent one (vhost.rs).
+pub(super) const COMPARED_ARGUMENTS: &[&str] = &[
+    "x-expires",
+    "x-message-ttl",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-priority",
+    "x-overflow",
+    "x-queue-mode",
+    "x-single-active-consumer",
+    "x-queue-master-locator",
+];
+
 /// What a classic queue holds under its lock.
 #[derive(Default)]
 pub(super) struct QueueState {

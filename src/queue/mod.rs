@@ -10,10 +10,11 @@
 //! journal write between them (`src/vhost/publish.rs`); `kind.rs` lists what every queue type
 //! implements.
 //!
-//! One file per concern: `args` (x-arguments, validation), `priority` (the ready list),
-//! `consumers` (priorities, single active consumer), `ttl` (message expiry), `limits` (length
-//! limits), `dead_letter` (x-death, cycles, the owner trait), `timer` (the per-queue timer task
-//! and x-expires). A queue declared without arguments pays for none of them on its hot path: no
+//! One file per concern: `kind` (the queue-type seam), `classic` (the classic type's state and
+//! operations, behind [`Queue`]'s backend enum), `args` (x-arguments, validation), `priority`
+//! (the ready list), `consumers` (priorities, single active consumer), `ttl` (message expiry),
+//! `limits` (length limits), `dead_letter` (x-death, cycles, the owner trait), `timer` (the
+//! per-queue timer task and x-expires). A queue declared without arguments pays for none of them on its hot path: no
 //! clock read, no allocation and no extra lock per message.
 
 pub mod args;
