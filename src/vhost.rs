@@ -591,25 +591,6 @@ fn add_binding(
         .map_err(|InvalidBinding::InvalidArguments(t)| BindError::BadArguments(t))
 }
 
-/// The x-arguments RabbitMQ 3.10 compares on queue redeclare: the classic queue type's own
-/// (`rabbit_classic_queue:capabilities/0`, `queue_arguments`); any other argument may differ
-/// freely, quorum- and stream-only ones included (`x-delivery-limit` added on a redeclare is
-/// accepted by 3.10.8: checked with amqplib). `x-queue-type` is compared separately: RabbitMQ
-/// accepts `classic` against an absent one, and Warren has no other type.
-const COMPARED_QUEUE_ARGUMENTS: &[&str] = &[
-    "x-expires",
-    "x-message-ttl",
-    "x-dead-letter-exchange",
-    "x-dead-letter-routing-key",
-    "x-max-length",
-    "x-max-length-bytes",
-    "x-max-priority",
-    "x-overflow",
-    "x-queue-mode",
-    "x-single-active-consumer",
-    "x-queue-master-locator",
-];
-
 /// The exchange arguments RabbitMQ compares on redeclare (`rabbit_exchange:assert_args_equivalence`).
 const COMPARED_EXCHANGE_ARGUMENTS: &[&str] = &["alternate-exchange"];
 
@@ -688,7 +669,9 @@ fn check_queue_equivalent(q: &Queue, new: &QueueOptions) -> Result<(), DeclareEr
             quoted(o.auto_delete),
         ));
     }
-    check_arguments(COMPARED_QUEUE_ARGUMENTS, &new.arguments, &o.arguments, diff)?;
+    // Which x-arguments must match is the queue type's business (kind.rs).
+    let compared = q.queue_type().compared_arguments();
+    check_arguments(compared, &new.arguments, &o.arguments, diff)?;
     check_queue_type(&new.arguments, &o.arguments, diff)
 }
 

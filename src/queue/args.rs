@@ -3,6 +3,7 @@
 //! Only new queues are validated: a redeclare is compared for equivalence instead (vhost.rs),
 //! which is also what RabbitMQ does. Never touches queue state.
 
+use super::kind::QueueType;
 use crate::fields::field_type_name;
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
@@ -150,7 +151,18 @@ pub struct DeclaredFlags {
 impl QueueArgs {
     /// Parses and validates a new queue's arguments. Unknown arguments are ignored, as in
     /// RabbitMQ.
+    /// `x-queue-type` picks the type (`kind.rs`), which then checks its own arguments.
     pub fn try_parse(args: &FieldTable, flags: DeclaredFlags) -> Result<Self, ArgError> {
+        let out = Self::try_parse_shared(args)?;
+        let queue_type = QueueType::of_declare(args, flags)?;
+        queue_type.validate_arguments(args)?;
+        Ok(out)
+    }
+
+    /// Parses and validates the arguments every queue type reads (TTLs, dead-lettering,
+    /// length limits, priorities, single active consumer, mode), in RabbitMQ's order; the
+    /// queue type and its own arguments are checked after these.
+    pub fn try_parse_shared(args: &FieldTable) -> Result<Self, ArgError> {
         // RabbitMQ's channel checks the DLX name's type before the queue validates the rest.
         let dlx = match args.get(X_DEAD_LETTER_EXCHANGE) {
             None => None,
@@ -190,16 +202,6 @@ impl QueueArgs {
                 FieldValue::Bool(b) => *b,
                 other => return Err(invalid(X_SINGLE_ACTIVE_CONSUMER, unacceptable(other))),
             };
-        }
-        if let Some(v) = args.get(X_QUEUE_TYPE) {
-            queue_type(v, flags)?;
-        }
-        if let Some(key) = args.iter().find_map(|(k, _)| {
-            OTHER_QUEUE_TYPE_ARGUMENTS
-                .iter()
-                .find(|a| **a == k.as_str())
-        }) {
-            return Err(ArgError::NotForClassicQueues(key));
         }
         Ok(out)
     }
@@ -279,7 +281,7 @@ fn short_str(b: &[u8]) -> ShortStr {
     ShortStr::truncated(&String::from_utf8_lossy(b))
 }
 
-fn invalid(key: &'static str, reason: String) -> ArgError {
+pub(super) fn invalid(key: &'static str, reason: String) -> ArgError {
     ArgError::Invalid { key, reason }
 }
 
@@ -311,7 +313,7 @@ fn integer(v: &FieldValue) -> Result<i64, String> {
     }
 }
 
-fn unacceptable(v: &FieldValue) -> String {
+pub(super) fn unacceptable(v: &FieldValue) -> String {
     format!("{{unacceptable_type,{}}}", field_type_name(v))
 }
 
@@ -375,38 +377,6 @@ fn queue_mode(v: &FieldValue) -> Result<(), String> {
             String::from_utf8_lossy(b)
         )),
         other => Err(unacceptable(other)),
-    }
-}
-
-/// `classic` is what Warren is. RabbitMQ's `quorum` and `stream` are refused with a 406 rather
-/// than silently declared as classic queues, which would lose their replication and
-/// delivery-limit semantics without the client knowing. Their property checks come first, with
-/// RabbitMQ's texts, in RabbitMQ's order (exclusive, auto-delete, durable).
-fn queue_type(v: &FieldValue, flags: DeclaredFlags) -> Result<(), ArgError> {
-    let name = match v {
-        FieldValue::LongStr(b) => String::from_utf8_lossy(b).into_owned(),
-        other => return Err(invalid(X_QUEUE_TYPE, unacceptable(other))),
-    };
-    match name.as_str() {
-        "classic" => Ok(()),
-        "quorum" | "stream" => {
-            if flags.exclusive {
-                Err(ArgError::InvalidProperty("exclusive-owner"))
-            } else if flags.auto_delete {
-                Err(ArgError::InvalidProperty("auto-delete"))
-            } else if !flags.durable {
-                Err(ArgError::InvalidProperty("non-durable"))
-            } else {
-                Err(invalid(
-                    X_QUEUE_TYPE,
-                    format!("\"unsupported queue type '{name}': Warren has classic queues only\""),
-                ))
-            }
-        }
-        _ => Err(invalid(
-            X_QUEUE_TYPE,
-            format!("\"unsupported queue type '{name}'\""),
-        )),
     }
 }
 

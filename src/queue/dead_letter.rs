@@ -13,7 +13,7 @@
 //! exchange locks in their documented order and a dead letter pushed back into the same queue
 //! cannot deadlock.
 
-use super::{Queue, QueuedMessage};
+use super::{Backend, Queue, QueuedMessage};
 use crate::message::Message;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -112,6 +112,13 @@ impl Queue {
 
     /// basic.reject / basic.nack without requeue: dead-letter (reason `rejected`) or drop.
     pub fn reject(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
+        match &self.backend {
+            Backend::Classic(_) => self.reject_classic(messages),
+        }
+    }
+
+    /// A classic queue's reject: the messages are already off its lists.
+    fn reject_classic(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
         let mut n = 0;
         let messages = messages.into_iter().inspect(|_| n += 1);
         if self.args.dead_letter_exchange.is_none() || self.is_deleted() {

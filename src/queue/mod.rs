@@ -10,13 +10,15 @@
 //! journal write between them (`src/vhost/publish.rs`); `kind.rs` lists what every queue type
 //! implements.
 //!
-//! One file per concern: `args` (x-arguments, validation), `priority` (the ready list),
-//! `consumers` (priorities, single active consumer), `ttl` (message expiry), `limits` (length
-//! limits), `dead_letter` (x-death, cycles, the owner trait), `timer` (the per-queue timer task
-//! and x-expires). A queue declared without arguments pays for none of them on its hot path: no
+//! One file per concern: `kind` (the queue-type seam), `classic` (the classic type's state and
+//! operations, behind [`Queue`]'s backend enum), `args` (x-arguments, validation), `priority`
+//! (the ready list), `consumers` (priorities, single active consumer), `ttl` (message expiry),
+//! `limits` (length limits), `dead_letter` (x-death, cycles, the owner trait), `timer` (the
+//! per-queue timer task and x-expires). A queue declared without arguments pays for none of them on its hot path: no
 //! clock read, no allocation and no extra lock per message.
 
 pub mod args;
+mod classic;
 mod consumers;
 pub mod dead_letter;
 pub mod kind;
@@ -30,16 +32,14 @@ use crate::message::Message;
 use crate::stats::{self, MessageCounters, QueueStats};
 use crate::store::Store;
 use args::QueueArgs;
-use consumers::Consumers;
-use dead_letter::DeadLetters;
+use classic::{ClassicQueue, QueueState};
 pub use dead_letter::{DeadLetter, DeadLetterReason, QueueOwner};
 pub use kind::QueueType;
-use parking_lot::{Mutex, MutexGuard};
-use priority::ReadyList;
+use parking_lot::MutexGuard;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 
 /// A message waiting in (or delivered from) one queue.
@@ -144,24 +144,6 @@ pub enum ConsumeError {
     Deleted,
 }
 
-#[derive(Default)]
-struct QueueState {
-    ready: ReadyList,
-    next_seq: u64,
-    consumers: Consumers,
-    /// Auto-delete applies only once a queue has had a consumer (spec: queue.declare auto-delete).
-    had_consumer: bool,
-    /// Some message could expire: the head is checked and the timer runs (ttl.rs).
-    has_expiring: bool,
-    /// When the queue was last used, for x-expires (timer.rs).
-    last_used: Option<Instant>,
-    /// The deadline the timer task sleeps until, if it sleeps until one.
-    timer_at: Option<Instant>,
-    /// Publishes admitted but not yet enqueued (reject-publish queues only, see
-    /// [`Queue::admit`]): counted against the length limits.
-    reserved: limits::Reserved,
-}
-
 /// What queue.declare said about a queue, to compare redeclares with.
 #[derive(Clone, Debug, PartialEq)]
 pub struct QueueOptions {
@@ -175,13 +157,21 @@ pub struct QueueOptions {
     pub arguments: FieldTable,
 }
 
-/// A queue.
+/// What a queue's type keeps for itself; every [`Queue`] operation that differs between types
+/// matches on it (the seam described in `kind.rs`). Quorum queues and streams become further
+/// variants.
+enum Backend {
+    /// `x-queue-type: classic` (the default).
+    Classic(ClassicQueue),
+}
+
+/// A queue: what every queue type shares, and its type's own state in [`Backend`].
 pub struct Queue {
     /// Queue name.
     pub name: ShortStr,
     /// Declared options.
     pub options: QueueOptions,
-    state: Mutex<QueueState>,
+    backend: Backend,
     deleted: AtomicBool,
     /// The store and this queue's id in it, for durable queues (set once, when declared or
     /// restored).
@@ -206,7 +196,9 @@ impl Queue {
     }
 
     /// A new, empty queue with validated arguments, owned by `owner` (its vhost), which
-    /// receives its dead letters and deletes it when `x-expires` runs out.
+    /// receives its dead letters and deletes it when `x-expires` runs out. `x-queue-type`
+    /// picks the type, after the arguments every type shares were checked; the type then checks
+    /// its own (RabbitMQ's order, so a client sees the same 406 texts).
     pub fn try_new(
         name: ShortStr,
         options: QueueOptions,
@@ -217,7 +209,9 @@ impl Queue {
             auto_delete: options.auto_delete,
             exclusive: options.exclusive_owner.is_some(),
         };
-        let args = QueueArgs::try_parse(&options.arguments, flags)?;
+        let args = QueueArgs::try_parse_shared(&options.arguments)?;
+        let queue_type = QueueType::of_declare(&options.arguments, flags)?;
+        queue_type.validate_arguments(&options.arguments)?;
         Ok(Self::build(name, options, args, Some(owner)))
     }
 
@@ -227,16 +221,10 @@ impl Queue {
         args: QueueArgs,
         owner: Option<Weak<dyn QueueOwner>>,
     ) -> Arc<Self> {
-        let state = QueueState {
-            ready: ReadyList::new(args.max_priority),
-            consumers: Consumers::new(args.single_active_consumer),
-            last_used: args.expires.map(|_| Instant::now()),
-            ..QueueState::default()
-        };
         let q = Arc::new(Queue {
             name,
             options,
-            state: Mutex::new(state),
+            backend: Backend::Classic(ClassicQueue::new(&args)),
             deleted: AtomicBool::new(false),
             journal: OnceLock::new(),
             args,
@@ -245,8 +233,8 @@ impl Queue {
             counters: MessageCounters::default(),
             unacked: AtomicU64::new(0),
         });
-        if q.args.expires.is_some() {
-            q.reschedule(&mut q.state.lock());
+        match &q.backend {
+            Backend::Classic(c) => c.start(&q),
         }
         q
     }
@@ -270,29 +258,9 @@ impl Queue {
     /// `deliveries` is how often it was delivered before the restart: it comes back
     /// redelivered, with that many earlier deliveries counted in `x-delivery-count`.
     pub fn push_recovered(self: &Arc<Self>, message: Arc<Message>, deliveries: u32) {
-        let redelivered = deliveries > 0;
-        let mut st = self.state.lock();
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        let mut queued = QueuedMessage {
-            redelivered,
-            delivery_count: deliveries,
-            ..QueuedMessage::new(seq, message)
-        };
-        // Recovered messages arrive with their bodies on disk: the first ones, and every one
-        // of a queue that dead-letters, are read back now; deeper ones when they near the head.
-        if st.ready.bytes() < PAGE_OUT_BYTES || self.args.dead_letter_exchange.is_some() {
-            MutexGuard::unlocked(&mut st, || self.page_in(&mut queued));
+        match &self.backend {
+            Backend::Classic(c) => c.push_recovered(self, message, deliveries),
         }
-        if self.args.message_ttl.is_some() || queued.message.properties.expiration.is_some() {
-            // The journal keeps no expiry times: a recovered message's TTL starts again now
-            // (RabbitMQ keeps the original deadline; this is later, never sooner).
-            queued.expires_at =
-                ttl::expiry_of(self.args.message_ttl, &queued.message, Instant::now());
-            st.has_expiring |= queued.expires_at.is_some();
-        }
-        st.ready.push_back(queued);
-        self.reschedule(&mut st);
     }
 
     /// A journaled message landing behind [`PAGE_OUT_BYTES`] of ready bodies keeps only a stub
@@ -369,202 +337,50 @@ impl Queue {
     /// caller must enqueue every message admitted. Queues that never refuse answer without
     /// taking their lock.
     pub fn admit(self: &Arc<Self>, message: &Arc<Message>) -> bool {
-        if !self.reserves_room() {
-            return true;
+        match &self.backend {
+            Backend::Classic(c) => c.admit(self, message),
         }
-        let mut dead = DeadLetters::new();
-        let admitted = {
-            let mut st = self.state.lock();
-            if self.args.message_ttl.is_some() || message.properties.expiration.is_some() {
-                self.expire_head(&mut st, Instant::now(), &mut dead);
-            }
-            if self.refuses(&st, message) {
-                self.refuse(message, &mut dead);
-                false
-            } else {
-                st.reserved.add(message);
-                true
-            }
-        };
-        self.publish_dead_letters(dead);
-        admitted
-    }
-
-    /// Whether publishes reserve room at [`Queue::admit`]: only a queue that refuses publishes.
-    fn reserves_room(&self) -> bool {
-        self.args.has_limits() && self.args.overflow != args::Overflow::DropHead
     }
 
     /// The second step of a publish: appends an admitted message (already journaled when it is
     /// persistent and this queue durable) and delivers what consumers can take, applying the
     /// queue's TTL and drop-head length limits.
     pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
-        let mut dead = DeadLetters::new();
-        self.enqueue_locked(message, &mut dead);
-        self.publish_dead_letters(dead);
-    }
-
-    fn enqueue_locked(self: &Arc<Self>, message: Arc<Message>, dead: &mut DeadLetters) {
-        let timed = self.args.message_ttl.is_some() || message.properties.expiration.is_some();
-        let now = timed.then(Instant::now);
-        stats::bump(&self.counters.published);
-        let mut st = self.state.lock();
-        if self.reserves_room() {
-            st.reserved.remove(&message);
-        }
-        if let Some(now) = now {
-            self.expire_head(&mut st, now, dead);
-        }
-        let seq = st.next_seq;
-        st.next_seq += 1;
-        let mut queued = QueuedMessage::new(seq, message);
-        self.page_out_if_deep(&st, &mut queued);
-        if let Some(now) = now {
-            queued.expires_at = ttl::expiry_of(self.args.message_ttl, &queued.message, now);
-            st.has_expiring |= queued.expires_at.is_some();
-        }
-        st.ready.push_back(queued);
-        self.dispatch_locked(&mut st, now, dead);
-        if self.args.has_limits() {
-            self.drop_over_limit(&mut st, dead);
-        }
-        if let Some(now) = now {
-            // What is still here with TTL 0 could not be delivered at once: it expires now.
-            self.expire_head(&mut st, now + Duration::from_nanos(1), dead);
-            self.reschedule(&mut st);
+        match &self.backend {
+            Backend::Classic(c) => c.enqueue(self, message),
         }
     }
 
     /// Puts messages back where they were (within their priority), marked redelivered and
     /// counted in `x-delivery-count`, and delivers again. Expired ones go at once.
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
-        let mut n = 0;
-        let messages = messages.into_iter().inspect(|_| n += 1);
-        if self.is_deleted() {
-            messages.for_each(drop);
-            self.settled_unacked(n);
-            return;
+        match &self.backend {
+            Backend::Classic(c) => c.requeue(self, messages),
         }
-        let mut dead = DeadLetters::new();
-        {
-            let mut st = self.state.lock();
-            for mut m in messages {
-                m.redelivered = true;
-                m.delivery_count = m.delivery_count.saturating_add(1);
-                st.ready.insert_by_seq(m);
-            }
-            self.settled_unacked(n);
-            let now = Self::expiry_clock(&st);
-            if let Some(now) = now {
-                self.expire_head(&mut st, now, &mut dead);
-            }
-            self.dispatch_locked(&mut st, now, &mut dead);
-            self.reschedule(&mut st);
-        }
-        self.publish_dead_letters(dead);
     }
 
     /// Delivers ready messages to consumers with credit (consumers.rs decides who).
     pub fn dispatch(self: &Arc<Self>) {
-        let mut dead = DeadLetters::new();
-        {
-            let mut st = self.state.lock();
-            let now = Self::expiry_clock(&st);
-            self.dispatch_locked(&mut st, now, &mut dead);
-            self.reschedule(&mut st);
-        }
-        self.publish_dead_letters(dead);
-    }
-
-    /// Delivers while a consumer can take the head; expired heads (expiry before `now`) are
-    /// dropped first.
-    fn dispatch_locked(
-        self: &Arc<Self>,
-        st: &mut MutexGuard<'_, QueueState>,
-        now: Option<Instant>,
-        dead: &mut DeadLetters,
-    ) {
-        // A head whose body the journal did not give back goes out as it is (once).
-        let mut unreadable = None;
-        while !st.consumers.is_empty() {
-            if let Some(now) = now {
-                self.expire_head(st, now, dead);
-            }
-            let paged = st
-                .ready
-                .front()
-                .filter(|m| m.message.is_paged())
-                .map(|m| m.seq);
-            if paged.is_some() && paged != unreadable {
-                if !self.page_in_head(st) {
-                    unreadable = paged;
-                }
-                // The lock was released meanwhile: look at the queue afresh.
-                continue;
-            }
-            let state: &mut QueueState = st;
-            let Some(msg) = state.ready.front() else {
-                return;
-            };
-            let Some(no_ack) = state.consumers.offer(self, msg) else {
-                return;
-            };
-            if let Some(sent) = st.ready.pop_front() {
-                self.count_delivery(false, no_ack, sent.redelivered);
-                if no_ack {
-                    self.remove_for_good(std::iter::once(sent));
-                } else {
-                    self.journal_delivery(&sent);
-                }
-            }
+        match &self.backend {
+            Backend::Classic(c) => c.dispatch(self),
         }
     }
 
     /// basic.get: the first ready message and how many remain. With `no_ack` the message
     /// leaves the queue for good; otherwise the channel settles it later.
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
-        let mut dead = DeadLetters::new();
-        let got = {
-            let mut st = self.state.lock();
-            if self.args.expires.is_some() {
-                st.last_used = Some(Instant::now());
-            }
-            let now = Self::expiry_clock(&st);
-            if let Some(now) = now {
-                self.expire_head(&mut st, now, &mut dead);
-            }
-            let mut msg = st.ready.pop_front();
-            if let Some(m) = msg.as_mut().filter(|m| m.message.is_paged()) {
-                // Taken off the queue already: read its body with the queue unlocked (and
-                // before a no-ack settle lets the journal forget it).
-                MutexGuard::unlocked(&mut st, || self.page_in(m));
-            }
-            if let Some(now) = now {
-                // RabbitMQ drops what expired behind the fetched message before answering.
-                self.expire_head(&mut st, now, &mut dead);
-                self.reschedule(&mut st);
-            }
-            if msg.is_none() {
-                stats::bump(&self.counters.get_empty);
-            }
-            msg.map(|msg| {
-                self.count_delivery(true, no_ack, msg.redelivered);
-                if no_ack {
-                    self.remove_for_good(std::iter::once(msg.clone()));
-                } else {
-                    self.journal_delivery(&msg);
-                }
-                (msg, st.ready.len() as u32)
-            })
-        };
-        self.publish_dead_letters(dead);
-        got
+        match &self.backend {
+            Backend::Classic(c) => c.get(self, no_ack),
+        }
     }
 
     /// Delivered messages that were acknowledged: they leave the queue for good. (Rejected ones
     /// go through [`Queue::reject`], which dead-letters them.)
     pub fn settle(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
-        let n = self.remove_for_good(messages);
+        let n = match &self.backend {
+            // Acked messages are already off a classic queue's lists: only the journal hears.
+            Backend::Classic(_) => self.remove_for_good(messages),
+        };
         stats::bump_by(&self.counters.acked, n);
         self.settled_unacked(n);
     }
@@ -588,18 +404,15 @@ impl Queue {
 
     /// This queue's type (see `kind.rs`: the seam quorum queues and streams will use).
     pub fn queue_type(&self) -> QueueType {
-        QueueType::Classic
+        match &self.backend {
+            Backend::Classic(_) => QueueType::Classic,
+        }
     }
 
     /// Counters and gauges now (the gauges under the queue lock, once per call).
     pub fn stats(&self) -> QueueStats {
-        let (messages_ready, message_bytes_ready, consumers) = {
-            let st = self.state.lock();
-            (
-                st.ready.len() as u64,
-                st.ready.bytes(),
-                st.consumers.len() as u64,
-            )
+        let (messages_ready, message_bytes_ready, consumers) = match &self.backend {
+            Backend::Classic(c) => c.gauges(),
         };
         QueueStats {
             messages: self.counters.snapshot(),
@@ -646,75 +459,45 @@ impl Queue {
         consumer: Consumer,
         on_added: impl FnOnce(),
     ) -> Result<(), ConsumeError> {
-        let mut st = self.state.lock();
-        if self.is_deleted() {
-            return Err(ConsumeError::Deleted);
+        match &self.backend {
+            Backend::Classic(c) => c.add_consumer(self, consumer, on_added),
         }
-        if st.consumers.iter().any(|c| c.exclusive)
-            || (consumer.exclusive && !st.consumers.is_empty())
-        {
-            return Err(ConsumeError::ExclusiveInUse);
-        }
-        on_added();
-        st.consumers.add(consumer);
-        st.had_consumer = true;
-        let mut dead = DeadLetters::new();
-        let now = Self::expiry_clock(&st);
-        self.dispatch_locked(&mut st, now, &mut dead);
-        drop(st);
-        self.publish_dead_letters(dead);
-        Ok(())
     }
 
     /// Removes consumer `tag` of `sink`; returns whether the queue should now auto-delete.
     /// Under single-active-consumer the next consumer takes over at once.
     pub fn remove_consumer(self: &Arc<Self>, sink: &Arc<dyn ConsumerSink>, tag: &ShortStr) -> bool {
-        let mut st = self.state.lock();
-        st.consumers.remove(sink, tag);
-        if st.consumers.is_empty() {
-            if self.args.expires.is_some() {
-                st.last_used = Some(Instant::now());
-                self.reschedule(&mut st);
-            }
-            return self.options.auto_delete && st.had_consumer;
+        match &self.backend {
+            Backend::Classic(c) => c.remove_consumer(self, sink, tag),
         }
-        if self.args.single_active_consumer {
-            let mut dead = DeadLetters::new();
-            let now = Self::expiry_clock(&st);
-            self.dispatch_locked(&mut st, now, &mut dead);
-            drop(st);
-            self.publish_dead_letters(dead);
-        }
-        false
     }
 
     /// Ready messages (what queue.declare-ok reports).
     pub fn message_count(&self) -> u32 {
-        self.state.lock().ready.len() as u32
+        match &self.backend {
+            Backend::Classic(c) => c.message_count(),
+        }
     }
 
     /// Active consumers.
     pub fn consumer_count(&self) -> u32 {
-        self.state.lock().consumers.len() as u32
+        match &self.backend {
+            Backend::Classic(c) => c.consumer_count(),
+        }
     }
 
     /// Drops every ready message; returns how many.
     pub fn purge(&self) -> u32 {
-        let mut st = self.state.lock();
-        let n = st.ready.len() as u32;
-        self.remove_for_good(st.ready.take_all());
-        n
+        match &self.backend {
+            Backend::Classic(c) => c.purge(self),
+        }
     }
 
     /// Marks the queue deleted, drops its messages and cancels its consumers (basic.cancel).
     /// Returns how many ready messages it held.
     pub fn mark_deleted(&self) -> u32 {
-        let (count, consumers) = {
-            let mut st = self.state.lock();
-            self.deleted.store(true, Ordering::Release);
-            let count = st.ready.len() as u32;
-            self.remove_for_good(st.ready.take_all());
-            (count, st.consumers.take_all())
+        let (count, consumers) = match &self.backend {
+            Backend::Classic(c) => c.delete(self),
         };
         self.stop_timer();
         for c in consumers {

@@ -10,7 +10,7 @@
 //! does not count. The queue is then deleted like queue.delete would, its messages not
 //! dead-lettered.
 
-use super::{Queue, QueueState};
+use super::{Backend, Queue, QueueState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -27,7 +27,9 @@ impl Queue {
     /// Records a use of the queue for `x-expires` (declare, basic.get, consumer changes).
     pub fn touch(&self) {
         if self.args.expires.is_some() {
-            self.state.lock().last_used = Some(Instant::now());
+            match &self.backend {
+                Backend::Classic(c) => c.touch(),
+            }
         }
     }
 
@@ -88,7 +90,9 @@ impl Queue {
         let now = Instant::now();
         let mut dead = Vec::new();
         let (next, unused) = {
-            let mut st = self.state.lock();
+            let mut st = match &self.backend {
+                Backend::Classic(c) => c.state.lock(),
+            };
             self.expire_head(&mut st, now, &mut dead);
             let unused = self.unused_deadline(&st).is_some_and(|at| at <= now);
             st.timer_at = if unused {
