@@ -94,7 +94,6 @@ async fn main() -> anyhow::Result<()> {
         handshake_timeout: std::time::Duration::from_secs_f64(args.handshake_timeout.max(0.0)),
         connection_max: args.connection_max.unwrap_or(usize::MAX),
         honour_channel_flow: args.honour_channel_flow,
-        ..warren::Config::default()
     };
     let listener = TcpListener::bind(&args.listen).await?;
     info!(
