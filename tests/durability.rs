@@ -314,7 +314,12 @@ async fn confirmed_messages_survive_random_kill_9_under_load() {
     let data = tempfile::tempdir().expect("temp dir");
     let mut confirmed: HashSet<u64> = HashSet::new();
     let mut next_seq = 0u64;
-    for cycle in 0..4u64 {
+    // WARREN_CRASH_CYCLES=100 for the long run by hand (issue 11); 4 in CI.
+    let cycles = std::env::var("WARREN_CRASH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(4u64);
+    for cycle in 0..cycles {
         let p = Process::start(data.path()).await;
         let (conn, ch) = p.connect().await;
         declare(&ch, "crash.q", true).await;
