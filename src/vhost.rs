@@ -516,6 +516,16 @@ impl VHost {
         self.reply_queues.get(name).map(|q| q.clone())
     }
 
+    /// Every exchange now, the default one (`""`) included (for the management API).
+    pub fn exchange_list(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.iter().map(|x| x.value().clone()).collect()
+    }
+
+    /// Every queue now, direct reply-to ones excluded (for the management API).
+    pub fn queue_list(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|q| q.value().clone()).collect()
+    }
+
     /// Every queue owned exclusively by `connection` (deleted when it closes).
     pub fn exclusive_queues_of(&self, connection: ConnectionId) -> Vec<Arc<Queue>> {
         self.queues
