@@ -127,7 +127,7 @@ pub fn raise_open_file_limit() -> Option<u64> {
     let mut limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
         limit.current = limit.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             warn!(error = %e, "could not raise the open-file limit");
             return getrlimit(Resource::Nofile).current;
         }

@@ -443,6 +443,8 @@ impl Settings {
             })?,
             None => Watermark::default(),
         };
+        // Fields not settable here keep their defaults (none today; kept for the next one).
+        #[allow(clippy::needless_update)]
         let config = Config {
             data_dir: args.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
             frame_max,

@@ -609,7 +609,7 @@ impl ManagementSource for BrokerManagement {
         }
         let properties =
             json_to_properties(&message.properties).map_err(SourceError::BadRequest)?;
-        if message.payload.len() as u64 > u64::from(self.broker.config.max_message_size) {
+        if message.payload.len() as u64 > self.broker.config.max_message_size {
             return Err(SourceError::BadRequest(format!(
                 "message size {} is larger than the configured max size {}",
                 message.payload.len(),

@@ -425,7 +425,7 @@ fn distinguished_name_matches_rabbitmqs_formatting() {
     );
     let der = CertificateDer::from_pem_slice(cert.as_bytes()).expect("pem");
     assert_eq!(
-        peer_identity(&[der.clone()], CertLoginFrom::DistinguishedName).as_deref(),
+        peer_identity(std::slice::from_ref(&der), CertLoginFrom::DistinguishedName).as_deref(),
         Some(
             r#"CN=J\C3\BCrgen\7E\C3\BC,OU=\ lead#trail\ ,O=Acme\, Inc\; \"R&D\" \<x\>\+y,ST=Bayern,C=US"#
         )
