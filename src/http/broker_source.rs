@@ -760,3 +760,37 @@ impl ManagementAuth for BrokerAuth {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let config = crate::Config {
+            data_dir: dir.to_path_buf(),
+            ..crate::Config::default()
+        };
+        Broker::open(config).expect("broker opens")
+    }
+
+    #[test]
+    fn guest_is_an_administrator_from_loopback_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let b = broker(dir.path());
+        let auth = BrokerAuth::new(b.clone());
+        let local = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let remote = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)));
+        let guest = auth
+            .authenticate("guest", "guest", local)
+            .expect("guest logs in");
+        assert_eq!(guest.name, "guest");
+        assert!(guest.is_admin(), "{guest:?}");
+        assert_eq!(guest.vhosts, ["/"]);
+        assert_eq!(auth.authenticate("guest", "guest", remote), None);
+        assert_eq!(auth.authenticate("guest", "guest", None), None);
+        assert_eq!(auth.authenticate("guest", "wrong", local), None);
+        assert_eq!(auth.authenticate("nobody", "guest", local), None);
+        b.close();
+    }
+}
