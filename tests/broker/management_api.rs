@@ -517,3 +517,40 @@ async fn credentials_and_missing_objects_get_rabbitmqs_answers() {
     );
     b.finish().await;
 }
+
+/// Python `requests`, as monitoring scripts call the API (tests/python/management_scenario.py;
+/// provisioned like pika, see `pika_client.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_requests_scenario_passes() {
+    let python = tokio::task::spawn_blocking(crate::pika_client::python_with_pika)
+        .await
+        .expect("provisioning python");
+    let b = TestBroker::start_with_management().await;
+    let port = b
+        .handle
+        .management_addr
+        .expect("management API")
+        .port()
+        .to_string();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/management_scenario.py"
+    );
+    let mut command = tokio::process::Command::new(&python.program);
+    if let Some(path) = &python.pythonpath {
+        command.env("PYTHONPATH", path);
+    }
+    let output = command
+        .args([script, &port])
+        .output()
+        .await
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "management scenario failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("MANAGEMENT OK"), "{stdout}");
+    b.finish().await;
+}
