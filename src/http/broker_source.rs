@@ -623,8 +623,15 @@ impl ManagementSource for BrokerManagement {
             properties,
             Bytes::from(message.payload),
         );
-        let published = v.publish(&x, Arc::new(m));
-        Ok(published.unroutable.is_none())
+        let routed = v.publish(&x, Arc::new(m)).unroutable.is_none();
+        let counters = v.api_counters();
+        stats::bump(&counters.published);
+        stats::bump(if routed {
+            &counters.routed
+        } else {
+            &counters.unroutable_dropped
+        });
+        Ok(routed)
     }
 
     async fn get(
@@ -655,7 +662,14 @@ impl ManagementSource for BrokerManagement {
                 properties: properties_to_json(&m.delivery_properties()),
                 payload: m.message.body.to_vec(),
             });
+            stats::count_delivery(v.api_counters(), true, false, m.redelivered);
             taken.push(m);
+        }
+        if taken.is_empty() {
+            stats::bump(&v.api_counters().get_empty);
+        }
+        if mode == AckMode::AckRequeueFalse {
+            stats::bump_by(&v.api_counters().acked, taken.len() as u64);
         }
         match mode {
             AckMode::AckRequeueFalse => q.settle(taken),

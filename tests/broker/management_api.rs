@@ -344,6 +344,11 @@ async fn publish_get_purge_and_delete_over_http() {
         assert_eq!(api.call("POST", publish, Some(body)).await.status, 200);
     }
     assert_eq!(api.get("/api/queues/%2F/work").await.json()["messages"], 3);
+    let stats = api.get("/api/overview").await.json()["message_stats"].clone();
+    assert_eq!(stats["publish"], 5, "HTTP publishes count: {stats}");
+    assert_eq!(stats["drop_unroutable"], 1, "{stats}");
+    assert_eq!(stats["get"], 3, "{stats}");
+    assert_eq!(stats["deliver_get"], 3, "{stats}");
     let (conn, ch) = b.channel().await;
     assert_eq!(
         ready_count(&ch, "work").await,
