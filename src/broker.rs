@@ -65,6 +65,11 @@ impl Broker {
         self.vhosts.get(name).map(|v| v.clone())
     }
 
+    /// Every vhost now (for the management API; not on the data path).
+    pub fn vhost_list(&self) -> Vec<Arc<VHost>> {
+        self.vhosts.iter().map(|v| v.value().clone()).collect()
+    }
+
     /// A fresh connection id.
     pub fn next_connection_id(&self) -> u64 {
         self.next_connection.fetch_add(1, Ordering::Relaxed)

@@ -45,8 +45,14 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
             "no AMQP listener: --listen is none; give it an address such as 0.0.0.0:5672".into(),
         ));
     }
+    let (management, management_warnings) = bind_management(&settings)?;
     let logs = Arc::new(warren::logging::init(&settings.log)?);
-    for w in settings.warnings.iter().chain(&bind_warnings) {
+    for w in settings
+        .warnings
+        .iter()
+        .chain(&bind_warnings)
+        .chain(&management_warnings)
+    {
         warn!("{w}");
     }
     let open_files = warren::alarm::raise_open_file_limit();
@@ -64,14 +70,24 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         ?open_files,
         "Warren started"
     );
-    for (what, setting) in [
-        ("management API", &settings.management_listen),
-        ("Prometheus metrics", &settings.prometheus_listen),
-    ] {
-        if setting.is_enabled() {
-            tracing::debug!("{what} not built into this version; not listening for it");
-        }
+    if settings.prometheus_listen.is_enabled() {
+        tracing::debug!("Prometheus metrics not built into this version; not listening for it");
     }
+    let amqp_addrs: Vec<std::net::SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let management_addrs: Vec<String> = management
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    if !management_addrs.is_empty() {
+        info!(listen = %management_addrs.join(", "), "management API started");
+    }
+    let stop_management = tokio_util::sync::CancellationToken::new();
+    let management_tasks =
+        warren::server::start_management(&broker, management, &amqp_addrs, stop_management.clone());
     println!(
         "Warren {} listening on {} (data dir {})",
         env!("CARGO_PKG_VERSION"),
@@ -79,10 +95,33 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         settings.config.data_dir.display()
     );
     let reloads = tokio::spawn(reload_on_sighup(settings, logs));
-    warren::server::serve(broker, listeners, shutdown_signal()).await;
+    let shutdown = async {
+        shutdown_signal().await;
+        stop_management.cancel();
+    };
+    warren::server::serve(broker, listeners, shutdown).await;
+    for task in management_tasks {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
+    }
     reloads.abort();
     info!("Warren stopped");
     Ok(())
+}
+
+/// The management API's listeners. An address the operator asked for must bind (the error names
+/// it and the flag, like the AMQP listeners'); the default `0.0.0.0:15672` is skipped with a
+/// warning when taken, so a RabbitMQ or another Warren on the machine does not stop this one.
+fn bind_management(
+    settings: &Settings,
+) -> Result<(Vec<tokio::net::TcpListener>, Vec<String>), StartupError> {
+    let setting = std::slice::from_ref(&settings.management_listen);
+    match &settings.management_listen_explicit {
+        Some(flag) => warren::server::bind_listeners(setting, flag),
+        None => match warren::server::bind_listeners(setting, "--management-listen") {
+            Ok(bound) => Ok(bound),
+            Err(e) => Ok((Vec::new(), vec![format!("management API not started: {e}")])),
+        },
+    }
 }
 
 /// SIGHUP: reopen the log file (logrotate), re-read the log level from the config file.

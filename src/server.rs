@@ -261,10 +261,55 @@ async fn serve_socket(
     connection::serve(broker, socket, peer, token).await;
 }
 
+/// Serves the management HTTP API over `broker` on each of `listeners` until `stop` is
+/// cancelled. `amqp` names the AMQP listeners for `/api/overview`'s `listeners`. Returns the
+/// serving tasks (each ends after finishing its in-flight requests).
+pub fn start_management(
+    broker: &Arc<Broker>,
+    listeners: Vec<TcpListener>,
+    amqp: &[SocketAddr],
+    stop: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    use crate::http::broker_source::{BrokerAuth, BrokerManagement};
+    use crate::http::views::ListenerView;
+    let view = |protocol: &str, a: SocketAddr| ListenerView {
+        protocol: protocol.into(),
+        ip_address: a.ip().to_string(),
+        port: a.port(),
+    };
+    let http: Vec<SocketAddr> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
+    let views = amqp
+        .iter()
+        .map(|a| view("amqp", *a))
+        .chain(http.iter().map(|a| view("http", *a)))
+        .collect();
+    let state = Arc::new(crate::http::Management::new(
+        BrokerManagement::new(broker.clone(), views),
+        BrokerAuth::new(broker.clone()),
+    ));
+    listeners
+        .into_iter()
+        .map(|listener| {
+            let state = state.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::http::serve(listener, state, stop.cancelled_owned()).await {
+                    warn!(error = %e, "management API listener failed");
+                }
+            })
+        })
+        .collect()
+}
+
 /// A broker running in the background, as tests and embedding programs start one.
 pub struct BrokerHandle {
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// Where its management HTTP API listens, when started with one.
+    pub management_addr: Option<SocketAddr>,
     stop: CancellationToken,
     task: JoinHandle<()>,
     broker: Arc<Broker>,
@@ -275,24 +320,56 @@ impl BrokerHandle {
     /// and starts serving on the current runtime. Returns once the broker accepts connections,
     /// with recovery complete; a store that cannot be opened is an error naming the file.
     pub async fn start(config: Config, addr: &str) -> std::io::Result<Self> {
+        Self::start_inner(config, addr, None).await
+    }
+
+    /// [`BrokerHandle::start`], also serving the management HTTP API on `management_addr`
+    /// (port 0 picks a free port; see [`BrokerHandle::management_addr`]).
+    pub async fn start_with_management(
+        config: Config,
+        addr: &str,
+        management_addr: &str,
+    ) -> std::io::Result<Self> {
+        Self::start_inner(config, addr, Some(management_addr)).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        addr: &str,
+        management_addr: Option<&str>,
+    ) -> std::io::Result<Self> {
         let broker = recover(config).await?;
-        let listener = match TcpListener::bind(addr).await {
-            Ok(listener) => listener,
+        let bound = async {
+            let amqp = TcpListener::bind(addr).await?;
+            let http = match management_addr {
+                Some(a) => Some(TcpListener::bind(a).await?),
+                None => None,
+            };
+            Ok::<_, std::io::Error>((amqp, http))
+        };
+        let (listener, http) = match bound.await {
+            Ok(bound) => bound,
             Err(e) => {
                 broker.close();
                 return Err(e);
             }
         };
         let addr = listener.local_addr()?;
+        let management_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
         let stop = CancellationToken::new();
+        let management =
+            start_management(&broker, http.into_iter().collect(), &[addr], stop.clone());
         let stopped = stop.clone();
         let serving = broker.clone();
-        let task =
-            tokio::spawn(
-                async move { serve(serving, vec![listener], stopped.cancelled_owned()).await },
-            );
+        let task = tokio::spawn(async move {
+            serve(serving, vec![listener], stopped.cancelled_owned()).await;
+            for t in management {
+                let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
+            }
+        });
         Ok(BrokerHandle {
             addr,
+            management_addr,
             stop,
             task,
             broker,

@@ -56,6 +56,8 @@ pub struct VHost {
     connections: DashMap<ConnectionId, Arc<ConnectionCounters>>,
     /// What closed connections counted.
     closed_connections: MessageCounters,
+    /// What the management API did (see [`VHost::api_counters`]).
+    api_published: MessageCounters,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -82,6 +84,7 @@ impl VHost {
             me,
             connections: DashMap::new(),
             closed_connections: MessageCounters::default(),
+            api_published: MessageCounters::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -516,6 +519,16 @@ impl VHost {
         self.reply_queues.get(name).map(|q| q.clone())
     }
 
+    /// Every exchange now, the default one (`""`) included (for the management API).
+    pub fn exchange_list(&self) -> Vec<Arc<Exchange>> {
+        self.exchanges.iter().map(|x| x.value().clone()).collect()
+    }
+
+    /// Every queue now, direct reply-to ones excluded (for the management API).
+    pub fn queue_list(&self) -> Vec<Arc<Queue>> {
+        self.queues.iter().map(|q| q.value().clone()).collect()
+    }
+
     /// Every queue owned exclusively by `connection` (deleted when it closes).
     pub fn exclusive_queues_of(&self, connection: ConnectionId) -> Vec<Arc<Queue>> {
         self.queues
@@ -543,6 +556,12 @@ impl VHost {
         }
     }
 
+    /// The counters of what the management API does here (publish, get, ack): it has no
+    /// connection to count them, and they belong in this vhost's totals.
+    pub fn api_counters(&self) -> &MessageCounters {
+        &self.api_published
+    }
+
     /// One open connection's counters now.
     pub fn connection_stats(&self, connection: ConnectionId) -> Option<ConnectionStats> {
         self.connections.get(&connection).map(|c| c.snapshot())
@@ -562,6 +581,7 @@ impl VHost {
             messages: self.closed_connections.snapshot(),
             ..VHostStats::default()
         };
+        stats.messages += self.api_published.snapshot();
         for c in self.connections.iter() {
             let c = c.value().snapshot();
             stats.messages += c.messages;

@@ -332,7 +332,10 @@ async fn confirmed_messages_survive_random_kill_9_under_load() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(4u64);
     for cycle in 0..cycles {
-        eprintln!("kill -9 cycle {cycle}: {} confirmed so far", confirmed.len());
+        eprintln!(
+            "kill -9 cycle {cycle}: {} confirmed so far",
+            confirmed.len()
+        );
         let p = Process::start(data.path()).await;
         let (conn, ch) = p.connect().await;
         declare(&ch, "crash.q", true).await;

@@ -213,22 +213,29 @@ fn a_bad_listen_value_names_the_flag_or_variable() {
 }
 
 #[test]
-fn features_not_built_yet_are_refused_when_asked_for() {
+fn a_taken_management_port_asked_for_is_a_startup_error() {
     let dir = tempfile::tempdir().expect("tmp");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
     let err = refused_start(
         &[
             "--listen",
             "127.0.0.1:0",
             "--management-listen",
-            "127.0.0.1:15672",
+            &addr,
+            "--data-dir",
+            "data",
         ],
         dir.path(),
         &[],
     );
-    assert_mentions(
-        &err,
-        &["management API", "not built", "--management-listen"],
-    );
+    assert_mentions(&err, &[&addr, "--management-listen", "in use"]);
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn features_not_built_yet_are_refused_when_asked_for() {
+    let dir = tempfile::tempdir().expect("tmp");
     let err = refused_start(
         &[
             "--listen",

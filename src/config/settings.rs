@@ -252,6 +252,11 @@ pub struct Settings {
     pub tls: TlsSettings,
     /// Management HTTP API.
     pub management_listen: ListenerSetting,
+    /// How the operator named the management listener when they set it (`--management-listen`,
+    /// the variable or the file key); `None` when it is the default. An address they asked for
+    /// must bind; the default one is skipped with a warning when taken (another Warren or a
+    /// RabbitMQ on the machine), so that it never stops the broker from starting.
+    pub management_listen_explicit: Option<String>,
     /// Prometheus endpoint.
     pub prometheus_listen: ListenerSetting,
     /// Definitions to import at start.
@@ -371,9 +376,6 @@ impl Settings {
             "0.0.0.0:15672",
             &sources.name("management_listen"),
         )?;
-        if management_listen.1 {
-            requested_unbuilt.push(("the management API", sources.name("management_listen")));
-        }
         let prometheus_listen = optional_listener(
             args.prometheus_listen.or(file.prometheus_listen),
             "0.0.0.0:15692",
@@ -441,6 +443,8 @@ impl Settings {
             })?,
             None => Watermark::default(),
         };
+        // Fields not settable here keep their defaults (none today; kept for the next one).
+        #[allow(clippy::needless_update)]
         let config = Config {
             data_dir: args.data_dir.or(file.data_dir).unwrap_or(defaults.data_dir),
             frame_max,
@@ -495,6 +499,9 @@ impl Settings {
             listen,
             tls,
             management_listen: management_listen.0,
+            management_listen_explicit: management_listen
+                .1
+                .then(|| sources.name("management_listen")),
             prometheus_listen: prometheus_listen.0,
             load_definitions,
             log,
@@ -554,8 +561,8 @@ fn parse_listeners(texts: &[String], name: &str) -> Result<Vec<ListenerSetting>,
         .collect()
 }
 
-/// A listener that defaults to `default` and is not built yet: returns the setting and whether
-/// it was explicitly asked for (set, and not `none`).
+/// A listener that defaults to `default`: returns the setting and whether it was explicitly
+/// asked for (set, and not `none`).
 fn optional_listener(
     value: Option<String>,
     default: &str,
@@ -676,15 +683,26 @@ mod tests {
     }
 
     #[test]
-    fn explicit_unbuilt_features_are_refused_by_name() {
-        let e = load(&["--management-listen", "127.0.0.1:15672"])
-            .expect("valid")
-            .check_built()
-            .unwrap_err();
-        assert!(
-            e.0.contains("management API") && e.0.contains("--management-listen"),
-            "{e}"
+    fn management_listen_is_built_and_remembers_who_set_it() {
+        let s = load(&["--management-listen", "127.0.0.1:15673"]).expect("valid");
+        s.check_built().expect("the management API is built");
+        assert_eq!(
+            s.management_listen_explicit.as_deref(),
+            Some("--management-listen")
         );
+        assert_eq!(s.management_listen.addrs()[0].addr.port(), 15673);
+        let s = load(&[]).expect("valid");
+        assert_eq!(s.management_listen_explicit, None);
+        assert_eq!(
+            s.management_listen.addrs()[0].addr.to_string(),
+            "0.0.0.0:15672"
+        );
+        let s = load(&["--management-listen", "none"]).expect("valid");
+        assert!(!s.management_listen.is_enabled());
+    }
+
+    #[test]
+    fn explicit_unbuilt_features_are_refused_by_name() {
         let e = load(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])
             .expect("valid")
             .check_built()

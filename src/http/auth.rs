@@ -39,8 +39,15 @@ impl UserInfo {
 /// Checks credentials against the broker's users. Implementations compare secrets in constant time
 /// and never log the password.
 pub trait ManagementAuth: Send + Sync + 'static {
-    /// The user when the password is right, `None` for an unknown user or a wrong password.
-    fn authenticate(&self, username: &str, password: &str) -> Option<UserInfo>;
+    /// The user when the password is right, `None` for an unknown user, a wrong password, or a
+    /// loopback-only user (`guest`) calling from `peer` elsewhere than this machine (`None`: a
+    /// caller without a socket address, who counts as remote).
+    fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Option<UserInfo>;
 }
 
 /// What an endpoint needs from its caller, one variant per class of RabbitMQ's `is_authorized_*`.
@@ -112,11 +119,15 @@ pub fn basic_credentials(header: &str) -> Result<(String, String), ApiError> {
 
 /// Authenticates a request's `Authorization` header value: 401 without one (empty body, as RabbitMQ),
 /// 401 `Login failed` with wrong ones, 401 `Not management user` without a management tag.
-pub fn authenticate(auth: &dyn ManagementAuth, header: Option<&str>) -> Result<UserInfo, ApiError> {
+pub fn authenticate(
+    auth: &dyn ManagementAuth,
+    header: Option<&str>,
+    peer: Option<std::net::IpAddr>,
+) -> Result<UserInfo, ApiError> {
     let header = header.ok_or(ApiError::NoCredentials)?;
     let (user, password) = basic_credentials(header)?;
     let info = auth
-        .authenticate(&user, &password)
+        .authenticate(&user, &password, peer)
         .ok_or(ApiError::LoginFailed)?;
     authorize(&info, Access::Management)?;
     Ok(info)

@@ -332,7 +332,12 @@ fn topic_matches(pattern: &str, key: &str) -> bool {
 }
 
 impl ManagementAuth for FakeBroker {
-    fn authenticate(&self, username: &str, password: &str) -> Option<UserInfo> {
+    fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        _peer: Option<std::net::IpAddr>,
+    ) -> Option<UserInfo> {
         let ok = self
             .lock()
             .users

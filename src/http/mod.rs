@@ -5,13 +5,14 @@
 //! Requests are routed on the raw, still-encoded path ([`path`]), because names may contain `/`
 //! (the vhost `/` is `%2F`). A panic in a handler answers 500 and takes nothing else down.
 //!
-//! Wiring (not done yet): implement [`ManagementSource`] over the broker's vhosts/queues/counters and
-//! [`ManagementAuth`] over its users, then in the server
-//! `tokio::spawn(http::serve(listener, Arc::new(Management::new(source, auth)), shutdown))`.
-//! The `fake` module is an in-memory stand-in for this layer's own tests only.
+//! The broker implements both in [`broker_source`] ([`broker_source::BrokerManagement`],
+//! [`broker_source::BrokerAuth`]); `server::start_management` serves them. The `fake` module is
+//! an in-memory stand-in for this layer's own tests only.
 
+pub mod amqp_json;
 pub mod auth;
 pub mod body;
+pub mod broker_source;
 pub mod definitions;
 pub mod error;
 pub mod list;
@@ -29,7 +30,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{header, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -75,6 +76,7 @@ pub fn router<S: ManagementSource, A: ManagementAuth>(state: Arc<Management<S, A
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Each request knows its peer's address (the loopback-only rule for `guest`).
 pub async fn serve<S, A, F>(
     listener: TcpListener,
     state: Arc<Management<S, A>>,
@@ -85,9 +87,12 @@ where
     A: ManagementAuth,
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 /// Route (404), method (405), credentials and tags (401), body (413/400), then the handler.
@@ -124,7 +129,11 @@ async fn handle<S: ManagementSource, A: ManagementAuth>(
         .headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user = auth::authenticate(&state.auth, authorization)?;
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    let user = auth::authenticate(&state.auth, authorization, peer)?;
     let body = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;

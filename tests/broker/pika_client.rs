@@ -39,9 +39,9 @@ async fn pika_scenario_passes() {
 }
 
 /// A Python interpreter that can `import pika`, and the PYTHONPATH it needs for that.
-struct Python {
-    program: PathBuf,
-    pythonpath: Option<PathBuf>,
+pub(crate) struct Python {
+    pub(crate) program: PathBuf,
+    pub(crate) pythonpath: Option<PathBuf>,
 }
 
 impl Python {
@@ -50,15 +50,16 @@ impl Python {
         if let Some(path) = &self.pythonpath {
             c.env("PYTHONPATH", path);
         }
-        c.args(["-c", "import pika"])
+        c.args(["-c", "import pika, requests"])
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false)
     }
 }
 
-/// The system `python3` if it has pika, else a pinned pika installed under the target dir.
-fn python_with_pika() -> Python {
+/// The system `python3` if it has pika (and `requests`, for the management API's scenario), else
+/// the pinned packages installed under the target dir.
+pub(crate) fn python_with_pika() -> Python {
     let system = Python {
         program: "python3".into(),
         pythonpath: None,

@@ -1,0 +1,810 @@
+//! The management API over the real broker: [`BrokerManagement`] answers [`ManagementSource`]
+//! from the vhosts, queues, exchanges and counters, and [`BrokerAuth`] checks HTTP Basic
+//! credentials against the broker's users.
+//!
+//! Reads take snapshots (the counters are atomics, a queue's gauges one short lock each); changes
+//! go through the same vhost methods the AMQP channel uses, so equivalence checks, reserved names
+//! and RabbitMQ's texts are the same, and every publish goes through [`VHost::publish`].
+//!
+//! Not there yet (answered as such, never faked): rates are 0.0 (no sampler); connections,
+//! channels and consumers list empty (the broker keeps no registry of them with names and
+//! peers); users, permissions, vhosts, policies and definitions import are read-only or refused.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::RwLock;
+use serde_json::Map;
+use warren_protocol::{FieldTable, ShortStr};
+
+use super::amqp_json::{json_to_properties, json_to_table, properties_to_json, table_to_json};
+use super::auth::{ManagementAuth, UserInfo};
+use super::source::{
+    AckMode, BindingSpec, Declared, Definitions, ExchangeDeclare, ManagementSource, Publish,
+    QueueDeclare, SourceError, UserSpec, VhostSpec,
+};
+use super::views::{
+    BindingView, ChannelView, ConnectionView, ConsumerView, Counter, Depth, DestinationType,
+    ExchangeView, GotMessage, ListenerView, MessageStats, NodeIdentity, NodeView, OverviewView,
+    PermissionView, PolicyView, QueueView, UserView, VhostView,
+};
+use crate::auth::Access as Permit;
+use crate::broker::Broker;
+use crate::error::{AmqpError, Refusal};
+use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
+use crate::ids::ConnectionId;
+use crate::message::Message;
+use crate::queue::{Queue, QueueOptions};
+use crate::stats;
+use crate::vhost::VHost;
+use warren_protocol::ReplyCode;
+
+/// The connection id management requests act as: no AMQP connection has it (ids start at 1), so
+/// another connection's exclusive queue is as locked to the API as to any other client.
+const API_CONNECTION: ConnectionId = ConnectionId(0);
+
+/// The RabbitMQ version Warren answers as (clients gate features on it).
+const RABBITMQ_VERSION: &str = "3.13.7";
+
+/// What a queued message costs in memory beyond its body, roughly (see `message.rs`).
+const MESSAGE_OVERHEAD: u64 = 192;
+
+/// [`ManagementSource`] over a running broker.
+pub struct BrokerManagement {
+    broker: Arc<Broker>,
+    identity: NodeIdentity,
+    started: Instant,
+    listeners: Vec<ListenerView>,
+    cluster_name: RwLock<String>,
+}
+
+impl BrokerManagement {
+    /// `listeners`: what the node listens on (AMQP and HTTP), for `/api/overview` and nodes.
+    pub fn new(broker: Arc<Broker>, listeners: Vec<ListenerView>) -> Self {
+        let host = hostname();
+        BrokerManagement {
+            broker,
+            identity: NodeIdentity {
+                node: format!("warren@{host}"),
+                product_version: env!("CARGO_PKG_VERSION").into(),
+                rabbitmq_version: RABBITMQ_VERSION.into(),
+            },
+            started: Instant::now(),
+            listeners,
+            cluster_name: RwLock::new(format!("warren@{host}")),
+        }
+    }
+
+    fn vhost(&self, name: &str) -> Result<Arc<VHost>, SourceError> {
+        self.broker.vhost(name).ok_or(SourceError::NotFound)
+    }
+
+    fn vhosts_of(&self, vhost: Option<&str>) -> Vec<Arc<VHost>> {
+        match vhost {
+            Some(name) => self.broker.vhost(name).into_iter().collect(),
+            None => self.broker.vhost_list(),
+        }
+    }
+
+    /// The acting user's AMQP permission on a resource, as a channel would check it.
+    fn permit(
+        &self,
+        user: &UserInfo,
+        vhost: &str,
+        access: Permit,
+        kind: &str,
+        name: &str,
+    ) -> Result<(), SourceError> {
+        let allowed = self
+            .broker
+            .users
+            .permission(&user.name, vhost)
+            .is_some_and(|p| p.pattern(access).is_match(name));
+        if allowed {
+            Ok(())
+        } else {
+            Err(SourceError::AccessRefused(format!(
+                "access to {kind} '{name}' in vhost '{vhost}' refused for user '{}'",
+                user.name
+            )))
+        }
+    }
+
+    fn queue_view(&self, vhost: &str, q: &Queue) -> QueueView {
+        let s = q.stats();
+        let ready_messages = s.messages_ready;
+        QueueView {
+            vhost: vhost.to_owned(),
+            name: q.name.to_string(),
+            queue_type: "classic".into(),
+            durable: q.options.durable,
+            auto_delete: q.options.auto_delete,
+            exclusive: q.options.exclusive_owner.is_some(),
+            arguments: table_to_json(&q.options.arguments),
+            state: "running".into(),
+            depth: Depth {
+                ready: Counter::new(s.messages_ready, 0.0),
+                unacknowledged: Counter::new(s.messages_unacked, 0.0),
+            },
+            message_bytes_ready: s.message_bytes_ready,
+            consumers: s.consumers,
+            consumer_utilisation: if s.consumers > 0 { 1.0 } else { 0.0 },
+            memory: s.message_bytes_ready
+                + (ready_messages + s.messages_unacked) * MESSAGE_OVERHEAD
+                + MESSAGE_OVERHEAD,
+            message_stats: message_stats(&s.messages),
+            ..QueueView::default()
+        }
+    }
+}
+
+/// RabbitMQ's `message_stats` from Warren's counters (rates 0.0: no sampler yet).
+fn message_stats(m: &stats::MessageStats) -> MessageStats {
+    let c = |n: u64| Some(Counter::new(n, 0.0));
+    MessageStats {
+        publish: c(m.published),
+        confirm: c(m.confirmed),
+        deliver: c(m.delivered_consume_manual_ack),
+        deliver_no_ack: c(m.delivered_consume_auto_ack),
+        get: c(m.delivered_get_manual_ack),
+        get_no_ack: c(m.delivered_get_auto_ack),
+        get_empty: c(m.get_empty),
+        deliver_get: c(m.delivered()),
+        redeliver: c(m.redelivered),
+        ack: c(m.acked),
+        drop_unroutable: c(m.unroutable_dropped),
+        return_unroutable: c(m.unroutable_returned),
+        ..MessageStats::default()
+    }
+}
+
+fn exchange_view(vhost: &str, x: &Exchange) -> ExchangeView {
+    ExchangeView {
+        vhost: vhost.to_owned(),
+        name: x.name.to_string(),
+        kind: x.options.kind.name().into(),
+        durable: x.options.durable,
+        auto_delete: x.options.auto_delete,
+        internal: x.options.internal,
+        arguments: table_to_json(&x.options.arguments),
+        ..ExchangeView::default()
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A name from a request as an AMQP short string.
+fn short_name(what: &str, name: &str) -> Result<ShortStr, SourceError> {
+    ShortStr::try_new(name.to_owned())
+        .ok_or_else(|| SourceError::BadRequest(format!("{what} name too long: at most 255 bytes")))
+}
+
+fn arguments(map: &Map<String, serde_json::Value>) -> Result<FieldTable, SourceError> {
+    json_to_table(map).map_err(SourceError::BadRequest)
+}
+
+/// A vhost's refusal as the API answers it: 404 for what does not exist, 401 for access
+/// refusals, 400 with RabbitMQ's text (no `CODE - ` prefix) for the rest.
+fn refused(e: impl Refusal, vhost: &str) -> SourceError {
+    from_amqp(e.reply(vhost))
+}
+
+fn from_amqp(e: AmqpError) -> SourceError {
+    match e.code {
+        ReplyCode::NotFound => SourceError::NotFound,
+        ReplyCode::AccessRefused => SourceError::AccessRefused(e.text),
+        _ => SourceError::BadRequest(e.text),
+    }
+}
+
+fn not_supported(what: &str) -> SourceError {
+    SourceError::BadRequest(format!(
+        "{what} through the management API is not supported by this version of Warren yet"
+    ))
+}
+
+impl ManagementSource for BrokerManagement {
+    fn identity(&self) -> NodeIdentity {
+        self.identity.clone()
+    }
+
+    fn node(&self) -> NodeView {
+        let config = &self.broker.config;
+        let processors = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+        NodeView {
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            processors,
+            os_pid: std::process::id(),
+            fd_total: 1024,
+            sockets_total: 1024,
+            proc_total: 1_048_576,
+            mem_used: crate::message::live_message_bytes(),
+            mem_limit: config.memory_high_watermark,
+            mem_alarm: *self.broker.memory_alarm.borrow(),
+            disk_free_limit: config.disk_free_limit,
+            disk_free_alarm: *self.broker.disk_alarm.borrow(),
+            listeners: self.listeners.clone(),
+            db_dir: config.data_dir.display().to_string(),
+            ..NodeView::default()
+        }
+    }
+
+    fn overview(&self) -> OverviewView {
+        let s = self.broker.stats();
+        let exchanges: usize = self
+            .broker
+            .vhost_list()
+            .iter()
+            .map(|v| v.exchange_list().len())
+            .sum();
+        OverviewView {
+            cluster_name: self.cluster_name(),
+            depth: Depth {
+                ready: Counter::new(s.messages_ready, 0.0),
+                unacknowledged: Counter::new(s.messages_unacked, 0.0),
+            },
+            message_stats: message_stats(&s.messages),
+            connections: s.connections,
+            channels: s.channels,
+            queues: s.queues,
+            exchanges: exchanges as u64,
+            consumers: s.consumers,
+            listeners: self.listeners.clone(),
+            ..OverviewView::default()
+        }
+    }
+
+    fn cluster_name(&self) -> String {
+        self.cluster_name.read().clone()
+    }
+
+    fn vhosts(&self) -> Vec<VhostView> {
+        self.broker
+            .vhost_list()
+            .iter()
+            .map(|v| {
+                let s = v.stats();
+                let info = self.broker.users.vhost(&v.name);
+                VhostView {
+                    name: v.name.clone(),
+                    description: info
+                        .as_ref()
+                        .map(|i| i.description.clone())
+                        .unwrap_or_default(),
+                    tags: info.as_ref().map(|i| i.tags.clone()).unwrap_or_default(),
+                    default_queue_type: info.and_then(|i| i.default_queue_type.clone()),
+                    depth: Depth {
+                        ready: Counter::new(s.messages_ready, 0.0),
+                        unacknowledged: Counter::new(s.messages_unacked, 0.0),
+                    },
+                    message_stats: message_stats(&s.messages),
+                    ..VhostView::default()
+                }
+            })
+            .collect()
+    }
+
+    fn vhost_exists(&self, vhost: &str) -> bool {
+        self.broker.vhost(vhost).is_some()
+    }
+
+    fn exchanges(&self, vhost: Option<&str>) -> Vec<ExchangeView> {
+        let mut out = Vec::new();
+        for v in self.vhosts_of(vhost) {
+            out.extend(v.exchange_list().iter().map(|x| exchange_view(&v.name, x)));
+        }
+        out
+    }
+
+    fn exchange(&self, vhost: &str, name: &str) -> Option<ExchangeView> {
+        let v = self.broker.vhost(vhost)?;
+        let x = v.exchange(name).ok()?;
+        Some(exchange_view(vhost, &x))
+    }
+
+    fn queues(&self, vhost: Option<&str>) -> Vec<QueueView> {
+        let mut out = Vec::new();
+        for v in self.vhosts_of(vhost) {
+            out.extend(v.queue_list().iter().map(|q| self.queue_view(&v.name, q)));
+        }
+        out
+    }
+
+    fn queue(&self, vhost: &str, name: &str) -> Option<QueueView> {
+        let v = self.broker.vhost(vhost)?;
+        let q = v.queue(name).ok()?;
+        Some(self.queue_view(vhost, &q))
+    }
+
+    fn bindings(&self, vhost: Option<&str>) -> Vec<BindingView> {
+        let mut out = Vec::new();
+        for v in self.vhosts_of(vhost) {
+            // The default exchange's implicit binding of every queue comes first, as in RabbitMQ.
+            for q in v.queue_list() {
+                out.push(BindingView {
+                    vhost: v.name.clone(),
+                    source: String::new(),
+                    destination: q.name.to_string(),
+                    destination_type: DestinationType::Queue,
+                    routing_key: q.name.to_string(),
+                    arguments: Map::new(),
+                });
+            }
+            for x in v.exchange_list() {
+                if x.name.is_empty() {
+                    continue;
+                }
+                for b in x.bindings() {
+                    let (destination, destination_type) = match &b.destination {
+                        Destination::Queue(q) => (q.name.to_string(), DestinationType::Queue),
+                        Destination::Exchange(d) => (d.name.to_string(), DestinationType::Exchange),
+                    };
+                    out.push(BindingView {
+                        vhost: v.name.clone(),
+                        source: x.name.to_string(),
+                        destination,
+                        destination_type,
+                        routing_key: b.routing_key.to_string(),
+                        arguments: table_to_json(&b.arguments),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn connections(&self) -> Vec<ConnectionView> {
+        Vec::new()
+    }
+
+    fn channels(&self) -> Vec<ChannelView> {
+        Vec::new()
+    }
+
+    fn consumers(&self, _vhost: Option<&str>) -> Vec<ConsumerView> {
+        Vec::new()
+    }
+
+    fn users(&self) -> Vec<UserView> {
+        self.broker
+            .users
+            .users()
+            .iter()
+            .map(|u| UserView {
+                name: u.name.clone(),
+                tags: u.tags.clone(),
+                password_hash: u
+                    .password
+                    .as_ref()
+                    .map(|h| h.to_base64())
+                    .unwrap_or_default(),
+                hashing_algorithm: u
+                    .password
+                    .as_ref()
+                    .map(|h| h.algorithm().as_str().to_owned())
+                    .unwrap_or_else(|| "rabbit_password_hashing_sha256".into()),
+                ..UserView::default()
+            })
+            .collect()
+    }
+
+    fn permissions(&self) -> Vec<PermissionView> {
+        let users = &self.broker.users;
+        let mut out = Vec::new();
+        for u in users.users() {
+            for v in users.vhosts() {
+                if let Some(p) = users.permission(&u.name, &v.name) {
+                    out.push(PermissionView {
+                        user: u.name.clone(),
+                        vhost: v.name.clone(),
+                        configure: p.configure.as_str().to_owned(),
+                        write: p.write.as_str().to_owned(),
+                        read: p.read.as_str().to_owned(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    fn policies(&self, _vhost: Option<&str>) -> Vec<PolicyView> {
+        Vec::new()
+    }
+
+    fn alarms(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if *self.broker.memory_alarm.borrow() {
+            out.push("memory".into());
+        }
+        if *self.broker.disk_alarm.borrow() {
+            out.push("disk".into());
+        }
+        out
+    }
+
+    async fn set_cluster_name(&self, name: String) -> Result<(), SourceError> {
+        *self.cluster_name.write() = name;
+        Ok(())
+    }
+
+    async fn declare_queue(
+        &self,
+        user: &UserInfo,
+        vhost: &str,
+        name: &str,
+        spec: QueueDeclare,
+    ) -> Result<Declared, SourceError> {
+        let v = self.vhost(vhost)?;
+        self.permit(user, vhost, Permit::Configure, "queue", name)?;
+        let queue_name = short_name("queue", name)?;
+        let existed = v.queue(name).is_ok();
+        let options = QueueOptions {
+            durable: spec.durable,
+            auto_delete: spec.auto_delete,
+            exclusive_owner: None,
+            arguments: arguments(&spec.arguments)?,
+        };
+        v.declare_queue(queue_name, false, options)
+            .map_err(|e| refused(e, vhost))?;
+        Ok(if existed {
+            Declared::Existed
+        } else {
+            Declared::Created
+        })
+    }
+
+    async fn delete_queue(
+        &self,
+        user: &UserInfo,
+        vhost: &str,
+        name: &str,
+        if_empty: bool,
+        if_unused: bool,
+    ) -> Result<(), SourceError> {
+        let v = self.vhost(vhost)?;
+        v.queue(name).map_err(|_| SourceError::NotFound)?;
+        self.permit(user, vhost, Permit::Configure, "queue", name)?;
+        v.delete_queue(name, API_CONNECTION, if_unused, if_empty)
+            .map(|_| ())
+            .map_err(|e| refused(e, vhost))
+    }
+
+    async fn purge_queue(
+        &self,
+        user: &UserInfo,
+        vhost: &str,
+        name: &str,
+    ) -> Result<u64, SourceError> {
+        let v = self.vhost(vhost)?;
+        let q = v
+            .queue_for(name, API_CONNECTION)
+            .map_err(|e| refused(e, vhost))?;
+        self.permit(user, vhost, Permit::Read, "queue", name)?;
+        Ok(u64::from(q.purge()))
+    }
+
+    async fn declare_exchange(
+        &self,
+        user: &UserInfo,
+        vhost: &str,
+        name: &str,
+        spec: ExchangeDeclare,
+    ) -> Result<Declared, SourceError> {
+        let v = self.vhost(vhost)?;
+        self.permit(user, vhost, Permit::Configure, "exchange", name)?;
+        let exchange_name = short_name("exchange", name)?;
+        let kind = ExchangeKind::from_name(&spec.kind).ok_or_else(|| {
+            SourceError::BadRequest(format!("unknown exchange type '{}'", spec.kind))
+        })?;
+        let existed = v.exchange(name).is_ok();
+        let options = ExchangeOptions {
+            kind,
+            durable: spec.durable,
+            auto_delete: spec.auto_delete,
+            internal: spec.internal,
+            arguments: arguments(&spec.arguments)?,
+        };
+        v.declare_exchange(exchange_name, &spec.kind, options)
+            .map_err(|e| refused(e, vhost))?;
+        Ok(if existed {
+            Declared::Existed
+        } else {
+            Declared::Created
+        })
+    }
+
+    async fn delete_exchange(
+        &self,
+        user: &UserInfo,
+        vhost: &str,
+        name: &str,
+        if_unused: bool,
+    ) -> Result<(), SourceError> {
+        let v = self.vhost(vhost)?;
+        v.exchange(name).map_err(|_| SourceError::NotFound)?;
+        self.permit(user, vhost, Permit::Configure, "exchange", name)?;
+        v.delete_exchange(name, if_unused)
+            .map_err(|e| refused(e, vhost))
+    }
+
+    async fn bind(&self, user: &UserInfo, spec: BindingSpec) -> Result<(), SourceError> {
+        let vhost = spec.vhost.as_str();
+        let v = self.vhost(vhost)?;
+        let kind = match spec.destination_type {
+            DestinationType::Queue => "queue",
+            DestinationType::Exchange => "exchange",
+        };
+        self.permit(user, vhost, Permit::Write, kind, &spec.destination)?;
+        self.permit(user, vhost, Permit::Read, "exchange", &spec.source)?;
+        let routing_key = short_name("routing key", &spec.routing_key)?;
+        let args = arguments(&spec.arguments)?;
+        match spec.destination_type {
+            DestinationType::Queue => v.bind_queue(
+                &spec.source,
+                &spec.destination,
+                API_CONNECTION,
+                routing_key,
+                args,
+            ),
+            DestinationType::Exchange => {
+                v.bind_exchange(&spec.source, &spec.destination, routing_key, args)
+            }
+        }
+        .map_err(|e| refused(e, vhost))
+    }
+
+    async fn unbind(&self, user: &UserInfo, spec: BindingSpec) -> Result<(), SourceError> {
+        let vhost = spec.vhost.as_str();
+        let v = self.vhost(vhost)?;
+        let kind = match spec.destination_type {
+            DestinationType::Queue => "queue",
+            DestinationType::Exchange => "exchange",
+        };
+        self.permit(user, vhost, Permit::Write, kind, &spec.destination)?;
+        self.permit(user, vhost, Permit::Read, "exchange", &spec.source)?;
+        let args = arguments(&spec.arguments)?;
+        match spec.destination_type {
+            DestinationType::Queue => v.unbind_queue(
+                &spec.source,
+                &spec.destination,
+                API_CONNECTION,
+                &spec.routing_key,
+                &args,
+            ),
+            DestinationType::Exchange => {
+                v.unbind_exchange(&spec.source, &spec.destination, &spec.routing_key, &args)
+            }
+        }
+        .map_err(|e| refused(e, vhost))
+    }
+
+    async fn publish(
+        &self,
+        user: &UserInfo,
+        vhost: &str,
+        message: Publish,
+    ) -> Result<bool, SourceError> {
+        let v = self.vhost(vhost)?;
+        let x = v.exchange(&message.exchange).map_err(|_| {
+            SourceError::BadRequest(format!(
+                "404 NOT_FOUND - no exchange '{}' in vhost '{vhost}'",
+                message.exchange
+            ))
+        })?;
+        self.permit(user, vhost, Permit::Write, "exchange", &message.exchange)?;
+        if x.options.internal {
+            return Err(SourceError::BadRequest(format!(
+                "403 ACCESS_REFUSED - cannot publish to internal exchange '{}' in vhost \
+                 '{vhost}'",
+                message.exchange
+            )));
+        }
+        let properties =
+            json_to_properties(&message.properties).map_err(SourceError::BadRequest)?;
+        if message.payload.len() as u64 > self.broker.config.max_message_size {
+            return Err(SourceError::BadRequest(format!(
+                "message size {} is larger than the configured max size {}",
+                message.payload.len(),
+                self.broker.config.max_message_size
+            )));
+        }
+        let routing_key = short_name("routing key", &message.routing_key)?;
+        let m = Message::new(
+            x.name.clone(),
+            routing_key,
+            properties,
+            Bytes::from(message.payload),
+        );
+        let routed = v.publish(&x, Arc::new(m)).unroutable.is_none();
+        let counters = v.api_counters();
+        stats::bump(&counters.published);
+        stats::bump(if routed {
+            &counters.routed
+        } else {
+            &counters.unroutable_dropped
+        });
+        Ok(routed)
+    }
+
+    async fn get(
+        &self,
+        user: &UserInfo,
+        vhost: &str,
+        queue: &str,
+        count: u64,
+        mode: AckMode,
+    ) -> Result<Vec<GotMessage>, SourceError> {
+        let v = self.vhost(vhost)?;
+        let q = v
+            .queue_for(queue, API_CONNECTION)
+            .map_err(|e| refused(e, vhost))?;
+        self.permit(user, vhost, Permit::Read, "queue", queue)?;
+        // Take them all first, then settle: a requeued message must not be taken again.
+        let mut taken = Vec::new();
+        let mut answers = Vec::new();
+        while (taken.len() as u64) < count {
+            let Some((m, remaining)) = q.get(false) else {
+                break;
+            };
+            answers.push(GotMessage {
+                exchange: m.message.exchange.to_string(),
+                routing_key: m.message.routing_key.to_string(),
+                redelivered: m.redelivered,
+                message_count: u64::from(remaining),
+                properties: properties_to_json(&m.delivery_properties()),
+                payload: m.message.body.to_vec(),
+            });
+            stats::count_delivery(v.api_counters(), true, false, m.redelivered);
+            taken.push(m);
+        }
+        if taken.is_empty() {
+            stats::bump(&v.api_counters().get_empty);
+        }
+        if mode == AckMode::AckRequeueFalse {
+            stats::bump_by(&v.api_counters().acked, taken.len() as u64);
+        }
+        match mode {
+            AckMode::AckRequeueFalse => q.settle(taken),
+            AckMode::AckRequeueTrue | AckMode::RejectRequeueTrue => q.requeue(taken),
+            AckMode::RejectRequeueFalse => q.reject(taken),
+        }
+        Ok(answers)
+    }
+
+    async fn close_connection(&self, _name: &str, _reason: &str) -> Result<(), SourceError> {
+        // Connections are not listed yet, so none can be named.
+        Err(SourceError::NotFound)
+    }
+
+    async fn put_user(&self, _spec: UserSpec) -> Result<Declared, SourceError> {
+        Err(not_supported("changing users"))
+    }
+
+    async fn delete_user(&self, _name: &str) -> Result<(), SourceError> {
+        Err(not_supported("deleting users"))
+    }
+
+    async fn put_permission(&self, _permission: PermissionView) -> Result<Declared, SourceError> {
+        Err(not_supported("setting permissions"))
+    }
+
+    async fn delete_permission(&self, _user: &str, _vhost: &str) -> Result<(), SourceError> {
+        Err(not_supported("clearing permissions"))
+    }
+
+    async fn put_vhost(
+        &self,
+        _creator: &UserInfo,
+        name: &str,
+        _spec: VhostSpec,
+    ) -> Result<Declared, SourceError> {
+        if self.broker.vhost(name).is_some() {
+            return Ok(Declared::Existed);
+        }
+        Err(not_supported("creating vhosts"))
+    }
+
+    async fn delete_vhost(&self, _name: &str) -> Result<(), SourceError> {
+        Err(not_supported("deleting vhosts"))
+    }
+
+    async fn put_policy(&self, _policy: PolicyView) -> Result<Declared, SourceError> {
+        Err(not_supported("policies"))
+    }
+
+    async fn delete_policy(&self, _vhost: &str, _name: &str) -> Result<(), SourceError> {
+        Err(SourceError::NotFound)
+    }
+
+    async fn import_definitions(&self, _definitions: Definitions) -> Result<(), SourceError> {
+        Err(not_supported("importing definitions"))
+    }
+}
+
+/// [`ManagementAuth`] over the broker's users: the password check is the AMQP login's (PLAIN,
+/// constant-time hash comparison), so the loopback-only rule for `guest` applies to HTTP too.
+pub struct BrokerAuth {
+    broker: Arc<Broker>,
+}
+
+impl BrokerAuth {
+    pub fn new(broker: Arc<Broker>) -> Self {
+        BrokerAuth { broker }
+    }
+}
+
+impl ManagementAuth for BrokerAuth {
+    fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+        peer: Option<IpAddr>,
+    ) -> Option<UserInfo> {
+        // Without a peer address (never over a socket) the user counts as remote.
+        let peer = peer.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let mut response = Vec::with_capacity(username.len() + password.len() + 2);
+        response.push(0);
+        response.extend_from_slice(username.as_bytes());
+        response.push(0);
+        response.extend_from_slice(password.as_bytes());
+        let user = self
+            .broker
+            .users
+            .login("PLAIN", &response, peer, None)
+            .ok()?;
+        let users = &self.broker.users;
+        let vhosts = users
+            .vhosts()
+            .iter()
+            .filter(|v| users.permission(&user.name, &v.name).is_some())
+            .map(|v| v.name.clone())
+            .collect();
+        Some(UserInfo {
+            name: user.name.to_string(),
+            tags: user.tags.to_vec(),
+            vhosts,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn broker(dir: &std::path::Path) -> Arc<Broker> {
+        let config = crate::Config {
+            data_dir: dir.to_path_buf(),
+            ..crate::Config::default()
+        };
+        Broker::open(config).expect("broker opens")
+    }
+
+    #[test]
+    fn guest_is_an_administrator_from_loopback_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let b = broker(dir.path());
+        let auth = BrokerAuth::new(b.clone());
+        let local = Some(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let remote = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)));
+        let guest = auth
+            .authenticate("guest", "guest", local)
+            .expect("guest logs in");
+        assert_eq!(guest.name, "guest");
+        assert!(guest.is_admin(), "{guest:?}");
+        assert_eq!(guest.vhosts, ["/"]);
+        assert_eq!(auth.authenticate("guest", "guest", remote), None);
+        assert_eq!(auth.authenticate("guest", "guest", None), None);
+        assert_eq!(auth.authenticate("guest", "wrong", local), None);
+        assert_eq!(auth.authenticate("nobody", "guest", local), None);
+        b.close();
+    }
+}
