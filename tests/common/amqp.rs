@@ -5,6 +5,7 @@ use super::{amqp_error, within, WAIT};
 use futures_lite::StreamExt;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::*;
+use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Consumer};
 use std::future::Future;
@@ -60,14 +61,14 @@ pub async fn publish_props(
     ch: &Channel,
     exchange: &str,
     key: &str,
-    body: &str,
+    body: impl AsRef<[u8]>,
     props: BasicProperties,
 ) {
     ch.basic_publish(
         exchange,
         key,
         BasicPublishOptions::default(),
-        body.as_bytes(),
+        body.as_ref(),
         props,
     )
     .await
@@ -75,7 +76,7 @@ pub async fn publish_props(
 }
 
 /// basic.publish to the default exchange without properties.
-pub async fn publish(ch: &Channel, queue: &str, body: &str) {
+pub async fn publish(ch: &Channel, queue: &str, body: impl AsRef<[u8]>) {
     publish_props(ch, "", queue, body, BasicProperties::default()).await;
 }
 
@@ -133,6 +134,11 @@ pub async fn get(ch: &Channel, queue: &str) -> Option<BasicGetMessage> {
         .expect("basic.get")
 }
 
+/// basic.get with acknowledgement required, of a message that must be there.
+pub async fn get_one(ch: &Channel, queue: &str) -> BasicGetMessage {
+    get(ch, queue).await.expect("a message, not get-empty")
+}
+
 /// basic.get no-ack; the body.
 pub async fn get_body(ch: &Channel, queue: &str) -> Option<String> {
     ch.basic_get(queue, BasicGetOptions { no_ack: true })
@@ -163,6 +169,13 @@ pub async fn consume_with(
         ..Default::default()
     };
     ch.basic_consume(queue, tag, options, table(args)).await
+}
+
+/// basic.consume (acknowledgement required, no arguments) that must succeed.
+pub async fn consume(ch: &Channel, queue: &str, tag: &str) -> Consumer {
+    consume_with(ch, queue, tag, false, &[])
+        .await
+        .expect("basic.consume")
 }
 
 /// The next delivery of `consumer`.
@@ -273,14 +286,15 @@ pub fn routing_keys(t: &FieldTable) -> Vec<String> {
     }
 }
 
-/// Waits for a confirm and says whether it was an ack.
-pub async fn confirmed(ch: &Channel, queue: &str, body: &str) -> bool {
+/// Publishes to the default exchange and waits for the broker's confirm (the channel must be in
+/// confirm mode).
+pub async fn publish_confirm(ch: &Channel, queue: &str, body: impl AsRef<[u8]>) -> Confirmation {
     let confirm = ch
         .basic_publish(
             "",
             queue,
             BasicPublishOptions::default(),
-            body.as_bytes(),
+            body.as_ref(),
             BasicProperties::default(),
         )
         .await
@@ -288,5 +302,9 @@ pub async fn confirmed(ch: &Channel, queue: &str, body: &str) -> bool {
     within("a publisher confirm", confirm)
         .await
         .expect("confirmation")
-        .is_ack()
+}
+
+/// Waits for a confirm and says whether it was an ack.
+pub async fn confirmed(ch: &Channel, queue: &str, body: &str) -> bool {
+    publish_confirm(ch, queue, body).await.is_ack()
 }
