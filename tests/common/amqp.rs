@@ -1,13 +1,13 @@
 //! lapin helpers shared by the tests: declaring with x-arguments, publishing with properties,
 //! reading headers the way a client sees them, and polling with a deadline.
 
-use super::{amqp_error, within, WAIT};
+use super::{amqp_error, within, TestBroker, WAIT};
 use futures_lite::StreamExt;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::*;
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Consumer};
+use lapin::{BasicProperties, Channel, Connection, Consumer, ExchangeKind};
 use std::future::Future;
 use std::time::Duration;
 
@@ -307,4 +307,84 @@ pub async fn publish_confirm(ch: &Channel, queue: &str, body: impl AsRef<[u8]>) 
 /// Waits for a confirm and says whether it was an ack.
 pub async fn confirmed(ch: &Channel, queue: &str, body: &str) -> bool {
     publish_confirm(ch, queue, body).await.is_ack()
+}
+
+/// exchange.declare with arguments and default flags, which must succeed.
+pub async fn declare_exchange_args(
+    ch: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    arguments: FieldTable,
+) {
+    ch.exchange_declare(name, kind, ExchangeDeclareOptions::default(), arguments)
+        .await
+        .unwrap_or_else(|e| panic!("exchange.declare {name}: {e:?}"));
+}
+
+/// exchange.declare without arguments, which must succeed.
+pub async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
+    declare_exchange_args(ch, name, kind, FieldTable::default()).await;
+}
+
+/// queue.bind without arguments.
+pub async fn try_bind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    ch.queue_bind(
+        queue,
+        exchange,
+        key,
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+/// queue.bind without arguments, which must succeed.
+pub async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
+    try_bind(ch, queue, exchange, key)
+        .await
+        .expect("queue.bind");
+}
+
+/// A new exclusive server-named queue.
+pub async fn temp_queue(ch: &Channel) -> String {
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare("", options, FieldTable::default())
+        .await
+        .expect("queue.declare");
+    q.name().to_string()
+}
+
+/// A new exclusive queue bound to `exchange` with `key` and `arguments`.
+pub async fn bound_queue(ch: &Channel, exchange: &str, key: &str, arguments: FieldTable) -> String {
+    let q = temp_queue(ch).await;
+    ch.queue_bind(&q, exchange, key, QueueBindOptions::default(), arguments)
+        .await
+        .expect("queue.bind");
+    q
+}
+
+/// basic.publish of a message whose body is its routing key, so a queue's contents show how
+/// each message was routed.
+pub async fn publish_key(ch: &Channel, exchange: &str, key: &str) {
+    publish_props(ch, exchange, key, key, BasicProperties::default()).await;
+}
+
+/// A new channel on `conn` in confirm mode.
+pub async fn confirm_channel_on(conn: &Connection) -> Channel {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    ch
+}
+
+/// A connection to `broker` and a channel on it in confirm mode.
+pub async fn confirming_channel(broker: &TestBroker) -> (Connection, Channel) {
+    let conn = broker.connect().await;
+    let ch = confirm_channel_on(&conn).await;
+    (conn, ch)
 }
