@@ -4,9 +4,7 @@
 //! against RabbitMQ 3.10.8 (routing results, returns and reply texts).
 
 use crate::common::*;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ExchangeBindOptions, ExchangeDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeBindOptions, ExchangeDeclareOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
@@ -23,14 +21,16 @@ fn with_alternate(name: &str) -> FieldTable {
 /// (exchange, routing key, body) of every message in `queue`, taking them off it. basic.get is
 /// ordered after every earlier publish on the channel, so no waiting is needed.
 async fn drain_routed(ch: &Channel, queue: &str) -> Vec<(String, String, String)> {
-    let mut all = Vec::new();
-    let options = BasicGetOptions { no_ack: true };
-    while let Some(m) = ch.basic_get(queue, options).await.expect("basic.get") {
-        let d = m.delivery;
-        let body = String::from_utf8(d.data).expect("utf-8 body");
-        all.push((d.exchange.to_string(), d.routing_key.to_string(), body));
-    }
-    all
+    let all = drain_deliveries(ch, queue).await;
+    all.iter()
+        .map(|d| {
+            (
+                d.exchange.to_string(),
+                d.routing_key.to_string(),
+                text(d).to_owned(),
+            )
+        })
+        .collect()
 }
 
 fn got(exchange: &str, key: &str, body: &str) -> (String, String, String) {

@@ -4,7 +4,7 @@
 //! (routing results, delivered headers and reply texts).
 
 use crate::common::*;
-use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
@@ -68,13 +68,10 @@ async fn mandatory_returned(ch: &Channel, exchange: &str, key: &str, headers: Fi
 
 /// (routing key, headers) of every message in `queue`, taking them off it.
 async fn drain_headers(ch: &Channel, queue: &str) -> Vec<(String, Option<FieldTable>)> {
-    let mut all = Vec::new();
-    let options = BasicGetOptions { no_ack: true };
-    while let Some(m) = ch.basic_get(queue, options).await.expect("basic.get") {
-        let d = m.delivery;
-        all.push((d.routing_key.to_string(), d.properties.headers().clone()));
-    }
-    all
+    let all = drain_deliveries(ch, queue).await;
+    all.iter()
+        .map(|d| (d.routing_key.to_string(), d.properties.headers().clone()))
+        .collect()
 }
 
 /// Direct exchange `d` with queues `qa`, `qb`, `qc` bound with keys `a`, `b`, `c`.

@@ -5,9 +5,8 @@
 
 use crate::common::*;
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions,
-    ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions,
-    QueueDeleteOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
@@ -57,12 +56,8 @@ async fn publish_refused(ch: &Channel, exchange: &str, key: &str) -> (u16, Strin
 /// The routing keys of the messages in `queue`, in order, taking them off the queue. basic.get
 /// is ordered after every earlier publish on the same channel, so no waiting is needed.
 async fn drain_keys(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let options = BasicGetOptions { no_ack: true };
-    while let Some(m) = ch.basic_get(queue, options).await.expect("basic.get") {
-        keys.push(m.delivery.routing_key.to_string());
-    }
-    keys
+    let all = drain_deliveries(ch, queue).await;
+    all.iter().map(|d| d.routing_key.to_string()).collect()
 }
 
 /// A second channel on `conn`, to show the connection survived a channel close.

@@ -147,13 +147,21 @@ pub async fn get_body(ch: &Channel, queue: &str) -> Option<String> {
         .map(|m| text(&m.delivery).to_owned())
 }
 
+/// Every ready message, taken no-ack. basic.get is ordered after every earlier publish on the
+/// same channel, so no waiting is needed.
+pub async fn drain_deliveries(ch: &Channel, queue: &str) -> Vec<Delivery> {
+    let mut all = Vec::new();
+    let options = BasicGetOptions { no_ack: true };
+    while let Some(m) = ch.basic_get(queue, options).await.expect("basic.get") {
+        all.push(m.delivery);
+    }
+    all
+}
+
 /// Every ready message's body, taken no-ack.
 pub async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(b) = get_body(ch, queue).await {
-        out.push(b);
-    }
-    out
+    let all = drain_deliveries(ch, queue).await;
+    all.iter().map(|d| text(d).to_owned()).collect()
 }
 
 /// basic.consume with arguments.
