@@ -4,10 +4,7 @@
 //! against RabbitMQ 3.10.8 (routing results, returns and reply texts).
 
 use crate::common::*;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, ExchangeBindOptions, ExchangeDeclareOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
@@ -21,57 +18,19 @@ fn with_alternate(name: &str) -> FieldTable {
     t
 }
 
-async fn declare(ch: &Channel, name: &str, kind: ExchangeKind, arguments: FieldTable) {
-    declare_with(ch, name, kind, Default::default(), arguments)
-        .await
-        .unwrap_or_else(|e| panic!("exchange.declare {name}: {e:?}"));
-}
-
-async fn declare_with(
-    ch: &Channel,
-    name: &str,
-    kind: ExchangeKind,
-    options: ExchangeDeclareOptions,
-    arguments: FieldTable,
-) -> lapin::Result<()> {
-    ch.exchange_declare(name, kind, options, arguments).await
-}
-
-/// A new exclusive queue bound to `exchange` with `key`.
-async fn bound_queue(ch: &Channel, exchange: &str, key: &str) -> String {
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        ..Default::default()
-    };
-    let q = ch
-        .queue_declare("", options, FieldTable::default())
-        .await
-        .expect("queue.declare")
-        .name()
-        .to_string();
-    ch.queue_bind(
-        &q,
-        exchange,
-        key,
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("queue.bind");
-    q
-}
-
 /// (exchange, routing key, body) of every message in `queue`, taking them off it. basic.get is
 /// ordered after every earlier publish on the channel, so no waiting is needed.
-async fn drain(ch: &Channel, queue: &str) -> Vec<(String, String, String)> {
-    let mut all = Vec::new();
-    let options = BasicGetOptions { no_ack: true };
-    while let Some(m) = ch.basic_get(queue, options).await.expect("basic.get") {
-        let d = m.delivery;
-        let body = String::from_utf8(d.data).expect("utf-8 body");
-        all.push((d.exchange.to_string(), d.routing_key.to_string(), body));
-    }
-    all
+async fn drain_routed(ch: &Channel, queue: &str) -> Vec<(String, String, String)> {
+    let all = drain_deliveries(ch, queue).await;
+    all.iter()
+        .map(|d| {
+            (
+                d.exchange.to_string(),
+                d.routing_key.to_string(),
+                text(d).to_owned(),
+            )
+        })
+        .collect()
 }
 
 fn got(exchange: &str, key: &str, body: &str) -> (String, String, String) {
@@ -115,27 +74,25 @@ async fn publish_mandatory(
     })
 }
 
-async fn confirming_channel(broker: &TestBroker) -> (lapin::Connection, Channel) {
-    let (conn, ch) = broker.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    (conn, ch)
-}
-
 #[tokio::test]
 async fn unroutable_message_goes_to_the_alternate_exchange_with_its_exchange_and_key() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
-    declare(&ch, "ae", ExchangeKind::Fanout, FieldTable::default()).await;
-    declare(&ch, "main", ExchangeKind::Direct, with_alternate("ae")).await;
-    let routed = bound_queue(&ch, "main", "known").await;
-    let caught = bound_queue(&ch, "ae", "").await;
+    declare_exchange_args(&ch, "ae", ExchangeKind::Fanout, FieldTable::default()).await;
+    declare_exchange_args(&ch, "main", ExchangeKind::Direct, with_alternate("ae")).await;
+    let routed = bound_queue(&ch, "main", "known", FieldTable::default()).await;
+    let caught = bound_queue(&ch, "ae", "", FieldTable::default()).await;
     assert_eq!(publish_mandatory(&ch, "main", "known", "one").await, None);
     assert_eq!(publish_mandatory(&ch, "main", "unknown", "two").await, None);
-    assert_eq!(drain(&ch, &routed).await, [got("main", "known", "one")]);
+    assert_eq!(
+        drain_routed(&ch, &routed).await,
+        [got("main", "known", "one")]
+    );
     // The alternate does not change what the consumer sees: still `main` and `unknown`.
-    assert_eq!(drain(&ch, &caught).await, [got("main", "unknown", "two")]);
+    assert_eq!(
+        drain_routed(&ch, &caught).await,
+        [got("main", "unknown", "two")]
+    );
     broker.finish().await;
 }
 
@@ -143,18 +100,21 @@ async fn unroutable_message_goes_to_the_alternate_exchange_with_its_exchange_and
 async fn alternate_exchanges_chain_until_one_routes() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
-    declare(&ch, "ae2", ExchangeKind::Fanout, FieldTable::default()).await;
-    declare(&ch, "ae1", ExchangeKind::Direct, with_alternate("ae2")).await;
-    declare(&ch, "main", ExchangeKind::Topic, with_alternate("ae1")).await;
-    let q_main = bound_queue(&ch, "main", "a.*").await;
-    let q_ae1 = bound_queue(&ch, "ae1", "b").await;
-    let q_ae2 = bound_queue(&ch, "ae2", "").await;
+    declare_exchange_args(&ch, "ae2", ExchangeKind::Fanout, FieldTable::default()).await;
+    declare_exchange_args(&ch, "ae1", ExchangeKind::Direct, with_alternate("ae2")).await;
+    declare_exchange_args(&ch, "main", ExchangeKind::Topic, with_alternate("ae1")).await;
+    let q_main = bound_queue(&ch, "main", "a.*", FieldTable::default()).await;
+    let q_ae1 = bound_queue(&ch, "ae1", "b", FieldTable::default()).await;
+    let q_ae2 = bound_queue(&ch, "ae2", "", FieldTable::default()).await;
     for key in ["a.x", "b", "c"] {
         assert_eq!(publish_mandatory(&ch, "main", key, key).await, None);
     }
-    assert_eq!(drain(&ch, &q_main).await, [got("main", "a.x", "a.x")]);
-    assert_eq!(drain(&ch, &q_ae1).await, [got("main", "b", "b")]);
-    assert_eq!(drain(&ch, &q_ae2).await, [got("main", "c", "c")]);
+    assert_eq!(
+        drain_routed(&ch, &q_main).await,
+        [got("main", "a.x", "a.x")]
+    );
+    assert_eq!(drain_routed(&ch, &q_ae1).await, [got("main", "b", "b")]);
+    assert_eq!(drain_routed(&ch, &q_ae2).await, [got("main", "c", "c")]);
     broker.finish().await;
 }
 
@@ -162,9 +122,9 @@ async fn alternate_exchanges_chain_until_one_routes() {
 async fn mandatory_publish_that_no_alternate_routes_is_returned_as_published() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
-    declare(&ch, "ae", ExchangeKind::Direct, FieldTable::default()).await;
-    declare(&ch, "main", ExchangeKind::Direct, with_alternate("ae")).await;
-    bound_queue(&ch, "ae", "only-this").await;
+    declare_exchange_args(&ch, "ae", ExchangeKind::Direct, FieldTable::default()).await;
+    declare_exchange_args(&ch, "main", ExchangeKind::Direct, with_alternate("ae")).await;
+    bound_queue(&ch, "ae", "only-this", FieldTable::default()).await;
     assert_eq!(
         publish_mandatory(&ch, "main", "other", "x").await,
         Some((312, "main".into(), "other".into()))
@@ -178,16 +138,16 @@ async fn alternate_exchanges_in_a_loop_stop_and_the_message_is_returned() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
     // Declared before its alternate exists: allowed, as in RabbitMQ.
-    declare(&ch, "loop1", ExchangeKind::Direct, with_alternate("loop2")).await;
-    declare(&ch, "loop2", ExchangeKind::Direct, with_alternate("loop1")).await;
+    declare_exchange_args(&ch, "loop1", ExchangeKind::Direct, with_alternate("loop2")).await;
+    declare_exchange_args(&ch, "loop2", ExchangeKind::Direct, with_alternate("loop1")).await;
     assert_eq!(
         publish_mandatory(&ch, "loop1", "k", "x").await,
         Some((312, "loop1".into(), "k".into()))
     );
     // The loop is left as soon as something routes.
-    let q = bound_queue(&ch, "loop2", "k").await;
+    let q = bound_queue(&ch, "loop2", "k", FieldTable::default()).await;
     assert_eq!(publish_mandatory(&ch, "loop1", "k", "y").await, None);
-    assert_eq!(drain(&ch, &q).await, [got("loop1", "k", "y")]);
+    assert_eq!(drain_routed(&ch, &q).await, [got("loop1", "k", "y")]);
     broker.finish().await;
 }
 
@@ -195,15 +155,15 @@ async fn alternate_exchanges_in_a_loop_stop_and_the_message_is_returned() {
 async fn missing_alternate_routes_nothing_until_it_is_declared() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
-    declare(&ch, "main", ExchangeKind::Direct, with_alternate("later")).await;
+    declare_exchange_args(&ch, "main", ExchangeKind::Direct, with_alternate("later")).await;
     assert_eq!(
         publish_mandatory(&ch, "main", "k", "x").await,
         Some((312, "main".into(), "k".into()))
     );
-    declare(&ch, "later", ExchangeKind::Fanout, FieldTable::default()).await;
-    let q = bound_queue(&ch, "later", "").await;
+    declare_exchange_args(&ch, "later", ExchangeKind::Fanout, FieldTable::default()).await;
+    let q = bound_queue(&ch, "later", "", FieldTable::default()).await;
     assert_eq!(publish_mandatory(&ch, "main", "k", "y").await, None);
-    assert_eq!(drain(&ch, &q).await, [got("main", "k", "y")]);
+    assert_eq!(drain_routed(&ch, &q).await, [got("main", "k", "y")]);
     broker.finish().await;
 }
 
@@ -213,10 +173,10 @@ async fn exchange_routing_to_another_exchange_does_not_use_its_alternate() {
     // not even to an exchange; the destination exchange's own alternate still applies.
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
-    declare(&ch, "ae.src", ExchangeKind::Fanout, FieldTable::default()).await;
-    declare(&ch, "ae.dst", ExchangeKind::Fanout, FieldTable::default()).await;
-    declare(&ch, "src", ExchangeKind::Fanout, with_alternate("ae.src")).await;
-    declare(&ch, "dst", ExchangeKind::Direct, with_alternate("ae.dst")).await;
+    declare_exchange_args(&ch, "ae.src", ExchangeKind::Fanout, FieldTable::default()).await;
+    declare_exchange_args(&ch, "ae.dst", ExchangeKind::Fanout, FieldTable::default()).await;
+    declare_exchange_args(&ch, "src", ExchangeKind::Fanout, with_alternate("ae.src")).await;
+    declare_exchange_args(&ch, "dst", ExchangeKind::Direct, with_alternate("ae.dst")).await;
     ch.exchange_bind(
         "dst",
         "src",
@@ -226,11 +186,11 @@ async fn exchange_routing_to_another_exchange_does_not_use_its_alternate() {
     )
     .await
     .expect("exchange.bind");
-    let q_src = bound_queue(&ch, "ae.src", "").await;
-    let q_dst = bound_queue(&ch, "ae.dst", "").await;
+    let q_src = bound_queue(&ch, "ae.src", "", FieldTable::default()).await;
+    let q_dst = bound_queue(&ch, "ae.dst", "", FieldTable::default()).await;
     assert_eq!(publish_mandatory(&ch, "src", "k", "x").await, None);
-    assert_eq!(drain(&ch, &q_src).await, []);
-    assert_eq!(drain(&ch, &q_dst).await, [got("src", "k", "x")]);
+    assert_eq!(drain_routed(&ch, &q_src).await, []);
+    assert_eq!(drain_routed(&ch, &q_dst).await, [got("src", "k", "x")]);
     broker.finish().await;
 }
 
@@ -242,8 +202,7 @@ async fn internal_exchange_serves_as_an_alternate() {
         internal: true,
         ..Default::default()
     };
-    declare_with(
-        &ch,
+    ch.exchange_declare(
         "hidden",
         ExchangeKind::Fanout,
         internal,
@@ -251,10 +210,10 @@ async fn internal_exchange_serves_as_an_alternate() {
     )
     .await
     .expect("declare internal");
-    declare(&ch, "main", ExchangeKind::Headers, with_alternate("hidden")).await;
-    let q = bound_queue(&ch, "hidden", "").await;
+    declare_exchange_args(&ch, "main", ExchangeKind::Headers, with_alternate("hidden")).await;
+    let q = bound_queue(&ch, "hidden", "", FieldTable::default()).await;
     assert_eq!(publish_mandatory(&ch, "main", "k", "x").await, None);
-    assert_eq!(drain(&ch, &q).await, [got("main", "k", "x")]);
+    assert_eq!(drain_routed(&ch, &q).await, [got("main", "k", "x")]);
     broker.finish().await;
 }
 
@@ -264,13 +223,13 @@ async fn default_exchange_as_alternate_routes_nothing() {
     // with pika: the message is returned even though a queue named like the key exists).
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
-    declare(&ch, "main", ExchangeKind::Direct, with_alternate("")).await;
-    let q = bound_queue(&ch, "amq.fanout", "").await;
+    declare_exchange_args(&ch, "main", ExchangeKind::Direct, with_alternate("")).await;
+    let q = bound_queue(&ch, "amq.fanout", "", FieldTable::default()).await;
     assert_eq!(
         publish_mandatory(&ch, "main", &q, "x").await,
         Some((312, "main".into(), q.clone()))
     );
-    assert_eq!(drain(&ch, &q).await, []);
+    assert_eq!(drain_routed(&ch, &q).await, []);
     broker.finish().await;
 }
 
@@ -288,7 +247,8 @@ async fn alternate_exchange_argument_of_another_type_closes_the_channel_406() {
         let ch = conn.create_channel().await.expect("channel");
         let mut args = FieldTable::default();
         args.insert("alternate-exchange".into(), value);
-        let e = declare_with(&ch, "bad", ExchangeKind::Direct, Default::default(), args)
+        let e = ch
+            .exchange_declare("bad", ExchangeKind::Direct, Default::default(), args)
             .await
             .expect_err("declare is refused");
         assert_eq!(
@@ -308,15 +268,10 @@ async fn alternate_exchange_argument_of_another_type_closes_the_channel_406() {
         passive: true,
         ..Default::default()
     };
-    let e = declare_with(
-        &ch,
-        "bad",
-        ExchangeKind::Direct,
-        passive,
-        FieldTable::default(),
-    )
-    .await
-    .expect_err("no such exchange");
+    let e = ch
+        .exchange_declare("bad", ExchangeKind::Direct, passive, FieldTable::default())
+        .await
+        .expect_err("no such exchange");
     assert_eq!(amqp_error(&e).map(|(code, _)| code), Some(404));
     broker.finish().await;
 }
@@ -326,17 +281,17 @@ async fn redeclare_must_repeat_the_alternate_exchange() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.expect("channel");
-    declare(&ch, "main", ExchangeKind::Direct, with_alternate("a")).await;
-    declare(&ch, "main", ExchangeKind::Direct, with_alternate("a")).await;
-    let e = declare_with(
-        &ch,
-        "main",
-        ExchangeKind::Direct,
-        Default::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect_err("inequivalent");
+    declare_exchange_args(&ch, "main", ExchangeKind::Direct, with_alternate("a")).await;
+    declare_exchange_args(&ch, "main", ExchangeKind::Direct, with_alternate("a")).await;
+    let e = ch
+        .exchange_declare(
+            "main",
+            ExchangeKind::Direct,
+            Default::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect_err("inequivalent");
     assert_eq!(
         amqp_error(&e),
         Some((
@@ -350,7 +305,8 @@ async fn redeclare_must_repeat_the_alternate_exchange() {
     let ch = conn.create_channel().await.expect("channel");
     let mut args = FieldTable::default();
     args.insert("alternate-exchange".into(), AMQPValue::LongInt(5));
-    let e = declare_with(&ch, "main", ExchangeKind::Direct, Default::default(), args)
+    let e = ch
+        .exchange_declare("main", ExchangeKind::Direct, Default::default(), args)
         .await
         .expect_err("inequivalent");
     assert_eq!(
@@ -371,10 +327,10 @@ async fn alternate_exchange_also_catches_sender_selected_misses() {
     // alternate, and one that neither key routes does.
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
-    declare(&ch, "ae", ExchangeKind::Fanout, FieldTable::default()).await;
-    declare(&ch, "main", ExchangeKind::Direct, with_alternate("ae")).await;
-    let q_b = bound_queue(&ch, "main", "b").await;
-    let q_ae = bound_queue(&ch, "ae", "").await;
+    declare_exchange_args(&ch, "ae", ExchangeKind::Fanout, FieldTable::default()).await;
+    declare_exchange_args(&ch, "main", ExchangeKind::Direct, with_alternate("ae")).await;
+    let q_b = bound_queue(&ch, "main", "b", FieldTable::default()).await;
+    let q_ae = bound_queue(&ch, "ae", "", FieldTable::default()).await;
     for (cc, body) in [("b", "routed by cc"), ("c", "to the alternate")] {
         let mut headers = FieldTable::default();
         headers.insert(
@@ -393,9 +349,12 @@ async fn alternate_exchange_also_catches_sender_selected_misses() {
         .await
         .expect("confirm");
     }
-    assert_eq!(drain(&ch, &q_b).await, [got("main", "a", "routed by cc")]);
     assert_eq!(
-        drain(&ch, &q_ae).await,
+        drain_routed(&ch, &q_b).await,
+        [got("main", "a", "routed by cc")]
+    );
+    assert_eq!(
+        drain_routed(&ch, &q_ae).await,
         [got("main", "a", "to the alternate")]
     );
     broker.finish().await;

@@ -7,33 +7,13 @@
 //! its test.
 
 use crate::common::*;
-use futures_lite::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::types::{AMQPValue, ByteArray, DecimalValue, FieldArray, FieldTable};
-use lapin::{BasicProperties, Channel, Consumer};
+use lapin::{BasicProperties, Channel};
 use warren_protocol::{basic, ContentHeader, Frame, Method, ReplyCode};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(queue, QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .expect("queue.declare");
-}
-
-async fn publish(ch: &Channel, queue: &str, body: &[u8]) {
-    ch.basic_publish(
-        "",
-        queue,
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .expect("basic.publish");
-}
 
 /// Publishes `bodies` in order, then waits until the broker has routed them all (a synchronous
 /// method on the same channel is only answered once every publish before it was handled).
@@ -44,60 +24,6 @@ async fn publish_all(ch: &Channel, queue: &str, bodies: &[&str]) {
     ready_count(ch, queue).await;
 }
 
-/// Ready messages in `queue` (queue.declare-ok message_count, which excludes unacked ones).
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    ch.queue_declare(
-        queue,
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive queue.declare")
-    .message_count()
-}
-
-async fn consume(ch: &Channel, queue: &str, tag: &str) -> Consumer {
-    ch.basic_consume(
-        queue,
-        tag,
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("basic.consume")
-}
-
-async fn next(consumer: &mut Consumer) -> Delivery {
-    within("a delivery", consumer.next())
-        .await
-        .expect("consumer stream ended")
-        .expect("delivery")
-}
-
-fn text(d: &Delivery) -> &str {
-    std::str::from_utf8(&d.data).expect("utf-8 body")
-}
-
-/// Asserts nothing more was delivered to `consumer`. Deliveries are written before the reply to
-/// any later method on the consumer's connection, so after a round trip on `ch` anything the
-/// broker meant to deliver is already in the consumer's stream.
-async fn assert_no_delivery(consumer: &mut Consumer, ch: &Channel, queue: &str) {
-    ready_count(ch, queue).await;
-    if let Some(Some(d)) = futures_lite::future::poll_once(consumer.next()).await {
-        panic!("unexpected delivery: {d:?}");
-    }
-}
-
-async fn get(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
-    ch.basic_get(queue, BasicGetOptions::default())
-        .await
-        .expect("basic.get")
-        .expect("a message, not get-empty")
-}
-
 // ---------------------------------------------------------------------------------------------
 // Publish and consume
 
@@ -105,7 +31,7 @@ async fn get(ch: &Channel, queue: &str) -> lapin::message::BasicGetMessage {
 async fn publish_and_consume_round_trip_keeps_every_property_and_header() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "props").await;
+    declare(&ch, "props", &[]).await;
     let mut nested = FieldTable::default();
     nested.insert("inner".into(), AMQPValue::LongString("deep".into()));
     let mut headers = FieldTable::default();
@@ -185,7 +111,7 @@ async fn publish_and_consume_round_trip_keeps_every_property_and_header() {
 async fn message_of_several_mib_round_trips_intact() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "big").await;
+    declare(&ch, "big", &[]).await;
     // 5 MiB over a negotiated frame_max of 128 KiB: about 40 body frames each way.
     let body: Vec<u8> = (0..5 * 1024 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
@@ -332,7 +258,7 @@ async fn mandatory_unroutable_publish_is_returned_312_no_route_with_its_body() {
 async fn no_ack_consumer_needs_no_acks_and_leaves_nothing_to_requeue() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["a", "b", "c"]).await;
     let (_conn2, consumer_ch) = broker.channel().await;
     let mut consumer = consumer_ch
@@ -366,7 +292,7 @@ async fn no_ack_consumer_needs_no_acks_and_leaves_nothing_to_requeue() {
 async fn consumer_on_an_exclusively_consumed_queue_is_refused_403() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let mut owner = ch
         .basic_consume(
             "q",
@@ -408,7 +334,7 @@ async fn consumer_on_an_exclusively_consumed_queue_is_refused_403() {
 async fn exclusive_consumer_on_a_queue_with_consumers_is_refused_403() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let _first = consume(&ch, "q", "first").await;
     let (_conn2, other) = broker.channel().await;
     let err = other
@@ -450,7 +376,7 @@ async fn exclusive_consumer_on_a_queue_with_consumers_is_refused_403() {
 async fn empty_consumer_tag_gets_a_generated_amq_ctag() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let a = consume(&ch, "q", "").await;
     let b = consume(&ch, "q", "").await;
     assert!(a.tag().as_str().starts_with("amq.ctag-"), "{}", a.tag());
@@ -463,8 +389,8 @@ async fn empty_consumer_tag_gets_a_generated_amq_ctag() {
 async fn reusing_a_consumer_tag_on_one_channel_closes_the_connection_530() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    declare(&ch, "r").await;
+    declare(&ch, "q", &[]).await;
+    declare(&ch, "r", &[]).await;
     let _c = consume(&ch, "q", "dup").await;
     let err = ch
         .basic_consume(
@@ -495,7 +421,7 @@ async fn reusing_a_consumer_tag_on_one_channel_closes_the_connection_530() {
 async fn same_consumer_tag_on_two_channels_is_allowed() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let ch2 = conn.create_channel().await.expect("channel");
     let _a = consume(&ch, "q", "same").await;
     let _b = consume(&ch2, "q", "same").await;
@@ -507,7 +433,7 @@ async fn same_consumer_tag_on_two_channels_is_allowed() {
 async fn cancelled_consumer_gets_no_more_deliveries() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let mut consumer = consume(&ch, "q", "c").await;
     publish(&ch, "q", b"before").await;
     let d = next(&mut consumer).await;
@@ -519,7 +445,7 @@ async fn cancelled_consumer_gets_no_more_deliveries() {
     assert_eq!(ready_count(&ch, "q").await, 1, "nobody consumed 'after'");
     // Deliveries made before the cancel can still be acked.
     d.ack(BasicAckOptions::default()).await.expect("ack");
-    assert_eq!(text(&get(&ch, "q").await.delivery), "after");
+    assert_eq!(text(&get_one(&ch, "q").await.delivery), "after");
     broker.finish().await;
 }
 
@@ -527,7 +453,7 @@ async fn cancelled_consumer_gets_no_more_deliveries() {
 async fn messages_published_before_any_consumer_are_delivered_when_one_subscribes() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3"]).await;
     assert_eq!(ready_count(&ch, "q").await, 3);
     let (_conn2, consumer_ch) = broker.channel().await;
@@ -544,7 +470,7 @@ async fn messages_published_before_any_consumer_are_delivered_when_one_subscribe
 async fn consumers_of_one_queue_are_served_round_robin() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let mut a = consume(&ch, "q", "a").await;
     let mut b = consume(&ch, "q", "b").await;
     let (_conn2, publisher) = broker.channel().await;
@@ -570,7 +496,7 @@ async fn consumers_of_one_queue_are_served_round_robin() {
 async fn basic_get_reports_remaining_count_and_get_empty_when_drained() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let empty = ch
         .basic_get("q", BasicGetOptions::default())
         .await
@@ -602,11 +528,11 @@ async fn basic_get_reports_remaining_count_and_get_empty_when_drained() {
 async fn ack_multiple_settles_every_tag_up_to_the_one_named() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3", "4"]).await;
     let mut tags = Vec::new();
     for _ in 0..4 {
-        tags.push(get(&ch, "q").await.delivery.delivery_tag);
+        tags.push(get_one(&ch, "q").await.delivery.delivery_tag);
     }
     assert_eq!(tags, [1, 2, 3, 4], "delivery tags count from 1 per channel");
     ch.basic_ack(3, BasicAckOptions { multiple: true })
@@ -626,11 +552,11 @@ async fn ack_multiple_settles_every_tag_up_to_the_one_named() {
 async fn nack_multiple_with_requeue_keeps_order_and_marks_redelivered() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3", "4", "5"]).await;
     let mut got = Vec::new();
     for _ in 0..3 {
-        got.push(get(&ch, "q").await.delivery);
+        got.push(get_one(&ch, "q").await.delivery);
     }
     ch.basic_nack(
         got[2].delivery_tag,
@@ -643,7 +569,7 @@ async fn nack_multiple_with_requeue_keeps_order_and_marks_redelivered() {
     .expect("nack");
     let mut order = Vec::new();
     for _ in 0..5 {
-        let m = get(&ch, "q").await;
+        let m = get_one(&ch, "q").await;
         order.push((text(&m.delivery).to_owned(), m.delivery.redelivered));
     }
     let expected: Vec<(String, bool)> = [
@@ -667,10 +593,10 @@ async fn nack_multiple_with_requeue_keeps_order_and_marks_redelivered() {
 async fn reject_with_requeue_puts_a_message_back_in_its_place_marked_redelivered() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3"]).await;
-    let first = get(&ch, "q").await.delivery;
-    let second = get(&ch, "q").await.delivery;
+    let first = get_one(&ch, "q").await.delivery;
+    let second = get_one(&ch, "q").await.delivery;
     // Reject the second first, then the first: the queue still reads 1, 2, 3.
     ch.basic_reject(second.delivery_tag, BasicRejectOptions { requeue: true })
         .await
@@ -691,11 +617,11 @@ async fn reject_with_requeue_puts_a_message_back_in_its_place_marked_redelivered
 async fn nack_and_reject_without_requeue_drop_the_messages() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3", "4"]).await;
     let mut tags = Vec::new();
     for _ in 0..3 {
-        tags.push(get(&ch, "q").await.delivery.delivery_tag);
+        tags.push(get_one(&ch, "q").await.delivery.delivery_tag);
     }
     ch.basic_reject(tags[0], BasicRejectOptions { requeue: false })
         .await
@@ -712,7 +638,7 @@ async fn nack_and_reject_without_requeue_drop_the_messages() {
     ch.close(200, "bye").await.expect("close");
     let (_conn2, ch2) = broker.channel().await;
     assert_eq!(ready_count(&ch2, "q").await, 1, "only '4' is left");
-    assert_eq!(text(&get(&ch2, "q").await.delivery), "4");
+    assert_eq!(text(&get_one(&ch2, "q").await.delivery), "4");
     ch2.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack");
@@ -723,7 +649,7 @@ async fn nack_and_reject_without_requeue_drop_the_messages() {
 async fn recover_requeues_every_unacked_delivery_as_redelivered() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2"]).await;
     let mut consumer = consume(&ch, "q", "c").await;
     assert!(!next(&mut consumer).await.redelivered);
@@ -776,7 +702,7 @@ async fn ack_of_an_unknown_delivery_tag_closes_the_channel_406_and_not_the_conne
     );
     assert!(conn.status().connected());
     let ch2 = conn.create_channel().await.expect("another channel opens");
-    declare(&ch2, "still-works").await;
+    declare(&ch2, "still-works", &[]).await;
     broker.finish().await;
 }
 
@@ -784,9 +710,9 @@ async fn ack_of_an_unknown_delivery_tag_closes_the_channel_406_and_not_the_conne
 async fn acking_the_same_delivery_tag_twice_closes_the_channel_406() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["once"]).await;
-    let tag = get(&ch, "q").await.delivery.delivery_tag;
+    let tag = get_one(&ch, "q").await.delivery.delivery_tag;
     let closed = on_channel_close(&ch);
     ch.basic_ack(tag, BasicAckOptions::default())
         .await
@@ -812,10 +738,10 @@ async fn ack_multiple_naming_an_already_acked_tag_closes_the_channel_406() {
     // deliveries 1..3, ack 2, then ack multiple 2 → 406, and tag 1 stays unacked.
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3"]).await;
     for _ in 0..3 {
-        get(&ch, "q").await;
+        get_one(&ch, "q").await;
     }
     let closed = on_channel_close(&ch);
     ch.basic_ack(2, BasicAckOptions::default())
@@ -829,7 +755,7 @@ async fn ack_multiple_naming_an_already_acked_tag_closes_the_channel_406() {
         (406, "PRECONDITION_FAILED - unknown delivery tag 2".into())
     );
     let (_conn2, ch2) = broker.channel().await;
-    let remaining: Vec<String> = [get(&ch2, "q").await, get(&ch2, "q").await]
+    let remaining: Vec<String> = [get_one(&ch2, "q").await, get_one(&ch2, "q").await]
         .iter()
         .map(|m| text(&m.delivery).to_owned())
         .collect();
@@ -845,10 +771,10 @@ async fn ack_multiple_beyond_the_last_delivery_closes_the_channel_406() {
     // RabbitMQ: deliveries 1..3, ack multiple 10 → "unknown delivery tag 10" (checked with pika).
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3"]).await;
     for _ in 0..3 {
-        get(&ch, "q").await;
+        get_one(&ch, "q").await;
     }
     let closed = on_channel_close(&ch);
     ch.basic_ack(10, BasicAckOptions { multiple: true })
@@ -870,7 +796,7 @@ async fn ack_multiple_beyond_the_last_delivery_closes_the_channel_406() {
 async fn prefetch_count_limits_unacked_deliveries_per_consumer() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     ch.basic_qos(2, BasicQosOptions::default())
         .await
         .expect("qos");
@@ -903,7 +829,7 @@ async fn prefetch_count_limits_unacked_deliveries_per_consumer() {
 async fn two_consumers_with_prefetch_one_get_the_next_message_as_they_ack() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     ch.basic_qos(1, BasicQosOptions::default())
         .await
         .expect("qos");
@@ -939,7 +865,7 @@ async fn two_consumers_with_prefetch_one_get_the_next_message_as_they_ack() {
 async fn raising_the_per_consumer_prefetch_applies_to_existing_consumers() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     ch.basic_qos(1, BasicQosOptions::default())
         .await
         .expect("qos");
@@ -965,8 +891,8 @@ async fn global_qos_limits_unacked_deliveries_across_the_channels_consumers() {
     // RabbitMQ's reading of global=true: one limit shared by every consumer on the channel.
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q1").await;
-    declare(&ch, "q2").await;
+    declare(&ch, "q1", &[]).await;
+    declare(&ch, "q2", &[]).await;
     ch.basic_qos(3, BasicQosOptions { global: true })
         .await
         .expect("qos");
@@ -1042,7 +968,7 @@ async fn publish_with_immediate_is_not_implemented_540() {
 async fn closing_a_channel_requeues_its_unacked_deliveries_as_redelivered() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3", "4"]).await;
     let consumer_ch = conn.create_channel().await.expect("channel");
     let mut consumer = consume(&consumer_ch, "q", "c").await;
@@ -1055,7 +981,7 @@ async fn closing_a_channel_requeues_its_unacked_deliveries_as_redelivered() {
         .expect("ack '2'");
     consumer_ch.close(200, "bye").await.expect("close");
     for expected in ["1", "3", "4"] {
-        let m = get(&ch, "q").await;
+        let m = get_one(&ch, "q").await;
         assert_eq!(text(&m.delivery), expected);
         assert!(m.delivery.redelivered);
     }
@@ -1069,7 +995,7 @@ async fn closing_a_channel_requeues_its_unacked_deliveries_as_redelivered() {
 async fn closing_a_connection_requeues_its_unacked_deliveries_as_redelivered() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1", "2", "3"]).await;
     let (consumer_conn, consumer_ch) = broker.channel().await;
     let mut consumer = consume(&consumer_ch, "q", "c").await;
@@ -1091,7 +1017,7 @@ async fn closing_a_connection_requeues_its_unacked_deliveries_as_redelivered() {
 async fn dropped_socket_requeues_unacked_deliveries() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["1"]).await;
     let mut raw = broker.raw().await;
     raw.handshake().await;
@@ -1128,7 +1054,7 @@ async fn dropped_socket_requeues_unacked_deliveries() {
 async fn one_channels_unacked_messages_are_invisible_to_another_channel() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     publish_all(&ch, "q", &["held"]).await;
     let mut holder = consume(&ch, "q", "holder").await;
     let held = next(&mut holder).await;
@@ -1171,7 +1097,7 @@ async fn channel_flow_inactive_pauses_deliveries_until_reactivated() {
     })
     .await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let mut consumer = consume(&ch, "q", "c").await;
     let active = ch
         .channel_flow(ChannelFlowOptions { active: false })
@@ -1249,7 +1175,7 @@ async fn content_header_above_max_message_size_closes_the_channel_406() {
 async fn publish_with_another_users_user_id_closes_the_channel_406() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     let closed = on_channel_close(&ch);
     ch.basic_publish(
         "",
@@ -1284,7 +1210,7 @@ async fn user_id_must_equal_the_authenticated_user_exactly_and_is_checked_after_
     // a transaction at publish time; a missing exchange is reported before the user-id.
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     ch.basic_publish(
         "",
         "q",
@@ -1294,7 +1220,7 @@ async fn user_id_must_equal_the_authenticated_user_exactly_and_is_checked_after_
     )
     .await
     .expect("publish");
-    let m = get(&ch, "q").await;
+    let m = get_one(&ch, "q").await;
     assert_eq!(
         m.delivery.properties.user_id().as_ref().map(|u| u.as_str()),
         Some("guest")

@@ -4,10 +4,7 @@
 //! (routing results, delivered headers and reply texts).
 
 use crate::common::*;
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
-};
+use lapin::options::{BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use lapin::{BasicProperties, Channel, ExchangeKind};
@@ -28,17 +25,6 @@ fn headers(entries: Vec<(&str, AMQPValue)>) -> FieldTable {
     t
 }
 
-async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
-    ch.exchange_declare(
-        name,
-        kind,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange.declare");
-}
-
 /// A new exclusive queue named `name`, bound to `exchange` with `key` unless `exchange` is "".
 async fn queue(ch: &Channel, name: &str, exchange: &str, key: &str, arguments: FieldTable) {
     let options = QueueDeclareOptions {
@@ -57,7 +43,7 @@ async fn queue(ch: &Channel, name: &str, exchange: &str, key: &str, arguments: F
 
 /// Publishes with `headers` and, in confirm mode, waits for the confirm; returns whether the
 /// (mandatory) message came back.
-async fn publish(ch: &Channel, exchange: &str, key: &str, headers: FieldTable) -> bool {
+async fn mandatory_returned(ch: &Channel, exchange: &str, key: &str, headers: FieldTable) -> bool {
     let confirm = ch
         .basic_publish(
             exchange,
@@ -81,22 +67,11 @@ async fn publish(ch: &Channel, exchange: &str, key: &str, headers: FieldTable) -
 }
 
 /// (routing key, headers) of every message in `queue`, taking them off it.
-async fn drain(ch: &Channel, queue: &str) -> Vec<(String, Option<FieldTable>)> {
-    let mut all = Vec::new();
-    let options = BasicGetOptions { no_ack: true };
-    while let Some(m) = ch.basic_get(queue, options).await.expect("basic.get") {
-        let d = m.delivery;
-        all.push((d.routing_key.to_string(), d.properties.headers().clone()));
-    }
-    all
-}
-
-async fn confirming_channel(broker: &TestBroker) -> (lapin::Connection, Channel) {
-    let (conn, ch) = broker.channel().await;
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    (conn, ch)
+async fn drain_headers(ch: &Channel, queue: &str) -> Vec<(String, Option<FieldTable>)> {
+    let all = drain_deliveries(ch, queue).await;
+    all.iter()
+        .map(|d| (d.routing_key.to_string(), d.properties.headers().clone()))
+        .collect()
 }
 
 /// Direct exchange `d` with queues `qa`, `qb`, `qc` bound with keys `a`, `b`, `c`.
@@ -117,7 +92,7 @@ async fn cc_and_bcc_keys_route_too_and_only_bcc_is_removed() {
         ("BCC", keys(&["c"])),
         ("other", AMQPValue::LongString("kept".into())),
     ]);
-    assert!(!publish(&ch, "d", "a", sent).await);
+    assert!(!mandatory_returned(&ch, "d", "a", sent).await);
     let delivered = headers(vec![
         ("CC", keys(&["b"])),
         ("other", AMQPValue::LongString("kept".into())),
@@ -125,7 +100,7 @@ async fn cc_and_bcc_keys_route_too_and_only_bcc_is_removed() {
     for q in ["qa", "qb", "qc"] {
         // Every copy shows the routing key it was published with, not the CC/BCC key.
         assert_eq!(
-            drain(&ch, q).await,
+            drain_headers(&ch, q).await,
             [("a".to_string(), Some(delivered.clone()))],
             "{q}"
         );
@@ -138,11 +113,11 @@ async fn a_queue_matched_by_several_keys_gets_one_copy() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
     direct_abc(&ch).await;
-    publish(&ch, "d", "a", headers(vec![("CC", keys(&["a", "b", "a"]))])).await;
-    publish(&ch, "d", "a", headers(vec![("BCC", keys(&["b"]))])).await;
-    assert_eq!(drain(&ch, "qa").await.len(), 2);
-    assert_eq!(drain(&ch, "qb").await.len(), 2);
-    assert_eq!(drain(&ch, "qc").await.len(), 0);
+    mandatory_returned(&ch, "d", "a", headers(vec![("CC", keys(&["a", "b", "a"]))])).await;
+    mandatory_returned(&ch, "d", "a", headers(vec![("BCC", keys(&["b"]))])).await;
+    assert_eq!(drain_headers(&ch, "qa").await.len(), 2);
+    assert_eq!(drain_headers(&ch, "qb").await.len(), 2);
+    assert_eq!(drain_headers(&ch, "qc").await.len(), 0);
     broker.finish().await;
 }
 
@@ -151,12 +126,12 @@ async fn mandatory_message_routed_only_by_cc_or_bcc_is_not_returned() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = confirming_channel(&broker).await;
     direct_abc(&ch).await;
-    assert!(!publish(&ch, "d", "none", headers(vec![("CC", keys(&["b"]))])).await);
-    assert!(!publish(&ch, "d", "none", headers(vec![("BCC", keys(&["b"]))])).await);
-    assert!(publish(&ch, "d", "none", headers(vec![("CC", keys(&["zz"]))])).await);
+    assert!(!mandatory_returned(&ch, "d", "none", headers(vec![("CC", keys(&["b"]))])).await);
+    assert!(!mandatory_returned(&ch, "d", "none", headers(vec![("BCC", keys(&["b"]))])).await);
+    assert!(mandatory_returned(&ch, "d", "none", headers(vec![("CC", keys(&["zz"]))])).await);
     // BCC was the only header: the table stays, empty, as RabbitMQ delivers it.
     assert_eq!(
-        drain(&ch, "qb").await,
+        drain_headers(&ch, "qb").await,
         [
             (
                 "none".to_string(),
@@ -175,10 +150,10 @@ async fn topic_exchange_matches_cc_keys_against_patterns() {
     declare_exchange(&ch, "t", ExchangeKind::Topic).await;
     queue(&ch, "qa", "t", "a.*", FieldTable::default()).await;
     queue(&ch, "qb", "t", "b.#", FieldTable::default()).await;
-    publish(&ch, "t", "a.x", headers(vec![("CC", keys(&["b.y.z"]))])).await;
-    publish(&ch, "t", "none", headers(vec![("BCC", keys(&["a.y"]))])).await;
-    assert_eq!(drain(&ch, "qa").await.len(), 2);
-    assert_eq!(drain(&ch, "qb").await.len(), 1);
+    mandatory_returned(&ch, "t", "a.x", headers(vec![("CC", keys(&["b.y.z"]))])).await;
+    mandatory_returned(&ch, "t", "none", headers(vec![("BCC", keys(&["a.y"]))])).await;
+    assert_eq!(drain_headers(&ch, "qa").await.len(), 2);
+    assert_eq!(drain_headers(&ch, "qb").await.len(), 1);
     broker.finish().await;
 }
 
@@ -193,9 +168,9 @@ async fn default_exchange_delivers_to_every_queue_named_by_a_key() {
         ("CC", keys(&["qb", "nosuch"])),
         ("BCC", keys(&["qc"])),
     ]);
-    assert!(!publish(&ch, "", "qa", sent).await);
+    assert!(!mandatory_returned(&ch, "", "qa", sent).await);
     for q in ["qa", "qb", "qc"] {
-        let got = drain(&ch, q).await;
+        let got = drain_headers(&ch, q).await;
         assert_eq!(got.len(), 1, "{q}");
         assert_eq!(got[0].0, "qa");
     }
@@ -215,15 +190,15 @@ async fn fanout_and_headers_exchanges_ignore_cc() {
     ]);
     queue(&ch, "qh", "h", "", match_k).await;
     queue(&ch, "qx", "", "", FieldTable::default()).await;
-    publish(&ch, "f", "zz", headers(vec![("CC", keys(&["qx"]))])).await;
+    mandatory_returned(&ch, "f", "zz", headers(vec![("CC", keys(&["qx"]))])).await;
     let h = headers(vec![
         ("CC", keys(&["qx"])),
         ("k", AMQPValue::LongString("v".into())),
     ]);
-    publish(&ch, "h", "zz", h).await;
-    assert_eq!(drain(&ch, "qf").await.len(), 1);
-    assert_eq!(drain(&ch, "qh").await.len(), 1);
-    assert_eq!(drain(&ch, "qx").await.len(), 0);
+    mandatory_returned(&ch, "h", "zz", h).await;
+    assert_eq!(drain_headers(&ch, "qf").await.len(), 1);
+    assert_eq!(drain_headers(&ch, "qh").await.len(), 1);
+    assert_eq!(drain_headers(&ch, "qx").await.len(), 0);
     broker.finish().await;
 }
 
@@ -237,22 +212,23 @@ async fn array_elements_that_are_not_strings_are_ignored() {
         AMQPValue::LongInt(5),
         AMQPValue::ByteArray(b"c".to_vec().into()),
     ]));
-    publish(&ch, "d", "a", headers(vec![("CC", mixed)])).await;
-    assert_eq!(drain(&ch, "qa").await.len(), 1);
-    assert_eq!(drain(&ch, "qb").await.len(), 1);
-    assert_eq!(drain(&ch, "qc").await.len(), 0);
+    mandatory_returned(&ch, "d", "a", headers(vec![("CC", mixed)])).await;
+    assert_eq!(drain_headers(&ch, "qa").await.len(), 1);
+    assert_eq!(drain_headers(&ch, "qb").await.len(), 1);
+    assert_eq!(drain_headers(&ch, "qc").await.len(), 0);
     // Header names are case-sensitive: `cc` is an ordinary header.
-    publish(&ch, "d", "a", headers(vec![("cc", keys(&["b"]))])).await;
-    assert_eq!(drain(&ch, "qb").await.len(), 0);
+    mandatory_returned(&ch, "d", "a", headers(vec![("cc", keys(&["b"]))])).await;
+    assert_eq!(drain_headers(&ch, "qb").await.len(), 0);
     broker.finish().await;
 }
 
 /// Publishes with `headers` on a fresh channel and returns the close it caused.
-async fn refused(conn: &lapin::Connection, exchange: &str, headers: FieldTable) -> (u16, String) {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
+async fn refused_with_headers(
+    conn: &lapin::Connection,
+    exchange: &str,
+    headers: FieldTable,
+) -> (u16, String) {
+    let ch = confirm_channel_on(conn).await;
     let confirm = ch
         .basic_publish(
             exchange,
@@ -284,7 +260,7 @@ async fn cc_or_bcc_that_is_not_an_array_closes_the_channel_406() {
         ("CC", AMQPValue::Void, "void"),
     ] {
         assert_eq!(
-            refused(&conn, "d", headers(vec![(header, value)])).await,
+            refused_with_headers(&conn, "d", headers(vec![(header, value)])).await,
             (
                 406,
                 format!(
@@ -297,18 +273,18 @@ async fn cc_or_bcc_that_is_not_an_array_closes_the_channel_406() {
     // A good CC does not excuse a bad BCC.
     let both = headers(vec![("CC", keys(&["b"])), ("BCC", AMQPValue::LongInt(7))]);
     assert_eq!(
-        refused(&conn, "d", both).await.1,
+        refused_with_headers(&conn, "d", both).await.1,
         "PRECONDITION_FAILED - invalid message: {unacceptable_type_in_header,\"BCC\",signedint}"
     );
     // A missing exchange is reported first.
     let bad = headers(vec![("CC", AMQPValue::LongString("b".into()))]);
     assert_eq!(
-        refused(&conn, "nosuch", bad).await,
+        refused_with_headers(&conn, "nosuch", bad).await,
         (404, "NOT_FOUND - no exchange 'nosuch' in vhost '/'".into())
     );
     // None of the refused messages was routed, and the connection lives on.
     for q in ["qa", "qb", "qc"] {
-        assert_eq!(drain(&ch, q).await.len(), 0, "{q}");
+        assert_eq!(drain_headers(&ch, q).await.len(), 0, "{q}");
     }
     broker.finish().await;
 }

@@ -4,65 +4,14 @@
 
 use crate::common::*;
 use futures_lite::StreamExt;
-use lapin::message::Delivery;
 use lapin::options::*;
 use lapin::publisher_confirm::Confirmation;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Consumer};
+use lapin::BasicProperties;
 use warren_protocol::{basic, confirm, ContentHeader, Frame, Method};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-async fn declare(ch: &Channel, queue: &str) {
-    ch.queue_declare(queue, QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .expect("queue.declare");
-}
-
-async fn publish(ch: &Channel, routing_key: &str, body: &[u8]) -> Confirmation {
-    ch.basic_publish(
-        "",
-        routing_key,
-        BasicPublishOptions::default(),
-        body,
-        BasicProperties::default(),
-    )
-    .await
-    .expect("basic.publish")
-    .await
-    .expect("confirmation")
-}
-
-/// Ready messages in `queue`; also a round trip, so every publish before it was handled.
-async fn ready_count(ch: &Channel, queue: &str) -> u32 {
-    ch.queue_declare(
-        queue,
-        QueueDeclareOptions {
-            passive: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("passive queue.declare")
-    .message_count()
-}
-
-async fn get(ch: &Channel, queue: &str) -> Delivery {
-    ch.basic_get(queue, BasicGetOptions::default())
-        .await
-        .expect("basic.get")
-        .expect("a message, not get-empty")
-        .delivery
-}
-
-async fn next(consumer: &mut Consumer) -> Delivery {
-    within("a delivery", consumer.next())
-        .await
-        .expect("consumer stream ended")
-        .expect("delivery")
-}
 
 // ---------------------------------------------------------------------------------------------
 // Publisher confirms
@@ -71,11 +20,14 @@ async fn next(consumer: &mut Consumer) -> Delivery {
 async fn publish_after_confirm_select_is_acked() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm.select");
-    assert_eq!(publish(&ch, "q", b"hello").await, Confirmation::Ack(None));
+    assert_eq!(
+        publish_confirm(&ch, "q", b"hello").await,
+        Confirmation::Ack(None)
+    );
     assert_eq!(ready_count(&ch, "q").await, 1);
     broker.finish().await;
 }
@@ -84,7 +36,7 @@ async fn publish_after_confirm_select_is_acked() {
 async fn thousand_publishes_in_confirm_mode_are_all_acked_routable_or_not() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm.select");
@@ -218,24 +170,24 @@ async fn confirm_is_sent_only_after_the_last_body_frame_arrived() {
 async fn transactional_publishes_are_invisible_until_commit() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     ch.tx_select().await.expect("tx.select");
-    publish(&ch, "q", b"1").await;
-    publish(&ch, "q", b"2").await;
+    publish_confirm(&ch, "q", b"1").await;
+    publish_confirm(&ch, "q", b"2").await;
     let observer = conn.create_channel().await.expect("channel");
     // A round trip on the transactional channel: both publishes were handled, and held.
     assert_eq!(ready_count(&ch, "q").await, 0);
     assert_eq!(ready_count(&observer, "q").await, 0);
     ch.tx_commit().await.expect("tx.commit");
     assert_eq!(ready_count(&observer, "q").await, 2);
-    assert_eq!(get(&observer, "q").await.data, b"1");
-    assert_eq!(get(&observer, "q").await.data, b"2");
+    assert_eq!(get_one(&observer, "q").await.delivery.data, b"1");
+    assert_eq!(get_one(&observer, "q").await.delivery.data, b"2");
     observer
         .basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack");
     // The channel stays transactional: the next publish waits for the next commit.
-    publish(&ch, "q", b"3").await;
+    publish_confirm(&ch, "q", b"3").await;
     assert_eq!(ready_count(&ch, "q").await, 0);
     ch.tx_commit().await.expect("tx.commit");
     assert_eq!(ready_count(&ch, "q").await, 1);
@@ -246,15 +198,15 @@ async fn transactional_publishes_are_invisible_until_commit() {
 async fn rollback_discards_transactional_publishes() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     ch.tx_select().await.expect("tx.select");
-    publish(&ch, "q", b"discarded").await;
+    publish_confirm(&ch, "q", b"discarded").await;
     ch.tx_rollback().await.expect("tx.rollback");
     ch.tx_commit().await.expect("empty commit");
     assert_eq!(ready_count(&ch, "q").await, 0);
-    publish(&ch, "q", b"kept").await;
+    publish_confirm(&ch, "q", b"kept").await;
     ch.tx_commit().await.expect("tx.commit");
-    assert_eq!(get(&ch, "q").await.data, b"kept");
+    assert_eq!(get_one(&ch, "q").await.delivery.data, b"kept");
     ch.basic_ack(0, BasicAckOptions { multiple: true })
         .await
         .expect("ack");
@@ -269,9 +221,9 @@ async fn rollback_discards_transactional_publishes() {
 async fn ack_inside_a_transaction_frees_prefetch_only_on_commit() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
+    declare(&ch, "q", &[]).await;
     for body in ["1", "2"] {
-        publish(&ch, "q", body.as_bytes()).await;
+        publish_confirm(&ch, "q", body.as_bytes()).await;
     }
     ch.basic_qos(1, BasicQosOptions::default())
         .await
@@ -312,11 +264,11 @@ async fn rollback_leaves_acks_undone_and_the_tags_can_be_acked_again() {
     // RabbitMQ: ack, rollback, ack the same tag again, commit → the queue is empty (pika).
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    publish(&ch, "q", b"1").await;
-    publish(&ch, "q", b"2").await;
-    let one = get(&ch, "q").await.delivery_tag;
-    let two = get(&ch, "q").await.delivery_tag;
+    declare(&ch, "q", &[]).await;
+    publish_confirm(&ch, "q", b"1").await;
+    publish_confirm(&ch, "q", b"2").await;
+    let one = get_one(&ch, "q").await.delivery.delivery_tag;
+    let two = get_one(&ch, "q").await.delivery.delivery_tag;
     ch.tx_select().await.expect("tx.select");
     ch.basic_ack(two, BasicAckOptions { multiple: true })
         .await
@@ -329,7 +281,7 @@ async fn rollback_leaves_acks_undone_and_the_tags_can_be_acked_again() {
     // Only '1' was acked; closing the channel requeues '2'.
     ch.close(200, "bye").await.expect("close");
     let other = conn.create_channel().await.expect("channel");
-    let left = get(&other, "q").await;
+    let left = get_one(&other, "q").await.delivery;
     assert_eq!((left.data.as_slice(), left.redelivered), (&b"2"[..], true));
     assert!(other
         .basic_get("q", BasicGetOptions::default())
@@ -344,9 +296,9 @@ async fn rollback_leaves_acks_undone_and_the_tags_can_be_acked_again() {
 async fn nack_with_requeue_inside_a_transaction_requeues_on_commit() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    publish(&ch, "q", b"again").await;
-    let tag = get(&ch, "q").await.delivery_tag;
+    declare(&ch, "q", &[]).await;
+    publish_confirm(&ch, "q", b"again").await;
+    let tag = get_one(&ch, "q").await.delivery.delivery_tag;
     ch.tx_select().await.expect("tx.select");
     ch.basic_nack(
         tag,
@@ -359,7 +311,7 @@ async fn nack_with_requeue_inside_a_transaction_requeues_on_commit() {
     .expect("nack");
     assert_eq!(ready_count(&ch, "q").await, 0, "held until commit");
     ch.tx_commit().await.expect("tx.commit");
-    let back = get(&ch, "q").await;
+    let back = get_one(&ch, "q").await.delivery;
     assert_eq!(
         (back.data.as_slice(), back.redelivered),
         (&b"again"[..], true)
@@ -374,9 +326,9 @@ async fn uncommitted_acks_are_requeued_when_the_channel_closes() {
     // RabbitMQ: get, tx.select, ack, channel.close → the message is back (checked with pika).
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    publish(&ch, "q", b"kept").await;
-    let tag = get(&ch, "q").await.delivery_tag;
+    declare(&ch, "q", &[]).await;
+    publish_confirm(&ch, "q", b"kept").await;
+    let tag = get_one(&ch, "q").await.delivery.delivery_tag;
     ch.tx_select().await.expect("tx.select");
     ch.basic_ack(tag, BasicAckOptions::default())
         .await
@@ -409,9 +361,9 @@ async fn unknown_delivery_tag_inside_a_transaction_closes_the_channel_406_at_onc
 async fn acking_a_tag_twice_inside_a_transaction_closes_the_channel_406() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "q").await;
-    publish(&ch, "q", b"x").await;
-    let tag = get(&ch, "q").await.delivery_tag;
+    declare(&ch, "q", &[]).await;
+    publish_confirm(&ch, "q", b"x").await;
+    let tag = get_one(&ch, "q").await.delivery.delivery_tag;
     ch.tx_select().await.expect("tx.select");
     let closed = on_channel_close(&ch);
     for _ in 0..2 {

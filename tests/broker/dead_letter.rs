@@ -6,39 +6,14 @@
 //! (`maxlen` dead-lettering is in tests/max_length.rs.)
 
 use crate::common::*;
-use lapin::options::{
-    BasicAckOptions, BasicNackOptions, BasicRejectOptions, ExchangeDeclareOptions, QueueBindOptions,
-};
+use lapin::options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions};
 use lapin::types::{AMQPValue, FieldArray, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-async fn exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
-    ch.exchange_declare(
-        name,
-        kind,
-        ExchangeDeclareOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("exchange.declare");
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    ch.queue_bind(
-        queue,
-        exchange,
-        key,
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("queue.bind");
-}
-
 /// `dlx` (direct) → `dlq` on key `rk`, and `src` dead-lettering to it with that key.
 async fn dlx_setup(ch: &Channel, extra: &[(&str, AMQPValue)]) {
-    exchange(ch, "dlx", ExchangeKind::Direct).await;
+    declare_exchange(ch, "dlx", ExchangeKind::Direct).await;
     declare(ch, "dlq", &[]).await;
     bind(ch, "dlq", "dlx", "rk").await;
     let mut args = vec![
@@ -194,10 +169,10 @@ async fn an_expired_message_is_dead_lettered_with_reason_expired_without_any_con
 async fn without_a_dead_letter_routing_key_the_original_keys_route_it() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    exchange(&ch, "dlx-topic", ExchangeKind::Topic).await;
+    declare_exchange(&ch, "dlx-topic", ExchangeKind::Topic).await;
     declare(&ch, "dlq", &[]).await;
     bind(&ch, "dlq", "dlx-topic", "orders.#").await;
-    exchange(&ch, "work", ExchangeKind::Direct).await;
+    declare_exchange(&ch, "work", ExchangeKind::Direct).await;
     declare(&ch, "src", &[("x-dead-letter-exchange", s("dlx-topic"))]).await;
     bind(&ch, "src", "work", "orders.new").await;
     publish_props(&ch, "work", "orders.new", "o1", BasicProperties::default()).await;

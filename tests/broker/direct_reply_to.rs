@@ -26,12 +26,6 @@ async fn reply_consumer(ch: &Channel, tag: &str) -> lapin::Result<Consumer> {
         .await
 }
 
-async fn declare_queue(ch: &Channel, name: &str) {
-    ch.queue_declare(name, QueueDeclareOptions::default(), FieldTable::default())
-        .await
-        .expect("queue.declare");
-}
-
 async fn passive_declare(ch: &Channel, name: &str) -> lapin::Result<lapin::Queue> {
     let options = QueueDeclareOptions {
         passive: true,
@@ -108,27 +102,6 @@ async fn reply(
     }
 }
 
-async fn next(consumer: &mut Consumer) -> Delivery {
-    within("a reply", consumer.next())
-        .await
-        .expect("consumer stream ended")
-        .expect("delivery")
-}
-
-async fn confirming_channel(conn: &Connection) -> Channel {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
-    ch
-}
-
-/// The close code and text of a failed call.
-fn refused<T: std::fmt::Debug>(result: lapin::Result<T>) -> (u16, String) {
-    let e = result.expect_err("the broker should refuse this");
-    amqp_error(&e).unwrap_or_else(|| panic!("not an AMQP close: {e:?}"))
-}
-
 /// A requester (consuming replies on `client`) and a server channel with queue `requests`.
 struct Rpc {
     _client_conn: Connection,
@@ -145,8 +118,8 @@ impl Rpc {
             .await
             .expect("reply consumer");
         let server_conn = broker.connect().await;
-        let server = confirming_channel(&server_conn).await;
-        declare_queue(&server, "requests").await;
+        let server = confirm_channel_on(&server_conn).await;
+        declare(&server, "requests", &[]).await;
         Rpc {
             _client_conn: client_conn,
             client,
@@ -266,7 +239,7 @@ async fn second_reply_consumer_on_a_channel_is_406_but_after_cancel_one_may_cons
 async fn request_without_a_reply_consumer_on_its_channel_is_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
-    declare_queue(&conn.create_channel().await.unwrap(), "requests").await;
+    declare(&conn.create_channel().await.unwrap(), "requests", &[]).await;
     // No consumer at all; a consumer on another channel does not count; nor a cancelled one.
     let elsewhere = conn.create_channel().await.expect("channel");
     reply_consumer(&elsewhere, "c").await.expect("consumer");
@@ -462,7 +435,7 @@ fn fib(n: u64) -> u64 {
 /// request's reply-to with the request's correlation id, then acks.
 async fn rpc_server(conn: Connection) {
     let ch = conn.create_channel().await.expect("channel");
-    declare_queue(&ch, "rpc_queue").await;
+    declare(&ch, "rpc_queue", &[]).await;
     ch.basic_qos(1, Default::default()).await.expect("qos");
     let mut requests = ch
         .basic_consume(
@@ -501,7 +474,12 @@ async fn rpc_tutorial_with_direct_reply_to_matches_replies_by_correlation_id() {
     let broker = TestBroker::start().await;
     let server_conn = broker.connect().await;
     // Declared before the server task starts, so no request can find the queue missing.
-    declare_queue(&server_conn.create_channel().await.unwrap(), "rpc_queue").await;
+    declare(
+        &server_conn.create_channel().await.unwrap(),
+        "rpc_queue",
+        &[],
+    )
+    .await;
     let server = tokio::spawn(rpc_server(server_conn));
 
     let (_conn, client) = broker.channel().await;

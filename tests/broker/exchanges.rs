@@ -5,32 +5,13 @@
 
 use crate::common::*;
 use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions,
-    ExchangeDeclareOptions, ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions,
-    QueueDeclareOptions, QueueDeleteOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeBindOptions, ExchangeDeclareOptions,
+    ExchangeDeleteOptions, ExchangeUnbindOptions, QueueBindOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 
-/// The reply code and text of the close a failed call caused.
-fn refused<T: std::fmt::Debug>(result: lapin::Result<T>) -> (u16, String) {
-    let e = result.expect_err("the broker should refuse this");
-    amqp_error(&e).unwrap_or_else(|| panic!("not an AMQP close: {e:?}"))
-}
-
-fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in entries {
-        t.insert((*k).into(), v.clone());
-    }
-    t
-}
-
-fn text(s: &str) -> AMQPValue {
-    AMQPValue::LongString(s.into())
-}
-
-async fn declare(
+async fn declare_exchange_opts(
     ch: &Channel,
     name: &str,
     kind: ExchangeKind,
@@ -45,45 +26,11 @@ async fn passive(ch: &Channel, name: &str) -> lapin::Result<()> {
         passive: true,
         ..Default::default()
     };
-    declare(ch, name, ExchangeKind::Direct, options).await
-}
-
-/// An exclusive server-named queue.
-async fn temp_queue(ch: &Channel) -> String {
-    let options = QueueDeclareOptions {
-        exclusive: true,
-        ..Default::default()
-    };
-    let q = ch
-        .queue_declare("", options, FieldTable::default())
-        .await
-        .expect("queue.declare");
-    q.name().to_string()
-}
-
-/// A new exclusive queue bound to `exchange` with `key` and `arguments`.
-async fn bound_queue(ch: &Channel, exchange: &str, key: &str, arguments: FieldTable) -> String {
-    let q = temp_queue(ch).await;
-    ch.queue_bind(&q, exchange, key, QueueBindOptions::default(), arguments)
-        .await
-        .expect("queue.bind");
-    q
+    declare_exchange_opts(ch, name, ExchangeKind::Direct, options).await
 }
 
 async fn publish_with(ch: &Channel, exchange: &str, key: &str, properties: BasicProperties) {
-    ch.basic_publish(
-        exchange,
-        key,
-        BasicPublishOptions::default(),
-        key.as_bytes(),
-        properties,
-    )
-    .await
-    .expect("basic.publish");
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str) {
-    publish_with(ch, exchange, key, BasicProperties::default()).await;
+    publish_props(ch, exchange, key, key, properties).await;
 }
 
 /// Publishes in confirm mode and returns the close the publish caused.
@@ -108,21 +55,17 @@ async fn publish_refused(ch: &Channel, exchange: &str, key: &str) -> (u16, Strin
 
 /// The routing keys of the messages in `queue`, in order, taking them off the queue. basic.get
 /// is ordered after every earlier publish on the same channel, so no waiting is needed.
-async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let options = BasicGetOptions { no_ack: true };
-    while let Some(m) = ch.basic_get(queue, options).await.expect("basic.get") {
-        keys.push(m.delivery.routing_key.to_string());
-    }
-    keys
+async fn drain_keys(ch: &Channel, queue: &str) -> Vec<String> {
+    let all = drain_deliveries(ch, queue).await;
+    all.iter().map(|d| d.routing_key.to_string()).collect()
 }
 
 /// A second channel on `conn`, to show the connection survived a channel close.
 async fn still_usable(conn: &Connection) {
     let ch = conn.create_channel().await.expect("another channel opens");
     let q = temp_queue(&ch).await;
-    publish(&ch, "", &q).await;
-    assert_eq!(drain(&ch, &q).await, vec![q.clone()]);
+    publish_key(&ch, "", &q).await;
+    assert_eq!(drain_keys(&ch, &q).await, vec![q.clone()]);
 }
 
 #[tokio::test]
@@ -135,10 +78,10 @@ async fn each_exchange_type_declares_and_passive_declare_finds_it() {
         ("x.topic", ExchangeKind::Topic),
         ("x.headers", ExchangeKind::Headers),
     ] {
-        declare(&ch, name, kind.clone(), Default::default())
+        declare_exchange_opts(&ch, name, kind.clone(), Default::default())
             .await
             .unwrap_or_else(|e| panic!("declare {name}: {e:?}"));
-        declare(&ch, name, kind, Default::default())
+        declare_exchange_opts(&ch, name, kind, Default::default())
             .await
             .unwrap_or_else(|e| panic!("equivalent redeclare of {name}: {e:?}"));
         passive(&ch, name)
@@ -152,18 +95,18 @@ async fn each_exchange_type_declares_and_passive_declare_finds_it() {
 async fn direct_exchange_routes_on_the_exact_routing_key() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "d", ExchangeKind::Direct, Default::default())
+    declare_exchange_opts(&ch, "d", ExchangeKind::Direct, Default::default())
         .await
         .unwrap();
     let a1 = bound_queue(&ch, "d", "a", FieldTable::default()).await;
     let a2 = bound_queue(&ch, "d", "a", FieldTable::default()).await;
     let b = bound_queue(&ch, "d", "b", FieldTable::default()).await;
     for key in ["a", "b", "c", "A", ""] {
-        publish(&ch, "d", key).await;
+        publish_key(&ch, "d", key).await;
     }
-    assert_eq!(drain(&ch, &a1).await, ["a"]);
-    assert_eq!(drain(&ch, &a2).await, ["a"]);
-    assert_eq!(drain(&ch, &b).await, ["b"]);
+    assert_eq!(drain_keys(&ch, &a1).await, ["a"]);
+    assert_eq!(drain_keys(&ch, &a2).await, ["a"]);
+    assert_eq!(drain_keys(&ch, &b).await, ["b"]);
     broker.finish().await;
 }
 
@@ -181,8 +124,8 @@ async fn binding_the_same_queue_twice_delivers_once() {
     )
     .await
     .unwrap();
-    publish(&ch, "amq.direct", "k").await;
-    assert_eq!(drain(&ch, &q).await, ["k"]);
+    publish_key(&ch, "amq.direct", "k").await;
+    assert_eq!(drain_keys(&ch, &q).await, ["k"]);
     broker.finish().await;
 }
 
@@ -190,15 +133,15 @@ async fn binding_the_same_queue_twice_delivers_once() {
 async fn fanout_exchange_routes_to_every_binding_whatever_the_key() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "f", ExchangeKind::Fanout, Default::default())
+    declare_exchange_opts(&ch, "f", ExchangeKind::Fanout, Default::default())
         .await
         .unwrap();
     let q1 = bound_queue(&ch, "f", "", FieldTable::default()).await;
     let q2 = bound_queue(&ch, "f", "ignored", FieldTable::default()).await;
-    publish(&ch, "f", "one").await;
-    publish(&ch, "f", "").await;
-    assert_eq!(drain(&ch, &q1).await, ["one", ""]);
-    assert_eq!(drain(&ch, &q2).await, ["one", ""]);
+    publish_key(&ch, "f", "one").await;
+    publish_key(&ch, "f", "").await;
+    assert_eq!(drain_keys(&ch, &q1).await, ["one", ""]);
+    assert_eq!(drain_keys(&ch, &q2).await, ["one", ""]);
     broker.finish().await;
 }
 
@@ -251,7 +194,7 @@ const TOPIC_KEYS_BUT_EMPTY: [&str; 12] = [
 async fn topic_exchange_matches_star_hash_and_empty_words_like_rabbitmq() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "t", ExchangeKind::Topic, Default::default())
+    declare_exchange_opts(&ch, "t", ExchangeKind::Topic, Default::default())
         .await
         .unwrap();
     let mut queues = Vec::new();
@@ -259,10 +202,14 @@ async fn topic_exchange_matches_star_hash_and_empty_words_like_rabbitmq() {
         queues.push(bound_queue(&ch, "t", pattern, FieldTable::default()).await);
     }
     for key in TOPIC_KEYS {
-        publish(&ch, "t", key).await;
+        publish_key(&ch, "t", key).await;
     }
     for ((pattern, expected), q) in TOPIC_TABLE.iter().zip(&queues) {
-        assert_eq!(drain(&ch, q).await, *expected, "binding key {pattern:?}");
+        assert_eq!(
+            drain_keys(&ch, q).await,
+            *expected,
+            "binding key {pattern:?}"
+        );
     }
     broker.finish().await;
 }
@@ -271,13 +218,13 @@ async fn topic_exchange_matches_star_hash_and_empty_words_like_rabbitmq() {
 async fn headers_exchange_matches_all_any_and_the_with_x_modes() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "h", ExchangeKind::Headers, Default::default())
+    declare_exchange_opts(&ch, "h", ExchangeKind::Headers, Default::default())
         .await
         .unwrap();
-    let pdf_report = [("format", text("pdf")), ("type", text("report"))];
+    let pdf_report = [("format", s("pdf")), ("type", s("report"))];
     let with = |mode: &str, rest: &[(&str, AMQPValue)]| {
         let mut t = table(rest);
-        t.insert("x-match".into(), text(mode));
+        t.insert("x-match".into(), s(mode));
         t
     };
     // (binding arguments, routing keys of the messages it receives) as RabbitMQ routed them.
@@ -289,19 +236,16 @@ async fn headers_exchange_matches_all_any_and_the_with_x_modes() {
             &["both", "pdf", "pdf+xtag", "wrongval"],
         ),
         (
-            with("all", &[("format", text("pdf")), ("x-tag", text("a"))]),
+            with("all", &[("format", s("pdf")), ("x-tag", s("a"))]),
             &["both", "pdf", "pdf+xtag"],
         ),
-        (with("any", &[("x-tag", text("a"))]), &[]),
+        (with("any", &[("x-tag", s("a"))]), &[]),
         (
-            with(
-                "all-with-x",
-                &[("format", text("pdf")), ("x-tag", text("a"))],
-            ),
+            with("all-with-x", &[("format", s("pdf")), ("x-tag", s("a"))]),
             &["pdf+xtag"],
         ),
         (
-            with("any-with-x", &[("x-tag", text("a"))]),
+            with("any-with-x", &[("x-tag", s("a"))]),
             &["pdf+xtag", "xtag"],
         ),
         (
@@ -320,25 +264,25 @@ async fn headers_exchange_matches_all_any_and_the_with_x_modes() {
     }
     let messages: Vec<(&str, Option<FieldTable>)> = vec![
         ("both", Some(table(&pdf_report))),
-        ("pdf", Some(table(&[("format", text("pdf"))]))),
+        ("pdf", Some(table(&[("format", s("pdf"))]))),
         (
             "pdf+xtag",
-            Some(table(&[("format", text("pdf")), ("x-tag", text("a"))])),
+            Some(table(&[("format", s("pdf")), ("x-tag", s("a"))])),
         ),
-        ("xtag", Some(table(&[("x-tag", text("a"))]))),
+        ("xtag", Some(table(&[("x-tag", s("a"))]))),
         (
             "wrongval",
             Some(table(&[
-                ("format", text("zip")),
-                ("type", text("report")),
-                ("x-tag", text("b")),
+                ("format", s("zip")),
+                ("type", s("report")),
+                ("x-tag", s("b")),
             ])),
         ),
         ("none", None),
         // Integers match by value whatever their width; a string "5" is not the integer 5.
         ("n5", Some(table(&[("n", AMQPValue::LongLongInt(5))]))),
-        ("n5str", Some(table(&[("n", text("5"))]))),
-        ("k", Some(table(&[("k", text("anything"))]))),
+        ("n5str", Some(table(&[("n", s("5"))]))),
+        ("k", Some(table(&[("k", s("anything"))]))),
     ];
     for (key, headers) in messages {
         let mut props = BasicProperties::default();
@@ -348,7 +292,7 @@ async fn headers_exchange_matches_all_any_and_the_with_x_modes() {
         publish_with(&ch, "h", key, props).await;
     }
     for ((args, expected), q) in bindings.iter().zip(&queues) {
-        assert_eq!(drain(&ch, q).await, *expected, "binding {args:?}");
+        assert_eq!(drain_keys(&ch, q).await, *expected, "binding {args:?}");
     }
     broker.finish().await;
 }
@@ -362,7 +306,7 @@ async fn headers_exchange_matches_all_any_and_the_with_x_modes() {
 async fn headers_exchange_compares_values_across_types_like_rabbitmq() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "h", ExchangeKind::Headers, Default::default())
+    declare_exchange_opts(&ch, "h", ExchangeKind::Headers, Default::default())
         .await
         .unwrap();
     let bytes = |b: &[u8]| AMQPValue::ByteArray(b.to_vec().into());
@@ -372,7 +316,7 @@ async fn headers_exchange_compares_values_across_types_like_rabbitmq() {
         (AMQPValue::LongLongInt(5), &["l5", "d5", "f5", "t5"]),
         (AMQPValue::Double(5.0), &["l5", "d5", "f5", "t5"]),
         (AMQPValue::Timestamp(5), &["l5", "d5", "f5", "t5"]),
-        (text("ab"), &["sab", "xab"]),
+        (s("ab"), &["sab", "xab"]),
         (bytes(b"ab"), &["sab", "xab"]),
         (AMQPValue::Boolean(true), &["true"]),
         (AMQPValue::LongInt(1), &["i1"]),
@@ -388,7 +332,7 @@ async fn headers_exchange_compares_values_across_types_like_rabbitmq() {
         ("f5", AMQPValue::Float(5.0)),
         ("t5", AMQPValue::Timestamp(5)),
         ("d55", AMQPValue::Double(5.5)),
-        ("sab", text("ab")),
+        ("sab", s("ab")),
         ("xab", bytes(b"ab")),
         ("true", AMQPValue::Boolean(true)),
         ("i1", AMQPValue::LongInt(1)),
@@ -400,7 +344,7 @@ async fn headers_exchange_compares_values_across_types_like_rabbitmq() {
         publish_with(&ch, "h", key, props).await;
     }
     for ((value, expected), q) in bindings.iter().zip(&queues) {
-        assert_eq!(drain(&ch, q).await, *expected, "binding k = {value:?}");
+        assert_eq!(drain_keys(&ch, q).await, *expected, "binding k = {value:?}");
     }
     broker.finish().await;
 }
@@ -410,7 +354,7 @@ async fn headers_binding_with_an_unknown_x_match_is_406() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
     let q = temp_queue(&ch).await;
-    let args = table(&[("x-match", text("bogus"))]);
+    let args = table(&[("x-match", s("bogus"))]);
     let err = ch
         .queue_bind(&q, "amq.headers", "", QueueBindOptions::default(), args)
         .await;
@@ -449,10 +393,10 @@ async fn redeclare_with_another_type_or_flag_is_406_inequivalent_arg() {
         internal: true,
         ..Default::default()
     };
-    declare(&ch, "flags", ExchangeKind::Direct, flags)
+    declare_exchange_opts(&ch, "flags", ExchangeKind::Direct, flags)
         .await
         .unwrap();
-    declare(&ch, "flags", ExchangeKind::Direct, flags)
+    declare_exchange_opts(&ch, "flags", ExchangeKind::Direct, flags)
         .await
         .expect("the same flags are equivalent");
     let cases = [
@@ -491,7 +435,7 @@ async fn redeclare_with_another_type_or_flag_is_406_inequivalent_arg() {
     for (kind, options, field, received, current) in cases {
         let ch = conn.create_channel().await.unwrap();
         assert_eq!(
-            refused(declare(&ch, "flags", kind, options).await),
+            refused(declare_exchange_opts(&ch, "flags", kind, options).await),
             (
                 406,
                 format!(
@@ -512,12 +456,12 @@ async fn redeclare_with_another_type_or_flag_is_406_inequivalent_arg() {
 async fn redeclare_with_another_alternate_exchange_is_406() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    let args = table(&[("alternate-exchange", text("foo"))]);
+    let args = table(&[("alternate-exchange", s("foo"))]);
     ch.exchange_declare("ae", ExchangeKind::Direct, Default::default(), args)
         .await
         .unwrap();
     assert_eq!(
-        refused(declare(&ch, "ae", ExchangeKind::Direct, Default::default()).await),
+        refused(declare_exchange_opts(&ch, "ae", ExchangeKind::Direct, Default::default()).await),
         (
             406,
             "PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange 'ae' in \
@@ -532,7 +476,7 @@ async fn redeclare_with_another_alternate_exchange_is_406() {
 async fn unknown_exchange_type_closes_the_connection_503() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    let err = declare(
+    let err = declare_exchange_opts(
         &ch,
         "odd",
         ExchangeKind::Custom("x-nosuch".into()),
@@ -557,7 +501,7 @@ async fn unknown_exchange_type_closes_the_connection_503() {
 async fn predeclared_amq_exchanges_exist_and_route() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    let hv = table(&[("h", text("v"))]);
+    let hv = table(&[("h", s("v"))]);
     for name in [
         "amq.direct",
         "amq.fanout",
@@ -571,18 +515,21 @@ async fn predeclared_amq_exchanges_exist_and_route() {
         let q = bound_queue(&ch, name, "k", hv.clone()).await;
         let props = BasicProperties::default().with_headers(hv.clone());
         publish_with(&ch, name, "k", props).await;
-        assert_eq!(drain(&ch, &q).await, ["k"], "through {name}");
+        assert_eq!(drain_keys(&ch, &q).await, ["k"], "through {name}");
     }
     // They are durable direct/… exchanges: an equivalent redeclare succeeds, another is 406.
     let durable = ExchangeDeclareOptions {
         durable: true,
         ..Default::default()
     };
-    declare(&ch, "amq.direct", ExchangeKind::Direct, durable)
+    declare_exchange_opts(&ch, "amq.direct", ExchangeKind::Direct, durable)
         .await
         .expect("equivalent redeclare of amq.direct");
     assert_eq!(
-        refused(declare(&ch, "amq.direct", ExchangeKind::Direct, Default::default()).await),
+        refused(
+            declare_exchange_opts(&ch, "amq.direct", ExchangeKind::Direct, Default::default())
+                .await
+        ),
         (
             406,
             "PRECONDITION_FAILED - inequivalent arg 'durable' for exchange 'amq.direct' in \
@@ -598,9 +545,9 @@ async fn default_exchange_routes_by_queue_name() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
     let q = temp_queue(&ch).await;
-    publish(&ch, "", &q).await;
-    publish(&ch, "", "no-such-queue").await;
-    assert_eq!(drain(&ch, &q).await, [q]);
+    publish_key(&ch, "", &q).await;
+    publish_key(&ch, "", "no-such-queue").await;
+    assert_eq!(drain_keys(&ch, &q).await, [q]);
     broker.finish().await;
 }
 
@@ -609,7 +556,10 @@ async fn declaring_a_new_amq_prefixed_exchange_is_403() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
     assert_eq!(
-        refused(declare(&ch, "amq.custom", ExchangeKind::Direct, Default::default()).await),
+        refused(
+            declare_exchange_opts(&ch, "amq.custom", ExchangeKind::Direct, Default::default())
+                .await
+        ),
         (
             403,
             "ACCESS_REFUSED - exchange name 'amq.custom' contains reserved prefix 'amq.*'".into()
@@ -653,7 +603,7 @@ async fn declaring_deleting_or_binding_the_default_exchange_is_403() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let setup = conn.create_channel().await.unwrap();
-    declare(&setup, "other", ExchangeKind::Fanout, Default::default())
+    declare_exchange_opts(&setup, "other", ExchangeKind::Fanout, Default::default())
         .await
         .unwrap();
     let q = temp_queue(&setup).await;
@@ -663,7 +613,7 @@ async fn declaring_deleting_or_binding_the_default_exchange_is_403() {
     );
 
     let ch = conn.create_channel().await.unwrap();
-    let r = declare(&ch, "", ExchangeKind::Direct, Default::default()).await;
+    let r = declare_exchange_opts(&ch, "", ExchangeKind::Direct, Default::default()).await;
     assert_eq!(refused(r), denied, "exchange.declare");
     // RabbitMQ refuses even a passive declare of the default exchange.
     let ch = conn.create_channel().await.unwrap();
@@ -700,8 +650,8 @@ async fn declaring_deleting_or_binding_the_default_exchange_is_403() {
     assert_eq!(refused(r), denied, "exchange.unbind");
 
     // Nothing got bound: a message through "other" reaches no queue.
-    publish(&setup, "other", &q).await;
-    assert!(drain(&setup, &q).await.is_empty());
+    publish_key(&setup, "other", &q).await;
+    assert!(drain_keys(&setup, &q).await.is_empty());
     broker.finish().await;
 }
 
@@ -710,7 +660,7 @@ async fn delete_if_unused_of_an_exchange_with_bindings_is_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "used", ExchangeKind::Direct, Default::default())
+    declare_exchange_opts(&ch, "used", ExchangeKind::Direct, Default::default())
         .await
         .unwrap();
     let q = bound_queue(&ch, "used", "k", FieldTable::default()).await;
@@ -740,7 +690,7 @@ async fn delete_if_unused_of_an_exchange_with_bindings_is_406() {
 async fn delete_if_unused_ignores_bindings_where_the_exchange_is_the_destination() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "dest", ExchangeKind::Fanout, Default::default())
+    declare_exchange_opts(&ch, "dest", ExchangeKind::Fanout, Default::default())
         .await
         .unwrap();
     ch.exchange_bind(
@@ -780,19 +730,19 @@ async fn delete_of_a_missing_exchange_succeeds() {
 async fn deleting_an_exchange_drops_its_bindings() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "gone", ExchangeKind::Direct, Default::default())
+    declare_exchange_opts(&ch, "gone", ExchangeKind::Direct, Default::default())
         .await
         .unwrap();
     let q = bound_queue(&ch, "gone", "k", FieldTable::default()).await;
     ch.exchange_delete("gone", ExchangeDeleteOptions::default())
         .await
         .unwrap();
-    declare(&ch, "gone", ExchangeKind::Direct, Default::default())
+    declare_exchange_opts(&ch, "gone", ExchangeKind::Direct, Default::default())
         .await
         .unwrap();
-    publish(&ch, "gone", "k").await;
+    publish_key(&ch, "gone", "k").await;
     assert!(
-        drain(&ch, &q).await.is_empty(),
+        drain_keys(&ch, &q).await.is_empty(),
         "a new exchange of the same name has no bindings"
     );
     broker.finish().await;
@@ -873,10 +823,10 @@ async fn exchange_unbind_of_what_is_not_bound_succeeds_even_for_missing_exchange
 async fn exchange_to_exchange_binding_routes_until_unbound() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "src", ExchangeKind::Topic, Default::default())
+    declare_exchange_opts(&ch, "src", ExchangeKind::Topic, Default::default())
         .await
         .unwrap();
-    declare(&ch, "dst", ExchangeKind::Direct, Default::default())
+    declare_exchange_opts(&ch, "dst", ExchangeKind::Direct, Default::default())
         .await
         .unwrap();
     ch.exchange_bind(
@@ -889,10 +839,10 @@ async fn exchange_to_exchange_binding_routes_until_unbound() {
     .await
     .unwrap();
     let q = bound_queue(&ch, "dst", "orders.new", FieldTable::default()).await;
-    publish(&ch, "src", "orders.new").await; // src matches, dst matches: routed
-    publish(&ch, "src", "orders.old").await; // src matches, dst does not
-    publish(&ch, "src", "stock.new").await; // src does not match
-    assert_eq!(drain(&ch, &q).await, ["orders.new"]);
+    publish_key(&ch, "src", "orders.new").await; // src matches, dst matches: routed
+    publish_key(&ch, "src", "orders.old").await; // src matches, dst does not
+    publish_key(&ch, "src", "stock.new").await; // src does not match
+    assert_eq!(drain_keys(&ch, &q).await, ["orders.new"]);
     ch.exchange_unbind(
         "dst",
         "src",
@@ -902,8 +852,8 @@ async fn exchange_to_exchange_binding_routes_until_unbound() {
     )
     .await
     .unwrap();
-    publish(&ch, "src", "orders.new").await;
-    assert!(drain(&ch, &q).await.is_empty());
+    publish_key(&ch, "src", "orders.new").await;
+    assert!(drain_keys(&ch, &q).await.is_empty());
     broker.finish().await;
 }
 
@@ -912,7 +862,7 @@ async fn exchange_binding_loop_delivers_exactly_once() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
     for name in ["a", "b"] {
-        declare(&ch, name, ExchangeKind::Fanout, Default::default())
+        declare_exchange_opts(&ch, name, ExchangeKind::Fanout, Default::default())
             .await
             .unwrap();
     }
@@ -926,9 +876,9 @@ async fn exchange_binding_loop_delivers_exactly_once() {
     ch.queue_bind(&q, "b", "", Default::default(), FieldTable::default())
         .await
         .unwrap();
-    publish(&ch, "a", "via-a").await;
-    publish(&ch, "b", "via-b").await;
-    assert_eq!(drain(&ch, &q).await, ["via-a", "via-b"]);
+    publish_key(&ch, "a", "via-a").await;
+    publish_key(&ch, "b", "via-b").await;
+    assert_eq!(drain_keys(&ch, &q).await, ["via-a", "via-b"]);
     broker.finish().await;
 }
 
@@ -941,7 +891,7 @@ async fn auto_delete_exchange_goes_when_its_last_binding_is_removed() {
         auto_delete: true,
         ..Default::default()
     };
-    declare(&ch, "ad", ExchangeKind::Direct, auto)
+    declare_exchange_opts(&ch, "ad", ExchangeKind::Direct, auto)
         .await
         .unwrap();
     let q = bound_queue(&ch, "ad", "a", FieldTable::default()).await;
@@ -970,7 +920,7 @@ async fn auto_delete_exchange_goes_when_its_last_bound_queue_is_deleted() {
         auto_delete: true,
         ..Default::default()
     };
-    declare(&ch, "ad", ExchangeKind::Fanout, auto)
+    declare_exchange_opts(&ch, "ad", ExchangeKind::Fanout, auto)
         .await
         .unwrap();
     passive(&ch, "ad")
@@ -992,7 +942,7 @@ async fn auto_delete_exchange_stays_when_it_only_loses_a_binding_to_it() {
         auto_delete: true,
         ..Default::default()
     };
-    declare(&ch, "ad-dest", ExchangeKind::Fanout, auto)
+    declare_exchange_opts(&ch, "ad-dest", ExchangeKind::Fanout, auto)
         .await
         .unwrap();
     ch.exchange_bind(
@@ -1028,7 +978,7 @@ async fn publishing_to_an_internal_exchange_is_403_but_exchange_bindings_reach_i
         internal: true,
         ..Default::default()
     };
-    declare(&ch, "inner", ExchangeKind::Fanout, internal)
+    declare_exchange_opts(&ch, "inner", ExchangeKind::Fanout, internal)
         .await
         .unwrap();
     ch.exchange_bind(
@@ -1041,8 +991,8 @@ async fn publishing_to_an_internal_exchange_is_403_but_exchange_bindings_reach_i
     .await
     .unwrap();
     let q = bound_queue(&ch, "inner", "", FieldTable::default()).await;
-    publish(&ch, "amq.fanout", "through").await;
-    assert_eq!(drain(&ch, &q).await, ["through"]);
+    publish_key(&ch, "amq.fanout", "through").await;
+    assert_eq!(drain_keys(&ch, &q).await, ["through"]);
 
     let ch = conn.create_channel().await.unwrap();
     assert_eq!(

@@ -4,7 +4,7 @@
 //! renew the lease).
 
 use crate::common::*;
-use lapin::options::{BasicCancelOptions, BasicPublishOptions, ConfirmSelectOptions};
+use lapin::options::{BasicCancelOptions, BasicPublishOptions};
 use lapin::publisher_confirm::Confirmation;
 use lapin::{BasicProperties, Channel};
 use std::time::Duration;
@@ -27,10 +27,7 @@ async fn routes_to(ch: &Channel, queue: &str) -> bool {
 }
 
 async fn wait_gone(conn: &lapin::Connection, queue: &str) {
-    let ch = conn.create_channel().await.expect("channel");
-    ch.confirm_select(ConfirmSelectOptions::default())
-        .await
-        .expect("confirm.select");
+    let ch = confirm_channel_on(conn).await;
     eventually(&format!("{queue} to expire"), || async {
         (!routes_to(&ch, queue).await).then_some(())
     })

@@ -5,11 +5,11 @@
 use crate::common::*;
 use futures_lite::StreamExt;
 use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions,
-    QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
+    BasicCancelOptions, BasicGetOptions, BasicQosOptions, QueueDeclareOptions, QueueDeleteOptions,
+    QueuePurgeOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, ConsumerState};
+use lapin::{Channel, ConsumerState};
 use warren_protocol::{basic, queue, FieldValue, Method, ShortStr};
 
 /// RabbitMQ's text for another connection's exclusive queue (and for a changed exclusive flag).
@@ -22,20 +22,6 @@ fn locked(name: &str) -> (u16, String) {
              property value does not match that of the original declaration."
         ),
     )
-}
-
-/// The reply code and text of the close a failed call caused.
-fn refused<T: std::fmt::Debug>(result: lapin::Result<T>) -> (u16, String) {
-    let e = result.expect_err("the broker should refuse this");
-    amqp_error(&e).unwrap_or_else(|| panic!("not an AMQP close: {e:?}"))
-}
-
-fn table(entries: &[(&str, AMQPValue)]) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in entries {
-        t.insert((*k).into(), v.clone());
-    }
-    t
 }
 
 const EXCLUSIVE: QueueDeclareOptions = QueueDeclareOptions {
@@ -54,7 +40,7 @@ const PASSIVE: QueueDeclareOptions = QueueDeclareOptions {
     nowait: false,
 };
 
-async fn declare(
+async fn declare_opts(
     ch: &Channel,
     name: &str,
     options: QueueDeclareOptions,
@@ -62,7 +48,7 @@ async fn declare(
     ch.queue_declare(name, options, FieldTable::default()).await
 }
 
-async fn declare_with(
+async fn declare_opts_with(
     ch: &Channel,
     name: &str,
     options: QueueDeclareOptions,
@@ -73,41 +59,10 @@ async fn declare_with(
 
 /// (ready messages, consumers) as a passive declare reports them.
 async fn counts(ch: &Channel, name: &str) -> (u32, u32) {
-    let q = declare(ch, name, PASSIVE).await.expect("passive declare");
+    let q = declare_opts(ch, name, PASSIVE)
+        .await
+        .expect("passive declare");
     (q.message_count(), q.consumer_count())
-}
-
-async fn publish(ch: &Channel, exchange: &str, key: &str) {
-    ch.basic_publish(
-        exchange,
-        key,
-        BasicPublishOptions::default(),
-        key.as_bytes(),
-        BasicProperties::default(),
-    )
-    .await
-    .expect("basic.publish");
-}
-
-async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
-    ch.queue_bind(
-        queue,
-        exchange,
-        key,
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-}
-
-async fn consume(ch: &Channel, queue: &str, tag: &str) -> lapin::Result<lapin::Consumer> {
-    ch.basic_consume(
-        queue,
-        tag,
-        BasicConsumeOptions::default(),
-        FieldTable::default(),
-    )
-    .await
 }
 
 async fn get_key(ch: &Channel, queue: &str) -> Option<String> {
@@ -123,7 +78,7 @@ async fn wait_until_gone(conn: &lapin::Connection, name: &str) {
     within("the queue to be deleted", async {
         loop {
             let ch = conn.create_channel().await.expect("channel");
-            match declare(&ch, name, PASSIVE).await {
+            match declare_opts(&ch, name, PASSIVE).await {
                 Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
                 Err(e) => {
                     let expected = format!("NOT_FOUND - no queue '{name}' in vhost '/'");
@@ -140,8 +95,8 @@ async fn wait_until_gone(conn: &lapin::Connection, name: &str) {
 async fn server_named_queues_get_distinct_amq_gen_names() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    let a = declare(&ch, "", EXCLUSIVE).await.unwrap();
-    let b = declare(&ch, "", QueueDeclareOptions::default())
+    let a = declare_opts(&ch, "", EXCLUSIVE).await.unwrap();
+    let b = declare_opts(&ch, "", QueueDeclareOptions::default())
         .await
         .unwrap();
     for name in [a.name().as_str(), b.name().as_str()] {
@@ -150,7 +105,7 @@ async fn server_named_queues_get_distinct_amq_gen_names() {
     }
     assert_ne!(a.name(), b.name());
     assert_eq!(counts(&ch, a.name().as_str()).await, (0, 0));
-    publish(&ch, "", a.name().as_str()).await;
+    publish_key(&ch, "", a.name().as_str()).await;
     assert_eq!(
         get_key(&ch, a.name().as_str()).await.as_deref(),
         Some(a.name().as_str())
@@ -162,16 +117,20 @@ async fn server_named_queues_get_distinct_amq_gen_names() {
 async fn declare_ok_counts_ready_messages_and_consumers() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "counted", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "counted", EXCLUSIVE).await.unwrap();
     for _ in 0..3 {
-        publish(&ch, "", "counted").await;
+        publish_key(&ch, "", "counted").await;
     }
     assert_eq!(counts(&ch, "counted").await, (3, 0));
     ch.basic_qos(1, BasicQosOptions::default()).await.unwrap();
-    let _c1 = consume(&ch, "counted", "c1").await.unwrap();
-    let _c2 = consume(&ch, "counted", "c2").await.unwrap();
+    let _c1 = consume_with(&ch, "counted", "c1", false, &[])
+        .await
+        .unwrap();
+    let _c2 = consume_with(&ch, "counted", "c2", false, &[])
+        .await
+        .unwrap();
     // Each consumer holds one unacked delivery; only the third message is still ready.
-    let q = declare(&ch, "counted", EXCLUSIVE).await.unwrap();
+    let q = declare_opts(&ch, "counted", EXCLUSIVE).await.unwrap();
     assert_eq!((q.message_count(), q.consumer_count()), (1, 2));
     broker.finish().await;
 }
@@ -181,12 +140,12 @@ async fn passive_declare_of_missing_queue_closes_channel_404() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
     assert_eq!(
-        refused(declare(&ch, "nowhere", PASSIVE).await),
+        refused(declare_opts(&ch, "nowhere", PASSIVE).await),
         (404, "NOT_FOUND - no queue 'nowhere' in vhost '/'".into())
     );
     let ch = conn.create_channel().await.expect("the connection lives");
-    declare(&ch, "here", EXCLUSIVE).await.unwrap();
-    let q = declare(&ch, "here", PASSIVE)
+    declare_opts(&ch, "here", EXCLUSIVE).await.unwrap();
+    let q = declare_opts(&ch, "here", PASSIVE)
         .await
         .expect("passive finds it");
     assert_eq!(q.name().as_str(), "here");
@@ -198,10 +157,10 @@ async fn redeclare_with_other_durable_or_auto_delete_is_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "plain", QueueDeclareOptions::default())
+    declare_opts(&ch, "plain", QueueDeclareOptions::default())
         .await
         .unwrap();
-    declare(&ch, "plain", QueueDeclareOptions::default())
+    declare_opts(&ch, "plain", QueueDeclareOptions::default())
         .await
         .expect("the same flags are equivalent");
     for (options, field) in [
@@ -222,7 +181,7 @@ async fn redeclare_with_other_durable_or_auto_delete_is_406() {
     ] {
         let ch = conn.create_channel().await.unwrap();
         assert_eq!(
-            refused(declare(&ch, "plain", options).await),
+            refused(declare_opts(&ch, "plain", options).await),
             (
                 406,
                 format!(
@@ -245,14 +204,14 @@ async fn redeclare_with_other_x_arguments_is_406_in_rabbitmqs_words() {
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
     let ten = table(&[("x-max-length", AMQPValue::LongInt(10))]);
-    declare_with(&ch, "limited", EXCLUSIVE, ten.clone())
+    declare_opts_with(&ch, "limited", EXCLUSIVE, ten.clone())
         .await
         .unwrap();
     // The same number in another integer width is equivalent, and arguments RabbitMQ does not
     // know may differ freely.
     let mut same = table(&[("x-max-length", AMQPValue::LongLongInt(10))]);
     same.insert("x-custom".into(), AMQPValue::LongString("anything".into()));
-    declare_with(&ch, "limited", EXCLUSIVE, same)
+    declare_opts_with(&ch, "limited", EXCLUSIVE, same)
         .await
         .expect("equivalent arguments");
 
@@ -285,7 +244,7 @@ async fn redeclare_with_other_x_arguments_is_406_in_rabbitmqs_words() {
     for (args, text) in cases {
         let ch = conn.create_channel().await.unwrap();
         assert_eq!(
-            refused(declare_with(&ch, "limited", EXCLUSIVE, args).await),
+            refused(declare_opts_with(&ch, "limited", EXCLUSIVE, args).await),
             (406, format!("PRECONDITION_FAILED - {text}"))
         );
     }
@@ -305,7 +264,7 @@ async fn quorum_only_arguments_are_refused_on_new_queues_and_ignored_on_redeclar
         let ch = conn.create_channel().await.unwrap();
         let args = table(&[(key, value)]);
         assert_eq!(
-            refused(declare_with(&ch, "typed", EXCLUSIVE, args).await),
+            refused(declare_opts_with(&ch, "typed", EXCLUSIVE, args).await),
             (
                 406,
                 format!(
@@ -316,7 +275,7 @@ async fn quorum_only_arguments_are_refused_on_new_queues_and_ignored_on_redeclar
         );
     }
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "typed", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "typed", EXCLUSIVE).await.unwrap();
     let quorum_args = table(&[
         ("x-delivery-limit", AMQPValue::LongInt(5)),
         (
@@ -325,7 +284,7 @@ async fn quorum_only_arguments_are_refused_on_new_queues_and_ignored_on_redeclar
         ),
         ("x-max-in-memory-length", AMQPValue::LongInt(5)),
     ]);
-    declare_with(&ch, "typed", EXCLUSIVE, quorum_args)
+    declare_opts_with(&ch, "typed", EXCLUSIVE, quorum_args)
         .await
         .expect("a redeclare does not compare quorum-only arguments");
     broker.finish().await;
@@ -336,16 +295,16 @@ async fn redeclare_with_another_exclusive_flag_is_405() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "mine", EXCLUSIVE).await.unwrap();
-    declare(&ch, "shared", QueueDeclareOptions::default())
+    declare_opts(&ch, "mine", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "shared", QueueDeclareOptions::default())
         .await
         .unwrap();
     let ch = conn.create_channel().await.unwrap();
-    let r = declare(&ch, "mine", QueueDeclareOptions::default()).await;
+    let r = declare_opts(&ch, "mine", QueueDeclareOptions::default()).await;
     assert_eq!(refused(r), locked("mine"));
     let ch = conn.create_channel().await.unwrap();
     assert_eq!(
-        refused(declare(&ch, "shared", EXCLUSIVE).await),
+        refused(declare_opts(&ch, "shared", EXCLUSIVE).await),
         locked("shared")
     );
     let ch = conn.create_channel().await.unwrap();
@@ -359,11 +318,11 @@ async fn redeclare_with_another_exclusive_flag_is_405() {
 async fn another_connections_exclusive_queue_is_locked_405() {
     let broker = TestBroker::start().await;
     let (_owner, owner_ch) = broker.channel().await;
-    declare(&owner_ch, "private", EXCLUSIVE).await.unwrap();
-    bind(&owner_ch, "private", "amq.direct", "bound")
+    declare_opts(&owner_ch, "private", EXCLUSIVE).await.unwrap();
+    try_bind(&owner_ch, "private", "amq.direct", "bound")
         .await
         .unwrap();
-    publish(&owner_ch, "", "private").await;
+    publish_key(&owner_ch, "", "private").await;
 
     let other = broker.connect().await;
     macro_rules! refused_405 {
@@ -372,12 +331,20 @@ async fn another_connections_exclusive_queue_is_locked_405() {
             assert_eq!(refused($call.await), locked("private"), "{}", $what);
         }};
     }
-    refused_405!("declare", |ch| declare(&ch, "private", Default::default()));
-    refused_405!("exclusive declare", |ch| declare(&ch, "private", EXCLUSIVE));
-    refused_405!("passive declare", |ch| declare(&ch, "private", PASSIVE));
-    refused_405!("consume", |ch| consume(&ch, "private", ""));
+    refused_405!("declare", |ch| declare_opts(
+        &ch,
+        "private",
+        Default::default()
+    ));
+    refused_405!("exclusive declare", |ch| declare_opts(
+        &ch, "private", EXCLUSIVE
+    ));
+    refused_405!("passive declare", |ch| declare_opts(
+        &ch, "private", PASSIVE
+    ));
+    refused_405!("consume", |ch| consume_with(&ch, "private", "", false, &[]));
     refused_405!("get", |ch| ch.basic_get("private", Default::default()));
-    refused_405!("bind", |ch| bind(&ch, "private", "amq.fanout", ""));
+    refused_405!("bind", |ch| try_bind(&ch, "private", "amq.fanout", ""));
     refused_405!("unbind of a binding", |ch| ch.queue_unbind(
         "private",
         "amq.direct",
@@ -405,13 +372,13 @@ async fn another_connections_exclusive_queue_is_locked_405() {
 async fn exclusive_queue_is_deleted_when_its_connection_closes() {
     let broker = TestBroker::start().await;
     let (owner, ch) = broker.channel().await;
-    declare(&ch, "owned", EXCLUSIVE).await.unwrap();
-    publish(&ch, "", "owned").await;
+    declare_opts(&ch, "owned", EXCLUSIVE).await.unwrap();
+    publish_key(&ch, "", "owned").await;
     owner.close(200, "bye").await.unwrap();
     let other = broker.connect().await;
     wait_until_gone(&other, "owned").await;
     let ch = other.create_channel().await.unwrap();
-    declare(&ch, "owned", EXCLUSIVE)
+    declare_opts(&ch, "owned", EXCLUSIVE)
         .await
         .expect("the name is free for another connection");
     broker.finish().await;
@@ -425,7 +392,7 @@ async fn auto_delete_queue_stays_until_its_last_consumer_cancels() {
         auto_delete: true,
         ..Default::default()
     };
-    declare(&ch, "ad", auto).await.unwrap();
+    declare_opts(&ch, "ad", auto).await.unwrap();
     // Never consumed: it stays, even across other channels and connections coming and going.
     let passer_by = broker.connect().await;
     passer_by.close(200, "bye").await.unwrap();
@@ -433,8 +400,8 @@ async fn auto_delete_queue_stays_until_its_last_consumer_cancels() {
     other.close(200, "bye").await.unwrap();
     assert_eq!(counts(&ch, "ad").await, (0, 0));
 
-    let _c1 = consume(&ch, "ad", "c1").await.unwrap();
-    let _c2 = consume(&ch, "ad", "c2").await.unwrap();
+    let _c1 = consume_with(&ch, "ad", "c1", false, &[]).await.unwrap();
+    let _c2 = consume_with(&ch, "ad", "c2", false, &[]).await.unwrap();
     ch.basic_cancel("c1", BasicCancelOptions::default())
         .await
         .unwrap();
@@ -443,7 +410,7 @@ async fn auto_delete_queue_stays_until_its_last_consumer_cancels() {
         .await
         .unwrap();
     assert_eq!(
-        refused(declare(&ch, "ad", PASSIVE).await),
+        refused(declare_opts(&ch, "ad", PASSIVE).await),
         (404, "NOT_FOUND - no queue 'ad' in vhost '/'".into())
     );
     broker.finish().await;
@@ -457,9 +424,11 @@ async fn auto_delete_queue_goes_when_its_consumers_channel_closes() {
         auto_delete: true,
         ..Default::default()
     };
-    declare(&ch, "ad-close", auto).await.unwrap();
+    declare_opts(&ch, "ad-close", auto).await.unwrap();
     let consumer_ch = conn.create_channel().await.unwrap();
-    let _c = consume(&consumer_ch, "ad-close", "c").await.unwrap();
+    let _c = consume_with(&consumer_ch, "ad-close", "c", false, &[])
+        .await
+        .unwrap();
     consumer_ch.close(200, "bye").await.unwrap();
     wait_until_gone(&conn, "ad-close").await;
     broker.finish().await;
@@ -469,15 +438,15 @@ async fn auto_delete_queue_goes_when_its_consumers_channel_closes() {
 async fn bind_routes_until_unbind() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "routed", EXCLUSIVE).await.unwrap();
-    bind(&ch, "routed", "amq.direct", "k").await.unwrap();
-    publish(&ch, "amq.direct", "k").await;
-    publish(&ch, "amq.direct", "other").await;
+    declare_opts(&ch, "routed", EXCLUSIVE).await.unwrap();
+    try_bind(&ch, "routed", "amq.direct", "k").await.unwrap();
+    publish_key(&ch, "amq.direct", "k").await;
+    publish_key(&ch, "amq.direct", "other").await;
     assert_eq!(counts(&ch, "routed").await, (1, 0));
     ch.queue_unbind("routed", "amq.direct", "k", FieldTable::default())
         .await
         .unwrap();
-    publish(&ch, "amq.direct", "k").await;
+    publish_key(&ch, "amq.direct", "k").await;
     assert_eq!(counts(&ch, "routed").await, (1, 0), "unbound: not routed");
     broker.finish().await;
 }
@@ -487,9 +456,9 @@ async fn bind_to_a_missing_exchange_or_queue_is_404() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "exists", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "exists", EXCLUSIVE).await.unwrap();
     assert_eq!(
-        refused(bind(&ch, "exists", "no-exchange", "k").await),
+        refused(try_bind(&ch, "exists", "no-exchange", "k").await),
         (
             404,
             "NOT_FOUND - no exchange 'no-exchange' in vhost '/'".into()
@@ -497,13 +466,13 @@ async fn bind_to_a_missing_exchange_or_queue_is_404() {
     );
     let ch = conn.create_channel().await.unwrap();
     assert_eq!(
-        refused(bind(&ch, "no-queue", "amq.direct", "k").await),
+        refused(try_bind(&ch, "no-queue", "amq.direct", "k").await),
         (404, "NOT_FOUND - no queue 'no-queue' in vhost '/'".into())
     );
     // Neither exists: RabbitMQ names the exchange.
     let ch = conn.create_channel().await.unwrap();
     assert_eq!(
-        refused(bind(&ch, "no-queue", "no-exchange", "k").await),
+        refused(try_bind(&ch, "no-queue", "no-exchange", "k").await),
         (
             404,
             "NOT_FOUND - no exchange 'no-exchange' in vhost '/'".into()
@@ -516,7 +485,7 @@ async fn bind_to_a_missing_exchange_or_queue_is_404() {
 async fn unbind_of_what_is_not_bound_succeeds_even_for_a_missing_queue_or_exchange() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "exists", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "exists", EXCLUSIVE).await.unwrap();
     let none = FieldTable::default;
     ch.queue_unbind("exists", "amq.direct", "k", none())
         .await
@@ -536,9 +505,9 @@ async fn purge_returns_the_number_of_ready_messages() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "full", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "full", EXCLUSIVE).await.unwrap();
     for _ in 0..4 {
-        publish(&ch, "", "full").await;
+        publish_key(&ch, "", "full").await;
     }
     assert_eq!(
         ch.queue_purge("full", QueuePurgeOptions::default())
@@ -567,9 +536,9 @@ async fn purge_returns_the_number_of_ready_messages() {
 async fn delete_returns_the_message_count_and_a_missing_queue_deletes_ok() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "doomed", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "doomed", EXCLUSIVE).await.unwrap();
     for _ in 0..3 {
-        publish(&ch, "", "doomed").await;
+        publish_key(&ch, "", "doomed").await;
     }
     let deleted = ch
         .queue_delete("doomed", QueueDeleteOptions::default())
@@ -596,8 +565,8 @@ async fn delete_if_unused_of_a_consumed_queue_is_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "busy", EXCLUSIVE).await.unwrap();
-    let _c = consume(&ch, "busy", "c").await.unwrap();
+    declare_opts(&ch, "busy", EXCLUSIVE).await.unwrap();
+    let _c = consume_with(&ch, "busy", "c", false, &[]).await.unwrap();
     let if_unused = QueueDeleteOptions {
         if_unused: true,
         ..Default::default()
@@ -622,8 +591,8 @@ async fn delete_if_empty_of_a_queue_with_messages_is_406() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "loaded", EXCLUSIVE).await.unwrap();
-    publish(&ch, "", "loaded").await;
+    declare_opts(&ch, "loaded", EXCLUSIVE).await.unwrap();
+    publish_key(&ch, "", "loaded").await;
     let if_empty = QueueDeleteOptions {
         if_empty: true,
         ..Default::default()
@@ -646,8 +615,10 @@ async fn delete_if_empty_of_a_queue_with_messages_is_406() {
 async fn deleting_a_consumed_queue_cancels_the_lapin_consumer() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "vanishing", EXCLUSIVE).await.unwrap();
-    let mut consumer = consume(&ch, "vanishing", "watcher").await.unwrap();
+    declare_opts(&ch, "vanishing", EXCLUSIVE).await.unwrap();
+    let mut consumer = consume_with(&ch, "vanishing", "watcher", false, &[])
+        .await
+        .unwrap();
     assert!(consumer.state().is_active());
     let other = conn.create_channel().await.unwrap();
     other
@@ -659,7 +630,7 @@ async fn deleting_a_consumed_queue_cancels_the_lapin_consumer() {
     assert!(next.is_none(), "stream ended, got {next:?}");
     assert_eq!(consumer.state(), ConsumerState::Canceled);
     assert!(ch.status().connected(), "the channel stays open");
-    declare(&ch, "after", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "after", EXCLUSIVE).await.unwrap();
     broker.finish().await;
 }
 
@@ -758,20 +729,22 @@ async fn empty_queue_name_means_the_last_queue_declared_on_the_channel() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
-    let name = declare(&ch, "", EXCLUSIVE)
+    let name = declare_opts(&ch, "", EXCLUSIVE)
         .await
         .unwrap()
         .name()
         .to_string();
     // queue.bind with an empty queue name and routing key binds with the queue's name as key.
-    bind(&ch, "", "amq.direct", "").await.unwrap();
-    publish(&ch, "amq.direct", &name).await;
-    publish(&ch, "amq.direct", "").await;
-    publish(&ch, "", &name).await;
+    try_bind(&ch, "", "amq.direct", "").await.unwrap();
+    publish_key(&ch, "amq.direct", &name).await;
+    publish_key(&ch, "amq.direct", "").await;
+    publish_key(&ch, "", &name).await;
     assert_eq!(get_key(&ch, "").await.as_deref(), Some(name.as_str()));
     assert_eq!(ch.queue_purge("", Default::default()).await.unwrap(), 1);
-    publish(&ch, "", &name).await;
-    let mut consumer = consume(&ch, "", "by-shortcut").await.unwrap();
+    publish_key(&ch, "", &name).await;
+    let mut consumer = consume_with(&ch, "", "by-shortcut", false, &[])
+        .await
+        .unwrap();
     let delivery = within("a delivery", consumer.next())
         .await
         .expect("a delivery")
@@ -781,19 +754,19 @@ async fn empty_queue_name_means_the_last_queue_declared_on_the_channel() {
     ch.basic_cancel("by-shortcut", BasicCancelOptions::default())
         .await
         .unwrap();
-    publish(&ch, "", &name).await;
+    publish_key(&ch, "", &name).await;
     assert_eq!(ch.queue_delete("", Default::default()).await.unwrap(), 1);
     assert_eq!(
-        refused(declare(&ch, &name, PASSIVE).await).0,
+        refused(declare_opts(&ch, &name, PASSIVE).await).0,
         404,
         "queue.delete \"\" deleted it"
     );
 
     // A passive declare does not use the shortcut (RabbitMQ looks up the queue named "").
     let ch = conn.create_channel().await.unwrap();
-    declare(&ch, "", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "", EXCLUSIVE).await.unwrap();
     assert_eq!(
-        refused(declare(&ch, "", PASSIVE).await),
+        refused(declare_opts(&ch, "", PASSIVE).await),
         (404, "NOT_FOUND - no queue '' in vhost '/'".into())
     );
     // A channel that declared nothing has no last queue.
@@ -809,11 +782,11 @@ async fn empty_queue_name_means_the_last_queue_declared_on_the_channel() {
 async fn passive_declare_sets_the_last_declared_queue() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    declare(&ch, "first", EXCLUSIVE).await.unwrap();
-    declare(&ch, "second", EXCLUSIVE).await.unwrap();
-    publish(&ch, "", "first").await;
-    publish(&ch, "", "second").await;
-    declare(&ch, "first", PASSIVE).await.unwrap();
+    declare_opts(&ch, "first", EXCLUSIVE).await.unwrap();
+    declare_opts(&ch, "second", EXCLUSIVE).await.unwrap();
+    publish_key(&ch, "", "first").await;
+    publish_key(&ch, "", "second").await;
+    declare_opts(&ch, "first", PASSIVE).await.unwrap();
     assert_eq!(ch.queue_purge("", Default::default()).await.unwrap(), 1);
     assert_eq!(counts(&ch, "first").await, (0, 0));
     assert_eq!(counts(&ch, "second").await, (1, 0));
@@ -826,7 +799,7 @@ async fn amq_prefixed_queue_names_are_refused_403() {
     let conn = broker.connect().await;
     let ch = conn.create_channel().await.unwrap();
     assert_eq!(
-        refused(declare(&ch, "amq.mine", QueueDeclareOptions::default()).await),
+        refused(declare_opts(&ch, "amq.mine", QueueDeclareOptions::default()).await),
         (
             403,
             "ACCESS_REFUSED - queue name 'amq.mine' contains reserved prefix 'amq.*'".into()
@@ -834,16 +807,16 @@ async fn amq_prefixed_queue_names_are_refused_403() {
     );
     // Even an existing server-named queue cannot be redeclared by name; passive is fine.
     let ch = conn.create_channel().await.unwrap();
-    let name = declare(&ch, "", EXCLUSIVE)
+    let name = declare_opts(&ch, "", EXCLUSIVE)
         .await
         .unwrap()
         .name()
         .to_string();
-    declare(&ch, &name, PASSIVE)
+    declare_opts(&ch, &name, PASSIVE)
         .await
         .expect("passive declare of amq.gen-");
     assert_eq!(
-        refused(declare(&ch, &name, EXCLUSIVE).await),
+        refused(declare_opts(&ch, &name, EXCLUSIVE).await),
         (
             403,
             format!("ACCESS_REFUSED - queue name '{name}' contains reserved prefix 'amq.*'")

@@ -1,12 +1,13 @@
 //! lapin helpers shared by the tests: declaring with x-arguments, publishing with properties,
 //! reading headers the way a client sees them, and polling with a deadline.
 
-use super::{amqp_error, within, WAIT};
+use super::{amqp_error, within, TestBroker, WAIT};
 use futures_lite::StreamExt;
 use lapin::message::{BasicGetMessage, Delivery};
 use lapin::options::*;
+use lapin::publisher_confirm::Confirmation;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, Consumer};
+use lapin::{BasicProperties, Channel, Connection, Consumer, ExchangeKind};
 use std::future::Future;
 use std::time::Duration;
 
@@ -60,14 +61,14 @@ pub async fn publish_props(
     ch: &Channel,
     exchange: &str,
     key: &str,
-    body: &str,
+    body: impl AsRef<[u8]>,
     props: BasicProperties,
 ) {
     ch.basic_publish(
         exchange,
         key,
         BasicPublishOptions::default(),
-        body.as_bytes(),
+        body.as_ref(),
         props,
     )
     .await
@@ -75,7 +76,7 @@ pub async fn publish_props(
 }
 
 /// basic.publish to the default exchange without properties.
-pub async fn publish(ch: &Channel, queue: &str, body: &str) {
+pub async fn publish(ch: &Channel, queue: &str, body: impl AsRef<[u8]>) {
     publish_props(ch, "", queue, body, BasicProperties::default()).await;
 }
 
@@ -133,6 +134,11 @@ pub async fn get(ch: &Channel, queue: &str) -> Option<BasicGetMessage> {
         .expect("basic.get")
 }
 
+/// basic.get with acknowledgement required, of a message that must be there.
+pub async fn get_one(ch: &Channel, queue: &str) -> BasicGetMessage {
+    get(ch, queue).await.expect("a message, not get-empty")
+}
+
 /// basic.get no-ack; the body.
 pub async fn get_body(ch: &Channel, queue: &str) -> Option<String> {
     ch.basic_get(queue, BasicGetOptions { no_ack: true })
@@ -141,13 +147,21 @@ pub async fn get_body(ch: &Channel, queue: &str) -> Option<String> {
         .map(|m| text(&m.delivery).to_owned())
 }
 
+/// Every ready message, taken no-ack. basic.get is ordered after every earlier publish on the
+/// same channel, so no waiting is needed.
+pub async fn drain_deliveries(ch: &Channel, queue: &str) -> Vec<Delivery> {
+    let mut all = Vec::new();
+    let options = BasicGetOptions { no_ack: true };
+    while let Some(m) = ch.basic_get(queue, options).await.expect("basic.get") {
+        all.push(m.delivery);
+    }
+    all
+}
+
 /// Every ready message's body, taken no-ack.
 pub async fn drain(ch: &Channel, queue: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    while let Some(b) = get_body(ch, queue).await {
-        out.push(b);
-    }
-    out
+    let all = drain_deliveries(ch, queue).await;
+    all.iter().map(|d| text(d).to_owned()).collect()
 }
 
 /// basic.consume with arguments.
@@ -163,6 +177,13 @@ pub async fn consume_with(
         ..Default::default()
     };
     ch.basic_consume(queue, tag, options, table(args)).await
+}
+
+/// basic.consume (acknowledgement required, no arguments) that must succeed.
+pub async fn consume(ch: &Channel, queue: &str, tag: &str) -> Consumer {
+    consume_with(ch, queue, tag, false, &[])
+        .await
+        .expect("basic.consume")
 }
 
 /// The next delivery of `consumer`.
@@ -273,14 +294,15 @@ pub fn routing_keys(t: &FieldTable) -> Vec<String> {
     }
 }
 
-/// Waits for a confirm and says whether it was an ack.
-pub async fn confirmed(ch: &Channel, queue: &str, body: &str) -> bool {
+/// Publishes to the default exchange and waits for the broker's confirm (the channel must be in
+/// confirm mode).
+pub async fn publish_confirm(ch: &Channel, queue: &str, body: impl AsRef<[u8]>) -> Confirmation {
     let confirm = ch
         .basic_publish(
             "",
             queue,
             BasicPublishOptions::default(),
-            body.as_bytes(),
+            body.as_ref(),
             BasicProperties::default(),
         )
         .await
@@ -288,5 +310,89 @@ pub async fn confirmed(ch: &Channel, queue: &str, body: &str) -> bool {
     within("a publisher confirm", confirm)
         .await
         .expect("confirmation")
-        .is_ack()
+}
+
+/// Waits for a confirm and says whether it was an ack.
+pub async fn confirmed(ch: &Channel, queue: &str, body: &str) -> bool {
+    publish_confirm(ch, queue, body).await.is_ack()
+}
+
+/// exchange.declare with arguments and default flags, which must succeed.
+pub async fn declare_exchange_args(
+    ch: &Channel,
+    name: &str,
+    kind: ExchangeKind,
+    arguments: FieldTable,
+) {
+    ch.exchange_declare(name, kind, ExchangeDeclareOptions::default(), arguments)
+        .await
+        .unwrap_or_else(|e| panic!("exchange.declare {name}: {e:?}"));
+}
+
+/// exchange.declare without arguments, which must succeed.
+pub async fn declare_exchange(ch: &Channel, name: &str, kind: ExchangeKind) {
+    declare_exchange_args(ch, name, kind, FieldTable::default()).await;
+}
+
+/// queue.bind without arguments.
+pub async fn try_bind(ch: &Channel, queue: &str, exchange: &str, key: &str) -> lapin::Result<()> {
+    ch.queue_bind(
+        queue,
+        exchange,
+        key,
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+/// queue.bind without arguments, which must succeed.
+pub async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
+    try_bind(ch, queue, exchange, key)
+        .await
+        .expect("queue.bind");
+}
+
+/// A new exclusive server-named queue.
+pub async fn temp_queue(ch: &Channel) -> String {
+    let options = QueueDeclareOptions {
+        exclusive: true,
+        ..Default::default()
+    };
+    let q = ch
+        .queue_declare("", options, FieldTable::default())
+        .await
+        .expect("queue.declare");
+    q.name().to_string()
+}
+
+/// A new exclusive queue bound to `exchange` with `key` and `arguments`.
+pub async fn bound_queue(ch: &Channel, exchange: &str, key: &str, arguments: FieldTable) -> String {
+    let q = temp_queue(ch).await;
+    ch.queue_bind(&q, exchange, key, QueueBindOptions::default(), arguments)
+        .await
+        .expect("queue.bind");
+    q
+}
+
+/// basic.publish of a message whose body is its routing key, so a queue's contents show how
+/// each message was routed.
+pub async fn publish_key(ch: &Channel, exchange: &str, key: &str) {
+    publish_props(ch, exchange, key, key, BasicProperties::default()).await;
+}
+
+/// A new channel on `conn` in confirm mode.
+pub async fn confirm_channel_on(conn: &Connection) -> Channel {
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    ch
+}
+
+/// A connection to `broker` and a channel on it in confirm mode.
+pub async fn confirming_channel(broker: &TestBroker) -> (Connection, Channel) {
+    let conn = broker.connect().await;
+    let ch = confirm_channel_on(&conn).await;
+    (conn, ch)
 }
