@@ -381,6 +381,12 @@ impl BrokerHandle {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
+    /// The broker's users, vhost records and permissions (what `rabbitmqctl add_user`,
+    /// `set_permissions` and `set_topic_permissions` change; tests and embedders call it).
+    pub fn users(&self) -> &crate::auth::AccessControl {
+        &self.broker.users
+    }
+
     /// Closes every connection and stops the broker.
     pub async fn shutdown(self) -> std::io::Result<()> {
         self.stop.cancel();

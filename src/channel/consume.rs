@@ -37,7 +37,7 @@ impl Channel {
         let queue = if m.queue.as_str() == DIRECT_REPLY_TO {
             self.reply_queue_for_consume(&m)?
         } else {
-            self.queue_for_use(&m.queue)?
+            self.queue_for_use(crate::auth::Access::Read, &m.queue)?
         };
         let tag = if m.consumer_tag.is_empty() {
             generated_name("amq.ctag-")
@@ -104,7 +104,7 @@ impl Channel {
     }
 
     pub(super) fn basic_get(&mut self, m: basic::Get) -> AmqpResult<()> {
-        let queue = self.queue_for_use(&m.queue)?;
+        let queue = self.queue_for_use(crate::auth::Access::Read, &m.queue)?;
         let Some((msg, message_count)) = queue.get(m.no_ack) else {
             self.shared.count(1, |c| &c.get_empty);
             self.reply(basic::GetEmpty {

@@ -8,6 +8,7 @@ pub mod delivery;
 mod publish;
 mod reply_to;
 
+use crate::auth::{AccessControl, AuthUser, ChannelAccess};
 use crate::config::Config;
 use crate::error::{AmqpError, AmqpResult};
 use crate::ids::{ConnectionId, JournalSeq};
@@ -30,8 +31,10 @@ pub struct ConnectionContext {
     pub vhost: Arc<VHost>,
     /// Outbound frames.
     pub outbound: Arc<Outbound>,
-    /// Authenticated user name (checked against the user-id property).
-    pub user: String,
+    /// The logged-in user, whose permissions each channel caches (see [`ChannelAccess`]).
+    pub auth_user: AuthUser,
+    /// The broker's access model, read on channel.open and on a permission-cache miss.
+    pub access: AccessControl,
     /// Broker settings.
     pub config: Arc<Config>,
     /// The client asked for server-sent basic.cancel.
@@ -53,6 +56,8 @@ pub struct Channel {
     pub id: u16,
     shared: Arc<ChannelShared>,
     ctx: Arc<ConnectionContext>,
+    /// This channel's permission checks, cached for the channel's life (RabbitMQ's rule).
+    access: ChannelAccess,
     content: Option<ContentInProgress>,
     confirms: Option<Confirms>,
     tx: Option<TxBuffer>,
@@ -70,8 +75,12 @@ pub struct Channel {
 }
 
 impl Channel {
-    /// Opens channel `id` (channel.open was received).
-    pub fn open(id: u16, ctx: Arc<ConnectionContext>) -> Self {
+    /// Opens channel `id` (channel.open was received); refused when the user may open no more.
+    pub fn open(id: u16, ctx: Arc<ConnectionContext>) -> AmqpResult<Self> {
+        // Channels are not counted per user across connections yet: only a limit of 0 refuses.
+        let access = ctx
+            .access
+            .open_channel(&ctx.auth_user, &ctx.vhost.name, None, 0)?;
         let shared = ChannelShared::new(
             id,
             ctx.outbound.clone(),
@@ -79,10 +88,11 @@ impl Channel {
             ctx.stats.clone(),
         );
         stats::bump(&ctx.stats.channels);
-        Channel {
+        Ok(Channel {
             id,
             shared,
             ctx,
+            access,
             content: None,
             confirms: None,
             tx: None,
@@ -90,7 +100,7 @@ impl Channel {
             last_queue: None,
             reply_queue: None,
             replies_waiting_for_metadata: RefCell::default(),
-        }
+        })
     }
 
     /// This channel's counters and gauges now.

@@ -17,8 +17,8 @@ use warren_protocol::{
 
 /// What the handshake settled.
 pub struct Negotiated {
-    /// Authenticated user.
-    pub user: String,
+    /// Authenticated user (name and tags at login).
+    pub user: crate::auth::AuthUser,
     /// The vhost of connection.open.
     pub vhost: Arc<VHost>,
     /// Highest channel number.
@@ -83,16 +83,13 @@ async fn run<R: AsyncRead + Unpin>(
     let failure_close = capability(&start_ok.client_properties, "authentication_failure_close");
     let user = match broker
         .users
-        .authenticate(&start_ok.mechanism, &start_ok.response, peer.ip())
+        .login(&start_ok.mechanism, &start_ok.response, peer.ip(), None)
     {
         Ok(user) => user,
         Err(e) => {
-            let text = format!(
-                "Login was refused using authentication mechanism {}. For details see the broker logfile.",
-                start_ok.mechanism
-            );
             if failure_close {
-                send_close(outbound, &AmqpError::access_refused(text.clone()));
+                let text = crate::auth::login_refused_text(&start_ok.mechanism);
+                send_close(outbound, &AmqpError::access_refused(text));
             }
             return Err(HandshakeEnd::AuthFailed(
                 e.log_text(&crate::logging::log_safe(&start_ok.mechanism)),
@@ -100,7 +97,7 @@ async fn run<R: AsyncRead + Unpin>(
         }
     };
     // Later refusals (a missing vhost, a bad tune-ok) are logged with the user, as RabbitMQ does.
-    tracing::Span::current().record("user", tracing::field::display(&user));
+    tracing::Span::current().record("user", tracing::field::display(&user.name));
     let config = &broker.config;
     outbound.send_method(
         0,
@@ -125,6 +122,12 @@ async fn run<R: AsyncRead + Unpin>(
             AmqpError::not_allowed(format!("vhost {} not found", open.virtual_host)),
         )
     })?;
+    // Access to the vhost (a permission entry there) comes before the node's connection count.
+    // Per-vhost and per-user connection counts are not tracked yet: limits of 0 still refuse.
+    broker
+        .users
+        .check_connection_open(&user.name, &open.virtual_host, 0, 0)
+        .map_err(|e| refuse(outbound, AmqpError::from(e).with_method(10, 40)))?;
     let slot = broker
         .connections
         .try_acquire(config.connection_max)

@@ -247,7 +247,8 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             stats,
             vhost: n.vhost,
             outbound,
-            user: n.user,
+            auth_user: n.user,
+            access: broker.users.clone(),
             config: broker.config.clone(),
             cancel_notify: n.cancel_notify,
         });
@@ -448,10 +449,8 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             (None, Method::ChannelOpen(_)) => {
                 // Channels still closing count too, as in RabbitMQ, until their close-ok.
                 limits::check_channel_count(self.channels.len(), self.channel_max)?;
-                self.channels.insert(
-                    id,
-                    Slot::Open(Box::new(Channel::open(id, self.ctx.clone()))),
-                );
+                let channel = Channel::open(id, self.ctx.clone())?;
+                self.channels.insert(id, Slot::Open(Box::new(channel)));
                 self.ctx
                     .outbound
                     .send_method(id, &channel::OpenOk::default().into());

@@ -7,6 +7,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access_control;
 mod alternate_exchange;
 mod basic;
 mod cc_bcc;
