@@ -307,8 +307,12 @@ impl ConsumerSink for ChannelShared {
             routing_key: m.routing_key.clone(),
         });
         // Written under the channel lock so delivery tags reach the wire in order.
-        self.outbound
-            .send_content(self.id, &deliver, &msg.delivery_properties(), &m.body);
+        self.outbound.send_content(
+            self.id,
+            &deliver,
+            &msg.delivery_properties(queue.queue_type()),
+            &m.body,
+        );
         self.count_delivery(false, no_ack, msg.redelivered);
         true
     }

@@ -659,7 +659,7 @@ impl ManagementSource for BrokerManagement {
                 routing_key: m.message.routing_key.to_string(),
                 redelivered: m.redelivered,
                 message_count: u64::from(remaining),
-                properties: properties_to_json(&m.delivery_properties()),
+                properties: properties_to_json(&m.delivery_properties(q.queue_type())),
                 payload: m.message.body.to_vec(),
             });
             stats::count_delivery(v.api_counters(), true, false, m.redelivered);

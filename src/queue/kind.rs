@@ -104,6 +104,15 @@ impl QueueType {
         }
     }
 
+    /// Whether deliveries carry an `x-delivery-count` header once a message was returned.
+    /// RabbitMQ adds it for quorum queues only; classic queues count returns too (the journal
+    /// keeps the count across restarts, for delivery limits) but never show it to clients.
+    pub fn shows_delivery_count(self) -> bool {
+        match self {
+            QueueType::Classic => false,
+        }
+    }
+
     /// The type's own checks of a new queue's arguments, after the shared ones
     /// (`args::QueueArgs::try_parse_shared`) and the type itself were accepted.
     pub fn validate_arguments(self, arguments: &FieldTable) -> Result<(), ArgError> {

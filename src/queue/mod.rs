@@ -69,11 +69,11 @@ impl QueuedMessage {
         }
     }
 
-    /// The properties to deliver with: the message's own, plus an `x-delivery-count` header
-    /// once it was requeued (RabbitMQ 4.x quorum-queue behaviour, adopted for every queue).
-    /// Only redeliveries pay for the copy.
-    pub fn delivery_properties(&self) -> Cow<'_, BasicProperties> {
-        if self.delivery_count == 0 {
+    /// The properties to deliver with from a queue of type `kind`: the message's own, plus an
+    /// `x-delivery-count` header once it was returned when the type shows it (quorum queues,
+    /// as RabbitMQ). Only such redeliveries pay for the copy.
+    pub fn delivery_properties(&self, kind: QueueType) -> Cow<'_, BasicProperties> {
+        if self.delivery_count == 0 || !kind.shows_delivery_count() {
             return Cow::Borrowed(&self.message.properties);
         }
         let mut properties = BasicProperties::clone(&self.message.properties);
