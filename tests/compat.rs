@@ -259,6 +259,58 @@ async fn crossing_channel_close_gets_close_ok_and_the_connection_lives_on() {
     declare_queue(&mut raw, 1, "reopened").await;
 }
 
+/// The other order of a crossing close (amqpstorm and aio-pika send it when their I/O thread
+/// answers the broker's close before the application's own close goes out): close-ok first,
+/// which frees the channel, then the client's channel.close. It is answered with close-ok and
+/// the connection lives on, instead of a 504 for a frame on an unopened channel.
+#[tokio::test]
+async fn a_late_channel_close_after_close_ok_is_answered_and_the_connection_lives_on() {
+    let broker = TestBroker::start().await;
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    raw.open_channel(2).await;
+    raw.send_method(
+        1,
+        basic::Publish {
+            exchange: "missing".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    raw.send(Frame::Header {
+        channel: 1,
+        header: header(1, BasicProperties::NONE),
+    })
+    .await;
+    raw.send(Frame::Body {
+        channel: 1,
+        payload: Bytes::from_static(b"x"),
+    })
+    .await;
+    let (ch, m) = raw.expect_method().await;
+    assert_eq!(ch, 1);
+    assert!(matches!(m, Method::ChannelClose(_)), "{m:?}");
+    raw.send_method(1, channel::CloseOk {}).await;
+    raw.send_method(
+        1,
+        channel::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        },
+    )
+    .await;
+    let (ch, m) = raw.expect_method().await;
+    assert_eq!(ch, 1);
+    assert!(
+        matches!(m, Method::ChannelCloseOk(_)),
+        "the late close is answered: {m:?}"
+    );
+    declare_queue(&mut raw, 2, "still-here").await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 3. channel.flow
 

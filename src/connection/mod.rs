@@ -456,6 +456,17 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     .send_method(id, &channel::OpenOk::default().into());
                 Ok(())
             }
+            // A crossing close can also reach us in the other order: the client answered our
+            // channel.close (close-ok, which freed the channel) before its own channel.close
+            // went out. Answer that late close instead of failing the whole connection; a stray
+            // close-ok needs no answer.
+            (None, Method::ChannelClose(_)) => {
+                self.ctx
+                    .outbound
+                    .send_method(id, &channel::CloseOk {}.into());
+                Ok(())
+            }
+            (None, Method::ChannelCloseOk(_)) => Ok(()),
             (None, other) => {
                 Err(AmqpError::channel_error("expected 'channel.open'").caused_by(&other))
             }
