@@ -37,6 +37,29 @@ async fn declare_queue(raw: &mut RawClient, ch: u16, name: &str) {
     assert!(matches!(m, Method::QueueDeclareOk(_)), "{m:?}");
 }
 
+/// Publishes a one-byte message to the exchange `missing` on channel `ch`: the broker answers
+/// with channel.close 404.
+async fn publish_to_missing_exchange(raw: &mut RawClient, ch: u16) {
+    raw.send_method(
+        ch,
+        basic::Publish {
+            exchange: "missing".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    raw.send(Frame::Header {
+        channel: ch,
+        header: header(1, BasicProperties::NONE),
+    })
+    .await;
+    raw.send(Frame::Body {
+        channel: ch,
+        payload: Bytes::from_static(b"x"),
+    })
+    .await;
+}
+
 /// Publishes `body` to queue `q` in body frames of at most `payload` bytes each.
 async fn publish_in_frames(
     raw: &mut RawClient,
@@ -205,24 +228,7 @@ async fn crossing_channel_close_gets_close_ok_and_the_connection_lives_on() {
     raw.open_channel(2).await;
     // Publish to a missing exchange and close the channel at once, before the broker's
     // channel.close arrives.
-    raw.send_method(
-        1,
-        basic::Publish {
-            exchange: "missing".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    raw.send(Frame::Header {
-        channel: 1,
-        header: header(1, BasicProperties::NONE),
-    })
-    .await;
-    raw.send(Frame::Body {
-        channel: 1,
-        payload: Bytes::from_static(b"x"),
-    })
-    .await;
+    publish_to_missing_exchange(&mut raw, 1).await;
     raw.send_method(
         1,
         channel::Close {
@@ -270,24 +276,7 @@ async fn a_late_channel_close_after_close_ok_is_answered_and_the_connection_live
     raw.handshake().await;
     raw.open_channel(1).await;
     raw.open_channel(2).await;
-    raw.send_method(
-        1,
-        basic::Publish {
-            exchange: "missing".into(),
-            ..Default::default()
-        },
-    )
-    .await;
-    raw.send(Frame::Header {
-        channel: 1,
-        header: header(1, BasicProperties::NONE),
-    })
-    .await;
-    raw.send(Frame::Body {
-        channel: 1,
-        payload: Bytes::from_static(b"x"),
-    })
-    .await;
+    publish_to_missing_exchange(&mut raw, 1).await;
     let (ch, m) = raw.expect_method().await;
     assert_eq!(ch, 1);
     assert!(matches!(m, Method::ChannelClose(_)), "{m:?}");
