@@ -47,6 +47,9 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
     }
     let (management, management_warnings) = bind_management(&settings)?;
     let logs = Arc::new(warren::logging::init(&settings.log)?);
+    let open_files = warren::alarm::raise_open_file_limit();
+    let broker = warren::server::open_broker(settings.config.clone())?;
+    // Warnings after the last check that can refuse the start, so a refusal stays one line.
     for w in settings
         .warnings
         .iter()
@@ -55,8 +58,6 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
     {
         warn!("{w}");
     }
-    let open_files = warren::alarm::raise_open_file_limit();
-    let broker = warren::server::open_broker(settings.config.clone())?;
     let addrs: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
