@@ -17,7 +17,9 @@ use crate::message::Message;
 use crate::stats;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// The tokio clock (the same as std's outside tests), so timer tests can run on paused time.
+use tokio::time::Instant;
 use warren_protocol::{FieldTable, ShortStr};
 
 /// The arguments only classic queues refuse: RabbitMQ's quorum- and stream-only ones, named

@@ -25,6 +25,8 @@ pub mod kind;
 mod limits;
 mod priority;
 mod timer;
+#[cfg(test)]
+mod timer_tests;
 mod ttl;
 
 use crate::ids::{ConnectionId, DurableQueueId};
@@ -39,7 +41,8 @@ use parking_lot::MutexGuard;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::time::Instant;
+// The tokio clock (the same as std's outside tests), so timer tests can run on paused time.
+use tokio::time::Instant;
 use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
 
 /// A message waiting in (or delivered from) one queue.

@@ -13,8 +13,10 @@
 use super::{Backend, Queue, QueueState};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// The tokio clock (the same as std's outside tests), so timer tests can run on paused time.
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
 /// Wakes a queue's timer task.
 #[derive(Default)]
@@ -125,7 +127,7 @@ async fn run(queue: Weak<Queue>, wake: Arc<Notify>) {
             return;
         };
         tokio::select! {
-            _ = tokio::time::sleep_until(at.into()) => {}
+            _ = tokio::time::sleep_until(at) => {}
             _ = wake.notified() => {}
         }
     }

@@ -16,7 +16,9 @@ use super::args::parse_expiration;
 use super::dead_letter::{DeadLetterReason, DeadLetters};
 use super::{Queue, QueueState, QueuedMessage};
 use crate::message::Message;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// The tokio clock (the same as std's outside tests), so timer tests can run on paused time.
+use tokio::time::Instant;
 
 /// When a message pushed at `now` expires, if it does.
 pub(super) fn expiry_of(
