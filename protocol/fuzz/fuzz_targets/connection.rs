@@ -15,7 +15,6 @@ use libfuzzer_sys::fuzz_target;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use warren::broker::Broker;
 use warren_protocol::{connection, encode_method, FieldTable, LongStr, Method, PROTOCOL_HEADER};
 
 fn handshake() -> BytesMut {
@@ -63,7 +62,7 @@ fn run(data: &[u8]) {
         disk_free_limit: 0,
         ..Default::default()
     };
-    let broker = Broker::open(config).expect("broker opens");
+    let broker = warren::server::open_broker(config).expect("broker opens");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
