@@ -420,24 +420,36 @@ func persistent(body string) amqp.Publishing {
 	return amqp.Publishing{Body: []byte(body), DeliveryMode: amqp.Persistent}
 }
 
-func waitConfirm(dc *amqp.DeferredConfirmation, what string) {
-	acked := make(chan bool, 1)
-	go func() { acked <- dc.Wait() }()
-	select {
-	case ok := <-acked:
-		assert(ok, "%s nacked", what)
-	case <-time.After(10 * time.Second):
-		panic(failure{fmt.Errorf("timed out waiting for the confirm of %s", what)})
+// waitConfirmed reads a Channel.NotifyPublish listener up to delivery tag `tag`: every confirm
+// up to it must be an ack. Not DeferredConfirmation.Wait: amqp091-go 1.5.0's
+// PublishWithDeferredConfirmWithContext writes the publish frames first and registers the
+// DeferredConfirmation after, so a basic.ack its reader goroutine handles in between (the
+// publishing goroutine descheduled right after its write for longer than the broker's fsync) is
+// dropped and Wait never returns; later amqp091-go releases register before writing. A
+// listener gets every confirm, in tag order, whenever it arrives. See interop/README.md.
+func waitConfirmed(confirms <-chan amqp.Confirmation, tag uint64, what string) {
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case conf, open := <-confirms:
+			assert(open, "the channel closed before the confirm of %s", what)
+			assert(conf.Ack, "publish %d nacked (waiting for %s)", conf.DeliveryTag, what)
+			if conf.DeliveryTag >= tag {
+				return
+			}
+		case <-deadline:
+			panic(failure{fmt.Errorf("timed out waiting for the confirm of %s", what)})
+		}
 	}
 }
 
 func confirmsSingle(c *ctx) {
 	q := c.queue(name("confirms_single"))
 	ch := confirmChannel(c, q)
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 1))
 	for i := 0; i < 50; i++ {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), "", q, false, false, persistent(fmt.Sprintf("m%d", i)))
-		check(err, "publish")
-		waitConfirm(dc, fmt.Sprintf("message %d", i))
+		publish(ch, "", q, persistent(fmt.Sprintf("m%d", i)))
+		waitConfirmed(confirms, uint64(i+1), fmt.Sprintf("message %d", i))
 	}
 	info, err := ch.QueueInspect(q)
 	check(err, "inspect")
@@ -779,14 +791,12 @@ func restartDurable(c *ctx) {
 	_, err = ch.QueueDeclare(transient, false, false, false, false, nil)
 	check(err, "declare transient")
 	n := 10
-	var last *amqp.DeferredConfirmation
+	confirms := ch.NotifyPublish(make(chan amqp.Confirmation, n+1))
 	for i := 0; i < n; i++ {
-		last, err = ch.PublishWithDeferredConfirmWithContext(context.Background(), x, "k", false, false,
-			amqp.Publishing{Body: []byte(fmt.Sprintf("persistent %d", i)), DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("p%d", i)})
-		check(err, "publish")
+		publish(ch, x, "k", amqp.Publishing{Body: []byte(fmt.Sprintf("persistent %d", i)), DeliveryMode: amqp.Persistent, MessageId: fmt.Sprintf("p%d", i)})
 	}
 	publish(ch, "", transient, text("transient"))
-	waitConfirm(last, "the last persistent message")
+	waitConfirmed(confirms, uint64(n), "the last persistent message")
 
 	out, err := exec.Command(restart).CombinedOutput()
 	check(err, "BROKER_RESTART: "+strings.TrimSpace(string(out)))
@@ -809,9 +819,9 @@ func restartDurable(c *ctx) {
 		assertEq(m.DeliveryMode, amqp.Persistent, "delivery mode after restart")
 		assertEq(m.MessageId, fmt.Sprintf("p%d", i), "message id after restart")
 	}
-	dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), x, "k", false, false, persistent("after restart"))
-	check(err, "publish after restart")
-	waitConfirm(dc, "the message after restart")
+	confirms = ch.NotifyPublish(make(chan amqp.Confirmation, 1))
+	publish(ch, x, "k", persistent("after restart"))
+	waitConfirmed(confirms, 1, "the message after restart")
 	assertEq(string(getOne(ch, q).Body), "after restart", "message through the durable binding")
 	probe := c.channel(conn)
 	_, err = probe.QueueInspect(transient)

@@ -611,3 +611,33 @@ fn shutdown_error() -> AmqpError {
         "broker forced connection closure with reason 'shutdown'",
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::journal_synced;
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    /// The connection's wait for the journal cannot miss a sync: a channel reads "synced up to"
+    /// (`end_of_batch`, through another receiver), the journal syncs, and only then does the
+    /// connection go back to wait. The wait must end at once: the sync is remembered (a watch
+    /// version), not a notification that only reaches waiters already registered.
+    #[tokio::test]
+    async fn a_sync_after_the_confirms_were_computed_but_before_the_wait_still_wakes_it() {
+        let (journal, store_view) = watch::channel(0u64);
+        let mut connection = Some(store_view.clone());
+        journal.send_replace(1);
+        // The previous wake-up: the connection saw sync 1.
+        let woke = tokio::time::timeout(Duration::from_secs(1), journal_synced(&mut connection));
+        assert_eq!(woke.await, Ok(Some(())));
+        // end_of_batch computes confirms from what is synced now (1); record 2 is not yet.
+        assert_eq!(*store_view.borrow(), 1);
+        // The journal syncs record 2 before the connection is back in its select.
+        journal.send_replace(2);
+        let woke = tokio::time::timeout(Duration::from_secs(1), journal_synced(&mut connection));
+        assert_eq!(woke.await, Ok(Some(())), "the sync of record 2 was lost");
+        // And with nothing new synced, the wait does not end by itself.
+        let idle = tokio::time::timeout(Duration::from_millis(50), journal_synced(&mut connection));
+        assert!(idle.await.is_err(), "woke without a sync");
+    }
+}

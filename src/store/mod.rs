@@ -137,8 +137,11 @@ impl Store {
             header: record::header_bytes(&header),
             body: message.body.clone(),
         };
-        let seq = self.journal.append(&record, Effect::Publish { id, queues });
+        // The id goes on the message before its record is queued, so whoever sees the message
+        // from now on also sees its id: a settle can never miss it and leave the record live
+        // (the message would come back after a restart).
         let _ = message.persist_id.set(MessageId(id));
+        let seq = self.journal.append(&record, Effect::Publish { id, queues });
         JournalSeq(seq)
     }
 

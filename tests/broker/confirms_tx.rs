@@ -163,6 +163,91 @@ async fn confirm_is_sent_only_after_the_last_body_frame_arrived() {
     broker.finish().await;
 }
 
+/// amqp091-go writes basic.publish, its content header and its body in three writes, so the
+/// broker often reads them one at a time, and a persistent message in a durable queue is
+/// confirmed only once the journal has synced it: the sync may land while the connection waits
+/// for the next frame, just before it goes back to wait, or between two publishes. Another
+/// connection's persistent publishes make the journal sync at moments unrelated to this one's.
+/// Every publish is confirmed, one at a time, whatever the pauses between its frames.
+#[tokio::test]
+async fn split_frame_persistent_publishes_are_each_confirmed() {
+    let broker = TestBroker::start().await;
+    let (_other_conn, other) = broker.channel().await;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    other
+        .queue_declare("split.other", durable, FieldTable::default())
+        .await
+        .expect("declare");
+    let background = tokio::spawn(async move {
+        loop {
+            let props = BasicProperties::default().with_delivery_mode(2);
+            let sent = other
+                .basic_publish("", "split.other", Default::default(), b"x", props)
+                .await;
+            if sent.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_micros(300)).await;
+        }
+    });
+    let mut raw = broker.raw().await;
+    raw.handshake().await;
+    raw.open_channel(1).await;
+    let declare = warren_protocol::queue::Declare {
+        queue: "split".into(),
+        durable: true,
+        ..Default::default()
+    };
+    raw.send_method(1, declare).await;
+    let (_, ok) = raw.expect_method().await;
+    assert!(matches!(ok, Method::QueueDeclareOk(_)), "{ok:?}");
+    raw.send_method(1, confirm::Select { nowait: false }).await;
+    let (_, ok) = raw.expect_method().await;
+    assert!(matches!(ok, Method::ConfirmSelectOk(_)), "{ok:?}");
+    let body = bytes::Bytes::from_static(b"persistent");
+    for tag in 1..=60u64 {
+        // 0, 0.3, 0.6, ... 1.5 ms between frames: around one journal sync on a quiet disk.
+        let pause = std::time::Duration::from_micros((tag % 6) * 300);
+        let publish = basic::Publish {
+            routing_key: "split".into(),
+            ..Default::default()
+        };
+        raw.send_method(1, publish).await;
+        tokio::time::sleep(pause).await;
+        raw.send(Frame::Header {
+            channel: 1,
+            header: ContentHeader {
+                class_id: 60,
+                weight: 0,
+                body_size: body.len() as u64,
+                properties: warren_protocol::BasicProperties {
+                    delivery_mode: Some(2),
+                    ..Default::default()
+                },
+            },
+        })
+        .await;
+        tokio::time::sleep(pause).await;
+        raw.send(Frame::Body {
+            channel: 1,
+            payload: body.clone(),
+        })
+        .await;
+        let (ch, ack) = raw.expect_method().await;
+        assert_eq!(ch, 1);
+        let Method::BasicAck(ack) = ack else {
+            panic!("expected basic.ack {tag}, got {ack:?}")
+        };
+        assert_eq!((ack.delivery_tag, ack.multiple), (tag, false));
+    }
+    background.abort();
+    drop(raw);
+    broker.finish().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Transactions: publishes
 
