@@ -120,6 +120,32 @@ impl ChannelShared {
         }
     }
 
+    /// What the management API lists for this channel (see `src/registry.rs`).
+    pub fn info(&self) -> crate::registry::ChannelInfo {
+        let st = self.state.lock();
+        let consumers = st
+            .consumers
+            .iter()
+            .map(|(tag, c)| crate::registry::ConsumerInfo {
+                tag: tag.to_string(),
+                queue: c.queue.name.to_string(),
+                ack_required: !c.no_ack,
+                prefetch_count: c.prefetch,
+            })
+            .collect();
+        crate::registry::ChannelInfo {
+            number: self.id,
+            stats: ChannelStats {
+                messages: self.counters.snapshot(),
+                messages_unacked: st.unacked.len() as u64,
+                consumers: st.consumers.len() as u64,
+            },
+            prefetch_count: st.consumer_prefetch,
+            global_prefetch_count: st.channel_prefetch,
+            consumers,
+        }
+    }
+
     /// Whether `tag` names a consumer of this channel.
     pub fn has_consumer(&self, tag: &str) -> bool {
         self.state.lock().consumers.contains_key(tag)
@@ -333,5 +359,11 @@ impl ConsumerSink for ChannelShared {
 impl crate::outbound::DrainWaiter for Queue {
     fn drained(self: Arc<Self>) {
         self.dispatch();
+    }
+}
+
+impl crate::registry::ChannelProbe for ChannelShared {
+    fn info(&self) -> crate::registry::ChannelInfo {
+        ChannelShared::info(self)
     }
 }
