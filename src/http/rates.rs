@@ -4,7 +4,9 @@
 //! sampler only reads the atomics it already bumps, and readers never wait for the sampler.
 //!
 //! A rate is the change between the last two samples over the time between them, as RabbitMQ's
-//! management plugin reports by default (its 5 s sample interval); an object seen once has rate 0.
+//! management plugin reports by default (its 5 s sample interval). An object first seen in a
+//! round started since the previous one, with its counters at zero: its first rate covers what it
+//! did since (a new channel's publishes show at once). Everything has rate 0 in the first round.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -94,9 +96,9 @@ impl RateBook {
                         seconds,
                     },
                     None => Window {
-                        previous: last,
+                        previous: Sample::default(),
                         last,
-                        seconds: 0.0,
+                        seconds,
                     },
                 };
                 (key, window)
@@ -135,10 +137,10 @@ mod tests {
         let w = book.window(&key);
         assert_eq!(w.rate(|s| s.messages.published), 10.0);
         assert_eq!(w.rate(|s| s.ready), -1.0);
-        // A new object starts at rate 0; one that is gone is forgotten.
+        // A new object started from zero since the last round; one that is gone is forgotten.
         let other = Key::Overview;
         book.record(t0 + 2 * SAMPLE_INTERVAL, vec![(other.clone(), published(7, 0))]);
-        assert_eq!(book.window(&other).rate(|s| s.messages.published), 0.0);
+        assert_eq!(book.window(&other).rate(|s| s.messages.published), 7.0 / 5.0);
         assert_eq!(book.window(&key), Window::default());
     }
 }
