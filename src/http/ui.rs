@@ -6,7 +6,10 @@
 //! answer to a challenge, so a first visit to `/` without credentials is answered 401 with
 //! `www-authenticate` (and the page as the body). A browser with credentials in the URL answers
 //! it and then sends them with every API call; one without shows the page, whose login form sets
-//! the `warren_ui=form` cookie so that later visits are not challenged again.
+//! the `warren_ui=form` cookie so that later visits are not challenged again. The page tells its
+//! script whether it came with credentials through the `warren_ui_basic` cookie, so the script
+//! tries the browser's own credentials only then (a call bound to fail would log a console
+//! error).
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +22,9 @@ const FAVICON: &str = include_str!("ui/favicon.svg");
 
 /// The cookie the login form sets: this browser logs in with the form, do not challenge it.
 const FORM_COOKIE: &str = "warren_ui=form";
+/// Set while the page was loaded with Basic credentials (the browser sends them with API calls).
+const BASIC_COOKIE_SET: &str = "warren_ui_basic=1; Path=/; SameSite=Strict";
+const BASIC_COOKIE_CLEAR: &str = "warren_ui_basic=; Path=/; Max-Age=0; SameSite=Strict";
 
 /// The answer for a UI path, `None` for one the UI does not have (then 404 as the API's).
 pub fn serve(path: &str, headers: &HeaderMap) -> Option<Response> {
@@ -60,6 +66,14 @@ fn index(headers: &HeaderMap) -> Response {
         INDEX,
     )
         .into_response();
+    let basic = if has_credentials {
+        BASIC_COOKIE_SET
+    } else {
+        BASIC_COOKIE_CLEAR
+    };
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_static(basic));
     if !has_credentials && !uses_form {
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         response.headers_mut().insert(
@@ -90,7 +104,11 @@ mod tests {
 
         let mut with_basic = HeaderMap::new();
         with_basic.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic eDp5"));
-        assert_eq!(serve("/", &with_basic).expect("index").status(), StatusCode::OK);
+        let basic = serve("/", &with_basic).expect("index");
+        assert_eq!(basic.status(), StatusCode::OK);
+        assert!(basic.headers()[header::SET_COOKIE]
+            .to_str()
+            .is_ok_and(|c| c.starts_with("warren_ui_basic=1")));
 
         let js = serve("/ui/app.js", &none).expect("app.js");
         assert_eq!(

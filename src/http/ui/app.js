@@ -177,7 +177,10 @@ async function boot() {
   });
   // A click on a section starts it without the last page's message.
   for (const a of document.querySelectorAll("#nav a")) a.addEventListener("click", clearFlash);
-  if (!credentials() && sessionStorage.getItem(LOGGED_OUT_KEY)) return showLogin();
+  // Without credentials of its own, the page uses the browser's (http://user:pass@host/) only
+  // when it was loaded with them: the server says so in the warren_ui_basic cookie.
+  const browserHasBasic = document.cookie.split(";").some((c) => c.trim() === "warren_ui_basic=1");
+  if (!credentials() && (sessionStorage.getItem(LOGGED_OUT_KEY) || !browserHasBasic)) return showLogin();
   try {
     const who = await api("GET", "whoami");
     if (!isManagementUser(who)) return showLogin("Not management user");
@@ -659,6 +662,7 @@ function queuePage(vhost, name) {
   purge.addEventListener("click", () => act(async () => api("DELETE", `${path}/contents`), "Queue purged."));
   const del = confirmButton("Delete queue", "queue-delete", () =>
     act(async () => {
+      stopRefresh(); // no refresh may ask for the queue once it is gone
       await api("DELETE", path);
       location.hash = "#/queues";
     }, `Queue '${name}' deleted.`),
@@ -796,6 +800,7 @@ function exchangePage(vhost, name) {
   if (name !== "" && !name.startsWith("amq.")) {
     m.append(h("div", { class: "box" }, h("h2", {}, "Delete"), confirmButton("Delete exchange", "exchange-delete", () =>
       act(async () => {
+        stopRefresh();
         await api("DELETE", path);
         location.hash = "#/exchanges";
       }, `Exchange '${name}' deleted.`))));
@@ -861,6 +866,7 @@ function connectionPage(name) {
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
     act(async () => {
+      stopRefresh();
       await api("DELETE", path, undefined, { "X-Reason": form.reason.value });
       location.hash = "#/connections";
     }, "Connection closed.");
