@@ -174,7 +174,10 @@ impl Browser {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        panic!("{css} never showed {what}; last text: {last:?}");
+        let page = self.client.source().await.unwrap_or_default();
+        let url = self.client.current_url().await.map(|u| u.to_string());
+        let log = self.client.issue_cmd(BrowserLog).await.unwrap_or_default();
+        panic!("{css} never showed {what}; last text: {last:?}\nat {url:?}\nconsole: {log}\npage:\n{page}");
     }
 
     async fn fill(&self, css: &str, text: &str) {
@@ -185,6 +188,19 @@ impl Browser {
 
     async fn click(&self, css: &str) {
         self.wait_for(css).await.click().await.expect("clicks");
+    }
+
+    /// Follows a link; tables are redrawn every 5 s, so a found link may go stale: find it again.
+    async fn click_link(&self, text: &str) {
+        for _ in 0..10 {
+            if let Ok(link) = self.client.find(Locator::LinkText(text)).await {
+                if link.click().await.is_ok() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("no link {text:?} to follow");
     }
 
     async fn screenshot(&self, name: &str) {
@@ -199,19 +215,27 @@ impl Browser {
 
     /// Collects the console's errors (SEVERE entries) since the last call; `expected` lists the
     /// substrings of the ones this test caused on purpose (a failed request's status line).
-    async fn collect_console_errors(&mut self, expected: &[&str]) {
+    /// Returns how many expected ones it saw.
+    async fn collect_console_errors(&mut self, expected: &[&str]) -> usize {
         let log = self
             .client
             .issue_cmd(BrowserLog)
             .await
             .expect("chromedriver's browser log");
+        let mut seen = 0;
         for entry in log.as_array().cloned().unwrap_or_default() {
             let level = entry["level"].as_str().unwrap_or_default();
             let message = entry["message"].as_str().unwrap_or_default().to_owned();
-            if level == "SEVERE" && !expected.iter().any(|e| message.contains(e)) {
+            if level != "SEVERE" {
+                continue;
+            }
+            if expected.iter().any(|e| message.contains(e)) {
+                seen += 1;
+            } else {
                 self.errors.push(message);
             }
         }
+        seen
     }
 }
 
@@ -297,19 +321,17 @@ async fn web_ui_in_headless_chromium() {
             t.contains("400") && t.contains("inequivalent arg 'durable'")
         })
         .await;
-    browser
-        .collect_console_errors(&["/api/queues/%2F/ui-orders - Failed to load resource: the server responded with a status of 400"])
-        .await;
+    // The browser logs the failed request: proof that console errors reach this test at all.
+    let expected = "/api/queues/%2F/ui-orders - Failed to load resource: the server responded with a status of 400";
+    assert_eq!(
+        browser.collect_console_errors(&[expected]).await,
+        1,
+        "the browser's console log did not show the 400; other errors: {:?}",
+        browser.errors
+    );
 
     // The queue's page: its count, then purge it from the UI.
-    browser
-        .client
-        .find(Locator::LinkText("ui-orders"))
-        .await
-        .expect("link to the queue")
-        .click()
-        .await
-        .expect("opens the queue");
+    browser.click_link("ui-orders").await;
     browser
         .wait_text("#queue-ready", "3 ready", |t| t == "3")
         .await;

@@ -1,15 +1,14 @@
 //! The web UI's files, embedded in the binary (no CDN, no build step: plain JS modules and CSS in
 //! `src/http/ui/`), served by the management listener outside `/api/`.
 //!
-//! The page itself needs no credentials; the API calls it makes do. One exception makes
-//! `http://user:pass@host:15672/` land logged in: browsers send credentials from the URL only in
-//! answer to a challenge, so a first visit to `/` without credentials is answered 401 with
+//! The page itself needs no credentials; the API calls it makes do (the script sends them).
+//! Opening `http://user:pass@host:15672/` lands logged in: browsers send credentials from the URL
+//! only in answer to a challenge, so a visit to `/` without credentials is answered 401 with
 //! `www-authenticate` (and the page as the body). A browser with credentials in the URL answers
-//! it and then sends them with every API call; one without shows the page, whose login form sets
-//! the `warren_ui=form` cookie so that later visits are not challenged again. The page tells its
-//! script whether it came with credentials through the `warren_ui_basic` cookie, so the script
-//! tries the browser's own credentials only then (a call bound to fail would log a console
-//! error).
+//! it; that answer hands the credentials to the script in the short-lived `warren_ui_auth` cookie
+//! (the script moves them to its session storage and deletes the cookie, as RabbitMQ's UI keeps
+//! its credentials in the page). A browser without shows the page, whose login form sets the
+//! `warren_ui=form` cookie so that later visits are not challenged again.
 
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -22,9 +21,8 @@ const FAVICON: &str = include_str!("ui/favicon.svg");
 
 /// The cookie the login form sets: this browser logs in with the form, do not challenge it.
 const FORM_COOKIE: &str = "warren_ui=form";
-/// Set while the page was loaded with Basic credentials (the browser sends them with API calls).
-const BASIC_COOKIE_SET: &str = "warren_ui_basic=1; Path=/; SameSite=Strict";
-const BASIC_COOKIE_CLEAR: &str = "warren_ui_basic=; Path=/; Max-Age=0; SameSite=Strict";
+/// The cookie that hands the page's Basic credentials to its script.
+const AUTH_COOKIE: &str = "warren_ui_auth";
 
 /// The answer for a UI path, `None` for one the UI does not have (then 404 as the API's).
 pub fn serve(path: &str, headers: &HeaderMap) -> Option<Response> {
@@ -50,13 +48,23 @@ pub fn serve(path: &str, headers: &HeaderMap) -> Option<Response> {
 }
 
 fn index(headers: &HeaderMap) -> Response {
-    let has_credentials = headers.contains_key(header::AUTHORIZATION);
-    let uses_form = headers
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .map(str::trim)
+        .filter(|token| is_base64(token));
+    let cookies: Vec<&str> = headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .any(|c| c.trim() == FORM_COOKIE);
+        .map(str::trim)
+        .collect();
+    let uses_form = cookies.contains(&FORM_COOKIE);
+    let handing_over = cookies
+        .iter()
+        .any(|c| c.starts_with(AUTH_COOKIE) && c[AUTH_COOKIE.len()..].starts_with('='));
     let mut response = (
         StatusCode::OK,
         [
@@ -66,15 +74,13 @@ fn index(headers: &HeaderMap) -> Response {
         INDEX,
     )
         .into_response();
-    let basic = if has_credentials {
-        BASIC_COOKIE_SET
-    } else {
-        BASIC_COOKIE_CLEAR
-    };
-    response
-        .headers_mut()
-        .insert(header::SET_COOKIE, HeaderValue::from_static(basic));
-    if !has_credentials && !uses_form {
+    if let Some(token) = basic {
+        let cookie = format!("{AUTH_COOKIE}={token}; Path=/; Max-Age=60; SameSite=Strict");
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, value);
+        }
+    }
+    if basic.is_none() && !uses_form && !handing_over {
         *response.status_mut() = StatusCode::UNAUTHORIZED;
         response.headers_mut().insert(
             header::WWW_AUTHENTICATE,
@@ -82,6 +88,14 @@ fn index(headers: &HeaderMap) -> Response {
         );
     }
     response
+}
+
+/// A Basic token is base64: nothing else may go into the cookie.
+fn is_base64(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
 }
 
 #[cfg(test)]
@@ -108,7 +122,23 @@ mod tests {
         assert_eq!(basic.status(), StatusCode::OK);
         assert!(basic.headers()[header::SET_COOKIE]
             .to_str()
-            .is_ok_and(|c| c.starts_with("warren_ui_basic=1")));
+            .is_ok_and(|c| c.starts_with("warren_ui_auth=eDp5;")));
+
+        // The next load (at the URL without credentials) is not challenged while handing over.
+        let mut handing_over = HeaderMap::new();
+        handing_over.insert(header::COOKIE, HeaderValue::from_static("warren_ui_auth=eDp5"));
+        assert_eq!(
+            serve("/", &handing_over).expect("index").status(),
+            StatusCode::OK
+        );
+
+        // Only a base64 token goes into the cookie.
+        let mut odd = HeaderMap::new();
+        odd.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic a;b=c"));
+        assert!(!serve("/", &odd)
+            .expect("index")
+            .headers()
+            .contains_key(header::SET_COOKIE));
 
         let js = serve("/ui/app.js", &none).expect("app.js");
         assert_eq!(

@@ -7,7 +7,6 @@ import { renderChart } from "./chart.js";
 const REFRESH_MS = 5000;
 const HISTORY_MS = 10 * 60 * 1000;
 const AUTH_KEY = "warren-auth";
-const LOGGED_OUT_KEY = "warren-logged-out";
 const MANAGEMENT_TAGS = ["management", "policymaker", "monitoring", "administrator"];
 
 // ---------- small DOM helpers ----------
@@ -70,7 +69,9 @@ async function api(method, path, body, extraHeaders) {
   const auth = credentials();
   if (auth) headers.Authorization = `Basic ${auth}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const response = await fetch(`/api/${path}`, {
+  // Absolute, from the origin: a page opened as http://user:pass@host/ has those credentials in
+  // its base URL, and fetch refuses a URL that carries credentials.
+  const response = await fetch(new URL(`/api/${path}`, location.origin), {
     method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
@@ -144,7 +145,6 @@ function showLogin(message) {
     try {
       const who = await api("GET", "whoami");
       if (!isManagementUser(who)) throw new Error("Not management user");
-      sessionStorage.removeItem(LOGGED_OUT_KEY);
       loggedIn(who);
     } catch (e) {
       sessionStorage.removeItem(AUTH_KEY);
@@ -166,9 +166,6 @@ function loggedIn(who) {
 async function boot() {
   document.getElementById("logout").addEventListener("click", () => {
     sessionStorage.removeItem(AUTH_KEY);
-    // Credentials the browser itself holds (from http://user:pass@host/) cannot be forgotten by a
-    // page: stop using them in this tab.
-    sessionStorage.setItem(LOGGED_OUT_KEY, "1");
     clearFlash();
     showLogin();
   });
@@ -177,10 +174,16 @@ async function boot() {
   });
   // A click on a section starts it without the last page's message.
   for (const a of document.querySelectorAll("#nav a")) a.addEventListener("click", clearFlash);
-  // Without credentials of its own, the page uses the browser's (http://user:pass@host/) only
-  // when it was loaded with them: the server says so in the warren_ui_basic cookie.
-  const browserHasBasic = document.cookie.split(";").some((c) => c.trim() === "warren_ui_basic=1");
-  if (!credentials() && (sessionStorage.getItem(LOGGED_OUT_KEY) || !browserHasBasic)) return showLogin();
+  // Opened as http://user:pass@host/: the server handed those credentials over in a cookie.
+  const handed = document.cookie
+    .split(";")
+    .map((c) => c.trim())
+    .find((c) => c.startsWith("warren_ui_auth="));
+  if (handed) {
+    document.cookie = "warren_ui_auth=; path=/; max-age=0; SameSite=Strict";
+    sessionStorage.setItem(AUTH_KEY, handed.slice("warren_ui_auth=".length));
+  }
+  if (!credentials()) return showLogin();
   try {
     const who = await api("GET", "whoami");
     if (!isManagementUser(who)) return showLogin("Not management user");
