@@ -29,10 +29,13 @@ function h(tag, attrs, ...children) {
 const enc = encodeURIComponent;
 const main = () => document.getElementById("main");
 
+let flashedAt = 0;
+
 function flash(message, kind) {
   const box = document.getElementById("flash");
   box.className = kind || "error";
   box.textContent = message;
+  flashedAt = Date.now();
 }
 function clearFlash() {
   flash("", "");
@@ -172,8 +175,6 @@ async function boot() {
   window.addEventListener("hashchange", () => {
     if (me) route();
   });
-  // A click on a section starts it without the last page's message.
-  for (const a of document.querySelectorAll("#nav a")) a.addEventListener("click", clearFlash);
   // Opened as http://user:pass@host/: the server handed those credentials over in a cookie.
   const handed = document.cookie
     .split(";")
@@ -227,6 +228,8 @@ function every(update) {
 
 function route() {
   stopRefresh();
+  // A message stays on the next page only when what led there just said it ("Queue deleted.").
+  if (Date.now() - flashedAt > 1500) clearFlash();
   const hash = location.hash.replace(/^#\/?/, "");
   const parts = hash === "" ? [] : hash.split("/").map((p) => decodeURIComponent(p));
   const section = parts[0] || "";

@@ -23,14 +23,20 @@ function fmt(v) {
   return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
-// series: [{label, points: [[timeMs, value], ...]}]; windowMs: how much history to show.
-export function renderChart(container, title, series, windowMs, unit) {
+// series: [{label, points: [[timeMs, value], ...]}]; maxWindowMs: the most history to show. The
+// chart spans what it has, at least a minute (RabbitMQ's default), at most maxWindowMs.
+export function renderChart(container, title, series, maxWindowMs, unit) {
+  const width = container.clientWidth;
   container.replaceChildren();
   const h = document.createElement("h3");
   h.textContent = title;
   container.append(h);
-  const W = 400, H = 150, L = 44, B = 18, T = 6, R = 6;
+  // Drawn at the container's own width, so text keeps its size at any width.
+  const W = Math.max(240, (width || 400) - 18), H = 150, L = 44, B = 18, T = 6, R = 6;
   const now = Date.now();
+  let first = now;
+  for (const s of series) if (s.points.length) first = Math.min(first, s.points[0][0]);
+  const windowMs = Math.min(maxWindowMs, Math.max(60 * 1000, now - first));
   const t0 = now - windowMs;
   let max = 0;
   for (const s of series) for (const [, v] of s.points) max = Math.max(max, v);
