@@ -76,12 +76,14 @@ impl Driver {
             .spawn()
             .expect("chromedriver starts");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        // Owned by the guard from here on: a failed start still kills it.
+        let driver = Driver {
+            child,
+            url: format!("http://{addr}"),
+        };
         for _ in 0..100 {
             if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                return Driver {
-                    child,
-                    url: format!("http://{addr}"),
-                };
+                return driver;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -107,11 +109,17 @@ impl WebDriverCompatibleCommand for BrowserLog {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
     }
 }
 
@@ -262,9 +270,13 @@ async fn web_ui_in_headless_chromium() {
 
     // What an AMQP client did: a queue with three messages, and a consumer elsewhere.
     let (_conn, ch) = broker.channel().await;
-    ch.queue_declare("ui-orders", QueueDeclareOptions::default(), Default::default())
-        .await
-        .expect("declare");
+    ch.queue_declare(
+        "ui-orders",
+        QueueDeclareOptions::default(),
+        Default::default(),
+    )
+    .await
+    .expect("declare");
     for i in 0..3 {
         ch.basic_publish(
             "",
@@ -288,7 +300,9 @@ async fn web_ui_in_headless_chromium() {
         .wait_text("#who-name", "the user", |t| t == "User: guest")
         .await;
     browser
-        .wait_text("#overview-totals", "the queue totals", |t| t.contains("Ready"))
+        .wait_text("#overview-totals", "the queue totals", |t| {
+            t.contains("Ready")
+        })
         .await;
 
     // Log out, then in again with the form, by keyboard (Enter submits).
@@ -445,7 +459,9 @@ async fn web_ui_in_headless_chromium() {
         }
     }
     assert!(opened, "no row for the close-me connection");
-    browser.fill("#connection-close input[name=reason]", "tidy up").await;
+    browser
+        .fill("#connection-close input[name=reason]", "tidy up")
+        .await;
     browser.click("#connection-close-submit").await;
     let error = within("the close from the UI", closed_rx)
         .await
@@ -465,9 +481,13 @@ async fn web_ui_in_headless_chromium() {
     }
     if docs {
         // Some traffic for the picture: about 16 messages a second for 12 s.
-        ch.queue_declare("ui-demo", QueueDeclareOptions::default(), Default::default())
-            .await
-            .expect("declare");
+        ch.queue_declare(
+            "ui-demo",
+            QueueDeclareOptions::default(),
+            Default::default(),
+        )
+        .await
+        .expect("declare");
         for i in 0..200u32 {
             ch.basic_publish(
                 "",

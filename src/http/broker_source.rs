@@ -30,9 +30,9 @@ use super::source::{
     QueueDeclare, SourceError, UserSpec, VhostSpec,
 };
 use super::views::{
-    BindingView, ChannelView, ConnectionRef, ConnectionView, ConsumerView, Counter, Depth, DestinationType,
-    ExchangeView, GotMessage, ListenerView, MessageStats, NodeIdentity, NodeView, OverviewView,
-    PermissionView, PolicyView, QueueView, UserView, VhostView,
+    BindingView, ChannelView, ConnectionRef, ConnectionView, ConsumerView, Counter, Depth,
+    DestinationType, ExchangeView, GotMessage, ListenerView, MessageStats, NodeIdentity, NodeView,
+    OverviewView, PermissionView, PolicyView, QueueView, UserView, VhostView,
 };
 use crate::auth::Access as Permit;
 use crate::broker::Broker;
@@ -159,9 +159,8 @@ impl BrokerManagement {
 
 /// RabbitMQ's `message_stats` from Warren's counters now, with rates from the sampler's window.
 fn message_stats(m: &stats::MessageStats, w: &Window) -> MessageStats {
-    let c = |f: fn(&stats::MessageStats) -> u64| {
-        Some(Counter::new(f(m), w.rate(|s| f(&s.messages))))
-    };
+    let c =
+        |f: fn(&stats::MessageStats) -> u64| Some(Counter::new(f(m), w.rate(|s| f(&s.messages))));
     MessageStats {
         publish: c(|m| m.published),
         confirm: c(|m| m.confirmed),

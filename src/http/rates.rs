@@ -139,8 +139,14 @@ mod tests {
         assert_eq!(w.rate(|s| s.ready), -1.0);
         // A new object started from zero since the last round; one that is gone is forgotten.
         let other = Key::Overview;
-        book.record(t0 + 2 * SAMPLE_INTERVAL, vec![(other.clone(), published(7, 0))]);
-        assert_eq!(book.window(&other).rate(|s| s.messages.published), 7.0 / 5.0);
+        book.record(
+            t0 + 2 * SAMPLE_INTERVAL,
+            vec![(other.clone(), published(7, 0))],
+        );
+        assert_eq!(
+            book.window(&other).rate(|s| s.messages.published),
+            7.0 / 5.0
+        );
         assert_eq!(book.window(&key), Window::default());
     }
 }

@@ -110,14 +110,20 @@ mod tests {
         assert!(first.headers().contains_key(header::WWW_AUTHENTICATE));
 
         let mut with_form = HeaderMap::new();
-        with_form.insert(header::COOKIE, HeaderValue::from_static("a=b; warren_ui=form"));
+        with_form.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; warren_ui=form"),
+        );
         assert_eq!(
             serve("/", &with_form).expect("index").status(),
             StatusCode::OK
         );
 
         let mut with_basic = HeaderMap::new();
-        with_basic.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic eDp5"));
+        with_basic.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
         let basic = serve("/", &with_basic).expect("index");
         assert_eq!(basic.status(), StatusCode::OK);
         assert!(basic.headers()[header::SET_COOKIE]
@@ -126,7 +132,10 @@ mod tests {
 
         // The next load (at the URL without credentials) is not challenged while handing over.
         let mut handing_over = HeaderMap::new();
-        handing_over.insert(header::COOKIE, HeaderValue::from_static("warren_ui_auth=eDp5"));
+        handing_over.insert(
+            header::COOKIE,
+            HeaderValue::from_static("warren_ui_auth=eDp5"),
+        );
         assert_eq!(
             serve("/", &handing_over).expect("index").status(),
             StatusCode::OK
@@ -134,7 +143,10 @@ mod tests {
 
         // Only a base64 token goes into the cookie.
         let mut odd = HeaderMap::new();
-        odd.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic a;b=c"));
+        odd.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic a;b=c"),
+        );
         assert!(!serve("/", &odd)
             .expect("index")
             .headers()
