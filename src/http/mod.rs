@@ -102,7 +102,8 @@ async fn dispatch<S: ManagementSource, A: ManagementAuth>(
     State(state): State<Arc<Management<S, A>>>,
     request: Request<Body>,
 ) -> Response {
-    if !request.uri().path().starts_with("/api") {
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if reads && !request.uri().path().starts_with("/api") {
         if let Some(page) = ui::serve(request.uri().path(), request.headers()) {
             return page;
         }

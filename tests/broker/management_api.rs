@@ -585,6 +585,29 @@ fn segment(name: &str) -> String {
         .collect()
 }
 
+/// Fails unless `object` has every key of the first object of a captured RabbitMQ answer, except
+/// the Erlang VM's (`garbage_collection`, `reductions`) and `idle_since` (only on idle channels).
+fn has_fixture_keys(object: &Value, fixture: &str) {
+    let path = format!(
+        "{}/tests/fixtures/management/{fixture}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let captured: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
+    let expected = captured["body"][0].as_object().expect("a captured object");
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| {
+            !matches!(
+                k.as_str(),
+                "garbage_collection" | "reductions" | "reductions_details" | "idle_since"
+            )
+        })
+        .filter(|k| object.get(k.as_str()).is_none())
+        .collect();
+    assert!(missing.is_empty(), "{fixture}: missing {missing:?} in {object}");
+}
+
 /// Polls `path` until `done` holds for its JSON (the sampler and closes are asynchronous).
 async fn wait_for(api: &Api, path: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
@@ -683,6 +706,10 @@ async fn connections_channels_and_consumers_are_listed_and_a_connection_can_be_c
 
     let consumers = api.get("/api/consumers").await.json();
     assert_eq!(consumers.as_array().map(Vec::len), Some(1), "{consumers}");
+    // Every field RabbitMQ 3.10.8 sends (but the Erlang VM's own) is there.
+    has_fixture_keys(&connections[0], "connections");
+    has_fixture_keys(&channels[0], "channels");
+    has_fixture_keys(&consumers[0], "consumers");
     let consumer = &consumers[0];
     assert_eq!(consumer["consumer_tag"], "c1");
     assert_eq!(consumer["queue"], json!({"name": "listed", "vhost": "/"}));
