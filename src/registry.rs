@@ -42,7 +42,10 @@ pub struct ChannelInfo {
 /// What the registry asks of an open channel (implemented by the channel's shared delivery
 /// state); called only when someone lists channels.
 pub trait ChannelProbe: Send + Sync {
+    fn number(&self) -> u16;
     fn info(&self) -> ChannelInfo;
+    /// Counters and gauges only (the rate sampler's read, every 5 s).
+    fn stats(&self) -> ChannelStats;
 }
 
 /// One open connection.
@@ -91,6 +94,12 @@ impl ConnectionEntry {
     pub fn channels(&self) -> Vec<ChannelInfo> {
         let probes: Vec<Arc<dyn ChannelProbe>> = self.channels.lock().values().cloned().collect();
         probes.iter().map(|p| p.info()).collect()
+    }
+
+    /// (number, counters) of each open channel, without consumer details.
+    pub fn channel_stats(&self) -> Vec<(u16, ChannelStats)> {
+        let probes: Vec<Arc<dyn ChannelProbe>> = self.channels.lock().values().cloned().collect();
+        probes.iter().map(|p| (p.number(), p.stats())).collect()
     }
 
     pub fn add_channel(&self, number: u16, probe: Arc<dyn ChannelProbe>) {

@@ -363,7 +363,15 @@ impl crate::outbound::DrainWaiter for Queue {
 }
 
 impl crate::registry::ChannelProbe for ChannelShared {
+    fn number(&self) -> u16 {
+        self.id
+    }
+
     fn info(&self) -> crate::registry::ChannelInfo {
         ChannelShared::info(self)
+    }
+
+    fn stats(&self) -> ChannelStats {
+        ChannelShared::stats(self)
     }
 }

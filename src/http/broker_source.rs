@@ -219,13 +219,13 @@ pub fn sample(broker: &Broker) -> Vec<(Key, Sample)> {
     }
     out.push((Key::Overview, total));
     for c in broker.registry.list() {
-        for ch in c.channels() {
+        for (number, stats) in c.channel_stats() {
             let sample = Sample {
-                messages: ch.stats.messages,
+                messages: stats.messages,
                 ready: 0,
-                unacked: ch.stats.messages_unacked,
+                unacked: stats.messages_unacked,
             };
-            out.push((Key::Channel(c.id, ch.number), sample));
+            out.push((Key::Channel(c.id, number), sample));
         }
     }
     out

@@ -605,7 +605,10 @@ fn has_fixture_keys(object: &Value, fixture: &str) {
         })
         .filter(|k| object.get(k.as_str()).is_none())
         .collect();
-    assert!(missing.is_empty(), "{fixture}: missing {missing:?} in {object}");
+    assert!(
+        missing.is_empty(),
+        "{fixture}: missing {missing:?} in {object}"
+    );
 }
 
 /// Polls `path` until `done` holds for its JSON (the sampler and closes are asynchronous).

@@ -439,7 +439,7 @@ function overviewPage() {
   const objects = h("div", { class: "chart", id: "chart-objects" });
   charts.append(queued, rates, objects);
   const node = h("div", { class: "box", id: "overview-node" });
-  m.append(h("h1", {}, "Overview"), cards, h("h2", {}, "Live (every 5 s)"), charts, h("h2", {}, "Node"), node);
+  m.append(h("h1", {}, "Overview"), cards, h("h2", {}, "Live (every 5 s)"), charts, h("h2", {}, "Node"), node, definitionsBox());
   every(async (alive) => {
     const o = await api("GET", "overview");
     if (!alive()) return;
@@ -475,6 +475,39 @@ function overviewPage() {
       ]),
     );
   });
+}
+
+// Export and import of definitions (users, vhosts, permissions, policies, queues, exchanges,
+// bindings) in RabbitMQ's JSON format.
+function definitionsBox() {
+  const download = h("button", { type: "button", id: "definitions-download" }, "Download broker definitions");
+  download.addEventListener("click", () =>
+    act(async () => {
+      const defs = await api("GET", "definitions");
+      const blob = new Blob([JSON.stringify(defs, null, 2)], { type: "application/json" });
+      const a = h("a", { href: URL.createObjectURL(blob), download: `warren-definitions-${new Date().toISOString().slice(0, 10)}.json` });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+    }),
+  );
+  const file = h("input", { type: "file", accept: "application/json,.json", id: "definitions-file", "aria-label": "Definitions file" });
+  const upload = h("form", { class: "toolbar" }, file, h("button", { type: "submit" }, "Upload definitions"));
+  upload.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    act(async () => {
+      if (!file.files.length) throw new Error("Choose a definitions file first.");
+      let defs;
+      try {
+        defs = JSON.parse(await file.files[0].text());
+      } catch {
+        throw new Error("The file is not JSON.");
+      }
+      await api("POST", "definitions", defs);
+    }, "Definitions imported.");
+  });
+  return h("div", { class: "box" }, h("h2", {}, "Definitions"), download, upload);
 }
 
 // ---------- queues ----------
