@@ -60,6 +60,7 @@ class ApiError extends Error {
   constructor(status, reason) {
     super(`${status}: ${reason}`);
     this.status = status;
+    this.reason = reason;
   }
 }
 
@@ -151,7 +152,8 @@ function showLogin(message) {
       loggedIn(who);
     } catch (e) {
       sessionStorage.removeItem(AUTH_KEY);
-      error.textContent = e.status === 401 ? "Login failed" : e.message;
+      // The API's reason: "Login failed", or "Not management user" for a user without a tag.
+      error.textContent = e.reason || e.message;
     }
   });
   main().replaceChildren(form);
