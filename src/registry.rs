@@ -36,6 +36,10 @@ pub struct ChannelInfo {
     pub prefetch_count: u16,
     /// basic.qos with global=true (shared by the channel).
     pub global_prefetch_count: u16,
+    /// In confirm mode (confirm.select).
+    pub confirm: bool,
+    /// In tx mode (tx.select).
+    pub transactional: bool,
     pub consumers: Vec<ConsumerInfo>,
 }
 

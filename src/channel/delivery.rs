@@ -62,6 +62,9 @@ pub struct ChannelShared {
     counters: MessageCounters,
     /// Its connection's counters, bumped alongside.
     connection: Arc<ConnectionCounters>,
+    /// confirm.select or tx.select seen (for the management API; set once, read when listed).
+    confirm: std::sync::atomic::AtomicBool,
+    transactional: std::sync::atomic::AtomicBool,
 }
 
 impl ChannelShared {
@@ -78,6 +81,8 @@ impl ChannelShared {
             cancel_notify,
             counters: MessageCounters::default(),
             connection,
+            confirm: Default::default(),
+            transactional: Default::default(),
             state: Mutex::new(DeliveryState {
                 next_tag: DeliveryTag(1),
                 unacked: VecDeque::new(),
@@ -120,6 +125,16 @@ impl ChannelShared {
         }
     }
 
+    /// The channel entered confirm mode (`true`) or tx mode (`false`), for the management API.
+    pub fn set_mode(&self, confirm: bool) {
+        let flag = if confirm {
+            &self.confirm
+        } else {
+            &self.transactional
+        };
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// What the management API lists for this channel (see `src/registry.rs`).
     pub fn info(&self) -> crate::registry::ChannelInfo {
         let st = self.state.lock();
@@ -142,6 +157,10 @@ impl ChannelShared {
             },
             prefetch_count: st.consumer_prefetch,
             global_prefetch_count: st.channel_prefetch,
+            confirm: self.confirm.load(std::sync::atomic::Ordering::Relaxed),
+            transactional: self
+                .transactional
+                .load(std::sync::atomic::Ordering::Relaxed),
             consumers,
         }
     }

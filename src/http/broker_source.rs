@@ -503,6 +503,8 @@ impl ManagementSource for BrokerManagement {
                     consumer_count: ch.stats.consumers,
                     prefetch_count: u32::from(ch.prefetch_count),
                     global_prefetch_count: u32::from(ch.global_prefetch_count),
+                    confirm: ch.confirm,
+                    transactional: ch.transactional,
                     messages_unacknowledged: ch.stats.messages_unacked,
                     message_stats: message_stats(&ch.stats.messages, &w),
                     ..ChannelView::default()

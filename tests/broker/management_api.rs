@@ -646,6 +646,9 @@ async fn connections_channels_and_consumers_are_listed_and_a_connection_can_be_c
         }
     });
     let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirm mode");
     ch.queue_declare("listed", QueueDeclareOptions::default(), Default::default())
         .await
         .expect("declare");
@@ -698,6 +701,8 @@ async fn connections_channels_and_consumers_are_listed_and_a_connection_can_be_c
     assert_eq!(channels[0]["number"], 1);
     assert_eq!(channels[0]["consumer_count"], 1);
     assert_eq!(channels[0]["prefetch_count"], 7);
+    assert_eq!(channels[0]["confirm"], true);
+    assert_eq!(channels[0]["transactional"], false);
     assert_eq!(channels[0]["connection_details"]["name"], name);
     assert_eq!(api.get("/api/channels").await.json(), channels);
     assert_eq!(api.get("/api/vhosts/%2F/channels").await.json(), channels);
