@@ -114,9 +114,14 @@ impl ConnectionEntry {
         self.channels.lock().remove(&number);
     }
 
-    /// Asks the connection to close with 320 CONNECTION_FORCED and `reason`.
+    /// Asks the connection to close with 320 CONNECTION_FORCED and `reason` (kept to 255 bytes:
+    /// it goes into an AMQP short string).
     pub fn close(&self, reason: &str) {
-        *self.close_reason.lock() = Some(reason.to_owned());
+        let mut end = reason.len().min(255);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        *self.close_reason.lock() = Some(reason[..end].to_owned());
         self.close.cancel();
     }
 

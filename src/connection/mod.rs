@@ -182,7 +182,7 @@ async fn serve_in_span<S>(
         local,
         user: conn.ctx.auth_user.name.to_string(),
         vhost: conn.ctx.vhost.name.clone(),
-        client_properties: conn.client_properties.clone(),
+        client_properties: std::mem::take(&mut conn.client_properties),
         channel_max: conn.channel_max,
         frame_max: conn.frame_max,
         heartbeat: conn.heartbeat,
@@ -264,6 +264,7 @@ struct Connection<R> {
     _slot: limits::ConnectionSlot,
     frame_max: u32,
     mechanism: String,
+    /// Handed to the registry at registration.
     client_properties: warren_protocol::FieldTable,
     /// Its place in the management API's lists (set once the connection is registered).
     entry: Option<Arc<crate::registry::ConnectionEntry>>,
