@@ -28,6 +28,8 @@ pub struct Broker {
     pub disk_alarm: watch::Sender<bool>,
     /// Client connections open now (`connection_max`).
     pub connections: crate::limits::ConnectionCount,
+    /// Open connections and their channels by name (the management API's lists).
+    pub registry: crate::registry::Registry,
 }
 
 impl Broker {
@@ -57,6 +59,7 @@ impl Broker {
             memory_alarm,
             disk_alarm,
             connections: Default::default(),
+            registry: Default::default(),
         }))
     }
 

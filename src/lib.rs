@@ -23,6 +23,7 @@ pub mod logging;
 pub mod message;
 pub(crate) mod outbound;
 pub mod queue;
+pub mod registry;
 pub mod server;
 pub mod stats;
 #[cfg(test)]

@@ -258,7 +258,10 @@ async fn serve_socket(
 ) {
     let _live = broker.connection_started();
     let _ = socket.set_nodelay(true);
-    connection::serve(broker, socket, peer, token).await;
+    match socket.local_addr() {
+        Ok(local) => connection::serve_at(broker, socket, peer, local, token).await,
+        Err(_) => connection::serve(broker, socket, peer, token).await,
+    }
 }
 
 /// Serves the management HTTP API over `broker` on each of `listeners` until `stop` is
@@ -286,8 +289,15 @@ pub fn start_management(
         .map(|a| view("amqp", *a))
         .chain(http.iter().map(|a| view("http", *a)))
         .collect();
+    // One sampler for the node's message rates, while the API is served.
+    let rates = Arc::new(crate::http::rates::RateBook::default());
+    tokio::spawn(crate::http::broker_source::run_sampler(
+        broker.clone(),
+        rates.clone(),
+        stop.clone(),
+    ));
     let state = Arc::new(crate::http::Management::new(
-        BrokerManagement::new(broker.clone(), views),
+        BrokerManagement::with_rates(broker.clone(), views, rates),
         BrokerAuth::new(broker.clone()),
     ));
     listeners

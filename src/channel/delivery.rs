@@ -62,6 +62,9 @@ pub struct ChannelShared {
     counters: MessageCounters,
     /// Its connection's counters, bumped alongside.
     connection: Arc<ConnectionCounters>,
+    /// confirm.select or tx.select seen (for the management API; set once, read when listed).
+    confirm: std::sync::atomic::AtomicBool,
+    transactional: std::sync::atomic::AtomicBool,
 }
 
 impl ChannelShared {
@@ -78,6 +81,8 @@ impl ChannelShared {
             cancel_notify,
             counters: MessageCounters::default(),
             connection,
+            confirm: Default::default(),
+            transactional: Default::default(),
             state: Mutex::new(DeliveryState {
                 next_tag: DeliveryTag(1),
                 unacked: VecDeque::new(),
@@ -116,6 +121,46 @@ impl ChannelShared {
         ChannelStats {
             messages: self.counters.snapshot(),
             messages_unacked,
+            consumers,
+        }
+    }
+
+    /// The channel entered confirm mode (`true`) or tx mode (`false`), for the management API.
+    pub fn set_mode(&self, confirm: bool) {
+        let flag = if confirm {
+            &self.confirm
+        } else {
+            &self.transactional
+        };
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// What the management API lists for this channel (see `src/registry.rs`).
+    pub fn info(&self) -> crate::registry::ChannelInfo {
+        let st = self.state.lock();
+        let consumers = st
+            .consumers
+            .iter()
+            .map(|(tag, c)| crate::registry::ConsumerInfo {
+                tag: tag.to_string(),
+                queue: c.queue.name.to_string(),
+                ack_required: !c.no_ack,
+                prefetch_count: c.prefetch,
+            })
+            .collect();
+        crate::registry::ChannelInfo {
+            number: self.id,
+            stats: ChannelStats {
+                messages: self.counters.snapshot(),
+                messages_unacked: st.unacked.len() as u64,
+                consumers: st.consumers.len() as u64,
+            },
+            prefetch_count: st.consumer_prefetch,
+            global_prefetch_count: st.channel_prefetch,
+            confirm: self.confirm.load(std::sync::atomic::Ordering::Relaxed),
+            transactional: self
+                .transactional
+                .load(std::sync::atomic::Ordering::Relaxed),
             consumers,
         }
     }
@@ -333,5 +378,19 @@ impl ConsumerSink for ChannelShared {
 impl crate::outbound::DrainWaiter for Queue {
     fn drained(self: Arc<Self>) {
         self.dispatch();
+    }
+}
+
+impl crate::registry::ChannelProbe for ChannelShared {
+    fn number(&self) -> u16 {
+        self.id
+    }
+
+    fn info(&self) -> crate::registry::ChannelInfo {
+        ChannelShared::info(self)
+    }
+
+    fn stats(&self) -> ChannelStats {
+        ChannelShared::stats(self)
     }
 }

@@ -103,6 +103,11 @@ impl Channel {
         })
     }
 
+    /// What the management API reads of this channel (registered in `src/registry.rs`).
+    pub fn probe(&self) -> Arc<dyn crate::registry::ChannelProbe> {
+        self.shared.clone()
+    }
+
     /// This channel's counters and gauges now.
     // Read by the management API and Prometheus (issues 13 and 14); nothing calls it yet.
     #[allow(dead_code)]

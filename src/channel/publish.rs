@@ -356,6 +356,7 @@ impl Channel {
         }
         if self.confirms.is_none() {
             self.confirms = Some(Confirms::default());
+            self.shared.set_mode(true);
         }
         if !m.nowait {
             self.reply(confirm::SelectOk {});
@@ -371,6 +372,7 @@ impl Channel {
         }
         if self.tx.is_none() {
             self.tx = Some(TxBuffer::default());
+            self.shared.set_mode(false);
         }
         self.reply(tx::SelectOk {});
         Ok(())

@@ -31,6 +31,8 @@ pub struct Negotiated {
     pub cancel_notify: bool,
     /// Client capability connection.blocked: it wants connection.blocked / unblocked.
     pub blocked_notify: bool,
+    /// The SASL mechanism the client logged in with (`PLAIN`, `AMQPLAIN`, `EXTERNAL`).
+    pub mechanism: String,
     /// Client properties, for logs.
     pub client_properties: FieldTable,
     /// This connection's place in the node's connection count.
@@ -141,6 +143,7 @@ async fn run<R: AsyncRead + Unpin>(
         heartbeat: tune_ok.heartbeat,
         cancel_notify: capability(&start_ok.client_properties, "consumer_cancel_notify"),
         blocked_notify: capability(&start_ok.client_properties, "connection.blocked"),
+        mechanism: start_ok.mechanism.to_string(),
         client_properties: start_ok.client_properties,
         slot,
     })

@@ -91,9 +91,24 @@ pub async fn serve<S>(broker: Arc<Broker>, socket: S, peer: SocketAddr, shutdown
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let local = SocketAddr::from(([0, 0, 0, 0], 0));
+    serve_at(broker, socket, peer, local, shutdown).await
+}
+
+/// [`serve`], knowing the local address too (the connection's name in the management API is
+/// `"{peer} -> {local}"`, as RabbitMQ's).
+pub async fn serve_at<S>(
+    broker: Arc<Broker>,
+    socket: S,
+    peer: SocketAddr,
+    local: SocketAddr,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let id = broker.next_connection_id();
     let span = info_span!("connection", id, %peer, user = Empty, vhost = Empty, name = Empty);
-    serve_in_span(id, broker, socket, peer, shutdown)
+    serve_in_span(id, broker, socket, (peer, local), shutdown)
         .instrument(span)
         .await
 }
@@ -102,7 +117,7 @@ async fn serve_in_span<S>(
     id: u64,
     broker: Arc<Broker>,
     socket: S,
-    peer: SocketAddr,
+    (peer, local): (SocketAddr, SocketAddr),
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -162,7 +177,24 @@ async fn serve_in_span<S>(
     }
     info!("connection opened");
     let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader);
-    let reason = conn.run(shutdown).await;
+    let details = crate::registry::ConnectionDetails {
+        peer,
+        local,
+        user: conn.ctx.auth_user.name.to_string(),
+        vhost: conn.ctx.vhost.name.clone(),
+        client_properties: std::mem::take(&mut conn.client_properties),
+        channel_max: conn.channel_max,
+        frame_max: conn.frame_max,
+        heartbeat: conn.heartbeat,
+        auth_mechanism: conn.mechanism.clone(),
+        ssl: false,
+    };
+    let entry = broker
+        .registry
+        .register(conn.ctx.id, details, conn.ctx.stats.clone(), &shutdown);
+    conn.entry = Some(entry.clone());
+    let reason = conn.run(entry.closing().clone()).await;
+    broker.registry.unregister(conn.ctx.id);
     conn.release();
     match reason.level() {
         tracing::Level::INFO => info!(reason = %reason, "connection closed"),
@@ -230,6 +262,12 @@ struct Connection<R> {
     peer_silent: bool,
     /// Held while the connection lives: its place in the node's connection count.
     _slot: limits::ConnectionSlot,
+    frame_max: u32,
+    mechanism: String,
+    /// Handed to the registry at registration.
+    client_properties: warren_protocol::FieldTable,
+    /// Its place in the management API's lists (set once the connection is registered).
+    entry: Option<Arc<crate::registry::ConnectionEntry>>,
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
@@ -265,6 +303,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             blocked_notify: n.blocked_notify,
             peer_silent: false,
             _slot: n.slot,
+            frame_max: n.frame_max,
+            mechanism: n.mechanism,
+            client_properties: n.client_properties,
+            entry: None,
         }
     }
 
@@ -294,7 +336,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 // The client is not reading what we send: stop reading what it sends.
                 tokio::select! {
                     _ = self.ctx.outbound.wait_drained() => {}
-                    _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
+                    _ = shutdown.cancelled() => return self.close_with(self.forced_error()).await,
                 }
             }
             if self.has_published && self.alarm_reason().is_some() {
@@ -322,7 +364,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Some(()) = journal_synced(&mut synced), if self.is_waiting_for_disk() => {}
                 // Declare-oks go out once the metadata writer has committed their definitions.
                 Some(()) = journal_synced(&mut definitions_committed), if self.is_waiting_for_metadata() => {}
-                _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
+                _ = shutdown.cancelled() => return self.close_with(self.forced_error()).await,
             }
         }
     }
@@ -347,7 +389,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 changed = self.memory_alarm.changed() => if changed.is_err() { break },
                 changed = self.disk_alarm.changed() => if changed.is_err() { break },
                 _ = ticker.tick(), if self.heartbeat > 0 => self.ctx.outbound.send_heartbeat(),
-                _ = shutdown.cancelled() => return Some(self.close_with(shutdown_error()).await),
+                _ = shutdown.cancelled() => return Some(self.close_with(self.forced_error()).await),
             }
         }
         if self.blocked_notify {
@@ -357,6 +399,14 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         }
         self.last_input = Instant::now();
         None
+    }
+
+    /// Why the close token fired: the management API's reason, else the broker's shutdown.
+    fn forced_error(&self) -> AmqpError {
+        match self.entry.as_ref().and_then(|e| e.close_reason()) {
+            Some(reason) => AmqpError::new(ReplyCode::ConnectionForced, reason),
+            None => shutdown_error(),
+        }
     }
 
     fn is_waiting_for_metadata(&self) -> bool {
@@ -450,6 +500,9 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 // Channels still closing count too, as in RabbitMQ, until their close-ok.
                 limits::check_channel_count(self.channels.len(), self.channel_max)?;
                 let channel = Channel::open(id, self.ctx.clone())?;
+                if let Some(entry) = &self.entry {
+                    entry.add_channel(id, channel.probe());
+                }
                 self.channels.insert(id, Slot::Open(Box::new(channel)));
                 self.ctx
                     .outbound
@@ -491,6 +544,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             (Some(Slot::Open(ch)), Method::ChannelClose(_)) => {
                 ch.close();
                 self.channels.remove(&id);
+                self.forget_channel(id);
                 self.ctx
                     .outbound
                     .send_method(id, &channel::CloseOk {}.into());
@@ -531,6 +585,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                     )
                 });
                 ch.close();
+                self.forget_channel(id);
                 let close = channel::Close {
                     reply_code: e.code.code(),
                     reply_text: ShortStr::truncated(&e.reply_text()),
@@ -542,6 +597,13 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Ok(())
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The channel left the management API's lists.
+    fn forget_channel(&self, id: u16) {
+        if let Some(entry) = &self.entry {
+            entry.remove_channel(id);
         }
     }
 

@@ -6,9 +6,12 @@
 //! go through the same vhost methods the AMQP channel uses, so equivalence checks, reserved names
 //! and RabbitMQ's texts are the same, and every publish goes through [`VHost::publish`].
 //!
-//! Not there yet (answered as such, never faked): rates are 0.0 (no sampler); connections,
-//! channels and consumers list empty (the broker keeps no registry of them with names and
-//! peers); users, permissions, vhosts, policies and definitions import are read-only or refused.
+//! Rates come from the sampler in [`super::rates`] ([`run_sampler`]); connections, channels and
+//! consumers from the broker's registry (`src/registry.rs`).
+//!
+//! Not there yet (answered as such, never faked): exchanges' message_stats and connections'
+//! byte counts; users, permissions, vhosts, policies and definitions import are read-only or
+//! refused.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -21,14 +24,15 @@ use warren_protocol::{FieldTable, ShortStr};
 
 use super::amqp_json::{json_to_properties, json_to_table, properties_to_json, table_to_json};
 use super::auth::{ManagementAuth, UserInfo};
+use super::rates::{Key, RateBook, Sample, Window};
 use super::source::{
     AckMode, BindingSpec, Declared, Definitions, ExchangeDeclare, ManagementSource, Publish,
     QueueDeclare, SourceError, UserSpec, VhostSpec,
 };
 use super::views::{
-    BindingView, ChannelView, ConnectionView, ConsumerView, Counter, Depth, DestinationType,
-    ExchangeView, GotMessage, ListenerView, MessageStats, NodeIdentity, NodeView, OverviewView,
-    PermissionView, PolicyView, QueueView, UserView, VhostView,
+    BindingView, ChannelView, ConnectionRef, ConnectionView, ConsumerView, Counter, Depth,
+    DestinationType, ExchangeView, GotMessage, ListenerView, MessageStats, NodeIdentity, NodeView,
+    OverviewView, PermissionView, PolicyView, QueueView, UserView, VhostView,
 };
 use crate::auth::Access as Permit;
 use crate::broker::Broker;
@@ -37,6 +41,7 @@ use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::ids::ConnectionId;
 use crate::message::Message;
 use crate::queue::{Queue, QueueOptions};
+use crate::registry::ConnectionEntry;
 use crate::stats;
 use crate::vhost::VHost;
 use warren_protocol::ReplyCode;
@@ -54,6 +59,7 @@ const MESSAGE_OVERHEAD: u64 = 192;
 /// [`ManagementSource`] over a running broker.
 pub struct BrokerManagement {
     broker: Arc<Broker>,
+    rates: Arc<RateBook>,
     identity: NodeIdentity,
     started: Instant,
     listeners: Vec<ListenerView>,
@@ -63,9 +69,19 @@ pub struct BrokerManagement {
 impl BrokerManagement {
     /// `listeners`: what the node listens on (AMQP and HTTP), for `/api/overview` and nodes.
     pub fn new(broker: Arc<Broker>, listeners: Vec<ListenerView>) -> Self {
+        Self::with_rates(broker, listeners, Arc::default())
+    }
+
+    /// Answers rates from `rates`, which [`run_sampler`] keeps up to date.
+    pub fn with_rates(
+        broker: Arc<Broker>,
+        listeners: Vec<ListenerView>,
+        rates: Arc<RateBook>,
+    ) -> Self {
         let host = hostname();
         BrokerManagement {
             broker,
+            rates,
             identity: NodeIdentity {
                 node: format!("warren@{host}"),
                 product_version: env!("CARGO_PKG_VERSION").into(),
@@ -115,6 +131,10 @@ impl BrokerManagement {
     fn queue_view(&self, vhost: &str, q: &Queue) -> QueueView {
         let s = q.stats();
         let ready_messages = s.messages_ready;
+        let w = self.rates.window(&Key::Queue {
+            vhost: vhost.to_owned(),
+            name: q.name.to_string(),
+        });
         QueueView {
             vhost: vhost.to_owned(),
             name: q.name.to_string(),
@@ -124,39 +144,141 @@ impl BrokerManagement {
             exclusive: q.options.exclusive_owner.is_some(),
             arguments: table_to_json(&q.options.arguments),
             state: "running".into(),
-            depth: Depth {
-                ready: Counter::new(s.messages_ready, 0.0),
-                unacknowledged: Counter::new(s.messages_unacked, 0.0),
-            },
+            depth: depth(s.messages_ready, s.messages_unacked, &w),
             message_bytes_ready: s.message_bytes_ready,
             consumers: s.consumers,
             consumer_utilisation: if s.consumers > 0 { 1.0 } else { 0.0 },
             memory: s.message_bytes_ready
                 + (ready_messages + s.messages_unacked) * MESSAGE_OVERHEAD
                 + MESSAGE_OVERHEAD,
-            message_stats: message_stats(&s.messages),
+            message_stats: message_stats(&s.messages, &w),
             ..QueueView::default()
         }
     }
 }
 
-/// RabbitMQ's `message_stats` from Warren's counters (rates 0.0: no sampler yet).
-fn message_stats(m: &stats::MessageStats) -> MessageStats {
-    let c = |n: u64| Some(Counter::new(n, 0.0));
+/// RabbitMQ's `message_stats` from Warren's counters now, with rates from the sampler's window.
+fn message_stats(m: &stats::MessageStats, w: &Window) -> MessageStats {
+    let c =
+        |f: fn(&stats::MessageStats) -> u64| Some(Counter::new(f(m), w.rate(|s| f(&s.messages))));
     MessageStats {
-        publish: c(m.published),
-        confirm: c(m.confirmed),
-        deliver: c(m.delivered_consume_manual_ack),
-        deliver_no_ack: c(m.delivered_consume_auto_ack),
-        get: c(m.delivered_get_manual_ack),
-        get_no_ack: c(m.delivered_get_auto_ack),
-        get_empty: c(m.get_empty),
-        deliver_get: c(m.delivered()),
-        redeliver: c(m.redelivered),
-        ack: c(m.acked),
-        drop_unroutable: c(m.unroutable_dropped),
-        return_unroutable: c(m.unroutable_returned),
+        publish: c(|m| m.published),
+        confirm: c(|m| m.confirmed),
+        deliver: c(|m| m.delivered_consume_manual_ack),
+        deliver_no_ack: c(|m| m.delivered_consume_auto_ack),
+        get: c(|m| m.delivered_get_manual_ack),
+        get_no_ack: c(|m| m.delivered_get_auto_ack),
+        get_empty: c(|m| m.get_empty),
+        deliver_get: c(|m| m.delivered()),
+        redeliver: c(|m| m.redelivered),
+        ack: c(|m| m.acked),
+        drop_unroutable: c(|m| m.unroutable_dropped),
+        return_unroutable: c(|m| m.unroutable_returned),
         ..MessageStats::default()
+    }
+}
+
+/// Ready and unacked counts now, with their rates of change from the sampler's window.
+fn depth(ready: u64, unacked: u64, w: &Window) -> Depth {
+    Depth {
+        ready: Counter::new(ready, w.rate(|s| s.ready)),
+        unacknowledged: Counter::new(unacked, w.rate(|s| s.unacked)),
+    }
+}
+
+/// One round of samples: the node, every vhost, queue and channel.
+pub fn sample(broker: &Broker) -> Vec<(Key, Sample)> {
+    let mut out = Vec::new();
+    let mut total = Sample::default();
+    for v in broker.vhost_list() {
+        let s = v.stats();
+        let vs = Sample {
+            messages: s.messages,
+            ready: s.messages_ready,
+            unacked: s.messages_unacked,
+        };
+        total.messages += vs.messages;
+        total.ready += vs.ready;
+        total.unacked += vs.unacked;
+        out.push((Key::Vhost(v.name.clone()), vs));
+        for q in v.queue_list() {
+            let s = q.stats();
+            let key = Key::Queue {
+                vhost: v.name.clone(),
+                name: q.name.to_string(),
+            };
+            out.push((
+                key,
+                Sample {
+                    messages: s.messages,
+                    ready: s.messages_ready,
+                    unacked: s.messages_unacked,
+                },
+            ));
+        }
+    }
+    out.push((Key::Overview, total));
+    for c in broker.registry.list() {
+        for (number, stats) in c.channel_stats() {
+            let sample = Sample {
+                messages: stats.messages,
+                ready: 0,
+                unacked: stats.messages_unacked,
+            };
+            out.push((Key::Channel(c.id, number), sample));
+        }
+    }
+    out
+}
+
+/// Samples `broker` into `book` every [`SAMPLE_INTERVAL`] until `stop` is cancelled.
+pub async fn run_sampler(
+    broker: Arc<Broker>,
+    book: Arc<RateBook>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(super::rates::SAMPLE_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => book.record(Instant::now(), sample(&broker)),
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+fn connection_ref(c: &ConnectionEntry) -> ConnectionRef {
+    ConnectionRef {
+        name: c.name(),
+        peer_host: c.peer.ip().to_string(),
+        peer_port: c.peer.port(),
+    }
+}
+
+fn connection_view(c: &ConnectionEntry) -> ConnectionView {
+    let counters = c.counters.snapshot();
+    ConnectionView {
+        name: c.name(),
+        vhost: c.vhost.clone(),
+        user: c.user.clone(),
+        host: c.local.ip().to_string(),
+        port: c.local.port(),
+        peer_host: c.peer.ip().to_string(),
+        peer_port: c.peer.port(),
+        connected_at_ms: c.connected_at_ms,
+        channels: counters.channels,
+        channel_max: c.channel_max,
+        frame_max: c.frame_max,
+        timeout: c.heartbeat,
+        auth_mechanism: c.auth_mechanism.clone(),
+        ssl: c.ssl,
+        client_properties: table_to_json(&c.client_properties),
+        state: if c.closing().is_cancelled() {
+            "closing".into()
+        } else {
+            "running".into()
+        },
+        ..ConnectionView::default()
     }
 }
 
@@ -245,13 +367,11 @@ impl ManagementSource for BrokerManagement {
             .iter()
             .map(|v| v.exchange_list().len())
             .sum();
+        let w = self.rates.window(&Key::Overview);
         OverviewView {
             cluster_name: self.cluster_name(),
-            depth: Depth {
-                ready: Counter::new(s.messages_ready, 0.0),
-                unacknowledged: Counter::new(s.messages_unacked, 0.0),
-            },
-            message_stats: message_stats(&s.messages),
+            depth: depth(s.messages_ready, s.messages_unacked, &w),
+            message_stats: message_stats(&s.messages, &w),
             connections: s.connections,
             channels: s.channels,
             queues: s.queues,
@@ -273,6 +393,7 @@ impl ManagementSource for BrokerManagement {
             .map(|v| {
                 let s = v.stats();
                 let info = self.broker.users.vhost(&v.name);
+                let w = self.rates.window(&Key::Vhost(v.name.clone()));
                 VhostView {
                     name: v.name.clone(),
                     description: info
@@ -281,11 +402,8 @@ impl ManagementSource for BrokerManagement {
                         .unwrap_or_default(),
                     tags: info.as_ref().map(|i| i.tags.clone()).unwrap_or_default(),
                     default_queue_type: info.and_then(|i| i.default_queue_type.clone()),
-                    depth: Depth {
-                        ready: Counter::new(s.messages_ready, 0.0),
-                        unacknowledged: Counter::new(s.messages_unacked, 0.0),
-                    },
-                    message_stats: message_stats(&s.messages),
+                    depth: depth(s.messages_ready, s.messages_unacked, &w),
+                    message_stats: message_stats(&s.messages, &w),
                     ..VhostView::default()
                 }
             })
@@ -362,15 +480,67 @@ impl ManagementSource for BrokerManagement {
     }
 
     fn connections(&self) -> Vec<ConnectionView> {
-        Vec::new()
+        self.broker
+            .registry
+            .list()
+            .iter()
+            .map(|c| connection_view(c))
+            .collect()
     }
 
     fn channels(&self) -> Vec<ChannelView> {
-        Vec::new()
+        let mut out = Vec::new();
+        for c in self.broker.registry.list() {
+            let connection = connection_ref(&c);
+            for ch in c.channels() {
+                let w = self.rates.window(&Key::Channel(c.id, ch.number));
+                out.push(ChannelView {
+                    connection: connection.clone(),
+                    number: ch.number,
+                    vhost: c.vhost.clone(),
+                    user: c.user.clone(),
+                    state: "running".into(),
+                    consumer_count: ch.stats.consumers,
+                    prefetch_count: u32::from(ch.prefetch_count),
+                    global_prefetch_count: u32::from(ch.global_prefetch_count),
+                    confirm: ch.confirm,
+                    transactional: ch.transactional,
+                    messages_unacknowledged: ch.stats.messages_unacked,
+                    message_stats: message_stats(&ch.stats.messages, &w),
+                    ..ChannelView::default()
+                });
+            }
+        }
+        out
     }
 
-    fn consumers(&self, _vhost: Option<&str>) -> Vec<ConsumerView> {
-        Vec::new()
+    fn consumers(&self, vhost: Option<&str>) -> Vec<ConsumerView> {
+        let mut out = Vec::new();
+        for c in self.broker.registry.list() {
+            if vhost.is_some_and(|v| v != c.vhost) {
+                continue;
+            }
+            let connection = connection_ref(&c);
+            for ch in c.channels() {
+                for consumer in ch.consumers {
+                    out.push(ConsumerView {
+                        vhost: c.vhost.clone(),
+                        queue: consumer.queue,
+                        consumer_tag: consumer.tag,
+                        connection: connection.clone(),
+                        channel_number: ch.number,
+                        user: c.user.clone(),
+                        ack_required: consumer.ack_required,
+                        exclusive: false,
+                        prefetch_count: u32::from(consumer.prefetch_count),
+                        active: true,
+                        arguments: Map::new(),
+                        consumer_timeout_ms: 1_800_000,
+                    });
+                }
+            }
+        }
+        out
     }
 
     fn users(&self) -> Vec<UserView> {
@@ -679,9 +849,14 @@ impl ManagementSource for BrokerManagement {
         Ok(answers)
     }
 
-    async fn close_connection(&self, _name: &str, _reason: &str) -> Result<(), SourceError> {
-        // Connections are not listed yet, so none can be named.
-        Err(SourceError::NotFound)
+    async fn close_connection(&self, name: &str, reason: &str) -> Result<(), SourceError> {
+        let entry = self
+            .broker
+            .registry
+            .find(name)
+            .ok_or(SourceError::NotFound)?;
+        entry.close(reason);
+        Ok(())
     }
 
     async fn put_user(&self, _spec: UserSpec) -> Result<Declared, SourceError> {

@@ -17,8 +17,10 @@ pub mod definitions;
 pub mod error;
 pub mod list;
 pub mod path;
+pub mod rates;
 pub mod routes;
 pub mod source;
+pub mod ui;
 pub mod views;
 
 #[cfg(test)]
@@ -100,9 +102,24 @@ async fn dispatch<S: ManagementSource, A: ManagementAuth>(
     State(state): State<Arc<Management<S, A>>>,
     request: Request<Body>,
 ) -> Response {
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if reads && !request.uri().path().starts_with("/api") {
+        if let Some(page) = ui::serve(request.uri().path(), request.headers()) {
+            return page;
+        }
+    }
+    // The web UI asks with `X-Requested-With`: its failed logins get no `www-authenticate`, so
+    // the browser shows the UI's own error instead of its credentials dialog.
+    let from_script = request.headers().contains_key("x-requested-with");
     match handle(&state, request).await {
         Ok(response) => response,
-        Err(error) => error.into_response(),
+        Err(error) => {
+            let mut response = error.into_response();
+            if from_script {
+                response.headers_mut().remove(header::WWW_AUTHENTICATE);
+            }
+            response
+        }
     }
 }
 

@@ -58,6 +58,16 @@ impl Api {
     }
 
     async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+        self.send_with(method, path, body, &[]).await
+    }
+
+    async fn send_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        extra: &[(&str, &str)],
+    ) -> Answer {
         let mut stream = TcpStream::connect(self.addr).await.expect("connects");
         let body = body.map(|b| b.to_string()).unwrap_or_default();
         let mut request = format!(
@@ -70,6 +80,9 @@ impl Api {
         }
         if let Some(auth) = &self.auth {
             request.push_str(&format!("Authorization: {auth}\r\n"));
+        }
+        for (name, value) in extra {
+            request.push_str(&format!("{name}: {value}\r\n"));
         }
         request.push_str("\r\n");
         request.push_str(&body);
@@ -557,5 +570,226 @@ async fn python_requests_scenario_passes() {
         "management scenario failed:\n{stdout}\n{stderr}"
     );
     assert!(stdout.contains("MANAGEMENT OK"), "{stdout}");
+    b.finish().await;
+}
+
+/// Percent-encodes a name for a path segment (connection names hold spaces, `:` and `>`).
+fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Fails unless `object` has every key of the first object of a captured RabbitMQ answer, except
+/// the Erlang VM's (`garbage_collection`, `reductions`) and `idle_since` (only on idle channels).
+fn has_fixture_keys(object: &Value, fixture: &str) {
+    let path = format!(
+        "{}/tests/fixtures/management/{fixture}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let captured: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("fixture")).expect("JSON");
+    let expected = captured["body"][0].as_object().expect("a captured object");
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|k| {
+            !matches!(
+                k.as_str(),
+                "garbage_collection" | "reductions" | "reductions_details" | "idle_since"
+            )
+        })
+        .filter(|k| object.get(k.as_str()).is_none())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{fixture}: missing {missing:?} in {object}"
+    );
+}
+
+/// Polls `path` until `done` holds for its JSON (the sampler and closes are asynchronous).
+async fn wait_for(api: &Api, path: &str, secs: u64, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let value = api.get(path).await.json();
+        if done(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} never got there: {value}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn connections_channels_and_consumers_are_listed_and_a_connection_can_be_closed() {
+    use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+    let b = TestBroker::start_with_management().await;
+    let api = Api::of(&b);
+    let conn = lapin::Connection::connect(
+        &b.url(),
+        lapin_properties().with_connection_name("ui-test".into()),
+    )
+    .await
+    .expect("connects");
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel();
+    let closed_tx = std::sync::Mutex::new(Some(closed_tx));
+    conn.on_error(move |e| {
+        if let Some(tx) = closed_tx.lock().expect("lock").take() {
+            let _ = tx.send(e);
+        }
+    });
+    let ch = conn.create_channel().await.expect("channel");
+    ch.confirm_select(Default::default())
+        .await
+        .expect("confirm mode");
+    ch.queue_declare("listed", QueueDeclareOptions::default(), Default::default())
+        .await
+        .expect("declare");
+    ch.basic_qos(7, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let _consumer = ch
+        .basic_consume(
+            "listed",
+            "c1",
+            BasicConsumeOptions::default(),
+            Default::default(),
+        )
+        .await
+        .expect("consume");
+
+    let connections = api.get("/api/connections").await.json();
+    let list = connections.as_array().expect("list");
+    assert_eq!(list.len(), 1, "{connections}");
+    let c = &list[0];
+    let name = c["name"].as_str().expect("name").to_owned();
+    let amqp_port = b.addr().port();
+    assert!(
+        name.starts_with("127.0.0.1:") && name.ends_with(&format!(" -> 127.0.0.1:{amqp_port}")),
+        "RabbitMQ's naming: {name}"
+    );
+    assert_eq!(c["user"], "guest");
+    assert_eq!(c["vhost"], "/");
+    assert_eq!(c["user_provided_name"], "ui-test");
+    assert_eq!(c["client_properties"]["connection_name"], "ui-test");
+    assert_eq!(c["channels"], 1);
+    assert_eq!(c["port"], amqp_port);
+    assert_eq!(c["peer_host"], "127.0.0.1");
+    assert_eq!(c["auth_mechanism"], "PLAIN");
+    assert_eq!(c["protocol"], "AMQP 0-9-1");
+    assert_eq!(c["state"], "running");
+    let path = format!("/api/connections/{}", segment(&name));
+    let one = api.get(&path).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.json()["name"], name);
+    assert_eq!(
+        api.get("/api/vhosts/%2F/connections").await.json()[0]["name"],
+        name
+    );
+
+    let channels = api.get(&format!("{path}/channels")).await.json();
+    assert_eq!(channels.as_array().map(Vec::len), Some(1), "{channels}");
+    let channel_name = format!("{name} (1)");
+    assert_eq!(channels[0]["name"], channel_name);
+    assert_eq!(channels[0]["number"], 1);
+    assert_eq!(channels[0]["consumer_count"], 1);
+    assert_eq!(channels[0]["prefetch_count"], 7);
+    assert_eq!(channels[0]["confirm"], true);
+    assert_eq!(channels[0]["transactional"], false);
+    assert_eq!(channels[0]["connection_details"]["name"], name);
+    assert_eq!(api.get("/api/channels").await.json(), channels);
+    assert_eq!(api.get("/api/vhosts/%2F/channels").await.json(), channels);
+    let channel = api
+        .get(&format!("/api/channels/{}", segment(&channel_name)))
+        .await;
+    assert_eq!(channel.status, 200);
+    assert_eq!(channel.json()["user"], "guest");
+
+    let consumers = api.get("/api/consumers").await.json();
+    assert_eq!(consumers.as_array().map(Vec::len), Some(1), "{consumers}");
+    // Every field RabbitMQ 3.10.8 sends (but the Erlang VM's own) is there.
+    has_fixture_keys(&connections[0], "connections");
+    has_fixture_keys(&channels[0], "channels");
+    has_fixture_keys(&consumers[0], "consumers");
+    let consumer = &consumers[0];
+    assert_eq!(consumer["consumer_tag"], "c1");
+    assert_eq!(consumer["queue"], json!({"name": "listed", "vhost": "/"}));
+    assert_eq!(consumer["ack_required"], true);
+    assert_eq!(consumer["prefetch_count"], 7);
+    assert_eq!(consumer["channel_details"]["name"], channel_name);
+    assert_eq!(api.get("/api/consumers/%2F").await.json(), consumers);
+    let queue = api.get("/api/queues/%2F/listed").await.json();
+    assert_eq!(queue["consumer_details"][0]["consumer_tag"], "c1");
+
+    // Closed from the API: 320 with the X-Reason text, as RabbitMQ sends it.
+    let close = api
+        .send_with("DELETE", &path, None, &[("X-Reason", "bye now")])
+        .await;
+    assert_eq!(close.status, 204);
+    let error = within("the connection to be closed", closed_rx)
+        .await
+        .expect("error handler");
+    let (code, text) = amqp_error(&error).unwrap_or_else(|| panic!("not a close: {error:?}"));
+    assert_eq!(code, 320);
+    assert_eq!(text, "CONNECTION_FORCED - bye now");
+    wait_for(&api, "/api/connections", 5, |v| v == &json!([])).await;
+    assert_eq!(api.get("/api/channels").await.json(), json!([]));
+    assert_eq!(api.get("/api/consumers").await.json(), json!([]));
+    assert_eq!(api.get(&path).await.status, 404);
+    assert_eq!(api.call("DELETE", &path, None).await.status, 404);
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn message_rates_come_from_the_five_second_sampler() {
+    let b = TestBroker::start_with_management().await;
+    let api = Api::of(&b);
+    let (_conn, ch) = b.channel().await;
+    ch.queue_declare("rated", QueueDeclareOptions::default(), Default::default())
+        .await
+        .expect("declare");
+    for _ in 0..50 {
+        ch.basic_publish(
+            "",
+            "rated",
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish");
+    }
+    let queue_path = "/api/queues/%2F/rated";
+    wait_for(&api, queue_path, 5, |q| q["messages"] == 50).await;
+    // 50 publishes within one 5 s sample interval: about 10/s once the next sample is taken.
+    let rate = |v: &Value, path: &[&str]| -> f64 {
+        let mut v = v;
+        for key in path {
+            v = &v[*key];
+        }
+        v.as_f64().unwrap_or(0.0)
+    };
+    let publish = ["message_stats", "publish_details", "rate"];
+    let overview = wait_for(&api, "/api/overview", 12, |o| rate(o, &publish) > 0.0).await;
+    let expected = 50.0 / 5.0;
+    let close = |r: f64| (r - expected).abs() < expected * 0.25;
+    assert!(close(rate(&overview, &publish)), "{overview}");
+    let queue = api.get(queue_path).await.json();
+    assert!(close(rate(&queue, &publish)), "{queue}");
+    assert!(
+        close(rate(&queue, &["messages_ready_details", "rate"])),
+        "{queue}"
+    );
+    let vhost = api.get("/api/vhosts").await.json();
+    assert!(close(rate(&vhost[0], &publish)), "{vhost}");
+    let channels = api.get("/api/channels").await.json();
+    assert!(close(rate(&channels[0], &publish)), "{channels}");
     b.finish().await;
 }
