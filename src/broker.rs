@@ -28,6 +28,10 @@ pub struct Broker {
     pub disk_alarm: watch::Sender<bool>,
     /// Client connections open now (`connection_max`).
     pub connections: crate::limits::ConnectionCount,
+    /// Connections accepted and ended (the vhosts count channels and queues).
+    pub churn: crate::stats::Churn,
+    /// When it started (Prometheus' uptime).
+    pub started: std::time::Instant,
 }
 
 impl Broker {
@@ -57,6 +61,8 @@ impl Broker {
             memory_alarm,
             disk_alarm,
             connections: Default::default(),
+            churn: Default::default(),
+            started: std::time::Instant::now(),
         }))
     }
 
@@ -78,6 +84,7 @@ impl Broker {
     /// Counts a connection task from its start to its end (the guard's drop).
     pub fn connection_started(self: &Arc<Self>) -> LiveConnection {
         self.live_connections.fetch_add(1, Ordering::Relaxed);
+        crate::stats::bump(&self.churn.connections_opened);
         LiveConnection(self.clone())
     }
 
@@ -102,8 +109,20 @@ impl Broker {
 }
 
 impl Broker {
-    // Read by the management API and Prometheus (issues 13 and 14); only tests call it yet.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Connection tasks running now (accepted sockets, handshake included).
+    pub fn live_connections(&self) -> usize {
+        self.live_connections.load(Ordering::Relaxed)
+    }
+
+    /// Connections, channels and queues opened and closed, over the broker and its vhosts.
+    pub fn churn(&self) -> crate::stats::ChurnStats {
+        let mut total = self.churn.snapshot();
+        for vhost in self.vhosts.iter() {
+            total += vhost.churn.snapshot();
+        }
+        total
+    }
+
     /// Totals over every vhost now (see `src/stats.rs`), for the management API and Prometheus.
     pub fn stats(&self) -> crate::stats::VHostStats {
         let mut total = crate::stats::VHostStats::default();
@@ -120,5 +139,6 @@ pub struct LiveConnection(Arc<Broker>);
 impl Drop for LiveConnection {
     fn drop(&mut self) {
         self.0.live_connections.fetch_sub(1, Ordering::Relaxed);
+        crate::stats::bump(&self.0.churn.connections_closed);
     }
 }

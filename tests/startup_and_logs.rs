@@ -248,13 +248,20 @@ fn features_not_built_yet_are_refused_when_asked_for() {
     );
     assert_mentions(&err, &["TLS", "not built", "--amqps-listen"]);
     let config = dir.path().join("warren.toml");
-    std::fs::write(&config, "prometheus_listen = \"127.0.0.1:15692\"\n").expect("write");
+    // An explicit Prometheus address must bind; the error names the key that asked for it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    std::fs::write(
+        &config,
+        format!("prometheus_listen = \"127.0.0.1:{port}\"\n"),
+    )
+    .expect("write");
     let err = refused_start(
         &["--listen", "127.0.0.1:0", "--config", "warren.toml"],
         dir.path(),
         &[],
     );
-    assert_mentions(&err, &["Prometheus", "`prometheus_listen` in warren.toml"]);
+    assert_mentions(&err, &["is in use", "`prometheus_listen` in warren.toml"]);
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nfram_max = 8192\n").expect("write");
     let err = refused_start(&["--config", "warren.toml"], dir.path(), &[]);
     assert_mentions(&err, &["warren.toml", "fram_max"]);

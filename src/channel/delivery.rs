@@ -106,8 +106,6 @@ impl ChannelShared {
     }
 
     /// Counters and gauges now.
-    // Read by the management API and Prometheus (issues 13 and 14); nothing calls it yet.
-    #[allow(dead_code)]
     pub fn stats(&self) -> ChannelStats {
         let (messages_unacked, consumers) = {
             let st = self.state.lock();
@@ -333,5 +331,15 @@ impl ConsumerSink for ChannelShared {
 impl crate::outbound::DrainWaiter for Queue {
     fn drained(self: Arc<Self>) {
         self.dispatch();
+    }
+}
+
+impl stats::ChannelProbe for ChannelShared {
+    fn number(&self) -> u16 {
+        self.id
+    }
+
+    fn probe(&self) -> ChannelStats {
+        self.stats()
     }
 }
