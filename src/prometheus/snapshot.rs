@@ -116,7 +116,7 @@ impl Snapshot {
                 });
             }
             for x in vhost.exchange_list() {
-                if !x.name.is_empty() {
+                if !x.name.is_empty() && !x.options.internal {
                     exchanges.push((
                         vname.clone(),
                         x.name.to_string(),
