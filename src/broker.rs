@@ -114,6 +114,11 @@ impl Broker {
         self.live_connections.load(Ordering::Relaxed)
     }
 
+    /// The message journal's fsync latency and group-commit batch sizes.
+    pub fn journal_stats(&self) -> &crate::stats::JournalStats {
+        self.store.journal_stats()
+    }
+
     /// Connections, channels and queues opened and closed, over the broker and its vhosts.
     pub fn churn(&self) -> crate::stats::ChurnStats {
         let mut total = self.churn.snapshot();

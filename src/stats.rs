@@ -401,4 +401,90 @@ pub trait ChannelProbe: Send + Sync {
     fn number(&self) -> u16;
     /// Its counters and gauges now.
     fn probe(&self) -> ChannelStats;
+    /// Adds the body bytes of its unacked deliveries to `add(queue, bytes)`, the queue named
+    /// by the address of its `Arc` (this module knows no queues). Reads under the channel's
+    /// delivery lock, once per scrape: nothing is counted per delivery for it.
+    fn unacked_bytes(&self, add: &mut dyn FnMut(usize, u64));
+}
+
+/// A histogram of plain atomics for what is observed off the data path (the journal writer's
+/// batches): `bounds` are the buckets' upper bounds, the last one `u64::MAX` (+Inf).
+#[derive(Debug)]
+pub struct AtomicHistogram<const N: usize> {
+    bounds: [u64; N],
+    counts: [AtomicU64; N],
+    sum: AtomicU64,
+}
+
+impl<const N: usize> AtomicHistogram<N> {
+    /// Empty, with these upper bounds (ascending, the last `u64::MAX`).
+    pub fn new(bounds: [u64; N]) -> Self {
+        AtomicHistogram {
+            bounds,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one value.
+    pub fn observe(&self, value: u64) {
+        let i = self.bounds.partition_point(|&b| b < value).min(N - 1);
+        bump(&self.counts[i]);
+        bump_by(&self.sum, value);
+    }
+
+    /// The finite upper bounds, the per-bucket counts (not cumulative; the last is +Inf's
+    /// own), and the sum.
+    pub fn snapshot(&self) -> (Vec<u64>, Vec<u64>, u64) {
+        (
+            self.bounds[..N - 1].to_vec(),
+            self.counts.iter().map(|c| c.load(Relaxed)).collect(),
+            self.sum.load(Relaxed),
+        )
+    }
+}
+
+/// What the journal writer measures, once per batch (never per message).
+#[derive(Debug)]
+pub struct JournalStats {
+    /// `fdatasync` time per batch, in microseconds.
+    pub fsync_micros: AtomicHistogram<13>,
+    /// Records per batch (group commit).
+    pub batch_records: AtomicHistogram<12>,
+}
+
+impl Default for JournalStats {
+    fn default() -> Self {
+        JournalStats {
+            fsync_micros: AtomicHistogram::new([
+                100,
+                250,
+                500,
+                1_000,
+                2_500,
+                5_000,
+                10_000,
+                25_000,
+                50_000,
+                100_000,
+                250_000,
+                1_000_000,
+                u64::MAX,
+            ]),
+            batch_records: AtomicHistogram::new([
+                1,
+                2,
+                4,
+                8,
+                16,
+                32,
+                64,
+                128,
+                256,
+                512,
+                1024,
+                u64::MAX,
+            ]),
+        }
+    }
 }

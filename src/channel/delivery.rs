@@ -342,4 +342,14 @@ impl stats::ChannelProbe for ChannelShared {
     fn probe(&self) -> ChannelStats {
         self.stats()
     }
+
+    fn unacked_bytes(&self, add: &mut dyn FnMut(usize, u64)) {
+        let st = self.state.lock();
+        for u in &st.unacked {
+            add(
+                Arc::as_ptr(&u.queue) as usize,
+                u.msg.message.body_size() as u64,
+            );
+        }
+    }
 }

@@ -166,6 +166,8 @@ pub static QUEUE_GROUPS: &[Group<QueueRow>] = &[
             spec!("queue_consumer_capacity", Gauge, "Consumer capacity", consumer_utilisation),
             spec!("queue_consumer_utilisation", Gauge, "Same as consumer capacity", consumer_utilisation),
             spec!("queue_messages_ready_bytes", Gauge, "Size in bytes of ready messages", |q| f(q.stats.message_bytes_ready)),
+            spec!("queue_messages_unacked_bytes", Gauge, "Size in bytes of all unacknowledged messages", |q| f(q.unacked_bytes)),
+            spec!("queue_messages_bytes", Gauge, "Size in bytes of ready and unacknowledged messages", |q| f(q.stats.message_bytes_ready + q.unacked_bytes)),
         ],
     },
     Group {
@@ -430,6 +432,26 @@ pub fn write_alarms(w: &mut Writer, n: &Node) {
         let name = format!("rabbitmq_alarms_{name}");
         w.family(&name, help, Kind::Untyped, [(&[][..], f(u64::from(on)))]);
     }
+}
+
+/// Warren's own: the message journal's group commit (`src/store/journal.rs`).
+pub fn write_warren(w: &mut Writer, n: &Node) {
+    let (bounds, counts, micros) = &n.journal_fsync;
+    let seconds: Vec<f64> = bounds.iter().map(|b| *b as f64 / 1e6).collect();
+    w.histogram(
+        "warren_journal_fsync_seconds",
+        "Time of each fdatasync of the message journal (one per group-commit batch)",
+        &seconds,
+        [(&[][..], counts.clone(), *micros as f64 / 1e6)],
+    );
+    let (bounds, counts, records) = &n.journal_batches;
+    let bounds: Vec<f64> = bounds.iter().map(|b| *b as f64).collect();
+    w.histogram(
+        "warren_journal_batch_records",
+        "Records written per group-commit batch of the message journal (one fsync each)",
+        &bounds,
+        [(&[][..], counts.clone(), *records as f64)],
+    );
 }
 
 /// `PREFIXqueue_info{vhost,queue,queue_type,membership}`: one per queue.

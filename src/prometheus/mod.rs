@@ -23,7 +23,7 @@ use axum::Router;
 use encode::{Kind, Writer};
 use families::{
     write_alarms, write_global, write_groups, write_message_sizes, write_queue_info, write_totals,
-    Group, CHANNEL_GROUPS, CONNECTION_GROUPS, NODE_GROUPS, QUEUE_GROUPS,
+    write_warren, Group, CHANNEL_GROUPS, CONNECTION_GROUPS, NODE_GROUPS, QUEUE_GROUPS,
 };
 use snapshot::{QueueRow, Snapshot};
 use std::future::Future;
@@ -106,6 +106,7 @@ impl Exporter {
                 write_global(&mut w, &s.node);
                 write_message_sizes(&mut w, &s.node);
                 write_alarms(&mut w, &s.node);
+                write_warren(&mut w, &s.node);
                 if per_object {
                     write_queue_info(&mut w, p, &queues);
                     "per-object"

@@ -18,6 +18,8 @@ pub struct QueueRow {
     /// `classic`, `quorum`, `stream`.
     pub kind: &'static str,
     pub stats: QueueStats,
+    /// Body bytes of its deliveries not yet acked (read from the channels holding them).
+    pub unacked_bytes: u64,
 }
 
 /// One open connection.
@@ -59,6 +61,9 @@ pub struct Node {
     pub uptime_seconds: f64,
     pub memory_alarm: bool,
     pub disk_alarm: bool,
+    /// Journal fsync time (µs bounds, counts, sum) and records per batch (same shape).
+    pub journal_fsync: (Vec<u64>, Vec<u64>, u64),
+    pub journal_batches: (Vec<u64>, Vec<u64>, u64),
 }
 
 /// Everything one scrape reports.
@@ -84,10 +89,12 @@ impl Snapshot {
         let mut channels = Vec::new();
         let mut exchanges = Vec::new();
         let mut vhosts = Vec::new();
+        let mut queue_ids = Vec::new();
         let mut by_type: Vec<(&'static str, MessageStats)> = QUEUE_TYPES
             .iter()
             .map(|t| (*t, MessageStats::default()))
             .collect();
+        let mut unacked_bytes: std::collections::HashMap<usize, u64> = Default::default();
         let mut add_typed = |kind: &'static str, m: MessageStats| match by_type
             .iter_mut()
             .find(|(k, _)| *k == kind)
@@ -113,7 +120,9 @@ impl Snapshot {
                     name: q.name.to_string(),
                     kind,
                     stats,
+                    unacked_bytes: 0,
                 });
+                queue_ids.push(Arc::as_ptr(&q) as usize);
             }
             for x in vhost.exchange_list() {
                 if !x.name.is_empty() && !x.options.internal {
@@ -127,6 +136,9 @@ impl Snapshot {
             for c in vhost.connection_list() {
                 let stats = c.snapshot();
                 for ch in c.channels() {
+                    ch.unacked_bytes(&mut |queue, bytes| {
+                        *unacked_bytes.entry(queue).or_default() += bytes;
+                    });
                     let stats = ch.probe();
                     if stats.messages.published > 0 {
                         node.publishers += 1;
@@ -143,6 +155,11 @@ impl Snapshot {
                 });
             }
             node.messages += vhost.message_stats();
+        }
+        if !unacked_bytes.is_empty() {
+            for (row, id) in queues.iter_mut().zip(&queue_ids) {
+                row.unacked_bytes = unacked_bytes.get(id).copied().unwrap_or(0);
+            }
         }
         node.by_queue_type = by_type;
         node.connections = connections.len() as u64;
@@ -177,6 +194,8 @@ fn read_process(broker: &Broker, node: &mut Node) {
     node.uptime_seconds = broker.started.elapsed().as_secs_f64();
     node.memory_alarm = *broker.memory_alarm.borrow();
     node.disk_alarm = *broker.disk_alarm.borrow();
+    node.journal_fsync = broker.journal_stats().fsync_micros.snapshot();
+    node.journal_batches = broker.journal_stats().batch_records.snapshot();
 }
 
 /// The process's resident set size (`VmRSS` of /proc/self/status), in bytes.

@@ -196,6 +196,7 @@ fn assert_rabbitmq_names(s: &Scrape) {
         "rabbitmq_queue_messages",
         "rabbitmq_queue_consumers",
         "rabbitmq_queue_messages_ready_bytes",
+        "rabbitmq_queue_messages_unacked_bytes",
         "rabbitmq_queue_consumer_utilisation",
         "rabbitmq_queues",
         "rabbitmq_connections",
@@ -264,6 +265,8 @@ fn assert_rabbitmq_names(s: &Scrape) {
     s.assert_family("rabbitmq_global_publishers", "gauge", &["protocol"]);
     s.assert_family("rabbitmq_global_consumers", "gauge", &["protocol"]);
     s.assert_family("rabbitmq_message_size_bytes", "histogram", &["protocol"]);
+    s.assert_family("warren_journal_fsync_seconds", "histogram", &[]);
+    s.assert_family("warren_journal_batch_records", "histogram", &[]);
     for alarm in [
         "memory_used_watermark",
         "free_disk_space_watermark",
@@ -313,6 +316,31 @@ async fn metrics_have_rabbitmq_names_and_count_what_clients_did() {
         .expect("publish");
     drop(returned);
     wait_ready(&ch, "prom.q", 4).await;
+    // A persistent message to a durable queue: one journal batch at least, fsynced.
+    ch.queue_declare(
+        "prom.durable",
+        lapin::options::QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        Default::default(),
+    )
+    .await
+    .expect("durable queue");
+    let persistent = confirm_ch
+        .basic_publish(
+            "",
+            "prom.durable",
+            BasicPublishOptions::default(),
+            &body,
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .expect("publish");
+    assert!(within("a confirm", persistent)
+        .await
+        .expect("confirm")
+        .is_ack());
     // get with ack, then nack it back: redelivered on the next get.
     let first = get_one(&ch, "prom.q").await;
     first
@@ -350,10 +378,13 @@ async fn metrics_have_rabbitmq_names_and_count_what_clients_did() {
         after.value(name, labels) - before.value(name, labels)
     };
     let g = |n: &str| format!("rabbitmq_global_messages_{n}_total");
-    assert_eq!(delta(&g("received"), &AMQP), 6.0);
-    assert_eq!(delta(&g("received_confirm"), &AMQP), 3.0);
-    assert_eq!(delta(&g("confirmed"), &AMQP), 3.0);
-    assert_eq!(delta(&g("routed"), &AMQP), 4.0);
+    assert!(delta("warren_journal_fsync_seconds_count", &[]) >= 1.0);
+    assert!(delta("warren_journal_batch_records_count", &[]) >= 1.0);
+    assert!(delta("warren_journal_batch_records_sum", &[]) >= 1.0);
+    assert_eq!(delta(&g("received"), &AMQP), 7.0);
+    assert_eq!(delta(&g("received_confirm"), &AMQP), 4.0);
+    assert_eq!(delta(&g("confirmed"), &AMQP), 4.0);
+    assert_eq!(delta(&g("routed"), &AMQP), 5.0);
     assert_eq!(delta(&g("unroutable_dropped"), &AMQP), 1.0);
     assert_eq!(delta(&g("unroutable_returned"), &AMQP), 1.0);
     assert_eq!(delta(&g("delivered_get_manual_ack"), &CLASSIC), 2.0);
@@ -368,34 +399,34 @@ async fn metrics_have_rabbitmq_names_and_count_what_clients_did() {
         ("queue_type", "rabbit_quorum_queue"),
     ];
     assert_eq!(delta(&g("delivered"), &quorum), 0.0);
-    assert_eq!(delta("rabbitmq_queues_declared_total", &[]), 2.0);
-    assert_eq!(delta("rabbitmq_queues_created_total", &[]), 1.0);
+    assert_eq!(delta("rabbitmq_queues_declared_total", &[]), 3.0);
+    assert_eq!(delta("rabbitmq_queues_created_total", &[]), 2.0);
     assert_eq!(delta("rabbitmq_connections_opened_total", &[]), 1.0);
     assert_eq!(delta("rabbitmq_channels_opened_total", &[]), 2.0);
     assert_eq!(after.value("rabbitmq_connections", &[]), 1.0);
     assert_eq!(after.value("rabbitmq_channels", &[]), 2.0);
-    assert_eq!(after.value("rabbitmq_queues", &[]), 1.0);
+    assert_eq!(after.value("rabbitmq_queues", &[]), 2.0);
     assert_eq!(after.value("rabbitmq_consumers", &[]), 1.0);
     assert_eq!(after.value("rabbitmq_global_consumers", &AMQP), 1.0);
     assert_eq!(after.value("rabbitmq_global_publishers", &AMQP), 2.0);
     assert_eq!(after.value("rabbitmq_channel_consumers", &[]), 1.0);
     assert_eq!(after.value("rabbitmq_queue_consumers", &[]), 1.0);
-    assert_eq!(after.value("rabbitmq_queue_messages", &[]), 0.0);
+    assert_eq!(after.value("rabbitmq_queue_messages", &[]), 1.0); // the persistent message
     assert_eq!(after.value("rabbitmq_queue_consumer_utilisation", &[]), 1.0);
     assert_eq!(after.value("rabbitmq_process_open_tcp_sockets", &[]), 1.0);
-    assert!(after.value("rabbitmq_connection_incoming_bytes_total", &[]) > 6.0 * 16.0);
+    assert!(after.value("rabbitmq_connection_incoming_bytes_total", &[]) > 7.0 * 16.0);
     assert!(after.value("rabbitmq_connection_outgoing_bytes_total", &[]) > 5.0 * 16.0);
     // 16-byte bodies: all in the first bucket (le 100), and in every bucket above it.
     let size = "rabbitmq_message_size_bytes";
-    assert_eq!(delta(&format!("{size}_count"), &AMQP), 6.0);
-    assert_eq!(delta(&format!("{size}_sum"), &AMQP), 96.0);
+    assert_eq!(delta(&format!("{size}_count"), &AMQP), 7.0);
+    assert_eq!(delta(&format!("{size}_sum"), &AMQP), 112.0);
     for le in ["100", "1000", "100000000"] {
         let bucket = format!("{size}_bucket");
         if after.named(&bucket).iter().any(|(_, l, _)| l["le"] == le) {
-            assert_eq!(delta(&bucket, &[("le", le)]), 6.0, "bucket le={le}");
+            assert_eq!(delta(&bucket, &[("le", le)]), 7.0, "bucket le={le}");
         }
     }
-    assert_eq!(delta(&format!("{size}_bucket"), &[("le", "+Inf")]), 6.0);
+    assert_eq!(delta(&format!("{size}_bucket"), &[("le", "+Inf")]), 7.0);
     for gauge in [
         "rabbitmq_process_resident_memory_bytes",
         "rabbitmq_resident_memory_limit_bytes",
@@ -427,13 +458,13 @@ async fn metrics_have_rabbitmq_names_and_count_what_clients_did() {
         |name: &str, labels: &[(&str, &str)]| gone.value(name, labels) - before.value(name, labels);
     assert_eq!(kept(&g("delivered"), &CLASSIC), 5.0);
     assert_eq!(kept(&g("acknowledged"), &CLASSIC), 3.0);
-    assert_eq!(kept(&g("received"), &AMQP), 6.0);
-    assert_eq!(kept(&format!("{size}_count"), &AMQP), 6.0);
+    assert_eq!(kept(&g("received"), &AMQP), 7.0);
+    assert_eq!(kept(&format!("{size}_count"), &AMQP), 7.0);
     assert_eq!(kept("rabbitmq_queues_deleted_total", &[]), 1.0);
     assert_eq!(kept("rabbitmq_connections_closed_total", &[]), 1.0);
     assert_eq!(kept("rabbitmq_channels_closed_total", &[]), 2.0);
-    assert_eq!(gone.value("rabbitmq_queues", &[]), 0.0);
-    // Aggregated: no sample names an object.
+    assert_eq!(gone.value("rabbitmq_queues", &[]), 1.0); // the durable one
+                                                         // Aggregated: no sample names an object.
     for (name, labels, _) in &gone.samples {
         for key in ["vhost", "queue", "channel"] {
             assert!(
@@ -474,6 +505,13 @@ async fn per_object_metrics_label_queues_channels_and_connections() {
     assert_eq!(s.value("rabbitmq_queue_consumers", &ready), 0.0);
     assert_eq!(s.value("rabbitmq_queue_messages_ready", &busy), 0.0);
     assert_eq!(s.value("rabbitmq_queue_messages", &busy), 1.0);
+    assert_eq!(s.value("rabbitmq_queue_messages_unacked_bytes", &busy), 1.0);
+    assert_eq!(s.value("rabbitmq_queue_messages_bytes", &busy), 1.0);
+    assert_eq!(
+        s.value("rabbitmq_queue_messages_unacked_bytes", &ready),
+        0.0
+    );
+    assert_eq!(s.value("rabbitmq_queue_messages_bytes", &ready), 10.0);
     assert_eq!(s.value("rabbitmq_queue_consumers", &busy), 1.0);
     assert_eq!(
         s.value("rabbitmq_queue_messages_delivered_ack_total", &busy),
@@ -530,6 +568,8 @@ fn assert_rabbitmq_names_per_object(s: &Scrape) {
         "rabbitmq_queue_messages",
         "rabbitmq_queue_consumers",
         "rabbitmq_queue_messages_ready_bytes",
+        "rabbitmq_queue_messages_unacked_bytes",
+        "rabbitmq_queue_messages_bytes",
         "rabbitmq_queue_consumer_utilisation",
     ] {
         s.assert_family(name, "gauge", &queue);
