@@ -170,7 +170,8 @@ fn label_pairs(labels: Labels<'_>) -> Vec<LabelPair> {
 
 /// The text format's escaping: `\` and newline, and `"` in label values.
 fn escape(text: &str, quotes: bool) -> std::borrow::Cow<'_, str> {
-    if !text.contains(['\\', '\n']) && !(quotes && text.contains('"')) {
+    let needs_escaping = text.contains(['\\', '\n']) || (quotes && text.contains('"'));
+    if !needs_escaping {
         return text.into();
     }
     let mut out = String::with_capacity(text.len() + 8);

@@ -369,7 +369,8 @@ pub fn write_global(w: &mut Writer, n: &Node) {
         .iter()
         .map(|(kind, m)| (format!("rabbit_{kind}_queue"), m))
         .collect();
-    let typed: [(&str, &str, fn(&MessageStats) -> u64); 8] = [
+    type Counted = fn(&MessageStats) -> u64;
+    let typed: [(&str, &str, Counted); 8] = [
         ("messages_delivered_total", "Total number of messages delivered to consumers", MessageStats::delivered),
         ("messages_delivered_consume_manual_ack_total", "Total number of messages delivered to consumers using basic.consume with manual acknowledgment", |m| m.delivered_consume_manual_ack),
         ("messages_delivered_consume_auto_ack_total", "Total number of messages delivered to consumers using basic.consume with automatic acknowledgment", |m| m.delivered_consume_auto_ack),
