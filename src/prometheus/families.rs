@@ -296,11 +296,15 @@ pub fn write_groups<T: Labelled>(
     rows: &[&T],
     per_object: bool,
 ) {
+    let labels: Vec<_> = if per_object {
+        rows.iter().map(|r| r.labels()).collect()
+    } else {
+        Vec::new()
+    };
     for group in groups {
         for spec in group.specs {
             let name = format!("{prefix}{}", spec.name);
             if per_object {
-                let labels: Vec<_> = rows.iter().map(|r| r.labels()).collect();
                 w.family(
                     &name,
                     spec.help,
