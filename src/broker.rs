@@ -30,6 +30,10 @@ pub struct Broker {
     pub connections: crate::limits::ConnectionCount,
     /// Open connections and their channels by name (the management API's lists).
     pub registry: crate::registry::Registry,
+    /// Connections accepted and ended (the vhosts count channels and queues).
+    pub churn: crate::stats::Churn,
+    /// When it started (Prometheus' uptime).
+    pub started: std::time::Instant,
 }
 
 impl Broker {
@@ -60,6 +64,8 @@ impl Broker {
             disk_alarm,
             connections: Default::default(),
             registry: Default::default(),
+            churn: Default::default(),
+            started: std::time::Instant::now(),
         }))
     }
 
@@ -81,6 +87,7 @@ impl Broker {
     /// Counts a connection task from its start to its end (the guard's drop).
     pub fn connection_started(self: &Arc<Self>) -> LiveConnection {
         self.live_connections.fetch_add(1, Ordering::Relaxed);
+        crate::stats::bump(&self.churn.connections_opened);
         LiveConnection(self.clone())
     }
 
@@ -105,8 +112,25 @@ impl Broker {
 }
 
 impl Broker {
-    // Read by the management API and Prometheus (issues 13 and 14); only tests call it yet.
-    #[cfg_attr(not(test), allow(dead_code))]
+    /// Connection tasks running now (accepted sockets, handshake included).
+    pub fn live_connections(&self) -> usize {
+        self.live_connections.load(Ordering::Relaxed)
+    }
+
+    /// The message journal's fsync latency and group-commit batch sizes.
+    pub fn journal_stats(&self) -> &crate::stats::JournalStats {
+        self.store.journal_stats()
+    }
+
+    /// Connections, channels and queues opened and closed, over the broker and its vhosts.
+    pub fn churn(&self) -> crate::stats::ChurnStats {
+        let mut total = self.churn.snapshot();
+        for vhost in self.vhosts.iter() {
+            total += vhost.churn.snapshot();
+        }
+        total
+    }
+
     /// Totals over every vhost now (see `src/stats.rs`), for the management API and Prometheus.
     pub fn stats(&self) -> crate::stats::VHostStats {
         let mut total = crate::stats::VHostStats::default();
@@ -123,5 +147,6 @@ pub struct LiveConnection(Arc<Broker>);
 impl Drop for LiveConnection {
     fn drop(&mut self) {
         self.0.live_connections.fetch_sub(1, Ordering::Relaxed);
+        crate::stats::bump(&self.0.churn.connections_closed);
     }
 }

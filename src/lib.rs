@@ -22,6 +22,7 @@ pub(crate) mod limits;
 pub mod logging;
 pub mod message;
 pub(crate) mod outbound;
+pub mod prometheus;
 pub mod queue;
 pub mod registry;
 pub mod server;

@@ -46,6 +46,7 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         ));
     }
     let (management, management_warnings) = bind_management(&settings)?;
+    let (prometheus, prometheus_warnings) = bind_prometheus(&settings)?;
     let logs = Arc::new(warren::logging::init(&settings.log)?);
     let open_files = warren::alarm::raise_open_file_limit();
     let broker = warren::server::open_broker(settings.config.clone())?;
@@ -55,6 +56,7 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         .iter()
         .chain(&bind_warnings)
         .chain(&management_warnings)
+        .chain(&prometheus_warnings)
     {
         warn!("{w}");
     }
@@ -71,9 +73,6 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         ?open_files,
         "Warren started"
     );
-    if settings.prometheus_listen.is_enabled() {
-        tracing::debug!("Prometheus metrics not built into this version; not listening for it");
-    }
     let amqp_addrs: Vec<std::net::SocketAddr> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -87,8 +86,21 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         info!(listen = %management_addrs.join(", "), "management API started");
     }
     let stop_management = tokio_util::sync::CancellationToken::new();
-    let management_tasks =
+    let mut management_tasks =
         warren::server::start_management(&broker, management, &amqp_addrs, stop_management.clone());
+    let prometheus_addrs: Vec<String> = prometheus
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    if !prometheus_addrs.is_empty() {
+        info!(listen = %prometheus_addrs.join(", "), "Prometheus metrics started");
+    }
+    management_tasks.extend(warren::server::start_prometheus(
+        &broker,
+        prometheus,
+        stop_management.clone(),
+    ));
     println!(
         "Warren {} listening on {} (data dir {})",
         env!("CARGO_PKG_VERSION"),
@@ -121,6 +133,24 @@ fn bind_management(
         None => match warren::server::bind_listeners(setting, "--management-listen") {
             Ok(bound) => Ok(bound),
             Err(e) => Ok((Vec::new(), vec![format!("management API not started: {e}")])),
+        },
+    }
+}
+
+/// The Prometheus listeners, bound like the management API's: an explicit address must bind,
+/// the default `0.0.0.0:15692` is skipped with a warning when taken.
+fn bind_prometheus(
+    settings: &Settings,
+) -> Result<(Vec<tokio::net::TcpListener>, Vec<String>), StartupError> {
+    let setting = std::slice::from_ref(&settings.prometheus_listen);
+    match &settings.prometheus_listen_explicit {
+        Some(flag) => warren::server::bind_listeners(setting, flag),
+        None => match warren::server::bind_listeners(setting, "--prometheus-listen") {
+            Ok(bound) => Ok(bound),
+            Err(e) => Ok((
+                Vec::new(),
+                vec![format!("Prometheus metrics not started: {e}")],
+            )),
         },
     }
 }

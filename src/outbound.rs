@@ -7,6 +7,7 @@
 //! A leaf module: it knows frames and bytes, not channels or queues. connection/ owns the writer
 //! task, channel/ queues deliveries and replies; whoever skipped a congested connection registers
 //! as a [`DrainWaiter`] and is called back after a flush.
+use crate::stats::ConnectionCounters;
 use bytes::BytesMut;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -38,11 +39,14 @@ pub struct Outbound {
     drained: Notify,
     closed: AtomicBool,
     frame_max: AtomicU32,
+    /// The connection's counters: the writer adds what it wrote (one add per write).
+    counters: Arc<ConnectionCounters>,
 }
 
 impl Outbound {
     /// An empty outbound path; `frame_max` applies to body frames until tune-ok changes it.
-    pub fn new(frame_max: u32) -> Arc<Self> {
+    /// Bytes written are counted in `counters`.
+    pub fn new(frame_max: u32, counters: Arc<ConnectionCounters>) -> Arc<Self> {
         Arc::new(Outbound {
             pending: Mutex::new(Pending {
                 buf: BytesMut::with_capacity(64 * 1024),
@@ -52,6 +56,7 @@ impl Outbound {
             drained: Notify::new(),
             closed: AtomicBool::new(false),
             frame_max: AtomicU32::new(frame_max),
+            counters,
         })
     }
 
@@ -145,6 +150,9 @@ impl Outbound {
             };
             if !spare.is_empty() {
                 let result = socket.write_all(&spare).await;
+                if result.is_ok() {
+                    crate::stats::bump_by(&self.counters.bytes_out, spare.len() as u64);
+                }
                 spare.clear();
                 if let Err(e) = result {
                     self.close();

@@ -314,12 +314,41 @@ pub fn start_management(
         .collect()
 }
 
+/// Serves the Prometheus metrics of `broker` on each of `listeners` until `stop` is cancelled.
+/// Returns the serving tasks.
+pub fn start_prometheus(
+    broker: &Arc<Broker>,
+    listeners: Vec<TcpListener>,
+    stop: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    if listeners.is_empty() {
+        return Vec::new();
+    }
+    let exporter = Arc::new(crate::prometheus::Exporter::new(broker.clone()));
+    listeners
+        .into_iter()
+        .map(|listener| {
+            let exporter = exporter.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                if let Err(e) =
+                    crate::prometheus::serve(listener, exporter, stop.cancelled_owned()).await
+                {
+                    warn!(error = %e, "Prometheus listener failed");
+                }
+            })
+        })
+        .collect()
+}
+
 /// A broker running in the background, as tests and embedding programs start one.
 pub struct BrokerHandle {
     /// The address it listens on.
     pub addr: SocketAddr,
     /// Where its management HTTP API listens, when started with one.
     pub management_addr: Option<SocketAddr>,
+    /// Where its Prometheus metrics are served, when started with them.
+    pub prometheus_addr: Option<SocketAddr>,
     stop: CancellationToken,
     task: JoinHandle<()>,
     broker: Arc<Broker>,
@@ -330,7 +359,17 @@ impl BrokerHandle {
     /// and starts serving on the current runtime. Returns once the broker accepts connections,
     /// with recovery complete; a store that cannot be opened is an error naming the file.
     pub async fn start(config: Config, addr: &str) -> std::io::Result<Self> {
-        Self::start_inner(config, addr, None).await
+        Self::start_inner(config, addr, None, None).await
+    }
+
+    /// [`BrokerHandle::start`], also serving Prometheus metrics on `prometheus_addr` (port 0
+    /// picks a free port; see [`BrokerHandle::prometheus_addr`]).
+    pub async fn start_with_prometheus(
+        config: Config,
+        addr: &str,
+        prometheus_addr: &str,
+    ) -> std::io::Result<Self> {
+        Self::start_inner(config, addr, None, Some(prometheus_addr)).await
     }
 
     /// [`BrokerHandle::start`], also serving the management HTTP API on `management_addr`
@@ -340,13 +379,14 @@ impl BrokerHandle {
         addr: &str,
         management_addr: &str,
     ) -> std::io::Result<Self> {
-        Self::start_inner(config, addr, Some(management_addr)).await
+        Self::start_inner(config, addr, Some(management_addr), None).await
     }
 
     async fn start_inner(
         config: Config,
         addr: &str,
         management_addr: Option<&str>,
+        prometheus_addr: Option<&str>,
     ) -> std::io::Result<Self> {
         let broker = recover(config).await?;
         let bound = async {
@@ -355,9 +395,13 @@ impl BrokerHandle {
                 Some(a) => Some(TcpListener::bind(a).await?),
                 None => None,
             };
-            Ok::<_, std::io::Error>((amqp, http))
+            let metrics = match prometheus_addr {
+                Some(a) => Some(TcpListener::bind(a).await?),
+                None => None,
+            };
+            Ok::<_, std::io::Error>((amqp, http, metrics))
         };
-        let (listener, http) = match bound.await {
+        let (listener, http, metrics) = match bound.await {
             Ok(bound) => bound,
             Err(e) => {
                 broker.close();
@@ -366,9 +410,15 @@ impl BrokerHandle {
         };
         let addr = listener.local_addr()?;
         let management_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
+        let prometheus_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
         let stop = CancellationToken::new();
-        let management =
+        let mut management =
             start_management(&broker, http.into_iter().collect(), &[addr], stop.clone());
+        management.extend(start_prometheus(
+            &broker,
+            metrics.into_iter().collect(),
+            stop.clone(),
+        ));
         let stopped = stop.clone();
         let serving = broker.clone();
         let task = tokio::spawn(async move {
@@ -380,6 +430,7 @@ impl BrokerHandle {
         Ok(BrokerHandle {
             addr,
             management_addr,
+            prometheus_addr,
             stop,
             task,
             broker,

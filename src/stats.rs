@@ -139,12 +139,32 @@ pub struct ChannelStats {
 }
 
 /// The live counters of one connection (its channels count into them too).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct ConnectionCounters {
+    /// How Prometheus labels it: the peer address (unique among open connections).
+    pub name: String,
     /// Messages through all of its channels.
     pub messages: MessageCounters,
     /// Open channels.
     pub channels: AtomicU64,
+    /// Bytes read from the socket (one add per read, not per frame).
+    pub bytes_in: AtomicU64,
+    /// Bytes written to the socket (one add per write).
+    pub bytes_out: AtomicU64,
+    /// Sizes of the message bodies published on it.
+    pub message_sizes: SizeHistogram,
+    /// Its open channels, for per-channel metrics: changed on channel.open and read by a
+    /// scrape, never touched per message.
+    open_channels: parking_lot::Mutex<Vec<std::sync::Weak<dyn ChannelProbe>>>,
+}
+
+impl std::fmt::Debug for ConnectionCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionCounters")
+            .field("name", &self.name)
+            .field("stats", &self.snapshot())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One connection, now.
@@ -154,15 +174,49 @@ pub struct ConnectionStats {
     pub messages: MessageStats,
     /// Open channels.
     pub channels: u64,
+    /// Bytes read from its socket.
+    pub bytes_in: u64,
+    /// Bytes written to its socket.
+    pub bytes_out: u64,
 }
 
 impl ConnectionCounters {
+    /// Counters for a connection labelled `name`.
+    pub fn named(name: String) -> Self {
+        ConnectionCounters {
+            name,
+            ..Default::default()
+        }
+    }
+
     /// The counters now.
     pub fn snapshot(&self) -> ConnectionStats {
         ConnectionStats {
             messages: self.messages.snapshot(),
             channels: self.channels.load(Relaxed),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
         }
+    }
+
+    /// Lists an opened channel (closed ones drop out by themselves: the list holds weak
+    /// references, pruned here).
+    pub fn add_channel(&self, channel: std::sync::Weak<dyn ChannelProbe>) {
+        let mut open = self.open_channels.lock();
+        open.retain(|c| c.strong_count() > 0);
+        open.push(channel);
+    }
+
+    /// The open channels now, by number.
+    pub fn channels(&self) -> Vec<std::sync::Arc<dyn ChannelProbe>> {
+        let mut open: Vec<_> = self
+            .open_channels
+            .lock()
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .collect();
+        open.sort_by_key(|c| c.number());
+        open
     }
 }
 
@@ -197,5 +251,240 @@ impl std::ops::AddAssign for VHostStats {
         self.messages_ready += o.messages_ready;
         self.messages_unacked += o.messages_unacked;
         self.message_bytes_ready += o.message_bytes_ready;
+    }
+}
+
+/// Opened/closed/declared counts (RabbitMQ's `connection_churn_metrics`), bumped when a
+/// connection, channel or queue comes or goes: never per message.
+#[derive(Debug, Default)]
+pub struct Churn {
+    /// Connections accepted.
+    pub connections_opened: AtomicU64,
+    /// Connections ended (closed by either side or dropped).
+    pub connections_closed: AtomicU64,
+    /// Channels opened.
+    pub channels_opened: AtomicU64,
+    /// Channels closed.
+    pub channels_closed: AtomicU64,
+    /// Successful queue.declare (new or existing queue).
+    pub queues_declared: AtomicU64,
+    /// Queues created.
+    pub queues_created: AtomicU64,
+    /// Queues deleted (by the client, auto-delete, exclusive owner gone or expiry).
+    pub queues_deleted: AtomicU64,
+}
+
+/// A snapshot of [`Churn`], or a sum of several.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChurnStats {
+    /// See [`Churn`].
+    pub connections_opened: u64,
+    /// See [`Churn`].
+    pub connections_closed: u64,
+    /// See [`Churn`].
+    pub channels_opened: u64,
+    /// See [`Churn`].
+    pub channels_closed: u64,
+    /// See [`Churn`].
+    pub queues_declared: u64,
+    /// See [`Churn`].
+    pub queues_created: u64,
+    /// See [`Churn`].
+    pub queues_deleted: u64,
+}
+
+impl Churn {
+    /// The counts now.
+    pub fn snapshot(&self) -> ChurnStats {
+        ChurnStats {
+            connections_opened: self.connections_opened.load(Relaxed),
+            connections_closed: self.connections_closed.load(Relaxed),
+            channels_opened: self.channels_opened.load(Relaxed),
+            channels_closed: self.channels_closed.load(Relaxed),
+            queues_declared: self.queues_declared.load(Relaxed),
+            queues_created: self.queues_created.load(Relaxed),
+            queues_deleted: self.queues_deleted.load(Relaxed),
+        }
+    }
+}
+
+impl std::ops::AddAssign for ChurnStats {
+    fn add_assign(&mut self, o: Self) {
+        self.connections_opened += o.connections_opened;
+        self.connections_closed += o.connections_closed;
+        self.channels_opened += o.channels_opened;
+        self.channels_closed += o.channels_closed;
+        self.queues_declared += o.queues_declared;
+        self.queues_created += o.queues_created;
+        self.queues_deleted += o.queues_deleted;
+    }
+}
+
+/// The upper bounds of RabbitMQ's message size buckets (`rabbit_msg_size_metrics`), in bytes;
+/// a last, unbounded bucket follows.
+pub const MESSAGE_SIZE_BUCKETS: [u64; 8] = [
+    100,
+    1_000,
+    10_000,
+    100_000,
+    1_000_000,
+    10_000_000,
+    50_000_000,
+    100_000_000,
+];
+
+/// Sizes of published message bodies, per connection (two relaxed adds per publish on the
+/// connection's own counters; summed over connections when scraped).
+#[derive(Debug, Default)]
+pub struct SizeHistogram {
+    /// Messages per bucket (not cumulative): `buckets[i]` counts sizes up to
+    /// `MESSAGE_SIZE_BUCKETS[i]`, the last one everything larger.
+    buckets: [AtomicU64; MESSAGE_SIZE_BUCKETS.len() + 1],
+    sum: AtomicU64,
+}
+
+/// A snapshot of [`SizeHistogram`], or a sum of several.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SizeStats {
+    /// Messages per bucket, not cumulative (see [`SizeHistogram`]).
+    pub buckets: [u64; MESSAGE_SIZE_BUCKETS.len() + 1],
+    /// Bytes over all messages.
+    pub sum: u64,
+}
+
+impl SizeHistogram {
+    /// Counts one message of `size` bytes.
+    #[inline]
+    pub fn observe(&self, size: u64) {
+        let i = MESSAGE_SIZE_BUCKETS.partition_point(|&upper| upper < size);
+        bump(&self.buckets[i]);
+        bump_by(&self.sum, size);
+    }
+
+    /// The counts now.
+    pub fn snapshot(&self) -> SizeStats {
+        SizeStats {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            sum: self.sum.load(Relaxed),
+        }
+    }
+
+    /// Adds a snapshot (a closed connection's sizes stay in its vhost's totals).
+    pub fn absorb(&self, s: &SizeStats) {
+        for (b, n) in self.buckets.iter().zip(s.buckets) {
+            bump_by(b, n);
+        }
+        bump_by(&self.sum, s.sum);
+    }
+}
+
+impl std::ops::AddAssign for SizeStats {
+    fn add_assign(&mut self, o: Self) {
+        for (b, n) in self.buckets.iter_mut().zip(o.buckets) {
+            *b += n;
+        }
+        self.sum += o.sum;
+    }
+}
+
+impl SizeStats {
+    /// Messages counted.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+}
+
+/// What a scrape can ask an open channel (implemented by the channel's shared delivery state;
+/// a trait so that this module stays a leaf).
+pub trait ChannelProbe: Send + Sync {
+    /// The channel number.
+    fn number(&self) -> u16;
+    /// Its counters and gauges now.
+    fn probe(&self) -> ChannelStats;
+    /// Adds the body bytes of its unacked deliveries to `add(queue, bytes)`, the queue named
+    /// by the address of its `Arc` (this module knows no queues). Reads under the channel's
+    /// delivery lock, once per scrape: nothing is counted per delivery for it.
+    fn unacked_bytes(&self, add: &mut dyn FnMut(usize, u64));
+}
+
+/// A histogram of plain atomics for what is observed off the data path (the journal writer's
+/// batches): `bounds` are the buckets' upper bounds, the last one `u64::MAX` (+Inf).
+#[derive(Debug)]
+pub struct AtomicHistogram<const N: usize> {
+    bounds: [u64; N],
+    counts: [AtomicU64; N],
+    sum: AtomicU64,
+}
+
+impl<const N: usize> AtomicHistogram<N> {
+    /// Empty, with these upper bounds (ascending, the last `u64::MAX`).
+    pub fn new(bounds: [u64; N]) -> Self {
+        AtomicHistogram {
+            bounds,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one value.
+    pub fn observe(&self, value: u64) {
+        let i = self.bounds.partition_point(|&b| b < value).min(N - 1);
+        bump(&self.counts[i]);
+        bump_by(&self.sum, value);
+    }
+
+    /// The finite upper bounds, the per-bucket counts (not cumulative; the last is +Inf's
+    /// own), and the sum.
+    pub fn snapshot(&self) -> (Vec<u64>, Vec<u64>, u64) {
+        (
+            self.bounds[..N - 1].to_vec(),
+            self.counts.iter().map(|c| c.load(Relaxed)).collect(),
+            self.sum.load(Relaxed),
+        )
+    }
+}
+
+/// What the journal writer measures, once per batch (never per message).
+#[derive(Debug)]
+pub struct JournalStats {
+    /// `fdatasync` time per batch, in microseconds.
+    pub fsync_micros: AtomicHistogram<13>,
+    /// Records per batch (group commit).
+    pub batch_records: AtomicHistogram<12>,
+}
+
+impl Default for JournalStats {
+    fn default() -> Self {
+        JournalStats {
+            fsync_micros: AtomicHistogram::new([
+                100,
+                250,
+                500,
+                1_000,
+                2_500,
+                5_000,
+                10_000,
+                25_000,
+                50_000,
+                100_000,
+                250_000,
+                1_000_000,
+                u64::MAX,
+            ]),
+            batch_records: AtomicHistogram::new([
+                1,
+                2,
+                4,
+                8,
+                16,
+                32,
+                64,
+                128,
+                256,
+                512,
+                1024,
+                u64::MAX,
+            ]),
+        }
     }
 }

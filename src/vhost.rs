@@ -23,7 +23,10 @@ use crate::ids::ConnectionId;
 use crate::message::Message;
 use crate::queue::kind::requested_type;
 use crate::queue::{Queue, QueueOptions, QueueOwner};
-use crate::stats::{ConnectionCounters, ConnectionStats, MessageCounters, VHostStats};
+use crate::stats::{
+    Churn, ConnectionCounters, ConnectionStats, MessageCounters, MessageStats, SizeHistogram,
+    SizeStats, VHostStats,
+};
 use crate::store::Store;
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
@@ -58,6 +61,13 @@ pub struct VHost {
     closed_connections: MessageCounters,
     /// What the management API did (see [`VHost::api_counters`]).
     api_published: MessageCounters,
+    /// Message sizes published on closed connections.
+    closed_sizes: SizeHistogram,
+    /// Channels opened and closed, queues declared, created and deleted here.
+    pub churn: Churn,
+    /// What deleted queues counted, by queue type name: with the live queues' counters, the
+    /// per-queue-type totals of Prometheus' `rabbitmq_global_*` (changed per deletion only).
+    deleted_queues: parking_lot::Mutex<Vec<(&'static str, MessageStats)>>,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -85,6 +95,9 @@ impl VHost {
             connections: DashMap::new(),
             closed_connections: MessageCounters::default(),
             api_published: MessageCounters::default(),
+            closed_sizes: SizeHistogram::default(),
+            churn: Churn::default(),
+            deleted_queues: Default::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -234,6 +247,7 @@ impl VHost {
                     return Err(DeclareError::Lookup(LookupError::Locked(name)));
                 }
                 check_queue_equivalent(&existing, &options)?;
+                crate::stats::bump(&self.churn.queues_declared);
                 Ok(existing)
             }
             Entry::Vacant(v) => {
@@ -244,6 +258,8 @@ impl VHost {
                     .map_err(|e| DeclareError::BadArguments(e.text(&name, &self.name)))?;
                 v.insert(q.clone());
                 self.persist_queue(&q);
+                crate::stats::bump(&self.churn.queues_declared);
+                crate::stats::bump(&self.churn.queues_created);
                 Ok(q)
             }
         }
@@ -291,6 +307,7 @@ impl VHost {
             .is_some()
         {
             self.forget_queue(q);
+            self.count_deleted_queue(q);
         }
         self.remove_destination(&Destination::Queue(q.clone()));
         q.mark_deleted()
@@ -541,9 +558,13 @@ impl VHost {
 
 /// Counters: connections register theirs here; sums are made when asked (`src/stats.rs`).
 impl VHost {
-    /// Counters for a connection that opened this vhost; they count into its totals.
-    pub fn register_connection(&self, connection: ConnectionId) -> Arc<ConnectionCounters> {
-        let counters = Arc::new(ConnectionCounters::default());
+    /// Registers the counters of a connection that opened this vhost; they count into its
+    /// totals.
+    pub fn register_connection(
+        &self,
+        connection: ConnectionId,
+        counters: Arc<ConnectionCounters>,
+    ) -> Arc<ConnectionCounters> {
         self.connections.insert(connection, counters.clone());
         counters
     }
@@ -553,6 +574,37 @@ impl VHost {
         if let Some((_, counters)) = self.connections.remove(&connection) {
             self.closed_connections
                 .absorb(&counters.messages.snapshot());
+            self.closed_sizes.absorb(&counters.message_sizes.snapshot());
+        }
+    }
+
+    /// The counters of every open connection (Prometheus' per-object metrics).
+    pub fn connection_list(&self) -> Vec<Arc<ConnectionCounters>> {
+        self.connections.iter().map(|c| c.value().clone()).collect()
+    }
+
+    /// Sizes of the messages published here, closed connections included.
+    pub fn message_sizes(&self) -> SizeStats {
+        let mut sizes = self.closed_sizes.snapshot();
+        for c in self.connections.iter() {
+            sizes += c.value().message_sizes.snapshot();
+        }
+        sizes
+    }
+
+    /// What deleted queues counted, by queue type name.
+    pub fn deleted_queue_stats(&self) -> Vec<(&'static str, MessageStats)> {
+        self.deleted_queues.lock().clone()
+    }
+
+    fn count_deleted_queue(&self, q: &Queue) {
+        crate::stats::bump(&self.churn.queues_deleted);
+        let kind = q.queue_type().name();
+        let counted = q.counted();
+        let mut deleted = self.deleted_queues.lock();
+        match deleted.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, m)) => *m += counted,
+            None => deleted.push((kind, counted)),
         }
     }
 
@@ -573,6 +625,16 @@ impl VHost {
             .iter()
             .map(|c| (*c.key(), c.value().snapshot()))
             .collect()
+    }
+
+    /// What went through its connections (closed ones included) and the management API.
+    pub fn message_stats(&self) -> MessageStats {
+        let mut m = self.closed_connections.snapshot();
+        m += self.api_published.snapshot();
+        for c in self.connections.iter() {
+            m += c.value().messages.snapshot();
+        }
+        m
     }
 
     /// Totals over its connections (closed ones included) and its queues, now.

@@ -234,6 +234,44 @@ fn a_taken_management_port_asked_for_is_a_startup_error() {
 }
 
 #[test]
+fn a_taken_prometheus_port_asked_for_is_a_startup_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    // Named as the operator wrote it: here the config file's key.
+    std::fs::write(
+        dir.path().join("warren.toml"),
+        format!("prometheus_listen = \"{addr}\"\n"),
+    )
+    .expect("write");
+    let err = refused_start(
+        &["--listen", "127.0.0.1:0", "--config", "warren.toml"],
+        dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &[&addr, "`prometheus_listen` in warren.toml", "in use"],
+    );
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn the_default_prometheus_port_when_taken_is_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Taken by this test, or already by something else on the machine: taken either way.
+    let _taken = std::net::TcpListener::bind("0.0.0.0:15692");
+    let w = Running::start(
+        &["--listen", "127.0.0.1:0", "--management-listen", "none"],
+        dir.path(),
+    );
+    let line = w.wait_for_line(&["Prometheus metrics not started", "0.0.0.0:15692"]);
+    assert!(line.contains("WARN"), "{line}");
+    let conn = std::net::TcpStream::connect(w.addrs[0]).expect("AMQP still served");
+    drop(conn);
+}
+
+#[test]
 fn features_not_built_yet_are_refused_when_asked_for() {
     let dir = tempfile::tempdir().expect("tmp");
     let err = refused_start(
@@ -248,13 +286,6 @@ fn features_not_built_yet_are_refused_when_asked_for() {
     );
     assert_mentions(&err, &["TLS", "not built", "--amqps-listen"]);
     let config = dir.path().join("warren.toml");
-    std::fs::write(&config, "prometheus_listen = \"127.0.0.1:15692\"\n").expect("write");
-    let err = refused_start(
-        &["--listen", "127.0.0.1:0", "--config", "warren.toml"],
-        dir.path(),
-        &[],
-    );
-    assert_mentions(&err, &["Prometheus", "`prometheus_listen` in warren.toml"]);
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nfram_max = 8192\n").expect("write");
     let err = refused_start(&["--config", "warren.toml"], dir.path(), &[]);
     assert_mentions(&err, &["warren.toml", "fram_max"]);

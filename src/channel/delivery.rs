@@ -111,8 +111,6 @@ impl ChannelShared {
     }
 
     /// Counters and gauges now.
-    // Read by the management API and Prometheus (issues 13 and 14); nothing calls it yet.
-    #[allow(dead_code)]
     pub fn stats(&self) -> ChannelStats {
         let (messages_unacked, consumers) = {
             let st = self.state.lock();
@@ -392,5 +390,27 @@ impl crate::registry::ChannelProbe for ChannelShared {
 
     fn stats(&self) -> ChannelStats {
         ChannelShared::stats(self)
+    }
+}
+
+// The metrics' view of the same channel. (Two probes for one channel: the registry's for the
+// management API and this one for Prometheus; folding them into one is a known follow-up.)
+impl stats::ChannelProbe for ChannelShared {
+    fn number(&self) -> u16 {
+        self.id
+    }
+
+    fn probe(&self) -> ChannelStats {
+        self.stats()
+    }
+
+    fn unacked_bytes(&self, add: &mut dyn FnMut(usize, u64)) {
+        let st = self.state.lock();
+        for u in &st.unacked {
+            add(
+                Arc::as_ptr(&u.queue) as usize,
+                u.msg.message.body_size() as u64,
+            );
+        }
     }
 }

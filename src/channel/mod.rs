@@ -88,6 +88,9 @@ impl Channel {
             ctx.stats.clone(),
         );
         stats::bump(&ctx.stats.channels);
+        stats::bump(&ctx.vhost.churn.channels_opened);
+        let probe: Arc<dyn stats::ChannelProbe> = shared.clone();
+        ctx.stats.add_channel(Arc::downgrade(&probe));
         Ok(Channel {
             id,
             shared,
@@ -299,6 +302,7 @@ impl Channel {
 
 impl Drop for Channel {
     fn drop(&mut self) {
+        stats::bump(&self.ctx.vhost.churn.channels_closed);
         let _ = self.ctx.stats.channels.fetch_update(
             std::sync::atomic::Ordering::Relaxed,
             std::sync::atomic::Ordering::Relaxed,

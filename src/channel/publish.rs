@@ -259,6 +259,7 @@ impl Channel {
         sender_selected::check(properties.headers.as_ref()).map_err(|e| {
             AmqpError::from(e).with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
         })?;
+        self.ctx.stats.message_sizes.observe(body.len() as u64);
         let message = Arc::new(Message::new(
             publish.exchange,
             publish.routing_key,

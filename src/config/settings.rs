@@ -259,6 +259,9 @@ pub struct Settings {
     pub management_listen_explicit: Option<String>,
     /// Prometheus endpoint.
     pub prometheus_listen: ListenerSetting,
+    /// How the operator named the Prometheus listener when they set it; `None` for the
+    /// default, which is skipped with a warning when taken (as the management listener's).
+    pub prometheus_listen_explicit: Option<String>,
     /// Definitions to import at start.
     pub load_definitions: Option<PathBuf>,
     /// Logging.
@@ -381,9 +384,6 @@ impl Settings {
             "0.0.0.0:15692",
             &sources.name("prometheus_listen"),
         )?;
-        if prometheus_listen.1 {
-            requested_unbuilt.push(("Prometheus metrics", sources.name("prometheus_listen")));
-        }
         let load_definitions = args.load_definitions.or(file.load_definitions);
         if load_definitions.is_some() {
             requested_unbuilt.push(("importing definitions", sources.name("load_definitions")));
@@ -503,6 +503,9 @@ impl Settings {
                 .1
                 .then(|| sources.name("management_listen")),
             prometheus_listen: prometheus_listen.0,
+            prometheus_listen_explicit: prometheus_listen
+                .1
+                .then(|| sources.name("prometheus_listen")),
             load_definitions,
             log,
             config_file: args.config,
@@ -680,6 +683,18 @@ mod tests {
         let s = load(&["--prometheus-listen", "none"]).expect("valid");
         assert_eq!(s.prometheus_listen, ListenerSetting::Disabled);
         s.check_built().expect("none asks for nothing");
+        let s = load(&["--prometheus-listen", "127.0.0.1:15693"]).expect("valid");
+        s.check_built().expect("Prometheus is built");
+        assert_eq!(
+            s.prometheus_listen_explicit.as_deref(),
+            Some("--prometheus-listen")
+        );
+        let s = load(&[]).expect("valid");
+        assert_eq!(s.prometheus_listen_explicit, None);
+        assert_eq!(
+            s.prometheus_listen.addrs()[0].addr.to_string(),
+            "0.0.0.0:15692"
+        );
     }
 
     #[test]

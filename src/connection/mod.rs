@@ -123,7 +123,9 @@ async fn serve_in_span<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (read_half, mut write_half) = tokio::io::split(socket);
+    let counters = Arc::new(crate::stats::ConnectionCounters::named(peer.to_string()));
     let mut reader = FrameReader::new(read_half);
+    reader.count_into(counters.clone());
     let deadline = tokio::time::Instant::now() + broker.config.handshake_timeout;
     match tokio::time::timeout_at(deadline, reader.read_protocol_header()).await {
         Ok(Ok(ProtocolHeader::Amqp091)) => {}
@@ -140,7 +142,7 @@ async fn serve_in_span<S>(
         Ok(Err(e)) => return debug!(error = %e, "peer left before the protocol header"),
         Err(_) => return warn!("no protocol header before the handshake timeout"),
     }
-    let outbound = Outbound::new(FRAME_MIN_SIZE);
+    let outbound = Outbound::new(FRAME_MIN_SIZE, counters.clone());
     let writer = tokio::spawn(outbound.clone().run_writer(write_half));
     let negotiated =
         match handshake::handshake(&mut reader, &outbound, &broker, peer, deadline).await {
@@ -176,7 +178,7 @@ async fn serve_in_span<S>(
         span.record("name", tracing::field::debug(name)); // quoted and escaped: client-chosen
     }
     info!("connection opened");
-    let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader);
+    let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader, counters);
     let details = crate::registry::ConnectionDetails {
         peer,
         local,
@@ -277,9 +279,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         n: Negotiated,
         outbound: Arc<Outbound>,
         reader: FrameReader<R>,
+        counters: Arc<crate::stats::ConnectionCounters>,
     ) -> Self {
         let id = crate::ids::ConnectionId(id);
-        let stats = n.vhost.register_connection(id);
+        let stats = n.vhost.register_connection(id, counters);
         let ctx = Arc::new(ConnectionContext {
             id,
             stats,

@@ -1,6 +1,8 @@
 //! Reads frames from the socket into one buffer; bodies come out as slices of it.
 
+use crate::stats::ConnectionCounters;
 use bytes::BytesMut;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use warren_protocol::{
     decode_frame, decode_protocol_header, DecodeError, Frame, ProtocolHeader, FRAME_MIN_SIZE,
@@ -23,6 +25,8 @@ pub struct FrameReader<R> {
     socket: R,
     buf: BytesMut,
     frame_max: u32,
+    /// Where bytes read are counted (one add per read).
+    counters: Option<Arc<ConnectionCounters>>,
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
@@ -32,7 +36,13 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             socket,
             buf: BytesMut::with_capacity(READ_CHUNK),
             frame_max: FRAME_MIN_SIZE,
+            counters: None,
         }
+    }
+
+    /// Counts the bytes read from now on in `counters`.
+    pub fn count_into(&mut self, counters: Arc<ConnectionCounters>) {
+        self.counters = Some(counters);
     }
 
     /// Applies the negotiated frame_max.
@@ -47,7 +57,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         }
         match self.socket.read_buf(&mut self.buf).await? {
             0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
-            _ => Ok(()),
+            n => {
+                if let Some(c) = &self.counters {
+                    crate::stats::bump_by(&c.bytes_in, n as u64);
+                }
+                Ok(())
+            }
         }
     }
 

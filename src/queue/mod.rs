@@ -412,6 +412,11 @@ impl Queue {
         }
     }
 
+    /// What went through this queue (atomics only: takes no lock).
+    pub fn counted(&self) -> stats::MessageStats {
+        self.counters.snapshot()
+    }
+
     /// Counters and gauges now (the gauges under the queue lock, once per call).
     pub fn stats(&self) -> QueueStats {
         let (messages_ready, message_bytes_ready, consumers) = match &self.backend {

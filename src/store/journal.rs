@@ -110,6 +110,8 @@ pub struct Journal {
     synced: watch::Receiver<u64>,
     applied: Arc<Applied>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// fsync latency and batch sizes, counted by the writer once per batch.
+    stats: Arc<crate::stats::JournalStats>,
 }
 
 impl Journal {
@@ -145,6 +147,7 @@ impl Journal {
             segment_size,
             index.clone(),
         )?;
+        let stats = writer.stats.clone();
         let applied = Arc::new(Applied::default());
         let applied_by_writer = applied.clone();
         let thread = std::thread::Builder::new()
@@ -161,7 +164,13 @@ impl Journal {
             synced,
             applied,
             thread: Mutex::new(Some(thread)),
+            stats,
         })
+    }
+
+    /// The writer's fsync latency and batch sizes so far.
+    pub fn stats(&self) -> &crate::stats::JournalStats {
+        &self.stats
     }
 
     /// Queues a record for the next batch; returns its sequence number.
@@ -254,6 +263,7 @@ struct Writer {
     /// order empties it soon anyway, and copying would be wasted writes).
     oldest_seen: (u64, usize),
     oldest_stagnant_batches: u32,
+    stats: Arc<crate::stats::JournalStats>,
 }
 
 impl Writer {
@@ -282,6 +292,7 @@ impl Writer {
             index,
             oldest_seen: (0, 0),
             oldest_stagnant_batches: 0,
+            stats: Default::default(),
         };
         w.delete_settled_segments();
         Ok(w)
@@ -335,10 +346,13 @@ impl Writer {
         if batch.is_empty() {
             return;
         }
-        let result = self
-            .file
-            .write_all(batch)
-            .and_then(|()| self.file.sync_data());
+        let written = self.file.write_all(batch);
+        let syncing = std::time::Instant::now();
+        let result = written.and_then(|()| self.file.sync_data());
+        self.stats
+            .fsync_micros
+            .observe(syncing.elapsed().as_micros() as u64);
+        self.stats.batch_records.observe(effects.len() as u64);
         if let Err(e) = result {
             // Confirms may already wait on this batch: continuing could lose confirmed data.
             error!(segment = self.segment, error = %e, "journal write or fsync failed; stopping the broker");

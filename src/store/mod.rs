@@ -166,6 +166,11 @@ impl Store {
         Some(message)
     }
 
+    /// The journal writer's fsync latency and batch sizes.
+    pub fn journal_stats(&self) -> &crate::stats::JournalStats {
+        self.journal.stats()
+    }
+
     /// The highest journal sequence number on disk; changes after every fsync.
     pub fn synced(&self) -> watch::Receiver<u64> {
         self.journal.synced()

@@ -21,6 +21,7 @@ mod management_api;
 mod max_length;
 mod pika_client;
 mod priority;
+mod prometheus;
 mod queue_args_validation;
 mod queue_expiry;
 mod queues;

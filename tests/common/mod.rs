@@ -62,6 +62,22 @@ impl TestBroker {
         }
     }
 
+    /// A broker that also serves Prometheus metrics on 127.0.0.1:0.
+    pub async fn start_with_prometheus() -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let config = Config {
+            data_dir: data.path().to_path_buf(),
+            ..Config::default()
+        };
+        let handle = BrokerHandle::start_with_prometheus(config, "127.0.0.1:0", "127.0.0.1:0")
+            .await
+            .expect("broker starts");
+        TestBroker {
+            handle,
+            _data: data,
+        }
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.handle.addr
     }

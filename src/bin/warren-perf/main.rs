@@ -6,6 +6,7 @@
 //! it measures: received = published, no duplicates, intact payloads.
 
 mod client;
+mod http;
 mod scenarios;
 mod stats;
 mod throughput;
@@ -32,6 +33,8 @@ enum Mode {
     Backlog(scenarios::BacklogOpts),
     /// Declare/bind/delete queues and open/close connections in a loop: operations per second.
     Churn(scenarios::ChurnOpts),
+    /// Declare N queues, then time scrapes of the Prometheus endpoint (per-object by default).
+    Scrape(scenarios::ScrapeOpts),
 }
 
 #[tokio::main]
@@ -48,6 +51,7 @@ async fn main() {
         Mode::Connections(o) => scenarios::connections(o).await,
         Mode::Backlog(o) => scenarios::backlog(o).await,
         Mode::Churn(o) => scenarios::churn(o).await,
+        Mode::Scrape(o) => scenarios::scrape(o).await,
     };
     match result {
         Ok(report) => println!("{report}"),

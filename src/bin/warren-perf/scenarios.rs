@@ -92,6 +92,7 @@ pub async fn backlog(opts: BacklogOpts) -> Result<serde_json::Value> {
         exchange_type: "direct".into(),
         broker_pid: opts.broker_pid,
         quiet: false,
+        scrape: None,
     };
     let published = throughput::run(publish.clone()).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -222,5 +223,58 @@ pub async fn churn(opts: ChurnOpts) -> Result<serde_json::Value> {
         "queue_cycles_per_s": (cycles as f64 / queue_seconds).round(),
         "queue_ops_per_s": (4.0 * cycles as f64 / queue_seconds).round(),
         "connections_per_s": (connections as f64 / connection_seconds).round(),
+    }))
+}
+
+#[derive(Args, Clone)]
+pub struct ScrapeOpts {
+    /// Broker URL, e.g. amqp://guest:guest@127.0.0.1:5672/%2f.
+    #[arg(long)]
+    pub uri: String,
+    /// The Prometheus listener, HOST:PORT.
+    #[arg(long)]
+    pub metrics: String,
+    /// Path to scrape.
+    #[arg(long, default_value = "/metrics/per-object")]
+    pub path: String,
+    /// Queues to declare first (`scrape-0` …).
+    #[arg(short = 'n', long, default_value_t = 10_000)]
+    pub queues: usize,
+    /// Scrapes to time.
+    #[arg(long, default_value_t = 5)]
+    pub times: usize,
+}
+
+pub async fn scrape(opts: ScrapeOpts) -> Result<serde_json::Value> {
+    if opts.times == 0 {
+        bail!("--times must be at least 1");
+    }
+    let url = Url::parse(&opts.uri)?;
+    let (mut input, mut output) = client::connect(&url).await?;
+    let started = Instant::now();
+    for i in 0..opts.queues {
+        client::declare_queue(&mut input, &mut output, &format!("scrape-{i}"), false).await?;
+    }
+    let declare_seconds = started.elapsed().as_secs_f64();
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    let mut samples = 0;
+    for _ in 0..opts.times {
+        let (took, body) = crate::http::get(&opts.metrics, &opts.path).await?;
+        times.push(took.as_secs_f64() * 1000.0);
+        bytes = body.len();
+        samples = body.lines().filter(|l| !l.starts_with('#')).count();
+    }
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    Ok(json!({
+        "mode": "scrape",
+        "queues": opts.queues,
+        "declare_seconds": (declare_seconds * 100.0).round() / 100.0,
+        "path": opts.path,
+        "scrape_ms": times.iter().map(|t| (t * 10.0).round() / 10.0).collect::<Vec<_>>(),
+        "scrape_ms_median": (sorted[sorted.len() / 2] * 10.0).round() / 10.0,
+        "body_bytes": bytes,
+        "samples": samples,
     }))
 }

@@ -70,6 +70,10 @@ pub struct Opts {
     /// Print no progress lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Scrape the Prometheus endpoint at HOST:PORT (`/metrics`) every second during the run,
+    /// to see what scraping costs the data path.
+    #[arg(long)]
+    pub scrape: Option<String>,
 }
 
 impl Opts {
@@ -130,6 +134,10 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
         )));
     }
     let progress = tokio::spawn(progress(counters.clone(), stop.clone(), opts.quiet));
+    let scraper = opts
+        .scrape
+        .clone()
+        .map(|addr| tokio::spawn(scrape_every_second(addr, stop.clone())));
     let deadline = started + Duration::from_secs(opts.duration);
     while !producers.iter().all(|p| p.is_finished()) {
         if opts.count.is_none() && Instant::now() >= deadline && !stop.load(Ordering::Relaxed) {
@@ -153,11 +161,15 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
         c.abort();
     }
     progress.abort();
+    let scrapes = match scraper {
+        Some(s) => Some(s.await?.context("scraping")?),
+        None => None,
+    };
     let cpu_after = (
         stats::cpu_seconds(std::process::id()),
         opts.broker_pid.and_then(stats::cpu_seconds),
     );
-    Ok(report(
+    let mut report = report(
         &opts,
         &counters,
         expected,
@@ -165,7 +177,25 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
         elapsed,
         cpu_before,
         cpu_after,
-    ))
+    );
+    if let Some(scrapes) = scrapes {
+        report["scrapes"] = scrapes;
+    }
+    Ok(report)
+}
+
+/// GETs `/metrics` once a second until `stop`: how many scrapes, and the slowest, in ms.
+async fn scrape_every_second(addr: String, stop: Arc<AtomicBool>) -> Result<serde_json::Value> {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut count = 0u64;
+    let mut slowest: f64 = 0.0;
+    while !stop.load(Ordering::Relaxed) {
+        tick.tick().await;
+        let (took, _) = crate::http::get(&addr, "/metrics").await?;
+        count += 1;
+        slowest = slowest.max(took.as_secs_f64() * 1000.0);
+    }
+    Ok(serde_json::json!({ "count": count, "slowest_ms": (slowest * 10.0).round() / 10.0 }))
 }
 
 /// Consumers may lag the producers: wait until every expected copy arrived, or until no new
