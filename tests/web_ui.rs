@@ -26,7 +26,8 @@ use lapin::BasicProperties;
 use serde_json::{json, Value};
 
 /// How long the UI gets to show something (its pages refresh every 5 s).
-const UI_WAIT: Duration = Duration::from_secs(15);
+// Generous: headless chromium on a loaded 2-core machine can take seconds per page.
+const UI_WAIT: Duration = Duration::from_secs(30);
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -159,12 +160,25 @@ impl Browser {
     }
 
     async fn wait_for(&self, css: &str) -> Element {
-        self.client
+        match self
+            .client
             .wait()
             .at_most(UI_WAIT)
             .for_element(Locator::Css(css))
             .await
-            .unwrap_or_else(|e| panic!("no {css} on the page: {e}"))
+        {
+            Ok(element) => element,
+            Err(e) => {
+                // What the page showed instead (an error banner, the login form…).
+                let url = self.client.current_url().await.map(|u| u.to_string());
+                let text = match self.client.find(Locator::Css("body")).await {
+                    Ok(body) => body.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                let text: String = text.chars().take(800).collect();
+                panic!("no {css} on the page: {e}\nat {url:?}, showing:\n{text}")
+            }
+        }
     }
 
     /// Waits until the text of `css` satisfies `ok`; returns it.
