@@ -114,9 +114,12 @@ impl Channel {
         };
         let message = msg.message.clone();
         let redelivered = msg.redelivered;
-        // Only a redelivery may carry extra headers (x-delivery-count): copy just then.
-        let counted = (msg.delivery_count > 0 && queue.queue_type().shows_delivery_count())
-            .then(|| msg.delivery_properties(queue.queue_type()).into_owned());
+        // Only a quorum queue's basic.get carries extra headers (x-delivery-count, even 0, as
+        // RabbitMQ 3.10): copy just then.
+        let counted = queue
+            .queue_type()
+            .shows_delivery_count()
+            .then(|| msg.counted_properties());
         self.shared.count_delivery(true, m.no_ack, redelivered);
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {

@@ -28,6 +28,8 @@ pub enum DeadLetterReason {
     Expired,
     /// A length limit dropped or refused it.
     MaxLen,
+    /// A quorum queue's `x-delivery-limit` was passed.
+    DeliveryLimit,
 }
 
 impl DeadLetterReason {
@@ -37,6 +39,7 @@ impl DeadLetterReason {
             DeadLetterReason::Rejected => "rejected",
             DeadLetterReason::Expired => "expired",
             DeadLetterReason::MaxLen => "maxlen",
+            DeadLetterReason::DeliveryLimit => "delivery_limit",
         }
     }
 }
@@ -114,6 +117,7 @@ impl Queue {
     pub fn reject(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
         match &self.backend {
             Backend::Classic(_) => self.reject_classic(messages),
+            Backend::Quorum(qq) => qq.reject(self, messages),
         }
     }
 

@@ -24,5 +24,6 @@ mod priority;
 mod queue_args_validation;
 mod queue_expiry;
 mod queues;
+mod quorum;
 mod single_active_consumer;
 mod ttl;

@@ -1,0 +1,533 @@
+//! The quorum queue type (`x-queue-type: quorum`), single node: a [`QuorumState`] state
+//! machine (state.rs, pure) driven by commands, plus what a state machine cannot hold —
+//! consumer sinks with credit, the journal, the expiry timer, dead-letter publishing.
+//!
+//! Every change is a [`Command`] applied under the queue's lock; the effects it returns are
+//! carried out here (journal settles, dead letters after the lock is released). Consumer choice
+//! (priorities, single active consumer, credit) happens here, and its outcome enters the log as
+//! a `Checkout` of the head, so a replica replaying the log reaches the same state without
+//! knowing about channels.
+//!
+//! How the log is written down on one node: every message a quorum queue admits is journaled,
+//! persistent or not (RabbitMQ's quorum queues keep every message on disk), so its confirm waits
+//! for the journal's group-commit fsync. `Enqueue` is the journal's publish record, `Checkout`
+//! its delivered record, `Settle`/`Discard`/`CheckoutSettled`/drops its settle record. A
+//! `Return` needs no record: a message still in the journal after a restart was returned once
+//! for every recorded delivery (each delivery ended in a return, or the restart returns it), so
+//! recovery replays it as `Restore` with that delivery count, and `x-delivery-count` survives
+//! kill -9.
+//!
+//! Never writes to a socket and never does disk I/O under its lock (the journal calls only queue
+//! records for the writer thread).
+
+pub(crate) mod state;
+
+use super::args::{
+    invalid, unacceptable, ArgError, Overflow, QueueArgs, X_MESSAGE_TTL, X_QUEUE_MODE,
+};
+use super::consumers::Consumers;
+use super::dead_letter::{DeadLetterReason, DeadLetters};
+use super::{ConsumeError, Consumer, ConsumerSink, Queue, QueuedMessage};
+use crate::message::Message;
+use parking_lot::Mutex;
+use state::{Command, Config, Effect, Entry, QuorumState, Reason};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use warren_protocol::{FieldTable, FieldValue, ShortStr};
+
+/// Returns allowed before a message is dead-lettered.
+pub const X_DELIVERY_LIMIT: &str = "x-delivery-limit";
+/// `at-most-once` (default) or `at-least-once`.
+pub const X_DEAD_LETTER_STRATEGY: &str = "x-dead-letter-strategy";
+/// Replicas to start with (accepted; one node has one).
+pub const X_QUORUM_INITIAL_GROUP_SIZE: &str = "x-quorum-initial-group-size";
+/// Where the leader goes (accepted; one node is the leader).
+pub const X_QUEUE_LEADER_LOCATOR: &str = "x-queue-leader-locator";
+
+/// Arguments of the other queue types that RabbitMQ 3.10 refuses on a quorum queue (every
+/// type's `queue_arguments` minus `rabbit_quorum_queue:capabilities/0`'s): 406 `invalid arg
+/// '<key>' for queue '<q>' in vhost '<v>' of queue type rabbit_quorum_queue`
+/// (shared/RABBITMQ-FACTS.md: measured with `x-max-priority`).
+const REFUSED_ARGUMENTS: &[&str] = &[
+    "x-max-priority",
+    X_QUEUE_MODE,
+    "x-queue-master-locator",
+    "x-queue-version",
+    "x-max-age",
+    "x-stream-max-segment-size-bytes",
+    "x-initial-cluster-size",
+];
+
+/// What a quorum queue's redeclare must repeat: `rabbit_quorum_queue:capabilities/0`'s
+/// `queue_arguments` (`x-queue-type` is compared separately, in vhost.rs).
+pub(super) const COMPARED_ARGUMENTS: &[&str] = &[
+    "x-expires",
+    "x-dead-letter-exchange",
+    "x-dead-letter-routing-key",
+    X_DEAD_LETTER_STRATEGY,
+    "x-max-length",
+    "x-max-length-bytes",
+    "x-max-in-memory-length",
+    "x-max-in-memory-bytes",
+    "x-overflow",
+    "x-single-active-consumer",
+    X_QUORUM_INITIAL_GROUP_SIZE,
+    X_DELIVERY_LIMIT,
+    X_MESSAGE_TTL,
+    X_QUEUE_LEADER_LOCATOR,
+];
+
+/// The quorum type's own argument checks, after the shared ones: other types' arguments are
+/// refused (the first in table order), and its own are checked for type and range.
+pub(super) fn validate_arguments(arguments: &FieldTable) -> Result<(), ArgError> {
+    for (key, value) in arguments.iter() {
+        if let Some(refused) = REFUSED_ARGUMENTS.iter().find(|a| **a == key.as_str()) {
+            return Err(ArgError::NotForQueueType {
+                key: refused,
+                queue_type: "rabbit_quorum_queue",
+            });
+        }
+        match key.as_str() {
+            X_DELIVERY_LIMIT => non_negative(X_DELIVERY_LIMIT, value).map(drop)?,
+            "x-max-in-memory-length" | "x-max-in-memory-bytes" => {
+                non_negative("x-max-in-memory-length", value).map(drop)?
+            }
+            X_QUORUM_INITIAL_GROUP_SIZE => match non_negative(X_QUORUM_INITIAL_GROUP_SIZE, value)?
+            {
+                0 => {
+                    return Err(invalid(
+                        X_QUORUM_INITIAL_GROUP_SIZE,
+                        "{value_zero,0}".into(),
+                    ))
+                }
+                _ => {}
+            },
+            X_DEAD_LETTER_STRATEGY => {
+                one_of(X_DEAD_LETTER_STRATEGY, value, &["at-most-once", "at-least-once"])?
+            }
+            X_QUEUE_LEADER_LOCATOR => one_of(
+                X_QUEUE_LEADER_LOCATOR,
+                value,
+                &["client-local", "balanced", "random", "least-leaders"],
+            )?,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn non_negative(key: &'static str, v: &FieldValue) -> Result<u64, ArgError> {
+    let n = match v {
+        FieldValue::I8(_)
+        | FieldValue::U8(_)
+        | FieldValue::I16(_)
+        | FieldValue::U16(_)
+        | FieldValue::I32(_)
+        | FieldValue::U32(_)
+        | FieldValue::I64(_) => v.as_i64().ok_or_else(|| invalid(key, unacceptable(v)))?,
+        other => return Err(invalid(key, unacceptable(other))),
+    };
+    u64::try_from(n).map_err(|_| invalid(key, format!("{{value_negative,{n}}}")))
+}
+
+fn one_of(key: &'static str, v: &FieldValue, allowed: &[&str]) -> Result<(), ArgError> {
+    match v {
+        FieldValue::LongStr(b) if allowed.iter().any(|a| a.as_bytes() == &b[..]) => Ok(()),
+        FieldValue::LongStr(b) => Err(invalid(
+            key,
+            format!("{{invalid_value,<<\"{}\">>}}", String::from_utf8_lossy(b)),
+        )),
+        other => Err(invalid(key, unacceptable(other))),
+    }
+}
+
+/// The state machine's settings from the queue's arguments. `x-overflow: reject-publish-dlx`
+/// is not a quorum strategy: RabbitMQ logs a warning and uses drop-head, and so does Warren.
+fn config(args: &QueueArgs, arguments: &FieldTable) -> Config {
+    let delivery_limit = arguments
+        .get(X_DELIVERY_LIMIT)
+        .and_then(FieldValue::as_i64)
+        .and_then(|n| u64::try_from(n).ok());
+    Config {
+        max_length: args.max_length,
+        max_bytes: args.max_length_bytes,
+        reject_publish: args.overflow == Overflow::RejectPublish,
+        delivery_limit,
+        message_ttl: args.message_ttl,
+    }
+}
+
+/// What a quorum queue holds under its lock.
+struct Core {
+    state: QuorumState,
+    consumers: Consumers,
+    /// When the expiry timer task will next look at the head (Unix ms), if one is pending.
+    timer_at: Option<u64>,
+}
+
+/// What leaves the lock with a command's effects: dead letters to publish, then the messages
+/// whose journal settle waits for them (so a crash in between leaves the message in this queue
+/// rather than in neither: at-least-once across restarts).
+#[derive(Default)]
+struct Outcome {
+    dead: DeadLetters,
+    settle_after: Vec<QueuedMessage>,
+}
+
+/// A quorum queue's own state.
+pub(super) struct QuorumQueue {
+    core: Mutex<Core>,
+    /// Whether any message can expire (queue TTL set, or some message had an expiration):
+    /// only then is the clock read on the delivery path.
+    may_expire: std::sync::atomic::AtomicBool,
+}
+
+/// Unix milliseconds now: the time that goes into commands.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn expiration_ms(message: &Message) -> Option<u64> {
+    message
+        .properties
+        .expiration
+        .as_ref()
+        .and_then(|e| super::args::parse_expiration(e).ok())
+}
+
+fn queued(e: &Entry) -> QueuedMessage {
+    QueuedMessage {
+        seq: e.id,
+        message: e.message.clone(),
+        redelivered: e.delivery_count > 0,
+        expires_at: None,
+        delivery_count: e.delivery_count,
+    }
+}
+
+impl From<Reason> for DeadLetterReason {
+    fn from(r: Reason) -> Self {
+        match r {
+            Reason::Rejected => DeadLetterReason::Rejected,
+            Reason::Expired => DeadLetterReason::Expired,
+            Reason::MaxLen => DeadLetterReason::MaxLen,
+            Reason::DeliveryLimit => DeadLetterReason::DeliveryLimit,
+        }
+    }
+}
+
+impl QuorumQueue {
+    pub(super) fn new(args: &QueueArgs, arguments: &FieldTable) -> Self {
+        QuorumQueue {
+            core: Mutex::new(Core {
+                state: QuorumState::new(config(args, arguments)),
+                consumers: Consumers::new(args.single_active_consumer),
+                timer_at: None,
+            }),
+            may_expire: std::sync::atomic::AtomicBool::new(args.message_ttl.is_some()),
+        }
+    }
+
+    fn may_expire(&self) -> bool {
+        self.may_expire.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Applies `command` and carries out its effects: journal settles now (or after the dead
+    /// letters, for dying messages), dead letters into `out`.
+    fn apply(q: &Queue, core: &mut Core, command: Command, out: &mut Outcome) {
+        for effect in core.state.apply(command) {
+            match effect {
+                Effect::Removed(e) => {
+                    q.remove_for_good(std::iter::once(queued(&e)));
+                }
+                Effect::Died(e, reason) => {
+                    if let Some(letter) = q.dead_letter_of(&e.message, reason.into()) {
+                        out.dead.push(letter);
+                        out.settle_after.push(queued(&e));
+                    } else {
+                        q.remove_for_good(std::iter::once(queued(&e)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes dead letters (no lock held), then lets the journal forget their originals.
+    fn finish(q: &Queue, out: Outcome) {
+        q.publish_dead_letters(out.dead);
+        q.remove_for_good(out.settle_after);
+    }
+
+    pub(super) fn push_recovered(&self, q: &Arc<Queue>, message: Arc<Message>, deliveries: u32) {
+        let mut message = QueuedMessage::new(0, message);
+        // Recovered messages arrive as stubs with their bodies on disk: a quorum queue keeps
+        // its bodies in memory, so they are read back now.
+        q.page_in(&mut message);
+        let expiration_ms = expiration_ms(&message.message);
+        if expiration_ms.is_some() {
+            self.may_expire
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut out = Outcome::default();
+        let mut core = self.core.lock();
+        Self::apply(
+            q,
+            &mut core,
+            Command::Restore {
+                message: message.message,
+                expiration_ms,
+                delivery_count: deliveries,
+                now: now_ms(),
+            },
+            &mut out,
+        );
+        self.schedule_expiry(q, &mut core);
+        drop(core);
+        Self::finish(q, out);
+    }
+
+    /// reject-publish: refused while the state machine says the queue is over its limit.
+    pub(super) fn admit(&self) -> bool {
+        !self.core.lock().state.is_blocked()
+    }
+
+    pub(super) fn enqueue(&self, q: &Arc<Queue>, message: Arc<Message>) {
+        crate::stats::bump(&q.counters.published);
+        let expiration_ms = expiration_ms(&message);
+        if expiration_ms.is_some() && !self.may_expire() {
+            self.may_expire
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut out = Outcome::default();
+        let mut core = self.core.lock();
+        let now = now_ms();
+        Self::apply(
+            q,
+            &mut core,
+            Command::Enqueue {
+                message,
+                expiration_ms,
+                now,
+            },
+            &mut out,
+        );
+        self.dispatch_locked(q, &mut core, &mut out);
+        drop(core);
+        Self::finish(q, out);
+    }
+
+    pub(super) fn requeue(&self, q: &Arc<Queue>, messages: impl IntoIterator<Item = QueuedMessage>) {
+        let ids: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+        q.settled_unacked(ids.len() as u64);
+        let mut out = Outcome::default();
+        let mut core = self.core.lock();
+        Self::apply(q, &mut core, Command::Return { ids }, &mut out);
+        self.dispatch_locked(q, &mut core, &mut out);
+        drop(core);
+        Self::finish(q, out);
+    }
+
+    pub(super) fn settle(&self, q: &Queue, messages: impl IntoIterator<Item = QueuedMessage>) -> u64 {
+        let ids: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+        let n = ids.len() as u64;
+        let mut out = Outcome::default();
+        Self::apply(q, &mut self.core.lock(), Command::Settle { ids }, &mut out);
+        Self::finish(q, out);
+        n
+    }
+
+    pub(super) fn reject(&self, q: &Queue, messages: impl IntoIterator<Item = QueuedMessage>) {
+        let ids: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
+        q.settled_unacked(ids.len() as u64);
+        let mut out = Outcome::default();
+        Self::apply(q, &mut self.core.lock(), Command::Discard { ids }, &mut out);
+        Self::finish(q, out);
+    }
+
+    pub(super) fn dispatch(&self, q: &Arc<Queue>) {
+        let mut out = Outcome::default();
+        let mut core = self.core.lock();
+        self.dispatch_locked(q, &mut core, &mut out);
+        drop(core);
+        Self::finish(q, out);
+    }
+
+    /// Expires the head if it is due (only when something can expire: no clock read otherwise).
+    fn expire(&self, q: &Queue, core: &mut Core, out: &mut Outcome) {
+        if self.may_expire() && core.state.head_expiry().is_some() {
+            Self::apply(q, core, Command::Expire { now: now_ms() }, out);
+        }
+    }
+
+    /// Hands the head to consumers with credit while one takes it; each taking is a checkout.
+    fn dispatch_locked(&self, q: &Arc<Queue>, core: &mut Core, out: &mut Outcome) {
+        while !core.consumers.is_empty() {
+            self.expire(q, core, out);
+            let Some(head) = core.state.head().map(queued) else {
+                break;
+            };
+            let Some(no_ack) = core.consumers.offer(q, &head) else {
+                break;
+            };
+            q.count_delivery(false, no_ack, head.redelivered);
+            let id = head.seq;
+            if no_ack {
+                Self::apply(q, core, Command::CheckoutSettled { id }, out);
+            } else {
+                q.journal_delivery(&head);
+                Self::apply(q, core, Command::Checkout { id }, out);
+            }
+        }
+        self.expire(q, core, out);
+        self.schedule_expiry(q, core);
+    }
+
+    /// Starts a timer task for the head's expiry unless one is due no later (RabbitMQ expires
+    /// quorum messages at the head, also with no consumer).
+    fn schedule_expiry(&self, q: &Arc<Queue>, core: &mut Core) {
+        let Some(at) = core.state.head_expiry() else {
+            return;
+        };
+        if core.timer_at.is_some_and(|t| t <= at) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        core.timer_at = Some(at);
+        let queue: Weak<Queue> = Arc::downgrade(q);
+        let delay = Duration::from_millis(at.saturating_sub(now_ms()));
+        rt.spawn(async move {
+            tokio::time::sleep(delay).await;
+            if let Some(q) = queue.upgrade() {
+                if let super::Backend::Quorum(qq) = &q.backend {
+                    qq.on_timer(&q, at);
+                }
+            }
+        });
+    }
+
+    fn on_timer(&self, q: &Arc<Queue>, at: u64) {
+        if q.is_deleted() {
+            return;
+        }
+        let mut out = Outcome::default();
+        let mut core = self.core.lock();
+        if core.timer_at == Some(at) {
+            core.timer_at = None;
+        }
+        self.dispatch_locked(q, &mut core, &mut out);
+        drop(core);
+        Self::finish(q, out);
+    }
+
+    /// basic.get: the head, checked out (or settled at once with `no_ack`), and how many ready
+    /// messages remain.
+    pub(super) fn get(&self, q: &Arc<Queue>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
+        let mut out = Outcome::default();
+        let mut core = self.core.lock();
+        self.expire(q, &mut core, &mut out);
+        let got = core.state.head().map(queued);
+        if let Some(m) = &got {
+            q.count_delivery(true, no_ack, m.redelivered);
+            let id = m.seq;
+            if no_ack {
+                Self::apply(q, &mut core, Command::CheckoutSettled { id }, &mut out);
+            } else {
+                q.journal_delivery(m);
+                Self::apply(q, &mut core, Command::Checkout { id }, &mut out);
+            }
+        } else {
+            crate::stats::bump(&q.counters.get_empty);
+        }
+        let remaining = core.state.ready_len() as u32;
+        self.schedule_expiry(q, &mut core);
+        drop(core);
+        Self::finish(q, out);
+        got.map(|m| (m, remaining))
+    }
+
+    pub(super) fn add_consumer(
+        &self,
+        q: &Arc<Queue>,
+        consumer: Consumer,
+        on_added: impl FnOnce(),
+    ) -> Result<(), ConsumeError> {
+        let mut core = self.core.lock();
+        if q.is_deleted() {
+            return Err(ConsumeError::Deleted);
+        }
+        if core.consumers.iter().any(|c| c.exclusive)
+            || (consumer.exclusive && !core.consumers.is_empty())
+        {
+            return Err(ConsumeError::ExclusiveInUse);
+        }
+        on_added();
+        core.consumers.add(consumer);
+        let mut out = Outcome::default();
+        self.dispatch_locked(q, &mut core, &mut out);
+        drop(core);
+        Self::finish(q, out);
+        Ok(())
+    }
+
+    pub(super) fn remove_consumer(
+        &self,
+        q: &Arc<Queue>,
+        sink: &Arc<dyn ConsumerSink>,
+        tag: &ShortStr,
+    ) -> bool {
+        let mut core = self.core.lock();
+        core.consumers.remove(sink, tag);
+        if !core.consumers.is_empty() {
+            // Under single-active-consumer the next one takes over at once.
+            let mut out = Outcome::default();
+            self.dispatch_locked(q, &mut core, &mut out);
+            drop(core);
+            Self::finish(q, out);
+        }
+        // Quorum queues are never auto-delete.
+        false
+    }
+
+    /// Ready messages, their body bytes and consumers (one lock).
+    pub(super) fn gauges(&self) -> (u64, u64, u64) {
+        let core = self.core.lock();
+        (
+            core.state.ready_len() as u64,
+            core.state.ready_bytes(),
+            core.consumers.len() as u64,
+        )
+    }
+
+    pub(super) fn message_count(&self) -> u32 {
+        self.core.lock().state.ready_len() as u32
+    }
+
+    pub(super) fn consumer_count(&self) -> u32 {
+        self.core.lock().consumers.len() as u32
+    }
+
+    pub(super) fn purge(&self, q: &Queue) -> u32 {
+        let mut core = self.core.lock();
+        let n = core.state.ready_len() as u32;
+        let mut out = Outcome::default();
+        Self::apply(q, &mut core, Command::Purge, &mut out);
+        drop(core);
+        Self::finish(q, out);
+        n
+    }
+
+    /// Sets the deleted flag under the lock, forgets every message (ready and checked out: a
+    /// later ack of a checked-out one finds nothing) and hands back the consumers to cancel.
+    pub(super) fn delete(&self, q: &Queue) -> (u32, Vec<Consumer>) {
+        let mut core = self.core.lock();
+        q.deleted.store(true, std::sync::atomic::Ordering::Release);
+        let count = core.state.ready_len() as u32;
+        let all = core.state.take_all();
+        q.remove_for_good(all.iter().map(queued));
+        (count, core.consumers.take_all())
+    }
+}
