@@ -657,9 +657,15 @@ async fn quorum_queue_messages_and_delivery_counts_survive_kill_9() {
     let data = tempfile::tempdir().expect("temp dir");
     let quorum = |limit: i32| {
         let mut t = FieldTable::default();
-        t.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        t.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
         t.insert("x-delivery-limit".into(), AMQPValue::LongInt(limit));
-        t.insert("x-dead-letter-exchange".into(), AMQPValue::LongString("".into()));
+        t.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString("".into()),
+        );
         t.insert(
             "x-dead-letter-routing-key".into(),
             AMQPValue::LongString("qq.dlq".into()),
@@ -684,7 +690,9 @@ async fn quorum_queue_messages_and_delivery_counts_survive_kill_9() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .expect("confirm mode");
-    ch.queue_declare("qq", durable, quorum(10)).await.expect("qq");
+    ch.queue_declare("qq", durable, quorum(10))
+        .await
+        .expect("qq");
     ch.queue_declare("qq.poison", durable, quorum(2))
         .await
         .expect("qq.poison");
@@ -744,7 +752,10 @@ async fn quorum_queue_messages_and_delivery_counts_survive_kill_9() {
             (format!("m{i}").into_bytes(), true, Some(returns))
         })
         .collect();
-    assert_eq!(got, expected, "(body, redelivered, x-delivery-count) after kill -9");
+    assert_eq!(
+        got, expected,
+        "(body, redelivered, x-delivery-count) after kill -9"
+    );
     // qq.poison's message was returned twice before the kill (limit 2): one more return
     // dead-letters it.
     let d = ch

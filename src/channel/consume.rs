@@ -105,6 +105,16 @@ impl Channel {
 
     pub(super) fn basic_get(&mut self, m: basic::Get) -> AmqpResult<()> {
         let queue = self.queue_for_use(crate::auth::Access::Read, &m.queue)?;
+        if queue.queue_type() == crate::queue::QueueType::Quorum
+            && queue.args().single_active_consumer
+        {
+            // rabbit_channel (3.10): `{error, {unsupported, single_active_consumer}}`.
+            return Err(AmqpError::resource_locked(format!(
+                "cannot obtain access to locked queue '{}' in vhost '{}'. basic.get operations \
+                 are not supported by quorum queues with single active consumer",
+                queue.name, self.ctx.vhost.name
+            )));
+        }
         let Some((msg, message_count)) = queue.get(m.no_ack) else {
             self.shared.count(1, |c| &c.get_empty);
             self.reply(basic::GetEmpty {

@@ -128,7 +128,8 @@ async fn other_queue_types_arguments_are_refused_and_its_own_accepted() {
         );
     }
     let ch = conn.create_channel().await.expect("channel");
-    let (code, text) = refused(try_quorum(&ch, "qq", &[("x-delivery-limit", int(-1))], durable()).await);
+    let (code, text) =
+        refused(try_quorum(&ch, "qq", &[("x-delivery-limit", int(-1))], durable()).await);
     assert_eq!(
         (code, text.as_str()),
         (
@@ -164,7 +165,9 @@ async fn redeclaring_as_another_type_is_inequivalent() {
     );
     assert_eq!(code, 406);
     assert!(
-        text.starts_with("PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'qq' in vhost '/'"),
+        text.starts_with(
+            "PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue 'qq' in vhost '/'"
+        ),
         "{text}"
     );
     let ch = conn.create_channel().await.expect("channel");
@@ -184,7 +187,9 @@ async fn redeliveries_carry_the_count_of_returns_and_go_to_the_back() {
     quorum(&ch, "qq", &[]).await;
     publish(&ch, "qq", "a").await;
     publish(&ch, "qq", "b").await;
-    ch.basic_qos(1, BasicQosOptions::default()).await.expect("qos");
+    ch.basic_qos(1, BasicQosOptions::default())
+        .await
+        .expect("qos");
     let mut consumer = consume(&ch, "qq", "c").await;
     let a = next(&mut consumer).await;
     assert_eq!((text(&a), delivery_count(&a.properties)), ("a", None));
@@ -208,7 +213,10 @@ async fn redeliveries_carry_the_count_of_returns_and_go_to_the_back() {
     let (_conn2, ch2) = broker.channel().await;
     let got = eventually("a back in qq", || get(&ch2, "qq")).await;
     assert_eq!(delivery_count(&got.delivery.properties), Some(3));
-    got.acker.ack(BasicAckOptions::default()).await.expect("ack");
+    got.acker
+        .ack(BasicAckOptions::default())
+        .await
+        .expect("ack");
     broker.finish().await;
 }
 
@@ -256,7 +264,11 @@ async fn the_return_past_the_delivery_limit_dead_letters_with_reason_delivery_li
         assert_eq!(delivery_count(&m.delivery.properties), Some(returns));
         nack_requeue(&m.delivery).await;
     }
-    assert_eq!(ready_count(&ch, "qq").await, 0, "the third return dead-lettered it");
+    assert_eq!(
+        ready_count(&ch, "qq").await,
+        0,
+        "the third return dead-lettered it"
+    );
     let dead = get_one(&ch, "dlq").await;
     assert_eq!(std::str::from_utf8(&dead.delivery.data), Ok("poison"));
     let deaths = x_death(&dead.delivery.properties);
@@ -282,7 +294,10 @@ async fn without_a_dead_letter_exchange_the_delivery_limit_drops() {
     publish(&ch, "qq", "m").await;
     let m = get_one(&ch, "qq").await;
     nack_requeue(&m.delivery).await;
-    assert!(get(&ch, "qq").await.is_none(), "limit 0: the first return drops it");
+    assert!(
+        get(&ch, "qq").await.is_none(),
+        "limit 0: the first return drops it"
+    );
     broker.finish().await;
 }
 
@@ -342,7 +357,10 @@ async fn max_length_drop_head_dead_letters_the_oldest() {
     let dead = drain_deliveries(&ch, "dlq").await;
     assert_eq!(dead.len(), 1);
     assert_eq!(text(&dead[0]), "1");
-    assert_eq!(field_str(&x_death(&dead[0].properties)[0], "reason"), "maxlen");
+    assert_eq!(
+        field_str(&x_death(&dead[0].properties)[0], "reason"),
+        "maxlen"
+    );
     broker.finish().await;
 }
 
@@ -365,7 +383,10 @@ async fn reject_publish_nacks_past_the_limit_until_below_80_percent() {
     quorum(
         &ch,
         "qq",
-        &[("x-max-length", int(2)), ("x-overflow", s("reject-publish"))],
+        &[
+            ("x-max-length", int(2)),
+            ("x-overflow", s("reject-publish")),
+        ],
     )
     .await;
     // RabbitMQ's quorum queues take the publish that goes over the limit, then refuse.
@@ -376,7 +397,10 @@ async fn reject_publish_nacks_past_the_limit_until_below_80_percent() {
     // Below 80% of 2 means empty.
     let taken: Vec<_> = drain(&ch, "qq").await;
     assert_eq!(taken, ["1", "2", "3"]);
-    assert!(confirmed(&ch, "qq", "5").await, "accepted again once drained");
+    assert!(
+        confirmed(&ch, "qq", "5").await,
+        "accepted again once drained"
+    );
     broker.finish().await;
 }
 
@@ -425,8 +449,12 @@ async fn single_active_consumer_hands_over_when_the_active_one_leaves() {
     .await;
     let (_c1, ch1) = broker.channel().await;
     let (_c2, ch2) = broker.channel().await;
-    let mut first = consume_with(&ch1, "qq", "first", true, &[]).await.expect("consume");
-    let mut second = consume_with(&ch2, "qq", "second", true, &[]).await.expect("consume");
+    let mut first = consume_with(&ch1, "qq", "first", true, &[])
+        .await
+        .expect("consume");
+    let mut second = consume_with(&ch2, "qq", "second", true, &[])
+        .await
+        .expect("consume");
     for body in ["1", "2"] {
         publish(&ch, "qq", body).await;
     }
@@ -448,7 +476,9 @@ async fn higher_priority_consumers_get_the_messages() {
     quorum(&ch, "qq", &[]).await;
     let (_c1, low_ch) = broker.channel().await;
     let (_c2, high_ch) = broker.channel().await;
-    let mut low = consume_with(&low_ch, "qq", "low", true, &[]).await.expect("consume");
+    let mut low = consume_with(&low_ch, "qq", "low", true, &[])
+        .await
+        .expect("consume");
     let mut high = consume_with(&high_ch, "qq", "high", true, &[("x-priority", int(10))])
         .await
         .expect("consume");
@@ -481,5 +511,69 @@ async fn purge_and_delete_report_the_ready_messages() {
         .await
         .expect("delete");
     assert_eq!(deleted, 1);
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn conditional_delete_is_not_implemented_for_quorum_queues() {
+    let broker = TestBroker::start().await;
+    for (options, flag) in [
+        (
+            QueueDeleteOptions {
+                if_unused: true,
+                if_empty: true,
+                ..Default::default()
+            },
+            "if-unused",
+        ),
+        (
+            QueueDeleteOptions {
+                if_empty: true,
+                ..Default::default()
+            },
+            "if-empty",
+        ),
+    ] {
+        let (_conn, ch) = broker.channel().await;
+        quorum(&ch, "qq", &[]).await;
+        let (code, text) = refused(ch.queue_delete("qq", options).await);
+        assert_eq!(code, 540, "a connection error");
+        assert_eq!(
+            text,
+            format!(
+                "NOT_IMPLEMENTED - cannot delete queue 'qq' in vhost '/'. queue.delete operations \
+                 with {flag} flag set are not supported by quorum queues"
+            )
+        );
+    }
+    let (_conn, ch) = broker.channel().await;
+    assert_eq!(
+        ch.queue_delete("qq", QueueDeleteOptions::default())
+            .await
+            .expect("a plain delete works"),
+        0
+    );
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn basic_get_on_a_single_active_consumer_quorum_queue_is_refused_405() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    quorum(
+        &ch,
+        "qq",
+        &[("x-single-active-consumer", AMQPValue::Boolean(true))],
+    )
+    .await;
+    let (code, text) = refused(ch.basic_get("qq", BasicGetOptions::default()).await);
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            405,
+            "RESOURCE_LOCKED - cannot obtain access to locked queue 'qq' in vhost '/'. basic.get \
+             operations are not supported by quorum queues with single active consumer"
+        )
+    );
     broker.finish().await;
 }

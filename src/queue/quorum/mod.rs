@@ -92,19 +92,22 @@ pub(super) fn validate_arguments(arguments: &FieldTable) -> Result<(), ArgError>
             "x-max-in-memory-length" | "x-max-in-memory-bytes" => {
                 non_negative("x-max-in-memory-length", value).map(drop)?
             }
-            X_QUORUM_INITIAL_GROUP_SIZE => match non_negative(X_QUORUM_INITIAL_GROUP_SIZE, value)?
-            {
-                0 => {
-                    return Err(invalid(
-                        X_QUORUM_INITIAL_GROUP_SIZE,
-                        "{value_zero,0}".into(),
-                    ))
+            X_QUORUM_INITIAL_GROUP_SIZE => {
+                match non_negative(X_QUORUM_INITIAL_GROUP_SIZE, value)? {
+                    0 => {
+                        return Err(invalid(
+                            X_QUORUM_INITIAL_GROUP_SIZE,
+                            "{value_zero,0}".into(),
+                        ))
+                    }
+                    _ => {}
                 }
-                _ => {}
-            },
-            X_DEAD_LETTER_STRATEGY => {
-                one_of(X_DEAD_LETTER_STRATEGY, value, &["at-most-once", "at-least-once"])?
             }
+            X_DEAD_LETTER_STRATEGY => one_of(
+                X_DEAD_LETTER_STRATEGY,
+                value,
+                &["at-most-once", "at-least-once"],
+            )?,
             X_QUEUE_LEADER_LOCATOR => one_of(
                 X_QUEUE_LEADER_LOCATOR,
                 value,
@@ -318,7 +321,11 @@ impl QuorumQueue {
         Self::finish(q, out);
     }
 
-    pub(super) fn requeue(&self, q: &Arc<Queue>, messages: impl IntoIterator<Item = QueuedMessage>) {
+    pub(super) fn requeue(
+        &self,
+        q: &Arc<Queue>,
+        messages: impl IntoIterator<Item = QueuedMessage>,
+    ) {
         let ids: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
         q.settled_unacked(ids.len() as u64);
         let mut out = Outcome::default();
@@ -329,7 +336,11 @@ impl QuorumQueue {
         Self::finish(q, out);
     }
 
-    pub(super) fn settle(&self, q: &Queue, messages: impl IntoIterator<Item = QueuedMessage>) -> u64 {
+    pub(super) fn settle(
+        &self,
+        q: &Queue,
+        messages: impl IntoIterator<Item = QueuedMessage>,
+    ) -> u64 {
         let ids: Vec<u64> = messages.into_iter().map(|m| m.seq).collect();
         let n = ids.len() as u64;
         let mut out = Outcome::default();

@@ -450,7 +450,9 @@ mod tests {
         enqueue(&mut s, "a");
         enqueue(&mut s, "b");
         let dropped = enqueue(&mut s, "c");
-        assert!(matches!(dropped.as_slice(), [Effect::Died(e, Reason::MaxLen)] if &e.message.body[..] == b"a"));
+        assert!(
+            matches!(dropped.as_slice(), [Effect::Died(e, Reason::MaxLen)] if &e.message.body[..] == b"a")
+        );
         assert_eq!(bodies(&s), ["b", "c"]);
     }
 
