@@ -89,20 +89,9 @@ pub(super) fn validate_arguments(arguments: &FieldTable) -> Result<(), ArgError>
         }
         match key.as_str() {
             X_DELIVERY_LIMIT => non_negative(X_DELIVERY_LIMIT, value).map(drop)?,
-            "x-max-in-memory-length" | "x-max-in-memory-bytes" => {
-                non_negative("x-max-in-memory-length", value).map(drop)?
-            }
-            X_QUORUM_INITIAL_GROUP_SIZE => {
-                match non_negative(X_QUORUM_INITIAL_GROUP_SIZE, value)? {
-                    0 => {
-                        return Err(invalid(
-                            X_QUORUM_INITIAL_GROUP_SIZE,
-                            "{value_zero,0}".into(),
-                        ))
-                    }
-                    _ => {}
-                }
-            }
+            "x-max-in-memory-length" => non_negative("x-max-in-memory-length", value).map(drop)?,
+            "x-max-in-memory-bytes" => non_negative("x-max-in-memory-bytes", value).map(drop)?,
+            X_QUORUM_INITIAL_GROUP_SIZE => initial_group_size(value)?,
             X_DEAD_LETTER_STRATEGY => one_of(
                 X_DEAD_LETTER_STRATEGY,
                 value,
@@ -117,6 +106,17 @@ pub(super) fn validate_arguments(arguments: &FieldTable) -> Result<(), ArgError>
         }
     }
     Ok(())
+}
+
+/// A replica count: a positive integer.
+fn initial_group_size(v: &FieldValue) -> Result<(), ArgError> {
+    match non_negative(X_QUORUM_INITIAL_GROUP_SIZE, v)? {
+        0 => Err(invalid(
+            X_QUORUM_INITIAL_GROUP_SIZE,
+            "{value_zero,0}".into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn non_negative(key: &'static str, v: &FieldValue) -> Result<u64, ArgError> {
