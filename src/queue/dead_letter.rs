@@ -63,6 +63,9 @@ pub trait QueueOwner: Send + Sync {
     /// drops it, as RabbitMQ does) and pushes it to the queues reached, except those
     /// [`is_cycle`] excludes.
     fn publish_dead_letters(&self, letters: Vec<DeadLetter>);
+    /// At-least-once dead-lettering (quorum queues): publishes one dead letter and says whether
+    /// it reached a queue and no queue refused it; when not, the source keeps it and retries.
+    fn publish_dead_letter_taken(&self, letter: DeadLetter) -> bool;
     /// `queue` was unused for its whole `x-expires` period: delete it.
     fn expire_queue(&self, queue: &Arc<Queue>);
 }

@@ -248,8 +248,9 @@ impl Queue {
             counters: MessageCounters::default(),
             unacked: AtomicU64::new(0),
         });
-        if let Backend::Classic(c) = &q.backend {
-            c.start(&q);
+        match &q.backend {
+            Backend::Classic(c) => c.start(&q),
+            Backend::Quorum(qq) => qq.start(&q),
         }
         q
     }

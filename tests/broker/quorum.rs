@@ -577,3 +577,43 @@ async fn basic_get_on_a_single_active_consumer_quorum_queue_is_refused_405() {
     );
     broker.finish().await;
 }
+
+/// At-least-once (with reject-publish, as RabbitMQ requires): a dead letter that no queue takes
+/// stays held in the source (not ready, not lost) and is published again until one does; at
+/// most once, the same dead letter is gone for good.
+#[tokio::test]
+async fn at_least_once_dead_letters_wait_for_a_route_at_most_once_ones_do_not() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    for (queue, strategy) in [("qq.alo", "at-least-once"), ("qq.amo", "at-most-once")] {
+        quorum(
+            &ch,
+            queue,
+            &[
+                ("x-overflow", s("reject-publish")),
+                ("x-dead-letter-exchange", s("dlx")),
+                ("x-dead-letter-strategy", s(strategy)),
+            ],
+        )
+        .await;
+        publish(&ch, queue, strategy).await;
+        let m = get_one(&ch, queue).await;
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+        assert_eq!(ready_count(&ch, queue).await, 0, "{queue}: not ready");
+    }
+    // The dead-letter exchange did not exist when they died; now it routes to dead.q.
+    declare_exchange(&ch, "dlx", lapin::ExchangeKind::Fanout).await;
+    declare(&ch, "dead.q", &[]).await;
+    bind(&ch, "dead.q", "dlx", "").await;
+    wait_ready(&ch, "dead.q", 1).await;
+    let dead = drain(&ch, "dead.q").await;
+    assert_eq!(dead, ["at-least-once"], "the at-most-once one is lost");
+    // Taken once: not published again.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(ready_count(&ch, "dead.q").await, 0);
+    broker.finish().await;
+}

@@ -27,10 +27,12 @@ use super::args::{
 };
 use super::consumers::Consumers;
 use super::dead_letter::{DeadLetterReason, DeadLetters};
+use super::Backend;
+use super::DeadLetter;
 use super::{ConsumeError, Consumer, ConsumerSink, Queue, QueuedMessage};
 use crate::message::Message;
 use parking_lot::Mutex;
-use state::{Command, Config, Effect, Entry, QuorumState, Reason};
+use state::{Command, Config, Effect, Entry, MsgId, QuorumState, Reason};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
@@ -151,12 +153,22 @@ fn config(args: &QueueArgs, arguments: &FieldTable) -> Config {
         .get(X_DELIVERY_LIMIT)
         .and_then(FieldValue::as_i64)
         .and_then(|n| u64::try_from(n).ok());
+    // RabbitMQ applies at-least-once only with reject-publish and a dead-letter exchange
+    // (otherwise it logs a warning and dead-letters at most once).
+    let reject_publish = args.overflow == Overflow::RejectPublish;
+    let at_least_once = reject_publish
+        && args.dead_letter_exchange.is_some()
+        && arguments
+            .get(X_DEAD_LETTER_STRATEGY)
+            .and_then(FieldValue::as_str)
+            == Some("at-least-once");
     Config {
         max_length: args.max_length,
         max_bytes: args.max_length_bytes,
-        reject_publish: args.overflow == Overflow::RejectPublish,
+        reject_publish,
         delivery_limit,
         message_ttl: args.message_ttl,
+        at_least_once,
     }
 }
 
@@ -166,6 +178,8 @@ struct Core {
     consumers: Consumers,
     /// When the expiry timer task will next look at the head (Unix ms), if one is pending.
     timer_at: Option<u64>,
+    /// A retry of held dead letters is scheduled.
+    retry_pending: bool,
 }
 
 /// What leaves the lock with a command's effects: dead letters to publish, then the messages
@@ -175,7 +189,13 @@ struct Core {
 struct Outcome {
     dead: DeadLetters,
     settle_after: Vec<QueuedMessage>,
+    /// At-least-once dead letters, with the id the state machine holds each under.
+    held: Vec<(DeadLetter, MsgId)>,
 }
+
+/// How often held at-least-once dead letters are published again while their target does not
+/// take them (no route, or a target refusing).
+const HELD_RETRY: Duration = Duration::from_secs(1);
 
 /// A quorum queue's own state.
 pub(super) struct QuorumQueue {
@@ -183,6 +203,8 @@ pub(super) struct QuorumQueue {
     /// Whether any message can expire (queue TTL set, or some message had an expiration):
     /// only then is the clock read on the delivery path.
     may_expire: std::sync::atomic::AtomicBool,
+    /// The queue this is the backend of, for timer tasks started where only `&Queue` is at hand.
+    me: std::sync::OnceLock<Weak<Queue>>,
 }
 
 /// Unix milliseconds now: the time that goes into commands.
@@ -228,9 +250,16 @@ impl QuorumQueue {
                 state: QuorumState::new(config(args, arguments)),
                 consumers: Consumers::new(args.single_active_consumer),
                 timer_at: None,
+                retry_pending: false,
             }),
             may_expire: std::sync::atomic::AtomicBool::new(args.message_ttl.is_some()),
+            me: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Called once the queue exists.
+    pub(super) fn start(&self, q: &Arc<Queue>) {
+        let _ = self.me.set(Arc::downgrade(q));
     }
 
     fn may_expire(&self) -> bool {
@@ -245,6 +274,11 @@ impl QuorumQueue {
                 Effect::Removed(e) => {
                     q.remove_for_good(std::iter::once(queued(&e)));
                 }
+                Effect::DeadLetterHeld(e, reason) => {
+                    if let Some(letter) = q.dead_letter_of(&e.message, reason.into()) {
+                        out.held.push((letter, e.id));
+                    }
+                }
                 Effect::Died(e, reason) => {
                     if let Some(letter) = q.dead_letter_of(&e.message, reason.into()) {
                         out.dead.push(letter);
@@ -258,9 +292,69 @@ impl QuorumQueue {
     }
 
     /// Publishes dead letters (no lock held), then lets the journal forget their originals.
+    /// Held (at-least-once) ones are forgotten only once taken; the rest wait for a retry.
     fn finish(q: &Queue, out: Outcome) {
         q.publish_dead_letters(out.dead);
         q.remove_for_good(out.settle_after);
+        if out.held.is_empty() {
+            return;
+        }
+        let Backend::Quorum(qq) = &q.backend else {
+            return;
+        };
+        let Some(owner) = q.owner.as_ref().and_then(Weak::upgrade) else {
+            return;
+        };
+        let mut taken = Vec::new();
+        let mut left = false;
+        for (letter, id) in out.held {
+            if owner.publish_dead_letter_taken(letter) {
+                taken.push(id);
+            } else {
+                left = true;
+            }
+        }
+        let mut again = Outcome::default();
+        let mut core = qq.core.lock();
+        Self::apply(
+            q,
+            &mut core,
+            Command::DeadLettered { ids: taken },
+            &mut again,
+        );
+        if left && !core.retry_pending {
+            core.retry_pending = true;
+            qq.schedule_retry();
+        }
+    }
+
+    /// Publishes the held dead letters again after [`HELD_RETRY`].
+    fn schedule_retry(&self) {
+        let (Ok(rt), Some(me)) = (tokio::runtime::Handle::try_current(), self.me.get()) else {
+            return;
+        };
+        let queue = me.clone();
+        rt.spawn(async move {
+            tokio::time::sleep(HELD_RETRY).await;
+            let Some(q) = queue.upgrade() else { return };
+            let Backend::Quorum(qq) = &q.backend else {
+                return;
+            };
+            let mut out = Outcome::default();
+            {
+                let mut core = qq.core.lock();
+                core.retry_pending = false;
+                if q.is_deleted() {
+                    return;
+                }
+                for (e, reason) in core.state.held() {
+                    if let Some(letter) = q.dead_letter_of(&e.message, (*reason).into()) {
+                        out.held.push((letter, e.id));
+                    }
+                }
+            }
+            Self::finish(&q, out);
+        });
     }
 
     pub(super) fn push_recovered(&self, q: &Arc<Queue>, message: Arc<Message>, deliveries: u32) {
@@ -413,7 +507,7 @@ impl QuorumQueue {
         rt.spawn(async move {
             tokio::time::sleep(delay).await;
             if let Some(q) = queue.upgrade() {
-                if let super::Backend::Quorum(qq) = &q.backend {
+                if let Backend::Quorum(qq) = &q.backend {
                     qq.on_timer(&q, at);
                 }
             }

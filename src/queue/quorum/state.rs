@@ -13,7 +13,10 @@
 //! - `x-max-length` / `x-max-length-bytes` count ready messages only; drop-head drops the
 //!   oldest ready ones (reason `maxlen`); reject-publish lets the publish that goes over the
 //!   limit in, then refuses publishes until the queue is below 80% of the limit;
-//! - TTL expires only at the head (reason `expired`).
+//! - TTL expires only at the head (reason `expired`);
+//! - `x-dead-letter-strategy: at-least-once` (with reject-publish and a dead-letter exchange):
+//!   a dying message is held here, out of the ready list, until the owner reports with
+//!   `DeadLettered` that its dead letter was taken by every target queue.
 
 use crate::message::Message;
 use std::collections::{HashMap, VecDeque};
@@ -39,6 +42,8 @@ pub(crate) struct Config {
     pub(crate) delivery_limit: Option<u64>,
     /// `x-message-ttl` in milliseconds.
     pub(crate) message_ttl: Option<u64>,
+    /// Dead letters are held until their targets took them (at-least-once).
+    pub(crate) at_least_once: bool,
 }
 
 /// One message in the queue, ready or checked out.
@@ -124,6 +129,11 @@ pub(crate) enum Command {
         /// Unix ms.
         now: u64,
     },
+    /// Held dead letters (at-least-once) reached their target queues: they go.
+    DeadLettered {
+        /// Messages.
+        ids: Vec<MsgId>,
+    },
 }
 
 /// What the queue's owner must do after a command.
@@ -135,6 +145,9 @@ pub(crate) enum Effect {
     /// The message died: dead-letter it (if the queue has a dead-letter exchange), then the
     /// journal forgets it.
     Died(Entry, Reason),
+    /// At-least-once: dead-letter the message and report back with `DeadLettered` once every
+    /// target queue took it; until then it stays held here.
+    DeadLetterHeld(Entry, Reason),
 }
 
 /// A quorum queue's messages and counters.
@@ -145,6 +158,8 @@ pub(crate) struct QuorumState {
     ready: VecDeque<Entry>,
     ready_bytes: u64,
     checked_out: HashMap<MsgId, Entry>,
+    /// At-least-once dead letters not yet taken by their targets.
+    held: std::collections::BTreeMap<MsgId, (Entry, Reason)>,
     /// reject-publish: over the limit, refusing publishes until below [`LOW_LIMIT`].
     blocked: bool,
 }
@@ -193,10 +208,17 @@ impl QuorumState {
                     .map(Effect::Removed),
             ),
             Command::Return { ids } => self.return_all(&ids, &mut effects),
-            Command::Discard { ids } => effects.extend(
+            Command::Discard { ids } => {
+                for id in ids {
+                    if let Some(e) = self.checked_out.remove(&id) {
+                        self.die(e, Reason::Rejected, &mut effects);
+                    }
+                }
+            }
+            Command::DeadLettered { ids } => effects.extend(
                 ids.iter()
-                    .filter_map(|id| self.checked_out.remove(id))
-                    .map(|e| Effect::Died(e, Reason::Rejected)),
+                    .filter_map(|id| self.held.remove(id))
+                    .map(|(e, _)| Effect::Removed(e)),
             ),
             Command::Purge => {
                 self.ready_bytes = 0;
@@ -210,7 +232,7 @@ impl QuorumState {
                     .is_some_and(|e| e.expires_at.is_some_and(|at| at <= now))
                 {
                     if let Some(e) = self.pop_front() {
-                        effects.push(Effect::Died(e, Reason::Expired));
+                        self.die(e, Reason::Expired, &mut effects);
                     }
                 }
                 self.unblock_if_low();
@@ -255,7 +277,23 @@ impl QuorumState {
         self.ready_bytes = 0;
         let mut all: Vec<Entry> = self.ready.drain(..).collect();
         all.extend(self.checked_out.drain().map(|(_, e)| e));
+        all.extend(std::mem::take(&mut self.held).into_values().map(|(e, _)| e));
         all
+    }
+
+    /// A message dies: it goes (at-most-once) or is held until its dead letter is taken.
+    fn die(&mut self, e: Entry, reason: Reason, effects: &mut Vec<Effect>) {
+        if self.config.at_least_once {
+            self.held.insert(e.id, (e.clone(), reason));
+            effects.push(Effect::DeadLetterHeld(e, reason));
+        } else {
+            effects.push(Effect::Died(e, reason));
+        }
+    }
+
+    /// The held dead letters (at-least-once), oldest first, to publish again.
+    pub(crate) fn held(&self) -> impl Iterator<Item = &(Entry, Reason)> {
+        self.held.values()
     }
 
     fn push(
@@ -307,7 +345,7 @@ impl QuorumState {
                 .delivery_limit
                 .is_some_and(|limit| u64::from(e.delivery_count) > limit)
             {
-                effects.push(Effect::Died(e, Reason::DeliveryLimit));
+                self.die(e, Reason::DeliveryLimit, effects);
                 continue;
             }
             self.ready_bytes += e.message.body_size() as u64;
@@ -346,7 +384,7 @@ impl QuorumState {
         }
         while self.is_over_limit() {
             match self.pop_front() {
-                Some(e) => effects.push(Effect::Died(e, Reason::MaxLen)),
+                Some(e) => self.die(e, Reason::MaxLen, effects),
                 None => break,
             }
         }
@@ -439,6 +477,26 @@ mod tests {
         ));
         assert!(s.apply(Command::Settle { ids: vec![a] }).is_empty());
         assert_eq!(bodies(&s), ["b"]);
+    }
+
+    #[test]
+    fn at_least_once_holds_dead_letters_until_they_were_taken() {
+        let mut s = QuorumState::new(Config {
+            at_least_once: true,
+            ..Config::default()
+        });
+        enqueue(&mut s, "a");
+        let id = checkout_head(&mut s);
+        assert!(matches!(
+            s.apply(Command::Discard { ids: vec![id] }).as_slice(),
+            [Effect::DeadLetterHeld(_, Reason::Rejected)]
+        ));
+        assert_eq!((s.ready_len(), s.held().count()), (0, 1));
+        assert!(matches!(
+            s.apply(Command::DeadLettered { ids: vec![id] }).as_slice(),
+            [Effect::Removed(e)] if e.id == id
+        ));
+        assert_eq!(s.held().count(), 0);
     }
 
     #[test]
