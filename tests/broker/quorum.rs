@@ -98,6 +98,15 @@ async fn only_durable_non_exclusive_non_auto_delete_queues_are_declared() {
             },
             "PRECONDITION_FAILED - invalid property 'auto-delete' for queue 'qq' in vhost '/'",
         ),
+        // RabbitMQ checks auto-delete first (3.10.8 with pika).
+        (
+            QueueDeclareOptions {
+                auto_delete: true,
+                exclusive: true,
+                ..Default::default()
+            },
+            "PRECONDITION_FAILED - invalid property 'auto-delete' for queue 'qq' in vhost '/'",
+        ),
     ];
     for (options, text) in cases {
         let ch = conn.create_channel().await.expect("channel");
@@ -127,16 +136,26 @@ async fn other_queue_types_arguments_are_refused_and_its_own_accepted() {
             format!("PRECONDITION_FAILED - invalid arg '{key}' for queue 'qq' in vhost '/' of queue type rabbit_quorum_queue")
         );
     }
-    let ch = conn.create_channel().await.expect("channel");
-    let (code, text) =
-        refused(try_quorum(&ch, "qq", &[("x-delivery-limit", int(-1))], durable()).await);
-    assert_eq!(
-        (code, text.as_str()),
+    // Texts of RabbitMQ 3.10.8 (pika).
+    for (key, value, reason) in [
+        ("x-dead-letter-strategy", s("bogus"), "invalid_dlx_strategy"),
         (
-            406,
-            "PRECONDITION_FAILED - invalid arg 'x-delivery-limit' for queue 'qq' in vhost '/': {value_negative,-1}"
-        )
-    );
+            "x-queue-leader-locator",
+            s("bogus"),
+            "invalid_queue_locator_arg",
+        ),
+        ("x-quorum-initial-group-size", int(0), "{value_zero,0}"),
+    ] {
+        let ch = conn.create_channel().await.expect("channel");
+        let (code, text) = refused(try_quorum(&ch, "qq", &[(key, value)], durable()).await);
+        assert_eq!(
+            (code, text),
+            (
+                406,
+                format!("PRECONDITION_FAILED - invalid arg '{key}' for queue 'qq' in vhost '/': {reason}")
+            )
+        );
+    }
     let ch = conn.create_channel().await.expect("channel");
     quorum(
         &ch,
@@ -290,14 +309,17 @@ async fn the_return_past_the_delivery_limit_dead_letters_with_reason_delivery_li
 async fn without_a_dead_letter_exchange_the_delivery_limit_drops() {
     let broker = TestBroker::start().await;
     let (_conn, ch) = broker.channel().await;
-    quorum(&ch, "qq", &[("x-delivery-limit", int(0))]).await;
-    publish(&ch, "qq", "m").await;
-    let m = get_one(&ch, "qq").await;
-    nack_requeue(&m.delivery).await;
-    assert!(
-        get(&ch, "qq").await.is_none(),
-        "limit 0: the first return drops it"
-    );
+    // -1 is accepted and acts as 0 (RabbitMQ 3.10.8, pika).
+    for (queue, limit) in [("qq", 0), ("qq.negative", -1)] {
+        quorum(&ch, queue, &[("x-delivery-limit", int(limit))]).await;
+        publish(&ch, queue, "m").await;
+        let m = get_one(&ch, queue).await;
+        nack_requeue(&m.delivery).await;
+        assert!(
+            get(&ch, queue).await.is_none(),
+            "limit {limit}: the first return drops it"
+        );
+    }
     broker.finish().await;
 }
 

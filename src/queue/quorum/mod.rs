@@ -90,7 +90,9 @@ pub(super) fn validate_arguments(arguments: &FieldTable) -> Result<(), ArgError>
             });
         }
         match key.as_str() {
-            X_DELIVERY_LIMIT => non_negative(X_DELIVERY_LIMIT, value).map(drop)?,
+            // Any integer: RabbitMQ 3.10.8 accepts -1 and then dead-letters on the first
+            // return, as with 0 (checked with pika).
+            X_DELIVERY_LIMIT => integer(X_DELIVERY_LIMIT, value).map(drop)?,
             "x-max-in-memory-length" => non_negative("x-max-in-memory-length", value).map(drop)?,
             "x-max-in-memory-bytes" => non_negative("x-max-in-memory-bytes", value).map(drop)?,
             X_QUORUM_INITIAL_GROUP_SIZE => initial_group_size(value)?,
@@ -98,11 +100,13 @@ pub(super) fn validate_arguments(arguments: &FieldTable) -> Result<(), ArgError>
                 X_DEAD_LETTER_STRATEGY,
                 value,
                 &["at-most-once", "at-least-once"],
+                "invalid_dlx_strategy",
             )?,
             X_QUEUE_LEADER_LOCATOR => one_of(
                 X_QUEUE_LEADER_LOCATOR,
                 value,
                 &["client-local", "balanced", "random", "least-leaders"],
+                "invalid_queue_locator_arg",
             )?,
             _ => {}
         }
@@ -122,26 +126,34 @@ fn initial_group_size(v: &FieldValue) -> Result<(), ArgError> {
 }
 
 fn non_negative(key: &'static str, v: &FieldValue) -> Result<u64, ArgError> {
-    let n = match v {
+    let n = integer(key, v)?;
+    u64::try_from(n).map_err(|_| invalid(key, format!("{{value_negative,{n}}}")))
+}
+
+fn integer(key: &'static str, v: &FieldValue) -> Result<i64, ArgError> {
+    match v {
         FieldValue::I8(_)
         | FieldValue::U8(_)
         | FieldValue::I16(_)
         | FieldValue::U16(_)
         | FieldValue::I32(_)
         | FieldValue::U32(_)
-        | FieldValue::I64(_) => v.as_i64().ok_or_else(|| invalid(key, unacceptable(v)))?,
-        other => return Err(invalid(key, unacceptable(other))),
-    };
-    u64::try_from(n).map_err(|_| invalid(key, format!("{{value_negative,{n}}}")))
+        | FieldValue::I64(_) => v.as_i64().ok_or_else(|| invalid(key, unacceptable(v))),
+        other => Err(invalid(key, unacceptable(other))),
+    }
 }
 
-fn one_of(key: &'static str, v: &FieldValue, allowed: &[&str]) -> Result<(), ArgError> {
+/// A string argument with a closed set of values; `reason` is RabbitMQ's for any other
+/// (`invalid_dlx_strategy`, `invalid_queue_locator_arg`: 3.10.8 with pika).
+fn one_of(
+    key: &'static str,
+    v: &FieldValue,
+    allowed: &[&str],
+    reason: &str,
+) -> Result<(), ArgError> {
     match v {
         FieldValue::LongStr(b) if allowed.iter().any(|a| a.as_bytes() == &b[..]) => Ok(()),
-        FieldValue::LongStr(b) => Err(invalid(
-            key,
-            format!("{{invalid_value,<<\"{}\">>}}", String::from_utf8_lossy(b)),
-        )),
+        FieldValue::LongStr(_) => Err(invalid(key, reason.to_owned())),
         other => Err(invalid(key, unacceptable(other))),
     }
 }
@@ -149,10 +161,7 @@ fn one_of(key: &'static str, v: &FieldValue, allowed: &[&str]) -> Result<(), Arg
 /// The state machine's settings from the queue's arguments. `x-overflow: reject-publish-dlx`
 /// is not a quorum strategy: RabbitMQ logs a warning and uses drop-head, and so does Warren.
 fn config(args: &QueueArgs, arguments: &FieldTable) -> Config {
-    let delivery_limit = arguments
-        .get(X_DELIVERY_LIMIT)
-        .and_then(FieldValue::as_i64)
-        .and_then(|n| u64::try_from(n).ok());
+    let delivery_limit = arguments.get(X_DELIVERY_LIMIT).and_then(FieldValue::as_i64);
     // RabbitMQ applies at-least-once only with reject-publish and a dead-letter exchange
     // (otherwise it logs a warning and dead-letters at most once).
     let reject_publish = args.overflow == Overflow::RejectPublish;

@@ -38,8 +38,9 @@ pub(crate) struct Config {
     pub(crate) max_bytes: Option<u64>,
     /// `x-overflow: reject-publish` (otherwise drop-head).
     pub(crate) reject_publish: bool,
-    /// `x-delivery-limit`: returns allowed before a message is dead-lettered.
-    pub(crate) delivery_limit: Option<u64>,
+    /// `x-delivery-limit`: returns allowed before a message is dead-lettered (negative acts
+    /// as 0, as in RabbitMQ 3.10).
+    pub(crate) delivery_limit: Option<i64>,
     /// `x-message-ttl` in milliseconds.
     pub(crate) message_ttl: Option<u64>,
     /// Dead letters are held until their targets took them (at-least-once).
@@ -343,7 +344,7 @@ impl QuorumState {
             if self
                 .config
                 .delivery_limit
-                .is_some_and(|limit| u64::from(e.delivery_count) > limit)
+                .is_some_and(|limit| i64::from(e.delivery_count) > limit)
             {
                 self.die(e, Reason::DeliveryLimit, effects);
                 continue;
