@@ -773,3 +773,94 @@ async fn quorum_queue_messages_and_delivery_counts_survive_kill_9() {
         "dead-lettered, not requeued"
     );
 }
+
+/// At-least-once dead-lettering through kill -9: a dead letter no queue took (its exchange did
+/// not exist) is held by the source queue and is not lost by a crash — after the restart it is
+/// back in the source (Warren does not yet remember that it was held, so it is ready again
+/// instead of being re-dead-lettered), and once a route exists a rejection delivers it there.
+#[tokio::test]
+async fn an_at_least_once_dead_letter_without_a_route_survives_kill_9() {
+    use lapin::types::AMQPValue;
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert(
+        "x-overflow".into(),
+        AMQPValue::LongString("reject-publish".into()),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("alo.dlx".into()),
+    );
+    args.insert(
+        "x-dead-letter-strategy".into(),
+        AMQPValue::LongString("at-least-once".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let reject = |ch: Channel| async move {
+        let m = ch
+            .basic_get("qq.alo", BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("the message");
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+    };
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    ch.queue_declare("qq.alo", durable, args.clone())
+        .await
+        .expect("declare");
+    publish_confirmed(&ch, "", "qq.alo", b"held", persistent()).await;
+    reject(ch.clone()).await;
+    assert_eq!(
+        passive_exists(&ch, "qq.alo").await,
+        Some(0),
+        "held, not ready"
+    );
+    declare(&ch, "alo.barrier", true).await;
+    publish_confirmed(&ch, "", "alo.barrier", b"barrier", persistent()).await;
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    assert_eq!(passive_exists(&ch, "qq.alo").await, Some(1), "not lost");
+    ch.exchange_declare(
+        "alo.dlx",
+        ExchangeKind::Fanout,
+        ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("exchange");
+    declare(&ch, "alo.dead", true).await;
+    ch.queue_bind(
+        "alo.dead",
+        "alo.dlx",
+        "",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    reject(ch.clone()).await;
+    let dead = drain_counted(&ch, "alo.dead").await;
+    assert_eq!(dead.len(), 1);
+    assert_eq!(&dead[0].0[..], b"held");
+    assert_eq!(passive_exists(&ch, "qq.alo").await, Some(0));
+}
