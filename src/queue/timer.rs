@@ -29,8 +29,7 @@ impl Queue {
         if self.args.expires.is_some() {
             match &self.backend {
                 Backend::Classic(c) => c.touch(),
-                // x-expires is not applied to quorum queues yet (accepted, as by RabbitMQ).
-                Backend::Quorum(_) => {}
+                Backend::Quorum(qq) => qq.touch(),
             }
         }
     }

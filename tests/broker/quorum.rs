@@ -639,3 +639,18 @@ async fn at_least_once_dead_letters_wait_for_a_route_at_most_once_ones_do_not() 
     assert_eq!(ready_count(&ch, "dead.q").await, 0);
     broker.finish().await;
 }
+
+#[tokio::test]
+async fn an_unused_quorum_queue_expires_one_with_a_consumer_does_not() {
+    let broker = TestBroker::start().await;
+    let conn = broker.connect().await;
+    let ch = conn.create_channel().await.expect("channel");
+    quorum(&ch, "qq.idle", &[("x-expires", int(200))]).await;
+    quorum(&ch, "qq.used", &[("x-expires", int(200))]).await;
+    let _consumer = consume(&ch, "qq.used", "c").await;
+    // Not polled: a passive declare counts as a use (RabbitMQ 3.10.8, see queue_expiry.rs).
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    assert!(!queue_exists(&conn, "qq.idle").await, "unused for 200 ms");
+    assert!(queue_exists(&conn, "qq.used").await, "it has a consumer");
+    broker.finish().await;
+}

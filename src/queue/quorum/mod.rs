@@ -189,6 +189,9 @@ struct Core {
     timer_at: Option<u64>,
     /// A retry of held dead letters is scheduled.
     retry_pending: bool,
+    /// x-expires: when the queue was last used (Unix ms): declared, fetched from, or a
+    /// consumer came or went.
+    last_used: u64,
 }
 
 /// What leaves the lock with a command's effects: dead letters to publish, then the messages
@@ -260,15 +263,32 @@ impl QuorumQueue {
                 consumers: Consumers::new(args.single_active_consumer),
                 timer_at: None,
                 retry_pending: false,
+                last_used: now_ms(),
             }),
             may_expire: std::sync::atomic::AtomicBool::new(args.message_ttl.is_some()),
             me: std::sync::OnceLock::new(),
         }
     }
 
-    /// Called once the queue exists.
+    /// Called once the queue exists: starts the x-expires watch if the queue has one.
     pub(super) fn start(&self, q: &Arc<Queue>) {
         let _ = self.me.set(Arc::downgrade(q));
+        if let (Some(period), Ok(rt)) = (q.args.expires, tokio::runtime::Handle::try_current()) {
+            rt.spawn(watch_expiry(Arc::downgrade(q), period));
+        }
+    }
+
+    /// Records a use of the queue for x-expires.
+    pub(super) fn touch(&self) {
+        self.core.lock().last_used = now_ms();
+    }
+
+    /// When the queue will have been unused for `period` ms, or `None` while it has consumers.
+    fn unused_deadline(&self, period: u64) -> Option<u64> {
+        let core = self.core.lock();
+        core.consumers
+            .is_empty()
+            .then(|| core.last_used.saturating_add(period))
     }
 
     fn may_expire(&self) -> bool {
@@ -542,6 +562,9 @@ impl QuorumQueue {
     pub(super) fn get(&self, q: &Arc<Queue>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut out = Outcome::default();
         let mut core = self.core.lock();
+        if q.args.expires.is_some() {
+            core.last_used = now_ms();
+        }
         self.expire(q, &mut core, &mut out);
         let got = core.state.head().map(queued);
         if let Some(m) = &got {
@@ -580,6 +603,7 @@ impl QuorumQueue {
         }
         on_added();
         core.consumers.add(consumer);
+        core.last_used = now_ms();
         let mut out = Outcome::default();
         self.dispatch_locked(q, &mut core, &mut out);
         drop(core);
@@ -595,6 +619,7 @@ impl QuorumQueue {
     ) -> bool {
         let mut core = self.core.lock();
         core.consumers.remove(sink, tag);
+        core.last_used = now_ms();
         if !core.consumers.is_empty() {
             // Under single-active-consumer the next one takes over at once.
             let mut out = Outcome::default();
@@ -643,5 +668,35 @@ impl QuorumQueue {
         let all = core.state.take_all();
         q.remove_for_good(all.iter().map(queued));
         (count, core.consumers.take_all())
+    }
+}
+
+/// x-expires on a quorum queue: deletes it once it has had no consumers, no basic.get and no
+/// declare for the whole period (RabbitMQ's rule, as for classic queues: timer.rs). One task per
+/// such queue, asleep until the deadline; it ends with the queue.
+async fn watch_expiry(queue: Weak<Queue>, period: u64) {
+    loop {
+        let wait = {
+            let Some(q) = queue.upgrade() else { return };
+            let Backend::Quorum(qq) = &q.backend else {
+                return;
+            };
+            if q.is_deleted() {
+                return;
+            }
+            match qq.unused_deadline(period) {
+                Some(at) if at <= now_ms() => {
+                    if let Some(owner) = q.owner.as_ref().and_then(Weak::upgrade) {
+                        tracing::debug!(queue = %q.name, "queue expired (x-expires)");
+                        owner.expire_queue(&q);
+                    }
+                    return;
+                }
+                Some(at) => at - now_ms(),
+                // In use: look again a period later.
+                None => period,
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(wait)).await;
     }
 }
