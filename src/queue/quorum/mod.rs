@@ -19,6 +19,12 @@
 //!
 //! Never writes to a socket and never does disk I/O under its lock (the journal calls only queue
 //! records for the writer thread).
+//!
+//! Not yet (issue 15): consumers are not commands of the state machine (which consumer gets the
+//! head depends on channel credit, known only here; a replicated leader would log its choice as
+//! the `Checkout` it already is); a dead letter held by at-least-once comes back as a ready
+//! message after a restart (its journal records do not say it was held); a quorum queue keeps
+//! its bodies in memory (no paging out of deep queues); replication (openraft) itself.
 
 pub(crate) mod state;
 
