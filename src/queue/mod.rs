@@ -171,8 +171,9 @@ pub struct QueueOptions {
 enum Backend {
     /// `x-queue-type: classic` (the default).
     Classic(ClassicQueue),
-    /// `x-queue-type: quorum` (quorum/mod.rs).
-    Quorum(QuorumQueue),
+    /// `x-queue-type: quorum` (quorum/mod.rs). Boxed so that the enum, and with it every
+    /// `Queue`, keeps the classic queue's size and field layout (the classic hot path).
+    Quorum(Box<QuorumQueue>),
 }
 
 /// A queue: what every queue type shares, and its type's own state in [`Backend`].
@@ -234,7 +235,9 @@ impl Queue {
     ) -> Arc<Self> {
         let backend = match queue_type {
             QueueType::Classic => Backend::Classic(ClassicQueue::new(&args)),
-            QueueType::Quorum => Backend::Quorum(QuorumQueue::new(&args, &options.arguments)),
+            QueueType::Quorum => {
+                Backend::Quorum(Box::new(QuorumQueue::new(&args, &options.arguments)))
+            }
         };
         let q = Arc::new(Queue {
             name,
