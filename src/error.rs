@@ -178,6 +178,10 @@ impl Refusal for DeleteError {
             DeleteError::NotEmpty(q) => {
                 AmqpError::precondition_failed(format!("queue '{q}' in vhost '{vhost}' not empty"))
             }
+            DeleteError::QuorumConditional { flag, name } => AmqpError::not_implemented(format!(
+                "cannot delete queue '{name}' in vhost '{vhost}'. queue.delete operations with \
+                 {flag} flag set are not supported by quorum queues"
+            )),
         }
     }
 }

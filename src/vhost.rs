@@ -279,6 +279,12 @@ impl VHost {
                 Err(_) => Ok(0), // RabbitMQ 3.x: deleting a missing queue succeeds
             };
         };
+        if (if_unused || if_empty) && q.queue_type() == crate::queue::QueueType::Quorum {
+            // RabbitMQ 3.10-3.13 refuse both flags on quorum queues, if-unused first.
+            let flag = if if_unused { "if-unused" } else { "if-empty" };
+            let name = q.name.clone();
+            return Err(DeleteError::QuorumConditional { flag, name });
+        }
         if if_unused && q.consumer_count() > 0 {
             return Err(DeleteError::InUse {
                 what: "queue",

@@ -598,11 +598,56 @@ def headers_exchange(names):
     conn.close()
 
 
+def quorum_queue(names):
+    """A quorum queue (x-queue-type: quorum) as RabbitMQ 3.10+ runs it: durable only (406),
+    confirmed publishes, x-delivery-count on basic.get (0, then one more per return), and
+    x-delivery-limit dead-lettering with reason delivery_limit."""
+    conn = connect()
+    ch = conn.channel()
+    queue, dlq = names.queue("quorum"), names.queue("quorum_dlq")
+    quorum = {"x-queue-type": "quorum"}
+    try:
+        ch.queue_declare(queue, arguments=quorum)
+        raise AssertionError("a non-durable quorum queue was declared")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        check_eq((e.reply_code, e.reply_text),
+                 (406, f"PRECONDITION_FAILED - invalid property 'non-durable' for queue '{queue}' in vhost '/'"),
+                 "non-durable quorum queue")
+    ch = conn.channel()
+    ch.queue_declare(dlq, durable=True)
+    ch.queue_declare(queue, durable=True, arguments={
+        **quorum, "x-delivery-limit": 1,
+        "x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq})
+    ch.confirm_delivery()
+    ch.basic_publish("", queue, b"poison")
+    for returns in (0, 1):
+        method, props, body = ch.basic_get(queue, auto_ack=False)
+        check(method is not None, "the message is in the quorum queue")
+        check_eq((body, (props.headers or {}).get("x-delivery-count")), (b"poison", returns),
+                 "body and x-delivery-count")
+        check_eq(method.redelivered, returns > 0, "redelivered")
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    got = []
+
+    def dead():
+        method, props, body = ch.basic_get(dlq, auto_ack=True)
+        if method is not None:
+            got.append((body, props.headers["x-death"][0]["reason"]))
+        return got
+    wait_until("the dead letter", dead)
+    check_eq(got, [(b"poison", "delivery_limit")], "dead letter and x-death reason")
+    check_eq(ch.queue_declare(queue, durable=True, arguments=quorum, passive=True).method.message_count,
+             0, "messages left in the quorum queue")
+    ch.queue_delete(queue)
+    ch.queue_delete(dlq)
+    conn.close()
+
+
 SCENARIOS = [(f.__name__, f) for f in (
     hello_world, work_queues, publish_subscribe, routing, topics, rpc, rpc_direct_reply_to,
     confirms_single, confirms_batch, confirms_async, consumer_cancel_on_delete,
     mandatory_return, redeclare_406_channel_only, large_message, headers_roundtrip,
-    restart_durable, tune_negotiation, headers_exchange)]
+    restart_durable, tune_negotiation, headers_exchange, quorum_queue)]
 
 if __name__ == "__main__":
     sys.exit(1 if run("pika", SCENARIOS) else 0)

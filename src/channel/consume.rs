@@ -105,6 +105,16 @@ impl Channel {
 
     pub(super) fn basic_get(&mut self, m: basic::Get) -> AmqpResult<()> {
         let queue = self.queue_for_use(crate::auth::Access::Read, &m.queue)?;
+        if queue.queue_type() == crate::queue::QueueType::Quorum
+            && queue.args().single_active_consumer
+        {
+            // rabbit_channel (3.10): `{error, {unsupported, single_active_consumer}}`.
+            return Err(AmqpError::resource_locked(format!(
+                "cannot obtain access to locked queue '{}' in vhost '{}'. basic.get operations \
+                 are not supported by quorum queues with single active consumer",
+                queue.name, self.ctx.vhost.name
+            )));
+        }
         let Some((msg, message_count)) = queue.get(m.no_ack) else {
             self.shared.count(1, |c| &c.get_empty);
             self.reply(basic::GetEmpty {
@@ -114,9 +124,12 @@ impl Channel {
         };
         let message = msg.message.clone();
         let redelivered = msg.redelivered;
-        // Only a redelivery may carry extra headers (x-delivery-count): copy just then.
-        let counted = (msg.delivery_count > 0 && queue.queue_type().shows_delivery_count())
-            .then(|| msg.delivery_properties(queue.queue_type()).into_owned());
+        // Only a quorum queue's basic.get carries extra headers (x-delivery-count, even 0, as
+        // RabbitMQ 3.10): copy just then.
+        let counted = queue
+            .queue_type()
+            .shows_delivery_count()
+            .then(|| msg.counted_properties());
         self.shared.count_delivery(true, m.no_ack, redelivered);
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {

@@ -138,7 +138,7 @@ impl BrokerManagement {
         QueueView {
             vhost: vhost.to_owned(),
             name: q.name.to_string(),
-            queue_type: "classic".into(),
+            queue_type: q.queue_type().name().into(),
             durable: q.options.durable,
             auto_delete: q.options.auto_delete,
             exclusive: q.options.exclusive_owner.is_some(),

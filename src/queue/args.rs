@@ -115,6 +115,13 @@ pub enum ArgError {
     /// `invalid arg '<key>' for queue '<q>' in vhost '<v>' of queue type rabbit_classic_queue`:
     /// one of [`OTHER_QUEUE_TYPE_ARGUMENTS`].
     NotForClassicQueues(&'static str),
+    /// The same for another queue type (`rabbit_quorum_queue`, ...).
+    NotForQueueType {
+        /// The argument.
+        key: &'static str,
+        /// RabbitMQ's module name of the type.
+        queue_type: &'static str,
+    },
 }
 
 impl ArgError {
@@ -132,6 +139,9 @@ impl ArgError {
             }
             ArgError::NotForClassicQueues(key) => format!(
                 "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type rabbit_classic_queue"
+            ),
+            ArgError::NotForQueueType { key, queue_type } => format!(
+                "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {queue_type}"
             ),
         }
     }

@@ -28,6 +28,8 @@ pub enum DeadLetterReason {
     Expired,
     /// A length limit dropped or refused it.
     MaxLen,
+    /// A quorum queue's `x-delivery-limit` was passed.
+    DeliveryLimit,
 }
 
 impl DeadLetterReason {
@@ -37,6 +39,7 @@ impl DeadLetterReason {
             DeadLetterReason::Rejected => "rejected",
             DeadLetterReason::Expired => "expired",
             DeadLetterReason::MaxLen => "maxlen",
+            DeadLetterReason::DeliveryLimit => "delivery_limit",
         }
     }
 }
@@ -60,6 +63,9 @@ pub trait QueueOwner: Send + Sync {
     /// drops it, as RabbitMQ does) and pushes it to the queues reached, except those
     /// [`is_cycle`] excludes.
     fn publish_dead_letters(&self, letters: Vec<DeadLetter>);
+    /// At-least-once dead-lettering (quorum queues): publishes one dead letter and says whether
+    /// it reached a queue and no queue refused it; when not, the source keeps it and retries.
+    fn publish_dead_letter_taken(&self, letter: DeadLetter) -> bool;
     /// `queue` was unused for its whole `x-expires` period: delete it.
     fn expire_queue(&self, queue: &Arc<Queue>);
 }
@@ -114,6 +120,7 @@ impl Queue {
     pub fn reject(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
         match &self.backend {
             Backend::Classic(_) => self.reject_classic(messages),
+            Backend::Quorum(qq) => qq.reject(self, messages),
         }
     }
 

@@ -25,12 +25,11 @@
 //! on `Queue`: `remove_for_good` (journal settle), `journal_delivery`, `count_delivery`,
 //! `publish_dead_letters`, page-in/out of journaled bodies.
 //!
-//! Quorum queues and streams (issue 15) come in as variants of [`QueueType`] and `Backend`:
-//! today [`QueueType::of_declare`] refuses them with a 406 (after RabbitMQ's property checks).
-//! A quorum queue would keep its own command log (enqueue/settle/return entries, replayed on
-//! recovery instead of the shared journal) and count `x-delivery-count`; a stream keeps an
-//! append-only log and per-consumer offsets, and its "settle" is a credit/offset update rather
-//! than a removal.
+//! Quorum queues (issue 15) are the second variant: `Backend::Quorum(QuorumQueue)`
+//! (quorum/mod.rs), a pure state machine over a command log (quorum/state.rs) with delivery
+//! counts and limits. Streams will come in the same way; today [`QueueType::of_declare`] refuses
+//! them with a 406 (after RabbitMQ's property checks). A stream keeps an append-only log and
+//! per-consumer offsets, and its "settle" is a credit/offset update rather than a removal.
 //!
 //! Why an enum and not a `dyn` trait: the set of types is closed and known to this crate; an
 //! enum match is a predictable branch the compiler can inline through (with one variant it
@@ -49,8 +48,10 @@ use super::Queue;
 /// A queue's type, fixed when it is declared (`x-queue-type`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QueueType {
-    /// RabbitMQ's classic queue: what Warren implements.
+    /// RabbitMQ's classic queue.
     Classic,
+    /// RabbitMQ's quorum queue (single node: quorum/mod.rs).
+    Quorum,
 }
 
 impl QueueType {
@@ -58,14 +59,17 @@ impl QueueType {
     pub fn name(self) -> &'static str {
         match self {
             QueueType::Classic => "classic",
+            QueueType::Quorum => "quorum",
         }
     }
 
     /// The type a new queue's `x-queue-type` asks for (absent: classic, as in RabbitMQ).
-    /// RabbitMQ's `quorum` and `stream` are refused with a 406 rather than silently declared
-    /// as classic queues, which would lose their replication and delivery-limit semantics
-    /// without the client knowing. Their property checks come first, with RabbitMQ's texts, in
-    /// RabbitMQ's order (exclusive, auto-delete, durable).
+    /// Quorum queues must be durable, non-exclusive and not auto-delete, checked with
+    /// RabbitMQ's texts in RabbitMQ's order (auto-delete, exclusive, durable:
+    /// `rabbit_quorum_queue:declare/2`; exclusive + auto-delete gets 'auto-delete' from 3.10.8
+    /// with pika). `stream` is
+    /// refused with a 406 rather than silently declared as a classic queue, which would lose
+    /// its semantics without the client knowing.
     pub fn of_declare(arguments: &FieldTable, flags: DeclaredFlags) -> Result<Self, ArgError> {
         let name = match arguments.get(X_QUEUE_TYPE) {
             None => return Ok(QueueType::Classic),
@@ -75,18 +79,18 @@ impl QueueType {
         match name.as_str() {
             "classic" => Ok(QueueType::Classic),
             "quorum" | "stream" => {
-                if flags.exclusive {
-                    Err(ArgError::InvalidProperty("exclusive-owner"))
-                } else if flags.auto_delete {
+                if flags.auto_delete {
                     Err(ArgError::InvalidProperty("auto-delete"))
+                } else if flags.exclusive {
+                    Err(ArgError::InvalidProperty("exclusive-owner"))
                 } else if !flags.durable {
                     Err(ArgError::InvalidProperty("non-durable"))
+                } else if name == "quorum" {
+                    Ok(QueueType::Quorum)
                 } else {
                     Err(invalid(
                         X_QUEUE_TYPE,
-                        format!(
-                            "\"unsupported queue type '{name}': Warren has classic queues only\""
-                        ),
+                        format!("\"unsupported queue type '{name}': Warren has no streams yet\""),
                     ))
                 }
             }
@@ -101,6 +105,7 @@ impl QueueType {
     pub fn compared_arguments(self) -> &'static [&'static str] {
         match self {
             QueueType::Classic => super::classic::COMPARED_ARGUMENTS,
+            QueueType::Quorum => super::quorum::COMPARED_ARGUMENTS,
         }
     }
 
@@ -110,6 +115,7 @@ impl QueueType {
     pub fn shows_delivery_count(self) -> bool {
         match self {
             QueueType::Classic => false,
+            QueueType::Quorum => true,
         }
     }
 
@@ -118,6 +124,7 @@ impl QueueType {
     pub fn validate_arguments(self, arguments: &FieldTable) -> Result<(), ArgError> {
         match self {
             QueueType::Classic => super::classic::validate_arguments(arguments),
+            QueueType::Quorum => super::quorum::validate_arguments(arguments),
         }
     }
 }
@@ -170,8 +177,13 @@ mod tests {
             QueueType::of_declare(&quorum, exclusive),
             Err(ArgError::InvalidProperty("exclusive-owner"))
         );
-        assert!(matches!(
+        assert_eq!(
             QueueType::of_declare(&quorum, DURABLE),
+            Ok(QueueType::Quorum)
+        );
+        let stream = table(&[(X_QUEUE_TYPE, "stream".into())]);
+        assert!(matches!(
+            QueueType::of_declare(&stream, DURABLE),
             Err(ArgError::Invalid {
                 key: X_QUEUE_TYPE,
                 ..

@@ -24,6 +24,7 @@ pub mod dead_letter;
 pub mod kind;
 mod limits;
 mod priority;
+mod quorum;
 mod timer;
 #[cfg(test)]
 mod timer_tests;
@@ -38,6 +39,7 @@ use classic::{ClassicQueue, QueueState};
 pub use dead_letter::{DeadLetter, DeadLetterReason, QueueOwner};
 pub use kind::QueueType;
 use parking_lot::MutexGuard;
+use quorum::QuorumQueue;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -79,6 +81,12 @@ impl QueuedMessage {
         if self.delivery_count == 0 || !kind.shows_delivery_count() {
             return Cow::Borrowed(&self.message.properties);
         }
+        Cow::Owned(self.counted_properties())
+    }
+
+    /// The message's properties with an `x-delivery-count` header (type `l`), also when it is
+    /// 0: what a quorum queue's basic.get always sends (RabbitMQ 3.10.8, RABBITMQ-FACTS.md).
+    pub fn counted_properties(&self) -> BasicProperties {
         let mut properties = BasicProperties::clone(&self.message.properties);
         properties
             .headers
@@ -87,7 +95,7 @@ impl QueuedMessage {
                 ShortStr::from_static(X_DELIVERY_COUNT),
                 FieldValue::I64(i64::from(self.delivery_count)),
             );
-        Cow::Owned(properties)
+        properties
     }
 }
 
@@ -166,6 +174,9 @@ pub struct QueueOptions {
 enum Backend {
     /// `x-queue-type: classic` (the default).
     Classic(ClassicQueue),
+    /// `x-queue-type: quorum` (quorum/mod.rs). Boxed so that the enum, and with it every
+    /// `Queue`, keeps the classic queue's size and field layout (the classic hot path).
+    Quorum(Box<QuorumQueue>),
 }
 
 /// A queue: what every queue type shares, and its type's own state in [`Backend`].
@@ -195,7 +206,7 @@ impl Queue {
     /// dead-lettered or expired by the timer (unit tests; a vhost uses [`Queue::try_new`]).
     pub fn new(name: ShortStr, options: QueueOptions) -> Arc<Self> {
         let args = QueueArgs::parse_lenient(&options.arguments);
-        Self::build(name, options, args, None)
+        Self::build(name, options, args, QueueType::Classic, None)
     }
 
     /// A new, empty queue with validated arguments, owned by `owner` (its vhost), which
@@ -215,19 +226,26 @@ impl Queue {
         let args = QueueArgs::try_parse_shared(&options.arguments)?;
         let queue_type = QueueType::of_declare(&options.arguments, flags)?;
         queue_type.validate_arguments(&options.arguments)?;
-        Ok(Self::build(name, options, args, Some(owner)))
+        Ok(Self::build(name, options, args, queue_type, Some(owner)))
     }
 
     fn build(
         name: ShortStr,
         options: QueueOptions,
         args: QueueArgs,
+        queue_type: QueueType,
         owner: Option<Weak<dyn QueueOwner>>,
     ) -> Arc<Self> {
+        let backend = match queue_type {
+            QueueType::Classic => Backend::Classic(ClassicQueue::new(&args)),
+            QueueType::Quorum => {
+                Backend::Quorum(Box::new(QuorumQueue::new(&args, &options.arguments)))
+            }
+        };
         let q = Arc::new(Queue {
             name,
             options,
-            backend: Backend::Classic(ClassicQueue::new(&args)),
+            backend,
             deleted: AtomicBool::new(false),
             journal: OnceLock::new(),
             args,
@@ -238,6 +256,7 @@ impl Queue {
         });
         match &q.backend {
             Backend::Classic(c) => c.start(&q),
+            Backend::Quorum(qq) => qq.start(&q),
         }
         q
     }
@@ -263,6 +282,7 @@ impl Queue {
     pub fn push_recovered(self: &Arc<Self>, message: Arc<Message>, deliveries: u32) {
         match &self.backend {
             Backend::Classic(c) => c.push_recovered(self, message, deliveries),
+            Backend::Quorum(qq) => qq.push_recovered(self, message, deliveries),
         }
     }
 
@@ -273,6 +293,9 @@ impl Queue {
     fn page_out_if_deep(&self, st: &QueueState, queued: &mut QueuedMessage) {
         if self.journal.get().is_none()
             || st.ready.bytes() < PAGE_OUT_BYTES
+            // A transient message is journaled only for quorum queues, which may settle it
+            // while this queue still needs its body: it stays in memory here.
+            || !queued.message.properties.is_persistent()
             || self.args.dead_letter_exchange.is_some()
         {
             return;
@@ -342,6 +365,7 @@ impl Queue {
     pub fn admit(self: &Arc<Self>, message: &Arc<Message>) -> bool {
         match &self.backend {
             Backend::Classic(c) => c.admit(self, message),
+            Backend::Quorum(qq) => qq.admit(),
         }
     }
 
@@ -351,6 +375,7 @@ impl Queue {
     pub fn enqueue(self: &Arc<Self>, message: Arc<Message>) {
         match &self.backend {
             Backend::Classic(c) => c.enqueue(self, message),
+            Backend::Quorum(qq) => qq.enqueue(self, message),
         }
     }
 
@@ -359,6 +384,7 @@ impl Queue {
     pub fn requeue(self: &Arc<Self>, messages: impl IntoIterator<Item = QueuedMessage>) {
         match &self.backend {
             Backend::Classic(c) => c.requeue(self, messages),
+            Backend::Quorum(qq) => qq.requeue(self, messages),
         }
     }
 
@@ -366,6 +392,7 @@ impl Queue {
     pub fn dispatch(self: &Arc<Self>) {
         match &self.backend {
             Backend::Classic(c) => c.dispatch(self),
+            Backend::Quorum(qq) => qq.dispatch(self),
         }
     }
 
@@ -374,6 +401,7 @@ impl Queue {
     pub fn get(self: &Arc<Self>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         match &self.backend {
             Backend::Classic(c) => c.get(self, no_ack),
+            Backend::Quorum(qq) => qq.get(self, no_ack),
         }
     }
 
@@ -383,6 +411,7 @@ impl Queue {
         let n = match &self.backend {
             // Acked messages are already off a classic queue's lists: only the journal hears.
             Backend::Classic(_) => self.remove_for_good(messages),
+            Backend::Quorum(qq) => qq.settle(self, messages),
         };
         stats::bump_by(&self.counters.acked, n);
         self.settled_unacked(n);
@@ -405,10 +434,16 @@ impl Queue {
             });
     }
 
+    /// Whether every message this queue admits is journaled, transient ones too (quorum).
+    pub fn journals_every_message(&self) -> bool {
+        matches!(self.backend, Backend::Quorum(_))
+    }
+
     /// This queue's type (see `kind.rs`: the seam quorum queues and streams will use).
     pub fn queue_type(&self) -> QueueType {
         match &self.backend {
             Backend::Classic(_) => QueueType::Classic,
+            Backend::Quorum(_) => QueueType::Quorum,
         }
     }
 
@@ -421,6 +456,7 @@ impl Queue {
     pub fn stats(&self) -> QueueStats {
         let (messages_ready, message_bytes_ready, consumers) = match &self.backend {
             Backend::Classic(c) => c.gauges(),
+            Backend::Quorum(qq) => qq.gauges(),
         };
         QueueStats {
             messages: self.counters.snapshot(),
@@ -469,6 +505,7 @@ impl Queue {
     ) -> Result<(), ConsumeError> {
         match &self.backend {
             Backend::Classic(c) => c.add_consumer(self, consumer, on_added),
+            Backend::Quorum(qq) => qq.add_consumer(self, consumer, on_added),
         }
     }
 
@@ -477,6 +514,7 @@ impl Queue {
     pub fn remove_consumer(self: &Arc<Self>, sink: &Arc<dyn ConsumerSink>, tag: &ShortStr) -> bool {
         match &self.backend {
             Backend::Classic(c) => c.remove_consumer(self, sink, tag),
+            Backend::Quorum(qq) => qq.remove_consumer(self, sink, tag),
         }
     }
 
@@ -484,6 +522,7 @@ impl Queue {
     pub fn message_count(&self) -> u32 {
         match &self.backend {
             Backend::Classic(c) => c.message_count(),
+            Backend::Quorum(qq) => qq.message_count(),
         }
     }
 
@@ -491,6 +530,7 @@ impl Queue {
     pub fn consumer_count(&self) -> u32 {
         match &self.backend {
             Backend::Classic(c) => c.consumer_count(),
+            Backend::Quorum(qq) => qq.consumer_count(),
         }
     }
 
@@ -498,6 +538,7 @@ impl Queue {
     pub fn purge(&self) -> u32 {
         match &self.backend {
             Backend::Classic(c) => c.purge(self),
+            Backend::Quorum(qq) => qq.purge(self),
         }
     }
 
@@ -506,6 +547,7 @@ impl Queue {
     pub fn mark_deleted(&self) -> u32 {
         let (count, consumers) = match &self.backend {
             Backend::Classic(c) => c.delete(self),
+            Backend::Quorum(qq) => qq.delete(self),
         };
         self.stop_timer();
         for c in consumers {

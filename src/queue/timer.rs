@@ -31,6 +31,7 @@ impl Queue {
         if self.args.expires.is_some() {
             match &self.backend {
                 Backend::Classic(c) => c.touch(),
+                Backend::Quorum(qq) => qq.touch(),
             }
         }
     }
@@ -94,6 +95,8 @@ impl Queue {
         let (next, unused) = {
             let mut st = match &self.backend {
                 Backend::Classic(c) => c.state.lock(),
+                // Quorum queues run their own expiry timer (quorum/mod.rs) and never start this.
+                Backend::Quorum(_) => return None,
             };
             self.expire_head(&mut st, now, &mut dead);
             let unused = self.unused_deadline(&st).is_some_and(|at| at <= now);

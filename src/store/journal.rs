@@ -493,7 +493,7 @@ impl Writer {
             let copy = Record::Publish {
                 id,
                 queues: loc.queues.clone(),
-                delivered: !loc.delivered.is_empty(),
+                delivered: false,
                 exchange,
                 routing_key,
                 header,
@@ -510,6 +510,18 @@ impl Writer {
                 at,
                 (batch.len() - before) as u32,
             ));
+            // Each earlier delivery is copied too, per queue, so delivery counts (quorum
+            // queues' x-delivery-count and delivery limits) survive compaction exactly.
+            for queue in loc.delivered {
+                let at = self.offset + batch.len() as u64;
+                let before = batch.len();
+                Record::Delivered { id, queue }.encode(&mut batch);
+                effects.push((
+                    Effect::Delivered { id, queue },
+                    at,
+                    (batch.len() - before) as u32,
+                ));
+            }
         }
         info!(
             segment = oldest,

@@ -15,18 +15,25 @@ impl QueueOwner for VHost {
     /// there is no publisher to confirm to).
     fn publish_dead_letters(&self, letters: Vec<DeadLetter>) {
         for letter in letters {
-            let Ok(exchange) = self.exchange(&letter.message.exchange) else {
-                continue;
-            };
-            let keep = |q: &Arc<Queue>| {
-                let cycle = is_cycle(&letter, &q.name);
-                if cycle {
-                    tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
-                }
-                !cycle
-            };
-            let _ = self.publish_where(&exchange, letter.message.clone(), keep);
+            let _ = self.publish_dead_letter_taken(letter);
         }
+    }
+
+    /// The target queues' journal records are appended before the caller settles the source's
+    /// copy (the journal keeps append order), so no crash leaves the message in neither.
+    fn publish_dead_letter_taken(&self, letter: DeadLetter) -> bool {
+        let Ok(exchange) = self.exchange(&letter.message.exchange) else {
+            return false;
+        };
+        let keep = |q: &Arc<Queue>| {
+            let cycle = is_cycle(&letter, &q.name);
+            if cycle {
+                tracing::debug!(queue = %q.name, "dead-letter cycle: message dropped");
+            }
+            !cycle
+        };
+        let published = self.publish_where(&exchange, letter.message.clone(), keep);
+        published.unroutable.is_none() && !published.refused
     }
 
     fn expire_queue(&self, queue: &Arc<Queue>) {

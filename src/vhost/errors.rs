@@ -60,6 +60,13 @@ pub enum DeleteError {
     InUse { what: &'static str, name: ShortStr },
     /// 406 delete if-empty of a queue with messages.
     NotEmpty(ShortStr),
+    /// 540 if-unused / if-empty on a quorum queue (`rabbit_quorum_queue:delete/4`).
+    QuorumConditional {
+        /// `if-unused` or `if-empty`.
+        flag: &'static str,
+        /// The queue.
+        name: ShortStr,
+    },
 }
 
 /// Why a queue.bind, exchange.bind or an unbind was refused.

@@ -74,12 +74,19 @@ impl VHost {
 
     /// Writes a persistent message admitted by durable queues to the journal, once for all of
     /// them, before any queue holds it (so no settle can precede its publish record).
+    /// Quorum queues journal every message, transient ones too (RabbitMQ keeps all of a
+    /// quorum queue's messages on disk), so only they are named for a transient message.
     fn journal(&self, message: &Message, queues: &[Arc<Queue>]) -> Option<JournalSeq> {
-        if !message.properties.is_persistent() {
+        let persistent = message.properties.is_persistent();
+        if !persistent && !queues.iter().any(|q| q.journals_every_message()) {
             return None;
         }
         let store = self.store()?;
-        let durable: Vec<DurableQueueId> = queues.iter().filter_map(|q| q.journal_id()).collect();
+        let durable: Vec<DurableQueueId> = queues
+            .iter()
+            .filter(|q| persistent || q.journals_every_message())
+            .filter_map(|q| q.journal_id())
+            .collect();
         if durable.is_empty() {
             return None;
         }

@@ -25,5 +25,6 @@ mod prometheus;
 mod queue_args_validation;
 mod queue_expiry;
 mod queues;
+mod quorum;
 mod single_active_consumer;
 mod ttl;

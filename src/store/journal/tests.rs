@@ -227,6 +227,11 @@ fn settled_segments_are_deleted_and_an_old_live_message_is_copied_forward() {
         loc.body_len, 1000,
         "replay keeps the body length, not the body"
     );
+    assert_eq!(
+        loc.delivered.len(),
+        STAGNANT_BATCHES as usize + 1,
+        "every delivery survives compaction (quorum queues' delivery counts)"
+    );
     let live: HashMap<u64, Location> = replayed
         .messages
         .into_iter()
