@@ -84,6 +84,17 @@ impl std::fmt::Display for CloseReason {
     }
 }
 
+/// What the transport proved about the peer before AMQP starts: nothing on the plaintext
+/// listener; on the TLS one, whether a client certificate was verified and the user name it
+/// stands for (`--ssl-cert-login-from`), which SASL EXTERNAL logs in as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The client presented a certificate that chains to `--tls-ca`: EXTERNAL is offered.
+    pub verified: bool,
+    /// The user name taken from it; `None` when it has no usable name.
+    pub identity: Option<String>,
+}
+
 /// Serves one accepted socket until it closes, inside a `connection` span (id and peer; user,
 /// vhost and the client-provided name once the handshake tells them) so that every log line
 /// says which connection it concerns.
@@ -91,9 +102,22 @@ pub async fn serve<S>(broker: Arc<Broker>, socket: S, peer: SocketAddr, shutdown
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    serve_with_certificate(broker, socket, peer, PeerCertificate::default(), shutdown).await
+}
+
+/// [`serve`] for a connection whose transport (TLS) told who the peer is.
+pub async fn serve_with_certificate<S>(
+    broker: Arc<Broker>,
+    socket: S,
+    peer: SocketAddr,
+    certificate: PeerCertificate,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let id = broker.next_connection_id();
     let span = info_span!("connection", id, %peer, user = Empty, vhost = Empty, name = Empty);
-    serve_in_span(id, broker, socket, peer, shutdown)
+    serve_in_span(id, broker, socket, peer, certificate, shutdown)
         .instrument(span)
         .await
 }
@@ -103,6 +127,7 @@ async fn serve_in_span<S>(
     broker: Arc<Broker>,
     socket: S,
     peer: SocketAddr,
+    certificate: PeerCertificate,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -112,6 +137,14 @@ async fn serve_in_span<S>(
     let deadline = tokio::time::Instant::now() + broker.config.handshake_timeout;
     match tokio::time::timeout_at(deadline, reader.read_protocol_header()).await {
         Ok(Ok(ProtocolHeader::Amqp091)) => {}
+        // A TLS client on the plaintext port: its ClientHello is not AMQP. It gets the AMQP
+        // header, as any unknown protocol does (RabbitMQ too), and the operator a hint.
+        Ok(Ok(ProtocolHeader::Unsupported(header))) if crate::tls::looks_like_tls(&header) => {
+            warn!("TLS handshake received on the plaintext AMQP port; closing (TLS clients must use the --amqps-listen port)");
+            let _ = write_half.write_all(&PROTOCOL_HEADER).await;
+            let _ = write_half.shutdown().await;
+            return;
+        }
         Ok(Ok(ProtocolHeader::Unsupported(header))) => {
             debug!(
                 ?header,
@@ -128,7 +161,7 @@ async fn serve_in_span<S>(
     let outbound = Outbound::new(FRAME_MIN_SIZE);
     let writer = tokio::spawn(outbound.clone().run_writer(write_half));
     let negotiated =
-        match handshake::handshake(&mut reader, &outbound, &broker, peer, deadline).await {
+        match handshake::handshake(&mut reader, &outbound, &broker, peer, &certificate, deadline).await {
             Ok(n) => n,
             Err(end) => {
                 // A peer too slow for the handshake gets no more time to close politely.
