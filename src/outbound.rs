@@ -144,7 +144,12 @@ impl Outbound {
                 )
             };
             if !spare.is_empty() {
-                let result = socket.write_all(&spare).await;
+                // The flush is free on TCP; TLS may keep the tail of a write in its buffer
+                // until flushed.
+                let result = match socket.write_all(&spare).await {
+                    Ok(()) => socket.flush().await,
+                    Err(e) => Err(e),
+                };
                 spare.clear();
                 if let Err(e) = result {
                     self.close();

@@ -25,4 +25,5 @@ mod queue_args_validation;
 mod queue_expiry;
 mod queues;
 mod single_active_consumer;
+mod tls;
 mod ttl;
