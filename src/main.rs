@@ -134,11 +134,13 @@ fn bind_amqps(
     let Some(tls_settings) = settings.amqps() else {
         return Ok((None, Vec::new()));
     };
-    let tls =
-        warren::tls::ReloadableTls::load(tls_settings).map_err(|e| settings.tls_error(&e))?;
+    let tls = warren::tls::ReloadableTls::load(tls_settings).map_err(|e| settings.tls_error(&e))?;
     let flag = &settings.tls.names.listen;
     let (listeners, warnings) = warren::server::bind_listeners(&settings.tls.listen, flag)?;
-    Ok((Some(warren::server::AmqpsListeners { listeners, tls }), warnings))
+    Ok((
+        Some(warren::server::AmqpsListeners { listeners, tls }),
+        warnings,
+    ))
 }
 
 /// The management API's listeners. An address the operator asked for must bind (the error names

@@ -808,7 +808,10 @@ mod tests {
     #[test]
     fn amqps_needs_a_certificate_and_its_key() {
         let e = load(&["--amqps-listen", "127.0.0.1:5671"]).unwrap_err();
-        assert!(e.0.starts_with("--amqps-listen:") && e.0.contains("--tls-cert"), "{e}");
+        assert!(
+            e.0.starts_with("--amqps-listen:") && e.0.contains("--tls-cert"),
+            "{e}"
+        );
         let e = load(&["--amqps-listen", "5671", "--tls-cert", "c.pem"]).unwrap_err();
         assert!(e.0.contains("--tls-key") && e.0.contains("c.pem"), "{e}");
         let e = load(&[

@@ -89,23 +89,22 @@ async fn run<R: AsyncRead + Unpin>(
         .verified
         .then_some(certificate.identity.as_deref())
         .flatten();
-    let user = match broker.users.login(
-        &start_ok.mechanism,
-        &start_ok.response,
-        peer.ip(),
-        identity,
-    ) {
-        Ok(user) => user,
-        Err(e) => {
-            if failure_close {
-                let text = crate::auth::login_refused_text(&start_ok.mechanism);
-                send_close(outbound, &AmqpError::access_refused(text));
+    let user =
+        match broker
+            .users
+            .login(&start_ok.mechanism, &start_ok.response, peer.ip(), identity)
+        {
+            Ok(user) => user,
+            Err(e) => {
+                if failure_close {
+                    let text = crate::auth::login_refused_text(&start_ok.mechanism);
+                    send_close(outbound, &AmqpError::access_refused(text));
+                }
+                return Err(HandshakeEnd::AuthFailed(
+                    e.log_text(&crate::logging::log_safe(&start_ok.mechanism)),
+                ));
             }
-            return Err(HandshakeEnd::AuthFailed(
-                e.log_text(&crate::logging::log_safe(&start_ok.mechanism)),
-            ));
-        }
-    };
+        };
     // Later refusals (a missing vhost, a bad tune-ok) are logged with the user, as RabbitMQ does.
     tracing::Span::current().record("user", tracing::field::display(&user.name));
     let config = &broker.config;

@@ -160,30 +160,38 @@ async fn serve_in_span<S>(
     }
     let outbound = Outbound::new(FRAME_MIN_SIZE);
     let writer = tokio::spawn(outbound.clone().run_writer(write_half));
-    let negotiated =
-        match handshake::handshake(&mut reader, &outbound, &broker, peer, &certificate, deadline).await {
-            Ok(n) => n,
-            Err(end) => {
-                // A peer too slow for the handshake gets no more time to close politely.
-                let eof_wait = match &end {
-                    HandshakeEnd::Timeout => Duration::ZERO,
-                    _ => CLOSE_OK_TIMEOUT,
-                };
-                // RabbitMQ logs refused logins and refused connections as errors.
-                match end {
-                    HandshakeEnd::AuthFailed(why) => error!("authentication failed: {why}"),
-                    HandshakeEnd::Refused(e) => error!(
-                        code = e.code.code(),
-                        "connection refused during the handshake: {}",
-                        crate::logging::log_safe(&e.reply_text())
-                    ),
-                    HandshakeEnd::Timeout => warn!("handshake timed out"),
-                    HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
-                }
-                finish(&outbound, writer, reader, eof_wait).await;
-                return;
+    let negotiated = match handshake::handshake(
+        &mut reader,
+        &outbound,
+        &broker,
+        peer,
+        &certificate,
+        deadline,
+    )
+    .await
+    {
+        Ok(n) => n,
+        Err(end) => {
+            // A peer too slow for the handshake gets no more time to close politely.
+            let eof_wait = match &end {
+                HandshakeEnd::Timeout => Duration::ZERO,
+                _ => CLOSE_OK_TIMEOUT,
+            };
+            // RabbitMQ logs refused logins and refused connections as errors.
+            match end {
+                HandshakeEnd::AuthFailed(why) => error!("authentication failed: {why}"),
+                HandshakeEnd::Refused(e) => error!(
+                    code = e.code.code(),
+                    "connection refused during the handshake: {}",
+                    crate::logging::log_safe(&e.reply_text())
+                ),
+                HandshakeEnd::Timeout => warn!("handshake timed out"),
+                HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
             }
-        };
+            finish(&outbound, writer, reader, eof_wait).await;
+            return;
+        }
+    };
     let span = Span::current();
     span.record("vhost", tracing::field::display(&negotiated.vhost.name));
     if let Some(name) = negotiated

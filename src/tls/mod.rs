@@ -44,7 +44,7 @@ pub struct TlsSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("cannot read {what} file {}: {source}", path.display())]
+    #[error("cannot read {what} file {}: {}", path.display(), crate::config::io_reason(source))]
     Read {
         /// certificate, private key or CA.
         what: &'static str,

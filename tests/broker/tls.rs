@@ -171,7 +171,9 @@ async fn mutual_tls_logs_in_with_external_as_the_certificates_common_name() {
         .expect("EXTERNAL login as app-1");
     round_trip(&conn, "mtls").await;
     // PLAIN still works over the same mutual TLS (guest from loopback).
-    let plain = connect_tls(broker.amqps(), config, "").await.expect("PLAIN");
+    let plain = connect_tls(broker.amqps(), config, "")
+        .await
+        .expect("PLAIN");
     plain.close(200, "bye").await.expect("close");
     conn.close(200, "bye").await.expect("close");
 
@@ -263,7 +265,10 @@ async fn wrong_protocol_peers_are_closed_cleanly() {
     let broker = TlsBroker::start(pki.settings(false, false)).await;
     // Plaintext AMQP on the TLS port: the connection ends (an alert or EOF), no hang.
     let mut plain_on_tls = TcpStream::connect(broker.amqps()).await.expect("tcp");
-    plain_on_tls.write_all(&PROTOCOL_HEADER).await.expect("write");
+    plain_on_tls
+        .write_all(&PROTOCOL_HEADER)
+        .await
+        .expect("write");
     let mut got = Vec::new();
     let _ = within(
         "the TLS port to close a plaintext peer",
@@ -277,9 +282,13 @@ async fn wrong_protocol_peers_are_closed_cleanly() {
     // A TLS client on the plaintext port: its handshake fails, no hang.
     let tcp = TcpStream::connect(broker.handle.addr).await.expect("tcp");
     let name = ServerName::try_from("localhost").expect("name");
-    let handshake = tokio_rustls::TlsConnector::from(pki.client_config(&[], None)).connect(name, tcp);
+    let handshake =
+        tokio_rustls::TlsConnector::from(pki.client_config(&[], None)).connect(name, tcp);
     let result = within("the plaintext port to close a TLS peer", handshake).await;
-    assert!(result.is_err(), "a TLS handshake cannot succeed on the plaintext port");
+    assert!(
+        result.is_err(),
+        "a TLS handshake cannot succeed on the plaintext port"
+    );
     // Both listeners still serve.
     let tls = connect_tls(broker.amqps(), pki.client_config(&[], None), "")
         .await
@@ -334,7 +343,10 @@ async fn pika_connects_over_tls_and_with_external() {
     let broker = TlsBroker::start(pki.settings(true, false)).await;
     broker.add_certificate_user("pika-app");
     let (cert, key) = pki.write_client("pika-app", &pki.client_cert("pika-app"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/pika_tls_scenario.py");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/python/pika_tls_scenario.py"
+    );
     let mut command = tokio::process::Command::new(&python.program);
     if let Some(path) = &python.pythonpath {
         command.env("PYTHONPATH", path);
@@ -350,8 +362,10 @@ async fn pika_connects_over_tls_and_with_external() {
         .expect("python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "pika TLS scenario failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "pika TLS scenario failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains("PIKA TLS OK"), "{stdout}");
     broker.finish().await;
 }
-

@@ -119,7 +119,10 @@ impl Pki {
 
     /// Writes `cert` and its key as `NAME.pem` and `NAME.key` in this directory.
     pub fn write_client(&self, name: &str, cert: &ClientCert) -> (PathBuf, PathBuf) {
-        let (c, k) = (self.path(&format!("{name}.pem")), self.path(&format!("{name}.key")));
+        let (c, k) = (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key")),
+        );
         std::fs::write(&c, &cert.cert).expect("write");
         std::fs::write(&k, &cert.key).expect("write");
         (c, k)
@@ -196,7 +199,9 @@ pub async fn connect_tls(
         let stream = TcpStream::connect(addr)
             .map_err(HandshakeError::Failure)?
             .into_rustls(&connector, "localhost")?;
-        stream.set_nonblocking(true).map_err(HandshakeError::Failure)?;
+        stream
+            .set_nonblocking(true)
+            .map_err(HandshakeError::Failure)?;
         Ok(stream)
     });
     tokio::time::timeout(
