@@ -97,6 +97,9 @@ async fn amqps_runs_verify_the_broker_with_the_given_ca() {
     );
     let stranger = pki::Pki::new("Another CA");
     let out = run(stranger.ca_pem.clone()).await.expect("join");
-    assert!(!out.status.success(), "a server the CA did not sign is refused");
+    assert!(
+        !out.status.success(),
+        "a server the CA did not sign is refused"
+    );
     broker.shutdown().await.expect("stops");
 }

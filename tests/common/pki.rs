@@ -195,6 +195,8 @@ pub async fn connect_tls(
         .expect("uri");
     let connector = RustlsConnector::from(config);
     // As lapin's own connector: a blocking handshake, then a non-blocking stream for its loop.
+    // The error type is lapin's (its `connector` wants exactly this closure).
+    #[allow(clippy::result_large_err)]
     let connect = Box::new(move |_: &AMQPUri| {
         let stream = TcpStream::connect(addr)
             .map_err(HandshakeError::Failure)?
