@@ -311,15 +311,19 @@ async fn serve_tls_socket(
 ) {
     let _ = socket.set_nodelay(true);
     // One peeked byte tells a plaintext AMQP client (it starts with "AMQP") from a TLS one, so
-    // the log says what happened instead of rustls' "corrupt message".
-    let mut first = [0u8; 1];
-    let plaintext = match tokio::time::timeout(HANDSHAKE_TIMEOUT, socket.peek(&mut first)).await {
-        Err(_) => return warn!(%peer, "no TLS handshake before the timeout; connection closed"),
-        Ok(Ok(1)) => !crate::tls::looks_like_tls(&[first[0], 0x03]),
-        Ok(_) => false,
+    // the log says what happened instead of rustls' "corrupt message". Peek and handshake share
+    // one deadline.
+    let handshake = async {
+        let mut first = [0u8; 1];
+        let plaintext = matches!(socket.peek(&mut first).await, Ok(1))
+            && !crate::tls::looks_like_tls(&[first[0], 0x03]);
+        (plaintext, tls.accept(socket).await)
     };
-    let accepted = tokio::select! {
-        accepted = tls.accept(socket) => accepted,
+    let (plaintext, accepted) = tokio::select! {
+        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => match done {
+            Ok(done) => done,
+            Err(_) => return warn!(%peer, "TLS handshake timed out; connection closed"),
+        },
         _ = token.cancelled() => return,
     };
     match accepted {
