@@ -38,7 +38,12 @@ wait_port() {
 # A CA, a server certificate (127.0.0.1, localhost) and a client certificate (CN=guest) in $1.
 make_certificates() {
     local d="$1" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
-    command -v openssl >/dev/null || return 1
+    if ! command -v openssl >/dev/null; then
+        echo "installing Debian's openssl (to make the TLS scenarios' certificates)" >&2
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl ||
+            { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl; }
+        } >&2 || return 1
+    fi
     mkdir -p "$d" && (
         cd "$d" || exit 1
         openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 \

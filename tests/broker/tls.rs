@@ -369,3 +369,25 @@ async fn pika_connects_over_tls_and_with_external() {
     assert!(stdout.contains("PIKA TLS OK"), "{stdout}");
     broker.finish().await;
 }
+
+#[tokio::test]
+async fn a_peer_that_never_finishes_the_tls_handshake_is_closed_after_the_timeout() {
+    let pki = Pki::new("Warren test CA");
+    let broker = TlsBroker::start(pki.settings(false, false)).await;
+    let started = std::time::Instant::now();
+    let mut silent = TcpStream::connect(broker.amqps()).await.expect("tcp");
+    let mut got = Vec::new();
+    tokio::time::timeout(
+        warren::tls::HANDSHAKE_TIMEOUT + WAIT,
+        silent.read_to_end(&mut got),
+    )
+    .await
+    .expect("closed by the handshake timeout")
+    .expect("a clean close");
+    let waited = started.elapsed();
+    assert!(
+        waited >= warren::tls::HANDSHAKE_TIMEOUT,
+        "closed after {waited:?}, before the timeout"
+    );
+    broker.finish().await;
+}
