@@ -35,6 +35,30 @@ wait_port() {
     return 1
 }
 
+# A CA, a server certificate (127.0.0.1, localhost) and a client certificate (CN=guest) in $1.
+make_certificates() {
+    local d="$1" ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+    if ! command -v openssl >/dev/null; then
+        echo "installing Debian's openssl (to make the TLS scenarios' certificates)" >&2
+        { DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl ||
+            { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl; }
+        } >&2 || return 1
+    fi
+    mkdir -p "$d" && (
+        cd "$d" || exit 1
+        openssl req -x509 "${ec[@]}" -keyout ca.key -out ca.pem -days 2 \
+            -subj "/CN=Warren interop CA" &&
+        openssl req "${ec[@]}" -keyout server.key -out server.csr -subj "/CN=localhost" &&
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' > server.ext &&
+        openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile server.ext -out server.pem &&
+        openssl req "${ec[@]}" -keyout client.key -out client.csr -subj "/O=Warren interop/CN=guest" &&
+        printf 'extendedKeyUsage=clientAuth\n' > client.ext &&
+        openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile client.ext -out client.pem
+    ) >/dev/null 2>&1
+}
+
 cleanup() {
     if [ -f "$WORK/warren.pid" ]; then
         local pid
@@ -60,11 +84,23 @@ if [ -z "$URL" ]; then
     fi
     PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     mkdir -p "$WORK/data"
+    # AMQP over TLS beside the plaintext port: a CA, a server certificate for 127.0.0.1 and
+    # localhost, and a client certificate whose CN is `guest` (for SASL EXTERNAL), made now with
+    # openssl (no key is committed). Clients run their `tls*` scenarios when AMQPS_URL is set.
+    TLS_ARGS=""
+    if make_certificates "$WORK/tls"; then
+        TLS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+        TLS_ARGS="--amqps-listen 127.0.0.1:$TLS_PORT --tls-cert $WORK/tls/server.pem --tls-key $WORK/tls/server.key --tls-ca $WORK/tls/ca.pem --tls-verify-peer"
+        export AMQPS_URL="amqps://guest:guest@127.0.0.1:$TLS_PORT/%2f"
+        export AMQPS_CACERT="$WORK/tls/ca.pem" AMQPS_CERT="$WORK/tls/client.pem" AMQPS_KEY="$WORK/tls/client.key"
+    else
+        echo "openssl could not make test certificates: TLS scenarios will be skipped" >&2
+    fi
     # The broker is started (and restarted) by this script, in its own session so that a
     # client's timeout cannot kill it; its pid lives in $WORK/warren.pid.
     cat > "$WORK/start-warren" <<EOF
 #!/usr/bin/env bash
-setsid "$WARREN_BIN" --listen 127.0.0.1:$PORT --data-dir "$WORK/data" \\
+setsid "$WARREN_BIN" --listen 127.0.0.1:$PORT --data-dir "$WORK/data" $TLS_ARGS \\
     >>"$LOGS/warren.log" 2>&1 </dev/null &
 echo \$! > "$WORK/warren.pid"
 for _ in \$(seq 600); do

@@ -45,6 +45,7 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
             "no AMQP listener: --listen is none; give it an address such as 0.0.0.0:5672".into(),
         ));
     }
+    let (amqps, amqps_warnings) = bind_amqps(&settings)?;
     let (management, management_warnings) = bind_management(&settings)?;
     let (prometheus, prometheus_warnings) = bind_prometheus(&settings)?;
     let logs = Arc::new(warren::logging::init(&settings.log)?);
@@ -55,6 +56,7 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         .warnings
         .iter()
         .chain(&bind_warnings)
+        .chain(&amqps_warnings)
         .chain(&management_warnings)
         .chain(&prometheus_warnings)
     {
@@ -65,6 +67,15 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         .filter_map(|l| l.local_addr().ok())
         .map(|a| a.to_string())
         .collect();
+    let amqps_addrs: Vec<String> = amqps
+        .iter()
+        .flat_map(|a| &a.listeners)
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    if !amqps_addrs.is_empty() {
+        info!(listen = %amqps_addrs.join(", "), "AMQPS (TLS) listener started");
+    }
     info!(
         version = env!("CARGO_PKG_VERSION"),
         listen = %addrs.join(", "),
@@ -101,24 +112,47 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         prometheus,
         stop_management.clone(),
     ));
+    let amqps_banner = if amqps_addrs.is_empty() {
+        String::new()
+    } else {
+        format!("; AMQPS on {}", amqps_addrs.join(", "))
+    };
     println!(
-        "Warren {} listening on {} (data dir {})",
+        "Warren {} listening on {} (data dir {}){amqps_banner}",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
         settings.config.data_dir.display()
     );
-    let reloads = tokio::spawn(reload_on_sighup(settings, logs));
+    let tls = amqps.as_ref().map(|a| a.tls.clone());
+    let reloads = tokio::spawn(reload_on_sighup(settings, logs, tls));
     let shutdown = async {
         shutdown_signal().await;
         stop_management.cancel();
     };
-    warren::server::serve(broker, listeners, shutdown).await;
+    warren::server::serve_with_tls(broker, listeners, amqps, shutdown).await;
     for task in management_tasks {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), task).await;
     }
     reloads.abort();
     info!("Warren stopped");
     Ok(())
+}
+
+/// The AMQPS listeners with their certificates loaded, when `--amqps-listen` is set: a file
+/// that cannot be used stops the start with its name and the setting that named it.
+fn bind_amqps(
+    settings: &Settings,
+) -> Result<(Option<warren::server::AmqpsListeners>, Vec<String>), StartupError> {
+    let Some(tls_settings) = settings.amqps() else {
+        return Ok((None, Vec::new()));
+    };
+    let tls = warren::tls::ReloadableTls::load(tls_settings).map_err(|e| settings.tls_error(&e))?;
+    let flag = &settings.tls.names.listen;
+    let (listeners, warnings) = warren::server::bind_listeners(&settings.tls.listen, flag)?;
+    Ok((
+        Some(warren::server::AmqpsListeners { listeners, tls }),
+        warnings,
+    ))
 }
 
 /// The management API's listeners. An address the operator asked for must bind (the error names
@@ -155,9 +189,13 @@ fn bind_prometheus(
     }
 }
 
-/// SIGHUP: reopen the log file (logrotate), re-read the log level from the config file.
-/// Certificates will be reloaded here too once TLS is built.
-async fn reload_on_sighup(settings: Settings, logs: Arc<LogHandle>) {
+/// SIGHUP: reopen the log file (logrotate), re-read the log level from the config file, and
+/// re-read the TLS certificate files (new handshakes use them; open connections keep theirs).
+async fn reload_on_sighup(
+    settings: Settings,
+    logs: Arc<LogHandle>,
+    tls: Option<Arc<warren::tls::ReloadableTls>>,
+) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -176,11 +214,19 @@ async fn reload_on_sighup(settings: Settings, logs: Arc<LogHandle>) {
                 Ok(None) => info!("SIGHUP: log file reopened; log level unchanged (set by flag, environment or no config file)"),
                 Err(e) => warn!(error = %e, "SIGHUP: cannot re-read the config file"),
             }
-            // Hook: reload TLS certificates here once --amqps-listen is built.
+            if let Some(tls) = &tls {
+                match tls.reload() {
+                    Ok(()) => info!("SIGHUP: TLS certificates reloaded"),
+                    Err(e) => warn!(
+                        error = %settings.tls_error(&e),
+                        "SIGHUP: cannot reload the TLS certificates; keeping the old ones"
+                    ),
+                }
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = (settings, logs);
+    let _ = (settings, logs, tls);
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -149,7 +149,12 @@ impl Outbound {
                 )
             };
             if !spare.is_empty() {
-                let result = socket.write_all(&spare).await;
+                // The flush is free on TCP; TLS may keep the tail of a write in its buffer
+                // until flushed.
+                let result = match socket.write_all(&spare).await {
+                    Ok(()) => socket.flush().await,
+                    Err(e) => Err(e),
+                };
                 if result.is_ok() {
                     crate::stats::bump_by(&self.counters.bytes_out, spare.len() as u64);
                 }

@@ -7,6 +7,7 @@ use crate::config::listen::ListenerSetting;
 use crate::config::{io_reason, Config, StartupError};
 use crate::connection;
 use crate::store::StoreError;
+use crate::tls::{ReloadableTls, TlsError, TlsSettings, HANDSHAKE_TIMEOUT};
 use std::future::Future;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
@@ -181,6 +182,24 @@ pub async fn serve(
     listeners: Vec<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
+    serve_with_tls(broker, listeners, None, shutdown).await
+}
+
+/// The AMQPS listeners (`--amqps-listen`) and the certificates they present.
+pub struct AmqpsListeners {
+    /// Bound sockets; each accepted connection does a TLS handshake before AMQP.
+    pub listeners: Vec<TcpListener>,
+    /// The server configuration, reloadable (SIGHUP) without touching open connections.
+    pub tls: Arc<ReloadableTls>,
+}
+
+/// [`serve`], also serving AMQP over TLS on `amqps`.
+pub async fn serve_with_tls(
+    broker: Arc<Broker>,
+    listeners: Vec<TcpListener>,
+    amqps: Option<AmqpsListeners>,
+    shutdown: impl Future<Output = ()>,
+) {
     let token = CancellationToken::new();
     tokio::spawn(crate::alarm::watch_memory(
         broker.config.memory_high_watermark,
@@ -195,11 +214,18 @@ pub async fn serve(
     ));
     let tracker = TaskTracker::new();
     let stop_accepting = CancellationToken::new();
-    let accepting: Vec<JoinHandle<()>> = listeners
-        .into_iter()
-        .map(|listener| {
+    let (amqps_listeners, tls) = match amqps {
+        Some(a) => (a.listeners, Some(a.tls)),
+        None => (Vec::new(), None),
+    };
+    let plain = listeners.into_iter().map(|l| (l, None));
+    let secure = amqps_listeners.into_iter().map(|l| (l, tls.clone()));
+    let accepting: Vec<JoinHandle<()>> = plain
+        .chain(secure)
+        .map(|(listener, tls)| {
             tokio::spawn(accept_loop(
                 listener,
+                tls,
                 broker.clone(),
                 tracker.clone(),
                 token.clone(),
@@ -228,6 +254,7 @@ pub async fn serve(
 
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<Arc<ReloadableTls>>,
     broker: Arc<Broker>,
     tracker: TaskTracker,
     token: CancellationToken,
@@ -236,9 +263,20 @@ async fn accept_loop(
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((socket, peer)) => {
-                    tracker.spawn(serve_socket(broker.clone(), socket, peer, token.child_token()));
-                }
+                Ok((socket, peer)) => match &tls {
+                    None => {
+                        tracker.spawn(serve_socket(broker.clone(), socket, peer, token.child_token()));
+                    }
+                    Some(tls) => {
+                        tracker.spawn(serve_tls_socket(
+                            broker.clone(),
+                            tls.clone(),
+                            socket,
+                            peer,
+                            token.child_token(),
+                        ));
+                    }
+                },
                 // Running out of file descriptors must not end the accept loop.
                 Err(e) => {
                     warn!(error = %e, "accept failed");
@@ -261,6 +299,59 @@ async fn serve_socket(
     match socket.local_addr() {
         Ok(local) => connection::serve_at(broker, socket, peer, local, token).await,
         Err(_) => connection::serve(broker, socket, peer, token).await,
+    }
+}
+
+/// The TLS handshake (within [`HANDSHAKE_TIMEOUT`]), then the same AMQP connection
+/// code as plaintext. A failed handshake (untrusted or missing client certificate, plaintext
+/// AMQP, a stalled peer) is logged and closes this socket only.
+async fn serve_tls_socket(
+    broker: Arc<Broker>,
+    tls: Arc<ReloadableTls>,
+    socket: TcpStream,
+    peer: SocketAddr,
+    token: CancellationToken,
+) {
+    let _ = socket.set_nodelay(true);
+    let local = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    // One peeked byte tells a plaintext AMQP client (it starts with "AMQP") from a TLS one, so
+    // the log says what happened instead of rustls' "corrupt message". Peek and handshake share
+    // one deadline.
+    let handshake = async {
+        let mut first = [0u8; 1];
+        let plaintext = matches!(socket.peek(&mut first).await, Ok(1))
+            && !crate::tls::looks_like_tls(&[first[0], 0x03]);
+        (plaintext, tls.accept(socket).await)
+    };
+    let (plaintext, accepted) = tokio::select! {
+        done = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake) => match done {
+            Ok(done) => done,
+            Err(_) => return warn!(%peer, "TLS handshake timed out; connection closed"),
+        },
+        _ = token.cancelled() => return,
+    };
+    match accepted {
+        Ok(accepted) => {
+            let _live = broker.connection_started();
+            let certificate = connection::PeerCertificate {
+                verified: accepted.has_verified_certificate,
+                identity: accepted.identity,
+            };
+            connection::serve_with_certificate(
+                broker,
+                accepted.stream,
+                (peer, local),
+                Some(certificate),
+                token,
+            )
+            .await;
+        }
+        Err(e) if plaintext => {
+            warn!(%peer, error = %e, "plaintext data on the AMQPS (TLS) port; connection closed (plaintext AMQP clients must use the --listen port)")
+        }
+        Err(e) => warn!(%peer, error = %e, "TLS handshake failed; connection closed"),
     }
 }
 
@@ -349,6 +440,9 @@ pub struct BrokerHandle {
     pub management_addr: Option<SocketAddr>,
     /// Where its Prometheus metrics are served, when started with them.
     pub prometheus_addr: Option<SocketAddr>,
+    /// Where it serves AMQP over TLS, when started with certificates.
+    pub amqps_addr: Option<SocketAddr>,
+    tls: Option<Arc<ReloadableTls>>,
     stop: CancellationToken,
     task: JoinHandle<()>,
     broker: Arc<Broker>,
@@ -359,7 +453,7 @@ impl BrokerHandle {
     /// and starts serving on the current runtime. Returns once the broker accepts connections,
     /// with recovery complete; a store that cannot be opened is an error naming the file.
     pub async fn start(config: Config, addr: &str) -> std::io::Result<Self> {
-        Self::start_inner(config, addr, None, None).await
+        Self::start_inner(config, addr, None, None, None).await
     }
 
     /// [`BrokerHandle::start`], also serving Prometheus metrics on `prometheus_addr` (port 0
@@ -369,7 +463,30 @@ impl BrokerHandle {
         addr: &str,
         prometheus_addr: &str,
     ) -> std::io::Result<Self> {
-        Self::start_inner(config, addr, None, Some(prometheus_addr)).await
+        Self::start_inner(config, addr, None, Some(prometheus_addr), None).await
+    }
+
+    /// [`BrokerHandle::start`], also serving AMQP over TLS on `amqps_addr` (port 0 picks a free
+    /// port; see [`BrokerHandle::amqps_addr`]) with the certificates of `tls`. Unusable
+    /// certificate files are an `InvalidInput` error naming the file.
+    pub async fn start_with_tls(
+        config: Config,
+        addr: &str,
+        amqps_addr: &str,
+        tls: TlsSettings,
+    ) -> std::io::Result<Self> {
+        let tls = ReloadableTls::load(tls)
+            .map_err(|e| std::io::Error::new(ErrorKind::InvalidInput, e.to_string()))?;
+        Self::start_inner(config, addr, None, None, Some((amqps_addr, tls))).await
+    }
+
+    /// Re-reads the TLS certificate files, as SIGHUP does for `warren`: new handshakes use
+    /// them, open connections keep theirs. On error the previous ones stay.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        match &self.tls {
+            Some(tls) => tls.reload(),
+            None => Ok(()),
+        }
     }
 
     /// [`BrokerHandle::start`], also serving the management HTTP API on `management_addr`
@@ -379,7 +496,7 @@ impl BrokerHandle {
         addr: &str,
         management_addr: &str,
     ) -> std::io::Result<Self> {
-        Self::start_inner(config, addr, Some(management_addr), None).await
+        Self::start_inner(config, addr, Some(management_addr), None, None).await
     }
 
     async fn start_inner(
@@ -387,6 +504,7 @@ impl BrokerHandle {
         addr: &str,
         management_addr: Option<&str>,
         prometheus_addr: Option<&str>,
+        amqps: Option<(&str, Arc<ReloadableTls>)>,
     ) -> std::io::Result<Self> {
         let broker = recover(config).await?;
         let bound = async {
@@ -399,9 +517,16 @@ impl BrokerHandle {
                 Some(a) => Some(TcpListener::bind(a).await?),
                 None => None,
             };
-            Ok::<_, std::io::Error>((amqp, http, metrics))
+            let amqps = match amqps {
+                Some((a, tls)) => Some(AmqpsListeners {
+                    listeners: vec![TcpListener::bind(a).await?],
+                    tls,
+                }),
+                None => None,
+            };
+            Ok::<_, std::io::Error>((amqp, http, metrics, amqps))
         };
-        let (listener, http, metrics) = match bound.await {
+        let (listener, http, metrics, amqps) = match bound.await {
             Ok(bound) => bound,
             Err(e) => {
                 broker.close();
@@ -411,6 +536,11 @@ impl BrokerHandle {
         let addr = listener.local_addr()?;
         let management_addr = http.as_ref().map(TcpListener::local_addr).transpose()?;
         let prometheus_addr = metrics.as_ref().map(TcpListener::local_addr).transpose()?;
+        let amqps_addr = match &amqps {
+            Some(a) => Some(a.listeners[0].local_addr()?),
+            None => None,
+        };
+        let tls = amqps.as_ref().map(|a| a.tls.clone());
         let stop = CancellationToken::new();
         let mut management =
             start_management(&broker, http.into_iter().collect(), &[addr], stop.clone());
@@ -422,7 +552,7 @@ impl BrokerHandle {
         let stopped = stop.clone();
         let serving = broker.clone();
         let task = tokio::spawn(async move {
-            serve(serving, vec![listener], stopped.cancelled_owned()).await;
+            serve_with_tls(serving, vec![listener], amqps, stopped.cancelled_owned()).await;
             for t in management {
                 let _ = tokio::time::timeout(SHUTDOWN_GRACE, t).await;
             }
@@ -431,6 +561,8 @@ impl BrokerHandle {
             addr,
             management_addr,
             prometheus_addr,
+            amqps_addr,
+            tls,
             stop,
             task,
             broker,

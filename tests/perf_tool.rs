@@ -58,3 +58,48 @@ async fn a_persistent_run_deletes_its_durable_queue() {
         .expect_err("the perf queue is gone");
     assert_eq!(amqp_error(&e).map(|(code, _)| code), Some(404));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqps_runs_verify_the_broker_with_the_given_ca() {
+    let pki = pki::Pki::new("Warren test CA");
+    let data = tempfile::tempdir().expect("tmp");
+    let config = warren::Config {
+        data_dir: data.path().to_path_buf(),
+        ..warren::Config::default()
+    };
+    let broker = warren::BrokerHandle::start_with_tls(
+        config,
+        "127.0.0.1:0",
+        "127.0.0.1:0",
+        pki.settings(false, false),
+    )
+    .await
+    .expect("broker starts");
+    let port = broker.amqps_addr.expect("amqps").port();
+    let run = |ca: std::path::PathBuf| {
+        let url = format!(
+            "amqps://guest:guest@localhost:{port}/%2f?cacertfile={}",
+            ca.display()
+        );
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_warren-perf"))
+                .args(["throughput", "--uri", &url, "-C", "500", "--quiet"])
+                .output()
+                .expect("warren-perf runs")
+        })
+    };
+    let out = run(pki.ca_pem.clone()).await.expect("join");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && report.contains("\"consumed\":500"),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stranger = pki::Pki::new("Another CA");
+    let out = run(stranger.ca_pem.clone()).await.expect("join");
+    assert!(
+        !out.status.success(),
+        "a server the CA did not sign is refused"
+    );
+    broker.shutdown().await.expect("stops");
+}

@@ -274,6 +274,7 @@ fn the_default_prometheus_port_when_taken_is_skipped_with_a_warning() {
 #[test]
 fn features_not_built_yet_are_refused_when_asked_for() {
     let dir = tempfile::tempdir().expect("tmp");
+    // TLS is built: --amqps-listen without a certificate is refused for that reason.
     let err = refused_start(
         &[
             "--listen",
@@ -284,7 +285,8 @@ fn features_not_built_yet_are_refused_when_asked_for() {
         dir.path(),
         &[],
     );
-    assert_mentions(&err, &["TLS", "not built", "--amqps-listen"]);
+    assert_mentions(&err, &["--amqps-listen", "--tls-cert", "--tls-key"]);
+    assert!(!err.contains("not built"), "{err}");
     let config = dir.path().join("warren.toml");
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\nfram_max = 8192\n").expect("write");
     let err = refused_start(&["--config", "warren.toml"], dir.path(), &[]);
@@ -296,6 +298,8 @@ fn features_not_built_yet_are_refused_when_asked_for() {
 struct Running {
     child: Child,
     addrs: Vec<SocketAddr>,
+    /// The AMQPS listeners the banner names after `; AMQPS on `.
+    amqps: Vec<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -337,7 +341,21 @@ impl Running {
             .split(", ")
             .map(|a| a.parse().expect("an address"))
             .collect();
-        Running { child, addrs, log }
+        let amqps = banner
+            .split("; AMQPS on ")
+            .nth(1)
+            .map(|list| {
+                list.split(", ")
+                    .map(|a| a.trim().parse().expect("an address"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Running {
+            child,
+            addrs,
+            amqps,
+            log,
+        }
     }
 
     fn url(&self, i: usize) -> String {
@@ -647,4 +665,118 @@ fn a_log_file_that_cannot_be_opened_is_named() {
         ],
     );
     assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn tls_files_that_cannot_be_used_stop_the_start_naming_the_file_and_the_flag() {
+    let pki = pki::Pki::new("Warren test CA");
+    let other = pki::Pki::new("Another CA");
+    let dir = pki.dir.path();
+    let cert = pki.server_cert.to_str().expect("utf-8");
+    let key = pki.server_key.to_str().expect("utf-8");
+    let other_key = other.server_key.to_str().expect("utf-8");
+    let start = |cert: &str, key: &str| {
+        refused_start(
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                "--amqps-listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                cert,
+                "--tls-key",
+                key,
+                "--data-dir",
+                "data",
+            ],
+            dir,
+            &[],
+        )
+    };
+    let err = start("missing.pem", key);
+    assert_mentions(&err, &["--tls-cert", "missing.pem", "no such file"]);
+    let err = start(cert, other_key);
+    assert_mentions(&err, &["--tls-key", other_key, cert, "does not match"]);
+    std::fs::write(dir.join("garbage.key"), "not a key").expect("write");
+    let err = start(cert, "garbage.key");
+    assert_mentions(&err, &["--tls-key", "garbage.key"]);
+    let err = start(key, key);
+    assert_mentions(&err, &["--tls-cert", key]);
+    assert!(!dir.join("data").exists(), "data dir created anyway");
+}
+
+#[tokio::test]
+async fn amqps_logs_refused_peers_and_reloads_certificates_on_sighup() {
+    let pki = pki::Pki::new("First CA");
+    let renewed = pki::Pki::new("Second CA");
+    let other = pki::Pki::new("Untrusted CA");
+    let paths = [&pki.server_cert, &pki.server_key, &pki.ca_pem]
+        .map(|p| p.to_str().expect("utf-8").to_owned());
+    let w = Running::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--amqps-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &paths[0],
+            "--tls-key",
+            &paths[1],
+            "--tls-ca",
+            &paths[2],
+            "--tls-verify-peer",
+            "--data-dir",
+            "data",
+        ],
+        pki.dir.path(),
+    );
+    let amqps = w.amqps[0];
+    let before = pki::connect_tls(amqps, pki.client_config(&[], None), "")
+        .await
+        .expect("lapin over TLS");
+    w.wait_for_line(&["connection opened"]);
+
+    // An untrusted client certificate: refused and logged.
+    let untrusted = other.client_cert("app-1");
+    let config =
+        pki::client_config_trusting(&pki.ca_pem, &[&rustls::version::TLS12], Some(&untrusted));
+    pki::connect_tls(amqps, config, "")
+        .await
+        .expect_err("untrusted certificate");
+    w.wait_for_line(&["TLS handshake failed", "127.0.0.1"]);
+    // Plaintext AMQP on the TLS port, TLS on the plaintext port: closed and logged.
+    let mut raw = RawClient::connect(amqps).await;
+    raw.send_bytes(b"AMQP\x00\x00\x09\x01").await;
+    let _ = within("the TLS port to close", raw.read_to_end()).await;
+    w.wait_for_line(&["plaintext data on the AMQPS (TLS) port"]);
+    let tcp = tokio::net::TcpStream::connect(w.addrs[0])
+        .await
+        .expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = tokio_rustls::TlsConnector::from(pki.client_config(&[], None));
+    assert!(within(
+        "a TLS handshake on the plaintext port",
+        tls.connect(name, tcp)
+    )
+    .await
+    .is_err());
+    w.wait_for_line(&["TLS handshake received on the plaintext AMQP port"]);
+
+    // Renewed certificates, SIGHUP: new handshakes use them, the open connection stays.
+    pki.install_server_of(&renewed);
+    w.signal("HUP");
+    w.wait_for_line(&["TLS certificates reloaded"]);
+    let after = pki::connect_tls(amqps, renewed.client_config(&[], None), "")
+        .await
+        .expect("the renewed certificate");
+    for conn in [before, after] {
+        let ch = conn
+            .create_channel()
+            .await
+            .expect("the connection is still open");
+        ch.queue_declare("", QueueDeclareOptions::default(), FieldTable::default())
+            .await
+            .expect("declare");
+        conn.close(200, "bye").await.expect("close");
+    }
 }

@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -829,6 +831,48 @@ func restartDurable(c *ctx) {
 	assert(errors.As(err, &aerr) && aerr.Code == 404, "transient queue after restart: %v", err)
 }
 
+// --- TLS --------------------------------------------------------------------------------------
+
+// tlsConfig verifies the server against $AMQPS_CACERT; with external, it also presents the
+// client certificate ($AMQPS_CERT, CN=guest). Skips when the broker has no TLS listener here.
+func tlsConfig(external bool) (string, *tls.Config) {
+	url := os.Getenv("AMQPS_URL")
+	if url == "" {
+		panic(skip{"no AMQPS_URL: this broker has no TLS listener here"})
+	}
+	pem, err := os.ReadFile(os.Getenv("AMQPS_CACERT"))
+	check(err, "read AMQPS_CACERT")
+	roots := x509.NewCertPool()
+	assert(roots.AppendCertsFromPEM(pem), "no certificate in AMQPS_CACERT")
+	cfg := &tls.Config{RootCAs: roots, ServerName: "localhost"}
+	if external {
+		cert, err := tls.LoadX509KeyPair(os.Getenv("AMQPS_CERT"), os.Getenv("AMQPS_KEY"))
+		check(err, "load the client certificate")
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return url, cfg
+}
+
+func tlsRoundTrip(c *ctx, external bool) {
+	url, cfg := tlsConfig(external)
+	dial := amqp.DialTLS
+	if external {
+		dial = amqp.DialTLS_ExternalAuth
+	}
+	conn, err := dial(url, cfg)
+	check(err, "dial over TLS")
+	c.conns = append(c.conns, conn)
+	ch := c.channel(conn)
+	q := c.queue(name(map[bool]string{false: "tls", true: "tls_external"}[external]))
+	_, err = ch.QueueDeclare(q, false, false, false, false, nil)
+	check(err, "declare")
+	publish(ch, "", q, text("over TLS"))
+	assertEq(string(getOne(ch, q).Body), "over TLS", "body")
+}
+
+func tlsPlain(c *ctx)    { tlsRoundTrip(c, false) }
+func tlsExternal(c *ctx) { tlsRoundTrip(c, true) }
+
 // --- runner ---------------------------------------------------------------------------------
 
 type scenario struct {
@@ -856,6 +900,8 @@ var scenarios = []scenario{
 	{"restart_durable", restartDurable, 90 * time.Second},
 	{"server_capabilities", serverCapabilities, 15 * time.Second},
 	{"heartbeat_idle", heartbeatIdle, 15 * time.Second},
+	{"tls", tlsPlain, 15 * time.Second},
+	{"tls_external", tlsExternal, 15 * time.Second},
 }
 
 // run executes one scenario in a goroutine; a scenario still running at its timeout is abandoned

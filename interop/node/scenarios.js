@@ -600,6 +600,31 @@ async function restart_durable(ctx) {
   assert(err && err.code === 404, `transient queue still there after restart (${err && err.message})`);
 }
 
+// --- TLS ----------------------------------------------------------------------------------
+
+/** $AMQPS_URL with the server verified against $AMQPS_CACERT; with `external`, the client
+ * certificate ($AMQPS_CERT, CN=guest) and SASL EXTERNAL. Skips without a TLS listener. */
+async function tlsRoundTrip(ctx, external) {
+  const url = process.env.AMQPS_URL;
+  if (!url) throw new Skip('no AMQPS_URL: this broker has no TLS listener here');
+  const fs = require('node:fs');
+  const opts = { ca: [fs.readFileSync(process.env.AMQPS_CACERT)], servername: 'localhost' };
+  if (external) {
+    opts.cert = fs.readFileSync(process.env.AMQPS_CERT);
+    opts.key = fs.readFileSync(process.env.AMQPS_KEY);
+    opts.credentials = amqp.credentials.external();
+  }
+  const ch = await ctx.channel(await ctx.connect(url, opts));
+  const q = ctx.queue(name(external ? 'tls_external' : 'tls'));
+  await ch.assertQueue(q);
+  ch.sendToQueue(q, Buffer.from('over TLS'));
+  const m = await getOne(ch, q);
+  assertEq(m.content.toString(), 'over TLS', 'body');
+}
+
+const tls = (ctx) => tlsRoundTrip(ctx, false);
+const tls_external = (ctx) => tlsRoundTrip(ctx, true);
+
 // --- runner -------------------------------------------------------------------------------
 
 const SCENARIOS = [
@@ -619,6 +644,8 @@ const SCENARIOS = [
   ['large_message', large_message, 60000],
   ['headers_roundtrip', headers_roundtrip, 15000],
   ['restart_durable', restart_durable, 90000],
+  ['tls', tls, 15000],
+  ['tls_external', tls_external, 15000],
 ];
 
 async function main() {

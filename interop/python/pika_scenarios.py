@@ -3,6 +3,8 @@ batched and asynchronous publisher confirms). Run by interop/python/run.sh."""
 
 import datetime
 import decimal
+import os
+import ssl
 import sys
 import threading
 import time
@@ -643,11 +645,52 @@ def quorum_queue(names):
     conn.close()
 
 
+def tls_params(external):
+    """$AMQPS_URL with the server verified against $AMQPS_CACERT; with `external`, the client
+    certificate ($AMQPS_CERT, CN=guest) and SASL EXTERNAL instead of the URL's password."""
+    url = os.environ.get("AMQPS_URL", "")
+    if not url:
+        raise Skip("no AMQPS_URL: this broker has no TLS listener here")
+    ctx = ssl.create_default_context(cafile=os.environ["AMQPS_CACERT"])
+    if external:
+        ctx.load_cert_chain(os.environ["AMQPS_CERT"], os.environ["AMQPS_KEY"])
+    p = pika.URLParameters(url)
+    p.ssl_options = pika.SSLOptions(ctx, "localhost")
+    p.connection_attempts = 1
+    p.socket_timeout = WAIT
+    if external:
+        p.credentials = pika.credentials.ExternalCredentials()
+    return p
+
+
+def _tls_round_trip(names, external):
+    conn = pika.BlockingConnection(tls_params(external))
+    ch = conn.channel()
+    queue = names.queue("tls_external" if external else "tls")
+    ch.queue_declare(queue)
+    ch.basic_publish("", queue, b"over TLS")
+    _method, _props, body = next_message(ch, queue)
+    check_eq(body, b"over TLS", "body")
+    ch.cancel()
+    ch.queue_delete(queue)
+    conn.close()
+
+
+def tls(names):
+    """AMQPS: the server's certificate verified against the test CA, PLAIN login."""
+    _tls_round_trip(names, external=False)
+
+
+def tls_external(names):
+    """Mutual TLS: the client certificate's CN (guest) logs in with SASL EXTERNAL."""
+    _tls_round_trip(names, external=True)
+
+
 SCENARIOS = [(f.__name__, f) for f in (
     hello_world, work_queues, publish_subscribe, routing, topics, rpc, rpc_direct_reply_to,
     confirms_single, confirms_batch, confirms_async, consumer_cancel_on_delete,
     mandatory_return, redeclare_406_channel_only, large_message, headers_roundtrip,
-    restart_durable, tune_negotiation, headers_exchange, quorum_queue)]
+    restart_durable, tune_negotiation, headers_exchange, quorum_queue, tls, tls_external)]
 
 if __name__ == "__main__":
     sys.exit(1 if run("pika", SCENARIOS) else 0)

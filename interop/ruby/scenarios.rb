@@ -521,6 +521,33 @@ def restart_durable(ctx)
   assert_eq ch.queue_declare(transient, passive: true).message_count, 0, "transient queue (re-declared by recovery) is empty"
 end
 
+# --- TLS ------------------------------------------------------------------------------------
+
+# $AMQPS_URL with the server verified against $AMQPS_CACERT; with external, the client certificate
+# ($AMQPS_CERT, CN=guest) and SASL EXTERNAL. Skips when the broker has no TLS listener here.
+def tls_round_trip(external)
+  url = ENV.fetch("AMQPS_URL", "")
+  raise Skip, "no AMQPS_URL: this broker has no TLS listener here" if url.empty?
+  opts = { tls: true, verify_peer: true, tls_ca_certificates: [ENV.fetch("AMQPS_CACERT")] }
+  opts.merge!(tls_cert: ENV.fetch("AMQPS_CERT"), tls_key: ENV.fetch("AMQPS_KEY"), auth_mechanism: "EXTERNAL") if external
+  conn = Bunny.new(url, logger: LOG, automatically_recover: false, **opts)
+  conn.start
+  begin
+    ch = conn.create_channel
+    q = name(external ? "tls_external" : "tls")
+    ch.queue(q)
+    ch.default_exchange.publish("over TLS", routing_key: q)
+    _di, _props, body = get_one(ch, q)
+    assert_eq(body, "over TLS", "body")
+    ch.queue_delete(q)
+  ensure
+    conn.close
+  end
+end
+
+def tls(_ctx) = tls_round_trip(false)
+def tls_external(_ctx) = tls_round_trip(true)
+
 # --- runner -----------------------------------------------------------------------------------
 
 SCENARIOS = [
@@ -528,6 +555,7 @@ SCENARIOS = [
   [:rpc, 15], [:rpc_direct_reply_to, 15], [:confirms_single, 30], [:confirms_batch, 30],
   [:confirms_async, 30], [:consumer_cancel_on_delete, 15], [:mandatory_return, 15],
   [:redeclare_406_channel_only, 15], [:large_message, 60], [:headers_roundtrip, 15], [:restart_durable, 90],
+  [:tls, 15], [:tls_external, 15],
 ].freeze
 
 passed = 0

@@ -5,6 +5,7 @@
 use super::listen::{every_interface, ListenerSetting};
 use super::memory::Watermark;
 use super::{Config, StartupError};
+use crate::tls::CertLoginFrom;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use serde::Deserialize;
@@ -222,7 +223,7 @@ pub struct LogSettings {
     pub level: String,
 }
 
-/// TLS settings; validated now, served by a later version.
+/// AMQP over TLS: the listeners and the files `crate::tls` loads (see [`Settings::amqps`]).
 #[derive(Clone, Debug, Default)]
 pub struct TlsSettings {
     /// `--amqps-listen`.
@@ -239,6 +240,22 @@ pub struct TlsSettings {
     pub fail_if_no_peer_cert: bool,
     /// common_name or distinguished_name.
     pub cert_login_from: Option<String>,
+    /// How the operator named each setting (`--tls-cert`, `WARREN_TLS_CERT`, the file key), so
+    /// that an unusable file is reported with what set it.
+    pub names: TlsSettingNames,
+}
+
+/// How the TLS settings were named where they were set, for startup errors.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettingNames {
+    /// `--amqps-listen` or its variable or key.
+    pub listen: String,
+    /// `--tls-cert` …
+    pub cert: String,
+    /// `--tls-key` …
+    pub key: String,
+    /// `--tls-ca` …
+    pub ca: String,
 }
 
 /// Everything `warren` was asked to do.
@@ -335,9 +352,6 @@ impl Settings {
                 Some(texts) => parse_listeners(&texts, &sources.name("amqps_listen"))?,
                 None => Vec::new(),
             };
-        if amqps_listen.iter().any(ListenerSetting::is_enabled) {
-            requested_unbuilt.push(("TLS", sources.name("amqps_listen")));
-        }
         let tls = TlsSettings {
             listen: amqps_listen,
             cert: args.tls_cert.or(file.tls_cert),
@@ -352,27 +366,22 @@ impl Settings {
                 .or(file.tls_fail_if_no_peer_cert)
                 .unwrap_or(false),
             cert_login_from: args.ssl_cert_login_from.or(file.ssl_cert_login_from),
+            names: TlsSettingNames {
+                listen: sources.name("amqps_listen"),
+                cert: sources.name("tls_cert"),
+                key: sources.name("tls_key"),
+                ca: sources.name("tls_ca"),
+            },
         };
-        for (set, id) in [
-            (tls.cert.is_some(), "tls_cert"),
-            (tls.key.is_some(), "tls_key"),
-            (tls.ca.is_some(), "tls_ca"),
-            (tls.verify_peer, "tls_verify_peer"),
-            (tls.fail_if_no_peer_cert, "tls_fail_if_no_peer_cert"),
-        ] {
-            if set {
-                requested_unbuilt.push(("TLS", sources.name(id)));
-            }
-        }
         if let Some(from) = &tls.cert_login_from {
-            if from != "common_name" && from != "distinguished_name" {
+            if CertLoginFrom::try_from_name(from).is_none() {
                 return Err(StartupError(format!(
                     "{}: '{from}' is not common_name or distinguished_name",
                     sources.name("ssl_cert_login_from")
                 )));
             }
-            requested_unbuilt.push(("TLS", sources.name("ssl_cert_login_from")));
         }
+        check_tls(&tls, &sources, &mut warnings)?;
 
         let management_listen = optional_listener(
             args.management_listen.or(file.management_listen),
@@ -538,6 +547,44 @@ impl Settings {
         )))
     }
 
+    /// What the AMQPS listener serves (`crate::tls` loads it), when `--amqps-listen` is
+    /// enabled; [`Settings::load`] already checked that the files are named.
+    pub fn amqps(&self) -> Option<crate::tls::TlsSettings> {
+        let tls = &self.tls;
+        if !tls.listen.iter().any(ListenerSetting::is_enabled) {
+            return None;
+        }
+        Some(crate::tls::TlsSettings {
+            cert: tls.cert.clone()?,
+            key: tls.key.clone()?,
+            ca: tls.ca.clone(),
+            verify_peer: tls.verify_peer,
+            fail_if_no_peer_cert: tls.fail_if_no_peer_cert,
+            login_from: tls
+                .cert_login_from
+                .as_deref()
+                .and_then(CertLoginFrom::try_from_name)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// A TLS file that cannot be used, as a startup error that names the file and the setting
+    /// that named it (`--tls-cert: cannot read certificate file …`).
+    pub fn tls_error(&self, e: &crate::tls::TlsError) -> StartupError {
+        use crate::tls::TlsError;
+        let names = &self.tls.names;
+        let setting = match e {
+            TlsError::Read { what, .. } | TlsError::Pem { what, .. } => match *what {
+                "certificate" => &names.cert,
+                "private key" => &names.key,
+                _ => &names.ca,
+            },
+            TlsError::KeyMismatch { .. } => &names.key,
+            TlsError::BadCa { .. } | TlsError::VerifyPeerWithoutCa => &names.ca,
+        };
+        StartupError(format!("{setting}: {e}"))
+    }
+
     /// The log level the config file sets now (for SIGHUP), unless a flag or the environment
     /// set it, which keep winning.
     pub fn reload_log_level(&self) -> Result<Option<String>, StartupError> {
@@ -551,6 +598,54 @@ impl Settings {
         }
         Ok(read_file(path, "--config")?.log_level)
     }
+}
+
+/// An AMQPS listener needs a certificate and its key; verify_peer needs CAs. Certificates
+/// without a listener serve nothing: a warning, as RabbitMQ's `ssl_options` without
+/// `ssl_listeners`.
+fn check_tls(
+    tls: &TlsSettings,
+    sources: &Sources<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), StartupError> {
+    let names = &tls.names;
+    if tls.listen.iter().any(ListenerSetting::is_enabled) {
+        if tls.cert.is_none() {
+            return Err(StartupError(format!(
+                "{}: AMQP over TLS needs a server certificate; give it with --tls-cert FILE \
+                 and its private key with --tls-key FILE",
+                names.listen
+            )));
+        }
+        if tls.key.is_none() {
+            return Err(StartupError(format!(
+                "{}: AMQP over TLS needs the private key of {} {}; give it with --tls-key FILE",
+                names.listen,
+                names.cert,
+                tls.cert.as_deref().unwrap_or(Path::new("")).display()
+            )));
+        }
+        if tls.verify_peer && tls.ca.is_none() {
+            return Err(StartupError(format!(
+                "{} needs --tls-ca FILE: the CA certificates that client certificates must \
+                 chain to",
+                sources.name("tls_verify_peer")
+            )));
+        }
+        if tls.fail_if_no_peer_cert && !tls.verify_peer {
+            warnings.push(format!(
+                "{} has no effect without --tls-verify-peer: clients are not asked for a \
+                 certificate",
+                sources.name("tls_fail_if_no_peer_cert")
+            ));
+        }
+    } else if tls.cert.is_some() {
+        warnings.push(format!(
+            "{} is set but no --amqps-listen is: not listening for AMQP over TLS",
+            names.cert
+        ));
+    }
+    Ok(())
 }
 
 fn non_empty(v: Vec<String>) -> Option<Vec<String>> {
@@ -718,11 +813,44 @@ mod tests {
 
     #[test]
     fn explicit_unbuilt_features_are_refused_by_name() {
-        let e = load(&["--tls-cert", "c.pem", "--tls-key", "k.pem"])
+        let e = load(&["--prometheus-listen", "127.0.0.1:15692"])
             .expect("valid")
             .check_built()
             .unwrap_err();
-        assert!(e.0.contains("--tls-cert, --tls-key"), "{e}");
+        assert!(e.0.contains("--prometheus-listen"), "{e}");
+    }
+
+    #[test]
+    fn amqps_needs_a_certificate_and_its_key() {
+        let e = load(&["--amqps-listen", "127.0.0.1:5671"]).unwrap_err();
+        assert!(
+            e.0.starts_with("--amqps-listen:") && e.0.contains("--tls-cert"),
+            "{e}"
+        );
+        let e = load(&["--amqps-listen", "5671", "--tls-cert", "c.pem"]).unwrap_err();
+        assert!(e.0.contains("--tls-key") && e.0.contains("c.pem"), "{e}");
+        let e = load(&[
+            "--amqps-listen=5671",
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--tls-verify-peer",
+        ])
+        .unwrap_err();
+        assert!(e.0.starts_with("--tls-verify-peer needs --tls-ca"), "{e}");
+        let s = load(&[
+            "--amqps-listen=127.0.0.1:5671",
+            "--tls-cert=c.pem",
+            "--tls-key=k.pem",
+            "--ssl-cert-login-from=distinguished_name",
+        ])
+        .expect("valid");
+        s.check_built().expect("TLS is built");
+        let tls = s.amqps().expect("an AMQPS listener");
+        assert_eq!(tls.cert, PathBuf::from("c.pem"));
+        assert_eq!(tls.login_from, CertLoginFrom::DistinguishedName);
+        let s = load(&["--tls-cert=c.pem", "--tls-key=k.pem"]).expect("valid");
+        assert!(s.amqps().is_none());
+        assert!(s.warnings[0].contains("--tls-cert"), "{:?}", s.warnings);
     }
 
     #[test]

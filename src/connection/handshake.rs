@@ -66,9 +66,11 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     outbound: &Outbound,
     broker: &Broker,
     peer: SocketAddr,
+    certificate: &super::PeerCertificate,
     deadline: Instant,
 ) -> Result<Negotiated, HandshakeEnd> {
-    match tokio::time::timeout_at(deadline, run(reader, outbound, broker, peer)).await {
+    let handshake = run(reader, outbound, broker, peer, certificate);
+    match tokio::time::timeout_at(deadline, handshake).await {
         Ok(result) => result,
         Err(_) => Err(HandshakeEnd::Timeout),
     }
@@ -79,25 +81,32 @@ async fn run<R: AsyncRead + Unpin>(
     outbound: &Outbound,
     broker: &Broker,
     peer: SocketAddr,
+    certificate: &super::PeerCertificate,
 ) -> Result<Negotiated, HandshakeEnd> {
-    outbound.send_method(0, &start_method());
+    outbound.send_method(0, &start_method(certificate.verified));
     let start_ok: connection::StartOk = expect(reader, outbound).await?;
     let failure_close = capability(&start_ok.client_properties, "authentication_failure_close");
-    let user = match broker
-        .users
-        .login(&start_ok.mechanism, &start_ok.response, peer.ip(), None)
-    {
-        Ok(user) => user,
-        Err(e) => {
-            if failure_close {
-                let text = crate::auth::login_refused_text(&start_ok.mechanism);
-                send_close(outbound, &AmqpError::access_refused(text));
+    // EXTERNAL logs in as the certificate's name, and only where it was offered.
+    let identity = certificate
+        .verified
+        .then_some(certificate.identity.as_deref())
+        .flatten();
+    let user =
+        match broker
+            .users
+            .login(&start_ok.mechanism, &start_ok.response, peer.ip(), identity)
+        {
+            Ok(user) => user,
+            Err(e) => {
+                if failure_close {
+                    let text = crate::auth::login_refused_text(&start_ok.mechanism);
+                    send_close(outbound, &AmqpError::access_refused(text));
+                }
+                return Err(HandshakeEnd::AuthFailed(
+                    e.log_text(&crate::logging::log_safe(&start_ok.mechanism)),
+                ));
             }
-            return Err(HandshakeEnd::AuthFailed(
-                e.log_text(&crate::logging::log_safe(&start_ok.mechanism)),
-            ));
-        }
-    };
+        };
     // Later refusals (a missing vhost, a bad tune-ok) are logged with the user, as RabbitMQ does.
     tracing::Span::current().record("user", tracing::field::display(&user.name));
     let config = &broker.config;
@@ -225,7 +234,9 @@ fn capability(client_properties: &FieldTable, name: &str) -> bool {
     }
 }
 
-fn start_method() -> Method {
+/// connection.start; EXTERNAL is among the mechanisms only when `external` (a verified client
+/// certificate, as RabbitMQ's `rabbit_auth_mechanism_ssl:should_offer/1`).
+fn start_method(external: bool) -> Method {
     let longstr = |s: &str| FieldValue::LongStr(LongStr::copy_from_slice(s.as_bytes()));
     // Advertise only what Warren honours.
     let capabilities: FieldTable = [
@@ -261,7 +272,7 @@ fn start_method() -> Method {
         version_major: 0,
         version_minor: 9,
         server_properties,
-        mechanisms: LongStr::from_static(crate::auth::MECHANISMS.as_bytes()),
+        mechanisms: LongStr::from_static(crate::auth::offered_mechanisms(external).as_bytes()),
         locales: LongStr::from_static(b"en_US"),
     }
     .into()

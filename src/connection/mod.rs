@@ -84,6 +84,17 @@ impl std::fmt::Display for CloseReason {
     }
 }
 
+/// What the transport proved about the peer before AMQP starts: nothing on the plaintext
+/// listener; on the TLS one, whether a client certificate was verified and the user name it
+/// stands for (`--ssl-cert-login-from`), which SASL EXTERNAL logs in as.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// The client presented a certificate that chains to `--tls-ca`: EXTERNAL is offered.
+    pub verified: bool,
+    /// The user name taken from it; `None` when it has no usable name.
+    pub identity: Option<String>,
+}
+
 /// Serves one accepted socket until it closes, inside a `connection` span (id and peer; user,
 /// vhost and the client-provided name once the handshake tells them) so that every log line
 /// says which connection it concerns.
@@ -106,9 +117,23 @@ pub async fn serve_at<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    serve_with_certificate(broker, socket, (peer, local), None, shutdown).await
+}
+
+/// [`serve_at`] for a connection whose transport is TLS: `certificate` says what the handshake
+/// proved about the peer (`None` on plaintext).
+pub async fn serve_with_certificate<S>(
+    broker: Arc<Broker>,
+    socket: S,
+    (peer, local): (SocketAddr, SocketAddr),
+    certificate: Option<PeerCertificate>,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
     let id = broker.next_connection_id();
     let span = info_span!("connection", id, %peer, user = Empty, vhost = Empty, name = Empty);
-    serve_in_span(id, broker, socket, (peer, local), shutdown)
+    serve_in_span(id, broker, socket, (peer, local), certificate, shutdown)
         .instrument(span)
         .await
 }
@@ -118,6 +143,7 @@ async fn serve_in_span<S>(
     broker: Arc<Broker>,
     socket: S,
     (peer, local): (SocketAddr, SocketAddr),
+    certificate: Option<PeerCertificate>,
     shutdown: CancellationToken,
 ) where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -129,6 +155,14 @@ async fn serve_in_span<S>(
     let deadline = tokio::time::Instant::now() + broker.config.handshake_timeout;
     match tokio::time::timeout_at(deadline, reader.read_protocol_header()).await {
         Ok(Ok(ProtocolHeader::Amqp091)) => {}
+        // A TLS client on the plaintext port: its ClientHello is not AMQP. It gets the AMQP
+        // header, as any unknown protocol does (RabbitMQ too), and the operator a hint.
+        Ok(Ok(ProtocolHeader::Unsupported(header))) if crate::tls::looks_like_tls(&header) => {
+            warn!("TLS handshake received on the plaintext AMQP port; closing (TLS clients must use the --amqps-listen port)");
+            let _ = write_half.write_all(&PROTOCOL_HEADER).await;
+            let _ = write_half.shutdown().await;
+            return;
+        }
         Ok(Ok(ProtocolHeader::Unsupported(header))) => {
             debug!(
                 ?header,
@@ -144,30 +178,38 @@ async fn serve_in_span<S>(
     }
     let outbound = Outbound::new(FRAME_MIN_SIZE, counters.clone());
     let writer = tokio::spawn(outbound.clone().run_writer(write_half));
-    let negotiated =
-        match handshake::handshake(&mut reader, &outbound, &broker, peer, deadline).await {
-            Ok(n) => n,
-            Err(end) => {
-                // A peer too slow for the handshake gets no more time to close politely.
-                let eof_wait = match &end {
-                    HandshakeEnd::Timeout => Duration::ZERO,
-                    _ => CLOSE_OK_TIMEOUT,
-                };
-                // RabbitMQ logs refused logins and refused connections as errors.
-                match end {
-                    HandshakeEnd::AuthFailed(why) => error!("authentication failed: {why}"),
-                    HandshakeEnd::Refused(e) => error!(
-                        code = e.code.code(),
-                        "connection refused during the handshake: {}",
-                        crate::logging::log_safe(&e.reply_text())
-                    ),
-                    HandshakeEnd::Timeout => warn!("handshake timed out"),
-                    HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
-                }
-                finish(&outbound, writer, reader, eof_wait).await;
-                return;
+    let negotiated = match handshake::handshake(
+        &mut reader,
+        &outbound,
+        &broker,
+        peer,
+        certificate.as_ref().unwrap_or(&PeerCertificate::default()),
+        deadline,
+    )
+    .await
+    {
+        Ok(n) => n,
+        Err(end) => {
+            // A peer too slow for the handshake gets no more time to close politely.
+            let eof_wait = match &end {
+                HandshakeEnd::Timeout => Duration::ZERO,
+                _ => CLOSE_OK_TIMEOUT,
+            };
+            // RabbitMQ logs refused logins and refused connections as errors.
+            match end {
+                HandshakeEnd::AuthFailed(why) => error!("authentication failed: {why}"),
+                HandshakeEnd::Refused(e) => error!(
+                    code = e.code.code(),
+                    "connection refused during the handshake: {}",
+                    crate::logging::log_safe(&e.reply_text())
+                ),
+                HandshakeEnd::Timeout => warn!("handshake timed out"),
+                HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
             }
-        };
+            finish(&outbound, writer, reader, eof_wait).await;
+            return;
+        }
+    };
     let span = Span::current();
     span.record("vhost", tracing::field::display(&negotiated.vhost.name));
     if let Some(name) = negotiated
@@ -189,7 +231,7 @@ async fn serve_in_span<S>(
         frame_max: conn.frame_max,
         heartbeat: conn.heartbeat,
         auth_mechanism: conn.mechanism.clone(),
-        ssl: false,
+        ssl: certificate.is_some(),
     };
     let entry = broker
         .registry

@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{info, warn};
 
 /// How long a client has to finish the TLS handshake (RabbitMQ's `ssl_handshake_timeout`).
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,34 +81,6 @@ impl ReloadableTls {
             has_verified_certificate,
             identity,
         })
-    }
-
-    /// Reloads on every SIGHUP until `shutdown` is cancelled; a failed reload is logged and
-    /// the old certificates stay.
-    #[cfg(unix)]
-    pub fn reload_on_sighup(
-        self: &Arc<Self>,
-        shutdown: tokio_util::sync::CancellationToken,
-    ) -> io::Result<tokio::task::JoinHandle<()>> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangups = signal(SignalKind::hangup())?;
-        let tls = Arc::clone(self);
-        Ok(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    got = hangups.recv() => if got.is_none() { return },
-                }
-                match tls.reload() {
-                    Ok(()) => {
-                        info!(cert = %tls.settings.cert.display(), "TLS certificates reloaded")
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "TLS reload failed; keeping the previous certificates")
-                    }
-                }
-            }
-        }))
     }
 }
 

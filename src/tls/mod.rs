@@ -44,7 +44,7 @@ pub struct TlsSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("cannot read {what} file {}: {source}", path.display())]
+    #[error("cannot read {what} file {}: {}", path.display(), io_text(source))]
     Read {
         /// certificate, private key or CA.
         what: &'static str,
@@ -84,6 +84,22 @@ pub enum TlsError {
     /// `verify_peer` needs CAs to verify against.
     #[error("--tls-verify-peer needs --tls-ca (the CAs that sign client certificates)")]
     VerifyPeerWithoutCa,
+}
+
+/// An I/O error in words, without Rust's "(os error N)" suffix (the startup error is for an
+/// operator; `config::io_reason` does the same one layer up).
+fn io_text(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let text = e.to_string();
+            match text.find(" (os error") {
+                Some(i) => text[..i].to_owned(),
+                None => text,
+            }
+        }
+    }
 }
 
 fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {

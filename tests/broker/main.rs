@@ -27,4 +27,5 @@ mod queue_expiry;
 mod queues;
 mod quorum;
 mod single_active_consumer;
+mod tls;
 mod ttl;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod amqp;
+pub mod pki;
 
 #[allow(unused_imports)] // the durability and flow_control binaries use only part of it
 pub use amqp::*;

@@ -4,52 +4,109 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use warren_protocol::{
     basic, channel, confirm, connection, decode_frame, encode_method, exchange, queue, FieldTable,
     Frame, LongStr, Method, ShortStr,
 };
 
-/// Where to connect, parsed from `amqp://user:pass@host:port/vhost`.
+/// Where to connect, parsed from `amqp://user:pass@host:port/vhost`, or `amqps://…` with
+/// RabbitMQ's URI query for the CA that signs the server's certificate:
+/// `amqps://guest:guest@localhost:5671/%2f?cacertfile=/path/ca.pem`.
 #[derive(Clone, Debug)]
 pub struct Url {
     pub addr: String,
     pub user: String,
     pub pass: String,
     pub vhost: String,
+    /// For amqps: the PEM CA bundle that verifies the server (`cacertfile`).
+    pub tls_ca: Option<String>,
+    /// For amqps: the name the server's certificate must carry (the host).
+    pub server_name: String,
 }
 
 impl Url {
     pub fn parse(url: &str) -> Result<Self> {
-        let rest = url
-            .strip_prefix("amqp://")
-            .ok_or_else(|| anyhow!("only amqp:// URLs are supported"))?;
+        let (tls, rest) = match (url.strip_prefix("amqp://"), url.strip_prefix("amqps://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => bail!("only amqp:// and amqps:// URLs are supported"),
+        };
+        let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
         let (auth, rest) = rest.rsplit_once('@').unwrap_or(("guest:guest", rest));
         let (user, pass) = auth.split_once(':').unwrap_or((auth, ""));
         let (host, vhost) = rest.split_once('/').unwrap_or((rest, ""));
+        let default_port = if tls { 5671 } else { 5672 };
         let addr = if host.contains(':') {
             host.to_owned()
         } else {
-            format!("{host}:5672")
+            format!("{host}:{default_port}")
         };
+        let server_name = addr
+            .rsplit_once(':')
+            .map_or(addr.as_str(), |(h, _)| h)
+            .to_owned();
         let vhost = match vhost {
             "" => "/".to_owned(),
             v => v.replace("%2f", "/").replace("%2F", "/"),
         };
+        let tls_ca = query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("cacertfile="))
+            .map(str::to_owned);
+        if tls && tls_ca.is_none() {
+            bail!("amqps:// needs ?cacertfile=FILE (the CA that signed the broker's certificate)");
+        }
         Ok(Url {
             addr,
             user: user.to_owned(),
             pass: pass.to_owned(),
             vhost,
+            tls_ca: tls.then_some(tls_ca).flatten(),
+            server_name,
         })
     }
 }
 
+type Reader = Box<dyn AsyncRead + Unpin + Send>;
+type Writer = Box<dyn AsyncWrite + Unpin + Send>;
+
+/// The two halves of a TCP or TLS connection to the broker.
+async fn transport(url: &Url) -> Result<(Reader, Writer)> {
+    let stream = TcpStream::connect(&url.addr)
+        .await
+        .with_context(|| format!("connecting to {}", url.addr))?;
+    stream.set_nodelay(true)?;
+    let Some(ca) = &url.tls_ca else {
+        let (r, w) = stream.into_split();
+        return Ok((Box::new(r), Box::new(w)));
+    };
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("reading {ca}"))?
+    {
+        roots.add(cert.with_context(|| format!("reading {ca}"))?)?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(url.server_name.clone())?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, stream)
+        .await
+        .with_context(|| format!("TLS handshake with {}", url.addr))?;
+    let (r, w) = tokio::io::split(tls);
+    Ok((Box::new(r), Box::new(w)))
+}
+
 /// Reads frames from one connection.
 pub struct FrameIn {
-    socket: OwnedReadHalf,
+    socket: Reader,
     buf: BytesMut,
 }
 
@@ -95,7 +152,8 @@ impl FrameIn {
 
 /// Writes frames to one connection.
 pub struct FrameOut {
-    pub socket: OwnedWriteHalf,
+    /// Flush after writing: TLS may hold the tail of a write back until then.
+    pub socket: Writer,
     pub frame_max: u32,
 }
 
@@ -104,6 +162,7 @@ impl FrameOut {
         let mut out = BytesMut::new();
         encode_method(channel, &method.into(), &mut out);
         self.socket.write_all(&out).await?;
+        self.socket.flush().await?;
         Ok(())
     }
 }
@@ -118,11 +177,7 @@ pub async fn connect(url: &Url) -> Result<(FrameIn, FrameOut)> {
 }
 
 async fn open(url: &Url) -> Result<(FrameIn, FrameOut)> {
-    let stream = TcpStream::connect(&url.addr)
-        .await
-        .with_context(|| format!("connecting to {}", url.addr))?;
-    stream.set_nodelay(true)?;
-    let (r, w) = stream.into_split();
+    let (r, w) = transport(url).await?;
     let mut input = FrameIn {
         socket: r,
         buf: BytesMut::with_capacity(256 * 1024),
@@ -132,6 +187,7 @@ async fn open(url: &Url) -> Result<(FrameIn, FrameOut)> {
         frame_max: 131_072,
     };
     output.socket.write_all(b"AMQP\x00\x00\x09\x01").await?;
+    output.socket.flush().await?;
     let Method::ConnectionStart(_) = input.expect(0).await? else {
         bail!("expected connection.start")
     };

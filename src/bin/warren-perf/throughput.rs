@@ -405,6 +405,7 @@ async fn producer(
             }
         }
         output.socket.write_all(&batch).await?;
+        output.socket.flush().await?;
         counters.published.fetch_add(room, Ordering::Relaxed);
     }
     if opts.confirm.is_some() {
