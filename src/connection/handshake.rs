@@ -35,6 +35,8 @@ pub struct Negotiated {
     pub client_properties: FieldTable,
     /// This connection's place in the node's connection count.
     pub slot: ConnectionSlot,
+    /// Its place among the connections by user and vhost.
+    pub registered: crate::connection::registry::Registered,
 }
 
 /// How a handshake ended without a connection.
@@ -65,8 +67,9 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     broker: &Broker,
     peer: SocketAddr,
     deadline: Instant,
+    id: u64,
 ) -> Result<Negotiated, HandshakeEnd> {
-    match tokio::time::timeout_at(deadline, run(reader, outbound, broker, peer)).await {
+    match tokio::time::timeout_at(deadline, run(reader, outbound, broker, peer, id)).await {
         Ok(result) => result,
         Err(_) => Err(HandshakeEnd::Timeout),
     }
@@ -77,6 +80,7 @@ async fn run<R: AsyncRead + Unpin>(
     outbound: &Outbound,
     broker: &Broker,
     peer: SocketAddr,
+    id: u64,
 ) -> Result<Negotiated, HandshakeEnd> {
     outbound.send_method(0, &start_method());
     let start_ok: connection::StartOk = expect(reader, outbound).await?;
@@ -123,17 +127,28 @@ async fn run<R: AsyncRead + Unpin>(
         )
     })?;
     // Access to the vhost (a permission entry there) comes before the node's connection count.
-    // Per-vhost and per-user connection counts are not tracked yet: limits of 0 still refuse.
+    let vhost_connections = broker.registry.count_in_vhost(&open.virtual_host);
+    let user_connections = broker.registry.count_of_user(&user.name);
     broker
         .users
-        .check_connection_open(&user.name, &open.virtual_host, 0, 0)
+        .check_connection_open(
+            &user.name,
+            &open.virtual_host,
+            vhost_connections,
+            user_connections,
+        )
         .map_err(|e| refuse(outbound, AmqpError::from(e).with_method(10, 40)))?;
     let slot = broker
         .connections
         .try_acquire(config.connection_max)
         .map_err(|e| refuse(outbound, e.with_method(10, 40)))?; // caused by connection.open
+                                                                // Counted from here, before open-ok, so the next connection.open sees this one.
+    let registered = broker
+        .registry
+        .register(id, user.name.clone(), &open.virtual_host);
     outbound.send_method(0, &connection::OpenOk::default().into());
     Ok(Negotiated {
+        registered,
         user,
         vhost,
         channel_max,

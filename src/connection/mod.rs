@@ -4,6 +4,7 @@
 
 pub mod handshake;
 pub mod reader;
+pub mod registry;
 
 use crate::broker::Broker;
 use crate::channel::{Channel, ConnectionContext};
@@ -128,7 +129,7 @@ async fn serve_in_span<S>(
     let outbound = Outbound::new(FRAME_MIN_SIZE);
     let writer = tokio::spawn(outbound.clone().run_writer(write_half));
     let negotiated =
-        match handshake::handshake(&mut reader, &outbound, &broker, peer, deadline).await {
+        match handshake::handshake(&mut reader, &outbound, &broker, peer, deadline, id).await {
             Ok(n) => n,
             Err(end) => {
                 // A peer too slow for the handshake gets no more time to close politely.
@@ -230,6 +231,8 @@ struct Connection<R> {
     peer_silent: bool,
     /// Held while the connection lives: its place in the node's connection count.
     _slot: limits::ConnectionSlot,
+    /// Held while the connection lives: its place among connections by user and vhost.
+    _registered: crate::connection::registry::Registered,
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
@@ -242,7 +245,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     ) -> Self {
         let id = crate::ids::ConnectionId(id);
         let stats = n.vhost.register_connection(id);
+        let tracked = n.registered.tracked.clone();
         let ctx = Arc::new(ConnectionContext {
+            registry: broker.registry.clone(),
+            tracked,
             id,
             stats,
             vhost: n.vhost,
@@ -265,6 +271,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             blocked_notify: n.blocked_notify,
             peer_silent: false,
             _slot: n.slot,
+            _registered: n.registered,
         }
     }
 
@@ -323,6 +330,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 // Declare-oks go out once the metadata writer has committed their definitions.
                 Some(()) = journal_synced(&mut definitions_committed), if self.is_waiting_for_metadata() => {}
                 _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
+                // Its vhost or user was deleted (RabbitMQ's connection tracking closes it).
+                _ = self.ctx.tracked.forced() => {
+                    let text = self.ctx.tracked.forced_reason();
+                    return self.close_with(AmqpError::new(ReplyCode::ConnectionForced, text)).await;
+                }
             }
         }
     }

@@ -234,6 +234,15 @@ impl Store {
     }
 }
 
+/// The access model's changes go to the metadata writer like declares do: queued at once, on
+/// disk (`kill -9` safe) once `metadata_committed()` reaches the sequence number read after.
+impl crate::auth::AccessJournal for Store {
+    fn record(&self, changes: Vec<crate::auth::AccessChange>) {
+        self.metadata
+            .submit_all(changes.into_iter().map(Change::Access));
+    }
+}
+
 fn to_message(record: Record) -> Option<Message> {
     let Record::Publish {
         exchange,

@@ -4,7 +4,9 @@
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::ids::{ConnectionId, DurableQueueId};
 use crate::queue::{Queue, QueueOptions};
-use crate::store::definitions::{table_from_hex, table_to_hex, BindingDef, ExchangeDef};
+use crate::store::definitions::{
+    table_from_hex, table_to_hex, BindingDef, Definitions, ExchangeDef,
+};
 use crate::store::{Recovered, Store};
 use crate::vhost::VHost;
 use std::collections::HashMap;
@@ -89,11 +91,46 @@ impl VHost {
     }
 }
 
-/// Rebuilds `vhost` from what the store recovered, then attaches the store so later changes
-/// are written down. Messages go back to their queues in publish order; those delivered before
-/// the restart come back with redelivered=true.
-pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
-    let defs = recovered.definitions;
+/// Rebuilds every vhost from what the store recovered, then attaches the store so later
+/// changes are written down. Messages go back to their queues in publish order; those
+/// delivered before the restart come back with redelivered=true; those of queues that are gone
+/// (deleted, or in a deleted vhost) are settled.
+pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) {
+    let mut by_id: HashMap<DurableQueueId, Arc<Queue>> = HashMap::new();
+    for vhost in vhosts {
+        restore_definitions(vhost, store, &recovered.definitions, &mut by_id);
+    }
+    let mut restored = 0usize;
+    for m in recovered.messages {
+        for (queue_id, deliveries) in m.queues {
+            match by_id.get(&queue_id) {
+                Some(q) => {
+                    q.push_recovered(m.message.clone(), deliveries);
+                    restored += 1;
+                }
+                // The queue is gone (its delete was written, its settles were not): settle.
+                None => store.settle(m.id, queue_id),
+            }
+        }
+    }
+    for vhost in vhosts {
+        vhost.attach_store(store.clone());
+    }
+    info!(
+        vhosts = vhosts.len(),
+        queues = by_id.len(),
+        messages = restored,
+        "vhosts restored"
+    );
+}
+
+/// One vhost's durable exchanges, queues and bindings.
+fn restore_definitions(
+    vhost: &VHost,
+    store: &Arc<Store>,
+    defs: &Definitions,
+    by_id: &mut HashMap<DurableQueueId, Arc<Queue>>,
+) {
     let args = |hex: &str| table_from_hex(hex).unwrap_or_default();
     for x in defs.exchanges.iter().filter(|x| x.vhost == vhost.name) {
         let Some(kind) = ExchangeKind::from_name(&x.kind) else {
@@ -110,7 +147,6 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
             warn!(exchange = %x.name, ?e, "could not restore a durable exchange");
         }
     }
-    let mut by_id: HashMap<DurableQueueId, Arc<Queue>> = HashMap::new();
     for q in defs.queues.iter().filter(|q| q.vhost == vhost.name) {
         let options = QueueOptions {
             durable: true,
@@ -142,19 +178,4 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
             warn!(source = %b.source, destination = %b.destination, ?e, "could not restore a binding");
         }
     }
-    let mut restored = 0usize;
-    for m in recovered.messages {
-        for (queue_id, deliveries) in m.queues {
-            match by_id.get(&queue_id) {
-                Some(q) => {
-                    q.push_recovered(m.message.clone(), deliveries);
-                    restored += 1;
-                }
-                // The queue is gone (its delete was written, its settles were not): settle.
-                None => store.settle(m.id, queue_id),
-            }
-        }
-    }
-    vhost.attach_store(store.clone());
-    info!(vhost = %vhost.name, exchanges = defs.exchanges.len(), queues = by_id.len(), messages = restored, "vhost restored");
 }

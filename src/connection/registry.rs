@@ -1,0 +1,157 @@
+//! The node's open AMQP connections by user and vhost: what the per-vhost and per-user limits
+//! count, and how a connection is told to close when its vhost or user is deleted (320
+//! CONNECTION_FORCED, as RabbitMQ's `rabbit_connection_tracking_handler`). Touched at
+//! connection.open, channel.open/close and connection end; never on the publish path.
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// One open connection, as the registry knows it.
+pub struct Tracked {
+    /// The user it logged in as.
+    pub user: Arc<str>,
+    /// Its vhost.
+    pub vhost: String,
+    /// Channels open on it now.
+    channels: AtomicU64,
+    /// Cancelled to close it with 320 and [`Tracked::forced_reason`].
+    forced: CancellationToken,
+    reason: Mutex<String>,
+}
+
+impl Tracked {
+    /// Completes when the connection must close with 320.
+    pub async fn forced(&self) {
+        self.forced.cancelled().await
+    }
+
+    /// The text of the forced close.
+    pub fn forced_reason(&self) -> String {
+        self.reason.lock().clone()
+    }
+
+    /// Counts a channel opened on this connection.
+    pub fn channel_opened(&self) {
+        self.channels.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a channel closed on this connection.
+    pub fn channel_closed(&self) {
+        let _ = self
+            .channels
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
+    fn force(&self, reason: &str) {
+        *self.reason.lock() = reason.to_owned();
+        self.forced.cancel();
+    }
+}
+
+/// Every open connection of the node.
+#[derive(Default)]
+pub struct Registry {
+    connections: DashMap<u64, Arc<Tracked>>,
+}
+
+impl Registry {
+    /// Adds connection `id`; it is removed when the returned guard drops.
+    pub fn register(self: &Arc<Self>, id: u64, user: Arc<str>, vhost: &str) -> Registered {
+        let tracked = Arc::new(Tracked {
+            user,
+            vhost: vhost.to_owned(),
+            channels: AtomicU64::new(0),
+            forced: CancellationToken::new(),
+            reason: Mutex::new(String::new()),
+        });
+        self.connections.insert(id, tracked.clone());
+        Registered {
+            registry: self.clone(),
+            id,
+            tracked,
+        }
+    }
+
+    /// Connections open in `vhost`.
+    pub fn count_in_vhost(&self, vhost: &str) -> u64 {
+        self.connections.iter().filter(|c| c.vhost == vhost).count() as u64
+    }
+
+    /// Connections open as `user`.
+    pub fn count_of_user(&self, user: &str) -> u64 {
+        self.connections.iter().filter(|c| &*c.user == user).count() as u64
+    }
+
+    /// Channels open by `user` on all its connections.
+    pub fn channels_of_user(&self, user: &str) -> u64 {
+        self.connections
+            .iter()
+            .filter(|c| &*c.user == user)
+            .map(|c| c.channels.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Closes every connection of `vhost` with 320 and `reason`; returns how many.
+    pub fn close_vhost(&self, vhost: &str, reason: &str) -> usize {
+        self.close_where(|c| c.vhost == vhost, reason)
+    }
+
+    /// Closes every connection of `user` with 320 and `reason`; returns how many.
+    pub fn close_user(&self, user: &str, reason: &str) -> usize {
+        self.close_where(|c| &*c.user == user, reason)
+    }
+
+    fn close_where(&self, matches: impl Fn(&Tracked) -> bool, reason: &str) -> usize {
+        let chosen: Vec<Arc<Tracked>> = self
+            .connections
+            .iter()
+            .filter(|c| matches(c))
+            .map(|c| c.value().clone())
+            .collect();
+        for c in &chosen {
+            c.force(reason);
+        }
+        chosen.len()
+    }
+}
+
+/// A connection's place in the [`Registry`], held for its life.
+pub struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+    /// What the registry knows of it.
+    pub tracked: Arc<Tracked>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.connections.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_follow_registrations_and_forced_closes_pick_by_vhost_or_user() {
+        let r = Arc::new(Registry::default());
+        let a = r.register(1, Arc::from("alice"), "/");
+        let b = r.register(2, Arc::from("bob"), "v");
+        let c = r.register(3, Arc::from("alice"), "v");
+        a.tracked.channel_opened();
+        c.tracked.channel_opened();
+        c.tracked.channel_opened();
+        c.tracked.channel_closed();
+        assert_eq!((r.count_in_vhost("v"), r.count_of_user("alice")), (2, 2));
+        assert_eq!(r.channels_of_user("alice"), 2);
+        assert_eq!(r.close_vhost("v", "vhost 'v' is deleted"), 2);
+        assert!(b.tracked.forced.is_cancelled() && !a.tracked.forced.is_cancelled());
+        assert_eq!(b.tracked.forced_reason(), "vhost 'v' is deleted");
+        drop(c);
+        assert_eq!(r.count_of_user("alice"), 1);
+    }
+}
