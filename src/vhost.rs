@@ -117,6 +117,11 @@ impl VHost {
             .ok_or_else(|| LookupError::ExchangeNotFound(ShortStr::truncated(name)))
     }
 
+    /// How many queues it has (reply-to pseudo-queues not counted), for `max-queues`.
+    pub fn queue_count(&self) -> u64 {
+        self.queues.len() as u64
+    }
+
     /// A queue by name.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>, LookupError> {
         self.queues

@@ -937,9 +937,12 @@ mod tests {
             },
         )
         .expect("limits");
-        ac.set_permissions("alice", "v", "^a", ".*", "").expect("perm");
-        ac.set_permissions("bob", "v", ".*", ".*", ".*").expect("perm");
-        ac.set_permissions("bob", "/", ".*", ".*", ".*").expect("perm");
+        ac.set_permissions("alice", "v", "^a", ".*", "")
+            .expect("perm");
+        ac.set_permissions("bob", "v", ".*", ".*", ".*")
+            .expect("perm");
+        ac.set_permissions("bob", "/", ".*", ".*", ".*")
+            .expect("perm");
         ac.set_topic_permissions("alice", "v", "amq.topic", "^x", ".*")
             .expect("topic");
         journal.0.submit(Change::PutExchange(ExchangeDef {
@@ -978,14 +981,21 @@ mod tests {
         let defs = reopen(dir.path());
         let access = defs.access.expect("stored");
         assert_eq!(
-            access.vhosts.iter().map(|v| v.name.as_str()).collect::<Vec<_>>(),
+            access
+                .vhosts
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>(),
             ["/"]
         );
         assert!(access.permissions.iter().all(|p| p.vhost == "/"));
         assert!(access.topic_permissions.is_empty());
         assert!(defs.exchanges.is_empty());
         assert_eq!(
-            defs.queues.iter().map(|q| q.name.as_str()).collect::<Vec<_>>(),
+            defs.queues
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect::<Vec<_>>(),
             ["kept"]
         );
     }
