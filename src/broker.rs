@@ -83,7 +83,8 @@ impl Broker {
         }
         let (memory_alarm, _) = watch::channel(false);
         let (disk_alarm, _) = watch::channel(false);
-        Ok(Arc::new(Broker {
+        let load_definitions = config.load_definitions.clone();
+        let broker = Arc::new(Broker {
             config: Arc::new(config),
             users,
             vhosts,
@@ -94,7 +95,22 @@ impl Broker {
             disk_alarm,
             connections: Default::default(),
             registry: Default::default(),
-        }))
+        });
+        if let Some(path) = load_definitions {
+            broker.load_definitions(&path)?;
+        }
+        Ok(broker)
+    }
+
+    /// Imports a definitions file (RabbitMQ's JSON), all or nothing; an unreadable or invalid
+    /// file stops the start with a message naming it.
+    fn load_definitions(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let fail = |reason: String| StoreError::Definitions(path.to_path_buf(), reason);
+        let bytes = std::fs::read(path).map_err(|e| StoreError::Io(path.to_path_buf(), e))?;
+        let doc: crate::http::source::Definitions = serde_json::from_slice(&bytes)
+            .map_err(|e| fail(format!("not a definitions document: {e}")))?;
+        crate::definitions_import::import(self, &doc)
+            .map_err(|e| fail(format!("cannot import definitions: {e}")))
     }
 
     /// Creates vhost `info.name` with its `amq.*` exchanges, or updates its record (metadata)
@@ -118,6 +134,17 @@ impl Broker {
             vhost
         });
         Ok(created)
+    }
+
+    /// Makes a [`VHost`] for every vhost record that has none yet (after a definitions import).
+    pub fn sync_vhosts(&self) {
+        for info in self.users.vhosts() {
+            self.vhosts.entry(info.name.clone()).or_insert_with(|| {
+                let vhost = VHost::new(&info.name);
+                vhost.attach_store(self.store.clone());
+                vhost
+            });
+        }
     }
 
     /// Deletes a vhost as `rabbitmqctl delete_vhost`: no new connection can open it, its

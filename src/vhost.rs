@@ -186,6 +186,48 @@ impl VHost {
         }
     }
 
+    /// Whether [`VHost::declare_exchange`] would succeed now, changing nothing.
+    pub fn check_declare_exchange(
+        &self,
+        name: &str,
+        kind: &str,
+        options: &ExchangeOptions,
+    ) -> Result<(), DeclareError> {
+        let short = ShortStr::truncated(name);
+        if name.is_empty() {
+            return Err(DeclareError::DefaultExchange);
+        }
+        match self.exchange(name) {
+            Ok(existing) => check_exchange_equivalent(&existing, kind, options),
+            Err(_) if name.starts_with("amq.") => Err(DeclareError::ReservedName {
+                what: "exchange",
+                name: short,
+            }),
+            Err(_) => check_alternate_exchange(&short, &options.arguments),
+        }
+    }
+
+    /// Whether [`VHost::declare_queue`] of a client-named queue would succeed now, changing
+    /// nothing.
+    pub fn check_declare_queue(
+        &self,
+        name: &str,
+        options: &QueueOptions,
+    ) -> Result<(), DeclareError> {
+        let short = ShortStr::truncated(name);
+        if name.starts_with("amq.") {
+            return Err(DeclareError::ReservedName {
+                what: "queue",
+                name: short,
+            });
+        }
+        match self.queue(name) {
+            Ok(existing) => check_queue_equivalent(&existing, options),
+            Err(_) => Queue::check_options(options)
+                .map_err(|e| DeclareError::BadArguments(e.text(&short, &self.name))),
+        }
+    }
+
     /// exchange.delete.
     pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), DeleteError> {
         if name.is_empty() {

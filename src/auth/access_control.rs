@@ -623,6 +623,12 @@ impl AccessControl {
         self.read(AccessDefinitions::from_model)
     }
 
+    /// Whether [`AccessControl::import`] of `defs` would succeed now, changing nothing.
+    pub fn check_import(&self, defs: &AccessDefinitions) -> Result<(), ManageError> {
+        let parsed = defs.parse()?;
+        self.read(|m| parsed.check_references(m))
+    }
+
     /// Merges definitions into the model, as RabbitMQ's import: vhosts, then users, then
     /// permissions and topic permissions (existing entries are replaced, nothing is removed).
     /// Everything is checked before anything is applied, so a bad entry changes nothing.

@@ -345,6 +345,14 @@ impl Parsed {
     /// Applies in RabbitMQ's import order; a permission naming a user or vhost that exists
     /// neither in the model nor in the document is refused before anything changes.
     pub(super) fn apply(self, m: &mut Model, c: &mut Changes) -> Result<(), ManageError> {
+        self.check_references(m)?;
+        self.apply_checked(m, c);
+        Ok(())
+    }
+
+    /// A permission naming a user or vhost that exists neither in the model nor in the
+    /// document is refused.
+    pub(super) fn check_references(&self, m: &Model) -> Result<(), ManageError> {
         let has_user =
             |m: &Model, u: &str| m.users.contains_key(u) || self.users.iter().any(|x| x.name == u);
         let has_vhost = |m: &Model, v: &str| {
@@ -363,6 +371,10 @@ impl Parsed {
                 return Err(ManageError::NoSuchUser(user.clone()));
             }
         }
+        Ok(())
+    }
+
+    fn apply_checked(self, m: &mut Model, c: &mut Changes) {
         for info in self.vhosts {
             let name = info.name.clone();
             m.vhosts.insert(name.clone(), Arc::new(info));
@@ -381,7 +393,6 @@ impl Parsed {
             insert_topic_permission(m, &user, &vhost, &exchange, p);
             c.topic_permission(m, &user, &vhost, &exchange);
         }
-        Ok(())
     }
 }
 

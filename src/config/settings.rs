@@ -385,9 +385,6 @@ impl Settings {
             requested_unbuilt.push(("Prometheus metrics", sources.name("prometheus_listen")));
         }
         let load_definitions = args.load_definitions.or(file.load_definitions);
-        if load_definitions.is_some() {
-            requested_unbuilt.push(("importing definitions", sources.name("load_definitions")));
-        }
 
         let log = LogSettings {
             format: match args
@@ -493,6 +490,7 @@ impl Settings {
                 .honour_channel_flow
                 .or(file.honour_channel_flow)
                 .unwrap_or(defaults.honour_channel_flow),
+            load_definitions: load_definitions.clone(),
         };
         Ok(Settings {
             config,

@@ -938,8 +938,11 @@ impl ManagementSource for BrokerManagement {
         Err(SourceError::NotFound)
     }
 
-    async fn import_definitions(&self, _definitions: Definitions) -> Result<(), SourceError> {
-        Err(not_supported("importing definitions"))
+    async fn import_definitions(&self, definitions: Definitions) -> Result<(), SourceError> {
+        crate::definitions_import::import(&self.broker, &definitions)
+            .map_err(SourceError::BadRequest)?;
+        self.broker.metadata_written().await;
+        Ok(())
     }
 }
 

@@ -172,6 +172,9 @@ pub struct DefinitionUser {
     pub hashing_algorithm: Option<String>,
     #[serde(default, deserialize_with = "super::body::tags")]
     pub tags: Vec<String>,
+    /// `max-connections`, `max-channels`.
+    #[serde(default)]
+    pub limits: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -181,6 +184,9 @@ pub struct DefinitionVhost {
     pub description: Option<String>,
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// `max-connections`, `max-queues` (RabbitMQ 3.x exports them as `vhost-limits` parameters).
+    #[serde(default)]
+    pub limits: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
