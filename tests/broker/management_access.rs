@@ -599,3 +599,191 @@ async fn vhost_and_user_limits_refuse_with_rabbitmqs_replies() {
     drop((guest, second, third, conn));
     b.finish().await;
 }
+
+/// The RabbitMQ 3.10.8 export captured by tests/fixtures/management/capture_access.py.
+fn rabbitmq_export() -> Value {
+    let text = include_str!("../fixtures/management/access_definitions_export.json");
+    let doc: Value = serde_json::from_str(text).expect("fixture is JSON");
+    doc["body"].clone()
+}
+
+/// What an import of the captured export must have made, seen by AMQP clients.
+async fn check_imported_export(b: &TestBroker) {
+    // Passwords hashed by RabbitMQ work; alice may configure only orders.* in shop.
+    let alice = connect_url(&url(b, "alice", "alice-pw", "shop"))
+        .await
+        .expect("alice logs in with her RabbitMQ password");
+    let e = declare_q(&alice, "other", false).await.expect_err("403");
+    assert_eq!(amqp_error(&e).map(|e| e.0), Some(403));
+    // The binding orders -> orders.eu (eu.#) routes; the topic permission refuses other keys.
+    let ch = alice.create_channel().await.expect("channel");
+    ch.basic_publish(
+        "orders",
+        "eu.1",
+        BasicPublishOptions::default(),
+        b"order",
+        BasicProperties::default(),
+    )
+    .await
+    .expect("publish");
+    eventually("the order to be routed", || async {
+        let (_, q) = call(b, "GET", "/api/queues/shop/orders.eu", None).await;
+        (q["messages"] == 1).then_some(())
+    })
+    .await;
+    let closed = on_channel_close(&ch);
+    let _ = ch
+        .basic_publish(
+            "amq.topic",
+            "refunds.1",
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await;
+    assert_eq!(closed_with(closed).await.0, 403, "alice's topic permission");
+    assert_eq!(
+        refused_connect(&url(b, "bob", "wrong", "shop")).await.0,
+        403,
+        "a wrong password is still refused"
+    );
+    let bob = connect_url(&url(b, "bob", "bob-pw", "shop"))
+        .await
+        .expect("bob logs in");
+    drop((alice, bob));
+    let (_, limits) = call(b, "GET", "/api/user-limits/alice", None).await;
+    assert_eq!(
+        limits,
+        json!([{"user": "alice", "value": {"max-channels": 20, "max-connections": 10}}])
+    );
+    let (_, limits) = call(b, "GET", "/api/vhost-limits/shop", None).await;
+    assert_eq!(
+        limits,
+        json!([{"vhost": "shop", "value": {"max-connections": 50, "max-queues": 100}}])
+    );
+}
+
+#[tokio::test]
+async fn a_rabbitmq_export_imports_with_working_passwords_and_exports_back() {
+    let b = TestBroker::start_with_management().await;
+    let export = rabbitmq_export();
+    let (status, answer) = call(&b, "POST", "/api/definitions", Some(export.clone())).await;
+    assert_eq!(status, 204, "{answer}");
+    check_imported_export(&b).await;
+
+    let (status, ours) = call(&b, "GET", "/api/definitions", None).await;
+    assert_eq!(status, 200);
+    for key in [
+        "users",
+        "permissions",
+        "topic_permissions",
+        "exchanges",
+        "bindings",
+    ] {
+        let mut theirs = export[key].as_array().expect("list").clone();
+        let mut mine = ours[key].as_array().expect("list").clone();
+        let by_text = |a: &Value, b: &Value| a.to_string().cmp(&b.to_string());
+        theirs.sort_by(by_text);
+        mine.sort_by(by_text);
+        assert_eq!(mine, theirs, "{key} differ after a round trip");
+    }
+    assert_eq!(
+        ours["parameters"],
+        json!([{"value": {"max-connections": 50, "max-queues": 100}, "vhost": "shop",
+                "component": "vhost-limits", "name": "limits"}])
+    );
+    let names = |doc: &Value, key: &str| {
+        let mut n: Vec<String> = doc[key]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|x| format!("{}/{}", x["vhost"], x["name"]))
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&ours, "queues"), names(&export, "queues"));
+    // Importing the same document again changes nothing and succeeds.
+    assert_eq!(
+        call(&b, "POST", "/api/definitions", Some(export)).await.0,
+        204
+    );
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn a_bad_definitions_document_changes_nothing() {
+    let b = TestBroker::start_with_management().await;
+    let before = call(&b, "GET", "/api/definitions", None).await.1;
+    let good_user = json!({"name": "new", "password_hash": "", "tags": []});
+    let good_queue = json!({"name": "fresh", "vhost": "/", "durable": true,
+                            "auto_delete": false, "arguments": {}});
+    let bad_docs = [
+        // A binding to a queue that exists nowhere.
+        json!({"users": [good_user], "queues": [good_queue],
+               "bindings": [{"source": "amq.direct", "vhost": "/", "destination": "ghost",
+                             "destination_type": "queue", "routing_key": "k", "arguments": {}}]}),
+        // A permission that does not compile.
+        json!({"users": [good_user], "queues": [good_queue],
+               "permissions": [{"user": "new", "vhost": "/", "configure": "(",
+                                "write": "", "read": ""}]}),
+        // A permission for a vhost that is neither there nor in the document.
+        json!({"vhosts": [{"name": "fine"}], "users": [good_user],
+               "permissions": [{"user": "new", "vhost": "nowhere", "configure": ".*",
+                                "write": ".*", "read": ".*"}]}),
+        // A password hash that is not one, and an unknown exchange type.
+        json!({"users": [{"name": "new", "password_hash": "%%%"}], "queues": [good_queue]}),
+        json!({"vhosts": [{"name": "fine"}], "exchanges": [{"name": "x", "vhost": "fine",
+               "type": "nonsense", "durable": true, "auto_delete": false, "internal": false,
+               "arguments": {}}]}),
+        // A queue argument RabbitMQ refuses.
+        json!({"queues": [{"name": "fresh", "vhost": "/", "durable": true, "auto_delete": false,
+                           "arguments": {"x-max-length": "many"}}]}),
+    ];
+    for doc in bad_docs {
+        let (status, answer) = call(&b, "POST", "/api/definitions", Some(doc.clone())).await;
+        assert_eq!(status, 400, "{doc} -> {answer}");
+        assert_eq!(answer["error"], "bad_request", "{answer}");
+        assert!(
+            answer["reason"].as_str().is_some_and(|r| !r.is_empty()),
+            "{answer}"
+        );
+        assert_eq!(
+            call(&b, "GET", "/api/definitions", None).await.1,
+            before,
+            "{doc} changed something"
+        );
+    }
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn load_definitions_at_startup_imports_a_rabbitmq_export() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("definitions.json");
+    std::fs::write(&file, rabbitmq_export().to_string()).expect("written");
+    let config = warren::Config {
+        load_definitions: Some(file),
+        ..warren::Config::default()
+    };
+    let b = TestBroker::start_with_management_config(config).await;
+    check_imported_export(&b).await;
+    b.finish().await;
+
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"queues": [{"name": "q", "vhost": "nowhere"}]}"#).expect("written");
+    let data = tempfile::tempdir().expect("tmp");
+    let config = warren::Config {
+        data_dir: data.path().to_path_buf(),
+        load_definitions: Some(bad.clone()),
+        ..warren::Config::default()
+    };
+    let Err(e) = warren::BrokerHandle::start(config, "127.0.0.1:0").await else {
+        panic!("a bad definitions file must stop the start");
+    };
+    let text = e.to_string();
+    assert!(
+        text.contains(&bad.display().to_string()) && text.contains("nowhere"),
+        "{text}"
+    );
+}
