@@ -200,8 +200,7 @@ async fn the_access_model_survives_kill_9_right_after_the_api_answered() {
         Connection::connect(&url, lapin_properties()),
     )
     .await
-    .err()
-    .expect("the vhost connection limit came back");
+    .expect_err("the vhost connection limit came back");
     assert!(
         refused.to_string().contains("connection limit (1)"),
         "{refused}"

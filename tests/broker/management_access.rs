@@ -80,8 +80,7 @@ fn url(b: &TestBroker, user: &str, password: &str, vhost: &str) -> String {
 async fn refused_connect(url: &str) -> (u16, String) {
     let e = within("the connection to be refused", connect_url(url))
         .await
-        .err()
-        .expect("connection refused");
+        .expect_err("connection refused");
     amqp_error(&e).unwrap_or_else(|| panic!("not an AMQP close: {e:?}"))
 }
 
