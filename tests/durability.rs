@@ -162,6 +162,13 @@ async fn the_access_model_survives_kill_9_right_after_the_api_answered() {
         ("PUT", "/api/queues/dv/dq", r#"{"durable": true}"#, 201),
         ("PUT", "/api/vhosts/doomed", "{}", 201),
         ("PUT", "/api/queues/doomed/dq", r#"{"durable": true}"#, 201),
+        (
+            "POST",
+            "/api/exchanges/doomed/amq.default/publish",
+            r#"{"routing_key": "dq", "payload": "gone", "payload_encoding": "string",
+                "properties": {"delivery_mode": 2}}"#,
+            200,
+        ),
         ("DELETE", "/api/vhosts/doomed", "", 204),
         ("DELETE", "/api/users/gone", "", 204),
     ] {
