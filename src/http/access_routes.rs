@@ -29,6 +29,8 @@ pub enum AccessRoute {
     VhostTopicPermissions(String),
     /// `users/bulk-delete`
     UsersBulkDelete,
+    /// `users/without-permissions`
+    UsersWithoutPermissions,
     /// `user-limits` or `user-limits/{user}` (true), `vhost-limits[/{vhost}]` (false)
     Limits(bool, Option<String>),
     /// `user-limits/{user}/{name}` (true) or `vhost-limits/{vhost}/{name}` (false)
@@ -43,6 +45,7 @@ impl AccessRoute {
             ["topic-permissions"] => AccessRoute::TopicPermissions,
             ["topic-permissions", v, u] => AccessRoute::TopicPermission(own(v), own(u)),
             ["users", "bulk-delete"] => AccessRoute::UsersBulkDelete,
+            ["users", "without-permissions"] => AccessRoute::UsersWithoutPermissions,
             ["users", u, "topic-permissions"] => AccessRoute::UserTopicPermissions(own(u)),
             ["vhosts", v, "topic-permissions"] => AccessRoute::VhostTopicPermissions(own(v)),
             ["user-limits"] => AccessRoute::Limits(true, None),
@@ -189,6 +192,16 @@ pub async fn handle<S: ManagementSource>(
                     Ok(StatusCode::NO_CONTENT.into_response())
                 }
             }
+        }
+        (AccessRoute::UsersWithoutPermissions, _) => {
+            let permissions = source.permissions();
+            let rows = source
+                .users()
+                .iter()
+                .filter(|u| !permissions.iter().any(|p| p.user == u.name))
+                .map(super::views::user_json)
+                .collect();
+            req.list_rows(rows)
         }
         (AccessRoute::UsersBulkDelete, _) => {
             let b: BulkDeleteBody = body::parse(&req.body)?;

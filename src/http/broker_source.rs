@@ -8,7 +8,8 @@
 //!
 //! Not there yet (answered as such, never faked): rates are 0.0 (no sampler); connections,
 //! channels and consumers list empty (the broker keeps no registry of them with names and
-//! peers); users, permissions, vhosts, policies and definitions import are read-only or refused.
+//! peers); policies are refused. Users, permissions, topic permissions, vhosts, limits and
+//! definitions imports change the access model and the store, and answer once written down.
 
 use std::net::IpAddr;
 use std::sync::Arc;

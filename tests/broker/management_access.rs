@@ -231,6 +231,14 @@ async fn users_and_permissions_set_over_http_decide_what_amqp_clients_may_do() {
         call(&b, "PUT", "/api/users/broken", Some(bad_hash)).await.0,
         400
     );
+    let (_, without) = call(&b, "GET", "/api/users/without-permissions", None).await;
+    let names: Vec<&str> = without
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(names, ["bob", "hashed"], "{without}");
     // users/bulk-delete skips names that do not exist.
     let bulk = json!({"users": ["bob", "hashed", "nobody"]});
     assert_eq!(
