@@ -68,8 +68,10 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     peer: SocketAddr,
     deadline: Instant,
     id: u64,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Negotiated, HandshakeEnd> {
-    match tokio::time::timeout_at(deadline, run(reader, outbound, broker, peer, id)).await {
+    let run = run(reader, outbound, broker, peer, id, shutdown);
+    match tokio::time::timeout_at(deadline, run).await {
         Ok(result) => result,
         Err(_) => Err(HandshakeEnd::Timeout),
     }
@@ -81,6 +83,7 @@ async fn run<R: AsyncRead + Unpin>(
     broker: &Broker,
     peer: SocketAddr,
     id: u64,
+    shutdown: &tokio_util::sync::CancellationToken,
 ) -> Result<Negotiated, HandshakeEnd> {
     outbound.send_method(0, &start_method());
     let start_ok: connection::StartOk = expect(reader, outbound).await?;
@@ -145,7 +148,7 @@ async fn run<R: AsyncRead + Unpin>(
                                                                 // Counted from here, before open-ok, so the next connection.open sees this one.
     let registered = broker
         .registry
-        .register(id, user.name.clone(), &open.virtual_host);
+        .register(id, user.name.clone(), &open.virtual_host, shutdown);
     outbound.send_method(0, &connection::OpenOk::default().into());
     Ok(Negotiated {
         registered,

@@ -128,30 +128,39 @@ async fn serve_in_span<S>(
     }
     let outbound = Outbound::new(FRAME_MIN_SIZE);
     let writer = tokio::spawn(outbound.clone().run_writer(write_half));
-    let negotiated =
-        match handshake::handshake(&mut reader, &outbound, &broker, peer, deadline, id).await {
-            Ok(n) => n,
-            Err(end) => {
-                // A peer too slow for the handshake gets no more time to close politely.
-                let eof_wait = match &end {
-                    HandshakeEnd::Timeout => Duration::ZERO,
-                    _ => CLOSE_OK_TIMEOUT,
-                };
-                // RabbitMQ logs refused logins and refused connections as errors.
-                match end {
-                    HandshakeEnd::AuthFailed(why) => error!("authentication failed: {why}"),
-                    HandshakeEnd::Refused(e) => error!(
-                        code = e.code.code(),
-                        "connection refused during the handshake: {}",
-                        crate::logging::log_safe(&e.reply_text())
-                    ),
-                    HandshakeEnd::Timeout => warn!("handshake timed out"),
-                    HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
-                }
-                finish(&outbound, writer, reader, eof_wait).await;
-                return;
+    let negotiated = match handshake::handshake(
+        &mut reader,
+        &outbound,
+        &broker,
+        peer,
+        deadline,
+        id,
+        &shutdown,
+    )
+    .await
+    {
+        Ok(n) => n,
+        Err(end) => {
+            // A peer too slow for the handshake gets no more time to close politely.
+            let eof_wait = match &end {
+                HandshakeEnd::Timeout => Duration::ZERO,
+                _ => CLOSE_OK_TIMEOUT,
+            };
+            // RabbitMQ logs refused logins and refused connections as errors.
+            match end {
+                HandshakeEnd::AuthFailed(why) => error!("authentication failed: {why}"),
+                HandshakeEnd::Refused(e) => error!(
+                    code = e.code.code(),
+                    "connection refused during the handshake: {}",
+                    crate::logging::log_safe(&e.reply_text())
+                ),
+                HandshakeEnd::Timeout => warn!("handshake timed out"),
+                HandshakeEnd::Io(e) => debug!(error = %e, "peer left during the handshake"),
             }
-        };
+            finish(&outbound, writer, reader, eof_wait).await;
+            return;
+        }
+    };
     let span = Span::current();
     span.record("vhost", tracing::field::display(&negotiated.vhost.name));
     if let Some(name) = negotiated
@@ -329,11 +338,15 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Some(()) = journal_synced(&mut synced), if self.is_waiting_for_disk() => {}
                 // Declare-oks go out once the metadata writer has committed their definitions.
                 Some(()) = journal_synced(&mut definitions_committed), if self.is_waiting_for_metadata() => {}
-                _ = shutdown.cancelled() => return self.close_with(shutdown_error()).await,
-                // Its vhost or user was deleted (RabbitMQ's connection tracking closes it).
+                // The broker's shutdown, or this connection's vhost or user was deleted
+                // (RabbitMQ's connection tracking closes it): one token, a child of the
+                // shutdown token, so the loop waits on one future for both.
                 _ = self.ctx.tracked.forced() => {
-                    let text = self.ctx.tracked.forced_reason();
-                    return self.close_with(AmqpError::new(ReplyCode::ConnectionForced, text)).await;
+                    let e = match self.ctx.tracked.forced_reason() {
+                        Some(text) => AmqpError::new(ReplyCode::ConnectionForced, text),
+                        None => shutdown_error(),
+                    };
+                    return self.close_with(e).await;
                 }
             }
         }

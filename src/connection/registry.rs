@@ -17,19 +17,21 @@ pub struct Tracked {
     pub vhost: String,
     /// Channels open on it now.
     channels: AtomicU64,
-    /// Cancelled to close it with 320 and [`Tracked::forced_reason`].
+    /// Cancelled to close it with 320: a child of the broker's shutdown token, so it also
+    /// fires at shutdown (then without a reason).
     forced: CancellationToken,
-    reason: Mutex<String>,
+    reason: Mutex<Option<String>>,
 }
 
 impl Tracked {
-    /// Completes when the connection must close with 320.
+    /// Completes when the connection must close with 320: its vhost or user was deleted, or
+    /// the broker is shutting down.
     pub async fn forced(&self) {
         self.forced.cancelled().await
     }
 
-    /// The text of the forced close.
-    pub fn forced_reason(&self) -> String {
+    /// The text of a forced close; `None` when it is the broker's shutdown.
+    pub fn forced_reason(&self) -> Option<String> {
         self.reason.lock().clone()
     }
 
@@ -46,7 +48,7 @@ impl Tracked {
     }
 
     fn force(&self, reason: &str) {
-        *self.reason.lock() = reason.to_owned();
+        *self.reason.lock() = Some(reason.to_owned());
         self.forced.cancel();
     }
 }
@@ -58,14 +60,21 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Adds connection `id`; it is removed when the returned guard drops.
-    pub fn register(self: &Arc<Self>, id: u64, user: Arc<str>, vhost: &str) -> Registered {
+    /// Adds connection `id`; it is removed when the returned guard drops. `shutdown` is the
+    /// broker's shutdown token.
+    pub fn register(
+        self: &Arc<Self>,
+        id: u64,
+        user: Arc<str>,
+        vhost: &str,
+        shutdown: &CancellationToken,
+    ) -> Registered {
         let tracked = Arc::new(Tracked {
             user,
             vhost: vhost.to_owned(),
             channels: AtomicU64::new(0),
-            forced: CancellationToken::new(),
-            reason: Mutex::new(String::new()),
+            forced: shutdown.child_token(),
+            reason: Mutex::new(None),
         });
         self.connections.insert(id, tracked.clone());
         Registered {
@@ -139,9 +148,10 @@ mod tests {
     #[test]
     fn counts_follow_registrations_and_forced_closes_pick_by_vhost_or_user() {
         let r = Arc::new(Registry::default());
-        let a = r.register(1, Arc::from("alice"), "/");
-        let b = r.register(2, Arc::from("bob"), "v");
-        let c = r.register(3, Arc::from("alice"), "v");
+        let shutdown = CancellationToken::new();
+        let a = r.register(1, Arc::from("alice"), "/", &shutdown);
+        let b = r.register(2, Arc::from("bob"), "v", &shutdown);
+        let c = r.register(3, Arc::from("alice"), "v", &shutdown);
         a.tracked.channel_opened();
         c.tracked.channel_opened();
         c.tracked.channel_opened();
@@ -150,8 +160,13 @@ mod tests {
         assert_eq!(r.channels_of_user("alice"), 2);
         assert_eq!(r.close_vhost("v", "vhost 'v' is deleted"), 2);
         assert!(b.tracked.forced.is_cancelled() && !a.tracked.forced.is_cancelled());
-        assert_eq!(b.tracked.forced_reason(), "vhost 'v' is deleted");
+        assert_eq!(
+            b.tracked.forced_reason().as_deref(),
+            Some("vhost 'v' is deleted")
+        );
         drop(c);
         assert_eq!(r.count_of_user("alice"), 1);
+        shutdown.cancel();
+        assert!(a.tracked.forced.is_cancelled() && a.tracked.forced_reason().is_none());
     }
 }
