@@ -21,7 +21,7 @@ use tracing::{info, warn};
 use warren_protocol::ShortStr;
 
 /// The access part of a document as the access model reads it.
-fn access_definitions(doc: &Definitions) -> Result<AccessDefinitions, String> {
+fn access_definitions(broker: &Broker, doc: &Definitions) -> Result<AccessDefinitions, String> {
     let users = doc
         .users
         .iter()
@@ -67,9 +67,17 @@ fn access_definitions(doc: &Definitions) -> Result<AccessDefinitions, String> {
         let vhost = p.get("vhost").and_then(Value::as_str).unwrap_or_default();
         let value = p.get("value").cloned().unwrap_or(Value::Null);
         let limits = vhost_limits_from_parameter(&value)?;
+        if !vhosts.iter().any(|v| v.name == vhost) {
+            // Limits for a vhost the broker has (a per-vhost import): its record, new limits.
+            let current = broker
+                .users
+                .vhost(vhost)
+                .ok_or_else(|| format!("vhost-limits for vhost '{vhost}', which does not exist"))?;
+            vhosts.push(VhostDefinition::from_info(&current));
+        }
         let Some(v) = vhosts.iter_mut().find(|v| v.name == vhost) else {
             return Err(format!(
-                "vhost-limits for vhost '{vhost}', which the document does not define"
+                "vhost-limits for vhost '{vhost}', which does not exist"
             ));
         };
         for (key, limit) in [
@@ -126,7 +134,7 @@ fn is_reserved_exchange(name: &str) -> bool {
 
 /// Imports `doc` into `broker`, or changes nothing and says why.
 pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
-    let access = access_definitions(doc)?;
+    let access = access_definitions(broker, doc)?;
     broker
         .users
         .check_import(&access)

@@ -1,7 +1,9 @@
 //! The node's open AMQP connections by user and vhost: what the per-vhost and per-user limits
 //! count, and how a connection is told to close when its vhost or user is deleted (320
 //! CONNECTION_FORCED, as RabbitMQ's `rabbit_connection_tracking_handler`). Touched at
-//! connection.open, channel.open/close and connection end; never on the publish path.
+//! connection.open, channel.open/close and connection end; never on the publish path. Counts
+//! are kept per vhost and per user, so a connection.open or channel.open costs O(1) however
+//! many connections are open.
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -15,8 +17,8 @@ pub struct Tracked {
     pub user: Arc<str>,
     /// Its vhost.
     pub vhost: String,
-    /// Channels open on it now.
-    channels: AtomicU64,
+    /// Its user's counts, shared with the user's other connections.
+    user_counts: Arc<UserCounts>,
     /// Cancelled to close it with 320: a child of the broker's shutdown token, so it also
     /// fires at shutdown (then without a reason).
     forced: CancellationToken,
@@ -37,14 +39,12 @@ impl Tracked {
 
     /// Counts a channel opened on this connection.
     pub fn channel_opened(&self) {
-        self.channels.fetch_add(1, Ordering::Relaxed);
+        self.user_counts.channels.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a channel closed on this connection.
     pub fn channel_closed(&self) {
-        let _ = self
-            .channels
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        decrement(&self.user_counts.channels);
     }
 
     fn force(&self, reason: &str) {
@@ -53,10 +53,24 @@ impl Tracked {
     }
 }
 
+/// A user's open connections and channels, over all its connections.
+#[derive(Default)]
+struct UserCounts {
+    connections: AtomicU64,
+    channels: AtomicU64,
+}
+
+fn decrement(n: &AtomicU64) {
+    let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+}
+
 /// Every open connection of the node.
 #[derive(Default)]
 pub struct Registry {
     connections: DashMap<u64, Arc<Tracked>>,
+    per_vhost: DashMap<String, u64>,
+    /// Entries stay once made (one per user that ever connected: bounded by the users).
+    per_user: DashMap<Arc<str>, Arc<UserCounts>>,
 }
 
 impl Registry {
@@ -69,10 +83,13 @@ impl Registry {
         vhost: &str,
         shutdown: &CancellationToken,
     ) -> Registered {
+        let user_counts = self.per_user.entry(user.clone()).or_default().clone();
+        user_counts.connections.fetch_add(1, Ordering::Relaxed);
+        *self.per_vhost.entry(vhost.to_owned()).or_default() += 1;
         let tracked = Arc::new(Tracked {
             user,
             vhost: vhost.to_owned(),
-            channels: AtomicU64::new(0),
+            user_counts,
             forced: shutdown.child_token(),
             reason: Mutex::new(None),
         });
@@ -86,21 +103,21 @@ impl Registry {
 
     /// Connections open in `vhost`.
     pub fn count_in_vhost(&self, vhost: &str) -> u64 {
-        self.connections.iter().filter(|c| c.vhost == vhost).count() as u64
+        self.per_vhost.get(vhost).map_or(0, |n| *n)
     }
 
     /// Connections open as `user`.
     pub fn count_of_user(&self, user: &str) -> u64 {
-        self.connections.iter().filter(|c| &*c.user == user).count() as u64
+        self.per_user
+            .get(user)
+            .map_or(0, |c| c.connections.load(Ordering::Relaxed))
     }
 
     /// Channels open by `user` on all its connections.
     pub fn channels_of_user(&self, user: &str) -> u64 {
-        self.connections
-            .iter()
-            .filter(|c| &*c.user == user)
-            .map(|c| c.channels.load(Ordering::Relaxed))
-            .sum()
+        self.per_user
+            .get(user)
+            .map_or(0, |c| c.channels.load(Ordering::Relaxed))
     }
 
     /// Closes every connection of `vhost` with 320 and `reason`; returns how many.
@@ -137,7 +154,15 @@ pub struct Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.registry.connections.remove(&self.id);
+        let registry = &self.registry;
+        registry.connections.remove(&self.id);
+        decrement(&self.tracked.user_counts.connections);
+        registry
+            .per_vhost
+            .remove_if_mut(&self.tracked.vhost, |_, n| {
+                *n = n.saturating_sub(1);
+                *n == 0
+            });
     }
 }
 

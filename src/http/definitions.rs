@@ -117,4 +117,9 @@ pub fn scope_to_vhost(definitions: &mut Definitions, vhost: &str) {
     for p in &mut definitions.policies {
         p.vhost = vhost.to_string();
     }
+    for p in &mut definitions.parameters {
+        if let Some(map) = p.as_object_mut() {
+            map.insert("vhost".into(), Value::from(vhost));
+        }
+    }
 }

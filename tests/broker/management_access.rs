@@ -710,6 +710,27 @@ async fn a_rabbitmq_export_imports_with_working_passwords_and_exports_back() {
         n
     };
     assert_eq!(names(&ours, "queues"), names(&export, "queues"));
+    // One vhost's definitions carry no vhost keys and import into another vhost.
+    let (status, shop) = call(&b, "GET", "/api/definitions/shop", None).await;
+    assert_eq!(status, 200);
+    assert!(shop.get("users").is_none(), "{shop}");
+    assert!(shop["queues"][0].get("vhost").is_none(), "{shop}");
+    assert_eq!(call(&b, "PUT", "/api/vhosts/copy", None).await.0, 201);
+    let (status, answer) = call(&b, "POST", "/api/definitions/copy", Some(shop)).await;
+    assert_eq!(status, 204, "{answer}");
+    assert_eq!(
+        call(&b, "GET", "/api/queues/copy/orders.eu", None).await.0,
+        200
+    );
+    let (_, copied) = call(&b, "GET", "/api/bindings/copy", None).await;
+    assert!(
+        copied
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|x| x["source"] == "orders" && x["destination"] == "audit"),
+        "{copied}"
+    );
     // Importing the same document again changes nothing and succeeds.
     assert_eq!(
         call(&b, "POST", "/api/definitions", Some(export)).await.0,
