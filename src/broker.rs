@@ -156,6 +156,9 @@ impl Broker {
             return Err(ManageError::NoSuchVhost(name.to_owned()).into());
         }
         let removed = self.vhosts.remove(name).map(|(_, v)| v);
+        if let Some(vhost) = &removed {
+            vhost.mark_deleted();
+        }
         let closed = self.registry.close_vhost(name, &vhost_deleted_text(name));
         if let Some(vhost) = &removed {
             for q in vhost.queue_list() {

@@ -58,6 +58,8 @@ pub struct VHost {
     closed_connections: MessageCounters,
     /// What the management API did (see [`VHost::api_counters`]).
     api_published: MessageCounters,
+    /// Set when the vhost is deleted: nothing more of it is written down.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -85,6 +87,7 @@ impl VHost {
             connections: DashMap::new(),
             closed_connections: MessageCounters::default(),
             api_published: MessageCounters::default(),
+            deleted: Default::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -146,6 +149,17 @@ impl VHost {
     /// The store, once attached (after restore at startup).
     pub fn store(&self) -> Option<&Arc<Store>> {
         self.store.get()
+    }
+
+    /// Marks the vhost deleted (`Broker::delete_vhost`): its definitions are no longer written.
+    pub fn mark_deleted(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the vhost was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Attaches the store: from now on durable changes are written down.

@@ -20,8 +20,16 @@ fn is_durable_queue(q: &Queue) -> bool {
 }
 
 impl VHost {
+    /// Where durable definitions go: nowhere once the vhost is deleted, so a declare racing
+    /// the deletion cannot write down an object of a vhost that is gone.
+    fn definitions_store(&self) -> Option<&Arc<Store>> {
+        self.store().filter(|_| !self.is_deleted())
+    }
+
     pub(crate) fn persist_exchange(&self, x: &Exchange) {
-        let Some(store) = self.store() else { return };
+        let Some(store) = self.definitions_store() else {
+            return;
+        };
         if x.options.durable {
             store.add_exchange(ExchangeDef {
                 vhost: self.name.clone(),
@@ -35,13 +43,15 @@ impl VHost {
     }
 
     pub(crate) fn forget_exchange(&self, x: &Exchange) {
-        if let (Some(store), true) = (self.store(), x.options.durable) {
+        if let (Some(store), true) = (self.definitions_store(), x.options.durable) {
             store.remove_exchange(&self.name, &x.name);
         }
     }
 
     pub(crate) fn persist_queue(&self, q: &Queue) {
-        let Some(store) = self.store() else { return };
+        let Some(store) = self.definitions_store() else {
+            return;
+        };
         if is_durable_queue(q) {
             let id = store.add_queue(&self.name, &q.name, table_to_hex(&q.options.arguments));
             q.attach_journal(store.clone(), DurableQueueId(id));
@@ -49,7 +59,7 @@ impl VHost {
     }
 
     pub(crate) fn forget_queue(&self, q: &Queue) {
-        if let (Some(store), Some(_)) = (self.store(), q.journal_id()) {
+        if let (Some(store), Some(_)) = (self.definitions_store(), q.journal_id()) {
             store.remove_queue(&self.name, &q.name);
         }
     }
@@ -62,7 +72,7 @@ impl VHost {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> Option<BindingDef> {
-        self.store()?;
+        self.definitions_store()?;
         let (kind, name) = match destination {
             Destination::Queue(q) if is_durable_queue(q) => ("queue", q.name.to_string()),
             Destination::Exchange(x) if x.options.durable => ("exchange", x.name.to_string()),
@@ -79,13 +89,13 @@ impl VHost {
     }
 
     pub(crate) fn persist_binding(&self, def: Option<BindingDef>) {
-        if let (Some(store), Some(def)) = (self.store(), def) {
+        if let (Some(store), Some(def)) = (self.definitions_store(), def) {
             store.add_binding(def);
         }
     }
 
     pub(crate) fn forget_binding(&self, def: Option<BindingDef>) {
-        if let (Some(store), Some(def)) = (self.store(), def) {
+        if let (Some(store), Some(def)) = (self.definitions_store(), def) {
             store.remove_binding(&def);
         }
     }
