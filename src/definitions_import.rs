@@ -134,6 +134,24 @@ fn is_reserved_exchange(name: &str) -> bool {
 
 /// Imports `doc` into `broker`, or changes nothing and says why.
 pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
+    // What Warren cannot apply is refused rather than dropped: an import that "succeeds"
+    // without the policies it carried would change how queues behave without saying so.
+    if let Some(p) = doc.policies.first() {
+        return Err(format!(
+            "policies are not supported by this version of Warren (policy '{}' in vhost '{}')",
+            p.name, p.vhost
+        ));
+    }
+    if let Some(component) = doc
+        .parameters
+        .iter()
+        .filter_map(|p| p.get("component").and_then(Value::as_str))
+        .find(|c| *c != VHOST_LIMITS_COMPONENT)
+    {
+        return Err(format!(
+            "runtime parameters of component '{component}' are not supported by this version of Warren"
+        ));
+    }
     let access = access_definitions(broker, doc)?;
     broker
         .users
