@@ -105,12 +105,10 @@ impl Broker {
     /// Imports a definitions file (RabbitMQ's JSON), all or nothing; an unreadable or invalid
     /// file stops the start with a message naming it.
     fn load_definitions(&self, path: &std::path::Path) -> Result<(), StoreError> {
-        let fail = |reason: String| StoreError::Definitions(path.to_path_buf(), reason);
-        let bytes = std::fs::read(path).map_err(|e| StoreError::Io(path.to_path_buf(), e))?;
-        let doc: crate::http::source::Definitions = serde_json::from_slice(&bytes)
-            .map_err(|e| fail(format!("not a definitions document: {e}")))?;
-        crate::definitions_import::import(self, &doc)
-            .map_err(|e| fail(format!("cannot import definitions: {e}")))
+        let doc = read_definitions(path)?;
+        crate::definitions_import::import(self, &doc).map_err(|e| {
+            StoreError::LoadDefinitions(path.to_path_buf(), format!("cannot import it: {e}"))
+        })
     }
 
     /// Creates vhost `info.name` with its `amq.*` exchanges, or updates its record (metadata)
@@ -241,6 +239,16 @@ impl Broker {
         }
         total
     }
+}
+
+/// Reads a definitions file (RabbitMQ's JSON); checked before the store opens, so a missing
+/// or malformed file stops the start before anything is touched.
+pub fn read_definitions(
+    path: &std::path::Path,
+) -> Result<crate::http::source::Definitions, StoreError> {
+    let fail = |reason: String| StoreError::LoadDefinitions(path.to_path_buf(), reason);
+    let bytes = std::fs::read(path).map_err(|e| fail(e.kind().to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a definitions document: {e}")))
 }
 
 /// A running connection task, counted in [`Broker::leftovers`] until dropped.

@@ -617,3 +617,39 @@ fn a_log_file_that_cannot_be_opened_is_named() {
     );
     assert!(!dir.path().join("data").exists());
 }
+
+#[test]
+fn a_definitions_file_that_cannot_be_imported_stops_startup_naming_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--management-listen",
+        "none",
+        "--load-definitions",
+        "defs.json",
+    ];
+    // Missing or not JSON: refused before the data directory is touched.
+    let err = refused_start(&args, dir.path(), &[]);
+    assert_mentions(&err, &["defs.json", "--load-definitions", "not found"]);
+    std::fs::write(dir.path().join("defs.json"), "{nope").expect("write");
+    let err = refused_start(&args, dir.path(), &[]);
+    assert_mentions(&err, &["defs.json", "not a definitions document"]);
+    assert!(!dir.path().join("data").exists());
+    // Valid JSON that cannot be imported: refused after recovery, naming the file and why.
+    std::fs::write(
+        dir.path().join("defs.json"),
+        r#"{"permissions": [{"user": "ghost", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]}"#,
+    )
+    .expect("write");
+    let output = warren_command(&args, dir.path())
+        .output()
+        .expect("warren runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert_mentions(
+        last,
+        &["warren: ", "defs.json", "--load-definitions", "ghost"],
+    );
+}

@@ -43,6 +43,9 @@ pub enum StoreError {
     /// The legacy definitions file could not be read.
     #[error("{}: {1}", .0.display())]
     Definitions(PathBuf, String),
+    /// The `--load-definitions` file could not be read or imported.
+    #[error("{}: {1}", .0.display())]
+    LoadDefinitions(PathBuf, String),
     /// The metadata database could not be opened, read or written.
     #[error("metadata store {}: {1}", .0.display())]
     Metadata(PathBuf, String),
