@@ -71,10 +71,10 @@ impl Broker {
         if users.user(&config.default_user).is_some() {
             users.set_loopback_only(&config.default_user, config.default_user_loopback_only);
         }
-        users.attach_journal(store.clone());
         if first_boot {
-            users.journal_everything();
+            store.write_access_now(&users.snapshot())?;
         }
+        users.attach_journal(store.clone());
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = users.vhosts().iter().map(|v| VHost::new(&v.name)).collect();
         persistence::restore(&list, &store, recovered);

@@ -131,6 +131,10 @@ pub struct Metadata {
     state: Mutex<State>,
     committed: watch::Receiver<u64>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// For [`Metadata::commit_now`], at startup only; dropped at close so the file can be
+    /// opened again in the same process.
+    db: Mutex<Option<Arc<Database>>>,
+    path: PathBuf,
 }
 
 /// Guarded together so sequence numbers follow the order changes reach the writer.
@@ -165,6 +169,8 @@ impl Metadata {
         let (sender, receiver) = mpsc::channel();
         let (committed_tx, committed) = watch::channel(0);
         let db = Arc::new(db);
+        let startup_db = db.clone();
+        let startup_path = path.clone();
         let checkpointer = Checkpointer::start(db.clone(), path.clone(), old_log_path.clone())
             .map_err(|e| StoreError::Io(dir.join(FILE), e))?;
         let writer = Writer {
@@ -193,6 +199,8 @@ impl Metadata {
                 state: Mutex::new(state),
                 committed,
                 writer: Mutex::new(Some(writer)),
+                db: Mutex::new(Some(startup_db)),
+                path: startup_path,
             },
             definitions,
         ))
@@ -223,6 +231,17 @@ impl Metadata {
             arguments,
         }));
         id
+    }
+
+    /// Commits `changes` to the database at once (one fsync), bypassing the log: for the first
+    /// start of a data directory, before anything else writes, so a fresh broker leaves no
+    /// log for the checkpointer to pick up later.
+    pub fn commit_now(&self, changes: impl IntoIterator<Item = Change>) -> Result<(), StoreError> {
+        let db = self.db.lock().clone();
+        let Some(db) = db else {
+            return Err(StoreError::Metadata(self.path.clone(), "closed".into()));
+        };
+        commit(&db, changes).map_err(|e| StoreError::Metadata(self.path.clone(), e.to_string()))
     }
 
     /// Queues changes of the access model for the writer, in order; returns the sequence
@@ -266,6 +285,7 @@ impl Metadata {
 
     /// Commits what is queued and stops the writer (clean shutdown).
     pub fn close(&self) {
+        drop(self.db.lock().take());
         drop(self.state.lock().sender.take());
         if let Some(writer) = self.writer.lock().take() {
             let _ = writer.join();

@@ -214,6 +214,29 @@ impl Store {
         self.metadata.submit(Change::DeleteBinding(def.clone()));
     }
 
+    /// Writes a whole access model down at once (the first start of a data directory).
+    pub fn write_access_now(
+        &self,
+        defs: &crate::auth::AccessDefinitions,
+    ) -> Result<(), StoreError> {
+        use crate::auth::AccessChange as A;
+        let changes = defs
+            .vhosts
+            .iter()
+            .cloned()
+            .map(A::PutVhost)
+            .chain(defs.users.iter().cloned().map(A::PutUser))
+            .chain(defs.permissions.iter().cloned().map(A::PutPermission))
+            .chain(
+                defs.topic_permissions
+                    .iter()
+                    .cloned()
+                    .map(A::PutTopicPermission),
+            )
+            .map(Change::Access);
+        self.metadata.commit_now(changes)
+    }
+
     /// The sequence number of the last definition change handed to the metadata writer.
     pub fn metadata_submitted(&self) -> u64 {
         self.metadata.submitted()
