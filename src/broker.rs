@@ -2,7 +2,7 @@
 
 use crate::auth::{user_deleted_text, vhost_deleted_text, ManageError, Users, VhostInfo};
 use crate::config::Config;
-use crate::connection::registry::Registry;
+use crate::connection::tracking::Registry;
 use crate::store::{Store, StoreError};
 use crate::vhost::persistence;
 use crate::vhost::VHost;
@@ -30,7 +30,7 @@ pub struct Broker {
     /// Client connections open now (`connection_max`).
     pub connections: crate::limits::ConnectionCount,
     /// Open connections by user and vhost (limits, forced closes).
-    pub registry: Arc<Registry>,
+    pub tracking: Arc<Registry>,
 }
 
 /// Why a vhost could not be created or deleted.
@@ -94,7 +94,7 @@ impl Broker {
             memory_alarm,
             disk_alarm,
             connections: Default::default(),
-            registry: Default::default(),
+            tracking: Default::default(),
         });
         if let Some(path) = load_definitions {
             broker.load_definitions(&path)?;
@@ -157,7 +157,7 @@ impl Broker {
         if let Some(vhost) = &removed {
             vhost.mark_deleted();
         }
-        let closed = self.registry.close_vhost(name, &vhost_deleted_text(name));
+        let closed = self.tracking.close_vhost(name, &vhost_deleted_text(name));
         if let Some(vhost) = &removed {
             for q in vhost.queue_list() {
                 vhost.remove_queue(&q);
@@ -172,7 +172,7 @@ impl Broker {
     /// connections are closed with 320 `user 'u' is deleted`.
     pub fn delete_user(&self, name: &str) -> Result<(), ManageError> {
         self.users.delete_user(name)?;
-        let closed = self.registry.close_user(name, &user_deleted_text(name));
+        let closed = self.tracking.close_user(name, &user_deleted_text(name));
         tracing::info!(user = %name, connections = closed, "deleted user");
         Ok(())
     }

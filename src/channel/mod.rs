@@ -42,16 +42,16 @@ pub struct ConnectionContext {
     /// This connection's counters, registered with its vhost (see [`VHost::register_connection`]).
     pub stats: Arc<ConnectionCounters>,
     /// The node's connections by user and vhost (the user's `max-channels` counts them).
-    pub registry: Arc<crate::connection::registry::Registry>,
-    /// This connection in the registry: its channel count.
-    pub tracked: Arc<crate::connection::registry::Tracked>,
+    pub tracking: Arc<crate::connection::tracking::Registry>,
+    /// This connection in the tracking registry: its channel count.
+    pub tracked: Arc<crate::connection::tracking::Tracked>,
 }
 
 /// A channel's place in its connection's channel count, released when the channel is dropped.
-struct CountedChannel(Arc<crate::connection::registry::Tracked>);
+struct CountedChannel(Arc<crate::connection::tracking::Tracked>);
 
 impl CountedChannel {
-    fn new(tracked: &Arc<crate::connection::registry::Tracked>) -> Self {
+    fn new(tracked: &Arc<crate::connection::tracking::Tracked>) -> Self {
         tracked.channel_opened();
         CountedChannel(tracked.clone())
     }
@@ -99,7 +99,7 @@ pub struct Channel {
 impl Channel {
     /// Opens channel `id` (channel.open was received); refused when the user may open no more.
     pub fn open(id: u16, ctx: Arc<ConnectionContext>) -> AmqpResult<Self> {
-        let user_channels = ctx.registry.channels_of_user(&ctx.auth_user.name);
+        let user_channels = ctx.tracking.channels_of_user(&ctx.auth_user.name);
         let access =
             ctx.access
                 .open_channel(&ctx.auth_user, &ctx.vhost.name, None, user_channels)?;

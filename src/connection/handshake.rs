@@ -36,7 +36,7 @@ pub struct Negotiated {
     /// This connection's place in the node's connection count.
     pub slot: ConnectionSlot,
     /// Its place among the connections by user and vhost.
-    pub registered: crate::connection::registry::Registered,
+    pub registered: crate::connection::tracking::Registered,
 }
 
 /// How a handshake ended without a connection.
@@ -130,8 +130,8 @@ async fn run<R: AsyncRead + Unpin>(
         )
     })?;
     // Access to the vhost (a permission entry there) comes before the node's connection count.
-    let vhost_connections = broker.registry.count_in_vhost(&open.virtual_host);
-    let user_connections = broker.registry.count_of_user(&user.name);
+    let vhost_connections = broker.tracking.count_in_vhost(&open.virtual_host);
+    let user_connections = broker.tracking.count_of_user(&user.name);
     broker
         .users
         .check_connection_open(
@@ -147,7 +147,7 @@ async fn run<R: AsyncRead + Unpin>(
         .map_err(|e| refuse(outbound, e.with_method(10, 40)))?; // caused by connection.open
                                                                 // Counted from here, before open-ok, so the next connection.open sees this one.
     let registered = broker
-        .registry
+        .tracking
         .register(id, user.name.clone(), &open.virtual_host, shutdown);
     outbound.send_method(0, &connection::OpenOk::default().into());
     Ok(Negotiated {

@@ -4,7 +4,7 @@
 
 pub mod handshake;
 pub mod reader;
-pub mod registry;
+pub mod tracking;
 
 use crate::broker::Broker;
 use crate::channel::{Channel, ConnectionContext};
@@ -241,7 +241,7 @@ struct Connection<R> {
     /// Held while the connection lives: its place in the node's connection count.
     _slot: limits::ConnectionSlot,
     /// Held while the connection lives: its place among connections by user and vhost.
-    _registered: crate::connection::registry::Registered,
+    _registered: crate::connection::tracking::Registered,
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
@@ -256,7 +256,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         let stats = n.vhost.register_connection(id);
         let tracked = n.registered.tracked.clone();
         let ctx = Arc::new(ConnectionContext {
-            registry: broker.registry.clone(),
+            tracking: broker.tracking.clone(),
             tracked,
             id,
             stats,
