@@ -1,7 +1,8 @@
 //! The broker's shared state: settings, users, vhosts and the store.
 
-use crate::auth::Users;
+use crate::auth::{user_deleted_text, vhost_deleted_text, ManageError, Users, VhostInfo};
 use crate::config::Config;
+use crate::connection::tracking::Registry;
 use crate::store::{Store, StoreError};
 use crate::vhost::persistence;
 use crate::vhost::VHost;
@@ -34,26 +35,62 @@ pub struct Broker {
     pub churn: crate::stats::Churn,
     /// When it started (Prometheus' uptime).
     pub started: std::time::Instant,
+    /// Open connections by user and vhost (limits, forced closes).
+    pub tracking: Arc<Registry>,
+}
+
+/// Why a vhost could not be created or deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum VhostError {
+    /// Refused by the access model (empty name, bad queue type, no such vhost).
+    #[error(transparent)]
+    Manage(#[from] ManageError),
 }
 
 impl Broker {
-    /// A broker with vhost `/` and the default user, restored from the store in
-    /// `config.data_dir` (durable definitions and persistent messages).
+    /// A broker restored from the store in `config.data_dir`: users, vhosts, permissions and
+    /// limits, durable definitions and persistent messages. A data directory that never held
+    /// the access model gets RabbitMQ's first-boot defaults: vhost `/` and the default user
+    /// with full permissions on it (later starts keep what was changed, as RabbitMQ does).
     pub fn open(config: Config) -> Result<Arc<Self>, StoreError> {
-        let users = Users::default();
-        users.add(
-            &config.default_user,
-            &config.default_pass,
-            config.default_user_loopback_only,
-        );
-        let (store, recovered) = Store::open(&config.data_dir)?;
-        let vhost = VHost::new("/");
-        persistence::restore(&vhost, &store, recovered);
+        let (store, mut recovered) = Store::open(&config.data_dir)?;
+        let stored = recovered.definitions.access.take();
+        let first_boot = stored.is_none();
+        let users = match stored {
+            Some(defs) => {
+                let users = Users::empty();
+                users.import(&defs).map_err(|e| {
+                    StoreError::Metadata(
+                        config.data_dir.join(crate::store::metadata::FILE),
+                        format!("the stored users, vhosts or permissions are invalid: {e}"),
+                    )
+                })?;
+                users
+            }
+            None => {
+                let users = Users::default();
+                users.add(&config.default_user, &config.default_pass, false);
+                users
+            }
+        };
+        // `loopback_users` is configuration, not data: applied on every start.
+        if users.user(&config.default_user).is_some() {
+            users.set_loopback_only(&config.default_user, config.default_user_loopback_only);
+        }
+        if first_boot {
+            store.write_access_now(&users.snapshot())?;
+        }
+        users.attach_journal(store.clone());
         let vhosts = DashMap::new();
-        vhosts.insert("/".to_owned(), vhost);
+        let list: Vec<Arc<VHost>> = users.vhosts().iter().map(|v| VHost::new(&v.name)).collect();
+        persistence::restore(&list, &store, recovered);
+        for v in list {
+            vhosts.insert(v.name.clone(), v);
+        }
         let (memory_alarm, _) = watch::channel(false);
         let (disk_alarm, _) = watch::channel(false);
-        Ok(Arc::new(Broker {
+        let load_definitions = config.load_definitions.clone();
+        let broker = Arc::new(Broker {
             config: Arc::new(config),
             users,
             vhosts,
@@ -66,7 +103,97 @@ impl Broker {
             registry: Default::default(),
             churn: Default::default(),
             started: std::time::Instant::now(),
-        }))
+            tracking: Default::default(),
+        });
+        if let Some(path) = load_definitions {
+            broker.load_definitions(&path)?;
+        }
+        Ok(broker)
+    }
+
+    /// Imports a definitions file (RabbitMQ's JSON), all or nothing; an unreadable or invalid
+    /// file stops the start with a message naming it.
+    fn load_definitions(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        let doc = read_definitions(path)?;
+        crate::definitions_import::import(self, &doc).map_err(|e| {
+            StoreError::LoadDefinitions(path.to_path_buf(), format!("cannot import it: {e}"))
+        })
+    }
+
+    /// Creates vhost `info.name` with its `amq.*` exchanges, or updates its record (metadata)
+    /// if it exists. Returns whether it was created.
+    pub fn put_vhost(&self, info: VhostInfo) -> Result<bool, VhostError> {
+        let name = info.name.clone();
+        let created = self.users.vhost(&name).is_none();
+        if created {
+            self.users.add_vhost(info)?;
+        } else {
+            let limits = self
+                .users
+                .vhost(&name)
+                .map(|v| v.limits)
+                .unwrap_or_default();
+            self.users.put_vhost(VhostInfo { limits, ..info })?;
+        }
+        self.vhosts.entry(name.clone()).or_insert_with(|| {
+            let vhost = VHost::new(&name);
+            vhost.attach_store(self.store.clone());
+            vhost
+        });
+        Ok(created)
+    }
+
+    /// Makes a [`VHost`] for every vhost record that has none yet (after a definitions import).
+    pub fn sync_vhosts(&self) {
+        for info in self.users.vhosts() {
+            self.vhosts.entry(info.name.clone()).or_insert_with(|| {
+                let vhost = VHost::new(&info.name);
+                vhost.attach_store(self.store.clone());
+                vhost
+            });
+        }
+    }
+
+    /// Deletes a vhost as `rabbitmqctl delete_vhost`: no new connection can open it, its
+    /// connections are closed with 320 `vhost 'v' is deleted`, its queues go with their
+    /// messages (settled in the journal), and its record, permissions and durable objects are
+    /// forgotten.
+    pub fn delete_vhost(&self, name: &str) -> Result<(), VhostError> {
+        if self.users.vhost(name).is_none() {
+            return Err(ManageError::NoSuchVhost(name.to_owned()).into());
+        }
+        let removed = self.vhosts.remove(name).map(|(_, v)| v);
+        if let Some(vhost) = &removed {
+            vhost.mark_deleted();
+        }
+        let closed = self.tracking.close_vhost(name, &vhost_deleted_text(name));
+        if let Some(vhost) = &removed {
+            for q in vhost.queue_list() {
+                vhost.remove_queue(&q);
+            }
+        }
+        self.users.delete_vhost(name)?;
+        tracing::info!(vhost = %name, connections = closed, "deleted vhost");
+        Ok(())
+    }
+
+    /// Deletes a user as `rabbitmqctl delete_user`: its permissions go, and its open
+    /// connections are closed with 320 `user 'u' is deleted`.
+    pub fn delete_user(&self, name: &str) -> Result<(), ManageError> {
+        self.users.delete_user(name)?;
+        let closed = self.tracking.close_user(name, &user_deleted_text(name));
+        tracing::info!(user = %name, connections = closed, "deleted user");
+        Ok(())
+    }
+
+    /// Waits until every change to users, vhosts, permissions and durable definitions made
+    /// so far is in the metadata log (survives `kill -9`).
+    pub async fn metadata_written(&self) {
+        let Some(target) = self.store.metadata_pending() else {
+            return;
+        };
+        let mut committed = self.store.metadata_committed();
+        let _ = committed.wait_for(|seq| *seq >= target).await;
     }
 
     /// A vhost by name.
@@ -139,6 +266,16 @@ impl Broker {
         }
         total
     }
+}
+
+/// Reads a definitions file (RabbitMQ's JSON); checked before the store opens, so a missing
+/// or malformed file stops the start before anything is touched.
+pub fn read_definitions(
+    path: &std::path::Path,
+) -> Result<crate::http::source::Definitions, StoreError> {
+    let fail = |reason: String| StoreError::LoadDefinitions(path.to_path_buf(), reason);
+    let bytes = std::fs::read(path).map_err(|e| fail(e.kind().to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a definitions document: {e}")))
 }
 
 /// A running connection task, counted in [`Broker::leftovers`] until dropped.

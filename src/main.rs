@@ -37,7 +37,6 @@ fn fail(e: &StartupError) -> ExitCode {
 }
 
 async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
-    settings.check_built()?;
     // Bind before touching the disk, so a taken port creates nothing.
     let (listeners, bind_warnings) = warren::server::bind_listeners(&settings.listen, "--listen")?;
     if listeners.is_empty() {

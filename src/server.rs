@@ -51,8 +51,23 @@ pub async fn recover(config: Config) -> std::io::Result<Arc<Broker>> {
 /// errors that say which path failed and what to do. Creates the directory if missing.
 pub fn open_broker(config: Config) -> Result<Arc<Broker>, StartupError> {
     let dir = config.data_dir.clone();
+    let definitions_error = |path: &Path, why: &str| {
+        StartupError(format!(
+            "cannot load the definitions file {} (--load-definitions): {why}",
+            path.display()
+        ))
+    };
+    if let Some(path) = &config.load_definitions {
+        crate::broker::read_definitions(path).map_err(|e| match e {
+            StoreError::LoadDefinitions(_, why) => definitions_error(path, &why),
+            other => definitions_error(path, &other.to_string()),
+        })?;
+    }
     prepare_data_dir(&dir)?;
     Broker::open(config).map_err(|e| {
+        if let StoreError::LoadDefinitions(path, why) = &e {
+            return definitions_error(path, why);
+        }
         let why = match &e {
             StoreError::Io(path, io) => format!("{}: {}", path.display(), io_reason(io)),
             other => other.to_string(),

@@ -68,6 +68,8 @@ pub struct VHost {
     /// What deleted queues counted, by queue type name: with the live queues' counters, the
     /// per-queue-type totals of Prometheus' `rabbitmq_global_*` (changed per deletion only).
     deleted_queues: parking_lot::Mutex<Vec<(&'static str, MessageStats)>>,
+    /// Set when the vhost is deleted: nothing more of it is written down.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -98,6 +100,7 @@ impl VHost {
             closed_sizes: SizeHistogram::default(),
             churn: Churn::default(),
             deleted_queues: Default::default(),
+            deleted: Default::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -130,6 +133,11 @@ impl VHost {
             .ok_or_else(|| LookupError::ExchangeNotFound(ShortStr::truncated(name)))
     }
 
+    /// How many queues it has (reply-to pseudo-queues not counted), for `max-queues`.
+    pub fn queue_count(&self) -> u64 {
+        self.queues.len() as u64
+    }
+
     /// A queue by name.
     pub fn queue(&self, name: &str) -> Result<Arc<Queue>, LookupError> {
         self.queues
@@ -154,6 +162,17 @@ impl VHost {
     /// The store, once attached (after restore at startup).
     pub fn store(&self) -> Option<&Arc<Store>> {
         self.store.get()
+    }
+
+    /// Marks the vhost deleted (`Broker::delete_vhost`): its definitions are no longer written.
+    pub fn mark_deleted(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the vhost was deleted.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Attaches the store: from now on durable changes are written down.
@@ -191,6 +210,48 @@ impl VHost {
                 self.persist_exchange(&x);
                 Ok(x)
             }
+        }
+    }
+
+    /// Whether [`VHost::declare_exchange`] would succeed now, changing nothing.
+    pub fn check_declare_exchange(
+        &self,
+        name: &str,
+        kind: &str,
+        options: &ExchangeOptions,
+    ) -> Result<(), DeclareError> {
+        let short = ShortStr::truncated(name);
+        if name.is_empty() {
+            return Err(DeclareError::DefaultExchange);
+        }
+        match self.exchange(name) {
+            Ok(existing) => check_exchange_equivalent(&existing, kind, options),
+            Err(_) if name.starts_with("amq.") => Err(DeclareError::ReservedName {
+                what: "exchange",
+                name: short,
+            }),
+            Err(_) => check_alternate_exchange(&short, &options.arguments),
+        }
+    }
+
+    /// Whether [`VHost::declare_queue`] of a client-named queue would succeed now, changing
+    /// nothing.
+    pub fn check_declare_queue(
+        &self,
+        name: &str,
+        options: &QueueOptions,
+    ) -> Result<(), DeclareError> {
+        let short = ShortStr::truncated(name);
+        if name.starts_with("amq.") {
+            return Err(DeclareError::ReservedName {
+                what: "queue",
+                name: short,
+            });
+        }
+        match self.queue(name) {
+            Ok(existing) => check_queue_equivalent(&existing, options),
+            Err(_) => Queue::check_options(options)
+                .map_err(|e| DeclareError::BadArguments(e.text(&short, &self.name))),
         }
     }
 

@@ -22,13 +22,15 @@ struct Process {
 
 impl Process {
     async fn start(data: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        Self::start_with(data, &[]).await
+    }
+
+    async fn start_with(data: &Path, extra: &[String]) -> Self {
+        let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_warren"))
             .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
             .arg(data)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -77,6 +79,171 @@ impl Process {
         let status = self.child.wait().expect("waits");
         assert!(status.success(), "clean stop exits 0, got {status}");
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// One management API call as guest; the status code. Retried while the listener starts.
+async fn http(port: u16, method: &str, path: &str, body: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..200 {
+        let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            continue;
+        };
+        stream.write_all(request.as_bytes()).await.expect("sends");
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.expect("reads");
+        let text = String::from_utf8_lossy(&raw);
+        return text
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad answer to {method} {path}: {text}"));
+    }
+    panic!("the management API on {port} did not start");
+}
+
+/// Users, vhosts, permissions, topic permissions and limits set over the management API are
+/// on disk once the API answered: a broker killed right after has all of them, and not what
+/// was deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_access_model_survives_kill_9_right_after_the_api_answered() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let api = free_port();
+    let args = ["--management-listen".to_owned(), format!("127.0.0.1:{api}")];
+    let p = Process::start_with(data.path(), &args).await;
+    let all = r#"{"configure": ".*", "write": ".*", "read": ".*"}"#;
+    for (method, path, body, status) in [
+        ("PUT", "/api/vhosts/dv", "{}", 201),
+        (
+            "PUT",
+            "/api/users/du",
+            r#"{"password": "dpw", "tags": "management"}"#,
+            201,
+        ),
+        (
+            "PUT",
+            "/api/users/gone",
+            r#"{"password": "x", "tags": ""}"#,
+            201,
+        ),
+        ("PUT", "/api/permissions/dv/du", all, 201),
+        ("PUT", "/api/permissions/dv/gone", all, 201),
+        (
+            "PUT",
+            "/api/topic-permissions/dv/du",
+            r#"{"exchange": "amq.topic", "write": "^ok", "read": ".*"}"#,
+            201,
+        ),
+        (
+            "PUT",
+            "/api/vhost-limits/dv/max-connections",
+            r#"{"value": 1}"#,
+            204,
+        ),
+        (
+            "PUT",
+            "/api/user-limits/du/max-channels",
+            r#"{"value": 5}"#,
+            204,
+        ),
+        ("PUT", "/api/queues/dv/dq", r#"{"durable": true}"#, 201),
+        ("PUT", "/api/vhosts/doomed", "{}", 201),
+        ("PUT", "/api/queues/doomed/dq", r#"{"durable": true}"#, 201),
+        (
+            "POST",
+            "/api/exchanges/doomed/amq.default/publish",
+            r#"{"routing_key": "dq", "payload": "gone", "payload_encoding": "string",
+                "properties": {"delivery_mode": 2}}"#,
+            200,
+        ),
+        ("DELETE", "/api/vhosts/doomed", "", 204),
+        ("DELETE", "/api/users/gone", "", 204),
+    ] {
+        assert_eq!(
+            http(api, method, path, body).await,
+            status,
+            "{method} {path}"
+        );
+    }
+    p.kill9();
+
+    let api = free_port();
+    let args = ["--management-listen".to_owned(), format!("127.0.0.1:{api}")];
+    let p = Process::start_with(data.path(), &args).await;
+    let port = p
+        .url
+        .rsplit(':')
+        .next()
+        .and_then(|s| s.split('/').next())
+        .expect("port");
+    let url = format!("amqp://du:dpw@127.0.0.1:{port}/dv");
+    let conn = within(
+        "du to log in to dv",
+        Connection::connect(&url, lapin_properties()),
+    )
+    .await
+    .expect("the user, its password, the vhost and the permission came back");
+    let ch = conn.create_channel().await.expect("channel");
+    assert_eq!(
+        passive_exists(&ch, "dq").await,
+        Some(0),
+        "the queue in dv is lost"
+    );
+    let refused = within(
+        "a second connection",
+        Connection::connect(&url, lapin_properties()),
+    )
+    .await
+    .expect_err("the vhost connection limit came back");
+    assert!(
+        refused.to_string().contains("connection limit (1)"),
+        "{refused}"
+    );
+    let topic = conn.create_channel().await.expect("channel");
+    let closed = common::on_channel_close(&topic);
+    let _ = topic
+        .basic_publish(
+            "amq.topic",
+            "bad",
+            BasicPublishOptions::default(),
+            b"x",
+            persistent(),
+        )
+        .await;
+    assert_eq!(
+        common::closed_with(closed).await.0,
+        403,
+        "the topic permission came back"
+    );
+    assert_eq!(http(api, "GET", "/api/users/gone", "").await, 404);
+    assert_eq!(http(api, "GET", "/api/permissions/dv/gone", "").await, 404);
+    assert_eq!(http(api, "GET", "/api/vhosts/doomed", "").await, 404);
+    assert_eq!(
+        http(api, "GET", "/api/topic-permissions/dv/du", "").await,
+        200
+    );
+    let gone = format!("amqp://guest:guest@127.0.0.1:{port}/doomed");
+    assert!(
+        within("doomed", Connection::connect(&gone, lapin_properties()))
+            .await
+            .is_err(),
+        "a deleted vhost came back"
+    );
+    drop(conn);
+    p.stop();
 }
 
 impl Drop for Process {

@@ -272,7 +272,7 @@ fn the_default_prometheus_port_when_taken_is_skipped_with_a_warning() {
 }
 
 #[test]
-fn features_not_built_yet_are_refused_when_asked_for() {
+fn tls_without_a_certificate_and_unknown_config_keys_are_refused() {
     let dir = tempfile::tempdir().expect("tmp");
     // TLS is built: --amqps-listen without a certificate is refused for that reason.
     let err = refused_start(
@@ -779,4 +779,40 @@ async fn amqps_logs_refused_peers_and_reloads_certificates_on_sighup() {
             .expect("declare");
         conn.close(200, "bye").await.expect("close");
     }
+}
+
+#[test]
+fn a_definitions_file_that_cannot_be_imported_stops_startup_naming_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--management-listen",
+        "none",
+        "--load-definitions",
+        "defs.json",
+    ];
+    // Missing or not JSON: refused before the data directory is touched.
+    let err = refused_start(&args, dir.path(), &[]);
+    assert_mentions(&err, &["defs.json", "--load-definitions", "not found"]);
+    std::fs::write(dir.path().join("defs.json"), "{nope").expect("write");
+    let err = refused_start(&args, dir.path(), &[]);
+    assert_mentions(&err, &["defs.json", "not a definitions document"]);
+    assert!(!dir.path().join("data").exists());
+    // Valid JSON that cannot be imported: refused after recovery, naming the file and why.
+    std::fs::write(
+        dir.path().join("defs.json"),
+        r#"{"permissions": [{"user": "ghost", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]}"#,
+    )
+    .expect("write");
+    let output = warren_command(&args, dir.path())
+        .output()
+        .expect("warren runs");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.trim_end().lines().last().unwrap_or_default();
+    assert_mentions(
+        last,
+        &["warren: ", "defs.json", "--load-definitions", "ghost"],
+    );
 }

@@ -4,6 +4,7 @@
 //! bumps an epoch, which is how open channels notice that their cache's misses must re-read.
 //! Never touches sockets, frames or the disk: the store persists [`AccessDefinitions`].
 
+use super::changes::{AccessJournal, Changes};
 use super::channel_access::ChannelAccess;
 use super::definitions::AccessDefinitions;
 use super::error::{AccessError, AuthError, ManageError};
@@ -17,7 +18,7 @@ use parking_lot::RwLock;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// The default vhost.
 pub const DEFAULT_VHOST: &str = "/";
@@ -34,6 +35,8 @@ pub struct AccessControl {
 struct Inner {
     model: RwLock<Model>,
     epoch: AtomicU64,
+    /// Where changes are written down; unset in tests and until the store is open.
+    journal: OnceLock<Arc<dyn AccessJournal>>,
 }
 
 #[derive(Default)]
@@ -81,6 +84,7 @@ impl AccessControl {
             inner: Arc::new(Inner {
                 model: RwLock::new(model),
                 epoch: AtomicU64::new(1),
+                journal: OnceLock::new(),
             }),
         }
     }
@@ -105,16 +109,62 @@ impl AccessControl {
         f(&self.inner.model.read())
     }
 
+    /// From now on every change is handed to `journal` (the store), in order. Set once.
+    pub fn attach_journal(&self, journal: Arc<dyn AccessJournal>) {
+        let _ = self.inner.journal.set(journal);
+    }
+
     /// Applies a change and bumps the epoch while still holding the lock, so a reader that sees
-    /// the new epoch also sees the change.
+    /// the new epoch also sees the change; what `f` notes in its [`Changes`] goes to the
+    /// journal under the same lock, so the store writes changes in the order they happened.
     fn write<T>(
         &self,
-        f: impl FnOnce(&mut Model) -> Result<T, ManageError>,
+        f: impl FnOnce(&mut Model, &mut Changes) -> Result<T, ManageError>,
     ) -> Result<T, ManageError> {
         let mut model = self.inner.model.write();
-        let result = f(&mut model)?;
+        let mut changes = Changes::default();
+        let result = f(&mut model, &mut changes)?;
         self.inner.epoch.fetch_add(1, Ordering::AcqRel);
+        if let (Some(journal), false) = (self.inner.journal.get(), changes.0.is_empty()) {
+            journal.record(changes.0);
+        }
         Ok(result)
+    }
+
+    /// Writes the whole model down (the first start of a data directory: the default vhost
+    /// and user).
+    pub fn journal_everything(&self) {
+        let _ = self.write(|m, c| {
+            let vhosts: Vec<String> = m.vhosts.keys().cloned().collect();
+            for v in &vhosts {
+                c.vhost(m, v);
+            }
+            let users: Vec<String> = m.users.keys().cloned().collect();
+            for u in &users {
+                c.user(m, u);
+            }
+            let permissions: Vec<(String, String)> = m
+                .permissions
+                .iter()
+                .flat_map(|(u, by)| by.keys().map(move |v| (u.clone(), v.clone())))
+                .collect();
+            for (u, v) in &permissions {
+                c.permission(m, u, v);
+            }
+            let topics: Vec<(String, String, String)> = m
+                .topic_permissions
+                .iter()
+                .flat_map(|(u, by)| {
+                    by.iter().flat_map(move |(v, x)| {
+                        x.keys().map(move |x| (u.clone(), v.clone(), x.clone()))
+                    })
+                })
+                .collect();
+            for (u, v, x) in &topics {
+                c.topic_permission(m, u, v, x);
+            }
+            Ok(())
+        });
     }
 
     // ---- compatibility with the single-user broker -------------------------------------------
@@ -132,8 +182,9 @@ impl AccessControl {
         self.set_loopback_only(name, loopback_only);
         if self.vhost(DEFAULT_VHOST).is_some() {
             let all = Permission::try_new(".*", ".*", ".*").expect(".* compiles");
-            let _ = self.write(|m| {
+            let _ = self.write(|m, c| {
                 insert_permission(m, name, DEFAULT_VHOST, all);
+                c.permission(m, name, DEFAULT_VHOST);
                 Ok(())
             });
         }
@@ -307,19 +358,22 @@ impl AccessControl {
             tags,
             limits: UserLimits::default(),
         };
-        self.write(|m| {
+        self.write(|m, c| {
             if m.users.contains_key(name) {
                 return Err(ManageError::UserExists(name.to_owned()));
             }
             m.users.insert(name.to_owned(), Arc::new(user));
+            c.user(m, name);
             Ok(())
         })
     }
 
     /// Creates or replaces a user whole (definitions import, management PUT). Permissions stay.
     pub fn put_user(&self, user: User) {
-        let _ = self.write(|m| {
-            m.users.insert(user.name.clone(), Arc::new(user));
+        let _ = self.write(|m, c| {
+            let name = user.name.clone();
+            m.users.insert(name.clone(), Arc::new(user));
+            c.user(m, &name);
             Ok(())
         });
     }
@@ -346,12 +400,13 @@ impl AccessControl {
     }
 
     fn update_user(&self, name: &str, change: impl FnOnce(&mut User)) -> Result<(), ManageError> {
-        self.write(|m| {
+        self.write(|m, c| {
             let user = m
                 .users
                 .get_mut(name)
                 .ok_or_else(|| ManageError::NoSuchUser(name.to_owned()))?;
             change(Arc::make_mut(user));
+            c.user(m, name);
             Ok(())
         })
     }
@@ -359,12 +414,13 @@ impl AccessControl {
     /// `rabbitmqctl delete_user`: the user and all its permissions. The caller closes the user's
     /// connections with 320 and [`super::user_deleted_text`].
     pub fn delete_user(&self, name: &str) -> Result<(), ManageError> {
-        self.write(|m| {
+        self.write(|m, c| {
             m.users
                 .remove(name)
                 .ok_or_else(|| ManageError::NoSuchUser(name.to_owned()))?;
             m.permissions.remove(name);
             m.topic_permissions.remove(name);
+            c.user(m, name);
             Ok(())
         })
     }
@@ -383,7 +439,7 @@ impl AccessControl {
 
     /// Makes `name` loopback-only or not (RabbitMQ's `loopback_users`; `guest` by default).
     pub fn set_loopback_only(&self, name: &str, loopback_only: bool) {
-        let _ = self.write(|m| {
+        let _ = self.write(|m, _| {
             if loopback_only {
                 m.loopback_users.insert(name.to_owned());
             } else {
@@ -398,11 +454,13 @@ impl AccessControl {
     /// `rabbitmqctl add_vhost`.
     pub fn add_vhost(&self, info: VhostInfo) -> Result<(), ManageError> {
         validate_vhost(&info)?;
-        self.write(|m| {
+        self.write(|m, c| {
             if m.vhosts.contains_key(&info.name) {
                 return Err(ManageError::VhostExists(info.name.clone()));
             }
-            m.vhosts.insert(info.name.clone(), Arc::new(info));
+            let name = info.name.clone();
+            m.vhosts.insert(name.clone(), Arc::new(info));
+            c.vhost(m, &name);
             Ok(())
         })
     }
@@ -410,20 +468,23 @@ impl AccessControl {
     /// Creates or updates a vhost's record (management PUT, definitions import).
     pub fn put_vhost(&self, info: VhostInfo) -> Result<(), ManageError> {
         validate_vhost(&info)?;
-        self.write(|m| {
-            m.vhosts.insert(info.name.clone(), Arc::new(info));
+        self.write(|m, c| {
+            let name = info.name.clone();
+            m.vhosts.insert(name.clone(), Arc::new(info));
+            c.vhost(m, &name);
             Ok(())
         })
     }
 
     /// `rabbitmqctl set_vhost_limits`.
     pub fn set_vhost_limits(&self, name: &str, limits: VhostLimits) -> Result<(), ManageError> {
-        self.write(|m| {
+        self.write(|m, c| {
             let info = m
                 .vhosts
                 .get_mut(name)
                 .ok_or_else(|| ManageError::NoSuchVhost(name.to_owned()))?;
             Arc::make_mut(info).limits = limits;
+            c.vhost(m, name);
             Ok(())
         })
     }
@@ -432,7 +493,7 @@ impl AccessControl {
     /// its objects and messages and closes its connections with 320 and
     /// [`super::vhost_deleted_text`].
     pub fn delete_vhost(&self, name: &str) -> Result<Arc<VhostInfo>, ManageError> {
-        self.write(|m| {
+        self.write(|m, c| {
             let info = m
                 .vhosts
                 .remove(name)
@@ -443,6 +504,7 @@ impl AccessControl {
             for by_vhost in m.topic_permissions.values_mut() {
                 by_vhost.remove(name);
             }
+            c.vhost(m, name);
             Ok(info)
         })
     }
@@ -470,9 +532,10 @@ impl AccessControl {
         read: &str,
     ) -> Result<(), ManageError> {
         let permission = Permission::try_new(configure, write, read)?;
-        self.write(|m| {
+        self.write(|m, c| {
             require_user_and_vhost(m, user, vhost)?;
             insert_permission(m, user, vhost, permission);
+            c.permission(m, user, vhost);
             Ok(())
         })
     }
@@ -480,10 +543,11 @@ impl AccessControl {
     /// `rabbitmqctl clear_permissions`: the user can no longer open the vhost; open connections
     /// stay (RabbitMQ does not close them).
     pub fn clear_permissions(&self, user: &str, vhost: &str) -> Result<(), ManageError> {
-        self.write(|m| {
+        self.write(|m, c| {
             if let Some(by_vhost) = m.permissions.get_mut(user) {
                 by_vhost.remove(vhost);
             }
+            c.permission(m, user, vhost);
             Ok(())
         })
     }
@@ -503,9 +567,10 @@ impl AccessControl {
         read: &str,
     ) -> Result<(), ManageError> {
         let permission = TopicPermission::try_new(write, read)?;
-        self.write(|m| {
+        self.write(|m, c| {
             require_user_and_vhost(m, user, vhost)?;
             insert_topic_permission(m, user, vhost, exchange, permission);
+            c.topic_permission(m, user, vhost, exchange);
             Ok(())
         })
     }
@@ -518,19 +583,24 @@ impl AccessControl {
         vhost: &str,
         exchange: Option<&str>,
     ) -> Result<(), ManageError> {
-        self.write(|m| {
+        self.write(|m, c| {
             let Some(by_vhost) = m.topic_permissions.get_mut(user) else {
                 return Ok(());
             };
-            match exchange {
-                None => {
-                    by_vhost.remove(vhost);
-                }
+            let cleared: Vec<String> = match exchange {
+                None => by_vhost
+                    .remove(vhost)
+                    .map(|map| map.keys().cloned().collect())
+                    .unwrap_or_default(),
                 Some(exchange) => {
                     if let Some(map) = by_vhost.get_mut(vhost) {
                         Arc::make_mut(map).remove(exchange);
                     }
+                    vec![exchange.to_owned()]
                 }
+            };
+            for exchange in &cleared {
+                c.topic_permission(m, user, vhost, exchange);
             }
             Ok(())
         })
@@ -553,12 +623,18 @@ impl AccessControl {
         self.read(AccessDefinitions::from_model)
     }
 
+    /// Whether [`AccessControl::import`] of `defs` would succeed now, changing nothing.
+    pub fn check_import(&self, defs: &AccessDefinitions) -> Result<(), ManageError> {
+        let parsed = defs.parse()?;
+        self.read(|m| parsed.check_references(m))
+    }
+
     /// Merges definitions into the model, as RabbitMQ's import: vhosts, then users, then
     /// permissions and topic permissions (existing entries are replaced, nothing is removed).
     /// Everything is checked before anything is applied, so a bad entry changes nothing.
     pub fn import(&self, defs: &AccessDefinitions) -> Result<(), ManageError> {
         let parsed = defs.parse()?;
-        self.write(|m| parsed.apply(m))
+        self.write(|m, c| parsed.apply(m, c))
     }
 }
 

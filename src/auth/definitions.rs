@@ -3,6 +3,7 @@
 //! `topic_permission_definition/1`), for export/import and for the metadata store.
 
 use super::access_control::{insert_permission, insert_topic_permission, validate_vhost, Model};
+use super::changes::Changes;
 use super::error::ManageError;
 use super::password::{HashingAlgorithm, PasswordHash};
 use super::permission::{Permission, TopicPermission};
@@ -343,7 +344,15 @@ impl AccessDefinitions {
 impl Parsed {
     /// Applies in RabbitMQ's import order; a permission naming a user or vhost that exists
     /// neither in the model nor in the document is refused before anything changes.
-    pub(super) fn apply(self, m: &mut Model) -> Result<(), ManageError> {
+    pub(super) fn apply(self, m: &mut Model, c: &mut Changes) -> Result<(), ManageError> {
+        self.check_references(m)?;
+        self.apply_checked(m, c);
+        Ok(())
+    }
+
+    /// A permission naming a user or vhost that exists neither in the model nor in the
+    /// document is refused.
+    pub(super) fn check_references(&self, m: &Model) -> Result<(), ManageError> {
         let has_user =
             |m: &Model, u: &str| m.users.contains_key(u) || self.users.iter().any(|x| x.name == u);
         let has_vhost = |m: &Model, v: &str| {
@@ -362,19 +371,28 @@ impl Parsed {
                 return Err(ManageError::NoSuchUser(user.clone()));
             }
         }
+        Ok(())
+    }
+
+    fn apply_checked(self, m: &mut Model, c: &mut Changes) {
         for info in self.vhosts {
-            m.vhosts.insert(info.name.clone(), Arc::new(info));
+            let name = info.name.clone();
+            m.vhosts.insert(name.clone(), Arc::new(info));
+            c.vhost(m, &name);
         }
         for user in self.users {
-            m.users.insert(user.name.clone(), Arc::new(user));
+            let name = user.name.clone();
+            m.users.insert(name.clone(), Arc::new(user));
+            c.user(m, &name);
         }
         for (user, vhost, p) in self.permissions {
             insert_permission(m, &user, &vhost, p);
+            c.permission(m, &user, &vhost);
         }
         for (user, vhost, exchange, p) in self.topic_permissions {
             insert_topic_permission(m, &user, &vhost, &exchange, p);
+            c.topic_permission(m, &user, &vhost, &exchange);
         }
-        Ok(())
     }
 }
 

@@ -15,6 +15,7 @@
 //!   and [`AccessControl::import`].
 
 mod access_control;
+mod changes;
 mod channel_access;
 mod definitions;
 mod error;
@@ -28,6 +29,7 @@ mod vhost;
 mod tests;
 
 pub use access_control::{AccessControl, AuthUser, TopicPermissions, DEFAULT_VHOST};
+pub use changes::{AccessChange, AccessJournal};
 pub use channel_access::{ChannelAccess, DEFAULT_EXCHANGE_NAME};
 pub use definitions::{
     vhost_limits_from_parameter, AccessDefinitions, PermissionDefinition,

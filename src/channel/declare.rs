@@ -203,6 +203,13 @@ impl Channel {
                     self.access.check_exchange(Access::Write, dlx)?;
                 }
             }
+            // The vhost's `max-queues` counts only queues that would be new.
+            let vhost = &self.ctx.vhost;
+            if vhost.queue(&name).is_err() {
+                self.ctx
+                    .access
+                    .check_queue_limit(&vhost.name, &name, vhost.queue_count())?;
+            }
             let options = QueueOptions {
                 durable: m.durable,
                 auto_delete: m.auto_delete,

@@ -41,6 +41,26 @@ pub struct ConnectionContext {
     pub cancel_notify: bool,
     /// This connection's counters, registered with its vhost (see [`VHost::register_connection`]).
     pub stats: Arc<ConnectionCounters>,
+    /// The node's connections by user and vhost (the user's `max-channels` counts them).
+    pub tracking: Arc<crate::connection::tracking::Registry>,
+    /// This connection in the tracking registry: its channel count.
+    pub tracked: Arc<crate::connection::tracking::Tracked>,
+}
+
+/// A channel's place in its connection's channel count, released when the channel is dropped.
+struct CountedChannel(Arc<crate::connection::tracking::Tracked>);
+
+impl CountedChannel {
+    fn new(tracked: &Arc<crate::connection::tracking::Tracked>) -> Self {
+        tracked.channel_opened();
+        CountedChannel(tracked.clone())
+    }
+}
+
+impl Drop for CountedChannel {
+    fn drop(&mut self) {
+        self.0.channel_closed();
+    }
 }
 
 impl Drop for ConnectionContext {
@@ -72,15 +92,18 @@ pub struct Channel {
     /// promise: (sequence number to wait for, 0 for a reply only kept in order behind one).
     /// While one is held, every later reply of this channel waits behind it.
     replies_waiting_for_metadata: RefCell<VecDeque<(u64, Method)>>,
+    /// Counted in the user's channels while the channel lives.
+    _counted: CountedChannel,
 }
 
 impl Channel {
     /// Opens channel `id` (channel.open was received); refused when the user may open no more.
     pub fn open(id: u16, ctx: Arc<ConnectionContext>) -> AmqpResult<Self> {
-        // Channels are not counted per user across connections yet: only a limit of 0 refuses.
-        let access = ctx
-            .access
-            .open_channel(&ctx.auth_user, &ctx.vhost.name, None, 0)?;
+        let user_channels = ctx.tracking.channels_of_user(&ctx.auth_user.name);
+        let access =
+            ctx.access
+                .open_channel(&ctx.auth_user, &ctx.vhost.name, None, user_channels)?;
+        let counted = CountedChannel::new(&ctx.tracked);
         let shared = ChannelShared::new(
             id,
             ctx.outbound.clone(),
@@ -103,6 +126,7 @@ impl Channel {
             last_queue: None,
             reply_queue: None,
             replies_waiting_for_metadata: RefCell::default(),
+            _counted: counted,
         })
     }
 

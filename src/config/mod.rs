@@ -75,6 +75,9 @@ pub struct Config {
     /// Honour channel.flow(active=false) by pausing deliveries on the channel, as the spec
     /// describes. Off by default: RabbitMQ 3.x closes the connection with 540 NOT_IMPLEMENTED.
     pub honour_channel_flow: bool,
+    /// A definitions file (RabbitMQ's JSON) imported at every start, after the store is
+    /// restored (RabbitMQ's `load_definitions`).
+    pub load_definitions: Option<PathBuf>,
 }
 
 /// RabbitMQ's default: 40% of the memory available (RAM, or the cgroup limit in a container).
@@ -98,6 +101,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             connection_max: usize::MAX,
             honour_channel_flow: false,
+            load_definitions: None,
         }
     }
 }

@@ -287,9 +287,6 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// Warnings to log once logging is set up (e.g. a frame_max raised to the minimum).
     pub warnings: Vec<String>,
-    /// Which of the features not built yet were asked for, with where ("--tls-cert", …):
-    /// [`Settings::check_built`] refuses to start with them.
-    requested_unbuilt: Vec<(&'static str, String)>,
 }
 
 /// Where a value came from, to name it in errors as the operator wrote it.
@@ -340,7 +337,6 @@ impl Settings {
             file: args.config.as_deref(),
         };
         let mut warnings = Vec::new();
-        let mut requested_unbuilt = Vec::new();
 
         let listen_texts = non_empty(args.listen).or(file.listen.map(OneOrMany::into_vec));
         let listen = match listen_texts {
@@ -394,9 +390,6 @@ impl Settings {
             &sources.name("prometheus_listen"),
         )?;
         let load_definitions = args.load_definitions.or(file.load_definitions);
-        if load_definitions.is_some() {
-            requested_unbuilt.push(("importing definitions", sources.name("load_definitions")));
-        }
 
         let log = LogSettings {
             format: match args
@@ -502,6 +495,7 @@ impl Settings {
                 .honour_channel_flow
                 .or(file.honour_channel_flow)
                 .unwrap_or(defaults.honour_channel_flow),
+            load_definitions: load_definitions.clone(),
         };
         Ok(Settings {
             config,
@@ -519,32 +513,7 @@ impl Settings {
             log,
             config_file: args.config,
             warnings,
-            requested_unbuilt,
         })
-    }
-
-    /// Refuses features this version does not have yet when they were asked for explicitly
-    /// (their defaults just stay off), so that no setting is silently ignored.
-    pub fn check_built(&self) -> Result<(), StartupError> {
-        let Some((feature, _)) = self.requested_unbuilt.first() else {
-            return Ok(());
-        };
-        let names: Vec<&str> = self
-            .requested_unbuilt
-            .iter()
-            .filter(|(f, _)| f == feature)
-            .map(|(_, name)| name.as_str())
-            .collect();
-        Err(StartupError(format!(
-            "{feature} is not built into this version of Warren yet, but {} asked for it; \
-             remove {} to start without it",
-            names.join(", "),
-            if names.len() == 1 {
-                "that setting"
-            } else {
-                "those settings"
-            }
-        )))
     }
 
     /// What the AMQPS listener serves (`crate::tls` loads it), when `--amqps-listen` is
@@ -761,7 +730,6 @@ mod tests {
     #[test]
     fn defaults_start_and_listen_like_rabbitmq() {
         let s = load(&[]).expect("defaults are valid");
-        s.check_built().expect("defaults ask for nothing unbuilt");
         let addrs: Vec<String> = s.listen[0]
             .addrs()
             .iter()
@@ -777,9 +745,7 @@ mod tests {
         assert_eq!(s.listen.len(), 2);
         let s = load(&["--prometheus-listen", "none"]).expect("valid");
         assert_eq!(s.prometheus_listen, ListenerSetting::Disabled);
-        s.check_built().expect("none asks for nothing");
         let s = load(&["--prometheus-listen", "127.0.0.1:15693"]).expect("valid");
-        s.check_built().expect("Prometheus is built");
         assert_eq!(
             s.prometheus_listen_explicit.as_deref(),
             Some("--prometheus-listen")
@@ -795,7 +761,6 @@ mod tests {
     #[test]
     fn management_listen_is_built_and_remembers_who_set_it() {
         let s = load(&["--management-listen", "127.0.0.1:15673"]).expect("valid");
-        s.check_built().expect("the management API is built");
         assert_eq!(
             s.management_listen_explicit.as_deref(),
             Some("--management-listen")
@@ -809,15 +774,6 @@ mod tests {
         );
         let s = load(&["--management-listen", "none"]).expect("valid");
         assert!(!s.management_listen.is_enabled());
-    }
-
-    #[test]
-    fn explicit_unbuilt_features_are_refused_by_name() {
-        let e = load(&["--prometheus-listen", "127.0.0.1:15692"])
-            .expect("valid")
-            .check_built()
-            .unwrap_err();
-        assert!(e.0.contains("--prometheus-listen"), "{e}");
     }
 
     #[test]
@@ -844,7 +800,6 @@ mod tests {
             "--ssl-cert-login-from=distinguished_name",
         ])
         .expect("valid");
-        s.check_built().expect("TLS is built");
         let tls = s.amqps().expect("an AMQPS listener");
         assert_eq!(tls.cert, PathBuf::from("c.pem"));
         assert_eq!(tls.login_from, CertLoginFrom::DistinguishedName);

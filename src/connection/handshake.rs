@@ -37,6 +37,8 @@ pub struct Negotiated {
     pub client_properties: FieldTable,
     /// This connection's place in the node's connection count.
     pub slot: ConnectionSlot,
+    /// Its place among the connections by user and vhost.
+    pub registered: crate::connection::tracking::Registered,
 }
 
 /// How a handshake ended without a connection.
@@ -58,6 +60,17 @@ impl From<std::io::Error> for HandshakeEnd {
     }
 }
 
+/// Who is knocking: what the connection knows before the handshake starts.
+pub struct Arrival<'a> {
+    /// The connection's id (its place in the connection tracking once open).
+    pub id: u64,
+    pub peer: SocketAddr,
+    /// What TLS proved about the peer (a default one on plaintext).
+    pub certificate: &'a super::PeerCertificate,
+    /// Cancelled at broker shutdown; the tracking token is made its child.
+    pub shutdown: &'a tokio_util::sync::CancellationToken,
+}
+
 /// Runs the handshake with a freshly accepted peer, which must finish it by `deadline`
 /// (a slow or silent peer holds neither a task nor its small handshake buffer longer).
 /// The protocol header was already accepted (see `connection::serve`).
@@ -65,11 +78,10 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     outbound: &Outbound,
     broker: &Broker,
-    peer: SocketAddr,
-    certificate: &super::PeerCertificate,
+    arrival: Arrival<'_>,
     deadline: Instant,
 ) -> Result<Negotiated, HandshakeEnd> {
-    let handshake = run(reader, outbound, broker, peer, certificate);
+    let handshake = run(reader, outbound, broker, arrival);
     match tokio::time::timeout_at(deadline, handshake).await {
         Ok(result) => result,
         Err(_) => Err(HandshakeEnd::Timeout),
@@ -80,9 +92,14 @@ async fn run<R: AsyncRead + Unpin>(
     reader: &mut FrameReader<R>,
     outbound: &Outbound,
     broker: &Broker,
-    peer: SocketAddr,
-    certificate: &super::PeerCertificate,
+    arrival: Arrival<'_>,
 ) -> Result<Negotiated, HandshakeEnd> {
+    let Arrival {
+        id,
+        peer,
+        certificate,
+        shutdown,
+    } = arrival;
     outbound.send_method(0, &start_method(certificate.verified));
     let start_ok: connection::StartOk = expect(reader, outbound).await?;
     let failure_close = capability(&start_ok.client_properties, "authentication_failure_close");
@@ -134,17 +151,28 @@ async fn run<R: AsyncRead + Unpin>(
         )
     })?;
     // Access to the vhost (a permission entry there) comes before the node's connection count.
-    // Per-vhost and per-user connection counts are not tracked yet: limits of 0 still refuse.
+    let vhost_connections = broker.tracking.count_in_vhost(&open.virtual_host);
+    let user_connections = broker.tracking.count_of_user(&user.name);
     broker
         .users
-        .check_connection_open(&user.name, &open.virtual_host, 0, 0)
+        .check_connection_open(
+            &user.name,
+            &open.virtual_host,
+            vhost_connections,
+            user_connections,
+        )
         .map_err(|e| refuse(outbound, AmqpError::from(e).with_method(10, 40)))?;
     let slot = broker
         .connections
         .try_acquire(config.connection_max)
         .map_err(|e| refuse(outbound, e.with_method(10, 40)))?; // caused by connection.open
+                                                                // Counted from here, before open-ok, so the next connection.open sees this one.
+    let registered = broker
+        .tracking
+        .register(id, user.name.clone(), &open.virtual_host, shutdown);
     outbound.send_method(0, &connection::OpenOk::default().into());
     Ok(Negotiated {
+        registered,
         user,
         vhost,
         channel_max,

@@ -4,6 +4,7 @@
 
 pub mod handshake;
 pub mod reader;
+pub mod tracking;
 
 use crate::broker::Broker;
 use crate::channel::{Channel, ConnectionContext};
@@ -182,8 +183,12 @@ async fn serve_in_span<S>(
         &mut reader,
         &outbound,
         &broker,
-        peer,
-        certificate.as_ref().unwrap_or(&PeerCertificate::default()),
+        handshake::Arrival {
+            id,
+            peer,
+            certificate: certificate.as_ref().unwrap_or(&PeerCertificate::default()),
+            shutdown: &shutdown,
+        },
         deadline,
     )
     .await
@@ -312,6 +317,8 @@ struct Connection<R> {
     client_properties: warren_protocol::FieldTable,
     /// Its place in the management API's lists (set once the connection is registered).
     entry: Option<Arc<crate::registry::ConnectionEntry>>,
+    /// Held while the connection lives: its place among connections by user and vhost.
+    _registered: crate::connection::tracking::Registered,
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
@@ -325,7 +332,10 @@ impl<R: AsyncRead + Unpin> Connection<R> {
     ) -> Self {
         let id = crate::ids::ConnectionId(id);
         let stats = n.vhost.register_connection(id, counters);
+        let tracked = n.registered.tracked.clone();
         let ctx = Arc::new(ConnectionContext {
+            tracking: broker.tracking.clone(),
+            tracked,
             id,
             stats,
             vhost: n.vhost,
@@ -352,6 +362,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             mechanism: n.mechanism,
             client_properties: n.client_properties,
             entry: None,
+            _registered: n.registered,
         }
     }
 
@@ -409,7 +420,17 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Some(()) = journal_synced(&mut synced), if self.is_waiting_for_disk() => {}
                 // Declare-oks go out once the metadata writer has committed their definitions.
                 Some(()) = journal_synced(&mut definitions_committed), if self.is_waiting_for_metadata() => {}
+                // The broker's shutdown, or a close asked for through the management API.
                 _ = shutdown.cancelled() => return self.close_with(self.forced_error()).await,
+                // This connection's vhost or user was deleted (RabbitMQ's connection tracking
+                // closes it); its token is a child of the shutdown token.
+                _ = self.ctx.tracked.forced() => {
+                    let e = match self.ctx.tracked.forced_reason() {
+                        Some(text) => AmqpError::new(ReplyCode::ConnectionForced, text),
+                        None => shutdown_error(),
+                    };
+                    return self.close_with(e).await;
+                }
             }
         }
     }

@@ -7,11 +7,12 @@
 //! and RabbitMQ's texts are the same, and every publish goes through [`VHost::publish`].
 //!
 //! Rates come from the sampler in [`super::rates`] ([`run_sampler`]); connections, channels and
-//! consumers from the broker's registry (`src/registry.rs`).
+//! consumers from the broker's registry (`src/registry.rs`). Users, permissions, topic
+//! permissions, vhosts, limits and definitions imports change the access model and the store,
+//! and answer once written down.
 //!
 //! Not there yet (answered as such, never faked): exchanges' message_stats and connections'
-//! byte counts; users, permissions, vhosts, policies and definitions import are read-only or
-//! refused.
+//! byte counts; policies are refused.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -26,8 +27,8 @@ use super::amqp_json::{json_to_properties, json_to_table, properties_to_json, ta
 use super::auth::{ManagementAuth, UserInfo};
 use super::rates::{Key, RateBook, Sample, Window};
 use super::source::{
-    AckMode, BindingSpec, Declared, Definitions, ExchangeDeclare, ManagementSource, Publish,
-    QueueDeclare, SourceError, UserSpec, VhostSpec,
+    AckMode, BindingSpec, Declared, Definitions, ExchangeDeclare, LimitScope, ManagementSource,
+    PasswordSpec, Publish, QueueDeclare, SourceError, TopicPermissionView, UserSpec, VhostSpec,
 };
 use super::views::{
     BindingView, ChannelView, ConnectionRef, ConnectionView, ConsumerView, Counter, Depth,
@@ -35,7 +36,8 @@ use super::views::{
     OverviewView, PermissionView, PolicyView, QueueView, UserView, VhostView,
 };
 use crate::auth::Access as Permit;
-use crate::broker::Broker;
+use crate::auth::{HashingAlgorithm, ManageError, PasswordHash, User, VhostInfo};
+use crate::broker::{Broker, VhostError};
 use crate::error::{AmqpError, Refusal};
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::ids::ConnectionId;
@@ -327,6 +329,15 @@ fn from_amqp(e: AmqpError) -> SourceError {
     }
 }
 
+/// A refused change to users, vhosts or permissions: 404 for what does not exist, else 400
+/// with the reason.
+fn manage_error(e: ManageError) -> SourceError {
+    match e {
+        ManageError::NoSuchUser(_) | ManageError::NoSuchVhost(_) => SourceError::NotFound,
+        other => SourceError::BadRequest(other.to_string()),
+    }
+}
+
 fn not_supported(what: &str) -> SourceError {
     SourceError::BadRequest(format!(
         "{what} through the management API is not supported by this version of Warren yet"
@@ -561,7 +572,13 @@ impl ManagementSource for BrokerManagement {
                     .as_ref()
                     .map(|h| h.algorithm().as_str().to_owned())
                     .unwrap_or_else(|| "rabbit_password_hashing_sha256".into()),
-                ..UserView::default()
+                limits: [
+                    ("max-connections", u.limits.max_connections),
+                    ("max-channels", u.limits.max_channels),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), serde_json::Value::from(v?))))
+                .collect(),
             })
             .collect()
     }
@@ -616,6 +633,12 @@ impl ManagementSource for BrokerManagement {
         self.permit(user, vhost, Permit::Configure, "queue", name)?;
         let queue_name = short_name("queue", name)?;
         let existed = v.queue(name).is_ok();
+        if !existed {
+            self.broker
+                .users
+                .check_queue_limit(vhost, name, v.queue_count())
+                .map_err(|e| SourceError::BadRequest(e.to_string()))?;
+        }
         let options = QueueOptions {
             durable: spec.durable,
             auto_delete: spec.auto_delete,
@@ -859,36 +882,228 @@ impl ManagementSource for BrokerManagement {
         Ok(())
     }
 
-    async fn put_user(&self, _spec: UserSpec) -> Result<Declared, SourceError> {
-        Err(not_supported("changing users"))
+    async fn put_user(&self, spec: UserSpec) -> Result<Declared, SourceError> {
+        let users = &self.broker.users;
+        if spec.name.is_empty() {
+            return Err(SourceError::BadRequest(
+                "user name must not be empty".into(),
+            ));
+        }
+        let existing = users.user(&spec.name);
+        let password = match spec.password {
+            PasswordSpec::Clear(p) => Some(PasswordHash::new(HashingAlgorithm::default(), &p)),
+            PasswordSpec::Hash { hash, algorithm } => {
+                let algorithm = HashingAlgorithm::try_from_name(&algorithm).ok_or_else(|| {
+                    SourceError::BadRequest(format!("unknown hashing algorithm '{algorithm}'"))
+                })?;
+                PasswordHash::try_from_base64(algorithm, &hash)
+                    .map_err(|e| SourceError::BadRequest(e.to_string()))?
+            }
+            PasswordSpec::None => None,
+        };
+        let limits = existing.as_ref().map(|u| u.limits).unwrap_or_default();
+        users.put_user(User {
+            name: spec.name,
+            password,
+            tags: spec.tags,
+            limits,
+        });
+        self.broker.metadata_written().await;
+        Ok(if existing.is_some() {
+            Declared::Existed
+        } else {
+            Declared::Created
+        })
     }
 
-    async fn delete_user(&self, _name: &str) -> Result<(), SourceError> {
-        Err(not_supported("deleting users"))
+    async fn delete_user(&self, name: &str) -> Result<(), SourceError> {
+        self.broker.delete_user(name).map_err(manage_error)?;
+        self.broker.metadata_written().await;
+        Ok(())
     }
 
-    async fn put_permission(&self, _permission: PermissionView) -> Result<Declared, SourceError> {
-        Err(not_supported("setting permissions"))
+    async fn put_permission(&self, permission: PermissionView) -> Result<Declared, SourceError> {
+        let users = &self.broker.users;
+        let existed = users
+            .permission(&permission.user, &permission.vhost)
+            .is_some();
+        users
+            .set_permissions(
+                &permission.user,
+                &permission.vhost,
+                &permission.configure,
+                &permission.write,
+                &permission.read,
+            )
+            .map_err(manage_error)?;
+        self.broker.metadata_written().await;
+        Ok(if existed {
+            Declared::Existed
+        } else {
+            Declared::Created
+        })
     }
 
-    async fn delete_permission(&self, _user: &str, _vhost: &str) -> Result<(), SourceError> {
-        Err(not_supported("clearing permissions"))
+    async fn delete_permission(&self, user: &str, vhost: &str) -> Result<(), SourceError> {
+        let users = &self.broker.users;
+        if users.permission(user, vhost).is_none() {
+            return Err(SourceError::NotFound);
+        }
+        users.clear_permissions(user, vhost).map_err(manage_error)?;
+        self.broker.metadata_written().await;
+        Ok(())
     }
 
     async fn put_vhost(
         &self,
-        _creator: &UserInfo,
+        creator: &UserInfo,
         name: &str,
-        _spec: VhostSpec,
+        spec: VhostSpec,
     ) -> Result<Declared, SourceError> {
-        if self.broker.vhost(name).is_some() {
-            return Ok(Declared::Existed);
+        let info = VhostInfo {
+            name: name.to_owned(),
+            description: spec.description,
+            tags: spec.tags,
+            default_queue_type: spec.default_queue_type,
+            limits: Default::default(),
+        };
+        let created = self.broker.put_vhost(info).map_err(|e| match e {
+            VhostError::Manage(e) => manage_error(e),
+        })?;
+        if created {
+            // Whoever creates a vhost over HTTP gets full permissions on it (RabbitMQ does).
+            let _ = self
+                .broker
+                .users
+                .set_permissions(&creator.name, name, ".*", ".*", ".*");
         }
-        Err(not_supported("creating vhosts"))
+        self.broker.metadata_written().await;
+        Ok(if created {
+            Declared::Created
+        } else {
+            Declared::Existed
+        })
     }
 
-    async fn delete_vhost(&self, _name: &str) -> Result<(), SourceError> {
-        Err(not_supported("deleting vhosts"))
+    async fn delete_vhost(&self, name: &str) -> Result<(), SourceError> {
+        self.broker.delete_vhost(name).map_err(|e| match e {
+            VhostError::Manage(e) => manage_error(e),
+        })?;
+        self.broker.metadata_written().await;
+        Ok(())
+    }
+
+    fn topic_permissions(&self) -> Vec<TopicPermissionView> {
+        self.broker
+            .users
+            .snapshot()
+            .topic_permissions
+            .into_iter()
+            .map(|p| TopicPermissionView {
+                user: p.user,
+                vhost: p.vhost,
+                exchange: p.exchange,
+                write: p.write,
+                read: p.read,
+            })
+            .collect()
+    }
+
+    async fn put_topic_permission(&self, p: TopicPermissionView) -> Result<Declared, SourceError> {
+        let users = &self.broker.users;
+        let existed = users
+            .topic_permissions(&p.user, &p.vhost)
+            .is_some_and(|by_exchange| by_exchange.contains_key(&p.exchange));
+        users
+            .set_topic_permissions(&p.user, &p.vhost, &p.exchange, &p.write, &p.read)
+            .map_err(manage_error)?;
+        self.broker.metadata_written().await;
+        Ok(if existed {
+            Declared::Existed
+        } else {
+            Declared::Created
+        })
+    }
+
+    async fn delete_topic_permissions(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: Option<&str>,
+    ) -> Result<(), SourceError> {
+        let users = &self.broker.users;
+        let found = users
+            .topic_permissions(user, vhost)
+            .is_some_and(|by| exchange.map_or(!by.is_empty(), |x| by.contains_key(x)));
+        if !found {
+            return Err(SourceError::NotFound);
+        }
+        users
+            .clear_topic_permissions(user, vhost, exchange)
+            .map_err(manage_error)?;
+        self.broker.metadata_written().await;
+        Ok(())
+    }
+
+    fn limits(&self, users: bool) -> Vec<(String, Map<String, serde_json::Value>)> {
+        let defs = self.broker.users.snapshot();
+        let to_map = |limits: std::collections::BTreeMap<String, i64>| {
+            limits
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::from(v)))
+                .collect::<Map<_, _>>()
+        };
+        let all: Vec<(String, Map<String, serde_json::Value>)> = if users {
+            defs.users
+                .into_iter()
+                .map(|u| (u.name, to_map(u.limits)))
+                .collect()
+        } else {
+            defs.vhosts
+                .into_iter()
+                .map(|v| (v.name, to_map(v.limits)))
+                .collect()
+        };
+        all.into_iter().filter(|(_, m)| !m.is_empty()).collect()
+    }
+
+    async fn set_limit(
+        &self,
+        scope: LimitScope,
+        name: &str,
+        value: Option<i64>,
+    ) -> Result<(), SourceError> {
+        // A negative value is RabbitMQ's "unlimited": the same as no limit.
+        let value = value.and_then(|v| u64::try_from(v).ok());
+        let users = &self.broker.users;
+        match scope {
+            LimitScope::User(user) => {
+                let mut limits = users.user(&user).ok_or(SourceError::NotFound)?.limits;
+                match name {
+                    "max-connections" => limits.max_connections = value,
+                    "max-channels" => limits.max_channels = value,
+                    other => {
+                        return Err(SourceError::BadRequest(format!("unknown limit '{other}'")))
+                    }
+                }
+                users.set_user_limits(&user, limits).map_err(manage_error)?;
+            }
+            LimitScope::Vhost(vhost) => {
+                let mut limits = users.vhost(&vhost).ok_or(SourceError::NotFound)?.limits;
+                match name {
+                    "max-connections" => limits.max_connections = value,
+                    "max-queues" => limits.max_queues = value,
+                    other => {
+                        return Err(SourceError::BadRequest(format!("unknown limit '{other}'")))
+                    }
+                }
+                users
+                    .set_vhost_limits(&vhost, limits)
+                    .map_err(manage_error)?;
+            }
+        }
+        self.broker.metadata_written().await;
+        Ok(())
     }
 
     async fn put_policy(&self, _policy: PolicyView) -> Result<Declared, SourceError> {
@@ -899,8 +1114,11 @@ impl ManagementSource for BrokerManagement {
         Err(SourceError::NotFound)
     }
 
-    async fn import_definitions(&self, _definitions: Definitions) -> Result<(), SourceError> {
-        Err(not_supported("importing definitions"))
+    async fn import_definitions(&self, definitions: Definitions) -> Result<(), SourceError> {
+        crate::definitions_import::import(&self.broker, &definitions)
+            .map_err(SourceError::BadRequest)?;
+        self.broker.metadata_written().await;
+        Ok(())
     }
 }
 

@@ -50,9 +50,20 @@ pub fn export<S: ManagementSource>(source: &S, vhost: Option<&str>) -> Value {
         })
         .collect();
     let policies: Vec<Value> = source.policies(vhost).iter().map(policy_json).collect();
+    // Vhost limits are runtime parameters of the `vhost-limits` component in RabbitMQ 3.x.
+    let parameters: Vec<Value> = source
+        .limits(false)
+        .into_iter()
+        .filter(|(v, _)| vhost.is_none_or(|scope| scope == v))
+        .map(|(v, value)| {
+            strip(
+                json!({"value": value, "vhost": v, "component": "vhost-limits", "name": "limits"}),
+            )
+        })
+        .collect();
     let mut doc = json!({
         "rabbit_version": id.rabbitmq_version,
-        "parameters": [],
+        "parameters": parameters,
         "policies": policies,
         "queues": queues,
         "exchanges": exchanges,
@@ -67,12 +78,20 @@ pub fn export<S: ManagementSource>(source: &S, vhost: Option<&str>) -> Value {
             .vhosts()
             .iter()
             .map(|v| {
+                let mut metadata = json!({"description": v.description, "tags": v.tags});
+                if let Some(queue_type) = &v.default_queue_type {
+                    metadata["default_queue_type"] = json!(queue_type);
+                }
                 json!({"name": v.name, "description": v.description, "tags": v.tags,
-                            "metadata": {"description": v.description, "tags": v.tags}})
+                       "metadata": metadata})
             })
             .collect();
         doc["permissions"] = source.permissions().iter().map(permission_json).collect();
-        doc["topic_permissions"] = json!([]);
+        doc["topic_permissions"] = source
+            .topic_permissions()
+            .iter()
+            .map(super::access_routes::topic_permission_json)
+            .collect();
         doc["global_parameters"] = json!([]);
     }
     doc
@@ -97,5 +116,10 @@ pub fn scope_to_vhost(definitions: &mut Definitions, vhost: &str) {
     }
     for p in &mut definitions.policies {
         p.vhost = vhost.to_string();
+    }
+    for p in &mut definitions.parameters {
+        if let Some(map) = p.as_object_mut() {
+            map.insert("vhost".into(), Value::from(vhost));
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! [`broker_source::BrokerAuth`]); `server::start_management` serves them. The `fake` module is
 //! an in-memory stand-in for this layer's own tests only.
 
+pub mod access_routes;
 pub mod amqp_json;
 pub mod auth;
 pub mod body;

@@ -90,12 +90,17 @@ pub enum Route {
     HealthQuorumCritical,
     HealthVirtualHosts,
     Aliveness(String),
+    /// Topic permissions, limits, users/bulk-delete (`access_routes.rs`).
+    Access(super::access_routes::AccessRoute),
 }
 
 impl Route {
     /// The route for decoded path segments after `/api/`, `None` for an unknown path (404).
     pub fn parse(segments: &[String]) -> Option<Route> {
         let s: Vec<&str> = segments.iter().map(String::as_str).collect();
+        if let Some(route) = super::access_routes::AccessRoute::parse(&s) {
+            return Some(Route::Access(route));
+        }
         let own = |x: &str| x.to_string();
         let kind = |k: &str| match k {
             "q" => Some(DestinationType::Queue),
@@ -182,6 +187,7 @@ impl Route {
         const POST: &[Method] = &[Method::POST];
         const DELETE: &[Method] = &[Method::DELETE];
         match self {
+            Route::Access(route) => route.methods(),
             Route::ClusterName => GET_PUT,
             Route::Vhost(_)
             | Route::Exchange(..)
@@ -216,6 +222,11 @@ impl<S> Request<'_, S> {
     fn list(&self, rows: Vec<Value>) -> Result<Response, ApiError> {
         let query = ListQuery::parse(&self.query)?;
         Ok(json_response(StatusCode::OK, &query.apply(rows)?))
+    }
+
+    /// A list answer honouring the list parameters (`columns`, `sort`, paging).
+    pub(super) fn list_rows(&self, rows: Vec<Value>) -> Result<Response, ApiError> {
+        self.list(rows)
     }
 }
 
@@ -273,6 +284,7 @@ pub async fn handle<S: ManagementSource>(
     let id = source.identity();
     let method = req.method.clone();
     match (route, method) {
+        (Route::Access(route), _) => super::access_routes::handle(route, req).await,
         (Route::Overview, _) => ok(overview_for(source, user)),
         (Route::ClusterName, Method::GET) => ok(json!({ "name": source.cluster_name() })),
         (Route::ClusterName, _) => {

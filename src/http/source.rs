@@ -172,6 +172,9 @@ pub struct DefinitionUser {
     pub hashing_algorithm: Option<String>,
     #[serde(default, deserialize_with = "super::body::tags")]
     pub tags: Vec<String>,
+    /// `max-connections`, `max-channels`.
+    #[serde(default)]
+    pub limits: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -181,6 +184,9 @@ pub struct DefinitionVhost {
     pub description: Option<String>,
     #[serde(default)]
     pub metadata: Option<Value>,
+    /// `max-connections`, `max-queues` (RabbitMQ 3.x exports them as `vhost-limits` parameters).
+    #[serde(default)]
+    pub limits: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -253,6 +259,24 @@ pub struct DefinitionBinding {
     pub routing_key: String,
     #[serde(default, deserialize_with = "super::body::arguments")]
     pub arguments: Map<String, Value>,
+}
+
+/// One topic permission: a user's write/read patterns for routing keys on one exchange.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TopicPermissionView {
+    pub user: String,
+    pub vhost: String,
+    pub exchange: String,
+    pub write: String,
+    pub read: String,
+}
+
+/// Whose limits: a user's (`max-connections`, `max-channels`) or a vhost's
+/// (`max-connections`, `max-queues`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LimitScope {
+    User(String),
+    Vhost(String),
 }
 
 /// The broker, as the management API sees it. Lists are unfiltered: the HTTP layer applies the
@@ -398,6 +422,48 @@ pub trait ManagementSource: Send + Sync + 'static {
         vhost: &str,
         name: &str,
     ) -> impl Future<Output = Result<(), SourceError>> + Send;
+    /// Every topic permission.
+    fn topic_permissions(&self) -> Vec<TopicPermissionView> {
+        Vec::new()
+    }
+    /// Sets one topic permission (patterns already checked by the caller or refused here).
+    fn put_topic_permission(
+        &self,
+        permission: TopicPermissionView,
+    ) -> impl Future<Output = Result<Declared, SourceError>> + Send {
+        let _ = permission;
+        async {
+            Err(SourceError::Internal(
+                "topic permissions are not supported".into(),
+            ))
+        }
+    }
+    /// Clears a user's topic permissions in a vhost: on one exchange, or all of them.
+    fn delete_topic_permissions(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: Option<&str>,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send {
+        let _ = (user, vhost, exchange);
+        async { Err(SourceError::NotFound) }
+    }
+    /// The limits set, by user or vhost name (only those with at least one).
+    fn limits(&self, users: bool) -> Vec<(String, Map<String, Value>)> {
+        let _ = users;
+        Vec::new()
+    }
+    /// Sets (`Some`) or clears (`None`) one limit; a negative value is "unlimited".
+    fn set_limit(
+        &self,
+        scope: LimitScope,
+        name: &str,
+        value: Option<i64>,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send {
+        let _ = (scope, name, value);
+        async { Err(SourceError::Internal("limits are not supported".into())) }
+    }
+
     /// All-or-nothing: on error nothing changed (answer 400 with the reason).
     fn import_definitions(
         &self,

@@ -213,6 +213,18 @@ impl Queue {
     /// receives its dead letters and deletes it when `x-expires` runs out. `x-queue-type`
     /// picks the type, after the arguments every type shares were checked; the type then checks
     /// its own (RabbitMQ's order, so a client sees the same 406 texts).
+    /// Whether [`Queue::try_new`] would accept `options` (definitions import checks a whole
+    /// document before it changes anything).
+    pub fn check_options(options: &QueueOptions) -> Result<(), args::ArgError> {
+        let flags = args::DeclaredFlags {
+            durable: options.durable,
+            auto_delete: options.auto_delete,
+            exclusive: options.exclusive_owner.is_some(),
+        };
+        QueueArgs::try_parse_shared(&options.arguments)?;
+        QueueType::of_declare(&options.arguments, flags)?.validate_arguments(&options.arguments)
+    }
+
     pub fn try_new(
         name: ShortStr,
         options: QueueOptions,

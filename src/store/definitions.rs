@@ -42,12 +42,16 @@ pub struct BindingDef {
 }
 
 /// Everything durable but messages.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Definitions {
     pub exchanges: Vec<ExchangeDef>,
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
     pub next_queue_id: u32,
+    /// Users, vhosts, permissions and limits; `None` until the access model was first written
+    /// (a new data directory, or one from before it was durable).
+    #[serde(skip)]
+    pub access: Option<crate::auth::AccessDefinitions>,
 }
 
 impl Definitions {

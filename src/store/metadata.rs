@@ -37,6 +37,10 @@
 
 use super::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
 use super::StoreError;
+use crate::auth::{
+    AccessChange, AccessDefinitions, PermissionDefinition, TopicPermissionDefinition,
+    UserDefinition, VhostDefinition,
+};
 use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -77,8 +81,19 @@ const QUEUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("queue
 /// (vhost, destination kind, destination, source, routing key, arguments hex) → nothing: the
 /// key is the binding. Destination first, so a deleted queue's bindings are one range.
 const BINDINGS: TableDefinition<BindingKey, ()> = TableDefinition::new("bindings");
-/// Format facts: `schema_version`, `next_queue_id`.
+/// Format facts: `schema_version`, `next_queue_id`, `access_initialized` (1 once the access
+/// model was first written: from then on its tables are the truth, even when emptied).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// user name → [`UserDefinition`] as JSON (password hash, tags, limits).
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+/// vhost name → [`VhostDefinition`] as JSON (metadata, limits).
+const VHOSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("vhosts");
+/// (vhost, user) → [`PermissionDefinition`] as JSON.
+const PERMISSIONS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("permissions");
+/// (vhost, user, exchange) → [`TopicPermissionDefinition`] as JSON.
+const TOPIC_PERMISSIONS: TableDefinition<(&str, &str, &str), &[u8]> =
+    TableDefinition::new("topic_permissions");
+const ACCESS_INITIALIZED: &str = "access_initialized";
 
 type BindingKey = (
     &'static str,
@@ -106,6 +121,9 @@ pub enum Change {
     },
     PutBinding(BindingDef),
     DeleteBinding(BindingDef),
+    /// Users, vhosts, permissions, topic permissions and limits. A deleted vhost also takes
+    /// its exchanges, queues and bindings.
+    Access(AccessChange),
 }
 
 /// The open metadata store: the writer thread and what is known of queue ids.
@@ -113,6 +131,10 @@ pub struct Metadata {
     state: Mutex<State>,
     committed: watch::Receiver<u64>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// For [`Metadata::commit_now`], at startup only; dropped at close so the file can be
+    /// opened again in the same process.
+    db: Mutex<Option<Arc<Database>>>,
+    path: PathBuf,
 }
 
 /// Guarded together so sequence numbers follow the order changes reach the writer.
@@ -147,6 +169,8 @@ impl Metadata {
         let (sender, receiver) = mpsc::channel();
         let (committed_tx, committed) = watch::channel(0);
         let db = Arc::new(db);
+        let startup_db = db.clone();
+        let startup_path = path.clone();
         let checkpointer = Checkpointer::start(db.clone(), path.clone(), old_log_path.clone())
             .map_err(|e| StoreError::Io(dir.join(FILE), e))?;
         let writer = Writer {
@@ -175,6 +199,8 @@ impl Metadata {
                 state: Mutex::new(state),
                 committed,
                 writer: Mutex::new(Some(writer)),
+                db: Mutex::new(Some(startup_db)),
+                path: startup_path,
             },
             definitions,
         ))
@@ -207,6 +233,31 @@ impl Metadata {
         id
     }
 
+    /// Commits `changes` to the database at once (one fsync), bypassing the log: for the first
+    /// start of a data directory, before anything else writes, so a fresh broker leaves no
+    /// log for the checkpointer to pick up later.
+    pub fn commit_now(&self, changes: impl IntoIterator<Item = Change>) -> Result<(), StoreError> {
+        let db = self.db.lock().clone();
+        let Some(db) = db else {
+            return Err(StoreError::Metadata(self.path.clone(), "closed".into()));
+        };
+        commit(&db, changes).map_err(|e| StoreError::Metadata(self.path.clone(), e.to_string()))
+    }
+
+    /// Queues changes of the access model for the writer, in order; returns the sequence
+    /// number of the last.
+    pub fn submit_all(&self, changes: impl IntoIterator<Item = Change>) -> u64 {
+        let mut state = self.state.lock();
+        for change in changes {
+            if let Change::Access(AccessChange::DeleteVhost(vhost)) = &change {
+                // Its queues' ids are never handed out again, even to same-named queues.
+                state.queue_ids.retain(|(v, _), _| v != vhost);
+            }
+            state.submit(change);
+        }
+        state.submitted
+    }
+
     /// Forgets durable queue `vhost`/`name` and its bindings.
     pub fn remove_queue(&self, vhost: &str, name: &str) {
         let mut state = self.state.lock();
@@ -234,6 +285,7 @@ impl Metadata {
 
     /// Commits what is queued and stops the writer (clean shutdown).
     pub fn close(&self) {
+        drop(self.db.lock().take());
         drop(self.state.lock().sender.take());
         if let Some(writer) = self.writer.lock().take() {
             let _ = writer.join();
@@ -504,42 +556,107 @@ pub fn commit(db: &Database, changes: impl IntoIterator<Item = Change>) -> Resul
         let mut queues = txn.open_table(QUEUES)?;
         let mut bindings = txn.open_table(BINDINGS)?;
         let mut meta = txn.open_table(META)?;
+        let mut users = txn.open_table(USERS)?;
+        let mut vhosts = txn.open_table(VHOSTS)?;
+        let mut permissions = txn.open_table(PERMISSIONS)?;
+        let mut topic_permissions = txn.open_table(TOPIC_PERMISSIONS)?;
         for change in changes {
-            match change {
-                Change::PutExchange(x) => {
-                    exchanges.insert((x.vhost.as_str(), x.name.as_str()), json(&x).as_slice())?;
+            let access = match change {
+                Change::Access(access) => access,
+                other => {
+                    apply_definition(other, &mut exchanges, &mut queues, &mut bindings, &mut meta)?;
+                    continue;
                 }
-                Change::DeleteExchange { vhost, name } => {
-                    exchanges.remove((vhost.as_str(), name.as_str()))?;
-                    let lo = (vhost.as_str(), "", "", "", "", "");
-                    let next = format!("{vhost}\0");
-                    let hi = (next.as_str(), "", "", "", "", "");
-                    bindings.retain_in(lo..hi, |(_, kind, destination, source, _, _), ()| {
-                        source != name && !(kind == "exchange" && destination == name)
-                    })?;
+            };
+            meta.insert(ACCESS_INITIALIZED, 1)?;
+            match access {
+                AccessChange::PutUser(u) => {
+                    users.insert(u.name.as_str(), json(&u).as_slice())?;
                 }
-                Change::PutQueue(q) => {
-                    queues.insert((q.vhost.as_str(), q.name.as_str()), json(&q).as_slice())?;
-                    let next = meta.get("next_queue_id")?.map_or(1, |v| v.value());
-                    meta.insert("next_queue_id", next.max(u64::from(q.id) + 1))?;
+                AccessChange::DeleteUser(name) => {
+                    users.remove(name.as_str())?;
+                    permissions.retain(|(_, user), _| user != name)?;
+                    topic_permissions.retain(|(_, user, _), _| user != name)?;
                 }
-                Change::DeleteQueue { vhost, name } => {
-                    queues.remove((vhost.as_str(), name.as_str()))?;
-                    let lo = (vhost.as_str(), "queue", name.as_str(), "", "", "");
-                    let next = format!("{name}\0");
-                    let hi = (vhost.as_str(), "queue", next.as_str(), "", "", "");
-                    bindings.retain_in(lo..hi, |_, ()| false)?;
+                AccessChange::PutVhost(v) => {
+                    vhosts.insert(v.name.as_str(), json(&v).as_slice())?;
                 }
-                Change::PutBinding(b) => {
-                    bindings.insert(binding_key(&b), ())?;
+                AccessChange::DeleteVhost(name) => {
+                    vhosts.remove(name.as_str())?;
+                    permissions.retain(|(vhost, _), _| vhost != name)?;
+                    topic_permissions.retain(|(vhost, _, _), _| vhost != name)?;
+                    exchanges.retain(|(vhost, _), _| vhost != name)?;
+                    queues.retain(|(vhost, _), _| vhost != name)?;
+                    bindings.retain(|(vhost, ..), ()| vhost != name)?;
                 }
-                Change::DeleteBinding(b) => {
-                    bindings.remove(binding_key(&b))?;
+                AccessChange::PutPermission(p) => {
+                    permissions.insert((p.vhost.as_str(), p.user.as_str()), json(&p).as_slice())?;
+                }
+                AccessChange::DeletePermission { user, vhost } => {
+                    permissions.remove((vhost.as_str(), user.as_str()))?;
+                }
+                AccessChange::PutTopicPermission(p) => {
+                    let key = (p.vhost.as_str(), p.user.as_str(), p.exchange.as_str());
+                    topic_permissions.insert(key, json(&p).as_slice())?;
+                }
+                AccessChange::DeleteTopicPermission {
+                    user,
+                    vhost,
+                    exchange,
+                } => {
+                    topic_permissions.remove((vhost.as_str(), user.as_str(), exchange.as_str()))?;
                 }
             }
         }
     }
     txn.commit()?;
+    Ok(())
+}
+
+type Table<'t, K, V> = redb::Table<'t, K, V>;
+
+#[allow(clippy::result_large_err)] // redb's error type
+/// One change to exchanges, queues or bindings.
+fn apply_definition(
+    change: Change,
+    exchanges: &mut Table<(&'static str, &'static str), &'static [u8]>,
+    queues: &mut Table<(&'static str, &'static str), &'static [u8]>,
+    bindings: &mut Table<BindingKey, ()>,
+    meta: &mut Table<&'static str, u64>,
+) -> Result<(), redb::Error> {
+    match change {
+        Change::PutExchange(x) => {
+            exchanges.insert((x.vhost.as_str(), x.name.as_str()), json(&x).as_slice())?;
+        }
+        Change::DeleteExchange { vhost, name } => {
+            exchanges.remove((vhost.as_str(), name.as_str()))?;
+            let lo = (vhost.as_str(), "", "", "", "", "");
+            let next = format!("{vhost}\0");
+            let hi = (next.as_str(), "", "", "", "", "");
+            bindings.retain_in(lo..hi, |(_, kind, destination, source, _, _), ()| {
+                source != name && !(kind == "exchange" && destination == name)
+            })?;
+        }
+        Change::PutQueue(q) => {
+            queues.insert((q.vhost.as_str(), q.name.as_str()), json(&q).as_slice())?;
+            let next = meta.get("next_queue_id")?.map_or(1, |v| v.value());
+            meta.insert("next_queue_id", next.max(u64::from(q.id) + 1))?;
+        }
+        Change::DeleteQueue { vhost, name } => {
+            queues.remove((vhost.as_str(), name.as_str()))?;
+            let lo = (vhost.as_str(), "queue", name.as_str(), "", "", "");
+            let next = format!("{name}\0");
+            let hi = (vhost.as_str(), "queue", next.as_str(), "", "", "");
+            bindings.retain_in(lo..hi, |_, ()| false)?;
+        }
+        Change::PutBinding(b) => {
+            bindings.insert(binding_key(&b), ())?;
+        }
+        Change::DeleteBinding(b) => {
+            bindings.remove(binding_key(&b))?;
+        }
+        Change::Access(_) => {}
+    }
     Ok(())
 }
 
@@ -582,6 +699,10 @@ fn check_schema(db: &Database) -> Result<(), redb::Error> {
         txn.open_table(EXCHANGES)?;
         txn.open_table(QUEUES)?;
         txn.open_table(BINDINGS)?;
+        txn.open_table(USERS)?;
+        txn.open_table(VHOSTS)?;
+        txn.open_table(PERMISSIONS)?;
+        txn.open_table(TOPIC_PERMISSIONS)?;
     }
     txn.commit()?;
     Ok(())
@@ -618,15 +739,40 @@ fn load(db: &Database) -> Result<Definitions, redb::Error> {
             arguments: arguments.into(),
         });
     }
-    let stored_next = txn
-        .open_table(META)?
-        .get("next_queue_id")?
-        .map_or(1, |v| v.value());
+    let meta = txn.open_table(META)?;
+    let stored_next = meta.get("next_queue_id")?.map_or(1, |v| v.value());
+    if meta.get(ACCESS_INITIALIZED)?.is_some() {
+        defs.access = Some(load_access(&txn)?);
+    }
     let after_highest = defs.queues.iter().map(|q| q.id + 1).max().unwrap_or(1);
     defs.next_queue_id = u32::try_from(stored_next)
         .unwrap_or(u32::MAX)
         .max(after_highest);
     Ok(defs)
+}
+
+#[allow(clippy::result_large_err)] // redb's error type; runs once at startup
+/// The access model's tables, in RabbitMQ's definitions shape.
+fn load_access(txn: &redb::ReadTransaction) -> Result<AccessDefinitions, redb::Error> {
+    fn values<K: redb::Key + 'static, T: serde::de::DeserializeOwned>(
+        txn: &redb::ReadTransaction,
+        table: TableDefinition<K, &[u8]>,
+    ) -> Result<Vec<T>, redb::Error> {
+        let mut out = Vec::new();
+        for entry in txn.open_table(table)?.iter()? {
+            let (_, value) = entry?;
+            out.push(serde_json::from_slice(value.value()).map_err(|e| {
+                redb::Error::Corrupted(format!("a value in table {table} is not valid: {e}"))
+            })?);
+        }
+        Ok(out)
+    }
+    Ok(AccessDefinitions {
+        users: values::<_, UserDefinition>(txn, USERS)?,
+        vhosts: values::<_, VhostDefinition>(txn, VHOSTS)?,
+        permissions: values::<_, PermissionDefinition>(txn, PERMISSIONS)?,
+        topic_permissions: values::<_, TopicPermissionDefinition>(txn, TOPIC_PERMISSIONS)?,
+    })
 }
 
 /// Moves the definitions of a data directory written before redb into the database, once:
@@ -776,6 +922,105 @@ mod tests {
     }
 
     #[test]
+    fn the_access_model_round_trips_and_a_deleted_vhost_takes_its_objects() {
+        use crate::auth::{AccessControl, AccessJournal, VhostInfo};
+        struct Journal(Metadata);
+        impl AccessJournal for Journal {
+            fn record(&self, changes: Vec<AccessChange>) {
+                self.0.submit_all(changes.into_iter().map(Change::Access));
+            }
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (metadata, defs) = Metadata::open(dir.path()).expect("opens");
+        assert_eq!(defs.access, None, "a new store has no access model yet");
+        let journal = Arc::new(Journal(metadata));
+        let ac = AccessControl::default();
+        ac.attach_journal(journal.clone());
+        ac.journal_everything();
+        ac.add_user("alice", "secret", vec!["monitoring".into()])
+            .expect("user");
+        ac.add_user("bob", "pw", vec![]).expect("user");
+        ac.add_vhost(VhostInfo::named("v")).expect("vhost");
+        ac.set_vhost_limits(
+            "v",
+            crate::auth::VhostLimits {
+                max_connections: Some(3),
+                max_queues: None,
+            },
+        )
+        .expect("limits");
+        ac.set_user_limits(
+            "alice",
+            crate::auth::UserLimits {
+                max_connections: None,
+                max_channels: Some(7),
+            },
+        )
+        .expect("limits");
+        ac.set_permissions("alice", "v", "^a", ".*", "")
+            .expect("perm");
+        ac.set_permissions("bob", "v", ".*", ".*", ".*")
+            .expect("perm");
+        ac.set_permissions("bob", "/", ".*", ".*", ".*")
+            .expect("perm");
+        ac.set_topic_permissions("alice", "v", "amq.topic", "^x", ".*")
+            .expect("topic");
+        journal.0.submit(Change::PutExchange(ExchangeDef {
+            vhost: "v".into(),
+            ..exchange("xv")
+        }));
+        journal.0.add_queue("v", "qv", String::new());
+        journal.0.add_queue("/", "kept", String::new());
+        ac.delete_user("bob").expect("deleted");
+        let expected = ac.snapshot();
+        drop(ac);
+        let Ok(journal) = Arc::try_unwrap(journal) else {
+            panic!("one owner")
+        };
+        journal.0.close();
+        let defs = reopen(dir.path());
+        let restored = AccessControl::empty();
+        restored
+            .import(defs.access.as_ref().expect("access model stored"))
+            .expect("imports");
+        assert_eq!(restored.snapshot(), expected);
+        assert!(restored.user("bob").is_none());
+        assert_eq!(
+            restored.user("alice").map(|u| u.limits.max_channels),
+            Some(Some(7))
+        );
+        assert!(restored.permission("alice", "v").is_some());
+
+        // Deleting the vhost takes its permissions and durable objects with it.
+        let (metadata, _) = Metadata::open(dir.path()).expect("opens");
+        let journal = Journal(metadata);
+        restored.attach_journal(Arc::new(journal));
+        restored.delete_vhost("v").expect("deleted");
+        drop(restored);
+        // The journal is dropped with the model: its Drop closes the writer.
+        let defs = reopen(dir.path());
+        let access = defs.access.expect("stored");
+        assert_eq!(
+            access
+                .vhosts
+                .iter()
+                .map(|v| v.name.as_str())
+                .collect::<Vec<_>>(),
+            ["/"]
+        );
+        assert!(access.permissions.iter().all(|p| p.vhost == "/"));
+        assert!(access.topic_permissions.is_empty());
+        assert!(defs.exchanges.is_empty());
+        assert_eq!(
+            defs.queues
+                .iter()
+                .map(|q| q.name.as_str())
+                .collect::<Vec<_>>(),
+            ["kept"]
+        );
+    }
+
+    #[test]
     fn a_log_left_by_a_crash_is_replayed_up_to_its_torn_tail() {
         let dir = tempfile::tempdir().expect("temp dir");
         reopen(dir.path());
@@ -830,6 +1075,7 @@ mod tests {
             queues: vec![queue("a", 3), queue("b", 5)],
             bindings: vec![binding("x", "queue", "a", "k")],
             next_queue_id: 9,
+            access: None,
         };
         let json = serde_json::to_vec_pretty(&legacy).expect("json");
         std::fs::write(dir.path().join(LEGACY_FILE), json).expect("written");

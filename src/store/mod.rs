@@ -43,6 +43,9 @@ pub enum StoreError {
     /// The legacy definitions file could not be read.
     #[error("{}: {1}", .0.display())]
     Definitions(PathBuf, String),
+    /// The `--load-definitions` file could not be read or imported.
+    #[error("{}: {1}", .0.display())]
+    LoadDefinitions(PathBuf, String),
     /// The metadata database could not be opened, read or written.
     #[error("metadata store {}: {1}", .0.display())]
     Metadata(PathBuf, String),
@@ -219,6 +222,29 @@ impl Store {
         self.metadata.submit(Change::DeleteBinding(def.clone()));
     }
 
+    /// Writes a whole access model down at once (the first start of a data directory).
+    pub fn write_access_now(
+        &self,
+        defs: &crate::auth::AccessDefinitions,
+    ) -> Result<(), StoreError> {
+        use crate::auth::AccessChange as A;
+        let changes = defs
+            .vhosts
+            .iter()
+            .cloned()
+            .map(A::PutVhost)
+            .chain(defs.users.iter().cloned().map(A::PutUser))
+            .chain(defs.permissions.iter().cloned().map(A::PutPermission))
+            .chain(
+                defs.topic_permissions
+                    .iter()
+                    .cloned()
+                    .map(A::PutTopicPermission),
+            )
+            .map(Change::Access);
+        self.metadata.commit_now(changes)
+    }
+
     /// The sequence number of the last definition change handed to the metadata writer.
     pub fn metadata_submitted(&self) -> u64 {
         self.metadata.submitted()
@@ -239,6 +265,15 @@ impl Store {
     /// The highest definition change committed to disk; changes after every commit.
     pub fn metadata_committed(&self) -> watch::Receiver<u64> {
         self.metadata.committed()
+    }
+}
+
+/// The access model's changes go to the metadata writer like declares do: queued at once, on
+/// disk (`kill -9` safe) once `metadata_committed()` reaches the sequence number read after.
+impl crate::auth::AccessJournal for Store {
+    fn record(&self, changes: Vec<crate::auth::AccessChange>) {
+        self.metadata
+            .submit_all(changes.into_iter().map(Change::Access));
     }
 }
 

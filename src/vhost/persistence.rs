@@ -4,7 +4,9 @@
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::ids::{ConnectionId, DurableQueueId};
 use crate::queue::{Queue, QueueOptions};
-use crate::store::definitions::{table_from_hex, table_to_hex, BindingDef, ExchangeDef};
+use crate::store::definitions::{
+    table_from_hex, table_to_hex, BindingDef, Definitions, ExchangeDef,
+};
 use crate::store::{Recovered, Store};
 use crate::vhost::VHost;
 use std::collections::HashMap;
@@ -18,8 +20,16 @@ fn is_durable_queue(q: &Queue) -> bool {
 }
 
 impl VHost {
+    /// Where durable definitions go: nowhere once the vhost is deleted, so a declare racing
+    /// the deletion cannot write down an object of a vhost that is gone.
+    fn definitions_store(&self) -> Option<&Arc<Store>> {
+        self.store().filter(|_| !self.is_deleted())
+    }
+
     pub(crate) fn persist_exchange(&self, x: &Exchange) {
-        let Some(store) = self.store() else { return };
+        let Some(store) = self.definitions_store() else {
+            return;
+        };
         if x.options.durable {
             store.add_exchange(ExchangeDef {
                 vhost: self.name.clone(),
@@ -33,13 +43,15 @@ impl VHost {
     }
 
     pub(crate) fn forget_exchange(&self, x: &Exchange) {
-        if let (Some(store), true) = (self.store(), x.options.durable) {
+        if let (Some(store), true) = (self.definitions_store(), x.options.durable) {
             store.remove_exchange(&self.name, &x.name);
         }
     }
 
     pub(crate) fn persist_queue(&self, q: &Queue) {
-        let Some(store) = self.store() else { return };
+        let Some(store) = self.definitions_store() else {
+            return;
+        };
         if is_durable_queue(q) {
             let id = store.add_queue(&self.name, &q.name, table_to_hex(&q.options.arguments));
             q.attach_journal(store.clone(), DurableQueueId(id));
@@ -47,7 +59,7 @@ impl VHost {
     }
 
     pub(crate) fn forget_queue(&self, q: &Queue) {
-        if let (Some(store), Some(_)) = (self.store(), q.journal_id()) {
+        if let (Some(store), Some(_)) = (self.definitions_store(), q.journal_id()) {
             store.remove_queue(&self.name, &q.name);
         }
     }
@@ -60,7 +72,7 @@ impl VHost {
         routing_key: &str,
         arguments: &FieldTable,
     ) -> Option<BindingDef> {
-        self.store()?;
+        self.definitions_store()?;
         let (kind, name) = match destination {
             Destination::Queue(q) if is_durable_queue(q) => ("queue", q.name.to_string()),
             Destination::Exchange(x) if x.options.durable => ("exchange", x.name.to_string()),
@@ -77,23 +89,58 @@ impl VHost {
     }
 
     pub(crate) fn persist_binding(&self, def: Option<BindingDef>) {
-        if let (Some(store), Some(def)) = (self.store(), def) {
+        if let (Some(store), Some(def)) = (self.definitions_store(), def) {
             store.add_binding(def);
         }
     }
 
     pub(crate) fn forget_binding(&self, def: Option<BindingDef>) {
-        if let (Some(store), Some(def)) = (self.store(), def) {
+        if let (Some(store), Some(def)) = (self.definitions_store(), def) {
             store.remove_binding(&def);
         }
     }
 }
 
-/// Rebuilds `vhost` from what the store recovered, then attaches the store so later changes
-/// are written down. Messages go back to their queues in publish order; those delivered before
-/// the restart come back with redelivered=true.
-pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
-    let defs = recovered.definitions;
+/// Rebuilds every vhost from what the store recovered, then attaches the store so later
+/// changes are written down. Messages go back to their queues in publish order; those
+/// delivered before the restart come back with redelivered=true; those of queues that are gone
+/// (deleted, or in a deleted vhost) are settled.
+pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) {
+    let mut by_id: HashMap<DurableQueueId, Arc<Queue>> = HashMap::new();
+    for vhost in vhosts {
+        restore_definitions(vhost, store, &recovered.definitions, &mut by_id);
+    }
+    let mut restored = 0usize;
+    for m in recovered.messages {
+        for (queue_id, deliveries) in m.queues {
+            match by_id.get(&queue_id) {
+                Some(q) => {
+                    q.push_recovered(m.message.clone(), deliveries);
+                    restored += 1;
+                }
+                // The queue is gone (its delete was written, its settles were not): settle.
+                None => store.settle(m.id, queue_id),
+            }
+        }
+    }
+    for vhost in vhosts {
+        vhost.attach_store(store.clone());
+    }
+    info!(
+        vhosts = vhosts.len(),
+        queues = by_id.len(),
+        messages = restored,
+        "vhosts restored"
+    );
+}
+
+/// One vhost's durable exchanges, queues and bindings.
+fn restore_definitions(
+    vhost: &VHost,
+    store: &Arc<Store>,
+    defs: &Definitions,
+    by_id: &mut HashMap<DurableQueueId, Arc<Queue>>,
+) {
     let args = |hex: &str| table_from_hex(hex).unwrap_or_default();
     for x in defs.exchanges.iter().filter(|x| x.vhost == vhost.name) {
         let Some(kind) = ExchangeKind::from_name(&x.kind) else {
@@ -110,7 +157,6 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
             warn!(exchange = %x.name, ?e, "could not restore a durable exchange");
         }
     }
-    let mut by_id: HashMap<DurableQueueId, Arc<Queue>> = HashMap::new();
     for q in defs.queues.iter().filter(|q| q.vhost == vhost.name) {
         let options = QueueOptions {
             durable: true,
@@ -142,19 +188,4 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
             warn!(source = %b.source, destination = %b.destination, ?e, "could not restore a binding");
         }
     }
-    let mut restored = 0usize;
-    for m in recovered.messages {
-        for (queue_id, deliveries) in m.queues {
-            match by_id.get(&queue_id) {
-                Some(q) => {
-                    q.push_recovered(m.message.clone(), deliveries);
-                    restored += 1;
-                }
-                // The queue is gone (its delete was written, its settles were not): settle.
-                None => store.settle(m.id, queue_id),
-            }
-        }
-    }
-    vhost.attach_store(store.clone());
-    info!(vhost = %vhost.name, exchanges = defs.exchanges.len(), queues = by_id.len(), messages = restored, "vhost restored");
 }

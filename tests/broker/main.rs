@@ -17,6 +17,7 @@ mod dead_letter;
 mod delivery_count;
 mod direct_reply_to;
 mod exchanges;
+mod management_access;
 mod management_api;
 mod max_length;
 mod pika_client;

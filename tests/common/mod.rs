@@ -49,11 +49,13 @@ impl TestBroker {
 
     /// A broker that also serves the management HTTP API on 127.0.0.1:0.
     pub async fn start_with_management() -> Self {
+        Self::start_with_management_config(Config::default()).await
+    }
+
+    /// [`TestBroker::start_with_management`] with settings of the test's choosing.
+    pub async fn start_with_management_config(mut config: Config) -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        let config = Config {
-            data_dir: data.path().to_path_buf(),
-            ..Config::default()
-        };
+        config.data_dir = data.path().to_path_buf();
         let handle = BrokerHandle::start_with_management(config, "127.0.0.1:0", "127.0.0.1:0")
             .await
             .expect("broker starts");
