@@ -459,8 +459,23 @@ pub struct BrokerHandle {
     pub amqps_addr: Option<SocketAddr>,
     tls: Option<Arc<ReloadableTls>>,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// The serving task; taken by [`BrokerHandle::shutdown`].
+    task: Option<JoinHandle<()>>,
     broker: Arc<Broker>,
+}
+
+/// A handle dropped without [`BrokerHandle::shutdown`] (a test that ended early, a panic) still
+/// stops the broker's listeners and its store's writer threads before returning, so nothing is
+/// written after the caller removes the data directory. (The journal and the metadata writer
+/// stop the process when a write fails, as they must for a real broker; in a test binary that
+/// took every other test down with it.)
+impl Drop for BrokerHandle {
+    fn drop(&mut self) {
+        if self.task.is_some() {
+            self.stop.cancel();
+            self.broker.close();
+        }
+    }
 }
 
 impl BrokerHandle {
@@ -579,7 +594,7 @@ impl BrokerHandle {
             amqps_addr,
             tls,
             stop,
-            task,
+            task: Some(task),
             broker,
         })
     }
@@ -596,9 +611,12 @@ impl BrokerHandle {
     }
 
     /// Closes every connection and stops the broker.
-    pub async fn shutdown(self) -> std::io::Result<()> {
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
         self.stop.cancel();
-        self.task.await.map_err(std::io::Error::other)
+        match self.task.take() {
+            Some(task) => task.await.map_err(std::io::Error::other),
+            None => Ok(()),
+        }
     }
 
     /// What connections hold now (see [`Broker::leftovers`]).
