@@ -35,9 +35,11 @@ mod dead_letter;
 mod errors;
 pub(crate) mod persistence;
 mod publish;
+mod trace;
 
 pub use errors::{BindError, DeclareError, DeleteError, LookupError, PublishError};
 pub use publish::Published;
+pub use trace::{TraceEvent, TraceOrigin, TRACE_EXCHANGE};
 
 /// A virtual host.
 pub struct VHost {
@@ -58,6 +60,11 @@ pub struct VHost {
     closed_connections: MessageCounters,
     /// What the management API did (see [`VHost::api_counters`]).
     api_published: MessageCounters,
+    /// The firehose tracer is on (see `vhost/trace.rs`); read relaxed on every publish.
+    /// Shared with its channels, which check it on every delivery.
+    tracing: Arc<std::sync::atomic::AtomicBool>,
+    /// Where traced events go while tracing is on.
+    tracer: parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedSender<TraceEvent>>>,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -85,6 +92,8 @@ impl VHost {
             connections: DashMap::new(),
             closed_connections: MessageCounters::default(),
             api_published: MessageCounters::default(),
+            tracing: Default::default(),
+            tracer: Default::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -106,6 +115,19 @@ impl VHost {
                 Exchange::new(ShortStr::from(name), options),
             );
         }
+        // The firehose's exchange, as in every RabbitMQ vhost: clients may bind to it, only the
+        // tracer publishes to it.
+        let trace = ExchangeOptions {
+            kind: ExchangeKind::Topic,
+            durable: true,
+            auto_delete: false,
+            internal: true,
+            arguments: FieldTable::new(),
+        };
+        vhost.exchanges.insert(
+            ShortStr::from(TRACE_EXCHANGE),
+            Exchange::new(ShortStr::from(TRACE_EXCHANGE), trace),
+        );
         vhost
     }
 

@@ -118,6 +118,9 @@ impl Channel {
         let counted = (msg.delivery_count > 0 && queue.queue_type().shows_delivery_count())
             .then(|| msg.delivery_properties(queue.queue_type()).into_owned());
         self.shared.count_delivery(true, m.no_ack, redelivered);
+        if self.shared.trace.is_on() {
+            self.shared.trace.deliver(&queue, &msg);
+        }
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {
             delivery_tag: delivery_tag.0,

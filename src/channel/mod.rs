@@ -41,6 +41,8 @@ pub struct ConnectionContext {
     pub cancel_notify: bool,
     /// This connection's counters, registered with its vhost (see [`VHost::register_connection`]).
     pub stats: Arc<ConnectionCounters>,
+    /// RabbitMQ's name for it, `"{peer} -> {local}"` (in firehose traces).
+    pub name: Arc<str>,
 }
 
 impl Drop for ConnectionContext {
@@ -86,6 +88,15 @@ impl Channel {
             ctx.outbound.clone(),
             ctx.cancel_notify,
             ctx.stats.clone(),
+            delivery::ChannelTrace {
+                vhost: Arc::downgrade(&ctx.vhost),
+                on: ctx.vhost.tracing_switch(),
+                origin: Arc::new(crate::vhost::TraceOrigin {
+                    connection: ctx.name.to_string(),
+                    channel: id,
+                    user: ctx.auth_user.name.clone(),
+                }),
+            },
         );
         stats::bump(&ctx.stats.channels);
         Ok(Channel {

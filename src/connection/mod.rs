@@ -176,7 +176,8 @@ async fn serve_in_span<S>(
         span.record("name", tracing::field::debug(name)); // quoted and escaped: client-chosen
     }
     info!("connection opened");
-    let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader);
+    let name: Arc<str> = crate::registry::connection_name(peer, local).into();
+    let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader, name);
     let details = crate::registry::ConnectionDetails {
         peer,
         local,
@@ -277,6 +278,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         n: Negotiated,
         outbound: Arc<Outbound>,
         reader: FrameReader<R>,
+        name: Arc<str>,
     ) -> Self {
         let id = crate::ids::ConnectionId(id);
         let stats = n.vhost.register_connection(id);
@@ -289,6 +291,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             access: broker.users.clone(),
             config: broker.config.clone(),
             cancel_notify: n.cancel_notify,
+            name,
         });
         Connection {
             ctx,

@@ -402,6 +402,7 @@ impl ManagementSource for BrokerManagement {
                         .unwrap_or_default(),
                     tags: info.as_ref().map(|i| i.tags.clone()).unwrap_or_default(),
                     default_queue_type: info.and_then(|i| i.default_queue_type.clone()),
+                    tracing: v.tracing(),
                     depth: depth(s.messages_ready, s.messages_unacked, &w),
                     message_stats: message_stats(&s.messages, &w),
                     ..VhostView::default()
@@ -879,9 +880,14 @@ impl ManagementSource for BrokerManagement {
         &self,
         _creator: &UserInfo,
         name: &str,
-        _spec: VhostSpec,
+        spec: VhostSpec,
     ) -> Result<Declared, SourceError> {
-        if self.broker.vhost(name).is_some() {
+        if let Some(vhost) = self.broker.vhost(name) {
+            // Hook for the vhost PUT being built elsewhere: the firehose switch applies to an
+            // existing vhost (`warren ctl trace_on`, rabbitmqadmin, the UI).
+            if let Some(on) = spec.tracing {
+                vhost.set_tracing(on);
+            }
             return Ok(Declared::Existed);
         }
         Err(not_supported("creating vhosts"))
