@@ -331,13 +331,18 @@ impl Channel {
         let vhost = &self.ctx.vhost;
         let published = if vhost.tracing() {
             let origin = &self.shared.trace.origin;
-            vhost.publish_observed(exchange, message, |_| true, |message, queues| {
-                vhost.trace(crate::vhost::TraceEvent::Publish {
-                    message: message.clone(),
-                    routed: queues.iter().map(|q| q.name.clone()).collect(),
-                    origin: origin.clone(),
-                });
-            })
+            vhost.publish_observed(
+                exchange,
+                message,
+                |_| true,
+                |message, queues| {
+                    vhost.trace(crate::vhost::TraceEvent::Publish {
+                        message: message.clone(),
+                        routed: queues.iter().map(|q| q.name.clone()).collect(),
+                        origin: origin.clone(),
+                    });
+                },
+            )
         } else {
             vhost.publish(exchange, message)
         };

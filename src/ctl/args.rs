@@ -13,7 +13,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 )]
 pub struct Cli {
     /// The management API, http://host:port[/prefix].
-    #[arg(long, global = true, env = "WARREN_CTL_URL", default_value = "http://localhost:15672")]
+    #[arg(
+        long,
+        global = true,
+        env = "WARREN_CTL_URL",
+        default_value = "http://localhost:15672"
+    )]
     pub url: String,
     #[arg(long, global = true, env = "WARREN_CTL_USER", default_value = "guest")]
     pub user: String,
@@ -65,9 +70,17 @@ pub enum Command {
         about = "Set a user's tags, keeping its password"
     )]
     SetUserTags(SetUserTagsArgs),
-    #[command(name = "add_vhost", alias = "add-vhost", about = "Create a virtual host")]
+    #[command(
+        name = "add_vhost",
+        alias = "add-vhost",
+        about = "Create a virtual host"
+    )]
     AddVhost(AddVhostArgs),
-    #[command(name = "delete_vhost", alias = "delete-vhost", about = "Delete a virtual host")]
+    #[command(
+        name = "delete_vhost",
+        alias = "delete-vhost",
+        about = "Delete a virtual host"
+    )]
     DeleteVhost(NameArg),
     #[command(
         name = "set_permissions",
@@ -93,9 +106,17 @@ pub enum Command {
         about = "Remove a user's topic permissions in --vhost"
     )]
     ClearTopicPermissions(UserArg),
-    #[command(name = "set_policy", alias = "set-policy", about = "Set a policy in --vhost")]
+    #[command(
+        name = "set_policy",
+        alias = "set-policy",
+        about = "Set a policy in --vhost"
+    )]
     SetPolicy(SetPolicyArgs),
-    #[command(name = "clear_policy", alias = "clear-policy", about = "Remove a policy")]
+    #[command(
+        name = "clear_policy",
+        alias = "clear-policy",
+        about = "Remove a policy"
+    )]
     ClearPolicy(NameArg),
     #[command(
         name = "set_vhost_limits",
@@ -119,9 +140,17 @@ pub enum Command {
     Export(ExportArgs),
     /// Import definitions from a file ('-' for standard input).
     Import(ImportArgs),
-    #[command(name = "trace_on", alias = "trace-on", about = "Start the firehose tracer in --vhost")]
+    #[command(
+        name = "trace_on",
+        alias = "trace-on",
+        about = "Start the firehose tracer in --vhost"
+    )]
     TraceOn,
-    #[command(name = "trace_off", alias = "trace-off", about = "Stop the firehose tracer in --vhost")]
+    #[command(
+        name = "trace_off",
+        alias = "trace-off",
+        about = "Stop the firehose tracer in --vhost"
+    )]
     TraceOff,
     /// The node's overview: version, listeners, object and message totals.
     Status(FormatArg),

@@ -148,7 +148,10 @@ fn parse_response(raw: &[u8]) -> Result<Answer, String> {
         dechunk(rest)?
     } else {
         match length {
-            Some(n) => rest.get(..n).ok_or("body shorter than its length")?.to_vec(),
+            Some(n) => rest
+                .get(..n)
+                .ok_or("body shorter than its length")?
+                .to_vec(),
             None => rest.to_vec(),
         }
     };
@@ -205,7 +208,10 @@ mod tests {
         let a = parse_response(raw).expect("parses");
         assert_eq!((a.status, a.body.as_slice()), (404, &b"{}"[..]));
         let c = Client::new("http://[::1]:15673/x/", "u", "p").expect("url");
-        assert_eq!((c.host.as_str(), c.port, c.prefix.as_str()), ("::1", 15673, "/x"));
+        assert_eq!(
+            (c.host.as_str(), c.port, c.prefix.as_str()),
+            ("::1", 15673, "/x")
+        );
         assert!(Client::new("https://h", "u", "p").is_err());
         assert_eq!(seg("/"), "%2F");
     }

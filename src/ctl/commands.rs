@@ -9,7 +9,12 @@ use serde_json::{json, Map, Value};
 type Outcome = Result<String, CtlError>;
 
 /// One request; an error status becomes [`CtlError::Api`] with the API's error and reason.
-fn call(client: &Client, method: &str, path: &str, body: Option<&Value>) -> Result<Answer, CtlError> {
+fn call(
+    client: &Client,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Answer, CtlError> {
     call_with(client, method, path, body, &[])
 }
 
@@ -97,8 +102,14 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
             if let Some(t) = &a.queue_type {
                 arguments.insert("x-queue-type".into(), json!(t));
             }
-            let body = json!({"durable": a.durable, "auto_delete": a.auto_delete, "arguments": arguments});
-            call(client, "PUT", &format!("/api/queues/{v}/{}", seg(&a.name)), Some(&body))?;
+            let body =
+                json!({"durable": a.durable, "auto_delete": a.auto_delete, "arguments": arguments});
+            call(
+                client,
+                "PUT",
+                &format!("/api/queues/{v}/{}", seg(&a.name)),
+                Some(&body),
+            )?;
             Ok("queue declared\n".into())
         }
         Command::Declare(Declare::Exchange(a)) => {
@@ -106,7 +117,12 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
                 "type": a.exchange_type, "durable": a.durable, "auto_delete": a.auto_delete,
                 "internal": a.internal, "arguments": json_object("--arguments", &a.arguments)?,
             });
-            call(client, "PUT", &format!("/api/exchanges/{v}/{}", seg(&a.name)), Some(&body))?;
+            call(
+                client,
+                "PUT",
+                &format!("/api/exchanges/{v}/{}", seg(&a.name)),
+                Some(&body),
+            )?;
             Ok("exchange declared\n".into())
         }
         Command::Declare(Declare::Binding(a)) => {
@@ -142,18 +158,33 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
         }
         Command::Delete(Delete::Binding(a)) => delete_binding(client, &v, a),
         Command::Purge(Purge::Queue(a)) => {
-            call(client, "DELETE", &format!("/api/queues/{v}/{}/contents", seg(&a.name)), None)?;
+            call(
+                client,
+                "DELETE",
+                &format!("/api/queues/{v}/{}/contents", seg(&a.name)),
+                None,
+            )?;
             Ok("queue purged\n".into())
         }
         Command::Publish(a) => publish(client, &v, a),
         Command::Get(a) => get(client, &v, a),
         Command::AddUser(a) => {
             let body = json!({"password": a.user_password, "tags": a.tags});
-            call(client, "PUT", &format!("/api/users/{}", seg(&a.name)), Some(&body))?;
+            call(
+                client,
+                "PUT",
+                &format!("/api/users/{}", seg(&a.name)),
+                Some(&body),
+            )?;
             Ok("user added\n".into())
         }
         Command::DeleteUser(a) => {
-            call(client, "DELETE", &format!("/api/users/{}", seg(&a.name)), None)?;
+            call(
+                client,
+                "DELETE",
+                &format!("/api/users/{}", seg(&a.name)),
+                None,
+            )?;
             Ok("user deleted\n".into())
         }
         Command::ChangePassword(a) => {
@@ -191,20 +222,40 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
             if a.tracing {
                 body.insert("tracing".into(), json!(true));
             }
-            call(client, "PUT", &format!("/api/vhosts/{}", seg(&a.name)), Some(&Value::Object(body)))?;
+            call(
+                client,
+                "PUT",
+                &format!("/api/vhosts/{}", seg(&a.name)),
+                Some(&Value::Object(body)),
+            )?;
             Ok("vhost added\n".into())
         }
         Command::DeleteVhost(a) => {
-            call(client, "DELETE", &format!("/api/vhosts/{}", seg(&a.name)), None)?;
+            call(
+                client,
+                "DELETE",
+                &format!("/api/vhosts/{}", seg(&a.name)),
+                None,
+            )?;
             Ok("vhost deleted\n".into())
         }
         Command::SetPermissions(a) => {
             let body = json!({"configure": a.configure, "write": a.write, "read": a.read});
-            call(client, "PUT", &format!("/api/permissions/{v}/{}", seg(&a.user)), Some(&body))?;
+            call(
+                client,
+                "PUT",
+                &format!("/api/permissions/{v}/{}", seg(&a.user)),
+                Some(&body),
+            )?;
             Ok("permissions set\n".into())
         }
         Command::ClearPermissions(a) => {
-            call(client, "DELETE", &format!("/api/permissions/{v}/{}", seg(&a.user)), None)?;
+            call(
+                client,
+                "DELETE",
+                &format!("/api/permissions/{v}/{}", seg(&a.user)),
+                None,
+            )?;
             Ok("permissions cleared\n".into())
         }
         Command::SetTopicPermissions(a) => {
@@ -225,11 +276,21 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
                 "priority": a.priority,
                 "apply-to": a.apply_to,
             });
-            call(client, "PUT", &format!("/api/policies/{v}/{}", seg(&a.name)), Some(&body))?;
+            call(
+                client,
+                "PUT",
+                &format!("/api/policies/{v}/{}", seg(&a.name)),
+                Some(&body),
+            )?;
             Ok("policy set\n".into())
         }
         Command::ClearPolicy(a) => {
-            call(client, "DELETE", &format!("/api/policies/{v}/{}", seg(&a.name)), None)?;
+            call(
+                client,
+                "DELETE",
+                &format!("/api/policies/{v}/{}", seg(&a.name)),
+                None,
+            )?;
             Ok("policy cleared\n".into())
         }
         Command::SetVhostLimits(a) => {
@@ -264,7 +325,13 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
         }
         Command::CloseConnection(a) => {
             let path = format!("/api/connections/{}", seg(&a.name));
-            call_with(client, "DELETE", &path, None, &[("X-Reason", &header_safe(&a.reason))])?;
+            call_with(
+                client,
+                "DELETE",
+                &path,
+                None,
+                &[("X-Reason", &header_safe(&a.reason))],
+            )?;
             Ok("connection closed\n".into())
         }
         Command::Export(a) => {
@@ -307,7 +374,12 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
         }
         Command::TraceOn | Command::TraceOff => {
             let on = matches!(cli.command, Command::TraceOn);
-            call(client, "PUT", &format!("/api/vhosts/{v}"), Some(&json!({ "tracing": on })))?;
+            call(
+                client,
+                "PUT",
+                &format!("/api/vhosts/{v}"),
+                Some(&json!({ "tracing": on })),
+            )?;
             Ok(format!(
                 "tracing {} in vhost {}\n",
                 if on { "started" } else { "stopped" },
@@ -478,7 +550,10 @@ fn get(client: &Client, v: &str, a: &args::GetArgs) -> Outcome {
     }
     let path = format!("/api/queues/{v}/{}/get", seg(&a.queue));
     let answer = call(client, "POST", &path, Some(&body))?;
-    let rows = answer.json().and_then(|r| r.as_array().cloned()).unwrap_or_default();
+    let rows = answer
+        .json()
+        .and_then(|r| r.as_array().cloned())
+        .unwrap_or_default();
     let columns: Vec<String> = [
         "routing_key",
         "exchange",

@@ -45,7 +45,8 @@ impl std::fmt::Display for CtlError {
 /// Runs `warren ctl ARGS…`; `args` starts with the program name, then `ctl`.
 pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
     // "warren ctl" is one program name for clap: its usage lines read `warren ctl list …`.
-    let args = std::iter::once(std::ffi::OsString::from("warren ctl")).chain(args.into_iter().skip(2));
+    let args =
+        std::iter::once(std::ffi::OsString::from("warren ctl")).chain(args.into_iter().skip(2));
     let cli = match <args::Cli as clap::Parser>::try_parse_from(args) {
         Ok(cli) => cli,
         // --help and --version exit 0 with their text; usage errors exit 2.

@@ -21,13 +21,11 @@ fn cell(value: Option<&Value>) -> String {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
         // Tags and similar lists of names read best as `a,b`.
-        Some(Value::Array(items)) if items.iter().all(|v| !v.is_array() && !v.is_object()) => {
-            items
-                .iter()
-                .map(|v| cell(Some(v)))
-                .collect::<Vec<_>>()
-                .join(",")
-        }
+        Some(Value::Array(items)) if items.iter().all(|v| !v.is_array() && !v.is_object()) => items
+            .iter()
+            .map(|v| cell(Some(v)))
+            .collect::<Vec<_>>()
+            .join(","),
         Some(other) => other.to_string(),
     }
 }
@@ -108,7 +106,14 @@ pub fn print_rows(rows: &[Value], columns: &[String], format: Format) -> String 
 pub fn default_columns(kind: &str) -> &'static [&'static str] {
     match kind {
         "queues" => &["vhost", "name", "type", "messages", "consumers", "state"],
-        "exchanges" => &["vhost", "name", "type", "durable", "auto_delete", "internal"],
+        "exchanges" => &[
+            "vhost",
+            "name",
+            "type",
+            "durable",
+            "auto_delete",
+            "internal",
+        ],
         "bindings" => &[
             "vhost",
             "source",
@@ -119,12 +124,25 @@ pub fn default_columns(kind: &str) -> &'static [&'static str] {
         ],
         "connections" => &["name", "user", "vhost", "state", "channels"],
         "channels" => &["name", "user", "vhost", "number", "consumer_count"],
-        "consumers" => &["queue.vhost", "queue.name", "consumer_tag", "ack_required", "prefetch_count"],
+        "consumers" => &[
+            "queue.vhost",
+            "queue.name",
+            "consumer_tag",
+            "ack_required",
+            "prefetch_count",
+        ],
         "users" => &["name", "tags"],
         "vhosts" => &["name", "description", "tracing"],
         "permissions" => &["vhost", "user", "configure", "write", "read"],
         "topic_permissions" => &["vhost", "user", "exchange", "write", "read"],
-        "policies" => &["vhost", "name", "pattern", "apply-to", "priority", "definition"],
+        "policies" => &[
+            "vhost",
+            "name",
+            "pattern",
+            "apply-to",
+            "priority",
+            "definition",
+        ],
         _ => &["name"],
     }
 }

@@ -86,7 +86,10 @@ impl VHost {
     }
 }
 
-async fn run_tracer(vhost: std::sync::Weak<VHost>, mut events: mpsc::UnboundedReceiver<TraceEvent>) {
+async fn run_tracer(
+    vhost: std::sync::Weak<VHost>,
+    mut events: mpsc::UnboundedReceiver<TraceEvent>,
+) {
     while let Some(event) = events.recv().await {
         let Some(vhost) = vhost.upgrade() else {
             return;
@@ -202,7 +205,10 @@ fn properties_table(p: &BasicProperties) -> FieldTable {
         t.insert(ShortStr::from("headers"), FieldValue::Table(h.clone()));
     }
     if let Some(d) = p.delivery_mode {
-        t.insert(ShortStr::from("delivery_mode"), FieldValue::I32(i32::from(d)));
+        t.insert(
+            ShortStr::from("delivery_mode"),
+            FieldValue::I32(i32::from(d)),
+        );
     }
     if let Some(prio) = p.priority {
         t.insert(ShortStr::from("priority"), FieldValue::I32(i32::from(prio)));
