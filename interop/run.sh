@@ -59,12 +59,14 @@ if [ -z "$URL" ]; then
         WARREN_BIN="$ROOT/target/release/warren"
     fi
     PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    # The management API on a port of its own (the HTTP clients: interop/rabbitmqadmin).
+    MPORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     mkdir -p "$WORK/data"
     # The broker is started (and restarted) by this script, in its own session so that a
     # client's timeout cannot kill it; its pid lives in $WORK/warren.pid.
     cat > "$WORK/start-warren" <<EOF
 #!/usr/bin/env bash
-setsid "$WARREN_BIN" --listen 127.0.0.1:$PORT --data-dir "$WORK/data" \\
+setsid "$WARREN_BIN" --listen 127.0.0.1:$PORT --management-listen 127.0.0.1:$MPORT --data-dir "$WORK/data" \\
     >>"$LOGS/warren.log" 2>&1 </dev/null &
 echo \$! > "$WORK/warren.pid"
 for _ in \$(seq 600); do
@@ -89,10 +91,16 @@ EOF
     : > "$LOGS/warren.log"
     "$WORK/start-warren" || { echo "total: 0 passed, 1 failed"; exit 1; }
     export AMQP_URL="amqp://guest:guest@127.0.0.1:$PORT/%2f"
+    export MANAGEMENT_URL="http://127.0.0.1:$MPORT"
     export BROKER_RESTART="$WORK/restart-broker"
     BROKER="Warren $(git -C "$ROOT" describe --always --dirty 2>/dev/null) on 127.0.0.1:$PORT"
 else
     export AMQP_URL="$URL"
+    # The HTTP API of another broker: MANAGEMENT_URL, or port 15672 on the AMQP URL's host.
+    if [ -z "${MANAGEMENT_URL:-}" ]; then
+        mhost="${URL#*://}"; mhost="${mhost#*@}"; mhost="${mhost%%/*}"; mhost="${mhost%:*}"
+        export MANAGEMENT_URL="http://$mhost:15672"
+    fi
     export BROKER_RESTART=""
     # The local Debian RabbitMQ can be restarted (as root); any other broker cannot.
     hostport="${URL#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"
