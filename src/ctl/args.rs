@@ -20,8 +20,15 @@ pub struct Cli {
         default_value = "http://localhost:15672"
     )]
     pub url: String,
-    #[arg(long, global = true, env = "WARREN_CTL_USER", default_value = "guest")]
-    pub user: String,
+    /// The API user (`--user` names the subject of user commands).
+    #[arg(
+        long = "username",
+        short = 'u',
+        global = true,
+        env = "WARREN_CTL_USER",
+        default_value = "guest"
+    )]
+    pub username: String,
     #[arg(
         long,
         global = true,

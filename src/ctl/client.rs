@@ -96,7 +96,7 @@ impl Client {
         };
         let mut head = format!(
             "{method} {}{path} HTTP/1.1\r\nHost: {host_header}\r\nAuthorization: {}\r\n\
-             Accept: application/json\r\nConnection: close\r\nContent-Length: {}\r\n",
+             Accept: */*\r\nConnection: close\r\nContent-Length: {}\r\n",
             self.prefix,
             self.authorization,
             payload.len()

@@ -374,12 +374,19 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
         }
         Command::TraceOn | Command::TraceOff => {
             let on = matches!(cli.command, Command::TraceOn);
-            call(
-                client,
-                "PUT",
-                &format!("/api/vhosts/{v}"),
-                Some(&json!({ "tracing": on })),
-            )?;
+            // A PUT replaces the vhost's metadata (RabbitMQ 3.10 clears a description left out),
+            // so what it has goes back along with the switch.
+            let path = format!("/api/vhosts/{v}");
+            let current = get_json(client, &path)?;
+            let mut body = Map::new();
+            for key in ["description", "default_queue_type"] {
+                if let Some(value) = current.get(key).filter(|v| v.is_string()) {
+                    body.insert(key.into(), value.clone());
+                }
+            }
+            body.insert("tags".into(), json!(tags_of(&current)));
+            body.insert("tracing".into(), json!(on));
+            call(client, "PUT", &path, Some(&Value::Object(body)))?;
             Ok(format!(
                 "tracing {} in vhost {}\n",
                 if on { "started" } else { "stopped" },

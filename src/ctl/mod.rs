@@ -56,7 +56,7 @@ pub fn main(args: Vec<std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let client = match client::Client::new(&cli.url, &cli.user, &cli.password) {
+    let client = match client::Client::new(&cli.url, &cli.username, &cli.password) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("warren ctl: {e}");

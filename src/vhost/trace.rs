@@ -180,42 +180,36 @@ fn trace_message(vhost: &str, event: &TraceEvent) -> Message {
 }
 
 /// The message's properties as a table, the fields that are set, with RabbitMQ's types
-/// (integers `signedint`, strings `longstr`, headers a table).
+/// (integers `signedint`, strings `longstr`, headers a table) and its order (the reverse of the
+/// `P_basic` record's, as `rabbit_trace:msg_to_table` folds them).
 fn properties_table(p: &BasicProperties) -> FieldTable {
     let long = |s: &ShortStr| FieldValue::LongStr(bytes::Bytes::copy_from_slice(s.as_bytes()));
-    let mut t = FieldTable::new();
-    let strings = [
-        ("content_type", &p.content_type),
-        ("content_encoding", &p.content_encoding),
-        ("correlation_id", &p.correlation_id),
-        ("reply_to", &p.reply_to),
-        ("expiration", &p.expiration),
-        ("message_id", &p.message_id),
-        ("type", &p.kind),
-        ("user_id", &p.user_id),
-        ("app_id", &p.app_id),
-        ("cluster_id", &p.cluster_id),
+    let int = |n: u8| FieldValue::I32(i32::from(n));
+    let fields: [(&str, Option<FieldValue>); 14] = [
+        ("cluster_id", p.cluster_id.as_ref().map(long)),
+        ("app_id", p.app_id.as_ref().map(long)),
+        ("user_id", p.user_id.as_ref().map(long)),
+        ("type", p.kind.as_ref().map(long)),
+        (
+            "timestamp",
+            p.timestamp
+                .map(|ts| i32::try_from(ts).map_or(FieldValue::I64(ts as i64), FieldValue::I32)),
+        ),
+        ("message_id", p.message_id.as_ref().map(long)),
+        ("expiration", p.expiration.as_ref().map(long)),
+        ("reply_to", p.reply_to.as_ref().map(long)),
+        ("correlation_id", p.correlation_id.as_ref().map(long)),
+        ("priority", p.priority.map(int)),
+        ("delivery_mode", p.delivery_mode.map(int)),
+        ("headers", p.headers.clone().map(FieldValue::Table)),
+        ("content_encoding", p.content_encoding.as_ref().map(long)),
+        ("content_type", p.content_type.as_ref().map(long)),
     ];
-    for (name, value) in strings {
+    let mut t = FieldTable::new();
+    for (name, value) in fields {
         if let Some(v) = value {
-            t.insert(ShortStr::from(name), long(v));
+            t.insert(ShortStr::from(name), v);
         }
-    }
-    if let Some(h) = &p.headers {
-        t.insert(ShortStr::from("headers"), FieldValue::Table(h.clone()));
-    }
-    if let Some(d) = p.delivery_mode {
-        t.insert(
-            ShortStr::from("delivery_mode"),
-            FieldValue::I32(i32::from(d)),
-        );
-    }
-    if let Some(prio) = p.priority {
-        t.insert(ShortStr::from("priority"), FieldValue::I32(i32::from(prio)));
-    }
-    if let Some(ts) = p.timestamp {
-        let value = i32::try_from(ts).map_or(FieldValue::I64(ts as i64), FieldValue::I32);
-        t.insert(ShortStr::from("timestamp"), value);
     }
     t
 }
