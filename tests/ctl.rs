@@ -294,6 +294,25 @@ async fn exit_codes_and_the_apis_reason() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("HTTP 401"), "{}", run.stderr);
 
+    // A command's `--user` names its subject, never the API login (`--username`): whatever the
+    // API answers, it is not a failed login.
+    let run = ctl(
+        &broker,
+        &[
+            "set_permissions",
+            "--user",
+            "nobody",
+            "--configure",
+            ".*",
+            "--write",
+            ".*",
+            "--read",
+            ".*",
+        ],
+    )
+    .await;
+    assert!(!run.stderr.contains("HTTP 401"), "{}", run.stderr);
+
     // 2: usage errors, before any request.
     let run = ctl(&broker, &["list", "gizmos"]).await;
     assert_eq!(run.code, 2, "{}", run.stderr);
