@@ -83,6 +83,8 @@ if [ -z "$URL" ]; then
         WARREN_BIN="$ROOT/target/release/warren"
     fi
     PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+    # The management API on a port of its own (the HTTP clients: interop/rabbitmqadmin).
+    MPORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
     mkdir -p "$WORK/data"
     # AMQP over TLS beside the plaintext port: a CA, a server certificate for 127.0.0.1 and
     # localhost, and a client certificate whose CN is `guest` (for SASL EXTERNAL), made now with
@@ -100,7 +102,7 @@ if [ -z "$URL" ]; then
     # client's timeout cannot kill it; its pid lives in $WORK/warren.pid.
     cat > "$WORK/start-warren" <<EOF
 #!/usr/bin/env bash
-setsid "$WARREN_BIN" --listen 127.0.0.1:$PORT --data-dir "$WORK/data" $TLS_ARGS \\
+setsid "$WARREN_BIN" --listen 127.0.0.1:$PORT --management-listen 127.0.0.1:$MPORT --data-dir "$WORK/data" $TLS_ARGS \
     >>"$LOGS/warren.log" 2>&1 </dev/null &
 echo \$! > "$WORK/warren.pid"
 for _ in \$(seq 600); do
@@ -125,10 +127,16 @@ EOF
     : > "$LOGS/warren.log"
     "$WORK/start-warren" || { echo "total: 0 passed, 1 failed"; exit 1; }
     export AMQP_URL="amqp://guest:guest@127.0.0.1:$PORT/%2f"
+    export MANAGEMENT_URL="http://127.0.0.1:$MPORT"
     export BROKER_RESTART="$WORK/restart-broker"
     BROKER="Warren $(git -C "$ROOT" describe --always --dirty 2>/dev/null) on 127.0.0.1:$PORT"
 else
     export AMQP_URL="$URL"
+    # The HTTP API of another broker: MANAGEMENT_URL, or port 15672 on the AMQP URL's host.
+    if [ -z "${MANAGEMENT_URL:-}" ]; then
+        mhost="${URL#*://}"; mhost="${mhost#*@}"; mhost="${mhost%%/*}"; mhost="${mhost%:*}"
+        export MANAGEMENT_URL="http://$mhost:15672"
+    fi
     export BROKER_RESTART=""
     # The local Debian RabbitMQ can be restarted (as root); any other broker cannot.
     hostport="${URL#*://}"; hostport="${hostport#*@}"; hostport="${hostport%%/*}"

@@ -2,6 +2,8 @@
 //! listeners, signals. Every startup failure is one sentence on stderr and a non-zero exit,
 //! before anything is announced or created.
 
+mod ctl;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 use tracing::{info, warn};
@@ -16,6 +18,11 @@ use warren::logging::LogHandle;
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    // `warren ctl …` is the management CLI, not the broker: dispatched before the broker's
+    // settings are parsed (they would refuse its flags).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "ctl") {
+        return ctl::main(std::env::args_os().collect());
+    }
     let settings = match Settings::load(std::env::args_os()) {
         Ok(s) => s,
         Err(e) => return fail(&e),

@@ -38,9 +38,11 @@ mod dead_letter;
 mod errors;
 pub(crate) mod persistence;
 mod publish;
+mod trace;
 
 pub use errors::{BindError, DeclareError, DeleteError, LookupError, PublishError};
 pub use publish::Published;
+pub use trace::{TraceEvent, TraceOrigin, TRACE_EXCHANGE};
 
 /// A virtual host.
 pub struct VHost {
@@ -70,6 +72,11 @@ pub struct VHost {
     deleted_queues: parking_lot::Mutex<Vec<(&'static str, MessageStats)>>,
     /// Set when the vhost is deleted: nothing more of it is written down.
     deleted: std::sync::atomic::AtomicBool,
+    /// The firehose tracer is on (see `vhost/trace.rs`); read relaxed on every publish.
+    /// Shared with its channels, which check it on every delivery.
+    tracing: Arc<std::sync::atomic::AtomicBool>,
+    /// Where traced events go while tracing is on.
+    tracer: parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedSender<TraceEvent>>>,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -101,6 +108,8 @@ impl VHost {
             churn: Churn::default(),
             deleted_queues: Default::default(),
             deleted: Default::default(),
+            tracing: Default::default(),
+            tracer: Default::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -122,6 +131,19 @@ impl VHost {
                 Exchange::new(ShortStr::from(name), options),
             );
         }
+        // The firehose's exchange, as in every RabbitMQ vhost: clients may bind to it, only the
+        // tracer publishes to it.
+        let trace = ExchangeOptions {
+            kind: ExchangeKind::Topic,
+            durable: true,
+            auto_delete: false,
+            internal: true,
+            arguments: FieldTable::new(),
+        };
+        vhost.exchanges.insert(
+            ShortStr::from(TRACE_EXCHANGE),
+            Exchange::new(ShortStr::from(TRACE_EXCHANGE), trace),
+        );
         vhost
     }
 

@@ -131,6 +131,9 @@ impl Channel {
             .shows_delivery_count()
             .then(|| msg.counted_properties());
         self.shared.count_delivery(true, m.no_ack, redelivered);
+        if self.shared.trace.is_on() {
+            self.shared.trace.deliver(&queue, &msg);
+        }
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {
             delivery_tag: delivery_tag.0,

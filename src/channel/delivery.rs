@@ -65,6 +65,35 @@ pub struct ChannelShared {
     /// confirm.select or tx.select seen (for the management API; set once, read when listed).
     confirm: std::sync::atomic::AtomicBool,
     transactional: std::sync::atomic::AtomicBool,
+    /// The firehose: who this channel is, for `deliver.<queue>` traces (see `vhost/trace.rs`).
+    pub(super) trace: ChannelTrace,
+}
+
+/// What a channel needs to trace its deliveries: its vhost's tracing switch (a relaxed load per
+/// delivery) and, only when it is on, the vhost itself.
+pub struct ChannelTrace {
+    pub vhost: std::sync::Weak<crate::vhost::VHost>,
+    pub on: Arc<std::sync::atomic::AtomicBool>,
+    pub origin: Arc<crate::vhost::TraceOrigin>,
+}
+
+impl ChannelTrace {
+    #[inline]
+    pub fn is_on(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Traces a delivery of `msg` from `queue` (call only when [`ChannelTrace::is_on`]).
+    pub fn deliver(&self, queue: &Queue, msg: &QueuedMessage) {
+        if let Some(vhost) = self.vhost.upgrade() {
+            vhost.trace(crate::vhost::TraceEvent::Deliver {
+                message: msg.message.clone(),
+                queue: queue.name.clone(),
+                redelivered: msg.redelivered,
+                origin: self.origin.clone(),
+            });
+        }
+    }
 }
 
 impl ChannelShared {
@@ -74,6 +103,7 @@ impl ChannelShared {
         outbound: Arc<Outbound>,
         cancel_notify: bool,
         connection: Arc<ConnectionCounters>,
+        trace: ChannelTrace,
     ) -> Arc<Self> {
         Arc::new(ChannelShared {
             id,
@@ -83,6 +113,7 @@ impl ChannelShared {
             connection,
             confirm: Default::default(),
             transactional: Default::default(),
+            trace,
             state: Mutex::new(DeliveryState {
                 next_tag: DeliveryTag(1),
                 unacked: VecDeque::new(),
@@ -357,6 +388,9 @@ impl ConsumerSink for ChannelShared {
             &m.body,
         );
         self.count_delivery(false, no_ack, msg.redelivered);
+        if self.trace.is_on() {
+            self.trace.deliver(queue, msg);
+        }
         true
     }
 

@@ -45,6 +45,8 @@ pub struct ConnectionContext {
     pub tracking: Arc<crate::connection::tracking::Registry>,
     /// This connection in the tracking registry: its channel count.
     pub tracked: Arc<crate::connection::tracking::Tracked>,
+    /// RabbitMQ's name for it, `"{peer} -> {local}"` (in firehose traces).
+    pub name: Arc<str>,
 }
 
 /// A channel's place in its connection's channel count, released when the channel is dropped.
@@ -109,6 +111,15 @@ impl Channel {
             ctx.outbound.clone(),
             ctx.cancel_notify,
             ctx.stats.clone(),
+            delivery::ChannelTrace {
+                vhost: Arc::downgrade(&ctx.vhost),
+                on: ctx.vhost.tracing_switch(),
+                origin: Arc::new(crate::vhost::TraceOrigin {
+                    connection: ctx.name.to_string(),
+                    channel: id,
+                    user: ctx.auth_user.name.clone(),
+                }),
+            },
         );
         stats::bump(&ctx.stats.channels);
         stats::bump(&ctx.vhost.churn.channels_opened);

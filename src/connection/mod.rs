@@ -225,7 +225,16 @@ async fn serve_in_span<S>(
         span.record("name", tracing::field::debug(name)); // quoted and escaped: client-chosen
     }
     info!("connection opened");
-    let mut conn = Connection::new(id, &broker, negotiated, outbound.clone(), reader, counters);
+    let name: Arc<str> = crate::registry::connection_name(peer, local).into();
+    let mut conn = Connection::new(
+        id,
+        &broker,
+        negotiated,
+        outbound.clone(),
+        reader,
+        counters,
+        name,
+    );
     let details = crate::registry::ConnectionDetails {
         peer,
         local,
@@ -329,6 +338,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         outbound: Arc<Outbound>,
         reader: FrameReader<R>,
         counters: Arc<crate::stats::ConnectionCounters>,
+        name: Arc<str>,
     ) -> Self {
         let id = crate::ids::ConnectionId(id);
         let stats = n.vhost.register_connection(id, counters);
@@ -344,6 +354,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             access: broker.users.clone(),
             config: broker.config.clone(),
             cancel_notify: n.cancel_notify,
+            name,
         });
         Connection {
             ctx,

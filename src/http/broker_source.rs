@@ -413,6 +413,7 @@ impl ManagementSource for BrokerManagement {
                         .unwrap_or_default(),
                     tags: info.as_ref().map(|i| i.tags.clone()).unwrap_or_default(),
                     default_queue_type: info.and_then(|i| i.default_queue_type.clone()),
+                    tracing: v.tracing(),
                     depth: depth(s.messages_ready, s.messages_unacked, &w),
                     message_stats: message_stats(&s.messages, &w),
                     ..VhostView::default()
@@ -976,6 +977,10 @@ impl ManagementSource for BrokerManagement {
                 .broker
                 .users
                 .set_permissions(&creator.name, name, ".*", ".*", ".*");
+        }
+        // The firehose switch (`warren ctl trace_on`, rabbitmqadmin, the UI); absent = unchanged.
+        if let (Some(on), Some(vhost)) = (spec.tracing, self.broker.vhost(name)) {
+            vhost.set_tracing(on);
         }
         self.broker.metadata_written().await;
         Ok(if created {

@@ -337,7 +337,7 @@ pub async fn handle<S: ManagementSource>(
                 description: b.description.unwrap_or_default(),
                 tags: b.tags,
                 default_queue_type: b.default_queue_type,
-                tracing: b.tracing.unwrap_or(false),
+                tracing: b.tracing,
             };
             declared(source.put_vhost(user, &name, spec).await?)
         }
@@ -633,12 +633,14 @@ pub async fn handle<S: ManagementSource>(
             method,
         ) => {
             vhost_access(source, user, &vhost)?;
+            // The path segment arrives decoded once; RabbitMQ unquotes it once more before
+            // comparing, so both `a.%23` and `a.%2523` (what rabbitmqadmin 2.x sends) name `a.#`.
+            let wanted = percent_decode(&props, false).unwrap_or_else(|| props.clone());
             let binding = pair_bindings(source, &vhost, &src, kind, &destination)?
                 .into_iter()
-                // The path segment arrives decoded; RabbitMQ compares it with the decoded key.
                 .find(|b| {
                     percent_decode(&properties_key(&b.routing_key, &b.arguments), false).as_deref()
-                        == Some(&props)
+                        == Some(&wanted)
                 })
                 .ok_or(ApiError::NotFound)?;
             if method == Method::GET {

@@ -141,7 +141,8 @@ pub struct VhostSpec {
     pub description: String,
     pub tags: Vec<String>,
     pub default_queue_type: Option<String>,
-    pub tracing: bool,
+    /// The firehose: `None` leaves it as it is (RabbitMQ's `put_vhost` with `tracing` absent).
+    pub tracing: Option<bool>,
 }
 
 /// A definitions document as RabbitMQ exports it (`GET /api/definitions`), the input of

@@ -48,8 +48,22 @@ impl VHost {
         message: Arc<Message>,
         keep: impl FnMut(&Arc<Queue>) -> bool,
     ) -> Published {
+        self.publish_observed(exchange, message, keep, |_, _| {})
+    }
+
+    /// [`VHost::publish_where`], showing `routed` the message and its queues once routed and
+    /// before any queue holds it (the firehose traces `publish.<exchange>` there, so the trace
+    /// of a publish comes before the trace of its delivery).
+    pub(crate) fn publish_observed(
+        &self,
+        exchange: &Arc<Exchange>,
+        message: Arc<Message>,
+        keep: impl FnMut(&Arc<Queue>) -> bool,
+        routed: impl FnOnce(&Arc<Message>, &[Arc<Queue>]),
+    ) -> Published {
         let mut queues = self.route(exchange, &message);
         queues.retain(keep);
+        routed(&message, &queues);
         let message = sender_selected::without_bcc(message);
         if queues.is_empty() {
             return Published {

@@ -195,8 +195,8 @@ async fn overview_and_queues_show_what_amqp_clients_did() {
     assert_eq!(o["object_totals"]["queues"], 1, "{o}");
     assert_eq!(o["object_totals"]["connections"], 1, "{o}");
     assert_eq!(o["object_totals"]["channels"], 1, "{o}");
-    // The default exchange and amq.direct/fanout/topic/headers/match (no amq.rabbitmq.trace).
-    assert_eq!(o["object_totals"]["exchanges"], 6, "{o}");
+    // The default exchange, amq.direct/fanout/topic/headers/match and amq.rabbitmq.trace.
+    assert_eq!(o["object_totals"]["exchanges"], 7, "{o}");
     assert_eq!(o["queue_totals"]["messages"], 2, "{o}");
     assert_eq!(o["queue_totals"]["messages_ready"], 2, "{o}");
     assert_eq!(o["message_stats"]["publish"], 2, "{o}");
