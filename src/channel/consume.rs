@@ -47,6 +47,9 @@ impl Channel {
         let priority = consumer_priority(&m.arguments).map_err(|e| {
             AmqpError::precondition_failed(e.text(&queue.name, &self.ctx.vhost.name))
         })?;
+        if !m.no_ack {
+            self.note_consumer_timeout(&queue);
+        }
         self.shared
             .add_consumer(tag.clone(), queue.clone(), m.no_ack);
         let sink: Arc<dyn ConsumerSink> = self.shared.clone();
@@ -118,6 +121,9 @@ impl Channel {
         let counted = (msg.delivery_count > 0 && queue.queue_type().shows_delivery_count())
             .then(|| msg.delivery_properties(queue.queue_type()).into_owned());
         self.shared.count_delivery(true, m.no_ack, redelivered);
+        if !m.no_ack {
+            self.note_consumer_timeout(&queue);
+        }
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {
             delivery_tag: delivery_tag.0,

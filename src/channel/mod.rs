@@ -3,6 +3,7 @@
 //! Never reads the socket, and never decides how an error is sent (connection/ does that).
 
 mod consume;
+mod consumer_timeout;
 mod declare;
 pub mod delivery;
 mod publish;
@@ -72,6 +73,8 @@ pub struct Channel {
     /// promise: (sequence number to wait for, 0 for a reply only kept in order behind one).
     /// While one is held, every later reply of this channel waits behind it.
     replies_waiting_for_metadata: RefCell<VecDeque<(u64, Method)>>,
+    /// When unacknowledged deliveries time out (`consumer_timeout.rs`).
+    ack_clock: consumer_timeout::AckClock,
 }
 
 impl Channel {
@@ -88,7 +91,12 @@ impl Channel {
             ctx.stats.clone(),
         );
         stats::bump(&ctx.stats.channels);
+        let mut ack_clock = consumer_timeout::AckClock::default();
+        if let Some(timeout) = ctx.config.consumer_timeout {
+            ack_clock.note_timeout(timeout.as_millis() as u64);
+        }
         Ok(Channel {
+            ack_clock,
             id,
             shared,
             ctx,
@@ -240,6 +248,33 @@ impl Channel {
         for q in self.shared.consumed_queues() {
             q.dispatch();
         }
+    }
+
+    /// This channel takes deliveries to acknowledge from `queue`: its timeout counts.
+    fn note_consumer_timeout(&mut self, queue: &crate::queue::Queue) {
+        if let Some(ms) = queue.args().consumer_timeout {
+            self.ack_clock.note_timeout(ms);
+        }
+    }
+
+    /// How often the connection calls [`Channel::check_consumer_timeout`]; `None`: never.
+    pub fn consumer_timeout_period(&self) -> Option<std::time::Duration> {
+        self.ack_clock.period()
+    }
+
+    /// The consumer timeout check: a 406 (the channel then closes and requeues) when an
+    /// unacknowledged delivery is older than its timeout.
+    pub fn check_consumer_timeout(&mut self, now: std::time::Instant) -> AmqpResult<()> {
+        let default_ms = self
+            .ctx
+            .config
+            .consumer_timeout
+            .map(|t| t.as_millis() as u64);
+        let (id, clock) = (self.id, &mut self.ack_clock);
+        self.shared
+            .with_outstanding(default_ms, |next_tag, outstanding| {
+                clock.check(id, now, next_tag, outstanding)
+            })
     }
 
     /// Called once all frames of one socket read were handled: sends coalesced confirms.

@@ -75,7 +75,14 @@ pub struct Config {
     /// Honour channel.flow(active=false) by pausing deliveries on the channel, as the spec
     /// describes. Off by default: RabbitMQ 3.x closes the connection with 540 NOT_IMPLEMENTED.
     pub honour_channel_flow: bool,
+    /// An unacknowledged delivery older than this closes its channel with 406 and is requeued
+    /// (RabbitMQ's `consumer_timeout`, 30 min by default; `None` disables it). A queue's
+    /// `x-consumer-timeout` overrides it for that queue's deliveries.
+    pub consumer_timeout: Option<Duration>,
 }
+
+/// RabbitMQ's default `consumer_timeout`: 30 minutes.
+pub const DEFAULT_CONSUMER_TIMEOUT_MS: u64 = 1_800_000;
 
 /// RabbitMQ's default: 40% of the memory available (RAM, or the cgroup limit in a container).
 pub fn default_memory_high_watermark() -> u64 {
@@ -98,6 +105,7 @@ impl Default for Config {
             handshake_timeout: Duration::from_secs(10),
             connection_max: usize::MAX,
             honour_channel_flow: false,
+            consumer_timeout: Some(Duration::from_millis(DEFAULT_CONSUMER_TIMEOUT_MS)),
         }
     }
 }

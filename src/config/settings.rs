@@ -132,6 +132,10 @@ pub struct Args {
     /// 540 NOT_IMPLEMENTED as RabbitMQ 3.x does.
     #[arg(long, env = "WARREN_HONOUR_CHANNEL_FLOW", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub honour_channel_flow: Option<bool>,
+    /// Milliseconds a delivery may stay unacknowledged before its channel is closed with 406
+    /// and it is requeued (RabbitMQ's consumer_timeout); `false` disables it [default: 1800000].
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT", value_name = "MS|false")]
+    pub consumer_timeout: Option<String>,
 }
 
 /// The `--config` file: the same settings, named with `_`.
@@ -165,6 +169,37 @@ struct FileSettings {
     handshake_timeout: Option<f64>,
     connection_max: Option<usize>,
     honour_channel_flow: Option<bool>,
+    consumer_timeout: Option<MillisOrOff>,
+}
+
+/// `consumer_timeout` in the file: milliseconds, or `false` (RabbitMQ's way to disable it).
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum MillisOrOff {
+    Millis(u64),
+    Flag(bool),
+    Text(String),
+}
+
+impl MillisOrOff {
+    fn into_text(self) -> String {
+        match self {
+            MillisOrOff::Millis(ms) => ms.to_string(),
+            MillisOrOff::Flag(b) => b.to_string(),
+            MillisOrOff::Text(t) => t,
+        }
+    }
+}
+
+/// Parses a consumer timeout: milliseconds, or `false`/`none`/`off` for none.
+fn parse_consumer_timeout(text: &str) -> Result<Option<std::time::Duration>, String> {
+    match text.trim() {
+        "false" | "none" | "off" | "undefined" => Ok(None),
+        ms => ms
+            .parse::<u64>()
+            .map(|ms| Some(std::time::Duration::from_millis(ms)))
+            .map_err(|_| format!("expected milliseconds or false, got {ms:?}")),
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -443,6 +478,14 @@ impl Settings {
             })?,
             None => Watermark::default(),
         };
+        let consumer_timeout = match args
+            .consumer_timeout
+            .or(file.consumer_timeout.map(MillisOrOff::into_text))
+        {
+            Some(text) => parse_consumer_timeout(&text)
+                .map_err(|e| StartupError(format!("{}: {e}", sources.name("consumer_timeout"))))?,
+            None => defaults.consumer_timeout,
+        };
         // Fields not settable here keep their defaults (none today; kept for the next one).
         #[allow(clippy::needless_update)]
         let config = Config {
@@ -493,6 +536,7 @@ impl Settings {
                 .honour_channel_flow
                 .or(file.honour_channel_flow)
                 .unwrap_or(defaults.honour_channel_flow),
+            consumer_timeout,
         };
         Ok(Settings {
             config,
