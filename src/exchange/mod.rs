@@ -1,6 +1,7 @@
 //! Exchanges and their bindings: which queues (and exchanges) a routing key and headers reach.
 //! Never touches queues' contents; the vhost pushes to what `route` returns.
 
+pub mod delayed;
 pub mod headers;
 pub mod sender_selected;
 pub mod topic;
@@ -25,6 +26,9 @@ pub enum ExchangeKind {
     Topic,
     /// Header values, not the routing key.
     Headers,
+    /// The delayed-message plugin's type: holds each message for its `x-delay` header's
+    /// milliseconds, then routes it as its `x-delayed-type` argument's type does.
+    DelayedMessage,
 }
 
 impl ExchangeKind {
@@ -35,6 +39,7 @@ impl ExchangeKind {
             "fanout" => ExchangeKind::Fanout,
             "topic" => ExchangeKind::Topic,
             "headers" => ExchangeKind::Headers,
+            delayed::TYPE_NAME => ExchangeKind::DelayedMessage,
             _ => return None,
         })
     }
@@ -46,6 +51,7 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::DelayedMessage => delayed::TYPE_NAME,
         }
     }
 }
@@ -105,7 +111,7 @@ impl Bindings {
             ExchangeKind::Topic => self
                 .topic
                 .insert(&b.routing_key, b.id, b.destination.clone()),
-            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::DelayedMessage => {}
         }
     }
 
@@ -120,7 +126,7 @@ impl Bindings {
                 }
             }
             ExchangeKind::Topic => self.topic.remove(&b.routing_key, b.id),
-            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::DelayedMessage => {}
         }
     }
 }
@@ -148,6 +154,10 @@ pub struct Exchange {
     pub options: ExchangeOptions,
     /// Where messages this exchange cannot route go: its `alternate-exchange` argument.
     pub alternate_exchange: Option<ShortStr>,
+    /// How bindings route: the declared kind, or a delayed exchange's `x-delayed-type`.
+    routing: ExchangeKind,
+    /// A delayed exchange's held messages (`None` for every other type).
+    pub delayed: Option<delayed::Delayed>,
     bindings: RwLock<Bindings>,
 }
 
@@ -168,10 +178,19 @@ impl Exchange {
             Some(FieldValue::LongStr(name)) => ShortStr::from_utf8(name.clone()),
             _ => None,
         };
+        let (routing, delayed) = match options.kind {
+            ExchangeKind::DelayedMessage => (
+                delayed::routing_kind(&options.arguments).unwrap_or(ExchangeKind::Direct),
+                Some(delayed::Delayed::default()),
+            ),
+            kind => (kind, None),
+        };
         Arc::new(Exchange {
             name,
             options,
             alternate_exchange,
+            routing,
+            delayed,
             bindings: RwLock::new(Bindings::default()),
         })
     }
@@ -183,7 +202,7 @@ impl Exchange {
         routing_key: ShortStr,
         arguments: FieldTable,
     ) -> Result<(), BindError> {
-        let match_mode = match self.options.kind {
+        let match_mode = match self.routing {
             ExchangeKind::Headers => {
                 MatchMode::from_arguments(&arguments).map_err(BindError::InvalidArguments)?
             }
@@ -205,7 +224,7 @@ impl Exchange {
                 id,
                 match_mode,
             };
-            b.index(self.options.kind, &binding);
+            b.index(self.routing, &binding);
             b.all.push(binding);
         }
         Ok(())
@@ -251,9 +270,14 @@ impl Exchange {
             .partition(|x| pred(x));
         b.all = kept;
         for x in &gone {
-            b.unindex(self.options.kind, x);
+            b.unindex(self.routing, x);
         }
         !gone.is_empty()
+    }
+
+    /// How this exchange routes (a delayed exchange: as its `x-delayed-type`).
+    pub fn routing_kind(&self) -> ExchangeKind {
+        self.routing
     }
 
     /// Whether any binding has this exchange as its source.
@@ -276,11 +300,11 @@ impl Exchange {
         headers: Option<&FieldTable>,
         out: &mut Vec<Destination>,
     ) {
-        match self.options.kind {
+        match self.routing {
             ExchangeKind::Direct | ExchangeKind::Topic => {
                 routing_keys.for_each(|key| self.route(key, headers, out))
             }
-            ExchangeKind::Fanout | ExchangeKind::Headers => {
+            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::DelayedMessage => {
                 if let Some(key) = routing_keys.next() {
                     self.route(key, headers, out);
                 }
@@ -296,7 +320,7 @@ impl Exchange {
         out: &mut Vec<Destination>,
     ) {
         let b = self.bindings.read();
-        match self.options.kind {
+        match self.routing {
             ExchangeKind::Direct => {
                 if let Some(list) = b.direct.get(routing_key) {
                     out.extend(list.iter().map(|(_, d)| d.clone()));
@@ -304,6 +328,7 @@ impl Exchange {
             }
             ExchangeKind::Fanout => out.extend(b.all.iter().map(|x| x.destination.clone())),
             ExchangeKind::Topic => b.topic.matches(routing_key, out),
+            ExchangeKind::DelayedMessage => {} // never the routing kind
             ExchangeKind::Headers => out.extend(
                 b.all
                     .iter()

@@ -40,9 +40,34 @@ impl VHost {
         self.publish_where(exchange, message, |_| true)
     }
 
+    /// Routes a held message of a delayed exchange now that it is due.
+    pub(super) fn route_now(&self, exchange: &Arc<Exchange>, message: Arc<Message>) -> Published {
+        self.route_and_enqueue(exchange, message, |_| true)
+    }
+
     /// [`VHost::publish`] to the routed queues `keep` accepts (dead letters skip the queues
     /// that would close a dead-letter cycle).
     pub(crate) fn publish_where(
+        &self,
+        exchange: &Arc<Exchange>,
+        message: Arc<Message>,
+        keep: impl FnMut(&Arc<Queue>) -> bool,
+    ) -> Published {
+        if let Some(delayed) = &exchange.delayed {
+            if let Some(delay) = crate::exchange::delayed::delay_of(&message) {
+                self.hold_delayed(exchange, delayed, message, delay);
+                return Published {
+                    unroutable: None,
+                    refused: false,
+                    journal_seq: None,
+                };
+            }
+        }
+        self.route_and_enqueue(exchange, message, keep)
+    }
+
+    /// Steps 1–4 of the module doc.
+    fn route_and_enqueue(
         &self,
         exchange: &Arc<Exchange>,
         message: Arc<Message>,
