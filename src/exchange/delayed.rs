@@ -9,11 +9,13 @@
 //! task per exchange sleeps until the earliest due time. No timer per message.
 
 use super::ExchangeKind;
+use crate::ids::DurableQueueId;
 use crate::message::Message;
+use crate::store::Store;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use warren_protocol::{FieldTable, FieldValue};
 
@@ -23,6 +25,16 @@ pub const TYPE_NAME: &str = "x-delayed-message";
 pub const X_DELAYED_TYPE: &str = "x-delayed-type";
 /// The message header: milliseconds to hold the message.
 pub const X_DELAY: &str = "x-delay";
+
+/// Held persistent messages of a durable delayed exchange are journaled as if in a queue of
+/// this name (a prefix no client may declare): the metadata store gives it a journal id, and a
+/// restart gives its messages back to the exchange instead of to a queue.
+pub const HELD_QUEUE_PREFIX: &str = "amq.delayed-message/";
+
+/// The journal's name for the held messages of delayed exchange `exchange`.
+pub fn held_queue_name(exchange: &str) -> String {
+    format!("{HELD_QUEUE_PREFIX}{exchange}")
+}
 
 /// The routing kind an `x-delayed-type` argument names, if it names a usable one.
 pub fn routing_kind(arguments: &FieldTable) -> Option<ExchangeKind> {
@@ -76,6 +88,8 @@ pub struct Delayed {
     started: AtomicBool,
     /// The exchange was deleted: the task ends and held messages are dropped.
     closed: AtomicBool,
+    /// Durable exchanges: the store and the journal id its held persistent messages go under.
+    journal: OnceLock<(Arc<Store>, DurableQueueId)>,
 }
 
 #[derive(Default)]
@@ -86,8 +100,51 @@ struct Held {
 }
 
 impl Delayed {
-    /// Holds `message` until `due`; returns whether the timer task must be started.
-    pub fn hold(&self, due: Instant, message: Arc<Message>) -> bool {
+    /// Journals this (durable) exchange's held persistent messages under `id`.
+    pub fn attach_journal(&self, store: Arc<Store>, id: DurableQueueId) {
+        let _ = self.journal.set((store, id));
+    }
+
+    /// Writes a persistent message down before it is held (durable exchanges only); returns the
+    /// journal position its confirm waits for.
+    pub fn journal(&self, message: &Message) -> Option<crate::ids::JournalSeq> {
+        if !message.properties.is_persistent() {
+            return None;
+        }
+        let (store, id) = self.journal.get()?;
+        Some(store.publish(message, vec![*id]))
+    }
+
+    /// A due message is routed as a new message (the journal gives it a new id for its
+    /// queues); the held copy's record is settled once that is done, by [`Delayed::settle`].
+    pub fn routable_copy(message: &Arc<Message>) -> Arc<Message> {
+        if message.persist_id.get().is_none() {
+            return message.clone();
+        }
+        Arc::new(Message::new(
+            message.exchange.clone(),
+            message.routing_key.clone(),
+            warren_protocol::BasicProperties::clone(&message.properties),
+            message.body.clone(),
+        ))
+    }
+
+    /// The held copy of `message` left the exchange: its journal record goes.
+    pub fn settle(&self, message: &Message) {
+        if let (Some((store, id)), Some(message_id)) =
+            (self.journal.get(), message.persist_id.get())
+        {
+            store.settle(*message_id, *id);
+        }
+    }
+
+    /// Whether the timer task is yet to be started (true once: the caller starts it).
+    pub fn start_once(&self) -> bool {
+        !self.started.swap(true, Ordering::AcqRel)
+    }
+
+    /// Holds `message` until `due`.
+    pub fn hold(&self, due: Instant, message: Arc<Message>) {
         let earliest = {
             let mut held = self.held.lock();
             let arrival = held.arrivals;
@@ -98,7 +155,6 @@ impl Delayed {
         if earliest {
             self.wake.notify_one();
         }
-        !self.started.swap(true, Ordering::AcqRel)
     }
 
     /// Removes and returns the messages due by `now`, earliest first.
@@ -175,9 +231,11 @@ mod tests {
         let d = Delayed::default();
         let t0 = Instant::now();
         let at = |ms| t0 + Duration::from_millis(ms);
-        assert!(d.hold(at(30), msg("c")), "the first hold starts the task");
-        assert!(!d.hold(at(10), msg("a")));
+        d.hold(at(30), msg("c"));
+        d.hold(at(10), msg("a"));
         d.hold(at(10), msg("b"));
+        assert!(d.start_once(), "the first caller starts the task");
+        assert!(!d.start_once());
         assert_eq!(d.next_due(), Some(at(10)));
         assert!(d.take_due(at(5)).is_empty());
         let bodies = |v: Vec<Arc<Message>>| v.iter().map(|m| m.body.clone()).collect::<Vec<_>>();

@@ -3,26 +3,47 @@
 //! through the ordinary pipeline (vhost/publish.rs).
 
 use super::VHost;
-use crate::exchange::{delayed::Delayed, Exchange};
+use crate::exchange::delayed::{delay_of, Delayed};
+use crate::exchange::Exchange;
+use crate::ids::JournalSeq;
 use crate::message::Message;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 impl VHost {
-    /// Holds `message` on the delayed `exchange` for `delay`, starting its timer task on the
-    /// first message.
+    /// Holds `message` on the delayed `exchange` for `delay` (journaled first when it is
+    /// persistent and the exchange durable: the returned position is what its confirm waits
+    /// for), starting the exchange's timer task on the first message.
     pub(super) fn hold_delayed(
         &self,
         exchange: &Arc<Exchange>,
         delayed: &Delayed,
         message: Arc<Message>,
         delay: Duration,
-    ) {
-        if delayed.hold(Instant::now() + delay, message) {
-            let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-                return; // no runtime (unit tests): nothing routes held messages
-            };
-            runtime.spawn(route_when_due(self.me.clone(), Arc::downgrade(exchange)));
+    ) -> Option<JournalSeq> {
+        let journal_seq = delayed.journal(&message);
+        delayed.hold(Instant::now() + delay, message);
+        self.start_delay_timer(exchange, delayed);
+        journal_seq
+    }
+
+    /// A held message recovered from the journal: its delay starts again now (the journal
+    /// keeps no publish time), so it is routed late rather than early, and never lost.
+    pub(crate) fn hold_recovered(&self, exchange: &Arc<Exchange>, message: Arc<Message>) {
+        let Some(delayed) = exchange.delayed.as_ref() else {
+            return;
+        };
+        let delay = delay_of(&message).unwrap_or_default();
+        delayed.hold(Instant::now() + delay, message);
+        self.start_delay_timer(exchange, delayed);
+    }
+
+    fn start_delay_timer(&self, exchange: &Arc<Exchange>, delayed: &Delayed) {
+        // Without a runtime (unit tests) nothing routes held messages.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            if delayed.start_once() {
+                runtime.spawn(route_when_due(self.me.clone(), Arc::downgrade(exchange)));
+            }
         }
     }
 }
@@ -41,9 +62,10 @@ async fn route_when_due(vhost: Weak<VHost>, exchange: Weak<Exchange>) {
             if delayed.is_closed() {
                 return;
             }
-            for message in delayed.take_due(Instant::now()) {
+            for held in delayed.take_due(Instant::now()) {
                 // As the plugin: no basic.return for what reached no queue.
-                let _ = vhost.route_now(&exchange, message);
+                let _ = vhost.route_now(&exchange, Delayed::routable_copy(&held));
+                delayed.settle(&held);
             }
             delayed.next_due()
         };

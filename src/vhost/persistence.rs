@@ -1,6 +1,7 @@
 //! Wires a vhost to the store: which declares, deletes and bindings are written down (RabbitMQ's
 //! rules of what survives a restart), and the restore of all of it at startup.
 
+use crate::exchange::delayed::{held_queue_name, HELD_QUEUE_PREFIX};
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::ids::{ConnectionId, DurableQueueId};
 use crate::queue::{Queue, QueueOptions};
@@ -29,12 +30,19 @@ impl VHost {
                 internal: x.options.internal,
                 arguments: table_to_hex(&x.options.arguments),
             });
+            if let Some(delayed) = &x.delayed {
+                let id = store.add_queue(&self.name, &held_queue_name(&x.name), String::new());
+                delayed.attach_journal(store.clone(), DurableQueueId(id));
+            }
         }
     }
 
     pub(crate) fn forget_exchange(&self, x: &Exchange) {
         if let (Some(store), true) = (self.store(), x.options.durable) {
             store.remove_exchange(&self.name, &x.name);
+            if x.delayed.is_some() {
+                store.remove_queue(&self.name, &held_queue_name(&x.name));
+            }
         }
     }
 
@@ -111,7 +119,24 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
         }
     }
     let mut by_id: HashMap<DurableQueueId, Arc<Queue>> = HashMap::new();
+    let mut held_by_id: HashMap<DurableQueueId, Arc<Exchange>> = HashMap::new();
     for q in defs.queues.iter().filter(|q| q.vhost == vhost.name) {
+        if let Some(exchange) = q.name.strip_prefix(HELD_QUEUE_PREFIX) {
+            // A delayed exchange's held messages, not a queue.
+            if let Some(x) = vhost
+                .exchange(exchange)
+                .ok()
+                .filter(|x| x.delayed.is_some())
+            {
+                if let Some(delayed) = &x.delayed {
+                    delayed.attach_journal(store.clone(), DurableQueueId(q.id));
+                }
+                held_by_id.insert(DurableQueueId(q.id), x);
+            } else {
+                store.remove_queue(&vhost.name, &q.name); // its exchange is gone
+            }
+            continue;
+        }
         let options = QueueOptions {
             durable: true,
             auto_delete: false,
@@ -145,6 +170,19 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
     let mut restored = 0usize;
     for m in recovered.messages {
         for (queue_id, deliveries) in m.queues {
+            if let Some(x) = held_by_id.get(&queue_id) {
+                // Held messages come back whole: their headers say when they are due.
+                let whole = match m.message.is_paged() {
+                    true => store.read_message(m.id).map(Arc::new),
+                    false => Some(m.message.clone()),
+                };
+                match whole {
+                    Some(message) => vhost.hold_recovered(x, message),
+                    None => store.settle(m.id, queue_id),
+                }
+                restored += 1;
+                continue;
+            }
             match by_id.get(&queue_id) {
                 Some(q) => {
                     q.push_recovered(m.message.clone(), deliveries);

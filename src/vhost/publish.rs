@@ -55,11 +55,11 @@ impl VHost {
     ) -> Published {
         if let Some(delayed) = &exchange.delayed {
             if let Some(delay) = crate::exchange::delayed::delay_of(&message) {
-                self.hold_delayed(exchange, delayed, message, delay);
+                let journal_seq = self.hold_delayed(exchange, delayed, message, delay);
                 return Published {
                     unroutable: None,
                     refused: false,
-                    journal_seq: None,
+                    journal_seq,
                 };
             }
         }
