@@ -177,6 +177,10 @@ impl VHost {
                 if options.kind == crate::exchange::ExchangeKind::DelayedMessage {
                     check_delayed_type(&options.arguments)?;
                 }
+                if options.kind == crate::exchange::ExchangeKind::MessageDeduplication {
+                    crate::exchange::dedup::validate_exchange(&options.arguments)
+                        .map_err(|text| DeclareError::BadArguments(text.into()))?;
+                }
                 let x = Exchange::new(name, options);
                 v.insert(x.clone());
                 self.persist_exchange(&x);

@@ -1,6 +1,7 @@
 //! Exchanges and their bindings: which queues (and exchanges) a routing key and headers reach.
 //! Never touches queues' contents; the vhost pushes to what `route` returns.
 
+pub mod dedup;
 pub mod delayed;
 pub mod headers;
 pub mod sender_selected;
@@ -29,6 +30,9 @@ pub enum ExchangeKind {
     /// The delayed-message plugin's type: holds each message for its `x-delay` header's
     /// milliseconds, then routes it as its `x-delayed-type` argument's type does.
     DelayedMessage,
+    /// The deduplication plugin's type: drops a message whose `x-deduplication-header` was
+    /// seen within its cache window, and routes the rest as fanout.
+    MessageDeduplication,
 }
 
 impl ExchangeKind {
@@ -40,6 +44,7 @@ impl ExchangeKind {
             "topic" => ExchangeKind::Topic,
             "headers" => ExchangeKind::Headers,
             delayed::TYPE_NAME => ExchangeKind::DelayedMessage,
+            dedup::TYPE_NAME => ExchangeKind::MessageDeduplication,
             _ => return None,
         })
     }
@@ -52,6 +57,7 @@ impl ExchangeKind {
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
             ExchangeKind::DelayedMessage => delayed::TYPE_NAME,
+            ExchangeKind::MessageDeduplication => dedup::TYPE_NAME,
         }
     }
 }
@@ -111,7 +117,10 @@ impl Bindings {
             ExchangeKind::Topic => self
                 .topic
                 .insert(&b.routing_key, b.id, b.destination.clone()),
-            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::DelayedMessage => {}
+            ExchangeKind::Fanout
+            | ExchangeKind::Headers
+            | ExchangeKind::DelayedMessage
+            | ExchangeKind::MessageDeduplication => {}
         }
     }
 
@@ -126,7 +135,10 @@ impl Bindings {
                 }
             }
             ExchangeKind::Topic => self.topic.remove(&b.routing_key, b.id),
-            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::DelayedMessage => {}
+            ExchangeKind::Fanout
+            | ExchangeKind::Headers
+            | ExchangeKind::DelayedMessage
+            | ExchangeKind::MessageDeduplication => {}
         }
     }
 }
@@ -158,6 +170,8 @@ pub struct Exchange {
     routing: ExchangeKind,
     /// A delayed exchange's held messages (`None` for every other type).
     pub delayed: Option<delayed::Delayed>,
+    /// A deduplication exchange's cache of recent message ids.
+    dedup: Option<dedup::DedupCache>,
     bindings: RwLock<Bindings>,
 }
 
@@ -183,14 +197,18 @@ impl Exchange {
                 delayed::routing_kind(&options.arguments).unwrap_or(ExchangeKind::Direct),
                 Some(delayed::Delayed::default()),
             ),
+            ExchangeKind::MessageDeduplication => (ExchangeKind::Fanout, None),
             kind => (kind, None),
         };
+        let dedup = (options.kind == ExchangeKind::MessageDeduplication)
+            .then(|| dedup::cache_for(&options.arguments));
         Arc::new(Exchange {
             name,
             options,
             alternate_exchange,
             routing,
             delayed,
+            dedup,
             bindings: RwLock::new(Bindings::default()),
         })
     }
@@ -304,7 +322,10 @@ impl Exchange {
             ExchangeKind::Direct | ExchangeKind::Topic => {
                 routing_keys.for_each(|key| self.route(key, headers, out))
             }
-            ExchangeKind::Fanout | ExchangeKind::Headers | ExchangeKind::DelayedMessage => {
+            ExchangeKind::Fanout
+            | ExchangeKind::Headers
+            | ExchangeKind::DelayedMessage
+            | ExchangeKind::MessageDeduplication => {
                 if let Some(key) = routing_keys.next() {
                     self.route(key, headers, out);
                 }
@@ -319,6 +340,11 @@ impl Exchange {
         headers: Option<&FieldTable>,
         out: &mut Vec<Destination>,
     ) {
+        if let Some(cache) = &self.dedup {
+            if cache.is_duplicate(headers, std::time::Instant::now()) {
+                return; // the plugin routes a duplicate nowhere
+            }
+        }
         let b = self.bindings.read();
         match self.routing {
             ExchangeKind::Direct => {
@@ -328,7 +354,7 @@ impl Exchange {
             }
             ExchangeKind::Fanout => out.extend(b.all.iter().map(|x| x.destination.clone())),
             ExchangeKind::Topic => b.topic.matches(routing_key, out),
-            ExchangeKind::DelayedMessage => {} // never the routing kind
+            ExchangeKind::DelayedMessage | ExchangeKind::MessageDeduplication => {} // never routing kinds
             ExchangeKind::Headers => out.extend(
                 b.all
                     .iter()

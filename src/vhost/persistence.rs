@@ -185,6 +185,15 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
             }
             match by_id.get(&queue_id) {
                 Some(q) => {
+                    if q.deduplicates() {
+                        // The window survives: ids of the messages still in the queue count
+                        // again (their TTL starts again now: the journal keeps no time).
+                        let whole = match m.message.is_paged() {
+                            true => store.read_message(m.id),
+                            false => None,
+                        };
+                        let _ = q.is_duplicate(whole.as_ref().unwrap_or(&m.message));
+                    }
                     q.push_recovered(m.message.clone(), deliveries);
                     restored += 1;
                 }

@@ -84,8 +84,17 @@ impl VHost {
             };
         }
         let routed = queues.len();
-        queues.retain(|q| q.admit(&message));
-        let refused = queues.len() < routed;
+        // A duplicate (`x-message-deduplication` queues) is dropped, not refused: the
+        // publisher's confirm is still an ack.
+        let mut duplicates = 0;
+        queues.retain(|q| {
+            if q.is_duplicate(&message) {
+                duplicates += 1;
+                return false;
+            }
+            q.admit(&message)
+        });
+        let refused = queues.len() + duplicates < routed;
         let journal_seq = self.journal(&message, &queues);
         for q in queues {
             q.enqueue(message.clone());

@@ -15,6 +15,7 @@ mod confirms_tx;
 mod connection;
 mod consumer_timeout;
 mod dead_letter;
+mod deduplication;
 mod delayed_exchange;
 mod delivery_count;
 mod direct_reply_to;
