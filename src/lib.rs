@@ -13,6 +13,7 @@ pub(crate) mod broker;
 pub(crate) mod channel;
 pub mod config;
 pub mod connection;
+pub mod dedup;
 pub(crate) mod error;
 pub mod exchange;
 pub(crate) mod fields;

@@ -178,7 +178,7 @@ impl VHost {
                     check_delayed_type(&options.arguments)?;
                 }
                 if options.kind == crate::exchange::ExchangeKind::MessageDeduplication {
-                    crate::exchange::dedup::validate_exchange(&options.arguments)
+                    crate::dedup::validate_exchange(&options.arguments)
                         .map_err(|text| DeclareError::BadArguments(text.into()))?;
                 }
                 let x = Exchange::new(name, options);

@@ -748,3 +748,57 @@ async fn delayed_messages_survive_kill_9() {
     assert_eq!(got, ["early", "held-1", "held-2"]);
     p.stop();
 }
+
+/// A durable `x-message-deduplication` queue still drops the id of a persistent message it
+/// holds after kill -9 (the window is rebuilt from the journal).
+#[tokio::test]
+async fn a_deduplicating_queue_remembers_held_ids_after_kill_9() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-message-deduplication".into(),
+        lapin::types::AMQPValue::Boolean(true),
+    );
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("dedup.q", opts, args)
+        .await
+        .expect("declare");
+    let with_id = |id: &str| {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-deduplication-header".into(),
+            lapin::types::AMQPValue::LongString(id.into()),
+        );
+        persistent().with_headers(headers)
+    };
+    publish_confirmed(&ch, "", "dedup.q", b"first", with_id("order-1")).await;
+    journal_barrier(&ch).await;
+    drop(conn);
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    publish_confirmed(&ch, "", "dedup.q", b"again", with_id("order-1")).await;
+    publish_confirmed(&ch, "", "dedup.q", b"new", with_id("order-2")).await;
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get("dedup.q", BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+    }
+    assert_eq!(got, ["first", "new"]);
+    p.stop();
+}

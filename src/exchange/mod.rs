@@ -1,7 +1,6 @@
 //! Exchanges and their bindings: which queues (and exchanges) a routing key and headers reach.
 //! Never touches queues' contents; the vhost pushes to what `route` returns.
 
-pub mod dedup;
 pub mod delayed;
 pub mod headers;
 pub mod sender_selected;
@@ -44,7 +43,7 @@ impl ExchangeKind {
             "topic" => ExchangeKind::Topic,
             "headers" => ExchangeKind::Headers,
             delayed::TYPE_NAME => ExchangeKind::DelayedMessage,
-            dedup::TYPE_NAME => ExchangeKind::MessageDeduplication,
+            crate::dedup::TYPE_NAME => ExchangeKind::MessageDeduplication,
             _ => return None,
         })
     }
@@ -57,7 +56,7 @@ impl ExchangeKind {
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
             ExchangeKind::DelayedMessage => delayed::TYPE_NAME,
-            ExchangeKind::MessageDeduplication => dedup::TYPE_NAME,
+            ExchangeKind::MessageDeduplication => crate::dedup::TYPE_NAME,
         }
     }
 }
@@ -171,7 +170,7 @@ pub struct Exchange {
     /// A delayed exchange's held messages (`None` for every other type).
     pub delayed: Option<delayed::Delayed>,
     /// A deduplication exchange's cache of recent message ids.
-    dedup: Option<dedup::DedupCache>,
+    dedup: Option<crate::dedup::DedupCache>,
     bindings: RwLock<Bindings>,
 }
 
@@ -201,7 +200,7 @@ impl Exchange {
             kind => (kind, None),
         };
         let dedup = (options.kind == ExchangeKind::MessageDeduplication)
-            .then(|| dedup::cache_for(&options.arguments));
+            .then(|| crate::dedup::cache_for(&options.arguments));
         Arc::new(Exchange {
             name,
             options,

@@ -203,8 +203,8 @@ impl QueueArgs {
         if let Some(v) = args.get(X_QUEUE_MODE) {
             queue_mode(v).map_err(|reason| invalid(X_QUEUE_MODE, reason))?;
         }
-        if let Some(v) = args.get(crate::exchange::dedup::X_MESSAGE_DEDUPLICATION) {
-            use crate::exchange::dedup::{X_CACHE_SIZE, X_CACHE_TTL, X_MESSAGE_DEDUPLICATION};
+        if let Some(v) = args.get(crate::dedup::X_MESSAGE_DEDUPLICATION) {
+            use crate::dedup::{X_CACHE_SIZE, X_CACHE_TTL, X_MESSAGE_DEDUPLICATION};
             if !matches!(v, FieldValue::Bool(_)) {
                 return Err(invalid(X_MESSAGE_DEDUPLICATION, unacceptable(v)));
             }

@@ -189,7 +189,7 @@ pub struct Queue {
     /// Deliveries awaiting ack, requeue or reject.
     unacked: AtomicU64,
     /// `x-message-deduplication`: ids of recent messages (exchange/dedup.rs).
-    dedup: Option<crate::exchange::dedup::DedupCache>,
+    dedup: Option<crate::dedup::DedupCache>,
 }
 
 impl Queue {
@@ -226,8 +226,8 @@ impl Queue {
         args: QueueArgs,
         owner: Option<Weak<dyn QueueOwner>>,
     ) -> Arc<Self> {
-        let dedup = crate::exchange::dedup::queue_wants_it(&options.arguments)
-            .then(|| crate::exchange::dedup::cache_for(&options.arguments));
+        let dedup = crate::dedup::queue_wants_it(&options.arguments)
+            .then(|| crate::dedup::cache_for(&options.arguments));
         let q = Arc::new(Queue {
             name,
             options,
