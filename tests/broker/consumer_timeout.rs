@@ -48,7 +48,7 @@ async fn an_unacked_delivery_past_the_queue_timeout_closes_the_channel_and_is_re
 async fn acknowledged_deliveries_keep_the_channel_open() {
     let broker = TestBroker::start().await;
     let (conn, ch) = broker.channel().await;
-    declare(&ch, "q", &[("x-consumer-timeout", long(200))]).await;
+    declare(&ch, "q", &[("x-consumer-timeout", long(1000))]).await;
     let mut consumer = consume_with(&ch, "q", "c", false, &[])
         .await
         .expect("consume");
@@ -56,7 +56,7 @@ async fn acknowledged_deliveries_keep_the_channel_open() {
         publish(&ch, "q", format!("m{i}")).await;
         let d = next(&mut consumer).await;
         d.acker.ack(BasicAckOptions::default()).await.expect("ack");
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
     assert!(ch.status().connected(), "the channel stays open");
     assert!(conn.status().connected());

@@ -60,7 +60,9 @@ async fn many_delays_come_out_sorted_and_route_as_the_delayed_type() {
     declare_delayed(&ch, "later-topic", "topic").await;
     declare(&ch, "q", &[]).await;
     bind(&ch, "q", "later-topic", "orders.#").await;
-    // Published latest-due first: they must come out in reverse.
+    // Published latest-due first, in one transaction so that the broker takes them all at
+    // the same moment (a loaded machine cannot reorder them): they must come out in reverse.
+    ch.tx_select().await.expect("tx.select");
     for i in 0..50i64 {
         publish_props(
             &ch,
@@ -72,6 +74,7 @@ async fn many_delays_come_out_sorted_and_route_as_the_delayed_type() {
         .await;
     }
     publish_props(&ch, "later-topic", "users.new", "elsewhere", delayed_by(10)).await;
+    ch.tx_commit().await.expect("tx.commit");
     let mut consumer = consume(&ch, "q", "c").await;
     for i in (0..50).rev() {
         assert_eq!(text(&next(&mut consumer).await), format!("{i}"));
