@@ -705,6 +705,30 @@ mod tests {
     ];
 
     #[test]
+    fn consumer_timeout_is_milliseconds_or_false() {
+        let ms = |n| Some(std::time::Duration::from_millis(n));
+        let timeout = |args: &[&str]| load(args).map(|s| s.config.consumer_timeout);
+        assert_eq!(timeout(&[]).expect("default"), ms(1_800_000));
+        assert_eq!(
+            timeout(&["--consumer-timeout", "500"]).expect("ms"),
+            ms(500)
+        );
+        assert_eq!(
+            timeout(&["--consumer-timeout", "false"]).expect("off"),
+            None
+        );
+        assert!(timeout(&["--consumer-timeout", "soon"]).is_err());
+        for (text, expected) in [
+            ("consumer_timeout = false", None),
+            ("consumer_timeout = 250", ms(250)),
+        ] {
+            let file: FileSettings = toml::from_str(text).expect("parses");
+            let parsed = file.consumer_timeout.map(MillisOrOff::into_text);
+            assert_eq!(parse_consumer_timeout(&parsed.expect("set")), Ok(expected));
+        }
+    }
+
+    #[test]
     fn defaults_start_and_listen_like_rabbitmq() {
         let s = load(&[]).expect("defaults are valid");
         s.check_built().expect("defaults ask for nothing unbuilt");
