@@ -8,6 +8,10 @@
 //! - A queue declared with `x-message-deduplication: true` (optional `x-cache-size`,
 //!   `x-cache-ttl`) does not enqueue a duplicate (the publisher's confirm is still an ack).
 //!
+//! Not yet: `x-cache-persistence: disk` is accepted but an exchange's cache lives in memory
+//! only; after a restart a durable queue remembers the ids of the messages it still holds
+//! (vhost/persistence.rs), not those already consumed.
+//!
 //! A message may carry its own `x-cache-ttl` header, overriding the cache's TTL for its id.
 //! Messages without the id header are never checked.
 
