@@ -8,15 +8,21 @@
 //! - A queue declared with `x-message-deduplication: true` (optional `x-cache-size`,
 //!   `x-cache-ttl`) does not enqueue a duplicate (the publisher's confirm is still an ack).
 //!
-//! Not yet: `x-cache-persistence: disk` is accepted but an exchange's cache lives in memory
-//! only; after a restart a durable queue remembers the ids of the messages it still holds
-//! (vhost/persistence.rs), not those already consumed.
+//! Durability: a durable exchange with `x-cache-persistence: disk` journals each id it
+//! remembers (and settles it when forgotten); after a restart a durable queue remembers the ids
+//! of the messages it still holds (vhost/persistence.rs), not those already consumed. TTLs
+//! start again at a restart.
 //!
 //! A message may carry its own `x-cache-ttl` header, overriding the cache's TTL for its id.
 //! Messages without the id header are never checked.
 
+use crate::ids::{DurableQueueId, MessageId};
+use crate::message::Message;
+use crate::store::Store;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use warren_protocol::{FieldTable, FieldValue};
 
@@ -97,17 +103,34 @@ fn id_of(headers: &FieldTable) -> Option<Vec<u8>> {
     })
 }
 
+/// A durable exchange with `x-cache-persistence: disk` journals each id it remembers as a tiny
+/// message under a journal id of this name (a prefix no client may declare as a queue); a
+/// restart gives them back to the exchange's cache.
+pub const CACHE_QUEUE_PREFIX: &str = "amq.dedup-cache/";
+
+/// The journal's name for the cache of deduplication exchange `exchange`.
+pub fn cache_queue_name(exchange: &str) -> String {
+    format!("{CACHE_QUEUE_PREFIX}{exchange}")
+}
+
+/// Whether an exchange's arguments ask for its cache on disk.
+pub fn wants_disk(arguments: &FieldTable) -> bool {
+    arguments.get(X_CACHE_PERSISTENCE).and_then(|v| v.as_str()) == Some("disk")
+}
+
 /// Recently seen ids: at most `size`, each until its TTL runs out.
 pub struct DedupCache {
     size: usize,
     ttl: Option<Duration>,
     state: Mutex<CacheState>,
+    /// Where remembered ids are journaled (disk persistence), if anywhere.
+    journal: OnceLock<(Arc<Store>, DurableQueueId)>,
 }
 
 #[derive(Default)]
 struct CacheState {
-    /// id → (insertion number, expiry).
-    entries: HashMap<Vec<u8>, (u64, Option<Instant>)>,
+    /// id → (insertion number, expiry, its journal record when on disk).
+    entries: HashMap<Vec<u8>, (u64, Option<Instant>, Option<MessageId>)>,
     /// (id, insertion number), oldest first; an item whose number no longer matches its
     /// entry is stale (the id expired and came back) and is skipped.
     order: VecDeque<(Vec<u8>, u64)>,
@@ -121,6 +144,70 @@ impl DedupCache {
             size: size.max(1),
             ttl,
             state: Mutex::default(),
+            journal: OnceLock::new(),
+        }
+    }
+
+    /// Journals remembered ids under `id` from now on (disk persistence).
+    pub fn attach_journal(&self, store: Arc<Store>, id: DurableQueueId) {
+        let _ = self.journal.set((store, id));
+    }
+
+    /// An id recovered from the journal (its record is `record`): remembered again, its TTL
+    /// starting now (the journal keeps no time).
+    pub fn recover(&self, message: &Message, record: MessageId, now: Instant) {
+        let Some(headers) = message.properties.headers.as_ref() else {
+            return;
+        };
+        let Some(id) = id_of(headers) else {
+            return;
+        };
+        let ttl = headers
+            .get(X_CACHE_TTL)
+            .and_then(positive)
+            .map(Duration::from_millis)
+            .or(self.ttl);
+        let gone = self
+            .state
+            .lock()
+            .insert(id, ttl.map(|t| now + t), Some(record), self.size);
+        self.settle(gone);
+    }
+
+    /// Writes a remembered id down (disk persistence): a body-less persistent message whose
+    /// headers are the id and its TTL.
+    fn journal_id(&self, id: &[u8], ttl: Option<Duration>) -> Option<MessageId> {
+        let (store, queue) = self.journal.get()?;
+        let mut headers = FieldTable::new();
+        headers.insert(
+            X_DEDUPLICATION_HEADER.into(),
+            FieldValue::LongStr(Bytes::copy_from_slice(id)),
+        );
+        if let Some(ttl) = ttl {
+            let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+            headers.insert(X_CACHE_TTL.into(), FieldValue::I64(ms));
+        }
+        let properties = warren_protocol::BasicProperties {
+            headers: Some(headers),
+            delivery_mode: Some(2),
+            ..Default::default()
+        };
+        let message = Message::new(
+            warren_protocol::ShortStr::empty(),
+            warren_protocol::ShortStr::empty(),
+            properties,
+            Bytes::new(),
+        );
+        store.publish(&message, vec![*queue]);
+        message.persist_id.get().copied()
+    }
+
+    /// Settles the journal records of forgotten ids.
+    fn settle(&self, gone: Vec<MessageId>) {
+        if let Some((store, queue)) = self.journal.get() {
+            for record in gone {
+                store.settle(record, *queue);
+            }
         }
     }
 
@@ -139,12 +226,15 @@ impl DedupCache {
             .map(Duration::from_millis)
             .or(self.ttl);
         let mut st = self.state.lock();
-        if let Some((_, expires)) = st.entries.get(&id) {
+        if let Some((_, expires, _)) = st.entries.get(&id) {
             if expires.is_none_or(|t| t > now) {
                 return true;
             }
         }
-        st.insert(id, ttl.map(|t| now + t), self.size);
+        let record = self.journal_id(&id, ttl);
+        let gone = st.insert(id, ttl.map(|t| now + t), record, self.size);
+        drop(st);
+        self.settle(gone);
         false
     }
 
@@ -160,24 +250,35 @@ impl DedupCache {
 }
 
 impl CacheState {
-    fn insert(&mut self, id: Vec<u8>, expires: Option<Instant>, size: usize) {
+    /// Remembers `id`; returns the journal records of the ids it replaced or evicted.
+    fn insert(
+        &mut self,
+        id: Vec<u8>,
+        expires: Option<Instant>,
+        record: Option<MessageId>,
+        size: usize,
+    ) -> Vec<MessageId> {
+        let mut gone = Vec::new();
         while self.entries.len() >= size && !self.entries.contains_key(&id) {
             let Some((old, n)) = self.order.pop_front() else {
                 break;
             };
-            if self.entries.get(&old).is_some_and(|(m, _)| *m == n) {
-                self.entries.remove(&old);
+            if self.entries.get(&old).is_some_and(|(m, _, _)| *m == n) {
+                gone.extend(self.entries.remove(&old).and_then(|(_, _, r)| r));
             }
         }
         self.inserted += 1;
         let n = self.inserted;
-        self.entries.insert(id.clone(), (n, expires));
+        if let Some((_, _, Some(old))) = self.entries.insert(id.clone(), (n, expires, record)) {
+            gone.push(old);
+        }
         self.order.push_back((id, n));
         if self.order.len() > 2 * size.max(16) {
             let entries = &self.entries;
             self.order
-                .retain(|(id, n)| entries.get(id).is_some_and(|(m, _)| m == n));
+                .retain(|(id, n)| entries.get(id).is_some_and(|(m, _, _)| m == n));
         }
+        gone
     }
 }
 

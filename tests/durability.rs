@@ -802,3 +802,78 @@ async fn a_deduplicating_queue_remembers_held_ids_after_kill_9() {
     assert_eq!(got, ["first", "new"]);
     p.stop();
 }
+
+/// A durable `x-message-deduplication` exchange with `x-cache-persistence: disk` still knows
+/// the ids it saw after kill -9.
+#[tokio::test]
+async fn a_disk_deduplication_cache_survives_kill_9() {
+    use lapin::types::AMQPValue;
+    let data = tempfile::tempdir().expect("temp dir");
+    let declare_all = |ch: Channel| async move {
+        let mut args = FieldTable::default();
+        args.insert("x-cache-size".into(), AMQPValue::LongLongInt(100));
+        args.insert(
+            "x-cache-persistence".into(),
+            AMQPValue::LongString("disk".into()),
+        );
+        let opts = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            "dedup",
+            ExchangeKind::Custom("x-message-deduplication".into()),
+            opts,
+            args,
+        )
+        .await
+        .expect("declare the exchange");
+        declare(&ch, "dedup.q", true).await;
+        ch.queue_bind(
+            "dedup.q",
+            "dedup",
+            "",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+        ch
+    };
+    let with_id = |id: &str| {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-deduplication-header".into(),
+            AMQPValue::LongString(id.into()),
+        );
+        persistent().with_headers(headers)
+    };
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    let ch = declare_all(ch).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    publish_confirmed(&ch, "dedup", "", b"first", with_id("a")).await;
+    journal_barrier(&ch).await;
+    drop(conn);
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    publish_confirmed(&ch, "dedup", "", b"again", with_id("a")).await;
+    publish_confirmed(&ch, "dedup", "", b"new", with_id("b")).await;
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get("dedup.q", BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+    }
+    assert_eq!(got, ["first", "new"]);
+    p.stop();
+}

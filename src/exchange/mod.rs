@@ -292,6 +292,11 @@ impl Exchange {
         !gone.is_empty()
     }
 
+    /// A deduplication exchange's cache.
+    pub fn dedup_cache(&self) -> Option<&crate::dedup::DedupCache> {
+        self.dedup.as_ref()
+    }
+
     /// How this exchange routes (a delayed exchange: as its `x-delayed-type`).
     pub fn routing_kind(&self) -> ExchangeKind {
         self.routing

@@ -1,6 +1,7 @@
 //! Wires a vhost to the store: which declares, deletes and bindings are written down (RabbitMQ's
 //! rules of what survives a restart), and the restore of all of it at startup.
 
+use crate::dedup;
 use crate::exchange::delayed::{held_queue_name, HELD_QUEUE_PREFIX};
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::ids::{ConnectionId, DurableQueueId};
@@ -34,6 +35,14 @@ impl VHost {
                 let id = store.add_queue(&self.name, &held_queue_name(&x.name), String::new());
                 delayed.attach_journal(store.clone(), DurableQueueId(id));
             }
+            if let Some(cache) = x
+                .dedup_cache()
+                .filter(|_| dedup::wants_disk(&x.options.arguments))
+            {
+                let id =
+                    store.add_queue(&self.name, &dedup::cache_queue_name(&x.name), String::new());
+                cache.attach_journal(store.clone(), DurableQueueId(id));
+            }
         }
     }
 
@@ -42,6 +51,9 @@ impl VHost {
             store.remove_exchange(&self.name, &x.name);
             if x.delayed.is_some() {
                 store.remove_queue(&self.name, &held_queue_name(&x.name));
+            }
+            if x.dedup_cache().is_some() && dedup::wants_disk(&x.options.arguments) {
+                store.remove_queue(&self.name, &dedup::cache_queue_name(&x.name));
             }
         }
     }
@@ -120,7 +132,25 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
     }
     let mut by_id: HashMap<DurableQueueId, Arc<Queue>> = HashMap::new();
     let mut held_by_id: HashMap<DurableQueueId, Arc<Exchange>> = HashMap::new();
+    let mut cache_by_id: HashMap<DurableQueueId, Arc<Exchange>> = HashMap::new();
     for q in defs.queues.iter().filter(|q| q.vhost == vhost.name) {
+        if let Some(exchange) = q.name.strip_prefix(dedup::CACHE_QUEUE_PREFIX) {
+            // A deduplication exchange's remembered ids, not a queue.
+            match vhost
+                .exchange(exchange)
+                .ok()
+                .filter(|x| x.dedup_cache().is_some())
+            {
+                Some(x) => {
+                    if let Some(cache) = x.dedup_cache() {
+                        cache.attach_journal(store.clone(), DurableQueueId(q.id));
+                    }
+                    cache_by_id.insert(DurableQueueId(q.id), x);
+                }
+                None => store.remove_queue(&vhost.name, &q.name),
+            }
+            continue;
+        }
         if let Some(exchange) = q.name.strip_prefix(HELD_QUEUE_PREFIX) {
             // A delayed exchange's held messages, not a queue.
             if let Some(x) = vhost
@@ -170,6 +200,17 @@ pub fn restore(vhost: &VHost, store: &Arc<Store>, recovered: Recovered) {
     let mut restored = 0usize;
     for m in recovered.messages {
         for (queue_id, deliveries) in m.queues {
+            if let Some(cache) = cache_by_id.get(&queue_id).and_then(|x| x.dedup_cache()) {
+                // Ids come back whole: they live in the headers.
+                match m.message.is_paged() {
+                    true => match store.read_message(m.id) {
+                        Some(whole) => cache.recover(&whole, m.id, std::time::Instant::now()),
+                        None => store.settle(m.id, queue_id),
+                    },
+                    false => cache.recover(&m.message, m.id, std::time::Instant::now()),
+                }
+                continue;
+            }
             if let Some(x) = held_by_id.get(&queue_id) {
                 // Held messages come back whole: their headers say when they are due.
                 let whole = match m.message.is_paged() {
