@@ -2,8 +2,8 @@
 
 use crate::auth::{user_deleted_text, vhost_deleted_text, ManageError, Users, VhostInfo};
 use crate::config::Config;
-use crate::connection::tracking::Registry;
 use crate::store::{Store, StoreError};
+use crate::tracking::Registry;
 use crate::vhost::persistence;
 use crate::vhost::VHost;
 use dashmap::DashMap;
@@ -89,7 +89,6 @@ impl Broker {
         }
         let (memory_alarm, _) = watch::channel(false);
         let (disk_alarm, _) = watch::channel(false);
-        let load_definitions = config.load_definitions.clone();
         let broker = Arc::new(Broker {
             config: Arc::new(config),
             users,
@@ -105,19 +104,7 @@ impl Broker {
             started: std::time::Instant::now(),
             tracking: Default::default(),
         });
-        if let Some(path) = load_definitions {
-            broker.load_definitions(&path)?;
-        }
         Ok(broker)
-    }
-
-    /// Imports a definitions file (RabbitMQ's JSON), all or nothing; an unreadable or invalid
-    /// file stops the start with a message naming it.
-    fn load_definitions(&self, path: &std::path::Path) -> Result<(), StoreError> {
-        let doc = read_definitions(path)?;
-        crate::definitions_import::import(self, &doc).map_err(|e| {
-            StoreError::LoadDefinitions(path.to_path_buf(), format!("cannot import it: {e}"))
-        })
     }
 
     /// Creates vhost `info.name` with its `amq.*` exchanges, or updates its record (metadata)
@@ -266,16 +253,6 @@ impl Broker {
         }
         total
     }
-}
-
-/// Reads a definitions file (RabbitMQ's JSON); checked before the store opens, so a missing
-/// or malformed file stops the start before anything is touched.
-pub fn read_definitions(
-    path: &std::path::Path,
-) -> Result<crate::http::source::Definitions, StoreError> {
-    let fail = |reason: String| StoreError::LoadDefinitions(path.to_path_buf(), reason);
-    let bytes = std::fs::read(path).map_err(|e| fail(e.kind().to_string()))?;
-    serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a definitions document: {e}")))
 }
 
 /// A running connection task, counted in [`Broker::leftovers`] until dropped.

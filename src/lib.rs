@@ -13,7 +13,7 @@ pub(crate) mod broker;
 pub(crate) mod channel;
 pub mod config;
 pub mod connection;
-pub mod definitions_import;
+pub mod dedup;
 pub(crate) mod error;
 pub mod exchange;
 pub(crate) mod fields;
@@ -32,6 +32,7 @@ pub mod stats;
 mod stats_tests;
 pub mod store;
 pub mod tls;
+pub mod tracking;
 pub mod vhost;
 
 pub use config::Config;

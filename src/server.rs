@@ -41,10 +41,24 @@ pub async fn run(
 /// Opens the store and replays it on the blocking pool: recovery reads and fsyncs files and
 /// must not hold a runtime worker. Nothing is accepted before it has finished.
 pub async fn recover(config: Config) -> std::io::Result<Arc<Broker>> {
-    tokio::task::spawn_blocking(move || Broker::open(config))
+    tokio::task::spawn_blocking(move || open_and_load(config))
         .await
         .map_err(std::io::Error::other)?
         .map_err(std::io::Error::other)
+}
+
+/// Opens the broker, then imports `--load-definitions` (as RabbitMQ's `load_definitions`, at
+/// every start, after the store is restored).
+fn open_and_load(config: Config) -> Result<Arc<Broker>, StoreError> {
+    let load = config.load_definitions.clone();
+    let broker = Broker::open(config)?;
+    if let Some(path) = load {
+        if let Err(e) = crate::http::definitions_import::load_file(&broker, &path) {
+            broker.close();
+            return Err(e);
+        }
+    }
+    Ok(broker)
 }
 
 /// Checks the data directory and opens the broker in it (recovering durable state), with
@@ -58,13 +72,13 @@ pub fn open_broker(config: Config) -> Result<Arc<Broker>, StartupError> {
         ))
     };
     if let Some(path) = &config.load_definitions {
-        crate::broker::read_definitions(path).map_err(|e| match e {
+        crate::http::definitions_import::read_file(path).map_err(|e| match e {
             StoreError::LoadDefinitions(_, why) => definitions_error(path, &why),
             other => definitions_error(path, &other.to_string()),
         })?;
     }
     prepare_data_dir(&dir)?;
-    Broker::open(config).map_err(|e| {
+    open_and_load(config).map_err(|e| {
         if let StoreError::LoadDefinitions(path, why) = &e {
             return definitions_error(path, why);
         }

@@ -35,9 +35,12 @@ use warren_protocol::{FieldTable, FieldValue, ShortStr};
 
 mod audit;
 mod dead_letter;
+mod delayed;
 mod errors;
 pub(crate) mod persistence;
 mod publish;
+#[cfg(test)]
+mod timer_tests;
 mod trace;
 
 pub use errors::{BindError, DeclareError, DeleteError, LookupError, PublishError};
@@ -227,6 +230,13 @@ impl VHost {
                     });
                 }
                 check_alternate_exchange(&name, &options.arguments)?;
+                if options.kind == crate::exchange::ExchangeKind::DelayedMessage {
+                    check_delayed_type(&options.arguments)?;
+                }
+                if options.kind == crate::exchange::ExchangeKind::MessageDeduplication {
+                    crate::dedup::validate_exchange(&options.arguments)
+                        .map_err(|text| DeclareError::BadArguments(text.into()))?;
+                }
                 let x = Exchange::new(name, options);
                 v.insert(x.clone());
                 self.persist_exchange(&x);
@@ -297,6 +307,9 @@ impl VHost {
             });
         }
         self.exchanges.remove(name);
+        if let Some(delayed) = &x.delayed {
+            delayed.close();
+        }
         self.forget_exchange(&x);
         self.remove_destination(&Destination::Exchange(x));
         Ok(())
@@ -760,6 +773,15 @@ fn add_binding(
 ) -> Result<(), BindError> {
     x.bind(destination, routing_key, arguments)
         .map_err(|InvalidBinding::InvalidArguments(t)| BindError::BadArguments(t))
+}
+
+/// The delayed-message plugin's checks of `x-delayed-type`.
+fn check_delayed_type(arguments: &warren_protocol::FieldTable) -> Result<(), DeclareError> {
+    use crate::exchange::delayed::{validate, DelayedTypeError};
+    validate(arguments).map_err(|e| match e {
+        DelayedTypeError::Invalid(text) => DeclareError::BadArguments(text.to_string()),
+        DelayedTypeError::UnknownType(t) => DeclareError::UnknownExchangeType(t),
+    })
 }
 
 /// The exchange arguments RabbitMQ compares on redeclare (`rabbit_exchange:assert_args_equivalence`).

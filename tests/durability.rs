@@ -1031,3 +1031,234 @@ async fn an_at_least_once_dead_letter_without_a_route_survives_kill_9() {
     assert_eq!(&dead[0].0[..], b"held");
     assert_eq!(passive_exists(&ch, "qq.alo").await, Some(0));
 }
+
+/// A durable `x-delayed-message` exchange keeps its held persistent messages through kill -9:
+/// each is routed after the restart (its delay starts again then), none is lost or routed
+/// twice; a transient one and one already routed before the kill do not come back.
+#[tokio::test]
+async fn delayed_messages_survive_kill_9() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-delayed-type".into(),
+        lapin::types::AMQPValue::LongString("direct".into()),
+    );
+    let opts = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        "later",
+        ExchangeKind::Custom("x-delayed-message".into()),
+        opts,
+        args,
+    )
+    .await
+    .expect("declare the delayed exchange");
+    declare(&ch, "due.q", true).await;
+    ch.queue_bind(
+        "due.q",
+        "later",
+        "k",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    let delayed = |ms: i64| {
+        let mut headers = FieldTable::default();
+        headers.insert("x-delay".into(), lapin::types::AMQPValue::LongLongInt(ms));
+        headers
+    };
+    publish_confirmed(
+        &ch,
+        "later",
+        "k",
+        b"early",
+        persistent().with_headers(delayed(50)),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // "early" is routed to due.q
+    for body in [&b"held-1"[..], b"held-2"] {
+        publish_confirmed(
+            &ch,
+            "later",
+            "k",
+            body,
+            persistent().with_headers(delayed(600)),
+        )
+        .await;
+    }
+    publish_confirmed(
+        &ch,
+        "later",
+        "k",
+        b"transient",
+        BasicProperties::default().with_headers(delayed(400)),
+    )
+    .await;
+    journal_barrier(&ch).await;
+    drop(conn);
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        while let Some(m) = ch
+            .basic_get("due.q", BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+        {
+            got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+        }
+        if got.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    while let Some(m) = ch
+        .basic_get("due.q", BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+    }
+    assert_eq!(got, ["early", "held-1", "held-2"]);
+    p.stop();
+}
+
+/// A durable `x-message-deduplication` queue still drops the id of a persistent message it
+/// holds after kill -9 (the window is rebuilt from the journal).
+#[tokio::test]
+async fn a_deduplicating_queue_remembers_held_ids_after_kill_9() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-message-deduplication".into(),
+        lapin::types::AMQPValue::Boolean(true),
+    );
+    let opts = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("dedup.q", opts, args)
+        .await
+        .expect("declare");
+    let with_id = |id: &str| {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-deduplication-header".into(),
+            lapin::types::AMQPValue::LongString(id.into()),
+        );
+        persistent().with_headers(headers)
+    };
+    publish_confirmed(&ch, "", "dedup.q", b"first", with_id("order-1")).await;
+    journal_barrier(&ch).await;
+    drop(conn);
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    publish_confirmed(&ch, "", "dedup.q", b"again", with_id("order-1")).await;
+    publish_confirmed(&ch, "", "dedup.q", b"new", with_id("order-2")).await;
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get("dedup.q", BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+    }
+    assert_eq!(got, ["first", "new"]);
+    p.stop();
+}
+
+/// A durable `x-message-deduplication` exchange with `x-cache-persistence: disk` still knows
+/// the ids it saw after kill -9.
+#[tokio::test]
+async fn a_disk_deduplication_cache_survives_kill_9() {
+    use lapin::types::AMQPValue;
+    let data = tempfile::tempdir().expect("temp dir");
+    let declare_all = |ch: Channel| async move {
+        let mut args = FieldTable::default();
+        args.insert("x-cache-size".into(), AMQPValue::LongLongInt(100));
+        args.insert(
+            "x-cache-persistence".into(),
+            AMQPValue::LongString("disk".into()),
+        );
+        let opts = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            "dedup",
+            ExchangeKind::Custom("x-message-deduplication".into()),
+            opts,
+            args,
+        )
+        .await
+        .expect("declare the exchange");
+        declare(&ch, "dedup.q", true).await;
+        ch.queue_bind(
+            "dedup.q",
+            "dedup",
+            "",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+        ch
+    };
+    let with_id = |id: &str| {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-deduplication-header".into(),
+            AMQPValue::LongString(id.into()),
+        );
+        persistent().with_headers(headers)
+    };
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    let ch = declare_all(ch).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    publish_confirmed(&ch, "dedup", "", b"first", with_id("a")).await;
+    journal_barrier(&ch).await;
+    drop(conn);
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    publish_confirmed(&ch, "dedup", "", b"again", with_id("a")).await;
+    publish_confirmed(&ch, "dedup", "", b"new", with_id("b")).await;
+    let mut got = Vec::new();
+    while let Some(m) = ch
+        .basic_get("dedup.q", BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+    }
+    assert_eq!(got, ["first", "new"]);
+    p.stop();
+}

@@ -47,6 +47,9 @@ impl Channel {
         let priority = consumer_priority(&m.arguments).map_err(|e| {
             AmqpError::precondition_failed(e.text(&queue.name, &self.ctx.vhost.name))
         })?;
+        if !m.no_ack {
+            self.note_consumer_timeout(&queue);
+        }
         self.shared
             .add_consumer(tag.clone(), queue.clone(), m.no_ack);
         let sink: Arc<dyn ConsumerSink> = self.shared.clone();
@@ -133,6 +136,9 @@ impl Channel {
         self.shared.count_delivery(true, m.no_ack, redelivered);
         if self.shared.trace.is_on() {
             self.shared.trace.deliver(&queue, &msg);
+        }
+        if !m.no_ack {
+            self.note_consumer_timeout(&queue);
         }
         let delivery_tag = self.shared.record_get(queue, msg, m.no_ack);
         let get_ok = Method::BasicGetOk(basic::GetOk {

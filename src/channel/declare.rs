@@ -46,7 +46,7 @@ impl Channel {
     /// missing one is left to the binding's own 404, as RabbitMQ).
     fn check_topic_binding(&mut self, exchange: &str, binding_key: &str) -> AmqpResult<()> {
         if let Ok(x) = self.ctx.vhost.exchange(exchange) {
-            if x.options.kind == ExchangeKind::Topic {
+            if x.routing_kind() == ExchangeKind::Topic {
                 self.access
                     .check_topic(Access::Read, exchange, binding_key)?;
             }

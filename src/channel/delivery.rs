@@ -241,6 +241,22 @@ impl ChannelShared {
         self.state.lock().flow_active = active;
     }
 
+    /// The next delivery tag and the outstanding deliveries (tag, timeout in ms), oldest first,
+    /// for the consumer timeout check (`consumer_timeout.rs`). `default_ms` applies to queues
+    /// without `x-consumer-timeout`.
+    pub fn with_outstanding<R>(
+        &self,
+        default_ms: Option<u64>,
+        f: impl FnOnce(DeliveryTag, &mut dyn Iterator<Item = (DeliveryTag, Option<u64>)>) -> R,
+    ) -> R {
+        let st = self.state.lock();
+        let mut outstanding = st
+            .unacked
+            .iter()
+            .map(|u| (u.tag, u.queue.args().consumer_timeout.or(default_ms)));
+        f(st.next_tag, &mut outstanding)
+    }
+
     /// Records a basic.get delivery; returns its tag.
     pub fn record_get(&self, queue: Arc<Queue>, msg: QueuedMessage, no_ack: bool) -> DeliveryTag {
         let mut st = self.state.lock();

@@ -3,6 +3,7 @@
 //! Never reads the socket, and never decides how an error is sent (connection/ does that).
 
 mod consume;
+mod consumer_timeout;
 mod declare;
 pub mod delivery;
 mod publish;
@@ -42,18 +43,18 @@ pub struct ConnectionContext {
     /// This connection's counters, registered with its vhost (see [`VHost::register_connection`]).
     pub stats: Arc<ConnectionCounters>,
     /// The node's connections by user and vhost (the user's `max-channels` counts them).
-    pub tracking: Arc<crate::connection::tracking::Registry>,
+    pub tracking: Arc<crate::tracking::Registry>,
     /// This connection in the tracking registry: its channel count.
-    pub tracked: Arc<crate::connection::tracking::Tracked>,
+    pub tracked: Arc<crate::tracking::Tracked>,
     /// RabbitMQ's name for it, `"{peer} -> {local}"` (in firehose traces).
     pub name: Arc<str>,
 }
 
 /// A channel's place in its connection's channel count, released when the channel is dropped.
-struct CountedChannel(Arc<crate::connection::tracking::Tracked>);
+struct CountedChannel(Arc<crate::tracking::Tracked>);
 
 impl CountedChannel {
-    fn new(tracked: &Arc<crate::connection::tracking::Tracked>) -> Self {
+    fn new(tracked: &Arc<crate::tracking::Tracked>) -> Self {
         tracked.channel_opened();
         CountedChannel(tracked.clone())
     }
@@ -96,6 +97,8 @@ pub struct Channel {
     replies_waiting_for_metadata: RefCell<VecDeque<(u64, Method)>>,
     /// Counted in the user's channels while the channel lives.
     _counted: CountedChannel,
+    /// When unacknowledged deliveries time out (`consumer_timeout.rs`).
+    ack_clock: consumer_timeout::AckClock,
 }
 
 impl Channel {
@@ -125,7 +128,12 @@ impl Channel {
         stats::bump(&ctx.vhost.churn.channels_opened);
         let probe: Arc<dyn stats::ChannelProbe> = shared.clone();
         ctx.stats.add_channel(Arc::downgrade(&probe));
+        let mut ack_clock = consumer_timeout::AckClock::default();
+        if let Some(timeout) = ctx.config.consumer_timeout {
+            ack_clock.note_timeout(timeout.as_millis() as u64);
+        }
         Ok(Channel {
+            ack_clock,
             id,
             shared,
             ctx,
@@ -278,6 +286,33 @@ impl Channel {
         for q in self.shared.consumed_queues() {
             q.dispatch();
         }
+    }
+
+    /// This channel takes deliveries to acknowledge from `queue`: its timeout counts.
+    fn note_consumer_timeout(&mut self, queue: &crate::queue::Queue) {
+        if let Some(ms) = queue.args().consumer_timeout {
+            self.ack_clock.note_timeout(ms);
+        }
+    }
+
+    /// How often the connection calls [`Channel::check_consumer_timeout`]; `None`: never.
+    pub fn consumer_timeout_period(&self) -> Option<std::time::Duration> {
+        self.ack_clock.period()
+    }
+
+    /// The consumer timeout check: a 406 (the channel then closes and requeues) when an
+    /// unacknowledged delivery is older than its timeout.
+    pub fn check_consumer_timeout(&mut self, now: std::time::Instant) -> AmqpResult<()> {
+        let default_ms = self
+            .ctx
+            .config
+            .consumer_timeout
+            .map(|t| t.as_millis() as u64);
+        let (id, clock) = (self.id, &mut self.ack_clock);
+        self.shared
+            .with_outstanding(default_ms, |next_tag, outstanding| {
+                clock.check(id, now, next_tag, outstanding)
+            })
     }
 
     /// Called once all frames of one socket read were handled: sends coalesced confirms.

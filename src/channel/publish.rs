@@ -244,7 +244,7 @@ impl Channel {
                 AmqpError::from(e).with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
             })?;
         let exchange = self.publish_exchange(&publish.exchange)?;
-        if exchange.options.kind == ExchangeKind::Topic {
+        if exchange.routing_kind() == ExchangeKind::Topic {
             self.access
                 .check_topic(Access::Write, &publish.exchange, &publish.routing_key)
                 .map_err(|e| {

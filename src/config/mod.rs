@@ -78,7 +78,14 @@ pub struct Config {
     /// A definitions file (RabbitMQ's JSON) imported at every start, after the store is
     /// restored (RabbitMQ's `load_definitions`).
     pub load_definitions: Option<PathBuf>,
+    /// An unacknowledged delivery older than this closes its channel with 406 and is requeued
+    /// (RabbitMQ's `consumer_timeout`, 30 min by default; `None` disables it). A queue's
+    /// `x-consumer-timeout` overrides it for that queue's deliveries.
+    pub consumer_timeout: Option<Duration>,
 }
+
+/// RabbitMQ's default `consumer_timeout`: 30 minutes.
+pub const DEFAULT_CONSUMER_TIMEOUT_MS: u64 = 1_800_000;
 
 /// RabbitMQ's default: 40% of the memory available (RAM, or the cgroup limit in a container).
 pub fn default_memory_high_watermark() -> u64 {
@@ -102,6 +109,7 @@ impl Default for Config {
             connection_max: usize::MAX,
             honour_channel_flow: false,
             load_definitions: None,
+            consumer_timeout: Some(Duration::from_millis(DEFAULT_CONSUMER_TIMEOUT_MS)),
         }
     }
 }

@@ -133,6 +133,10 @@ pub struct Args {
     /// 540 NOT_IMPLEMENTED as RabbitMQ 3.x does.
     #[arg(long, env = "WARREN_HONOUR_CHANNEL_FLOW", num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub honour_channel_flow: Option<bool>,
+    /// Milliseconds a delivery may stay unacknowledged before its channel is closed with 406
+    /// and it is requeued (RabbitMQ's consumer_timeout); `false` disables it [default: 1800000].
+    #[arg(long, env = "WARREN_CONSUMER_TIMEOUT", value_name = "MS|false")]
+    pub consumer_timeout: Option<String>,
 }
 
 /// The `--config` file: the same settings, named with `_`.
@@ -166,6 +170,37 @@ struct FileSettings {
     handshake_timeout: Option<f64>,
     connection_max: Option<usize>,
     honour_channel_flow: Option<bool>,
+    consumer_timeout: Option<MillisOrOff>,
+}
+
+/// `consumer_timeout` in the file: milliseconds, or `false` (RabbitMQ's way to disable it).
+#[derive(Deserialize, Debug)]
+#[serde(untagged)]
+enum MillisOrOff {
+    Millis(u64),
+    Flag(bool),
+    Text(String),
+}
+
+impl MillisOrOff {
+    fn into_text(self) -> String {
+        match self {
+            MillisOrOff::Millis(ms) => ms.to_string(),
+            MillisOrOff::Flag(b) => b.to_string(),
+            MillisOrOff::Text(t) => t,
+        }
+    }
+}
+
+/// Parses a consumer timeout: milliseconds, or `false`/`none`/`off` for none.
+fn parse_consumer_timeout(text: &str) -> Result<Option<std::time::Duration>, String> {
+    match text.trim() {
+        "false" | "none" | "off" | "undefined" => Ok(None),
+        ms => ms
+            .parse::<u64>()
+            .map(|ms| Some(std::time::Duration::from_millis(ms)))
+            .map_err(|_| format!("expected milliseconds or false, got {ms:?}")),
+    }
 }
 
 #[derive(Deserialize, Debug)]
@@ -445,6 +480,14 @@ impl Settings {
             })?,
             None => Watermark::default(),
         };
+        let consumer_timeout = match args
+            .consumer_timeout
+            .or(file.consumer_timeout.map(MillisOrOff::into_text))
+        {
+            Some(text) => parse_consumer_timeout(&text)
+                .map_err(|e| StartupError(format!("{}: {e}", sources.name("consumer_timeout"))))?,
+            None => defaults.consumer_timeout,
+        };
         // Fields not settable here keep their defaults (none today; kept for the next one).
         #[allow(clippy::needless_update)]
         let config = Config {
@@ -496,6 +539,7 @@ impl Settings {
                 .or(file.honour_channel_flow)
                 .unwrap_or(defaults.honour_channel_flow),
             load_definitions: load_definitions.clone(),
+            consumer_timeout,
         };
         Ok(Settings {
             config,
@@ -726,6 +770,30 @@ mod tests {
         "default_user_remote",
         "memory_high_watermark",
     ];
+
+    #[test]
+    fn consumer_timeout_is_milliseconds_or_false() {
+        let ms = |n| Some(std::time::Duration::from_millis(n));
+        let timeout = |args: &[&str]| load(args).map(|s| s.config.consumer_timeout);
+        assert_eq!(timeout(&[]).expect("default"), ms(1_800_000));
+        assert_eq!(
+            timeout(&["--consumer-timeout", "500"]).expect("ms"),
+            ms(500)
+        );
+        assert_eq!(
+            timeout(&["--consumer-timeout", "false"]).expect("off"),
+            None
+        );
+        assert!(timeout(&["--consumer-timeout", "soon"]).is_err());
+        for (text, expected) in [
+            ("consumer_timeout = false", None),
+            ("consumer_timeout = 250", ms(250)),
+        ] {
+            let file: FileSettings = toml::from_str(text).expect("parses");
+            let parsed = file.consumer_timeout.map(MillisOrOff::into_text);
+            assert_eq!(parse_consumer_timeout(&parsed.expect("set")), Ok(expected));
+        }
+    }
 
     #[test]
     fn defaults_start_and_listen_like_rabbitmq() {

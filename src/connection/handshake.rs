@@ -38,7 +38,7 @@ pub struct Negotiated {
     /// This connection's place in the node's connection count.
     pub slot: ConnectionSlot,
     /// Its place among the connections by user and vhost.
-    pub registered: crate::connection::tracking::Registered,
+    pub registered: crate::tracking::Registered,
 }
 
 /// How a handshake ended without a connection.

@@ -4,7 +4,6 @@
 
 pub mod handshake;
 pub mod reader;
-pub mod tracking;
 
 use crate::broker::Broker;
 use crate::channel::{Channel, ConnectionContext};
@@ -327,7 +326,10 @@ struct Connection<R> {
     /// Its place in the management API's lists (set once the connection is registered).
     entry: Option<Arc<crate::registry::ConnectionEntry>>,
     /// Held while the connection lives: its place among connections by user and vhost.
-    _registered: crate::connection::tracking::Registered,
+    _registered: crate::tracking::Registered,
+    /// A channel opened or began taking deliveries to acknowledge: the consumer timeout
+    /// check's period is computed again.
+    ack_period_changed: bool,
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
@@ -374,6 +376,7 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             client_properties: n.client_properties,
             entry: None,
             _registered: n.registered,
+            ack_period_changed: false,
         }
     }
 
@@ -393,11 +396,22 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut synced = self.ctx.vhost.store().map(|s| s.synced());
         let mut definitions_committed = self.ctx.vhost.store().map(|s| s.metadata_committed());
+        // The consumer timeout check (channel/consumer_timeout.rs): one timer per connection.
+        let mut ack_period: Option<Duration> = None;
+        let ack_check = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(ack_check);
         loop {
             match self.handle_buffered() {
                 Ok(Flow::Continue) => {}
                 Ok(Flow::Closed(reason)) => return reason,
                 Err(e) => return self.close_with(e).await,
+            }
+            if std::mem::take(&mut self.ack_period_changed) {
+                let period = self.consumer_timeout_period();
+                if let Some(p) = period.filter(|p| ack_period.is_none_or(|old| *p < old)) {
+                    ack_check.as_mut().reset(tokio::time::Instant::now() + p);
+                }
+                ack_period = period;
             }
             if self.ctx.outbound.is_congested() {
                 // The client is not reading what we send: stop reading what it sends.
@@ -431,6 +445,15 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 Some(()) = journal_synced(&mut synced), if self.is_waiting_for_disk() => {}
                 // Declare-oks go out once the metadata writer has committed their definitions.
                 Some(()) = journal_synced(&mut definitions_committed), if self.is_waiting_for_metadata() => {}
+                () = &mut ack_check, if ack_period.is_some() => {
+                    if let Err(e) = self.check_consumer_timeouts() {
+                        return self.close_with(e).await;
+                    }
+                    ack_period = self.consumer_timeout_period();
+                    if let Some(p) = ack_period {
+                        ack_check.as_mut().reset(tokio::time::Instant::now() + p);
+                    }
+                }
                 // The broker's shutdown, or a close asked for through the management API.
                 _ = shutdown.cancelled() => return self.close_with(self.forced_error()).await,
                 // This connection's vhost or user was deleted (RabbitMQ's connection tracking
@@ -444,6 +467,32 @@ impl<R: AsyncRead + Unpin> Connection<R> {
                 }
             }
         }
+    }
+
+    /// The shortest consumer timeout check period among the open channels.
+    fn consumer_timeout_period(&self) -> Option<Duration> {
+        self.channels
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Open(ch) => ch.consumer_timeout_period(),
+                Slot::Closing => None,
+            })
+            .min()
+    }
+
+    /// Closes (406) each channel holding a delivery past its consumer timeout.
+    fn check_consumer_timeouts(&mut self) -> Result<(), AmqpError> {
+        let now = Instant::now();
+        let open: Vec<u16> = self
+            .channels
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Open(_)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in open {
+            self.with_channel(id, |ch| ch.check_consumer_timeout(now))?;
+        }
+        Ok(())
     }
 
     /// A resource alarm (memory or disk) is on and this connection publishes: stop reading from
@@ -528,6 +577,12 @@ impl<R: AsyncRead + Unpin> Connection<R> {
         } = &frame
         {
             self.has_published = true;
+        } else if let Frame::Method {
+            method: Method::BasicConsume(_) | Method::BasicGet(_) | Method::ChannelOpen(_),
+            ..
+        } = &frame
+        {
+            self.ack_period_changed = true;
         }
         match frame {
             Frame::Heartbeat => Ok(Flow::Continue),

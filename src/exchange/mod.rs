@@ -1,6 +1,7 @@
 //! Exchanges and their bindings: which queues (and exchanges) a routing key and headers reach.
 //! Never touches queues' contents; the vhost pushes to what `route` returns.
 
+pub mod delayed;
 pub mod headers;
 pub mod sender_selected;
 pub mod topic;
@@ -25,6 +26,12 @@ pub enum ExchangeKind {
     Topic,
     /// Header values, not the routing key.
     Headers,
+    /// The delayed-message plugin's type: holds each message for its `x-delay` header's
+    /// milliseconds, then routes it as its `x-delayed-type` argument's type does.
+    DelayedMessage,
+    /// The deduplication plugin's type: drops a message whose `x-deduplication-header` was
+    /// seen within its cache window, and routes the rest as fanout.
+    MessageDeduplication,
 }
 
 impl ExchangeKind {
@@ -35,6 +42,8 @@ impl ExchangeKind {
             "fanout" => ExchangeKind::Fanout,
             "topic" => ExchangeKind::Topic,
             "headers" => ExchangeKind::Headers,
+            delayed::TYPE_NAME => ExchangeKind::DelayedMessage,
+            crate::dedup::TYPE_NAME => ExchangeKind::MessageDeduplication,
             _ => return None,
         })
     }
@@ -46,6 +55,8 @@ impl ExchangeKind {
             ExchangeKind::Fanout => "fanout",
             ExchangeKind::Topic => "topic",
             ExchangeKind::Headers => "headers",
+            ExchangeKind::DelayedMessage => delayed::TYPE_NAME,
+            ExchangeKind::MessageDeduplication => crate::dedup::TYPE_NAME,
         }
     }
 }
@@ -105,7 +116,10 @@ impl Bindings {
             ExchangeKind::Topic => self
                 .topic
                 .insert(&b.routing_key, b.id, b.destination.clone()),
-            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+            ExchangeKind::Fanout
+            | ExchangeKind::Headers
+            | ExchangeKind::DelayedMessage
+            | ExchangeKind::MessageDeduplication => {}
         }
     }
 
@@ -120,7 +134,10 @@ impl Bindings {
                 }
             }
             ExchangeKind::Topic => self.topic.remove(&b.routing_key, b.id),
-            ExchangeKind::Fanout | ExchangeKind::Headers => {}
+            ExchangeKind::Fanout
+            | ExchangeKind::Headers
+            | ExchangeKind::DelayedMessage
+            | ExchangeKind::MessageDeduplication => {}
         }
     }
 }
@@ -148,6 +165,12 @@ pub struct Exchange {
     pub options: ExchangeOptions,
     /// Where messages this exchange cannot route go: its `alternate-exchange` argument.
     pub alternate_exchange: Option<ShortStr>,
+    /// How bindings route: the declared kind, or a delayed exchange's `x-delayed-type`.
+    routing: ExchangeKind,
+    /// A delayed exchange's held messages (`None` for every other type).
+    pub delayed: Option<delayed::Delayed>,
+    /// A deduplication exchange's cache of recent message ids.
+    dedup: Option<crate::dedup::DedupCache>,
     bindings: RwLock<Bindings>,
 }
 
@@ -168,10 +191,23 @@ impl Exchange {
             Some(FieldValue::LongStr(name)) => ShortStr::from_utf8(name.clone()),
             _ => None,
         };
+        let (routing, delayed) = match options.kind {
+            ExchangeKind::DelayedMessage => (
+                delayed::routing_kind(&options.arguments).unwrap_or(ExchangeKind::Direct),
+                Some(delayed::Delayed::default()),
+            ),
+            ExchangeKind::MessageDeduplication => (ExchangeKind::Fanout, None),
+            kind => (kind, None),
+        };
+        let dedup = (options.kind == ExchangeKind::MessageDeduplication)
+            .then(|| crate::dedup::cache_for(&options.arguments));
         Arc::new(Exchange {
             name,
             options,
             alternate_exchange,
+            routing,
+            delayed,
+            dedup,
             bindings: RwLock::new(Bindings::default()),
         })
     }
@@ -183,7 +219,7 @@ impl Exchange {
         routing_key: ShortStr,
         arguments: FieldTable,
     ) -> Result<(), BindError> {
-        let match_mode = match self.options.kind {
+        let match_mode = match self.routing {
             ExchangeKind::Headers => {
                 MatchMode::from_arguments(&arguments).map_err(BindError::InvalidArguments)?
             }
@@ -205,7 +241,7 @@ impl Exchange {
                 id,
                 match_mode,
             };
-            b.index(self.options.kind, &binding);
+            b.index(self.routing, &binding);
             b.all.push(binding);
         }
         Ok(())
@@ -251,9 +287,19 @@ impl Exchange {
             .partition(|x| pred(x));
         b.all = kept;
         for x in &gone {
-            b.unindex(self.options.kind, x);
+            b.unindex(self.routing, x);
         }
         !gone.is_empty()
+    }
+
+    /// A deduplication exchange's cache.
+    pub fn dedup_cache(&self) -> Option<&crate::dedup::DedupCache> {
+        self.dedup.as_ref()
+    }
+
+    /// How this exchange routes (a delayed exchange: as its `x-delayed-type`).
+    pub fn routing_kind(&self) -> ExchangeKind {
+        self.routing
     }
 
     /// Whether any binding has this exchange as its source.
@@ -276,11 +322,14 @@ impl Exchange {
         headers: Option<&FieldTable>,
         out: &mut Vec<Destination>,
     ) {
-        match self.options.kind {
+        match self.routing {
             ExchangeKind::Direct | ExchangeKind::Topic => {
                 routing_keys.for_each(|key| self.route(key, headers, out))
             }
-            ExchangeKind::Fanout | ExchangeKind::Headers => {
+            ExchangeKind::Fanout
+            | ExchangeKind::Headers
+            | ExchangeKind::DelayedMessage
+            | ExchangeKind::MessageDeduplication => {
                 if let Some(key) = routing_keys.next() {
                     self.route(key, headers, out);
                 }
@@ -295,8 +344,13 @@ impl Exchange {
         headers: Option<&FieldTable>,
         out: &mut Vec<Destination>,
     ) {
+        if let Some(cache) = &self.dedup {
+            if cache.is_duplicate(headers, std::time::Instant::now()) {
+                return; // the plugin routes a duplicate nowhere
+            }
+        }
         let b = self.bindings.read();
-        match self.options.kind {
+        match self.routing {
             ExchangeKind::Direct => {
                 if let Some(list) = b.direct.get(routing_key) {
                     out.extend(list.iter().map(|(_, d)| d.clone()));
@@ -304,6 +358,7 @@ impl Exchange {
             }
             ExchangeKind::Fanout => out.extend(b.all.iter().map(|x| x.destination.clone())),
             ExchangeKind::Topic => b.topic.matches(routing_key, out),
+            ExchangeKind::DelayedMessage | ExchangeKind::MessageDeduplication => {} // never routing kinds
             ExchangeKind::Headers => out.extend(
                 b.all
                     .iter()

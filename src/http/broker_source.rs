@@ -1120,7 +1120,7 @@ impl ManagementSource for BrokerManagement {
     }
 
     async fn import_definitions(&self, definitions: Definitions) -> Result<(), SourceError> {
-        crate::definitions_import::import(&self.broker, &definitions)
+        crate::http::definitions_import::import(&self.broker, &definitions)
             .map_err(SourceError::BadRequest)?;
         self.broker.metadata_written().await;
         Ok(())

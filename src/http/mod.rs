@@ -15,6 +15,7 @@ pub mod auth;
 pub mod body;
 pub mod broker_source;
 pub mod definitions;
+pub mod definitions_import;
 pub mod error;
 pub mod list;
 pub mod path;

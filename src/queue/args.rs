@@ -29,6 +29,8 @@ pub const X_SINGLE_ACTIVE_CONSUMER: &str = "x-single-active-consumer";
 pub const X_QUEUE_TYPE: &str = "x-queue-type";
 /// default / lazy (accepted; Warren keeps every queue the same way).
 pub const X_QUEUE_MODE: &str = "x-queue-mode";
+/// Milliseconds a delivery from this queue may stay unacknowledged (RabbitMQ 3.12+).
+pub const X_CONSUMER_TIMEOUT: &str = "x-consumer-timeout";
 /// Consumer priority, a basic.consume argument.
 pub const X_PRIORITY: &str = "x-priority";
 
@@ -89,6 +91,9 @@ pub struct QueueArgs {
     pub max_priority: Option<u8>,
     /// `x-single-active-consumer`.
     pub single_active_consumer: bool,
+    /// `x-consumer-timeout` in ms: overrides the broker's `consumer_timeout` for deliveries
+    /// from this queue.
+    pub consumer_timeout: Option<u64>,
 }
 
 /// Why a queue.declare's arguments were refused, as RabbitMQ words it (406 each).
@@ -195,6 +200,7 @@ impl QueueArgs {
                 Some(dead_letter_routing_key(v, args, X_DEAD_LETTER_ROUTING_KEY)?);
         }
         out.max_length = opt(args, X_MAX_LENGTH, non_negative)?;
+        out.consumer_timeout = opt(args, X_CONSUMER_TIMEOUT, non_negative)?;
         out.max_length_bytes = opt(args, X_MAX_LENGTH_BYTES, non_negative)?;
         let max_priority = opt(args, X_MAX_PRIORITY, max_priority)?;
         // 0 means a single priority level: an ordinary FIFO queue.
@@ -206,6 +212,14 @@ impl QueueArgs {
         }
         if let Some(v) = args.get(X_QUEUE_MODE) {
             queue_mode(v).map_err(|reason| invalid(X_QUEUE_MODE, reason))?;
+        }
+        if let Some(v) = args.get(crate::dedup::X_MESSAGE_DEDUPLICATION) {
+            use crate::dedup::{X_CACHE_SIZE, X_CACHE_TTL, X_MESSAGE_DEDUPLICATION};
+            if !matches!(v, FieldValue::Bool(_)) {
+                return Err(invalid(X_MESSAGE_DEDUPLICATION, unacceptable(v)));
+            }
+            opt(args, X_CACHE_SIZE, non_negative)?;
+            opt(args, X_CACHE_TTL, non_negative)?;
         }
         if let Some(v) = args.get(X_SINGLE_ACTIVE_CONSUMER) {
             out.single_active_consumer = match v {

@@ -26,8 +26,6 @@ mod limits;
 mod priority;
 mod quorum;
 mod timer;
-#[cfg(test)]
-mod timer_tests;
 mod ttl;
 
 use crate::ids::{ConnectionId, DurableQueueId};
@@ -199,6 +197,8 @@ pub struct Queue {
     counters: MessageCounters,
     /// Deliveries awaiting ack, requeue or reject.
     unacked: AtomicU64,
+    /// `x-message-deduplication`: ids of recent messages (exchange/dedup.rs).
+    dedup: Option<crate::dedup::DedupCache>,
 }
 
 impl Queue {
@@ -254,6 +254,8 @@ impl Queue {
                 Backend::Quorum(Box::new(QuorumQueue::new(&args, &options.arguments)))
             }
         };
+        let dedup = crate::dedup::queue_wants_it(&options.arguments)
+            .then(|| crate::dedup::cache_for(&options.arguments));
         let q = Arc::new(Queue {
             name,
             options,
@@ -265,12 +267,31 @@ impl Queue {
             timer: timer::Timer::default(),
             counters: MessageCounters::default(),
             unacked: AtomicU64::new(0),
+            dedup,
         });
         match &q.backend {
             Backend::Classic(c) => c.start(&q),
             Backend::Quorum(qq) => qq.start(&q),
         }
         q
+    }
+
+    /// Whether this queue drops `message` as a duplicate (`x-message-deduplication`); its id
+    /// is remembered when it is not one.
+    #[inline]
+    pub fn is_duplicate(&self, message: &Message) -> bool {
+        match &self.dedup {
+            None => false,
+            Some(cache) => cache.is_duplicate(
+                message.properties.headers.as_ref(),
+                std::time::Instant::now(),
+            ),
+        }
+    }
+
+    /// Whether this queue deduplicates (`x-message-deduplication`).
+    pub fn deduplicates(&self) -> bool {
+        self.dedup.is_some()
     }
 
     /// The x-arguments this queue acts on.

@@ -1,6 +1,8 @@
 //! Wires a vhost to the store: which declares, deletes and bindings are written down (RabbitMQ's
 //! rules of what survives a restart), and the restore of all of it at startup.
 
+use crate::dedup;
+use crate::exchange::delayed::{held_queue_name, HELD_QUEUE_PREFIX};
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::ids::{ConnectionId, DurableQueueId};
 use crate::queue::{Queue, QueueOptions};
@@ -39,12 +41,30 @@ impl VHost {
                 internal: x.options.internal,
                 arguments: table_to_hex(&x.options.arguments),
             });
+            if let Some(delayed) = &x.delayed {
+                let id = store.add_queue(&self.name, &held_queue_name(&x.name), String::new());
+                delayed.attach_journal(store.clone(), DurableQueueId(id));
+            }
+            if let Some(cache) = x
+                .dedup_cache()
+                .filter(|_| dedup::wants_disk(&x.options.arguments))
+            {
+                let id =
+                    store.add_queue(&self.name, &dedup::cache_queue_name(&x.name), String::new());
+                cache.attach_journal(store.clone(), DurableQueueId(id));
+            }
         }
     }
 
     pub(crate) fn forget_exchange(&self, x: &Exchange) {
         if let (Some(store), true) = (self.definitions_store(), x.options.durable) {
             store.remove_exchange(&self.name, &x.name);
+            if x.delayed.is_some() {
+                store.remove_queue(&self.name, &held_queue_name(&x.name));
+            }
+            if x.dedup_cache().is_some() && dedup::wants_disk(&x.options.arguments) {
+                store.remove_queue(&self.name, &dedup::cache_queue_name(&x.name));
+            }
         }
     }
 
@@ -106,15 +126,53 @@ impl VHost {
 /// delivered before the restart come back with redelivered=true; those of queues that are gone
 /// (deleted, or in a deleted vhost) are settled.
 pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) {
-    let mut by_id: HashMap<DurableQueueId, Arc<Queue>> = HashMap::new();
+    let mut found = Found::default();
     for vhost in vhosts {
-        restore_definitions(vhost, store, &recovered.definitions, &mut by_id);
+        restore_definitions(vhost, store, &recovered.definitions, &mut found);
     }
+    let Found {
+        queues: by_id,
+        held: held_by_id,
+        caches: cache_by_id,
+    } = found;
     let mut restored = 0usize;
     for m in recovered.messages {
         for (queue_id, deliveries) in m.queues {
+            if let Some(cache) = cache_by_id.get(&queue_id).and_then(|x| x.dedup_cache()) {
+                // Ids come back whole: they live in the headers.
+                match m.message.is_paged() {
+                    true => match store.read_message(m.id) {
+                        Some(whole) => cache.recover(&whole, m.id, std::time::Instant::now()),
+                        None => store.settle(m.id, queue_id),
+                    },
+                    false => cache.recover(&m.message, m.id, std::time::Instant::now()),
+                }
+                continue;
+            }
+            if let Some((vhost, x)) = held_by_id.get(&queue_id) {
+                // Held messages come back whole: their headers say when they are due.
+                let whole = match m.message.is_paged() {
+                    true => store.read_message(m.id).map(Arc::new),
+                    false => Some(m.message.clone()),
+                };
+                match whole {
+                    Some(message) => vhost.hold_recovered(x, message),
+                    None => store.settle(m.id, queue_id),
+                }
+                restored += 1;
+                continue;
+            }
             match by_id.get(&queue_id) {
                 Some(q) => {
+                    if q.deduplicates() {
+                        // The window survives: ids of the messages still in the queue count
+                        // again (their TTL starts again now: the journal keeps no time).
+                        let whole = match m.message.is_paged() {
+                            true => store.read_message(m.id),
+                            false => None,
+                        };
+                        let _ = q.is_duplicate(whole.as_ref().unwrap_or(&m.message));
+                    }
                     q.push_recovered(m.message.clone(), deliveries);
                     restored += 1;
                 }
@@ -134,12 +192,21 @@ pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) 
     );
 }
 
+/// What the journal's queue ids stand for, once the definitions are restored: queues, delayed
+/// exchanges' held messages (with their vhost), deduplication exchanges' remembered ids.
+#[derive(Default)]
+struct Found {
+    queues: HashMap<DurableQueueId, Arc<Queue>>,
+    held: HashMap<DurableQueueId, (Arc<VHost>, Arc<Exchange>)>,
+    caches: HashMap<DurableQueueId, Arc<Exchange>>,
+}
+
 /// One vhost's durable exchanges, queues and bindings.
 fn restore_definitions(
-    vhost: &VHost,
+    vhost: &Arc<VHost>,
     store: &Arc<Store>,
     defs: &Definitions,
-    by_id: &mut HashMap<DurableQueueId, Arc<Queue>>,
+    found: &mut Found,
 ) {
     let args = |hex: &str| table_from_hex(hex).unwrap_or_default();
     for x in defs.exchanges.iter().filter(|x| x.vhost == vhost.name) {
@@ -158,6 +225,39 @@ fn restore_definitions(
         }
     }
     for q in defs.queues.iter().filter(|q| q.vhost == vhost.name) {
+        if let Some(exchange) = q.name.strip_prefix(dedup::CACHE_QUEUE_PREFIX) {
+            // A deduplication exchange's remembered ids, not a queue.
+            match vhost
+                .exchange(exchange)
+                .ok()
+                .filter(|x| x.dedup_cache().is_some())
+            {
+                Some(x) => {
+                    if let Some(cache) = x.dedup_cache() {
+                        cache.attach_journal(store.clone(), DurableQueueId(q.id));
+                    }
+                    found.caches.insert(DurableQueueId(q.id), x);
+                }
+                None => store.remove_queue(&vhost.name, &q.name),
+            }
+            continue;
+        }
+        if let Some(exchange) = q.name.strip_prefix(HELD_QUEUE_PREFIX) {
+            // A delayed exchange's held messages, not a queue.
+            if let Some(x) = vhost
+                .exchange(exchange)
+                .ok()
+                .filter(|x| x.delayed.is_some())
+            {
+                if let Some(delayed) = &x.delayed {
+                    delayed.attach_journal(store.clone(), DurableQueueId(q.id));
+                }
+                found.held.insert(DurableQueueId(q.id), (vhost.clone(), x));
+            } else {
+                store.remove_queue(&vhost.name, &q.name); // its exchange is gone
+            }
+            continue;
+        }
         let options = QueueOptions {
             durable: true,
             auto_delete: false,
@@ -167,7 +267,7 @@ fn restore_definitions(
         match vhost.declare_queue(ShortStr::truncated(&q.name), true, options) {
             Ok(queue) => {
                 queue.attach_journal(store.clone(), DurableQueueId(q.id));
-                by_id.insert(DurableQueueId(q.id), queue);
+                found.queues.insert(DurableQueueId(q.id), queue);
             }
             Err(e) => warn!(queue = %q.name, ?e, "could not restore a durable queue"),
         }

@@ -40,6 +40,11 @@ impl VHost {
         self.publish_where(exchange, message, |_| true)
     }
 
+    /// Routes a held message of a delayed exchange now that it is due.
+    pub(super) fn route_now(&self, exchange: &Arc<Exchange>, message: Arc<Message>) -> Published {
+        self.route_and_enqueue(exchange, message, |_| true, |_, _| {})
+    }
+
     /// [`VHost::publish`] to the routed queues `keep` accepts (dead letters skip the queues
     /// that would close a dead-letter cycle).
     pub(crate) fn publish_where(
@@ -53,8 +58,31 @@ impl VHost {
 
     /// [`VHost::publish_where`], showing `routed` the message and its queues once routed and
     /// before any queue holds it (the firehose traces `publish.<exchange>` there, so the trace
-    /// of a publish comes before the trace of its delivery).
+    /// of a publish comes before the trace of its delivery). A delayed exchange's message with
+    /// an `x-delay` is held instead (shown with no queues).
     pub(crate) fn publish_observed(
+        &self,
+        exchange: &Arc<Exchange>,
+        message: Arc<Message>,
+        keep: impl FnMut(&Arc<Queue>) -> bool,
+        routed: impl FnOnce(&Arc<Message>, &[Arc<Queue>]),
+    ) -> Published {
+        if let Some(delayed) = &exchange.delayed {
+            if let Some(delay) = crate::exchange::delayed::delay_of(&message) {
+                routed(&message, &[]);
+                let journal_seq = self.hold_delayed(exchange, delayed, message, delay);
+                return Published {
+                    unroutable: None,
+                    refused: false,
+                    journal_seq,
+                };
+            }
+        }
+        self.route_and_enqueue(exchange, message, keep, routed)
+    }
+
+    /// Steps 1–4 of the module doc.
+    fn route_and_enqueue(
         &self,
         exchange: &Arc<Exchange>,
         message: Arc<Message>,
@@ -73,8 +101,17 @@ impl VHost {
             };
         }
         let routed = queues.len();
-        queues.retain(|q| q.admit(&message));
-        let refused = queues.len() < routed;
+        // A duplicate (`x-message-deduplication` queues) is dropped, not refused: the
+        // publisher's confirm is still an ack.
+        let mut duplicates = 0;
+        queues.retain(|q| {
+            if q.is_duplicate(&message) {
+                duplicates += 1;
+                return false;
+            }
+            q.admit(&message)
+        });
+        let refused = queues.len() + duplicates < routed;
         let journal_seq = self.journal(&message, &queues);
         for q in queues {
             q.enqueue(message.clone());

@@ -3,6 +3,8 @@
 //! without sleeping. Time only moves when the test advances it, so
 //! these cannot flake on a loaded machine, and a minute-long TTL costs nothing. (The lapin tests
 //! in tests/broker/ttl.rs and queue_expiry.rs check the same rules end to end, with short TTLs.)
+//! It lives in `vhost` because it declares and publishes through a vhost, which `queue` may not
+//! import.
 
 use crate::message::Message;
 use crate::queue::{Queue, QueueOptions};

@@ -15,6 +15,7 @@ use crate::http::amqp_json::json_to_table;
 use crate::http::source::Definitions;
 use crate::ids::ConnectionId;
 use crate::queue::QueueOptions;
+use crate::store::StoreError;
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, HashSet};
 use tracing::{info, warn};
@@ -286,4 +287,21 @@ pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
         "imported definitions"
     );
     Ok(())
+}
+
+/// Reads a definitions file (RabbitMQ's JSON); checked before the store opens, so a missing
+/// or malformed file stops the start before anything is touched.
+pub fn read_file(path: &std::path::Path) -> Result<Definitions, StoreError> {
+    let fail = |reason: String| StoreError::LoadDefinitions(path.to_path_buf(), reason);
+    let bytes = std::fs::read(path).map_err(|e| fail(e.kind().to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| fail(format!("not a definitions document: {e}")))
+}
+
+/// `--load-definitions`: imports the file into the opened broker, all or nothing; an
+/// unreadable or invalid file is an error naming it.
+pub fn load_file(broker: &Broker, path: &std::path::Path) -> Result<(), StoreError> {
+    let doc = read_file(path)?;
+    import(broker, &doc).map_err(|e| {
+        StoreError::LoadDefinitions(path.to_path_buf(), format!("cannot import it: {e}"))
+    })
 }
