@@ -428,6 +428,7 @@ async fn deleting_a_vhost_closes_its_connections_and_removes_its_queues() {
             "amq.fanout",
             "amq.headers",
             "amq.match",
+            "amq.rabbitmq.trace",
             "amq.topic"
         ]
     );
