@@ -386,6 +386,34 @@ pub struct QueueView {
     pub message_stats: MessageStats,
 }
 
+/// The value `queue_json(q)` has at the top-level `key`, for the few keys lists are sorted on, read
+/// straight from the view; `None` for any other key (the caller then builds the whole object).
+/// Sorting 10,000 queues on these needs no JSON object per queue (issue 13).
+pub fn queue_sort_key(q: &QueueView, key: &[String]) -> Option<Option<Value>> {
+    let [key] = key else {
+        return None;
+    };
+    let value = match key.as_str() {
+        "name" => json!(q.name),
+        "vhost" => json!(q.vhost),
+        "type" => json!(q.queue_type),
+        "state" => json!(q.state),
+        "durable" => json!(q.durable),
+        "auto_delete" => json!(q.auto_delete),
+        "exclusive" => json!(q.exclusive),
+        "consumers" => json!(q.consumers),
+        "memory" => json!(q.memory),
+        "messages" => json!(q.depth.ready.count + q.depth.unacknowledged.count),
+        "messages_ready" => json!(q.depth.ready.count),
+        "messages_unacknowledged" => json!(q.depth.unacknowledged.count),
+        "message_bytes" => json!(q.message_bytes_ready + q.message_bytes_unacknowledged),
+        "message_bytes_ready" => json!(q.message_bytes_ready),
+        "message_bytes_unacknowledged" => json!(q.message_bytes_unacknowledged),
+        _ => return None,
+    };
+    Some(Some(value))
+}
+
 pub fn queue_json(id: &NodeIdentity, q: &QueueView) -> Value {
     let ready_in_memory = q.depth.ready.count.saturating_sub(q.messages_paged_out);
     let bytes = q.message_bytes_ready + q.message_bytes_unacknowledged;
