@@ -864,6 +864,57 @@ mod tests {
     use super::*;
 
     #[test]
+    fn queue_sort_keys_are_the_values_of_the_queue_json() {
+        let q = QueueView {
+            vhost: "v".into(),
+            name: "q".into(),
+            queue_type: "classic".into(),
+            durable: true,
+            depth: Depth {
+                ready: Counter::new(3, 0.5),
+                unacknowledged: Counter::new(4, 0.0),
+            },
+            message_bytes_ready: 10,
+            message_bytes_unacknowledged: 20,
+            consumers: 2,
+            memory: 999,
+            state: "running".into(),
+            ..QueueView::default()
+        };
+        let id = NodeIdentity {
+            node: "warren@h".into(),
+            product_version: "0".into(),
+            rabbitmq_version: "3.10.8".into(),
+        };
+        let json = queue_json(&id, &q);
+        for key in [
+            "name",
+            "vhost",
+            "type",
+            "state",
+            "durable",
+            "auto_delete",
+            "exclusive",
+            "consumers",
+            "memory",
+            "messages",
+            "messages_ready",
+            "messages_unacknowledged",
+            "message_bytes",
+            "message_bytes_ready",
+            "message_bytes_unacknowledged",
+        ] {
+            let typed = queue_sort_key(&q, &[key.to_string()]);
+            assert_eq!(typed, Some(json.get(key).cloned()), "{key}");
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        // Anything else is read from the JSON.
+        assert_eq!(queue_sort_key(&q, &["node".to_string()]), None);
+        let rate = ["messages_details".to_string(), "rate".to_string()];
+        assert_eq!(queue_sort_key(&q, &rate), None);
+    }
+
+    #[test]
     fn timestamps_format_like_rabbitmq() {
         assert_eq!(format_timestamp_ms(0), "1970-01-01T00:00:00.000+00:00");
         // 2026-12-04T13:55:00.027Z, the fixture's idle_since.
