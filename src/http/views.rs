@@ -386,6 +386,34 @@ pub struct QueueView {
     pub message_stats: MessageStats,
 }
 
+/// The value `queue_json(q)` has at the top-level `key`, for the few keys lists are sorted on, read
+/// straight from the view; `None` for any other key (the caller then builds the whole object).
+/// Sorting 10,000 queues on these needs no JSON object per queue (issue 13).
+pub fn queue_sort_key(q: &QueueView, key: &[String]) -> Option<Option<Value>> {
+    let [key] = key else {
+        return None;
+    };
+    let value = match key.as_str() {
+        "name" => json!(q.name),
+        "vhost" => json!(q.vhost),
+        "type" => json!(q.queue_type),
+        "state" => json!(q.state),
+        "durable" => json!(q.durable),
+        "auto_delete" => json!(q.auto_delete),
+        "exclusive" => json!(q.exclusive),
+        "consumers" => json!(q.consumers),
+        "memory" => json!(q.memory),
+        "messages" => json!(q.depth.ready.count + q.depth.unacknowledged.count),
+        "messages_ready" => json!(q.depth.ready.count),
+        "messages_unacknowledged" => json!(q.depth.unacknowledged.count),
+        "message_bytes" => json!(q.message_bytes_ready + q.message_bytes_unacknowledged),
+        "message_bytes_ready" => json!(q.message_bytes_ready),
+        "message_bytes_unacknowledged" => json!(q.message_bytes_unacknowledged),
+        _ => return None,
+    };
+    Some(Some(value))
+}
+
 pub fn queue_json(id: &NodeIdentity, q: &QueueView) -> Value {
     let ready_in_memory = q.depth.ready.count.saturating_sub(q.messages_paged_out);
     let bytes = q.message_bytes_ready + q.message_bytes_unacknowledged;
@@ -834,6 +862,57 @@ pub fn got_message_json(m: &GotMessage, force_base64: bool, truncate: Option<u64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queue_sort_keys_are_the_values_of_the_queue_json() {
+        let q = QueueView {
+            vhost: "v".into(),
+            name: "q".into(),
+            queue_type: "classic".into(),
+            durable: true,
+            depth: Depth {
+                ready: Counter::new(3, 0.5),
+                unacknowledged: Counter::new(4, 0.0),
+            },
+            message_bytes_ready: 10,
+            message_bytes_unacknowledged: 20,
+            consumers: 2,
+            memory: 999,
+            state: "running".into(),
+            ..QueueView::default()
+        };
+        let id = NodeIdentity {
+            node: "warren@h".into(),
+            product_version: "0".into(),
+            rabbitmq_version: "3.10.8".into(),
+        };
+        let json = queue_json(&id, &q);
+        for key in [
+            "name",
+            "vhost",
+            "type",
+            "state",
+            "durable",
+            "auto_delete",
+            "exclusive",
+            "consumers",
+            "memory",
+            "messages",
+            "messages_ready",
+            "messages_unacknowledged",
+            "message_bytes",
+            "message_bytes_ready",
+            "message_bytes_unacknowledged",
+        ] {
+            let typed = queue_sort_key(&q, &[key.to_string()]);
+            assert_eq!(typed, Some(json.get(key).cloned()), "{key}");
+            assert!(json.get(key).is_some(), "{key}");
+        }
+        // Anything else is read from the JSON.
+        assert_eq!(queue_sort_key(&q, &["node".to_string()]), None);
+        let rate = ["messages_details".to_string(), "rate".to_string()];
+        assert_eq!(queue_sort_key(&q, &rate), None);
+    }
 
     #[test]
     fn timestamps_format_like_rabbitmq() {
