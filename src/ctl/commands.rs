@@ -380,7 +380,11 @@ pub fn run(client: &Client, cli: &Cli) -> Outcome {
             let current = get_json(client, &path)?;
             let mut body = Map::new();
             for key in ["description", "default_queue_type"] {
-                if let Some(value) = current.get(key).filter(|v| v.is_string()) {
+                // A vhost without a default queue type shows "undefined", which a PUT refuses.
+                if let Some(value) = current
+                    .get(key)
+                    .filter(|v| v.is_string() && v.as_str() != Some("undefined"))
+                {
                     body.insert(key.into(), value.clone());
                 }
             }
