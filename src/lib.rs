@@ -21,6 +21,7 @@ pub mod ids;
 pub(crate) mod limits;
 pub mod logging;
 pub mod message;
+pub mod policy;
 pub(crate) mod outbound;
 pub mod queue;
 pub mod registry;

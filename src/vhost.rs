@@ -34,6 +34,7 @@ mod audit;
 mod dead_letter;
 mod errors;
 pub(crate) mod persistence;
+pub mod policies;
 mod publish;
 
 pub use errors::{BindError, DeclareError, DeleteError, LookupError, PublishError};
@@ -58,6 +59,8 @@ pub struct VHost {
     closed_connections: MessageCounters,
     /// What the management API did (see [`VHost::api_counters`]).
     api_published: MessageCounters,
+    /// Policies and operator policies (`vhost/policies.rs`).
+    policies: parking_lot::RwLock<Vec<Arc<crate::policy::Policy>>>,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -85,6 +88,7 @@ impl VHost {
             connections: DashMap::new(),
             closed_connections: MessageCounters::default(),
             api_published: MessageCounters::default(),
+            policies: Default::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -176,6 +180,7 @@ impl VHost {
                 let x = Exchange::new(name, options);
                 v.insert(x.clone());
                 self.persist_exchange(&x);
+                self.apply_policies_to_exchange(&x);
                 Ok(x)
             }
         }
@@ -244,6 +249,7 @@ impl VHost {
                     .map_err(|e| DeclareError::BadArguments(e.text(&name, &self.name)))?;
                 v.insert(q.clone());
                 self.persist_queue(&q);
+                self.apply_policies_to_queue(&q);
                 Ok(q)
             }
         }
@@ -494,7 +500,7 @@ impl VHost {
     /// exchange as an alternate routes nothing in RabbitMQ 3.10 (checked with pika), so it is
     /// not followed.
     fn alternate_exchange_of(&self, x: &Exchange) -> Option<Arc<Exchange>> {
-        let name = x.alternate_exchange.as_ref().filter(|n| !n.is_empty())?;
+        let name = x.effective_alternate_exchange().filter(|n| !n.is_empty())?;
         self.exchanges.get(name.as_str()).map(|e| e.clone())
     }
 

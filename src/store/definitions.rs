@@ -41,6 +41,19 @@ pub struct BindingDef {
     pub arguments: String,
 }
 
+/// A policy or operator policy (`kind`: `policy` / `operator_policy`); the definition is its
+/// JSON object as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub kind: String,
+    pub name: String,
+    pub pattern: String,
+    pub apply_to: String,
+    pub priority: i64,
+    pub definition: String,
+}
+
 /// Everything durable but messages.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Definitions {
@@ -48,6 +61,9 @@ pub struct Definitions {
     pub queues: Vec<QueueDef>,
     pub bindings: Vec<BindingDef>,
     pub next_queue_id: u32,
+    /// Policies and operator policies (absent from files written before them).
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
 }
 
 impl Definitions {

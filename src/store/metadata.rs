@@ -35,7 +35,7 @@
 //! A record of the log is `len u32 | crc32c u32 | JSON`; a short or
 //! damaged record can only be the torn tail of a machine crash, so replay stops there.
 
-use super::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+use super::definitions::{BindingDef, Definitions, ExchangeDef, PolicyDef, QueueDef};
 use super::StoreError;
 use parking_lot::Mutex;
 use redb::{Database, Durability, ReadableTable, TableDefinition};
@@ -77,6 +77,8 @@ const QUEUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("queue
 /// (vhost, destination kind, destination, source, routing key, arguments hex) → nothing: the
 /// key is the binding. Destination first, so a deleted queue's bindings are one range.
 const BINDINGS: TableDefinition<BindingKey, ()> = TableDefinition::new("bindings");
+/// (vhost, kind, policy name) → [`PolicyDef`] as JSON; kind is `policy` or `operator_policy`.
+const POLICIES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("policies");
 /// Format facts: `schema_version`, `next_queue_id`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -106,6 +108,12 @@ pub enum Change {
     },
     PutBinding(BindingDef),
     DeleteBinding(BindingDef),
+    PutPolicy(PolicyDef),
+    DeletePolicy {
+        vhost: String,
+        kind: String,
+        name: String,
+    },
 }
 
 /// The open metadata store: the writer thread and what is known of queue ids.
@@ -504,6 +512,7 @@ pub fn commit(db: &Database, changes: impl IntoIterator<Item = Change>) -> Resul
         let mut queues = txn.open_table(QUEUES)?;
         let mut bindings = txn.open_table(BINDINGS)?;
         let mut meta = txn.open_table(META)?;
+        let mut policies = txn.open_table(POLICIES)?;
         for change in changes {
             match change {
                 Change::PutExchange(x) => {
@@ -535,6 +544,13 @@ pub fn commit(db: &Database, changes: impl IntoIterator<Item = Change>) -> Resul
                 }
                 Change::DeleteBinding(b) => {
                     bindings.remove(binding_key(&b))?;
+                }
+                Change::PutPolicy(p) => {
+                    let key = (p.vhost.as_str(), p.kind.as_str(), p.name.as_str());
+                    policies.insert(key, json(&p).as_slice())?;
+                }
+                Change::DeletePolicy { vhost, kind, name } => {
+                    policies.remove((vhost.as_str(), kind.as_str(), name.as_str()))?;
                 }
             }
         }
@@ -582,6 +598,7 @@ fn check_schema(db: &Database) -> Result<(), redb::Error> {
         txn.open_table(EXCHANGES)?;
         txn.open_table(QUEUES)?;
         txn.open_table(BINDINGS)?;
+        txn.open_table(POLICIES)?;
     }
     txn.commit()?;
     Ok(())
@@ -617,6 +634,11 @@ fn load(db: &Database) -> Result<Definitions, redb::Error> {
             routing_key: routing_key.into(),
             arguments: arguments.into(),
         });
+    }
+    for entry in txn.open_table(POLICIES)?.iter()? {
+        let (_, value) = entry?;
+        defs.policies
+            .push(serde_json::from_slice(value.value()).map_err(|e| bad("policies", e))?);
     }
     let stored_next = txn
         .open_table(META)?
