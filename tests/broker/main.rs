@@ -19,6 +19,7 @@ mod direct_reply_to;
 mod exchanges;
 mod management_api;
 mod max_length;
+mod policies;
 mod pika_client;
 mod priority;
 mod queue_args_validation;
