@@ -152,9 +152,8 @@ impl Policy {
         priority: i64,
         definition: Map<String, Value>,
     ) -> Result<Self, String> {
-        let regex = regex::Regex::new(pattern).map_err(|e| {
-            format!("pattern should be regular expression but is invalid: {e}")
-        })?;
+        let regex = regex::Regex::new(pattern)
+            .map_err(|e| format!("pattern should be regular expression but is invalid: {e}"))?;
         let apply_to = ApplyTo::parse(apply_to)?;
         validate_definition(kind, &definition)?;
         Ok(Policy {
@@ -176,7 +175,10 @@ impl Policy {
 }
 
 /// Checks a definition the way `rabbit_policies:validate_policy0` does.
-pub fn validate_definition(kind: PolicyKind, definition: &Map<String, Value>) -> Result<(), String> {
+pub fn validate_definition(
+    kind: PolicyKind,
+    definition: &Map<String, Value>,
+) -> Result<(), String> {
     if definition.is_empty() {
         return Err("no policy provided".into());
     }
@@ -257,7 +259,11 @@ pub fn best<'a>(
     candidates
         .into_iter()
         .filter(|p| p.matches(name, target))
-        .min_by(|a, b| b.priority.cmp(&a.priority).then_with(|| a.name.cmp(&b.name)))
+        .min_by(|a, b| {
+            b.priority
+                .cmp(&a.priority)
+                .then_with(|| a.name.cmp(&b.name))
+        })
 }
 
 /// What applies to one queue or exchange: the names shown in the management API and the merged
@@ -329,8 +335,9 @@ impl Applied {
             out.dead_letter_exchange = self.str_of("dead-letter-exchange").map(ShortStr::truncated);
         }
         if declared.dead_letter_routing_key.is_none() {
-            out.dead_letter_routing_key =
-                self.str_of("dead-letter-routing-key").map(ShortStr::truncated);
+            out.dead_letter_routing_key = self
+                .str_of("dead-letter-routing-key")
+                .map(ShortStr::truncated);
         }
         if !declared.overflow_declared {
             out.overflow = match self.str_of("overflow") {
@@ -370,8 +377,20 @@ mod tests {
 
     #[test]
     fn operator_policy_lower_numeric_value_wins() {
-        let p = policy(PolicyKind::User, "p", ".*", 0, json!({"max-length": 100, "message-ttl": 5}));
-        let o = policy(PolicyKind::Operator, "o", ".*", 0, json!({"max-length": 10, "message-ttl": 50, "expires": 9}));
+        let p = policy(
+            PolicyKind::User,
+            "p",
+            ".*",
+            0,
+            json!({"max-length": 100, "message-ttl": 5}),
+        );
+        let o = policy(
+            PolicyKind::Operator,
+            "o",
+            ".*",
+            0,
+            json!({"max-length": 10, "message-ttl": 50, "expires": 9}),
+        );
         let applied = Applied::merge(Some(&p), Some(&o));
         assert_eq!(
             Value::Object(applied.definition),
@@ -413,8 +432,14 @@ mod tests {
         let bad = |kind, d: Value| {
             Policy::new(kind, "/", "p", ".*", "all", 0, def(d)).expect_err("refused")
         };
-        assert_eq!(bad(PolicyKind::User, json!({"max-length": -1})), "-1 is not a valid maximum length");
-        assert_eq!(bad(PolicyKind::User, json!({"overflow": "x"})), "<<\"x\">> is not a valid overflow value");
+        assert_eq!(
+            bad(PolicyKind::User, json!({"max-length": -1})),
+            "-1 is not a valid maximum length"
+        );
+        assert_eq!(
+            bad(PolicyKind::User, json!({"overflow": "x"})),
+            "<<\"x\">> is not a valid overflow value"
+        );
         assert_eq!(bad(PolicyKind::User, json!({})), "no policy provided");
         assert_eq!(
             bad(PolicyKind::User, json!({"foo": 1})),
@@ -424,9 +449,26 @@ mod tests {
             bad(PolicyKind::Operator, json!({"dead-letter-exchange": "x"})),
             "[{<<\"dead-letter-exchange\">>,<<\"x\">>}] are not recognised policy settings"
         );
-        assert!(Policy::new(PolicyKind::User, "/", "p", "(", "all", 0, def(json!({"max-length": 1})))
-            .expect_err("bad regex")
-            .starts_with("pattern should be regular expression"));
-        assert!(Policy::new(PolicyKind::User, "/", "p", ".*", "zzz", 0, def(json!({"max-length": 1}))).is_err());
+        assert!(Policy::new(
+            PolicyKind::User,
+            "/",
+            "p",
+            "(",
+            "all",
+            0,
+            def(json!({"max-length": 1}))
+        )
+        .expect_err("bad regex")
+        .starts_with("pattern should be regular expression"));
+        assert!(Policy::new(
+            PolicyKind::User,
+            "/",
+            "p",
+            ".*",
+            "zzz",
+            0,
+            def(json!({"max-length": 1}))
+        )
+        .is_err());
     }
 }

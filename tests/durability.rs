@@ -702,13 +702,28 @@ async fn policies_survive_kill_9_and_apply_to_restored_queues() {
     let p = Process::start_with_args(data.path(), &args).await;
     let (_conn, ch) = p.connect().await;
     declare(&ch, "pol.q", true).await;
-    let policy = r#"{"pattern":"^pol\\.","definition":{"max-length":3},"priority":1,"apply-to":"queues"}"#;
-    assert_eq!(http(mport, "PUT", "/api/policies/%2F/cap3", policy).await.0, 201);
+    let policy =
+        r#"{"pattern":"^pol\\.","definition":{"max-length":3},"priority":1,"apply-to":"queues"}"#;
+    assert_eq!(
+        http(mport, "PUT", "/api/policies/%2F/cap3", policy).await.0,
+        201
+    );
     let op = r#"{"pattern":".*","definition":{"max-length":2},"apply-to":"queues"}"#;
-    assert_eq!(http(mport, "PUT", "/api/operator-policies/%2F/cap2", op).await.0, 201);
+    assert_eq!(
+        http(mport, "PUT", "/api/operator-policies/%2F/cap2", op)
+            .await
+            .0,
+        201
+    );
     let gone = r#"{"pattern":".*","definition":{"max-length":1},"priority":0}"#;
-    assert_eq!(http(mport, "PUT", "/api/policies/%2F/gone", gone).await.0, 201);
-    assert_eq!(http(mport, "DELETE", "/api/policies/%2F/gone", "").await.0, 204);
+    assert_eq!(
+        http(mport, "PUT", "/api/policies/%2F/gone", gone).await.0,
+        201
+    );
+    assert_eq!(
+        http(mport, "DELETE", "/api/policies/%2F/gone", "").await.0,
+        204
+    );
     p.kill9();
 
     let p = Process::start_with_args(data.path(), &args).await;
@@ -723,7 +738,10 @@ async fn policies_survive_kill_9_and_apply_to_restored_queues() {
     assert_eq!(passive_exists(&ch, "pol.q").await, Some(2));
     let (status, listed) = http(mport, "GET", "/api/policies", "").await;
     assert_eq!(status, 200);
-    assert!(listed.contains("\"cap3\"") && !listed.contains("\"gone\""), "{listed}");
+    assert!(
+        listed.contains("\"cap3\"") && !listed.contains("\"gone\""),
+        "{listed}"
+    );
     let (_, queue) = http(mport, "GET", "/api/queues/%2F/pol.q", "").await;
     assert!(queue.contains("\"operator_policy\":\"cap2\""), "{queue}");
 }

@@ -31,9 +31,9 @@ mod ttl;
 
 use crate::ids::{ConnectionId, DurableQueueId};
 use crate::message::Message;
+use crate::policy::Applied;
 use crate::stats::{self, MessageCounters, QueueStats};
 use crate::store::Store;
-use crate::policy::Applied;
 use arc_swap::ArcSwap;
 use args::QueueArgs;
 use classic::{ClassicQueue, QueueState};

@@ -852,6 +852,7 @@ mod tests {
             queues: vec![queue("a", 3), queue("b", 5)],
             bindings: vec![binding("x", "queue", "a", "k")],
             next_queue_id: 9,
+            ..Definitions::default()
         };
         let json = serde_json::to_vec_pretty(&legacy).expect("json");
         std::fs::write(dir.path().join(LEGACY_FILE), json).expect("written");

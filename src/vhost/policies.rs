@@ -100,7 +100,11 @@ impl VHost {
     pub(crate) fn apply_policies_to_queue(&self, q: &Arc<Queue>) {
         let list = self.policies.read();
         if !list.is_empty() {
-            q.apply_policy(applied_for(&list, &q.name, Target::Queue(q.queue_type().name())));
+            q.apply_policy(applied_for(
+                &list,
+                &q.name,
+                Target::Queue(q.queue_type().name()),
+            ));
         }
     }
 
@@ -115,7 +119,11 @@ impl VHost {
     fn apply_to_all(&self, list: &[Arc<Policy>]) {
         let queues: Vec<Arc<Queue>> = self.queues.iter().map(|q| q.value().clone()).collect();
         for q in queues {
-            q.apply_policy(applied_for(list, &q.name, Target::Queue(q.queue_type().name())));
+            q.apply_policy(applied_for(
+                list,
+                &q.name,
+                Target::Queue(q.queue_type().name()),
+            ));
         }
         let exchanges: Vec<Arc<Exchange>> =
             self.exchanges.iter().map(|x| x.value().clone()).collect();

@@ -28,7 +28,10 @@ async fn a_max_length_policy_applies_to_an_existing_queue_and_reverts_when_delet
         publish(&ch, "q1", i.to_string()).await;
     }
     let body = json!({"pattern": "^q", "definition": {"max-length": 2}, "priority": 1, "apply-to": "queues"});
-    assert_eq!(put(&api, "/api/policies/%2F/maxlen", body.clone()).await, 201);
+    assert_eq!(
+        put(&api, "/api/policies/%2F/maxlen", body.clone()).await,
+        201
+    );
     // Applied at once: the oldest are dropped.
     assert_eq!(ready_count(&ch, "q1").await, 2);
     assert_eq!(put(&api, "/api/policies/%2F/maxlen", body).await, 204);
@@ -46,8 +49,18 @@ async fn a_max_length_policy_applies_to_an_existing_queue_and_reverts_when_delet
         json!([{"vhost": "/", "name": "maxlen", "pattern": "^q", "apply-to": "queues",
                 "priority": 1, "definition": {"max-length": 2}}])
     );
-    assert_eq!(api.call("DELETE", "/api/policies/%2F/maxlen", None).await.status, 204);
-    assert_eq!(api.call("DELETE", "/api/policies/%2F/maxlen", None).await.status, 404);
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/maxlen", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/maxlen", None)
+            .await
+            .status,
+        404
+    );
     for i in 0..5 {
         publish(&ch, "q1", i.to_string()).await;
     }
@@ -73,8 +86,14 @@ async fn message_ttl_and_dead_lettering_come_from_a_policy_on_new_queues_too() {
     wait_ready(&ch, "dlq", 1).await;
     assert_eq!(ready_count(&ch, "ttl.q").await, 0);
     let d = get(&ch, "dlq").await.expect("a dead letter");
-    assert_eq!(field_str(&x_death(&d.delivery.properties)[0], "reason"), "expired");
-    assert_eq!(field_str(&x_death(&d.delivery.properties)[0], "queue"), "ttl.q");
+    assert_eq!(
+        field_str(&x_death(&d.delivery.properties)[0], "reason"),
+        "expired"
+    );
+    assert_eq!(
+        field_str(&x_death(&d.delivery.properties)[0], "queue"),
+        "ttl.q"
+    );
     broker.finish().await;
 }
 
@@ -94,7 +113,12 @@ async fn the_highest_priority_policy_wins() {
     assert_eq!(ready_count(&ch, "pq").await, 3);
     assert_eq!(queue_json(&api, "pq").await["policy"], "high");
     // Only one policy applies: the lower one's keys are not merged in.
-    assert_eq!(api.call("DELETE", "/api/policies/%2F/high", None).await.status, 204);
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/high", None)
+            .await
+            .status,
+        204
+    );
     assert_eq!(ready_count(&ch, "pq").await, 1);
     assert_eq!(queue_json(&api, "pq").await["policy"], "low");
     broker.finish().await;
@@ -133,8 +157,16 @@ async fn an_operator_policy_lower_value_wins_and_queue_arguments_win_over_polici
     );
     let ops = api.get("/api/operator-policies").await.json();
     assert_eq!(ops[0]["name"], "cap");
-    assert_eq!(api.get("/api/operator-policies/%2F/cap").await.json()["definition"], json!({"max-length": 2}));
-    assert_eq!(api.call("DELETE", "/api/operator-policies/%2F/cap", None).await.status, 204);
+    assert_eq!(
+        api.get("/api/operator-policies/%2F/cap").await.json()["definition"],
+        json!({"max-length": 2})
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/operator-policies/%2F/cap", None)
+            .await
+            .status,
+        204
+    );
     for i in 0..6 {
         publish(&ch, "op", i.to_string()).await;
     }
@@ -158,8 +190,16 @@ async fn an_alternate_exchange_policy_routes_unroutable_messages() {
     assert_eq!(put(&api, "/api/policies/%2F/ae", body).await, 201);
     publish_key(&ch, "src", "nowhere").await;
     wait_ready(&ch, "caught", 1).await;
-    assert_eq!(api.get("/api/exchanges/%2F/src").await.json()["policy"], "ae");
-    assert_eq!(api.call("DELETE", "/api/policies/%2F/ae", None).await.status, 204);
+    assert_eq!(
+        api.get("/api/exchanges/%2F/src").await.json()["policy"],
+        "ae"
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/ae", None)
+            .await
+            .status,
+        204
+    );
     publish_key(&ch, "src", "nowhere").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(ready_count(&ch, "caught").await, 1);
@@ -193,7 +233,9 @@ async fn bad_policies_get_rabbitmqs_400_reasons() {
         ),
     ];
     for (body, reason) in cases {
-        let a = api.call("PUT", "/api/policies/%2F/bad", Some(body.clone())).await;
+        let a = api
+            .call("PUT", "/api/policies/%2F/bad", Some(body.clone()))
+            .await;
         assert_eq!(a.status, 400, "{body}");
         let got = a.json();
         assert_eq!(got["error"], "bad_request");
