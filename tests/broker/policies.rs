@@ -255,3 +255,25 @@ async fn bad_policies_get_rabbitmqs_400_reasons() {
     assert_eq!(api.get("/api/operator-policies").await.json(), json!([]));
     broker.finish().await;
 }
+
+#[tokio::test]
+async fn an_expires_policy_deletes_an_unused_existing_queue() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "idle", &[]).await;
+    declare(&ch, "kept", &[]).await;
+    let body = json!({"pattern": "^idle$", "definition": {"expires": 100}});
+    assert_eq!(put(&api, "/api/policies/%2F/exp", body).await, 201);
+    let mut gone = false;
+    for _ in 0..100 {
+        if api.get("/api/queues/%2F/idle").await.status == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the queue expired");
+    assert_eq!(api.get("/api/queues/%2F/kept").await.status, 200);
+    broker.finish().await;
+}
