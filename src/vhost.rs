@@ -2,6 +2,7 @@
 //! Never sees frames or sockets; channel/ turns its results into methods.
 //!
 //! Lock order (take them only in this order, never the reverse):
+//!   the policy list (`RwLock`, `vhost/policies.rs`; held while a policy change is applied) →
 //!   vhost maps (DashMap shard locks; never held across another lock: clone the `Arc` and drop
 //!   the guard first) → exchange bindings (`RwLock`) → queue state (`Mutex`) → channel delivery
 //!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in src/outbound.rs).
