@@ -2,6 +2,7 @@
 //! Never sees frames or sockets; channel/ turns its results into methods.
 //!
 //! Lock order (take them only in this order, never the reverse):
+//!   the policy list (`RwLock`, `vhost/policies.rs`; held while a policy change is applied) →
 //!   vhost maps (DashMap shard locks; never held across another lock: clone the `Arc` and drop
 //!   the guard first) → exchange bindings (`RwLock`) → queue state (`Mutex`) → channel delivery
 //!   state (`Mutex` in channel/) → connection outbound buffer (`Mutex` in src/outbound.rs).
@@ -38,6 +39,7 @@ mod dead_letter;
 mod delayed;
 mod errors;
 pub(crate) mod persistence;
+pub mod policies;
 mod publish;
 #[cfg(test)]
 mod timer_tests;
@@ -80,6 +82,8 @@ pub struct VHost {
     tracing: Arc<std::sync::atomic::AtomicBool>,
     /// Where traced events go while tracing is on.
     tracer: parking_lot::Mutex<Option<tokio::sync::mpsc::UnboundedSender<TraceEvent>>>,
+    /// Policies and operator policies (`vhost/policies.rs`).
+    policies: parking_lot::RwLock<Vec<Arc<crate::queue::policy::Policy>>>,
 }
 
 const DEFAULT_EXCHANGE: &str = "";
@@ -113,6 +117,7 @@ impl VHost {
             deleted: Default::default(),
             tracing: Default::default(),
             tracer: Default::default(),
+            policies: Default::default(),
         };
         for (name, kind) in [
             (DEFAULT_EXCHANGE, ExchangeKind::Direct),
@@ -240,6 +245,7 @@ impl VHost {
                 let x = Exchange::new(name, options);
                 v.insert(x.clone());
                 self.persist_exchange(&x);
+                self.apply_policies_to_exchange(&x);
                 Ok(x)
             }
         }
@@ -356,6 +362,7 @@ impl VHost {
                 self.persist_queue(&q);
                 crate::stats::bump(&self.churn.queues_declared);
                 crate::stats::bump(&self.churn.queues_created);
+                self.apply_policies_to_queue(&q);
                 Ok(q)
             }
         }
@@ -613,7 +620,7 @@ impl VHost {
     /// exchange as an alternate routes nothing in RabbitMQ 3.10 (checked with pika), so it is
     /// not followed.
     fn alternate_exchange_of(&self, x: &Exchange) -> Option<Arc<Exchange>> {
-        let name = x.alternate_exchange.as_ref().filter(|n| !n.is_empty())?;
+        let name = x.effective_alternate_exchange().filter(|n| !n.is_empty())?;
         self.exchanges.get(name.as_str()).map(|e| e.clone())
     }
 

@@ -1262,3 +1262,96 @@ async fn a_disk_deduplication_cache_survives_kill_9() {
     assert_eq!(got, ["first", "new"]);
     p.stop();
 }
+
+/// Policies and operator policies are durable: set over HTTP, they survive kill -9 and apply
+/// to the restored queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_survive_kill_9_and_apply_to_restored_queues() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let mport = free_port();
+    let args = vec![
+        "--management-listen".to_owned(),
+        format!("127.0.0.1:{mport}"),
+    ];
+    let p = Process::start_with(data.path(), &args).await;
+    let (_conn, ch) = p.connect().await;
+    declare(&ch, "pol.q", true).await;
+    let policy =
+        r#"{"pattern":"^pol\\.","definition":{"max-length":3},"priority":1,"apply-to":"queues"}"#;
+    assert_eq!(
+        http_with_body(mport, "PUT", "/api/policies/%2F/cap3", policy)
+            .await
+            .0,
+        201
+    );
+    let op = r#"{"pattern":".*","definition":{"max-length":2},"apply-to":"queues"}"#;
+    assert_eq!(
+        http_with_body(mport, "PUT", "/api/operator-policies/%2F/cap2", op)
+            .await
+            .0,
+        201
+    );
+    let gone = r#"{"pattern":".*","definition":{"max-length":1},"priority":0}"#;
+    assert_eq!(
+        http_with_body(mport, "PUT", "/api/policies/%2F/gone", gone)
+            .await
+            .0,
+        201
+    );
+    assert_eq!(
+        http_with_body(mport, "DELETE", "/api/policies/%2F/gone", "")
+            .await
+            .0,
+        204
+    );
+    p.kill9();
+
+    let p = Process::start_with(data.path(), &args).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    for i in 0..5u8 {
+        publish_confirmed(&ch, "", "pol.q", &[i], persistent()).await;
+    }
+    // The operator policy's 2 is lower than the policy's 3; the deleted policy stays deleted.
+    assert_eq!(passive_exists(&ch, "pol.q").await, Some(2));
+    let (status, listed) = http_with_body(mport, "GET", "/api/policies", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        listed.contains("\"cap3\"") && !listed.contains("\"gone\""),
+        "{listed}"
+    );
+    let (_, queue) = http_with_body(mport, "GET", "/api/queues/%2F/pol.q", "").await;
+    assert!(queue.contains("\"operator_policy\":\"cap2\""), "{queue}");
+}
+
+/// One management API request as guest (HTTP/1.1, connection closed after): status and body.
+async fn http_with_body(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = None;
+    for _ in 0..200 {
+        if let Ok(s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+            stream = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut stream = stream.expect("management API listening");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.expect("reads");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad answer {text}"));
+    (status, text)
+}

@@ -171,6 +171,9 @@ pub struct Exchange {
     pub delayed: Option<delayed::Delayed>,
     /// A deduplication exchange's cache of recent message ids.
     dedup: Option<crate::dedup::DedupCache>,
+    /// The policies that apply (`src/policy.rs`); read only for unroutable messages and by the
+    /// management API.
+    applied: arc_swap::ArcSwap<crate::queue::policy::Applied>,
     bindings: RwLock<Bindings>,
 }
 
@@ -208,8 +211,27 @@ impl Exchange {
             routing,
             delayed,
             dedup,
+            applied: Default::default(),
             bindings: RwLock::new(Bindings::default()),
         })
+    }
+
+    /// The policies that apply now.
+    pub fn applied_policy(&self) -> Arc<crate::queue::policy::Applied> {
+        self.applied.load_full()
+    }
+
+    /// Makes `applied` this exchange's policy.
+    pub fn apply_policy(&self, applied: crate::queue::policy::Applied) {
+        self.applied.store(Arc::new(applied));
+    }
+
+    /// Where unroutable messages go: the `alternate-exchange` argument, else the policy's.
+    pub fn effective_alternate_exchange(&self) -> Option<ShortStr> {
+        if self.alternate_exchange.is_some() {
+            return self.alternate_exchange.clone();
+        }
+        self.applied.load().alternate_exchange(None)
     }
 
     /// Adds a binding; binding the same thing twice is a no-op, as in RabbitMQ.

@@ -12,7 +12,7 @@
 //! and answer once written down.
 //!
 //! Not there yet (answered as such, never faked): exchanges' message_stats and connections'
-//! byte counts; policies are refused.
+//! byte counts.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -42,6 +42,7 @@ use crate::error::{AmqpError, Refusal};
 use crate::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
 use crate::ids::ConnectionId;
 use crate::message::Message;
+use crate::queue::policy::{Policy, PolicyKind};
 use crate::queue::{Queue, QueueOptions};
 use crate::registry::ConnectionEntry;
 use crate::stats;
@@ -95,6 +96,57 @@ impl BrokerManagement {
         }
     }
 
+    fn policy_views(&self, vhost: Option<&str>, kind: PolicyKind) -> Vec<PolicyView> {
+        let mut out = Vec::new();
+        for v in self.vhosts_of(vhost) {
+            out.extend(v.policies(kind).iter().map(|p| PolicyView {
+                vhost: p.vhost.clone(),
+                name: p.name.clone(),
+                pattern: p.pattern.clone(),
+                apply_to: p.apply_to.name().into(),
+                priority: p.priority,
+                definition: p.definition.clone(),
+            }));
+        }
+        out
+    }
+
+    /// Validates and sets a policy; answers once it is written down (as a declare's -ok).
+    async fn set_policy(&self, kind: PolicyKind, p: PolicyView) -> Result<Declared, SourceError> {
+        let v = self.vhost(&p.vhost)?;
+        let policy = Policy::new(
+            kind,
+            &p.vhost,
+            &p.name,
+            &p.pattern,
+            &p.apply_to,
+            p.priority,
+            p.definition,
+        )
+        .map_err(|reason| SourceError::BadRequest(format!("Validation failed\n\n{reason}\n")))?;
+        let created = v.put_policy(policy);
+        metadata_written(&v).await;
+        Ok(if created {
+            Declared::Created
+        } else {
+            Declared::Existed
+        })
+    }
+
+    async fn clear_policy(
+        &self,
+        kind: PolicyKind,
+        vhost: &str,
+        name: &str,
+    ) -> Result<(), SourceError> {
+        let v = self.vhost(vhost)?;
+        if !v.delete_policy(kind, name) {
+            return Err(SourceError::NotFound);
+        }
+        metadata_written(&v).await;
+        Ok(())
+    }
+
     fn vhost(&self, name: &str) -> Result<Arc<VHost>, SourceError> {
         self.broker.vhost(name).ok_or(SourceError::NotFound)
     }
@@ -132,6 +184,7 @@ impl BrokerManagement {
 
     fn queue_view(&self, vhost: &str, q: &Queue) -> QueueView {
         let s = q.stats();
+        let applied = q.applied_policy();
         let ready_messages = s.messages_ready;
         let w = self.rates.window(&Key::Queue {
             vhost: vhost.to_owned(),
@@ -154,6 +207,9 @@ impl BrokerManagement {
                 + (ready_messages + s.messages_unacked) * MESSAGE_OVERHEAD
                 + MESSAGE_OVERHEAD,
             message_stats: message_stats(&s.messages, &w),
+            policy: applied.policy.clone(),
+            operator_policy: applied.operator_policy.clone(),
+            effective_policy_definition: applied.definition.clone(),
             ..QueueView::default()
         }
     }
@@ -293,6 +349,7 @@ fn exchange_view(vhost: &str, x: &Exchange) -> ExchangeView {
         auto_delete: x.options.auto_delete,
         internal: x.options.internal,
         arguments: table_to_json(&x.options.arguments),
+        policy: x.applied_policy().policy.clone(),
         ..ExchangeView::default()
     }
 }
@@ -338,10 +395,13 @@ fn manage_error(e: ManageError) -> SourceError {
     }
 }
 
-fn not_supported(what: &str) -> SourceError {
-    SourceError::BadRequest(format!(
-        "{what} through the management API is not supported by this version of Warren yet"
-    ))
+/// Waits until the metadata writer has written down every change made so far.
+async fn metadata_written(v: &VHost) {
+    let Some(store) = v.store() else { return };
+    if let Some(seq) = store.metadata_pending() {
+        let mut committed = store.metadata_committed();
+        let _ = committed.wait_for(|c| *c >= seq).await;
+    }
 }
 
 impl ManagementSource for BrokerManagement {
@@ -603,8 +663,20 @@ impl ManagementSource for BrokerManagement {
         out
     }
 
-    fn policies(&self, _vhost: Option<&str>) -> Vec<PolicyView> {
-        Vec::new()
+    fn policies(&self, vhost: Option<&str>) -> Vec<PolicyView> {
+        self.policy_views(vhost, PolicyKind::User)
+    }
+
+    fn operator_policies(&self, vhost: Option<&str>) -> Vec<PolicyView> {
+        self.policy_views(vhost, PolicyKind::Operator)
+    }
+
+    async fn put_operator_policy(&self, policy: PolicyView) -> Result<Declared, SourceError> {
+        self.set_policy(PolicyKind::Operator, policy).await
+    }
+
+    async fn delete_operator_policy(&self, vhost: &str, name: &str) -> Result<(), SourceError> {
+        self.clear_policy(PolicyKind::Operator, vhost, name).await
     }
 
     fn alarms(&self) -> Vec<String> {
@@ -1111,12 +1183,12 @@ impl ManagementSource for BrokerManagement {
         Ok(())
     }
 
-    async fn put_policy(&self, _policy: PolicyView) -> Result<Declared, SourceError> {
-        Err(not_supported("policies"))
+    async fn put_policy(&self, policy: PolicyView) -> Result<Declared, SourceError> {
+        self.set_policy(PolicyKind::User, policy).await
     }
 
-    async fn delete_policy(&self, _vhost: &str, _name: &str) -> Result<(), SourceError> {
-        Err(SourceError::NotFound)
+    async fn delete_policy(&self, vhost: &str, name: &str) -> Result<(), SourceError> {
+        self.clear_policy(PolicyKind::User, vhost, name).await
     }
 
     async fn import_definitions(&self, definitions: Definitions) -> Result<(), SourceError> {

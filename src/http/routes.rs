@@ -83,6 +83,8 @@ pub enum Route {
     Permission(String, String),
     Policies(Option<String>),
     Policy(String, String),
+    OperatorPolicies(Option<String>),
+    OperatorPolicy(String, String),
     Definitions(Option<String>),
     HealthAlarms,
     HealthLocalAlarms,
@@ -165,6 +167,9 @@ impl Route {
             ["policies"] => Route::Policies(None),
             ["policies", v] => Route::Policies(Some(own(v))),
             ["policies", v, n] => Route::Policy(own(v), own(n)),
+            ["operator-policies"] => Route::OperatorPolicies(None),
+            ["operator-policies", v] => Route::OperatorPolicies(Some(own(v))),
+            ["operator-policies", v, n] => Route::OperatorPolicy(own(v), own(n)),
             ["definitions"] => Route::Definitions(None),
             ["definitions", v] => Route::Definitions(Some(own(v))),
             ["health", "checks", "alarms"] => Route::HealthAlarms,
@@ -195,7 +200,8 @@ impl Route {
             | Route::Queue(..)
             | Route::User(_)
             | Route::Permission(..)
-            | Route::Policy(..) => GET_PUT_DELETE,
+            | Route::Policy(..)
+            | Route::OperatorPolicy(..) => GET_PUT_DELETE,
             Route::Connection(_) | Route::Binding { .. } => GET_DELETE,
             Route::BindingPair { .. } | Route::Definitions(_) => GET_POST,
             Route::ExchangePublish(..) | Route::QueueGet(..) => POST,
@@ -898,6 +904,50 @@ pub async fn handle<S: ManagementSource>(
                 }
                 _ => {
                     source.delete_policy(&vhost, &name).await?;
+                    no_content()
+                }
+            }
+        }
+        // RabbitMQ: policymakers read operator policies, administrators change them.
+        (Route::OperatorPolicies(scope), _) => {
+            if let Some(vhost) = &scope {
+                if !source.vhost_exists(vhost) {
+                    return Err(ApiError::NotFound);
+                }
+            }
+            if !user.is_policymaker() {
+                authorize(user, Access::Administrator)?;
+            }
+            let mut rows: Vec<Value> = source
+                .operator_policies(scope.as_deref())
+                .iter()
+                .map(policy_json)
+                .collect();
+            by_vhost_and_name(&mut rows);
+            req.list(rows)
+        }
+        (Route::OperatorPolicy(vhost, name), method) => {
+            if !source.vhost_exists(&vhost) {
+                return Err(ApiError::NotFound);
+            }
+            match method {
+                Method::GET => {
+                    authorize(user, Access::Policies(&vhost))?;
+                    let found = source
+                        .operator_policies(Some(&vhost))
+                        .into_iter()
+                        .find(|p| p.name == name)
+                        .ok_or(ApiError::NotFound)?;
+                    ok(policy_json(&found))
+                }
+                Method::PUT => {
+                    authorize(user, Access::Administrator)?;
+                    let policy = parse_policy(&req.body, vhost, name)?;
+                    declared(source.put_operator_policy(policy).await?)
+                }
+                _ => {
+                    authorize(user, Access::Administrator)?;
+                    source.delete_operator_policy(&vhost, &name).await?;
                     no_content()
                 }
             }

@@ -465,6 +465,27 @@ pub trait ManagementSource: Send + Sync + 'static {
         async { Err(SourceError::Internal("limits are not supported".into())) }
     }
 
+    /// Operator policies (`/api/operator-policies`); a source without them has none.
+    fn operator_policies(&self, _vhost: Option<&str>) -> Vec<PolicyView> {
+        Vec::new()
+    }
+    fn put_operator_policy(
+        &self,
+        _policy: PolicyView,
+    ) -> impl Future<Output = Result<Declared, SourceError>> + Send {
+        async {
+            Err(SourceError::BadRequest(
+                "operator policies are not supported here".into(),
+            ))
+        }
+    }
+    fn delete_operator_policy(
+        &self,
+        _vhost: &str,
+        _name: &str,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send {
+        async { Err(SourceError::NotFound) }
+    }
     /// All-or-nothing: on error nothing changed (answer 400 with the reason).
     fn import_definitions(
         &self,

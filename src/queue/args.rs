@@ -87,6 +87,8 @@ pub struct QueueArgs {
     pub max_length_bytes: Option<u64>,
     /// `x-overflow`.
     pub overflow: Overflow,
+    /// Whether `x-overflow` was given (it then wins over a policy's `overflow`).
+    pub overflow_declared: bool,
     /// `x-max-priority`, only when it makes a difference (1..=255).
     pub max_priority: Option<u8>,
     /// `x-single-active-consumer`.
@@ -209,6 +211,7 @@ impl QueueArgs {
             .filter(|p| *p > 0);
         if let Some(v) = args.get(X_OVERFLOW) {
             out.overflow = overflow(v).map_err(|reason| invalid(X_OVERFLOW, reason))?;
+            out.overflow_declared = true;
         }
         if let Some(v) = args.get(X_QUEUE_MODE) {
             queue_mode(v).map_err(|reason| invalid(X_QUEUE_MODE, reason))?;

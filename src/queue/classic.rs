@@ -94,7 +94,7 @@ impl ClassicQueue {
 
     /// Starts the `x-expires` clock of a queue just made.
     pub(super) fn start(&self, q: &Arc<Queue>) {
-        if q.args.expires.is_some() {
+        if q.args().expires.is_some() {
             q.reschedule(&mut self.state.lock());
         }
     }
@@ -111,14 +111,15 @@ impl ClassicQueue {
         };
         // Recovered messages arrive with their bodies on disk: the first ones, and every one
         // of a queue that dead-letters, are read back now; deeper ones when they near the head.
-        if st.ready.bytes() < PAGE_OUT_BYTES || q.args.dead_letter_exchange.is_some() {
+        let args = q.args();
+        if st.ready.bytes() < PAGE_OUT_BYTES || args.dead_letter_exchange.is_some() {
             MutexGuard::unlocked(&mut st, || q.page_in(&mut queued));
         }
-        if q.args.message_ttl.is_some() || queued.message.properties.expiration.is_some() {
+        if args.message_ttl.is_some() || queued.message.properties.expiration.is_some() {
             // The journal keeps no expiry times: a recovered message's TTL starts again now
             // (RabbitMQ keeps the original deadline; this is later, never sooner).
             queued.expires_at =
-                super::ttl::expiry_of(q.args.message_ttl, &queued.message, Instant::now());
+                super::ttl::expiry_of(args.message_ttl, &queued.message, Instant::now());
             st.has_expiring |= queued.expires_at.is_some();
         }
         st.ready.push_back(queued);
@@ -126,13 +127,14 @@ impl ClassicQueue {
     }
 
     pub(super) fn admit(&self, q: &Arc<Queue>, message: &Arc<Message>) -> bool {
-        if !reserves_room(&q.args) {
+        let args = q.args();
+        if !reserves_room(&args) {
             return true;
         }
         let mut dead = DeadLetters::new();
         let admitted = {
             let mut st = self.state.lock();
-            if q.args.message_ttl.is_some() || message.properties.expiration.is_some() {
+            if args.message_ttl.is_some() || message.properties.expiration.is_some() {
                 q.expire_head(&mut st, Instant::now(), &mut dead);
             }
             if q.refuses(&st, message) {
@@ -154,11 +156,13 @@ impl ClassicQueue {
     }
 
     fn enqueue_locked(&self, q: &Arc<Queue>, message: Arc<Message>, dead: &mut DeadLetters) {
-        let timed = q.args.message_ttl.is_some() || message.properties.expiration.is_some();
+        // The effective arguments, read once per message (a policy may replace them).
+        let args = q.args();
+        let timed = args.message_ttl.is_some() || message.properties.expiration.is_some();
         let now = timed.then(Instant::now);
         stats::bump(&q.counters.published);
         let mut st = self.state.lock();
-        if reserves_room(&q.args) {
+        if reserves_room(&args) {
             st.reserved.remove(&message);
         }
         if let Some(now) = now {
@@ -169,12 +173,12 @@ impl ClassicQueue {
         let mut queued = QueuedMessage::new(seq, message);
         q.page_out_if_deep(&st, &mut queued);
         if let Some(now) = now {
-            queued.expires_at = super::ttl::expiry_of(q.args.message_ttl, &queued.message, now);
+            queued.expires_at = super::ttl::expiry_of(args.message_ttl, &queued.message, now);
             st.has_expiring |= queued.expires_at.is_some();
         }
         st.ready.push_back(queued);
         dispatch_locked(q, &mut st, now, dead);
-        if q.args.has_limits() {
+        if args.has_limits() {
             q.drop_over_limit(&mut st, dead);
         }
         if let Some(now) = now {
@@ -230,7 +234,7 @@ impl ClassicQueue {
         let mut dead = DeadLetters::new();
         let got = {
             let mut st = self.state.lock();
-            if q.args.expires.is_some() {
+            if q.args().expires.is_some() {
                 st.last_used = Some(Instant::now());
             }
             let now = Queue::expiry_clock(&st);
@@ -300,13 +304,13 @@ impl ClassicQueue {
         let mut st = self.state.lock();
         st.consumers.remove(sink, tag);
         if st.consumers.is_empty() {
-            if q.args.expires.is_some() {
+            if q.args().expires.is_some() {
                 st.last_used = Some(Instant::now());
                 q.reschedule(&mut st);
             }
             return q.options.auto_delete && st.had_consumer;
         }
-        if q.args.single_active_consumer {
+        if q.declared_args.single_active_consumer {
             let mut dead = DeadLetters::new();
             let now = Queue::expiry_clock(&st);
             dispatch_locked(q, &mut st, now, &mut dead);
@@ -332,6 +336,30 @@ impl ClassicQueue {
 
     pub(super) fn consumer_count(&self) -> u32 {
         self.state.lock().consumers.len() as u32
+    }
+
+    /// The effective arguments changed (a policy was set, changed or cleared): what the new
+    /// ones demand happens now, as RabbitMQ's `process_args_policy` does: a new `expires`
+    /// counts from now, a lower limit drops (drop-head) at once, an expired head goes.
+    pub(super) fn policy_changed(&self, q: &Arc<Queue>, old: &QueueArgs) {
+        let args = q.args();
+        let mut dead = DeadLetters::new();
+        {
+            let mut st = self.state.lock();
+            if reserves_room(old) && !reserves_room(&args) {
+                // Admitted publishes still in flight will not take their reservation back.
+                st.reserved = Default::default();
+            }
+            if args.expires.is_some() && args.expires != old.expires {
+                st.last_used = Some(Instant::now());
+            }
+            q.expire_head(&mut st, Instant::now(), &mut dead);
+            if args.has_limits() {
+                q.drop_over_limit(&mut st, &mut dead);
+            }
+            q.reschedule(&mut st);
+        }
+        q.publish_dead_letters(dead);
     }
 
     pub(super) fn touch(&self) {

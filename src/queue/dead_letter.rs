@@ -91,13 +91,14 @@ impl Queue {
         message: &Message,
         reason: DeadLetterReason,
     ) -> Option<DeadLetter> {
-        let dlx = self.args.dead_letter_exchange.as_ref()?;
+        let args = self.args();
+        let dlx = args.dead_letter_exchange.as_ref()?;
         let message = make_dead_letter(
             message,
             reason,
             &self.name,
             dlx,
-            self.args.dead_letter_routing_key.as_ref(),
+            args.dead_letter_routing_key.as_ref(),
             unix_seconds(),
         );
         Some(DeadLetter {
@@ -128,7 +129,7 @@ impl Queue {
     fn reject_classic(&self, messages: impl IntoIterator<Item = QueuedMessage>) {
         let mut n = 0;
         let messages = messages.into_iter().inspect(|_| n += 1);
-        if self.args.dead_letter_exchange.is_none() || self.is_deleted() {
+        if self.args().dead_letter_exchange.is_none() || self.is_deleted() {
             self.remove_for_good(messages);
             self.settled_unacked(n);
             return;

@@ -38,14 +38,14 @@ impl Reserved {
 impl Queue {
     /// Whether this queue refuses `message` because it would not fit (reject-publish modes).
     pub(super) fn refuses(&self, st: &QueueState, message: &Message) -> bool {
-        if self.args.overflow == Overflow::DropHead {
+        let args = self.args();
+        if args.overflow == Overflow::DropHead {
             return false;
         }
-        let too_long = self
-            .args
+        let too_long = args
             .max_length
             .is_some_and(|max| st.ready.len() as u64 + st.reserved.messages + 1 > max);
-        let too_big = self.args.max_length_bytes.is_some_and(|max| {
+        let too_big = args.max_length_bytes.is_some_and(|max| {
             st.ready.bytes() + st.reserved.bytes + message.body_size() as u64 > max
         });
         too_long || too_big
@@ -53,15 +53,14 @@ impl Queue {
 
     /// Drops ready messages from the head while the queue is over a limit (drop-head).
     pub(super) fn drop_over_limit(&self, st: &mut QueueState, dead: &mut DeadLetters) {
-        if self.args.overflow != Overflow::DropHead {
+        let args = self.args();
+        if args.overflow != Overflow::DropHead {
             return;
         }
         let over = |st: &QueueState| {
-            self.args
-                .max_length
+            args.max_length
                 .is_some_and(|max| st.ready.len() as u64 > max)
-                || self
-                    .args
+                || args
                     .max_length_bytes
                     .is_some_and(|max| st.ready.bytes() > max)
         };
@@ -77,7 +76,7 @@ impl Queue {
     /// reject-publish-dlx. It was refused before the journal saw it, so there is nothing to
     /// settle.
     pub(super) fn refuse(&self, message: &Message, dead: &mut DeadLetters) {
-        if self.args.overflow == Overflow::RejectPublishDlx {
+        if self.args().overflow == Overflow::RejectPublishDlx {
             if let Some(letter) = self.dead_letter_of(message, DeadLetterReason::MaxLen) {
                 dead.push(letter);
             }

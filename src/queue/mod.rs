@@ -23,6 +23,7 @@ mod consumers;
 pub mod dead_letter;
 pub mod kind;
 mod limits;
+pub mod policy;
 mod priority;
 mod quorum;
 mod timer;
@@ -30,8 +31,10 @@ mod ttl;
 
 use crate::ids::{ConnectionId, DurableQueueId};
 use crate::message::Message;
+use crate::queue::policy::Applied;
 use crate::stats::{self, MessageCounters, QueueStats};
 use crate::store::Store;
+use arc_swap::ArcSwap;
 use args::QueueArgs;
 use classic::{ClassicQueue, QueueState};
 pub use dead_letter::{DeadLetter, DeadLetterReason, QueueOwner};
@@ -188,8 +191,13 @@ pub struct Queue {
     /// The store and this queue's id in it, for durable queues (set once, when declared or
     /// restored).
     journal: OnceLock<(Arc<Store>, DurableQueueId)>,
-    /// The x-arguments it acts on.
-    args: QueueArgs,
+    /// The x-arguments it was declared with, parsed.
+    declared_args: QueueArgs,
+    /// The arguments it acts on: `declared_args` merged with the policies that apply
+    /// (`src/policy.rs`), replaced whole when a policy changes; read once per operation.
+    args: ArcSwap<QueueArgs>,
+    /// The policies behind `args`, for the management API.
+    applied: parking_lot::Mutex<Arc<Applied>>,
     /// The vhost, for dead letters and x-expires (none for a queue made with [`Queue::new`]).
     owner: Option<Weak<dyn QueueOwner>>,
     timer: timer::Timer,
@@ -262,7 +270,9 @@ impl Queue {
             backend,
             deleted: AtomicBool::new(false),
             journal: OnceLock::new(),
-            args,
+            args: ArcSwap::from_pointee(args.clone()),
+            declared_args: args,
+            applied: Default::default(),
             owner,
             timer: timer::Timer::default(),
             counters: MessageCounters::default(),
@@ -294,9 +304,32 @@ impl Queue {
         self.dedup.is_some()
     }
 
-    /// The x-arguments this queue acts on.
-    pub fn args(&self) -> &QueueArgs {
-        &self.args
+    /// The arguments this queue acts on now: its x-arguments merged with its policies.
+    pub fn args(&self) -> arc_swap::Guard<Arc<QueueArgs>> {
+        self.args.load()
+    }
+
+    /// The policies that apply now (names and merged definition).
+    pub fn applied_policy(&self) -> Arc<Applied> {
+        self.applied.lock().clone()
+    }
+
+    /// Makes `applied` this queue's policy: its effective arguments are recomputed and take
+    /// effect at once (a lower max-length drops or refuses now, a new TTL or expiry is timed
+    /// from now; messages already queued keep the expiry they had).
+    pub fn apply_policy(self: &Arc<Self>, applied: Applied) {
+        let effective = applied.queue_args(&self.declared_args);
+        *self.applied.lock() = Arc::new(applied);
+        if **self.args.load() == effective {
+            return;
+        }
+        let old = self.args.swap(Arc::new(effective));
+        match &self.backend {
+            Backend::Classic(c) => c.policy_changed(self, &old),
+            // A quorum queue reads its limits from `args()` at each command; no backlog to trim
+            // here (its state machine applies max-length at the next enqueue).
+            Backend::Quorum(_) => {}
+        }
     }
 
     /// Makes this a journaled queue: persistent messages in it survive restarts.
@@ -329,7 +362,7 @@ impl Queue {
             // A transient message is journaled only for quorum queues, which may settle it
             // while this queue still needs its body: it stays in memory here.
             || !queued.message.properties.is_persistent()
-            || self.args.dead_letter_exchange.is_some()
+            || self.args().dead_letter_exchange.is_some()
         {
             return;
         }

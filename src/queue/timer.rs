@@ -28,7 +28,7 @@ pub(crate) struct Timer {
 impl Queue {
     /// Records a use of the queue for `x-expires` (declare, basic.get, consumer changes).
     pub fn touch(&self) {
-        if self.args.expires.is_some() {
+        if self.args().expires.is_some() {
             match &self.backend {
                 Backend::Classic(c) => c.touch(),
                 Backend::Quorum(qq) => qq.touch(),
@@ -58,7 +58,7 @@ impl Queue {
 
     /// When the queue counts as unused for its whole `x-expires` period.
     fn unused_deadline(&self, st: &QueueState) -> Option<Instant> {
-        let ms = self.args.expires?;
+        let ms = self.args().expires?;
         if !st.consumers.is_empty() {
             return None;
         }

@@ -41,6 +41,19 @@ pub struct BindingDef {
     pub arguments: String,
 }
 
+/// A policy or operator policy (`kind`: `policy` / `operator_policy`); the definition is its
+/// JSON object as text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyDef {
+    pub vhost: String,
+    pub kind: String,
+    pub name: String,
+    pub pattern: String,
+    pub apply_to: String,
+    pub priority: i64,
+    pub definition: String,
+}
+
 /// Everything durable but messages.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Definitions {
@@ -52,6 +65,9 @@ pub struct Definitions {
     /// (a new data directory, or one from before it was durable).
     #[serde(skip)]
     pub access: Option<crate::auth::AccessDefinitions>,
+    /// Policies and operator policies (absent from files written before them).
+    #[serde(default)]
+    pub policies: Vec<PolicyDef>,
 }
 
 impl Definitions {

@@ -35,7 +35,7 @@
 //! A record of the log is `len u32 | crc32c u32 | JSON`; a short or
 //! damaged record can only be the torn tail of a machine crash, so replay stops there.
 
-use super::definitions::{BindingDef, Definitions, ExchangeDef, QueueDef};
+use super::definitions::{BindingDef, Definitions, ExchangeDef, PolicyDef, QueueDef};
 use super::StoreError;
 use crate::auth::{
     AccessChange, AccessDefinitions, PermissionDefinition, TopicPermissionDefinition,
@@ -81,6 +81,8 @@ const QUEUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("queue
 /// (vhost, destination kind, destination, source, routing key, arguments hex) → nothing: the
 /// key is the binding. Destination first, so a deleted queue's bindings are one range.
 const BINDINGS: TableDefinition<BindingKey, ()> = TableDefinition::new("bindings");
+/// (vhost, kind, policy name) → [`PolicyDef`] as JSON; kind is `policy` or `operator_policy`.
+const POLICIES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("policies");
 /// Format facts: `schema_version`, `next_queue_id`, `access_initialized` (1 once the access
 /// model was first written: from then on its tables are the truth, even when emptied).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -124,6 +126,12 @@ pub enum Change {
     /// Users, vhosts, permissions, topic permissions and limits. A deleted vhost also takes
     /// its exchanges, queues and bindings.
     Access(AccessChange),
+    PutPolicy(PolicyDef),
+    DeletePolicy {
+        vhost: String,
+        kind: String,
+        name: String,
+    },
 }
 
 /// The open metadata store: the writer thread and what is known of queue ids.
@@ -560,9 +568,19 @@ pub fn commit(db: &Database, changes: impl IntoIterator<Item = Change>) -> Resul
         let mut vhosts = txn.open_table(VHOSTS)?;
         let mut permissions = txn.open_table(PERMISSIONS)?;
         let mut topic_permissions = txn.open_table(TOPIC_PERMISSIONS)?;
+        let mut policies = txn.open_table(POLICIES)?;
         for change in changes {
             let access = match change {
                 Change::Access(access) => access,
+                Change::PutPolicy(p) => {
+                    let key = (p.vhost.as_str(), p.kind.as_str(), p.name.as_str());
+                    policies.insert(key, json(&p).as_slice())?;
+                    continue;
+                }
+                Change::DeletePolicy { vhost, kind, name } => {
+                    policies.remove((vhost.as_str(), kind.as_str(), name.as_str()))?;
+                    continue;
+                }
                 other => {
                     apply_definition(other, &mut exchanges, &mut queues, &mut bindings, &mut meta)?;
                     continue;
@@ -655,7 +673,8 @@ fn apply_definition(
         Change::DeleteBinding(b) => {
             bindings.remove(binding_key(&b))?;
         }
-        Change::Access(_) => {}
+        // Handled by the caller.
+        Change::Access(_) | Change::PutPolicy(_) | Change::DeletePolicy { .. } => {}
     }
     Ok(())
 }
@@ -703,6 +722,7 @@ fn check_schema(db: &Database) -> Result<(), redb::Error> {
         txn.open_table(VHOSTS)?;
         txn.open_table(PERMISSIONS)?;
         txn.open_table(TOPIC_PERMISSIONS)?;
+        txn.open_table(POLICIES)?;
     }
     txn.commit()?;
     Ok(())
@@ -738,6 +758,11 @@ fn load(db: &Database) -> Result<Definitions, redb::Error> {
             routing_key: routing_key.into(),
             arguments: arguments.into(),
         });
+    }
+    for entry in txn.open_table(POLICIES)?.iter()? {
+        let (_, value) = entry?;
+        defs.policies
+            .push(serde_json::from_slice(value.value()).map_err(|e| bad("policies", e))?);
     }
     let meta = txn.open_table(META)?;
     let stored_next = meta.get("next_queue_id")?.map_or(1, |v| v.value());
@@ -1075,7 +1100,7 @@ mod tests {
             queues: vec![queue("a", 3), queue("b", 5)],
             bindings: vec![binding("x", "queue", "a", "k")],
             next_queue_id: 9,
-            access: None,
+            ..Definitions::default()
         };
         let json = serde_json::to_vec_pretty(&legacy).expect("json");
         std::fs::write(dir.path().join(LEGACY_FILE), json).expect("written");

@@ -189,6 +189,20 @@ impl Store {
     // (`metadata.rs`) and returns at once; a reply that promises the change is durable waits
     // until `metadata_committed()` reaches `metadata_submitted()` as read after the call.
 
+    /// Records a policy or operator policy (replacing one of the same name).
+    pub fn put_policy(&self, def: definitions::PolicyDef) {
+        self.metadata.submit(Change::PutPolicy(def));
+    }
+
+    /// Forgets a policy (`kind`: `policy` / `operator_policy`).
+    pub fn remove_policy(&self, vhost: &str, kind: &str, name: &str) {
+        self.metadata.submit(Change::DeletePolicy {
+            vhost: vhost.into(),
+            kind: kind.into(),
+            name: name.into(),
+        });
+    }
+
     /// Records a durable exchange.
     pub fn add_exchange(&self, def: ExchangeDef) {
         self.metadata.submit(Change::PutExchange(def));

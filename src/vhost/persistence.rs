@@ -208,6 +208,10 @@ fn restore_definitions(
     defs: &Definitions,
     found: &mut Found,
 ) {
+    // Policies first, so each queue and exchange restored below starts with its own.
+    for p in defs.policies.iter().filter(|p| p.vhost == vhost.name) {
+        vhost.restore_policy(p);
+    }
     let args = |hex: &str| table_from_hex(hex).unwrap_or_default();
     for x in defs.exchanges.iter().filter(|x| x.vhost == vhost.name) {
         let Some(kind) = ExchangeKind::from_name(&x.kind) else {

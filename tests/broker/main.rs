@@ -24,6 +24,7 @@ mod management_access;
 mod management_api;
 mod max_length;
 mod pika_client;
+mod policies;
 mod priority;
 mod prometheus;
 mod queue_args_validation;

@@ -12,14 +12,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// One HTTP answer.
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Answer {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
@@ -32,13 +32,13 @@ impl Answer {
     }
 }
 
-struct Api {
+pub(crate) struct Api {
     addr: std::net::SocketAddr,
     auth: Option<String>,
 }
 
 impl Api {
-    fn of(broker: &TestBroker) -> Self {
+    pub(crate) fn of(broker: &TestBroker) -> Self {
         Self::as_user(broker, "guest", "guest")
     }
 
@@ -53,7 +53,7 @@ impl Api {
         }
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
+    pub(crate) async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Answer {
         within(&format!("{method} {path}"), self.send(method, path, body)).await
     }
 
@@ -92,7 +92,7 @@ impl Api {
         parse_answer(&raw)
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.call("GET", path, None).await
     }
 }

@@ -279,7 +279,7 @@ impl QuorumQueue {
     /// Called once the queue exists: starts the x-expires watch if the queue has one.
     pub(super) fn start(&self, q: &Arc<Queue>) {
         let _ = self.me.set(Arc::downgrade(q));
-        if let (Some(period), Ok(rt)) = (q.args.expires, tokio::runtime::Handle::try_current()) {
+        if let (Some(period), Ok(rt)) = (q.args().expires, tokio::runtime::Handle::try_current()) {
             rt.spawn(watch_expiry(Arc::downgrade(q), period));
         }
     }
@@ -568,7 +568,7 @@ impl QuorumQueue {
     pub(super) fn get(&self, q: &Arc<Queue>, no_ack: bool) -> Option<(QueuedMessage, u32)> {
         let mut out = Outcome::default();
         let mut core = self.core.lock();
-        if q.args.expires.is_some() {
+        if q.args().expires.is_some() {
             core.last_used = now_ms();
         }
         self.expire(q, &mut core, &mut out);

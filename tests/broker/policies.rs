@@ -1,0 +1,279 @@
+//! Policies and operator policies set over the management API, seen by AMQP clients: they apply
+//! to queues and exchanges that already exist and to new ones, with RabbitMQ's precedence
+//! (highest priority wins, operator policy's lower numeric value wins, queue arguments win or
+//! the lower value wins), and stop applying when deleted.
+
+use crate::common::*;
+use crate::management_api::Api;
+use lapin::ExchangeKind;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn put(api: &Api, path: &str, body: Value) -> u16 {
+    api.call("PUT", path, Some(body)).await.status
+}
+
+async fn queue_json(api: &Api, name: &str) -> Value {
+    api.get(&format!("/api/queues/%2F/{name}")).await.json()
+}
+
+#[tokio::test]
+async fn a_max_length_policy_applies_to_an_existing_queue_and_reverts_when_deleted() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "q1", &[]).await;
+    declare(&ch, "other", &[]).await;
+    for i in 0..5 {
+        publish(&ch, "q1", i.to_string()).await;
+    }
+    let body = json!({"pattern": "^q", "definition": {"max-length": 2}, "priority": 1, "apply-to": "queues"});
+    assert_eq!(
+        put(&api, "/api/policies/%2F/maxlen", body.clone()).await,
+        201
+    );
+    // Applied at once: the oldest are dropped.
+    assert_eq!(ready_count(&ch, "q1").await, 2);
+    assert_eq!(put(&api, "/api/policies/%2F/maxlen", body).await, 204);
+    let q = queue_json(&api, "q1").await;
+    assert_eq!(q["policy"], "maxlen");
+    assert_eq!(q["operator_policy"], Value::Null);
+    assert_eq!(q["effective_policy_definition"], json!({"max-length": 2}));
+    assert_eq!(queue_json(&api, "other").await["policy"], Value::Null);
+    // And to new publishes.
+    publish(&ch, "q1", "new").await;
+    assert_eq!(drain(&ch, "q1").await, vec!["4", "new"]);
+    let listed = api.get("/api/policies/%2F").await.json();
+    assert_eq!(
+        listed,
+        json!([{"vhost": "/", "name": "maxlen", "pattern": "^q", "apply-to": "queues",
+                "priority": 1, "definition": {"max-length": 2}}])
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/maxlen", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/maxlen", None)
+            .await
+            .status,
+        404
+    );
+    for i in 0..5 {
+        publish(&ch, "q1", i.to_string()).await;
+    }
+    assert_eq!(ready_count(&ch, "q1").await, 5);
+    let q = queue_json(&api, "q1").await;
+    assert_eq!(q["policy"], Value::Null);
+    assert_eq!(q["effective_policy_definition"], json!({}));
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn message_ttl_and_dead_lettering_come_from_a_policy_on_new_queues_too() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "dlq", &[]).await;
+    let body = json!({"pattern": "^ttl\\.", "apply-to": "queues",
+                      "definition": {"message-ttl": 50, "dead-letter-exchange": "",
+                                     "dead-letter-routing-key": "dlq"}});
+    assert_eq!(put(&api, "/api/policies/%2F/ttl", body).await, 201);
+    declare(&ch, "ttl.q", &[]).await;
+    publish(&ch, "ttl.q", "gone").await;
+    wait_ready(&ch, "dlq", 1).await;
+    assert_eq!(ready_count(&ch, "ttl.q").await, 0);
+    let d = get(&ch, "dlq").await.expect("a dead letter");
+    assert_eq!(
+        field_str(&x_death(&d.delivery.properties)[0], "reason"),
+        "expired"
+    );
+    assert_eq!(
+        field_str(&x_death(&d.delivery.properties)[0], "queue"),
+        "ttl.q"
+    );
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn the_highest_priority_policy_wins() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "pq", &[]).await;
+    let low = json!({"pattern": ".*", "priority": 1, "definition": {"max-length": 1}});
+    let high = json!({"pattern": "^pq$", "priority": 10, "definition": {"max-length": 3}});
+    assert_eq!(put(&api, "/api/policies/%2F/low", low).await, 201);
+    assert_eq!(put(&api, "/api/policies/%2F/high", high).await, 201);
+    for i in 0..6 {
+        publish(&ch, "pq", i.to_string()).await;
+    }
+    assert_eq!(ready_count(&ch, "pq").await, 3);
+    assert_eq!(queue_json(&api, "pq").await["policy"], "high");
+    // Only one policy applies: the lower one's keys are not merged in.
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/high", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(ready_count(&ch, "pq").await, 1);
+    assert_eq!(queue_json(&api, "pq").await["policy"], "low");
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn an_operator_policy_lower_value_wins_and_queue_arguments_win_over_policies() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "op", &[]).await;
+    declare(&ch, "arg", &[("x-max-length", int(1))]).await;
+    declare(&ch, "rej", &[("x-overflow", s("drop-head"))]).await;
+    let pol = json!({"pattern": ".*", "apply-to": "queues",
+                     "definition": {"max-length": 4, "overflow": "reject-publish"}});
+    assert_eq!(put(&api, "/api/policies/%2F/p", pol).await, 201);
+    let op = json!({"pattern": "^op$", "apply-to": "queues", "definition": {"max-length": 2}});
+    assert_eq!(put(&api, "/api/operator-policies/%2F/cap", op).await, 201);
+    for q in ["op", "arg", "rej"] {
+        for i in 0..6 {
+            publish(&ch, q, i.to_string()).await;
+        }
+    }
+    // Operator policy 2 < policy 4; reject-publish from the policy keeps the oldest.
+    assert_eq!(drain(&ch, "op").await, vec!["0", "1"]);
+    // x-max-length 1 < policy 4 (the lower wins), overflow from the policy.
+    assert_eq!(drain(&ch, "arg").await, vec!["0"]);
+    // x-overflow drop-head wins over the policy's reject-publish.
+    assert_eq!(drain(&ch, "rej").await, vec!["2", "3", "4", "5"]);
+    let q = queue_json(&api, "op").await;
+    assert_eq!(q["policy"], "p");
+    assert_eq!(q["operator_policy"], "cap");
+    assert_eq!(
+        q["effective_policy_definition"],
+        json!({"max-length": 2, "overflow": "reject-publish"})
+    );
+    let ops = api.get("/api/operator-policies").await.json();
+    assert_eq!(ops[0]["name"], "cap");
+    assert_eq!(
+        api.get("/api/operator-policies/%2F/cap").await.json()["definition"],
+        json!({"max-length": 2})
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/operator-policies/%2F/cap", None)
+            .await
+            .status,
+        204
+    );
+    for i in 0..6 {
+        publish(&ch, "op", i.to_string()).await;
+    }
+    assert_eq!(ready_count(&ch, "op").await, 4);
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn an_alternate_exchange_policy_routes_unroutable_messages() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    declare_exchange(&ch, "src", ExchangeKind::Direct).await;
+    declare_exchange(&ch, "ae", ExchangeKind::Fanout).await;
+    declare(&ch, "caught", &[]).await;
+    ch.queue_bind("caught", "ae", "", Default::default(), Default::default())
+        .await
+        .expect("bind");
+    let body = json!({"pattern": "^src$", "apply-to": "exchanges",
+                      "definition": {"alternate-exchange": "ae"}});
+    assert_eq!(put(&api, "/api/policies/%2F/ae", body).await, 201);
+    publish_key(&ch, "src", "nowhere").await;
+    wait_ready(&ch, "caught", 1).await;
+    assert_eq!(
+        api.get("/api/exchanges/%2F/src").await.json()["policy"],
+        "ae"
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/ae", None)
+            .await
+            .status,
+        204
+    );
+    publish_key(&ch, "src", "nowhere").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ready_count(&ch, "caught").await, 1);
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn bad_policies_get_rabbitmqs_400_reasons() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let cases = [
+        (
+            json!({"pattern": "(", "definition": {"max-length": 1}}),
+            "pattern should be regular expression but is invalid",
+        ),
+        (
+            json!({"pattern": ".*", "definition": {"max-length": -1}}),
+            "Validation failed\n\n-1 is not a valid maximum length\n",
+        ),
+        (
+            json!({"pattern": ".*", "definition": {"overflow": "sideways"}}),
+            "Validation failed\n\n<<\"sideways\">> is not a valid overflow value\n",
+        ),
+        (
+            json!({"pattern": ".*", "definition": {"bogus": 1}}),
+            "Validation failed\n\n[{<<\"bogus\">>,1}] are not recognised policy settings\n",
+        ),
+        (
+            json!({"pattern": ".*", "definition": {}}),
+            "Validation failed\n\nno policy provided\n",
+        ),
+    ];
+    for (body, reason) in cases {
+        let a = api
+            .call("PUT", "/api/policies/%2F/bad", Some(body.clone()))
+            .await;
+        assert_eq!(a.status, 400, "{body}");
+        let got = a.json();
+        assert_eq!(got["error"], "bad_request");
+        let text = got["reason"].as_str().unwrap_or_default();
+        assert!(text.contains(reason), "{body}: {text:?}");
+    }
+    // Operator policies take only the numeric limits.
+    let a = api
+        .call(
+            "PUT",
+            "/api/operator-policies/%2F/bad",
+            Some(json!({"pattern": ".*", "definition": {"dead-letter-exchange": "x"}})),
+        )
+        .await;
+    assert_eq!(a.status, 400);
+    assert_eq!(api.get("/api/policies").await.json(), json!([]));
+    assert_eq!(api.get("/api/operator-policies").await.json(), json!([]));
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn an_expires_policy_deletes_an_unused_existing_queue() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "idle", &[]).await;
+    declare(&ch, "kept", &[]).await;
+    let body = json!({"pattern": "^idle$", "definition": {"expires": 100}});
+    assert_eq!(put(&api, "/api/policies/%2F/exp", body).await, 201);
+    let mut gone = false;
+    for _ in 0..100 {
+        if api.get("/api/queues/%2F/idle").await.status == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the queue expired");
+    assert_eq!(api.get("/api/queues/%2F/kept").await.status, 200);
+    broker.finish().await;
+}
