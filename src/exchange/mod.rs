@@ -171,7 +171,7 @@ pub struct Exchange {
     pub delayed: Option<delayed::Delayed>,
     /// A deduplication exchange's cache of recent message ids.
     dedup: Option<crate::dedup::DedupCache>,
-    /// The policies that apply (`src/policy.rs`); read only for unroutable messages and by the
+    /// The policies that apply (`src/queue/policy.rs`); read only for unroutable messages and by the
     /// management API.
     applied: arc_swap::ArcSwap<crate::queue::policy::Applied>,
     bindings: RwLock<Bindings>,

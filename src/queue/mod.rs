@@ -194,7 +194,7 @@ pub struct Queue {
     /// The x-arguments it was declared with, parsed.
     declared_args: QueueArgs,
     /// The arguments it acts on: `declared_args` merged with the policies that apply
-    /// (`src/policy.rs`), replaced whole when a policy changes; read once per operation.
+    /// (`src/queue/policy.rs`), replaced whole when a policy changes; read once per operation.
     args: ArcSwap<QueueArgs>,
     /// The policies behind `args`, for the management API.
     applied: parking_lot::Mutex<Arc<Applied>>,
