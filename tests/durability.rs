@@ -26,30 +26,45 @@ impl Process {
     }
 
     async fn start_with(data: &Path, extra: &[String]) -> Self {
-        let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        // Port 0 and the address from the banner: a port picked here and bound later could be
+        // taken in between by another test's broker.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("warren starts");
+        let stdout = child.stdout.take().expect("stdout");
         // Owned by `Process` from here, so a panic below kills and reaps it.
-        let process = Process {
+        let mut process = Process {
             child,
-            url: format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+            url: String::new(),
         };
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                return process;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("warren did not start listening on {port}");
+        let banner = tokio::task::spawn_blocking(move || {
+            use std::io::BufRead;
+            let mut reader = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            let read = reader.read_line(&mut line).map(|_| line);
+            // Whatever else it prints is drained, so it never writes into a closed pipe.
+            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+            read
+        });
+        // Recovery comes before the banner: after many kill -9 cycles it can take a while.
+        let banner = tokio::time::timeout(Duration::from_secs(120), banner)
+            .await
+            .expect("warren did not announce its address")
+            .expect("join")
+            .expect("read the banner");
+        let addr: std::net::SocketAddr = banner
+            .split(" listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ',']).next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in the banner: {banner}"));
+        process.url = format!("amqp://guest:guest@{addr}/%2f");
+        process
     }
 
     async fn connect(&self) -> (Connection, Channel) {
