@@ -7,9 +7,11 @@
 //! - With the alarm off and the disk full, the broker stops rather than confirm a message it
 //!   could not write: every message confirmed before it stopped is there after a restart.
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -59,38 +61,13 @@ struct Warren {
 
 impl Warren {
     async fn start(data: &Path, disk_free_limit: u64) -> Warren {
-        // Port 0 and the address from the banner: a port picked here and bound later could be
-        // taken in between by a broker of the test running beside this one.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(["--disk-free-limit", &disk_free_limit.to_string()])
             .args(["--management-listen", "none", "--prometheus-listen", "none"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("warren starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let banner = tokio::task::spawn_blocking(move || {
-            use std::io::BufRead;
-            let mut reader = std::io::BufReader::new(stdout);
-            let mut line = String::new();
-            let read = reader.read_line(&mut line).map(|_| line);
-            // Whatever else it prints is drained, so it never writes into a closed pipe.
-            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-            read
-        });
-        let banner = tokio::time::timeout(Duration::from_secs(30), banner)
-            .await
-            .expect("warren did not announce its address")
-            .expect("join")
-            .expect("read the banner");
-        let addr = banner
-            .split(" listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split([' ', ',']).next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in the banner: {banner}"));
+            .env("RUST_LOG", "warn");
+        let (child, addr) = common::spawn_warren(&mut cmd).await;
         Warren { child, addr }
     }
 }

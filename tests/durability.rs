@@ -11,7 +11,7 @@ use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ExchangeKind};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 /// The warren binary on a data dir; killed (SIGKILL) when dropped unless stopped first.
@@ -26,45 +26,16 @@ impl Process {
     }
 
     async fn start_with(data: &Path, extra: &[String]) -> Self {
-        // Port 0 and the address from the banner: a port picked here and bound later could be
-        // taken in between by another test's broker.
-        let mut child = Command::new(env!("CARGO_BIN_EXE_warren"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_warren"));
+        cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("warren starts");
-        let stdout = child.stdout.take().expect("stdout");
-        // Owned by `Process` from here, so a panic below kills and reaps it.
-        let mut process = Process {
+            .env("RUST_LOG", "warn");
+        let (child, addr) = common::spawn_warren(&mut cmd).await;
+        Process {
             child,
-            url: String::new(),
-        };
-        let banner = tokio::task::spawn_blocking(move || {
-            use std::io::BufRead;
-            let mut reader = std::io::BufReader::new(stdout);
-            let mut line = String::new();
-            let read = reader.read_line(&mut line).map(|_| line);
-            // Whatever else it prints is drained, so it never writes into a closed pipe.
-            std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-            read
-        });
-        // Recovery comes before the banner: after many kill -9 cycles it can take a while.
-        let banner = tokio::time::timeout(Duration::from_secs(120), banner)
-            .await
-            .expect("warren did not announce its address")
-            .expect("join")
-            .expect("read the banner");
-        let addr: std::net::SocketAddr = banner
-            .split(" listening on ")
-            .nth(1)
-            .and_then(|rest| rest.split([' ', ',']).next())
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no address in the banner: {banner}"));
-        process.url = format!("amqp://guest:guest@{addr}/%2f");
-        process
+            url: format!("amqp://guest:guest@{addr}/%2f"),
+        }
     }
 
     async fn connect(&self) -> (Connection, Channel) {

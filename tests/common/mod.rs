@@ -358,3 +358,38 @@ pub fn start_ok_with_caps(user: &str, pass: &str, capabilities: FieldTable) -> c
         locale: "en_US".into(),
     }
 }
+
+/// Spawns `warren` (its command set to `--listen 127.0.0.1:0`, stdout not yet redirected) and
+/// reads the address it listens on from its banner. Port 0 and the banner, because a port picked
+/// by the test and bound later could be taken in between by another test's broker. Whatever it
+/// prints afterwards is drained, so it never writes into a closed pipe. Recovery comes before
+/// the banner, hence the long wait.
+pub async fn spawn_warren(cmd: &mut std::process::Command) -> (std::process::Child, SocketAddr) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("warren starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let banner = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let read = reader.read_line(&mut line).map(|_| line);
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        read
+    });
+    let banner = match tokio::time::timeout(Duration::from_secs(120), banner).await {
+        Ok(read) => read.expect("join").expect("read the banner"),
+        Err(_) => {
+            let _ = child.kill();
+            panic!("warren did not announce its address")
+        }
+    };
+    let addr = banner
+        .split(" listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in the banner: {banner}"));
+    (child, addr)
+}
