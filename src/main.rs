@@ -52,8 +52,18 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         ));
     }
     let (amqps, amqps_warnings) = bind_amqps(&settings)?;
-    let (management, management_warnings) = bind_management(&settings)?;
-    let (prometheus, prometheus_warnings) = bind_prometheus(&settings)?;
+    let (management, management_warnings) = bind_optional(
+        &settings.management_listen,
+        settings.management_listen_explicit.as_deref(),
+        "--management-listen",
+        "management API",
+    )?;
+    let (prometheus, prometheus_warnings) = bind_optional(
+        &settings.prometheus_listen,
+        settings.prometheus_listen_explicit.as_deref(),
+        "--prometheus-listen",
+        "Prometheus metrics",
+    )?;
     let logs = Arc::new(warren::logging::init(&settings.log)?);
     let open_files = warren::alarm::raise_open_file_limit();
     let broker = warren::server::open_broker(settings.config.clone())?;
@@ -161,36 +171,23 @@ fn bind_amqps(
     ))
 }
 
-/// The management API's listeners. An address the operator asked for must bind (the error names
-/// it and the flag, like the AMQP listeners'); the default `0.0.0.0:15672` is skipped with a
-/// warning when taken, so a RabbitMQ or another Warren on the machine does not stop this one.
-fn bind_management(
-    settings: &Settings,
+/// An HTTP listener with a default port (the management API's 15672, Prometheus' 15692). An
+/// address the operator asked for must bind (the error names it and the flag, like the AMQP
+/// listeners'); the default is skipped with a warning when taken, so a RabbitMQ or another Warren
+/// on the machine does not stop this one.
+fn bind_optional(
+    setting: &warren::config::listen::ListenerSetting,
+    explicit: Option<&str>,
+    flag: &str,
+    what: &str,
 ) -> Result<(Vec<tokio::net::TcpListener>, Vec<String>), StartupError> {
-    let setting = std::slice::from_ref(&settings.management_listen);
-    match &settings.management_listen_explicit {
-        Some(flag) => warren::server::bind_listeners(setting, flag),
-        None => match warren::server::bind_listeners(setting, "--management-listen") {
+    let setting = std::slice::from_ref(setting);
+    match explicit {
+        // Named as the operator set it (flag, variable or config key).
+        Some(source) => warren::server::bind_listeners(setting, source),
+        None => match warren::server::bind_listeners(setting, flag) {
             Ok(bound) => Ok(bound),
-            Err(e) => Ok((Vec::new(), vec![format!("management API not started: {e}")])),
-        },
-    }
-}
-
-/// The Prometheus listeners, bound like the management API's: an explicit address must bind,
-/// the default `0.0.0.0:15692` is skipped with a warning when taken.
-fn bind_prometheus(
-    settings: &Settings,
-) -> Result<(Vec<tokio::net::TcpListener>, Vec<String>), StartupError> {
-    let setting = std::slice::from_ref(&settings.prometheus_listen);
-    match &settings.prometheus_listen_explicit {
-        Some(flag) => warren::server::bind_listeners(setting, flag),
-        None => match warren::server::bind_listeners(setting, "--prometheus-listen") {
-            Ok(bound) => Ok(bound),
-            Err(e) => Ok((
-                Vec::new(),
-                vec![format!("Prometheus metrics not started: {e}")],
-            )),
+            Err(e) => Ok((Vec::new(), vec![format!("{what} not started: {e}")])),
         },
     }
 }
