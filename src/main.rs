@@ -128,13 +128,19 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
         prometheus,
         stop_management.clone(),
     ));
-    let amqps_banner = if amqps_addrs.is_empty() {
-        String::new()
-    } else {
-        format!("; AMQPS on {}", amqps_addrs.join(", "))
-    };
+    // Every listener in the banner, so tools and tests that start Warren on port 0 find them.
+    let mut banner_tail = String::new();
+    for (label, bound) in [
+        ("AMQPS", &amqps_addrs),
+        ("management API", &management_addrs),
+        ("Prometheus", &prometheus_addrs),
+    ] {
+        if !bound.is_empty() {
+            banner_tail.push_str(&format!("; {label} on {}", bound.join(", ")));
+        }
+    }
     println!(
-        "Warren {} listening on {} (data dir {}){amqps_banner}",
+        "Warren {} listening on {} (data dir {}){banner_tail}",
         env!("CARGO_PKG_VERSION"),
         addrs.join(", "),
         settings.config.data_dir.display()

@@ -18,6 +18,8 @@ use std::time::Duration;
 struct Process {
     child: Child,
     url: String,
+    /// The management API's port when started with `--management-listen 127.0.0.1:0`.
+    management: Option<u16>,
 }
 
 impl Process {
@@ -31,10 +33,12 @@ impl Process {
             .arg(data)
             .args(extra)
             .env("RUST_LOG", "warn");
-        let (child, addr) = common::spawn_warren(&mut cmd).await;
+        let (child, banner) = common::spawn_warren_banner(&mut cmd).await;
+        let addr = common::banner_amqp_address(&banner);
         Process {
             child,
             url: format!("amqp://guest:guest@{addr}/%2f"),
+            management: common::banner_address(&banner, "management API").map(|a| a.port()),
         }
     }
 
@@ -67,11 +71,15 @@ impl Process {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
+/// The arguments for a management API on a port the broker picks (read back from its banner).
+fn with_management() -> Vec<String> {
+    vec!["--management-listen".to_owned(), "127.0.0.1:0".to_owned()]
+}
+
+impl Process {
+    fn management_port(&self) -> u16 {
+        self.management.expect("started with_management()")
+    }
 }
 
 /// One management API call as guest; the status code. Retried while the listener starts.
@@ -107,9 +115,8 @@ async fn http(port: u16, method: &str, path: &str, body: &str) -> u16 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_model_survives_kill_9_right_after_the_api_answered() {
     let data = tempfile::tempdir().expect("temp dir");
-    let api = free_port();
-    let args = ["--management-listen".to_owned(), format!("127.0.0.1:{api}")];
-    let p = Process::start_with(data.path(), &args).await;
+    let p = Process::start_with(data.path(), &with_management()).await;
+    let api = p.management_port();
     let all = r#"{"configure": ".*", "write": ".*", "read": ".*"}"#;
     for (method, path, body, status) in [
         ("PUT", "/api/vhosts/dv", "{}", 201),
@@ -166,9 +173,8 @@ async fn the_access_model_survives_kill_9_right_after_the_api_answered() {
     }
     p.kill9();
 
-    let api = free_port();
-    let args = ["--management-listen".to_owned(), format!("127.0.0.1:{api}")];
-    let p = Process::start_with(data.path(), &args).await;
+    let p = Process::start_with(data.path(), &with_management()).await;
+    let api = p.management_port();
     let port = p
         .url
         .rsplit(':')
@@ -1254,12 +1260,8 @@ async fn a_disk_deduplication_cache_survives_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policies_survive_kill_9_and_apply_to_restored_queues() {
     let data = tempfile::tempdir().expect("temp dir");
-    let mport = free_port();
-    let args = vec![
-        "--management-listen".to_owned(),
-        format!("127.0.0.1:{mport}"),
-    ];
-    let p = Process::start_with(data.path(), &args).await;
+    let p = Process::start_with(data.path(), &with_management()).await;
+    let mport = p.management_port();
     let (_conn, ch) = p.connect().await;
     declare(&ch, "pol.q", true).await;
     let policy =
@@ -1292,7 +1294,8 @@ async fn policies_survive_kill_9_and_apply_to_restored_queues() {
     );
     p.kill9();
 
-    let p = Process::start_with(data.path(), &args).await;
+    let p = Process::start_with(data.path(), &with_management()).await;
+    let mport = p.management_port();
     let (_conn, ch) = p.connect().await;
     ch.confirm_select(ConfirmSelectOptions::default())
         .await

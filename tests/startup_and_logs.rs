@@ -344,6 +344,7 @@ impl Running {
         let amqps = banner
             .split("; AMQPS on ")
             .nth(1)
+            .and_then(|rest| rest.split(';').next())
             .map(|list| {
                 list.split(", ")
                     .map(|a| a.trim().parse().expect("an address"))

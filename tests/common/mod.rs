@@ -365,6 +365,36 @@ pub fn start_ok_with_caps(user: &str, pass: &str, capabilities: FieldTable) -> c
 /// prints afterwards is drained, so it never writes into a closed pipe. Recovery comes before
 /// the banner, hence the long wait.
 pub async fn spawn_warren(cmd: &mut std::process::Command) -> (std::process::Child, SocketAddr) {
+    let (child, banner) = spawn_warren_banner(cmd).await;
+    (child, banner_amqp_address(&banner))
+}
+
+/// The first AMQP address the banner names (`… listening on ADDR[, ADDR] (data dir …`).
+pub fn banner_amqp_address(banner: &str) -> SocketAddr {
+    banner
+        .split(" listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split([' ', ',']).next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in the banner: {banner}"))
+}
+
+/// The first address the banner names after `; {label} on ` (e.g. "management API"), for
+/// listeners started on port 0.
+pub fn banner_address(banner: &str, label: &str) -> Option<SocketAddr> {
+    banner
+        .split(&format!("; {label} on "))
+        .nth(1)?
+        .split([',', ';'])
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Starts warren (stdout piped) and returns it with its banner line; the rest of stdout is
+/// drained so the broker never blocks on a full pipe.
+pub async fn spawn_warren_banner(cmd: &mut std::process::Command) -> (std::process::Child, String) {
     let mut child = cmd
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -385,11 +415,5 @@ pub async fn spawn_warren(cmd: &mut std::process::Command) -> (std::process::Chi
             panic!("warren did not announce its address")
         }
     };
-    let addr = banner
-        .split(" listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split([' ', ',']).next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address in the banner: {banner}"));
-    (child, addr)
+    (child, banner)
 }
