@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Python clients against $AMQP_URL (interop/README.md): pika's scenarios, then celery's (a real
 # Celery worker, kombu underneath), then amqpstorm's, rabbitpy's and aio-pika's
-# (compat_scenarios.py). Prints one summary line per library: `pika: …`, `celery: …`,
-# `amqpstorm: …`, `rabbitpy: …`, `aio-pika: …`.
+# (compat_scenarios.py), then the management HTTP API through requests (http_scenarios.py, when
+# MANAGEMENT_URL is set). Prints one summary line per library: `pika: …`, `celery: …`,
+# `amqpstorm: …`, `rabbitpy: …`, `aio-pika: …`, `requests: …`.
 # Installs requirements.txt (every package pinned) from PyPI into a venv under target/.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -21,6 +22,7 @@ if ! cmp -s "$HERE/requirements.txt" "$STAMP"; then
         echo "amqpstorm: 0 passed, 1 failed"
         echo "rabbitpy: 0 passed, 1 failed"
         echo "aio-pika: 0 passed, 1 failed"
+        echo "requests: 0 passed, 1 failed"
         exit 1
     fi
     cp "$HERE/requirements.txt" "$STAMP"
@@ -30,4 +32,10 @@ status=0
 "$VENV/bin/python" -u pika_scenarios.py || status=1
 "$VENV/bin/python" -u celery_scenarios.py || status=1
 "$VENV/bin/python" -u compat_scenarios.py || status=1
+if [ -n "${MANAGEMENT_URL:-}" ]; then
+    "$VENV/bin/python" -u http_scenarios.py || status=1
+else
+    echo "SKIP requests: no MANAGEMENT_URL (the broker's HTTP API)"
+    echo "requests: 0 passed, 0 failed"
+fi
 exit $status

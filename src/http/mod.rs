@@ -156,15 +156,46 @@ async fn handle<S: ManagementSource, A: ManagementAuth>(
     let body = axum::body::to_bytes(body, state.max_body_bytes)
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
+    let query = path::query_pairs(parts.uri.query());
+    let single_object_columns = (method == Method::GET)
+        .then(|| list::ListQuery::parse(&query).ok())
+        .flatten()
+        .filter(|q| q.page.is_none())
+        .and_then(|q| q.columns);
     let request = routes::Request {
         source: &state.source,
         user,
         method,
-        query: path::query_pairs(parts.uri.query()),
+        query,
         headers: parts.headers,
         body,
     };
-    routes::handle(route, request).await
+    let response = routes::handle(route, request).await?;
+    match single_object_columns {
+        Some(columns) => Ok(select_object_columns(response, &columns).await),
+        None => Ok(response),
+    }
+}
+
+/// `columns=` on a single object (`/api/overview`, `/api/queues/{v}/{q}`…): RabbitMQ answers
+/// only those keys there too. Lists select their columns while they are built; a single object
+/// is cut here, after the fact, so that no handler needs to know (only requests with `columns`
+/// pay for the second parse).
+async fn select_object_columns(response: Response, columns: &[Vec<String>]) -> Response {
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(object @ serde_json::Value::Object(_)) => {
+            error::json_response(StatusCode::OK, &list::select_columns(&object, columns))
+        }
+        // An array (a list, already cut) or not JSON at all: as it was.
+        _ => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// RabbitMQ's order: `HEAD, GET, PUT, DELETE, OPTIONS`.

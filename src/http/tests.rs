@@ -882,6 +882,13 @@ async fn lists_page_sort_filter_and_select() {
         .unwrap()
         .iter()
         .all(|x| x.as_object().unwrap().len() == 2));
+    // A single object is cut to its columns too (RabbitMQ 3.10: /api/overview?columns=…).
+    let a = get(&fake, "/api/overview?columns=node,object_totals.queues").await;
+    let keys: Vec<&String> = a.body.as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["node", "object_totals"], "{}", a.body);
+    assert!(a.body["object_totals"]["queues"].is_number(), "{}", a.body);
+    let a = get(&fake, "/api/queues/%2F/q1?columns=name").await;
+    assert_eq!(a.body, json!({"name": "q1"}));
 }
 
 #[tokio::test]
