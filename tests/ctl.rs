@@ -601,6 +601,30 @@ async fn the_firehose_traces_publishes_and_deliveries_while_on() {
     };
     assert_eq!(code, 403, "amq.rabbitmq.trace is internal");
 
+    // What the management API publishes is traced too (RabbitMQ publishes it through a direct
+    // connection, which the firehose sees).
+    ok(
+        &broker,
+        &[
+            "publish",
+            "--exchange",
+            "amq.default",
+            "--routing-key",
+            "nowhere",
+            "--payload",
+            "over http",
+        ],
+    )
+    .await;
+    wait_ready(&ch, "trace", 1).await;
+    let via_http = get_one(&ch, "trace").await.delivery;
+    assert_eq!(via_http.routing_key.as_str(), "publish.");
+    assert_eq!(text(&via_http), "over http");
+    assert_eq!(
+        header_str(&via_http.properties, "user").as_deref(),
+        Some("guest")
+    );
+
     ok(&broker, &["trace_off"]).await;
     publish(&ch, "work", "after").await;
     let after = next(&mut consumer).await;

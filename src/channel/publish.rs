@@ -330,23 +330,7 @@ impl Channel {
         mandatory: bool,
     ) -> (Option<JournalSeq>, bool) {
         let vhost = &self.ctx.vhost;
-        let published = if vhost.tracing() {
-            let origin = &self.shared.trace.origin;
-            vhost.publish_observed(
-                exchange,
-                message,
-                |_| true,
-                |message, queues| {
-                    vhost.trace(crate::vhost::TraceEvent::Publish {
-                        message: message.clone(),
-                        routed: queues.iter().map(|q| q.name.clone()).collect(),
-                        origin: origin.clone(),
-                    });
-                },
-            )
-        } else {
-            vhost.publish(exchange, message)
-        };
+        let published = vhost.publish_traced(exchange, message, &self.shared.trace.origin);
         match (&published.unroutable, mandatory) {
             (None, _) => self.shared.count(1, |c| &c.routed),
             (Some(_), true) => self.shared.count(1, |c| &c.unroutable_returned),

@@ -889,7 +889,16 @@ impl ManagementSource for BrokerManagement {
             properties,
             Bytes::from(message.payload),
         );
-        let routed = v.publish(&x, Arc::new(m)).unroutable.is_none();
+        // Traced like a channel's publish (RabbitMQ publishes through a direct connection).
+        let origin = Arc::new(crate::vhost::TraceOrigin {
+            connection: "management API".to_owned(),
+            channel: 1,
+            user: Arc::from(user.name.as_str()),
+        });
+        let routed = v
+            .publish_traced(&x, Arc::new(m), &origin)
+            .unroutable
+            .is_none();
         let counters = v.api_counters();
         stats::bump(&counters.published);
         stats::bump(if routed {

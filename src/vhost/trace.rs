@@ -78,6 +78,31 @@ impl VHost {
         tracing::info!(vhost = %self.name, "tracing started");
     }
 
+    /// Publishes, and while the tracer is on also traces the publish as coming from `origin`:
+    /// the one way channels and the management API's publish go through the pipeline.
+    pub(crate) fn publish_traced(
+        &self,
+        exchange: &Arc<crate::exchange::Exchange>,
+        message: Arc<Message>,
+        origin: &Arc<TraceOrigin>,
+    ) -> super::publish::Published {
+        if !self.tracing() {
+            return self.publish(exchange, message);
+        }
+        self.publish_observed(
+            exchange,
+            message,
+            |_| true,
+            |message, queues| {
+                self.trace(TraceEvent::Publish {
+                    message: message.clone(),
+                    routed: queues.iter().map(|q| q.name.clone()).collect(),
+                    origin: origin.clone(),
+                });
+            },
+        )
+    }
+
     /// Hands an event to the tracer task (dropped if tracing stopped meanwhile).
     pub fn trace(&self, event: TraceEvent) {
         if let Some(tx) = self.tracer.lock().as_ref() {
