@@ -37,6 +37,8 @@ pub struct Broker {
     pub started: std::time::Instant,
     /// Open connections by user and vhost (limits, forced closes).
     pub tracking: Arc<Registry>,
+    /// Global runtime parameters (the cluster name among them).
+    pub global_parameters: crate::parameters::GlobalParameters,
 }
 
 /// Why a vhost could not be created or deleted.
@@ -81,6 +83,10 @@ impl Broker {
             store.write_access_now(&users.snapshot())?;
         }
         users.attach_journal(store.clone());
+        let global_parameters = crate::parameters::GlobalParameters::restore(
+            store.clone(),
+            std::mem::take(&mut recovered.definitions.global_parameters),
+        );
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = users.vhosts().iter().map(|v| VHost::new(&v.name)).collect();
         persistence::restore(&list, &store, recovered);
@@ -103,6 +109,7 @@ impl Broker {
             churn: Default::default(),
             started: std::time::Instant::now(),
             tracking: Default::default(),
+            global_parameters,
         });
         Ok(broker)
     }

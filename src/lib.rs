@@ -23,6 +23,7 @@ pub(crate) mod limits;
 pub mod logging;
 pub mod message;
 pub(crate) mod outbound;
+pub mod parameters;
 pub mod prometheus;
 pub mod queue;
 pub mod registry;

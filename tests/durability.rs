@@ -164,6 +164,18 @@ async fn the_access_model_survives_kill_9_right_after_the_api_answered() {
         ),
         ("DELETE", "/api/vhosts/doomed", "", 204),
         ("DELETE", "/api/users/gone", "", 204),
+        (
+            "PUT",
+            "/api/global-parameters/kept",
+            r#"{"value": {"a": 1}}"#,
+            201,
+        ),
+        (
+            "PUT",
+            "/api/cluster-name",
+            r#"{"name": "durable-name"}"#,
+            204,
+        ),
     ] {
         assert_eq!(
             http(api, method, path, body).await,
@@ -226,6 +238,17 @@ async fn the_access_model_survives_kill_9_right_after_the_api_answered() {
     assert_eq!(
         http(api, "GET", "/api/topic-permissions/dv/du", "").await,
         200
+    );
+    let (status, kept) = http_with_body(api, "GET", "/api/global-parameters/kept", "").await;
+    assert_eq!(status, 200);
+    assert!(
+        kept.ends_with(r#"{"name":"kept","value":{"a":1}}"#),
+        "{kept}"
+    );
+    let (_, name) = http_with_body(api, "GET", "/api/cluster-name", "").await;
+    assert!(
+        name.ends_with(r#"{"name":"durable-name"}"#),
+        "the cluster name: {name}"
     );
     let gone = format!("amqp://guest:guest@127.0.0.1:{port}/doomed");
     assert!(

@@ -368,11 +368,48 @@ def definitions_round_trip_per_vhost(names):
         api("DELETE", f"vhosts/{q(vhost)}")
 
 
+def runtime_parameters(names):
+    key = f"interop-http-param-{RUN_ID}"
+    try:
+        expect(api("PUT", f"global-parameters/{q(key)}", {"value": {"a": 1}}), 201, "PUT global")
+        expect(api("PUT", f"global-parameters/{q(key)}", {"value": 2}), 204, "PUT again")
+        check_eq(expect(api("GET", f"global-parameters/{q(key)}"), 200, "GET global"),
+                 {"name": key, "value": 2}, "the parameter")
+        listed = expect(api("GET", "global-parameters"), 200, "list globals")
+        check(any(p["name"] == "internal_cluster_id" for p in listed), f"cluster id: {listed}")
+        reason = error_shape(api("PUT", f"global-parameters/{q(key)}", {"name": key}), 400,
+                             "bad_request", "no value")
+        check_eq(reason, "[{key_missing,value}]", "the reason")
+        expect(api("DELETE", f"global-parameters/{q(key)}"), 204, "DELETE global")
+        expect(api("GET", f"global-parameters/{q(key)}"), 404, "gone")
+    finally:
+        api("DELETE", f"global-parameters/{q(key)}")
+    reason = error_shape(api("PUT", "parameters/federation-upstream/%2F/up",
+                             {"value": {"uri": "amqp://elsewhere"}}), 400, "bad_request",
+                         "a component without its plugin")
+    check("component federation-upstream not found" in reason, f"reason: {reason}")
+    check_eq(expect(api("GET", "parameters/federation-upstream"), 200, "no upstreams"), [],
+             "an unknown component lists nothing")
+    vhost = f"interop-http-pv-{RUN_ID}"
+    try:
+        expect(api("PUT", f"vhosts/{q(vhost)}", {}), 201, "PUT vhost")
+        path = f"parameters/vhost-limits/{q(vhost)}/limits"
+        status = api("PUT", path, {"value": {"max-connections": 5}}).status_code
+        check(status in (201, 204), f"PUT vhost-limits: HTTP {status}")
+        got = expect(api("GET", path), 200, "GET vhost-limits")
+        check_eq((got["component"], got["vhost"], got["name"], got["value"]),
+                 ("vhost-limits", vhost, "limits", {"max-connections": 5}), "the parameter")
+        limits = expect(api("GET", f"vhost-limits/{q(vhost)}"), 200, "the vhost's limits")
+        check_eq([l["value"] for l in limits], [{"max-connections": 5}], "limits")
+    finally:
+        api("DELETE", f"vhosts/{q(vhost)}")
+
+
 SCENARIOS = [(f.__name__, f) for f in (
     overview_nodes_and_whoami, authentication_and_errors, queue_declare_equivalence,
     bindings_with_properties_key, publish_and_get_ackmodes, connections_channels_consumers,
     users_vhosts_permissions_limits, policies_apply_live, list_paging_columns_and_filters,
-    health_checks, definitions_round_trip_per_vhost,
+    health_checks, definitions_round_trip_per_vhost, runtime_parameters,
 )]
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ pub enum Access<'a> {
     Vhost(&'a str),
     /// Policy writes: `administrator`, or `policymaker` with access to the vhost.
     Policies(&'a str),
+    /// Runtime parameters across vhosts (global parameters, the parameters list):
+    /// `administrator` or `policymaker`.
+    Parameters,
     /// A connection or channel of `owner`: the owner; for reads also `monitoring`, for DELETE
     /// also `administrator`.
     Owned { owner: &'a str, write: bool },
@@ -83,6 +86,10 @@ pub fn authorize(user: &UserInfo, access: Access<'_>) -> Result<(), ApiError> {
         ),
         Access::Policies(vhost) => (
             user.is_admin() || (user.is_policymaker() && user.can_access_vhost(vhost)),
+            "User not authorised to access object",
+        ),
+        Access::Parameters => (
+            user.is_policymaker(),
             "User not authorised to access object",
         ),
         Access::Owned { owner, write } => (

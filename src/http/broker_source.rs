@@ -19,8 +19,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use parking_lot::RwLock;
-use serde_json::Map;
+use serde_json::{Map, Value};
 use warren_protocol::{FieldTable, ShortStr};
 
 use super::amqp_json::{json_to_properties, json_to_table, properties_to_json, table_to_json};
@@ -66,7 +65,8 @@ pub struct BrokerManagement {
     identity: NodeIdentity,
     started: Instant,
     listeners: Vec<ListenerView>,
-    cluster_name: RwLock<String>,
+    /// The cluster name until one is set (`warren@<hostname>`).
+    default_cluster_name: String,
 }
 
 impl BrokerManagement {
@@ -92,7 +92,7 @@ impl BrokerManagement {
             },
             started: Instant::now(),
             listeners,
-            cluster_name: RwLock::new(format!("warren@{host}")),
+            default_cluster_name: format!("warren@{host}"),
         }
     }
 
@@ -454,7 +454,9 @@ impl ManagementSource for BrokerManagement {
     }
 
     fn cluster_name(&self) -> String {
-        self.cluster_name.read().clone()
+        self.broker
+            .global_parameters
+            .cluster_name(&self.default_cluster_name)
     }
 
     fn vhosts(&self) -> Vec<VhostView> {
@@ -691,7 +693,12 @@ impl ManagementSource for BrokerManagement {
     }
 
     async fn set_cluster_name(&self, name: String) -> Result<(), SourceError> {
-        *self.cluster_name.write() = name;
+        // Durable, as RabbitMQ keeps it: a global runtime parameter.
+        self.broker.global_parameters.put(
+            crate::parameters::CLUSTER_NAME,
+            serde_json::Value::String(name),
+        );
+        self.broker.metadata_written().await;
         Ok(())
     }
 
@@ -1198,6 +1205,32 @@ impl ManagementSource for BrokerManagement {
 
     async fn delete_policy(&self, vhost: &str, name: &str) -> Result<(), SourceError> {
         self.clear_policy(PolicyKind::User, vhost, name).await
+    }
+
+    fn global_parameters(&self) -> Vec<(String, Value)> {
+        self.broker.global_parameters.list()
+    }
+
+    async fn put_global_parameter(
+        &self,
+        name: String,
+        value: Value,
+    ) -> Result<Declared, SourceError> {
+        let created = self.broker.global_parameters.put(&name, value);
+        self.broker.metadata_written().await;
+        Ok(if created {
+            Declared::Created
+        } else {
+            Declared::Existed
+        })
+    }
+
+    async fn delete_global_parameter(&self, name: &str) -> Result<(), SourceError> {
+        if !self.broker.global_parameters.delete(name) {
+            return Err(SourceError::NotFound);
+        }
+        self.broker.metadata_written().await;
+        Ok(())
     }
 
     async fn import_definitions(&self, definitions: Definitions) -> Result<(), SourceError> {

@@ -92,7 +92,11 @@ pub fn export<S: ManagementSource>(source: &S, vhost: Option<&str>) -> Value {
             .iter()
             .map(super::access_routes::topic_permission_json)
             .collect();
-        doc["global_parameters"] = json!([]);
+        doc["global_parameters"] = source
+            .global_parameters()
+            .into_iter()
+            .map(|(name, value)| json!({"name": name, "value": value}))
+            .collect();
     }
     doc
 }

@@ -133,6 +133,22 @@ fn is_reserved_exchange(name: &str) -> bool {
     name.is_empty() || name.starts_with("amq.")
 }
 
+/// The document's global parameters (`{name, value}`), but not `internal_cluster_id`: this
+/// node keeps its own identity when it imports another cluster's export.
+fn global_parameters(doc: &Definitions) -> Result<Vec<(&str, &Value)>, String> {
+    let mut out = Vec::new();
+    for p in &doc.global_parameters {
+        let (Some(name), Some(value)) = (p.get("name").and_then(Value::as_str), p.get("value"))
+        else {
+            return Err(format!("a global parameter needs a name and a value: {p}"));
+        };
+        if name != crate::parameters::INTERNAL_CLUSTER_ID {
+            out.push((name, value));
+        }
+    }
+    Ok(out)
+}
+
 /// Imports `doc` into `broker`, or changes nothing and says why.
 pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
     // What Warren cannot apply is refused rather than dropped: an import that "succeeds"
@@ -153,6 +169,7 @@ pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
             "runtime parameters of component '{component}' are not supported by this version of Warren"
         ));
     }
+    let global_parameters = global_parameters(doc)?;
     let access = access_definitions(broker, doc)?;
     broker
         .users
@@ -252,6 +269,9 @@ pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
     // Everything checked: apply. A failure now would be a bug in a check above; it is reported.
     broker.users.import(&access).map_err(|e| e.to_string())?;
     broker.sync_vhosts();
+    for (name, value) in global_parameters {
+        broker.global_parameters.put(name, value.clone());
+    }
     for (x, options) in exchanges {
         let v = broker
             .vhost(&x.vhost)

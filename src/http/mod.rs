@@ -18,6 +18,7 @@ pub mod definitions;
 pub mod definitions_import;
 pub mod error;
 pub mod list;
+pub mod parameter_routes;
 pub mod path;
 pub mod rates;
 pub mod routes;
@@ -131,6 +132,16 @@ async fn handle<S: ManagementSource, A: ManagementAuth>(
 ) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let segments = path::api_segments(parts.uri.path()).ok_or(ApiError::NotFound)?;
+    // How to log in, asked before there are credentials (RabbitMQ answers it to anyone): no
+    // OAuth here. 3.10's keys, and 3.11's `oauth_enabled`.
+    if segments.len() == 1
+        && segments[0] == "auth"
+        && matches!(parts.method, Method::GET | Method::HEAD)
+    {
+        let answer = serde_json::json!({"enable_uaa": false, "uaa_client_id": "",
+                                        "uaa_location": "", "oauth_enabled": false});
+        return Ok(error::json_response(StatusCode::OK, &answer));
+    }
     let route = routes::Route::parse(&segments).ok_or(ApiError::NotFound)?;
     let method = if parts.method == Method::HEAD {
         Method::GET

@@ -95,6 +95,8 @@ pub enum Route {
     Aliveness(String),
     /// Topic permissions, limits, users/bulk-delete (`access_routes.rs`).
     Access(super::access_routes::AccessRoute),
+    /// Runtime parameters, feature flags and the like (`parameter_routes.rs`).
+    Parameters(super::parameter_routes::ParameterRoute),
 }
 
 impl Route {
@@ -103,6 +105,9 @@ impl Route {
         let s: Vec<&str> = segments.iter().map(String::as_str).collect();
         if let Some(route) = super::access_routes::AccessRoute::parse(&s) {
             return Some(Route::Access(route));
+        }
+        if let Some(route) = super::parameter_routes::ParameterRoute::parse(&s) {
+            return Some(Route::Parameters(route));
         }
         let own = |x: &str| x.to_string();
         let kind = |k: &str| match k {
@@ -194,6 +199,7 @@ impl Route {
         const DELETE: &[Method] = &[Method::DELETE];
         match self {
             Route::Access(route) => route.methods(),
+            Route::Parameters(route) => route.methods(),
             Route::ClusterName => GET_PUT,
             Route::Vhost(_)
             | Route::Exchange(..)
@@ -292,6 +298,7 @@ pub async fn handle<S: ManagementSource>(
     let method = req.method.clone();
     match (route, method) {
         (Route::Access(route), _) => super::access_routes::handle(route, req).await,
+        (Route::Parameters(route), _) => super::parameter_routes::handle(route, req).await,
         (Route::Overview, _) => ok(overview_for(source, user)),
         (Route::ClusterName, Method::GET) => ok(json!({ "name": source.cluster_name() })),
         (Route::ClusterName, _) => {

@@ -465,6 +465,31 @@ pub trait ManagementSource: Send + Sync + 'static {
         async { Err(SourceError::Internal("limits are not supported".into())) }
     }
 
+    /// Global runtime parameters, sorted by name; a source without them has none.
+    fn global_parameters(&self) -> Vec<(String, Value)> {
+        Vec::new()
+    }
+    fn put_global_parameter(
+        &self,
+        name: String,
+        value: Value,
+    ) -> impl Future<Output = Result<Declared, SourceError>> + Send {
+        let _ = (name, value);
+        async {
+            Err(SourceError::Internal(
+                "global parameters are not supported".into(),
+            ))
+        }
+    }
+    /// `NotFound` when there is no such parameter.
+    fn delete_global_parameter(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<(), SourceError>> + Send {
+        let _ = name;
+        async { Err(SourceError::NotFound) }
+    }
+
     /// Operator policies (`/api/operator-policies`); a source without them has none.
     fn operator_policies(&self, _vhost: Option<&str>) -> Vec<PolicyView> {
         Vec::new()

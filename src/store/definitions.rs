@@ -68,6 +68,9 @@ pub struct Definitions {
     /// Policies and operator policies (absent from files written before them).
     #[serde(default)]
     pub policies: Vec<PolicyDef>,
+    /// Global runtime parameters: (name, JSON text of the value).
+    #[serde(default)]
+    pub global_parameters: Vec<(String, String)>,
 }
 
 impl Definitions {

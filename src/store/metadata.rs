@@ -83,6 +83,8 @@ const QUEUES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("queue
 const BINDINGS: TableDefinition<BindingKey, ()> = TableDefinition::new("bindings");
 /// (vhost, kind, policy name) → [`PolicyDef`] as JSON; kind is `policy` or `operator_policy`.
 const POLICIES: TableDefinition<(&str, &str, &str), &[u8]> = TableDefinition::new("policies");
+/// Global runtime parameters by name; the value is the parameter's JSON text.
+const GLOBAL_PARAMETERS: TableDefinition<&str, &str> = TableDefinition::new("global_parameters");
 /// Format facts: `schema_version`, `next_queue_id`, `access_initialized` (1 once the access
 /// model was first written: from then on its tables are the truth, even when emptied).
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
@@ -130,6 +132,14 @@ pub enum Change {
     DeletePolicy {
         vhost: String,
         kind: String,
+        name: String,
+    },
+    /// A global runtime parameter; `value` is its JSON text.
+    PutGlobalParameter {
+        name: String,
+        value: String,
+    },
+    DeleteGlobalParameter {
         name: String,
     },
 }
@@ -569,6 +579,7 @@ pub fn commit(db: &Database, changes: impl IntoIterator<Item = Change>) -> Resul
         let mut permissions = txn.open_table(PERMISSIONS)?;
         let mut topic_permissions = txn.open_table(TOPIC_PERMISSIONS)?;
         let mut policies = txn.open_table(POLICIES)?;
+        let mut global_parameters = txn.open_table(GLOBAL_PARAMETERS)?;
         for change in changes {
             let access = match change {
                 Change::Access(access) => access,
@@ -579,6 +590,14 @@ pub fn commit(db: &Database, changes: impl IntoIterator<Item = Change>) -> Resul
                 }
                 Change::DeletePolicy { vhost, kind, name } => {
                     policies.remove((vhost.as_str(), kind.as_str(), name.as_str()))?;
+                    continue;
+                }
+                Change::PutGlobalParameter { name, value } => {
+                    global_parameters.insert(name.as_str(), value.as_str())?;
+                    continue;
+                }
+                Change::DeleteGlobalParameter { name } => {
+                    global_parameters.remove(name.as_str())?;
                     continue;
                 }
                 other => {
@@ -674,7 +693,11 @@ fn apply_definition(
             bindings.remove(binding_key(&b))?;
         }
         // Handled by the caller.
-        Change::Access(_) | Change::PutPolicy(_) | Change::DeletePolicy { .. } => {}
+        Change::Access(_)
+        | Change::PutPolicy(_)
+        | Change::DeletePolicy { .. }
+        | Change::PutGlobalParameter { .. }
+        | Change::DeleteGlobalParameter { .. } => {}
     }
     Ok(())
 }
@@ -723,6 +746,7 @@ fn check_schema(db: &Database) -> Result<(), redb::Error> {
         txn.open_table(PERMISSIONS)?;
         txn.open_table(TOPIC_PERMISSIONS)?;
         txn.open_table(POLICIES)?;
+        txn.open_table(GLOBAL_PARAMETERS)?;
     }
     txn.commit()?;
     Ok(())
@@ -763,6 +787,11 @@ fn load(db: &Database) -> Result<Definitions, redb::Error> {
         let (_, value) = entry?;
         defs.policies
             .push(serde_json::from_slice(value.value()).map_err(|e| bad("policies", e))?);
+    }
+    for entry in txn.open_table(GLOBAL_PARAMETERS)?.iter()? {
+        let (name, value) = entry?;
+        defs.global_parameters
+            .push((name.value().to_owned(), value.value().to_owned()));
     }
     let meta = txn.open_table(META)?;
     let stored_next = meta.get("next_queue_id")?.map_or(1, |v| v.value());

@@ -194,6 +194,20 @@ impl Store {
         self.metadata.submit(Change::PutPolicy(def));
     }
 
+    /// Records a global runtime parameter (`value`: its JSON text).
+    pub fn put_global_parameter(&self, name: &str, value: String) {
+        self.metadata.submit(Change::PutGlobalParameter {
+            name: name.into(),
+            value,
+        });
+    }
+
+    /// Forgets a global runtime parameter.
+    pub fn remove_global_parameter(&self, name: &str) {
+        self.metadata
+            .submit(Change::DeleteGlobalParameter { name: name.into() });
+    }
+
     /// Forgets a policy (`kind`: `policy` / `operator_policy`).
     pub fn remove_policy(&self, vhost: &str, kind: &str, name: &str) {
         self.metadata.submit(Change::DeletePolicy {

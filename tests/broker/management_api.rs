@@ -793,3 +793,148 @@ async fn message_rates_come_from_the_five_second_sampler() {
     assert!(close(rate(&channels[0], &publish)), "{channels}");
     b.finish().await;
 }
+
+/// Runtime parameters as RabbitMQ without plugins has them: global parameters (the cluster
+/// name among them, an `internal_cluster_id` made at start), `vhost-limits` parameters that
+/// are the vhost's limits (AMQP then enforces them), other components refused; and the
+/// discovery endpoints the web UI and tools call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_parameters_global_parameters_and_discovery() {
+    let b = TestBroker::start_with_management().await;
+    let api = Api::of(&b);
+    let globals = api.get("/api/global-parameters").await.json();
+    let id = globals
+        .as_array()
+        .and_then(|a| a.iter().find(|p| p["name"] == "internal_cluster_id"))
+        .unwrap_or_else(|| panic!("{globals}"));
+    assert!(id["value"]
+        .as_str()
+        .is_some_and(|v| v.starts_with("rabbitmq-cluster-id-")));
+
+    let put = |path: &'static str, body: Value| {
+        let api = &api;
+        async move { api.call("PUT", path, Some(body)).await }
+    };
+    assert_eq!(
+        put("/api/global-parameters/k", json!({"value": {"a": 1}}))
+            .await
+            .status,
+        201
+    );
+    assert_eq!(
+        put("/api/global-parameters/k", json!({"value": 2}))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        api.get("/api/global-parameters/k").await.json(),
+        json!({"name": "k", "value": 2})
+    );
+    let missing = put("/api/global-parameters/k", json!({"name": "k"})).await;
+    assert_eq!(missing.status, 400);
+    assert_eq!(missing.json()["reason"], "[{key_missing,value}]");
+    assert_eq!(
+        put("/api/cluster-name", json!({"name": "east"}))
+            .await
+            .status,
+        204
+    );
+    let globals = api.get("/api/global-parameters").await.json();
+    assert!(
+        globals
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == &json!({"name": "cluster_name", "value": "east"})),
+        "{globals}"
+    );
+    assert_eq!(
+        api.get("/api/overview").await.json()["cluster_name"],
+        "east"
+    );
+    let exported = api.get("/api/definitions").await.json();
+    assert!(
+        exported["global_parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "k"),
+        "{exported}"
+    );
+    assert_eq!(
+        api.call("DELETE", "/api/global-parameters/k", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(api.get("/api/global-parameters/k").await.status, 404);
+
+    // vhost-limits parameters are the vhost's limits.
+    let unknown = put(
+        "/api/parameters/federation-upstream/%2F/up",
+        json!({"value": {"uri": "amqp://elsewhere"}}),
+    )
+    .await;
+    assert_eq!(unknown.status, 400);
+    assert_eq!(
+        unknown.json()["reason"],
+        "Validation failed\n\ncomponent federation-upstream not found\n"
+    );
+    assert_eq!(
+        put(
+            "/api/parameters/vhost-limits/%2F/limits",
+            json!({"value": {"max-queues": 1}})
+        )
+        .await
+        .status,
+        201
+    );
+    assert_eq!(
+        api.get("/api/parameters").await.json(),
+        json!([{"component": "vhost-limits", "name": "limits", "value": {"max-queues": 1}, "vhost": "/"}])
+    );
+    assert_eq!(
+        api.get("/api/vhost-limits/%2F").await.json(),
+        json!([{"vhost": "/", "value": {"max-queues": 1}}])
+    );
+    let ch = b.connect().await.create_channel().await.expect("channel");
+    ch.queue_declare("one", QueueDeclareOptions::default(), Default::default())
+        .await
+        .expect("the first queue");
+    let second = ch
+        .queue_declare("two", QueueDeclareOptions::default(), Default::default())
+        .await;
+    assert_eq!(refused(second).0, 406, "max-queues 1 from the parameter");
+    assert_eq!(
+        api.call("DELETE", "/api/parameters/vhost-limits/%2F/limits", None)
+            .await
+            .status,
+        204
+    );
+    assert_eq!(api.get("/api/vhost-limits").await.json(), json!([]));
+
+    // Discovery: /api/auth answers without credentials; a plain node has no extensions.
+    let anonymous = Api {
+        auth: None,
+        ..Api::of(&b)
+    };
+    let auth = anonymous.get("/api/auth").await;
+    assert_eq!(auth.status, 200);
+    assert_eq!(auth.json()["enable_uaa"], false);
+    assert_eq!(api.get("/api/extensions").await.json(), json!([]));
+    let flags = api.get("/api/feature-flags").await.json();
+    assert!(
+        flags
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "quorum_queue" && f["state"] == "enabled"),
+        "{flags}"
+    );
+    let sync = api
+        .get("/api/health/checks/node-is-mirror-sync-critical")
+        .await;
+    assert_eq!(sync.json()["status"], "ok");
+    b.finish().await;
+}
