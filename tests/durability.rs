@@ -1018,11 +1018,15 @@ async fn an_at_least_once_dead_letter_without_a_route_survives_kill_9() {
     assert_eq!(passive_exists(&ch, "qq.alo").await, Some(0));
 }
 
-/// A durable `x-delayed-message` exchange keeps its held persistent messages through kill -9:
-/// each is routed after the restart (its delay starts again then), none is lost or routed
-/// twice; a transient one and one already routed before the kill do not come back.
+/// A durable `x-delayed-message` exchange keeps its held persistent messages through kill -9,
+/// each with its original due time: one due while the broker was down is routed as soon as it
+/// is back, in due order (not journal order); one due later is routed when it was due, not a
+/// whole delay after the restart. None is lost or routed twice; a transient one and one
+/// already routed before the kill do not come back; the delivered copies carry no trace of the
+/// due time.
 #[tokio::test]
-async fn delayed_messages_survive_kill_9() {
+async fn delayed_messages_survive_kill_9_keeping_their_due_time() {
+    use std::time::Instant;
     let data = tempfile::tempdir().expect("temp dir");
     let p = Process::start(data.path()).await;
     let (conn, ch) = p.connect().await;
@@ -1070,13 +1074,15 @@ async fn delayed_messages_survive_kill_9() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // "early" is routed to due.q
-    for body in [&b"held-1"[..], b"held-2"] {
+    let t0 = Instant::now();
+    // Published a before b, due b before a: both fall due while the broker is down.
+    for (body, ms) in [(&b"late-a"[..], 1500), (b"late-b", 1000), (b"future", 3500)] {
         publish_confirmed(
             &ch,
             "later",
             "k",
             body,
-            persistent().with_headers(delayed(600)),
+            persistent().with_headers(delayed(ms)),
         )
         .await;
     }
@@ -1091,32 +1097,48 @@ async fn delayed_messages_survive_kill_9() {
     journal_barrier(&ch).await;
     drop(conn);
     p.kill9();
+    // Down for 2 s: late-a and late-b fall due meanwhile.
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(t0.elapsed())).await;
 
     let p = Process::start(data.path()).await;
     let (_conn, ch) = p.connect().await;
-    let mut got = Vec::new();
-    for _ in 0..100 {
+    let back = Instant::now();
+    // (body, seconds after t0 it was got, whether it had a due-time header)
+    let mut got: Vec<(String, f64, bool)> = Vec::new();
+    while got.len() < 4 && t0.elapsed() < Duration::from_secs(8) {
         while let Some(m) = ch
             .basic_get("due.q", BasicGetOptions { no_ack: true })
             .await
             .expect("basic.get")
         {
-            got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+            let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+            got.push((
+                String::from_utf8_lossy(&m.delivery.data).into_owned(),
+                t0.elapsed().as_secs_f64(),
+                headers.inner().contains_key("x-delayed-due-at"),
+            ));
         }
-        if got.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let bodies: Vec<&str> = got.iter().map(|(b, _, _)| b.as_str()).collect();
+    assert_eq!(bodies, ["early", "late-b", "late-a", "future"], "{got:?}");
+    assert!(got.iter().all(|(_, _, due)| !due), "{got:?}");
+    let since_back = |at: f64| at - (back - t0).as_secs_f64();
+    assert!(
+        since_back(got[2].1) < 0.5,
+        "past due at the restart: routed at once, got {got:?}"
+    );
+    // Due at t0 + 3.5 s; restarting its delay would route it at >= t0 + 5.5 s.
+    assert!(
+        (3.4..4.6).contains(&got[3].1),
+        "routed at its original due time (t0 + 3.5 s): {got:?}"
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    while let Some(m) = ch
+    let late = ch
         .basic_get("due.q", BasicGetOptions { no_ack: true })
         .await
-        .expect("basic.get")
-    {
-        got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
-    }
-    assert_eq!(got, ["early", "held-1", "held-2"]);
+        .expect("basic.get");
+    assert!(late.is_none(), "nothing routed twice, no transient one");
     p.stop();
 }
 
@@ -1246,6 +1268,110 @@ async fn a_disk_deduplication_cache_survives_kill_9() {
         got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
     }
     assert_eq!(got, ["first", "new"]);
+    p.stop();
+}
+
+/// Deduplication windows keep their clock through kill -9: an id remembered with a 2 s TTL,
+/// by a disk-cached exchange and by a durable deduplicating queue (which already handed the
+/// message out), is still a duplicate after a restart 1 s later, and no longer one at its
+/// original expiry (t0 + 2 s), not a whole TTL after the restart.
+#[tokio::test]
+async fn deduplication_ttls_keep_their_expiry_through_kill_9() {
+    use lapin::types::AMQPValue;
+    use std::time::Instant;
+    let data = tempfile::tempdir().expect("temp dir");
+    let with_id = |id: &str| {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-deduplication-header".into(),
+            AMQPValue::LongString(id.into()),
+        );
+        persistent().with_headers(headers)
+    };
+    let publish_both = |ch: Channel, body: &'static [u8]| async move {
+        publish_confirmed(&ch, "dedup.ttl", "", body, with_id("a")).await;
+        publish_confirmed(&ch, "", "dedup.ttl.q", body, with_id("a")).await;
+    };
+    let drain = |ch: Channel, queue: &'static str| async move {
+        let got = drain_counted(&ch, queue).await;
+        got.into_iter()
+            .map(|(b, _, _)| String::from_utf8_lossy(&b).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    let mut args = FieldTable::default();
+    args.insert("x-cache-size".into(), AMQPValue::LongLongInt(100));
+    args.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(2000));
+    args.insert(
+        "x-cache-persistence".into(),
+        AMQPValue::LongString("disk".into()),
+    );
+    let durable_x = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        "dedup.ttl",
+        ExchangeKind::Custom("x-message-deduplication".into()),
+        durable_x,
+        args,
+    )
+    .await
+    .expect("declare the exchange");
+    declare(&ch, "dedup.ttl.routed", true).await;
+    ch.queue_bind(
+        "dedup.ttl.routed",
+        "dedup.ttl",
+        "",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    let mut qargs = FieldTable::default();
+    qargs.insert("x-message-deduplication".into(), AMQPValue::Boolean(true));
+    qargs.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(2000));
+    let durable_q = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("dedup.ttl.q", durable_q, qargs)
+        .await
+        .expect("declare the queue");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    let t0 = Instant::now();
+    publish_both(ch.clone(), b"first").await;
+    // The queue hands its message out: only its journaled cache remembers the id now.
+    assert_eq!(drain(ch.clone(), "dedup.ttl.q").await, ["first"]);
+    journal_barrier(&ch).await;
+    drop(conn);
+    p.kill9();
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(t0.elapsed())).await;
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    assert!(
+        t0.elapsed() < Duration::from_millis(1900),
+        "restarted in time"
+    );
+    publish_both(ch.clone(), b"duplicate").await;
+    assert_eq!(drain(ch.clone(), "dedup.ttl.routed").await, ["first"]);
+    assert!(drain(ch.clone(), "dedup.ttl.q").await.is_empty());
+    // Past the original expiry, before a TTL restarted at the restart would end (>= t0 + 3 s).
+    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(t0.elapsed())).await;
+    publish_both(ch.clone(), b"expired").await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(2900),
+        "checked in time"
+    );
+    assert_eq!(drain(ch.clone(), "dedup.ttl.routed").await, ["expired"]);
+    assert_eq!(drain(ch.clone(), "dedup.ttl.q").await, ["expired"]);
     p.stop();
 }
 
