@@ -1018,6 +1018,149 @@ async fn an_at_least_once_dead_letter_without_a_route_survives_kill_9() {
     assert_eq!(passive_exists(&ch, "qq.alo").await, Some(0));
 }
 
+/// At-least-once dead-lettering killed mid-way: 200 confirmed messages in a quorum queue
+/// (`x-dead-letter-strategy: at-least-once`) are rejected as fast as a consumer gets them, into
+/// a quorum target queue, and the broker is killed (-9) while the dead letters are in flight.
+/// After the restart every message is in the source or in the target (at least once: a
+/// message may be in both, never in neither); then rejecting what the source still holds
+/// moves the rest, and the target holds all 200.
+#[tokio::test]
+async fn at_least_once_dead_lettering_killed_mid_way_loses_nothing() {
+    use lapin::types::AMQPValue;
+    const N: usize = 200;
+    let data = tempfile::tempdir().expect("temp dir");
+    let quorum = |dlx: bool| {
+        let mut t = FieldTable::default();
+        t.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        if dlx {
+            t.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+            t.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            t.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString("alo.mid.dead".into()),
+            );
+            t.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+        }
+        t
+    };
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    ch.queue_declare("alo.mid.dead", durable, quorum(false))
+        .await
+        .expect("target");
+    ch.queue_declare("alo.mid", durable, quorum(true))
+        .await
+        .expect("source");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let mut confirms = Vec::new();
+    for i in 0..N {
+        let confirm = ch
+            .basic_publish(
+                "",
+                "alo.mid",
+                BasicPublishOptions::default(),
+                format!("m{i}").as_bytes(),
+                persistent(),
+            )
+            .await
+            .expect("publish");
+        confirms.push(confirm);
+    }
+    for c in confirms {
+        assert!(c.await.expect("confirm").is_ack(), "publish was nacked");
+    }
+    let consumer_ch = conn.create_channel().await.expect("channel");
+    consumer_ch
+        .basic_qos(50, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = consumer_ch
+        .basic_consume(
+            "alo.mid",
+            "rejecter",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    // Reject without waiting for anything; kill once half of them are on their way.
+    for _ in 0..N / 2 {
+        let d = within("a delivery", consumer.next())
+            .await
+            .expect("a delivery")
+            .expect("delivery");
+        let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+    }
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    let bodies = |v: Vec<(Vec<u8>, bool, Option<i64>)>| {
+        v.into_iter()
+            .map(|(b, _, _)| String::from_utf8_lossy(&b).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let dead = bodies(drain_counted(&ch, "alo.mid.dead").await);
+    // What the source still holds: got and rejected one by one (each moves to the target).
+    let mut left = Vec::new();
+    while let Some(m) = ch
+        .basic_get("alo.mid", BasicGetOptions { no_ack: false })
+        .await
+        .expect("get")
+    {
+        left.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+    }
+    let all: HashSet<String> = (0..N).map(|i| format!("m{i}")).collect();
+    let seen: HashSet<String> = dead.iter().chain(&left).cloned().collect();
+    assert_eq!(
+        all.difference(&seen).count(),
+        0,
+        "lost by the kill: {:?} (target had {}, source {})",
+        all.difference(&seen).collect::<Vec<_>>(),
+        dead.len(),
+        left.len()
+    );
+    eprintln!(
+        "after kill -9 mid-way: {} in the target, {} still in the source",
+        dead.len(),
+        left.len()
+    );
+    let moved: HashSet<String> = bodies(drain_counted(&ch, "alo.mid.dead").await)
+        .into_iter()
+        .collect();
+    let in_target: HashSet<String> = dead.into_iter().collect::<HashSet<_>>();
+    assert_eq!(
+        in_target.union(&moved).count(),
+        N,
+        "every message in the target in the end"
+    );
+    assert_eq!(passive_exists(&ch, "alo.mid").await, Some(0));
+    p.stop();
+}
+
 /// A durable `x-delayed-message` exchange keeps its held persistent messages through kill -9,
 /// each with its original due time: one due while the broker was down is routed as soon as it
 /// is back, in due order (not journal order); one due later is routed when it was due, not a
