@@ -1018,6 +1018,151 @@ async fn an_at_least_once_dead_letter_without_a_route_survives_kill_9() {
     assert_eq!(passive_exists(&ch, "qq.alo").await, Some(0));
 }
 
+/// Bytes the broker holds in messages (bodies plus a fixed overhead each: its memory alarm's
+/// measure), from the management API's `/api/nodes` `mem_used`.
+async fn message_bytes(api: u16) -> u64 {
+    let (status, text) = http_with_body(api, "GET", "/api/nodes", "").await;
+    assert_eq!(status, 200, "{text}");
+    let at = text.find("\"mem_used\":").expect("mem_used") + "\"mem_used\":".len();
+    let digits: String = text[at..]
+        .chars()
+        .skip_while(|c| c.is_whitespace())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().expect("mem_used is a number")
+}
+
+/// A deep quorum queue keeps its bodies on disk: of 64 MiB of confirmed messages (4,000 × 16
+/// KiB) only the first 16 MiB stay in memory, before and after kill -9; every body comes back
+/// intact and in order; one whose body was on disk when it expired at the head is dead-lettered
+/// with its whole body.
+#[tokio::test]
+async fn a_deep_quorum_queue_pages_bodies_out_and_back_in_through_kill_9() {
+    use lapin::types::AMQPValue;
+    const N: usize = 4000;
+    const SIZE: usize = 16 * 1024;
+    let body = |i: usize| {
+        let mut b = vec![(i % 251) as u8; SIZE];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        b
+    };
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("qq.deep.dlq".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let api = free_port();
+    let mgmt = ["--management-listen".to_owned(), format!("127.0.0.1:{api}")];
+    let p = Process::start_with(data.path(), &mgmt).await;
+    let (_conn, ch) = p.connect().await;
+    ch.queue_declare("qq.deep", durable, args)
+        .await
+        .expect("qq");
+    declare(&ch, "qq.deep.dlq", true).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+        let mut confirms = Vec::new();
+        for &i in chunk {
+            let c = ch
+                .basic_publish(
+                    "",
+                    "qq.deep",
+                    BasicPublishOptions::default(),
+                    &body(i),
+                    persistent(),
+                )
+                .await
+                .expect("publish");
+            confirms.push(c);
+        }
+        for c in confirms {
+            assert!(c.await.expect("confirm").is_ack());
+        }
+    }
+    // Last: one that expires (1 ms) while its body is on disk, before it reaches the head.
+    publish_confirmed(
+        &ch,
+        "",
+        "qq.deep",
+        &body(N),
+        persistent().with_expiration("1".into()),
+    )
+    .await;
+    let held = message_bytes(api).await;
+    eprintln!(
+        "{held} bytes of messages in memory for {} MiB of bodies",
+        (N * SIZE) >> 20
+    );
+    assert!(
+        held < 20 << 20,
+        "bodies past 16 MiB stay on disk: {held} bytes of messages in memory"
+    );
+    p.kill9();
+
+    let p = Process::start_with(data.path(), &mgmt).await;
+    let (_conn, ch) = p.connect().await;
+    assert_eq!(passive_exists(&ch, "qq.deep").await, Some(N as u32 + 1));
+    let held = message_bytes(api).await;
+    eprintln!("{held} bytes of messages in memory after the restart");
+    assert!(
+        held < 20 << 20,
+        "a restart reads back only the first 16 MiB: {held} bytes of messages in memory"
+    );
+    ch.basic_qos(100, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = ch
+        .basic_consume(
+            "qq.deep",
+            "drain",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for i in 0..N {
+        let d = within("a delivery", consumer.next())
+            .await
+            .expect("a delivery")
+            .expect("delivery");
+        assert!(d.data == body(i), "message {i} intact and in order");
+        d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    let dead = within("the dead letter", async {
+        loop {
+            if let Some(m) = ch
+                .basic_get("qq.deep.dlq", BasicGetOptions { no_ack: true })
+                .await
+                .expect("get")
+            {
+                return m.delivery.data;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        dead == body(N),
+        "the expired one's dead letter has its body"
+    );
+    p.stop();
+}
+
 /// At-least-once dead-lettering killed mid-way: 200 confirmed messages in a quorum queue
 /// (`x-dead-letter-strategy: at-least-once`) are rejected as fast as a consumer gets them, into
 /// a quorum target queue, and the broker is killed (-9) while the dead letters are in flight.

@@ -247,6 +247,15 @@ impl QuorumState {
         self.ready.front()
     }
 
+    /// The ready head `id`'s body is back in memory: `message` replaces the stub it held (whose
+    /// journal id names the body on disk). Not a command: the queue's state is the same, only
+    /// where a body lives changed. Ignored unless `id` is still the head.
+    pub(crate) fn load_head(&mut self, id: MsgId, message: Arc<Message>) {
+        if let Some(head) = self.ready.front_mut().filter(|e| e.id == id) {
+            head.message = message;
+        }
+    }
+
     /// When the ready head expires (Unix ms), if it does.
     pub(crate) fn head_expiry(&self) -> Option<u64> {
         self.ready.front().and_then(|e| e.expires_at)
