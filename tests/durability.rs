@@ -1413,7 +1413,7 @@ async fn delayed_messages_survive_kill_9_keeping_their_due_time() {
     assert!(got.iter().all(|(_, _, due)| !due), "{got:?}");
     let since_back = |at: f64| at - (back - t0).as_secs_f64();
     assert!(
-        since_back(got[2].1) < 0.5,
+        since_back(got[2].1) < 1.0,
         "past due at the restart: routed at once, got {got:?}"
     );
     // Due at t0 + 3.5 s; restarting its delay would route it at >= t0 + 5.5 s.
@@ -1559,10 +1559,10 @@ async fn a_disk_deduplication_cache_survives_kill_9() {
     p.stop();
 }
 
-/// Deduplication windows keep their clock through kill -9: an id remembered with a 2 s TTL,
+/// Deduplication windows keep their clock through kill -9: an id remembered with a 3 s TTL,
 /// by a disk-cached exchange and by a durable deduplicating queue (which already handed the
 /// message out), is still a duplicate after a restart 1 s later, and no longer one at its
-/// original expiry (t0 + 2 s), not a whole TTL after the restart.
+/// original expiry (t0 + 3 s), not a whole TTL after the restart (>= t0 + 4 s).
 #[tokio::test]
 async fn deduplication_ttls_keep_their_expiry_through_kill_9() {
     use lapin::types::AMQPValue;
@@ -1590,7 +1590,7 @@ async fn deduplication_ttls_keep_their_expiry_through_kill_9() {
     let (conn, ch) = p.connect().await;
     let mut args = FieldTable::default();
     args.insert("x-cache-size".into(), AMQPValue::LongLongInt(100));
-    args.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(2000));
+    args.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(3000));
     args.insert(
         "x-cache-persistence".into(),
         AMQPValue::LongString("disk".into()),
@@ -1619,7 +1619,7 @@ async fn deduplication_ttls_keep_their_expiry_through_kill_9() {
     .expect("bind");
     let mut qargs = FieldTable::default();
     qargs.insert("x-message-deduplication".into(), AMQPValue::Boolean(true));
-    qargs.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(2000));
+    qargs.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(3000));
     let durable_q = QueueDeclareOptions {
         durable: true,
         ..Default::default()
@@ -1645,17 +1645,17 @@ async fn deduplication_ttls_keep_their_expiry_through_kill_9() {
         .await
         .expect("confirm.select");
     assert!(
-        t0.elapsed() < Duration::from_millis(1900),
+        t0.elapsed() < Duration::from_millis(2800),
         "restarted in time"
     );
     publish_both(ch.clone(), b"duplicate").await;
     assert_eq!(drain(ch.clone(), "dedup.ttl.routed").await, ["first"]);
     assert!(drain(ch.clone(), "dedup.ttl.q").await.is_empty());
-    // Past the original expiry, before a TTL restarted at the restart would end (>= t0 + 3 s).
-    tokio::time::sleep(Duration::from_millis(2300).saturating_sub(t0.elapsed())).await;
+    // Past the original expiry, before a TTL restarted at the restart would end (>= t0 + 4 s).
+    tokio::time::sleep(Duration::from_millis(3300).saturating_sub(t0.elapsed())).await;
     publish_both(ch.clone(), b"expired").await;
     assert!(
-        t0.elapsed() < Duration::from_millis(2900),
+        t0.elapsed() < Duration::from_millis(3900),
         "checked in time"
     );
     assert_eq!(drain(ch.clone(), "dedup.ttl.routed").await, ["expired"]);

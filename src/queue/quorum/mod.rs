@@ -27,10 +27,11 @@
 //! itself.
 //!
 //! Deep queues keep their bodies on disk, as classic queues do: a message that joins behind
-//! [`PAGE_OUT_BYTES`] of ready bodies enters the state machine as a stub (`Message::stub`: its
-//! journal id, body length, priority and expiration, no body), and its body is read back from
-//! the journal, with the lock released, when it reaches the head and is about to go out (or is
-//! dead-lettered). The state machine stays pure: it never sees where a body lives.
+//! [`PAGE_OUT_BYTES`] of ready bodies enters the state machine as its journal id and body length
+//! only (`state::Body::OnDisk`, 16 bytes), and its body is read back from the journal, with the
+//! lock released, when it reaches the head and is about to go out (or is dead-lettered); a
+//! restart reads back only the first `PAGE_OUT_BYTES`. The state machine stays pure: it never
+//! reads a body, only counts its size.
 
 pub(crate) mod state;
 
@@ -44,7 +45,7 @@ use super::DeadLetter;
 use super::{ConsumeError, Consumer, ConsumerSink, Queue, QueuedMessage, PAGE_OUT_BYTES};
 use crate::message::Message;
 use parking_lot::{Mutex, MutexGuard};
-use state::{Command, Config, Effect, Entry, MsgId, QuorumState, Reason};
+use state::{Body, Command, Config, Effect, Entry, MsgId, QuorumState, Reason};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
@@ -252,7 +253,7 @@ fn expiration_ms(message: &Message) -> Option<u64> {
 fn queued(e: &Entry) -> QueuedMessage {
     QueuedMessage {
         seq: e.id,
-        message: e.message.clone(),
+        message: e.message.message(),
         redelivered: e.delivery_count > 0,
         expires_at: None,
         delivery_count: e.delivery_count,
@@ -325,12 +326,12 @@ impl QuorumQueue {
                     out.paged_dead.push((e, reason, false));
                 }
                 Effect::DeadLetterHeld(e, reason) => {
-                    if let Some(letter) = q.dead_letter_of(&e.message, reason.into()) {
+                    if let Some(letter) = q.dead_letter_of(&e.message.message(), reason.into()) {
                         out.held.push((letter, e.id));
                     }
                 }
                 Effect::Died(e, reason) => {
-                    if let Some(letter) = q.dead_letter_of(&e.message, reason.into()) {
+                    if let Some(letter) = q.dead_letter_of(&e.message.message(), reason.into()) {
                         out.dead.push(letter);
                         out.settle_after.push(queued(&e));
                     } else {
@@ -415,7 +416,9 @@ impl QuorumQueue {
                 for (e, reason) in core.state.held() {
                     if e.message.is_paged() {
                         out.paged_dead.push((e.clone(), *reason, true));
-                    } else if let Some(letter) = q.dead_letter_of(&e.message, (*reason).into()) {
+                    } else if let Some(letter) =
+                        q.dead_letter_of(&e.message.message(), (*reason).into())
+                    {
                         out.held.push((letter, e.id));
                     }
                 }
@@ -442,7 +445,7 @@ impl QuorumQueue {
             q,
             &mut core,
             Command::Restore {
-                message: message.message,
+                message: message.message.into(),
                 expiration_ms,
                 delivery_count: deliveries,
                 now: now_ms(),
@@ -469,10 +472,16 @@ impl QuorumQueue {
         let mut out = Outcome::default();
         let mut core = self.core.lock();
         let now = now_ms();
-        // Behind enough ready bodies, only a stub joins (its body stays in the journal).
-        let message = match core.state.ready_bytes() >= PAGE_OUT_BYTES {
-            true => message.stub().map(Arc::new).unwrap_or(message),
-            false => message,
+        // Behind enough ready bodies, only its journal id joins (its body stays on disk).
+        let message = match (
+            core.state.ready_bytes() >= PAGE_OUT_BYTES,
+            message.persist_id.get(),
+        ) {
+            (true, Some(id)) => Body::OnDisk {
+                journal_id: *id,
+                len: u32::try_from(message.body.len()).unwrap_or(u32::MAX),
+            },
+            _ => Body::Loaded(message),
         };
         Self::apply(
             q,
