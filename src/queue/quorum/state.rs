@@ -603,6 +603,24 @@ mod tests {
     }
 
     #[test]
+    fn a_paged_out_message_costs_48_bytes_in_the_queue() {
+        // A deep queue holds a million of these: the bookkeeping per paged message.
+        assert_eq!(std::mem::size_of::<Body>(), 16);
+        assert!(std::mem::size_of::<Entry>() <= 48);
+        let body: Body = msg("abc").into();
+        assert!(!body.is_paged());
+        let paged = Body::OnDisk {
+            journal_id: MessageId(7),
+            len: 1024,
+        };
+        assert!(paged.is_paged());
+        assert_eq!(paged.size(), 1024);
+        let stub = paged.message();
+        assert_eq!(stub.persist_id.get(), Some(&MessageId(7)));
+        assert!(stub.is_paged() && stub.body_size() == 1024);
+    }
+
+    #[test]
     fn ttl_expires_at_the_head_only() {
         let mut s = QuorumState::new(Config::default());
         let _ = s.apply(Command::Enqueue {
