@@ -8,10 +8,10 @@
 //! - A queue declared with `x-message-deduplication: true` (optional `x-cache-size`,
 //!   `x-cache-ttl`) does not enqueue a duplicate (the publisher's confirm is still an ack).
 //!
-//! Durability: a durable exchange with `x-cache-persistence: disk` journals each id it
-//! remembers (and settles it when forgotten); after a restart a durable queue remembers the ids
-//! of the messages it still holds (vhost/persistence.rs), not those already consumed. TTLs
-//! start again at a restart.
+//! Durability: a durable exchange with `x-cache-persistence: disk`, and every durable
+//! deduplicating queue, journals each id it remembers (and settles it when forgotten), with the
+//! wall-clock time its TTL ends ([`EXPIRES_AT`]); after a restart the cache holds the same ids,
+//! each expiring when it would have without the restart (vhost/persistence.rs).
 //!
 //! A message may carry its own `x-cache-ttl` header, overriding the cache's TTL for its id.
 //! Messages without the id header are never checked.
@@ -19,6 +19,7 @@
 use crate::ids::{DurableQueueId, MessageId};
 use crate::message::Message;
 use crate::store::Store;
+use crate::wall_clock;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
@@ -103,6 +104,18 @@ fn id_of(headers: &FieldTable) -> Option<Vec<u8>> {
     })
 }
 
+/// On a journaled id: when its TTL ends, in wall-clock milliseconds since the Unix epoch.
+pub const EXPIRES_AT: &str = "x-cache-expires-at";
+
+/// A durable deduplicating queue journals each id it remembers under a journal id of this
+/// name (see [`CACHE_QUEUE_PREFIX`]).
+pub const QUEUE_CACHE_PREFIX: &str = "amq.dedup-queue-cache/";
+
+/// The journal's name for the cache of deduplicating queue `queue`.
+pub fn queue_cache_name(queue: &str) -> String {
+    format!("{QUEUE_CACHE_PREFIX}{queue}")
+}
+
 /// A durable exchange with `x-cache-persistence: disk` journals each id it remembers as a tiny
 /// message under a journal id of this name (a prefix no client may declare as a queue); a
 /// restart gives them back to the exchange's cache.
@@ -153,25 +166,42 @@ impl DedupCache {
         let _ = self.journal.set((store, id));
     }
 
-    /// An id recovered from the journal (its record is `record`): remembered again, its TTL
-    /// starting now (the journal keeps no time).
-    pub fn recover(&self, message: &Message, record: MessageId, now: Instant) {
+    /// An id recovered from the journal (its record is `record`): remembered again until the
+    /// time its TTL ends (its [`EXPIRES_AT`] header; `now` is `now_ms` on the wall clock); one
+    /// already expired is forgotten. An id journaled before expiry times were written down gets
+    /// its whole TTL again from `now`.
+    pub fn recover(&self, message: &Message, record: MessageId, now: Instant, now_ms: u64) {
         let Some(headers) = message.properties.headers.as_ref() else {
-            return;
+            return self.settle(vec![record]);
         };
         let Some(id) = id_of(headers) else {
-            return;
+            return self.settle(vec![record]);
         };
-        let ttl = headers
-            .get(X_CACHE_TTL)
-            .and_then(positive)
-            .map(Duration::from_millis)
-            .or(self.ttl);
+        let expires = match headers.get(EXPIRES_AT).and_then(FieldValue::as_i64) {
+            Some(at) => {
+                let at = u64::try_from(at).unwrap_or(0);
+                if at <= now_ms {
+                    return self.settle(vec![record]);
+                }
+                Some(wall_clock::instant_of(at, now, now_ms))
+            }
+            None => headers
+                .get(X_CACHE_TTL)
+                .and_then(positive)
+                .map(Duration::from_millis)
+                .or(self.ttl)
+                .map(|t| now + t),
+        };
         let gone = self
             .state
             .lock()
-            .insert(id, ttl.map(|t| now + t), Some(record), self.size);
+            .insert(id, expires, Some(record), self.size);
         self.settle(gone);
+    }
+
+    /// Whether ids are journaled (a durable cache).
+    pub fn is_journaled(&self) -> bool {
+        self.journal.get().is_some()
     }
 
     /// Writes a remembered id down (disk persistence): a body-less persistent message whose
@@ -186,6 +216,9 @@ impl DedupCache {
         if let Some(ttl) = ttl {
             let ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
             headers.insert(X_CACHE_TTL.into(), FieldValue::I64(ms));
+            let at = wall_clock::ms_after(wall_clock::now_ms(), ttl);
+            let at = i64::try_from(at).unwrap_or(i64::MAX);
+            headers.insert(EXPIRES_AT.into(), FieldValue::I64(at));
         }
         let properties = warren_protocol::BasicProperties {
             headers: Some(headers),

@@ -35,6 +35,7 @@ pub mod store;
 pub mod tls;
 pub mod tracking;
 pub mod vhost;
+pub mod wall_clock;
 
 pub use config::Config;
 pub use server::{run, BrokerHandle};

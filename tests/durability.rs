@@ -1047,11 +1047,303 @@ async fn an_at_least_once_dead_letter_without_a_route_survives_kill_9() {
     assert_eq!(passive_exists(&ch, "qq.alo").await, Some(0));
 }
 
-/// A durable `x-delayed-message` exchange keeps its held persistent messages through kill -9:
-/// each is routed after the restart (its delay starts again then), none is lost or routed
-/// twice; a transient one and one already routed before the kill do not come back.
+/// Bytes the broker holds in messages (bodies plus a fixed overhead each: its memory alarm's
+/// measure), from the management API's `/api/nodes` `mem_used`.
+async fn message_bytes(api: u16) -> u64 {
+    let (status, text) = http_with_body(api, "GET", "/api/nodes", "").await;
+    assert_eq!(status, 200, "{text}");
+    let at = text.find("\"mem_used\":").expect("mem_used") + "\"mem_used\":".len();
+    let digits: String = text[at..]
+        .chars()
+        .skip_while(|c| c.is_whitespace())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().expect("mem_used is a number")
+}
+
+/// A deep quorum queue keeps its bodies on disk: of 64 MiB of confirmed messages (4,000 × 16
+/// KiB) only the first 16 MiB stay in memory, before and after kill -9; every body comes back
+/// intact and in order; one whose body was on disk when it expired at the head is dead-lettered
+/// with its whole body.
 #[tokio::test]
-async fn delayed_messages_survive_kill_9() {
+async fn a_deep_quorum_queue_pages_bodies_out_and_back_in_through_kill_9() {
+    use lapin::types::AMQPValue;
+    const N: usize = 4000;
+    const SIZE: usize = 16 * 1024;
+    let body = |i: usize| {
+        let mut b = vec![(i % 251) as u8; SIZE];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        b
+    };
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString("".into()),
+    );
+    args.insert(
+        "x-dead-letter-routing-key".into(),
+        AMQPValue::LongString("qq.deep.dlq".into()),
+    );
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let api = free_port();
+    let mgmt = ["--management-listen".to_owned(), format!("127.0.0.1:{api}")];
+    let p = Process::start_with(data.path(), &mgmt).await;
+    let (_conn, ch) = p.connect().await;
+    ch.queue_declare("qq.deep", durable, args)
+        .await
+        .expect("qq");
+    declare(&ch, "qq.deep.dlq", true).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+        let mut confirms = Vec::new();
+        for &i in chunk {
+            let c = ch
+                .basic_publish(
+                    "",
+                    "qq.deep",
+                    BasicPublishOptions::default(),
+                    &body(i),
+                    persistent(),
+                )
+                .await
+                .expect("publish");
+            confirms.push(c);
+        }
+        for c in confirms {
+            assert!(c.await.expect("confirm").is_ack());
+        }
+    }
+    // Last: one that expires (1 ms) while its body is on disk, before it reaches the head.
+    publish_confirmed(
+        &ch,
+        "",
+        "qq.deep",
+        &body(N),
+        persistent().with_expiration("1".into()),
+    )
+    .await;
+    let held = message_bytes(api).await;
+    eprintln!(
+        "{held} bytes of messages in memory for {} MiB of bodies",
+        (N * SIZE) >> 20
+    );
+    assert!(
+        held < 20 << 20,
+        "bodies past 16 MiB stay on disk: {held} bytes of messages in memory"
+    );
+    p.kill9();
+
+    let p = Process::start_with(data.path(), &mgmt).await;
+    let (_conn, ch) = p.connect().await;
+    assert_eq!(passive_exists(&ch, "qq.deep").await, Some(N as u32 + 1));
+    let held = message_bytes(api).await;
+    eprintln!("{held} bytes of messages in memory after the restart");
+    assert!(
+        held < 20 << 20,
+        "a restart reads back only the first 16 MiB: {held} bytes of messages in memory"
+    );
+    ch.basic_qos(100, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = ch
+        .basic_consume(
+            "qq.deep",
+            "drain",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    for i in 0..N {
+        let d = within("a delivery", consumer.next())
+            .await
+            .expect("a delivery")
+            .expect("delivery");
+        assert!(d.data == body(i), "message {i} intact and in order");
+        d.acker.ack(BasicAckOptions::default()).await.expect("ack");
+    }
+    let dead = within("the dead letter", async {
+        loop {
+            if let Some(m) = ch
+                .basic_get("qq.deep.dlq", BasicGetOptions { no_ack: true })
+                .await
+                .expect("get")
+            {
+                return m.delivery.data;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        dead == body(N),
+        "the expired one's dead letter has its body"
+    );
+    p.stop();
+}
+
+/// At-least-once dead-lettering killed mid-way: 200 confirmed messages in a quorum queue
+/// (`x-dead-letter-strategy: at-least-once`) are rejected as fast as a consumer gets them, into
+/// a quorum target queue, and the broker is killed (-9) while the dead letters are in flight.
+/// After the restart every message is in the source or in the target (at least once: a
+/// message may be in both, never in neither); then rejecting what the source still holds
+/// moves the rest, and the target holds all 200.
+#[tokio::test]
+async fn at_least_once_dead_lettering_killed_mid_way_loses_nothing() {
+    use lapin::types::AMQPValue;
+    const N: usize = 200;
+    let data = tempfile::tempdir().expect("temp dir");
+    let quorum = |dlx: bool| {
+        let mut t = FieldTable::default();
+        t.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+        if dlx {
+            t.insert(
+                "x-overflow".into(),
+                AMQPValue::LongString("reject-publish".into()),
+            );
+            t.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            t.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString("alo.mid.dead".into()),
+            );
+            t.insert(
+                "x-dead-letter-strategy".into(),
+                AMQPValue::LongString("at-least-once".into()),
+            );
+        }
+        t
+    };
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    ch.queue_declare("alo.mid.dead", durable, quorum(false))
+        .await
+        .expect("target");
+    ch.queue_declare("alo.mid", durable, quorum(true))
+        .await
+        .expect("source");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let mut confirms = Vec::new();
+    for i in 0..N {
+        let confirm = ch
+            .basic_publish(
+                "",
+                "alo.mid",
+                BasicPublishOptions::default(),
+                format!("m{i}").as_bytes(),
+                persistent(),
+            )
+            .await
+            .expect("publish");
+        confirms.push(confirm);
+    }
+    for c in confirms {
+        assert!(c.await.expect("confirm").is_ack(), "publish was nacked");
+    }
+    let consumer_ch = conn.create_channel().await.expect("channel");
+    consumer_ch
+        .basic_qos(50, BasicQosOptions::default())
+        .await
+        .expect("qos");
+    let mut consumer = consumer_ch
+        .basic_consume(
+            "alo.mid",
+            "rejecter",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("consume");
+    // Reject without waiting for anything; kill once half of them are on their way.
+    for _ in 0..N / 2 {
+        let d = within("a delivery", consumer.next())
+            .await
+            .expect("a delivery")
+            .expect("delivery");
+        let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+    }
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    let bodies = |v: Vec<(Vec<u8>, bool, Option<i64>)>| {
+        v.into_iter()
+            .map(|(b, _, _)| String::from_utf8_lossy(&b).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let dead = bodies(drain_counted(&ch, "alo.mid.dead").await);
+    // What the source still holds: got and rejected one by one (each moves to the target).
+    let mut left = Vec::new();
+    while let Some(m) = ch
+        .basic_get("alo.mid", BasicGetOptions { no_ack: false })
+        .await
+        .expect("get")
+    {
+        left.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+        m.delivery
+            .acker
+            .reject(BasicRejectOptions { requeue: false })
+            .await
+            .expect("reject");
+    }
+    let all: HashSet<String> = (0..N).map(|i| format!("m{i}")).collect();
+    let seen: HashSet<String> = dead.iter().chain(&left).cloned().collect();
+    assert_eq!(
+        all.difference(&seen).count(),
+        0,
+        "lost by the kill: {:?} (target had {}, source {})",
+        all.difference(&seen).collect::<Vec<_>>(),
+        dead.len(),
+        left.len()
+    );
+    eprintln!(
+        "after kill -9 mid-way: {} in the target, {} still in the source",
+        dead.len(),
+        left.len()
+    );
+    let moved: HashSet<String> = bodies(drain_counted(&ch, "alo.mid.dead").await)
+        .into_iter()
+        .collect();
+    let in_target: HashSet<String> = dead.into_iter().collect::<HashSet<_>>();
+    assert_eq!(
+        in_target.union(&moved).count(),
+        N,
+        "every message in the target in the end"
+    );
+    assert_eq!(passive_exists(&ch, "alo.mid").await, Some(0));
+    p.stop();
+}
+
+/// A durable `x-delayed-message` exchange keeps its held persistent messages through kill -9,
+/// each with its original due time: one due while the broker was down is routed as soon as it
+/// is back, in due order (not journal order); one due later is routed when it was due, not a
+/// whole delay after the restart. None is lost or routed twice; a transient one and one
+/// already routed before the kill do not come back; the delivered copies carry no trace of the
+/// due time.
+#[tokio::test]
+async fn delayed_messages_survive_kill_9_keeping_their_due_time() {
+    use std::time::Instant;
     let data = tempfile::tempdir().expect("temp dir");
     let p = Process::start(data.path()).await;
     let (conn, ch) = p.connect().await;
@@ -1099,13 +1391,15 @@ async fn delayed_messages_survive_kill_9() {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await; // "early" is routed to due.q
-    for body in [&b"held-1"[..], b"held-2"] {
+    let t0 = Instant::now();
+    // Published a before b, due b before a: both fall due while the broker is down.
+    for (body, ms) in [(&b"late-a"[..], 1500), (b"late-b", 1000), (b"future", 3500)] {
         publish_confirmed(
             &ch,
             "later",
             "k",
             body,
-            persistent().with_headers(delayed(600)),
+            persistent().with_headers(delayed(ms)),
         )
         .await;
     }
@@ -1120,32 +1414,48 @@ async fn delayed_messages_survive_kill_9() {
     journal_barrier(&ch).await;
     drop(conn);
     p.kill9();
+    // Down for 2 s: late-a and late-b fall due meanwhile.
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(t0.elapsed())).await;
 
     let p = Process::start(data.path()).await;
     let (_conn, ch) = p.connect().await;
-    let mut got = Vec::new();
-    for _ in 0..100 {
+    let back = Instant::now();
+    // (body, seconds after t0 it was got, whether it had a due-time header)
+    let mut got: Vec<(String, f64, bool)> = Vec::new();
+    while got.len() < 4 && t0.elapsed() < Duration::from_secs(8) {
         while let Some(m) = ch
             .basic_get("due.q", BasicGetOptions { no_ack: true })
             .await
             .expect("basic.get")
         {
-            got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+            let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+            got.push((
+                String::from_utf8_lossy(&m.delivery.data).into_owned(),
+                t0.elapsed().as_secs_f64(),
+                headers.inner().contains_key("x-delayed-due-at"),
+            ));
         }
-        if got.len() >= 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let bodies: Vec<&str> = got.iter().map(|(b, _, _)| b.as_str()).collect();
+    assert_eq!(bodies, ["early", "late-b", "late-a", "future"], "{got:?}");
+    assert!(got.iter().all(|(_, _, due)| !due), "{got:?}");
+    let since_back = |at: f64| at - (back - t0).as_secs_f64();
+    assert!(
+        since_back(got[2].1) < 1.0,
+        "past due at the restart: routed at once, got {got:?}"
+    );
+    // Due at t0 + 3.5 s; restarting its delay would route it at >= t0 + 5.5 s.
+    assert!(
+        (3.4..4.6).contains(&got[3].1),
+        "routed at its original due time (t0 + 3.5 s): {got:?}"
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
-    while let Some(m) = ch
+    let late = ch
         .basic_get("due.q", BasicGetOptions { no_ack: true })
         .await
-        .expect("basic.get")
-    {
-        got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
-    }
-    assert_eq!(got, ["early", "held-1", "held-2"]);
+        .expect("basic.get");
+    assert!(late.is_none(), "nothing routed twice, no transient one");
     p.stop();
 }
 
@@ -1275,6 +1585,110 @@ async fn a_disk_deduplication_cache_survives_kill_9() {
         got.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
     }
     assert_eq!(got, ["first", "new"]);
+    p.stop();
+}
+
+/// Deduplication windows keep their clock through kill -9: an id remembered with a 3 s TTL,
+/// by a disk-cached exchange and by a durable deduplicating queue (which already handed the
+/// message out), is still a duplicate after a restart 1 s later, and no longer one at its
+/// original expiry (t0 + 3 s), not a whole TTL after the restart (>= t0 + 4 s).
+#[tokio::test]
+async fn deduplication_ttls_keep_their_expiry_through_kill_9() {
+    use lapin::types::AMQPValue;
+    use std::time::Instant;
+    let data = tempfile::tempdir().expect("temp dir");
+    let with_id = |id: &str| {
+        let mut headers = FieldTable::default();
+        headers.insert(
+            "x-deduplication-header".into(),
+            AMQPValue::LongString(id.into()),
+        );
+        persistent().with_headers(headers)
+    };
+    let publish_both = |ch: Channel, body: &'static [u8]| async move {
+        publish_confirmed(&ch, "dedup.ttl", "", body, with_id("a")).await;
+        publish_confirmed(&ch, "", "dedup.ttl.q", body, with_id("a")).await;
+    };
+    let drain = |ch: Channel, queue: &'static str| async move {
+        let got = drain_counted(&ch, queue).await;
+        got.into_iter()
+            .map(|(b, _, _)| String::from_utf8_lossy(&b).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let p = Process::start(data.path()).await;
+    let (conn, ch) = p.connect().await;
+    let mut args = FieldTable::default();
+    args.insert("x-cache-size".into(), AMQPValue::LongLongInt(100));
+    args.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(3000));
+    args.insert(
+        "x-cache-persistence".into(),
+        AMQPValue::LongString("disk".into()),
+    );
+    let durable_x = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.exchange_declare(
+        "dedup.ttl",
+        ExchangeKind::Custom("x-message-deduplication".into()),
+        durable_x,
+        args,
+    )
+    .await
+    .expect("declare the exchange");
+    declare(&ch, "dedup.ttl.routed", true).await;
+    ch.queue_bind(
+        "dedup.ttl.routed",
+        "dedup.ttl",
+        "",
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("bind");
+    let mut qargs = FieldTable::default();
+    qargs.insert("x-message-deduplication".into(), AMQPValue::Boolean(true));
+    qargs.insert("x-cache-ttl".into(), AMQPValue::LongLongInt(3000));
+    let durable_q = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("dedup.ttl.q", durable_q, qargs)
+        .await
+        .expect("declare the queue");
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    let t0 = Instant::now();
+    publish_both(ch.clone(), b"first").await;
+    // The queue hands its message out: only its journaled cache remembers the id now.
+    assert_eq!(drain(ch.clone(), "dedup.ttl.q").await, ["first"]);
+    journal_barrier(&ch).await;
+    drop(conn);
+    p.kill9();
+    tokio::time::sleep(Duration::from_secs(1).saturating_sub(t0.elapsed())).await;
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm.select");
+    assert!(
+        t0.elapsed() < Duration::from_millis(2800),
+        "restarted in time"
+    );
+    publish_both(ch.clone(), b"duplicate").await;
+    assert_eq!(drain(ch.clone(), "dedup.ttl.routed").await, ["first"]);
+    assert!(drain(ch.clone(), "dedup.ttl.q").await.is_empty());
+    // Past the original expiry, before a TTL restarted at the restart would end (>= t0 + 4 s).
+    tokio::time::sleep(Duration::from_millis(3300).saturating_sub(t0.elapsed())).await;
+    publish_both(ch.clone(), b"expired").await;
+    assert!(
+        t0.elapsed() < Duration::from_millis(3900),
+        "checked in time"
+    );
+    assert_eq!(drain(ch.clone(), "dedup.ttl.routed").await, ["expired"]);
+    assert_eq!(drain(ch.clone(), "dedup.ttl.q").await, ["expired"]);
     p.stop();
 }
 

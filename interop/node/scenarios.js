@@ -125,10 +125,13 @@ async function hello_world(ctx) {
   assertEq(got[0].fields.redelivered, false, 'redelivered');
 }
 
-async function work_queues(ctx) {
-  const q = ctx.queue(name('work_queues'));
+/** A quorum queue's declare options: durable only, as RabbitMQ 3.10+ requires. */
+const QUORUM = { durable: true, arguments: { 'x-queue-type': 'quorum' } };
+
+async function work_queues(ctx, scenario = 'work_queues', queueOpts = { durable: true }) {
+  const q = ctx.queue(name(scenario));
   const producer = await ctx.channel();
-  await producer.assertQueue(q, { durable: true });
+  await producer.assertQueue(q, queueOpts);
   const seen = { fast: [], slow: [] };
   const workers = [];
   for (const [who, delay] of [
@@ -136,7 +139,7 @@ async function work_queues(ctx) {
     ['fast', 5],
   ]) {
     const ch = await ctx.channel();
-    await ch.assertQueue(q, { durable: true });
+    await ch.assertQueue(q, queueOpts);
     await ch.prefetch(1);
     await ch.consume(
       q,
@@ -162,6 +165,30 @@ async function work_queues(ctx) {
   );
   const left = await producer.checkQueue(q);
   assertEq(left.messageCount, 0, 'messages left in queue');
+  return { q, workers };
+}
+
+/** Tutorial 2 on a quorum queue: the same fair dispatch; then a task given back (nack,
+ * requeue) comes again with x-delivery-count 1, which only a quorum queue adds, and a
+ * redeclare as a classic queue is refused with 406 (it is a quorum queue). */
+async function work_queues_quorum(ctx) {
+  const { q, workers } = await work_queues(ctx, 'work_queues_quorum', QUORUM);
+  for (const w of workers) await w.close();
+  const ch = await ctx.channel();
+  ch.sendToQueue(q, Buffer.from('given back'), { persistent: true });
+  const first = await getOne(ch, q, 5000, { noAck: false });
+  assertEq(first.content.toString(), 'given back', 'the task');
+  ch.nack(first, false, true);
+  const again = await getOne(ch, q, 5000, { noAck: false });
+  assert(again.fields.redelivered, 'the task came back redelivered');
+  assertEq((again.properties.headers || {})['x-delivery-count'], 1, 'x-delivery-count');
+  ch.ack(again);
+  const other = await ctx.channel();
+  let err;
+  await other.assertQueue(q, { durable: true }).catch((e) => {
+    err = e;
+  });
+  assert(err && err.code === 406, `redeclared as a classic queue (${err && err.message})`);
 }
 
 async function publish_subscribe(ctx) {
@@ -239,9 +266,9 @@ function fib(n) {
 }
 
 /** Tutorial 6's server: fib(n) on `q`, prefetch 1, answers to reply_to with the correlation id. */
-async function rpcServer(ctx, q, replyTos = []) {
+async function rpcServer(ctx, q, replyTos = [], queueOpts = { durable: false }) {
   const ch = await ctx.channel();
-  await ch.assertQueue(q, { durable: false });
+  await ch.assertQueue(q, queueOpts);
   await ch.prefetch(1);
   await ch.consume(q, (m) => {
     const n = parseInt(m.content.toString(), 10);
@@ -272,19 +299,19 @@ async function rpcCalls(ch, q, replyTo, answers) {
   assertEq(results, [[0, 0], [1, 1], [10, 55], [20, 6765], [25, 75025]], 'fib replies');
 }
 
-async function rpc(ctx) {
-  const q = ctx.queue(name('rpc'));
-  await rpcServer(ctx, q);
+async function rpc(ctx, scenario = 'rpc', queueOpts = undefined) {
+  const q = ctx.queue(name(scenario));
+  await rpcServer(ctx, q, [], queueOpts);
   const ch = await ctx.channel();
   const { queue: callback } = await ch.assertQueue('', { exclusive: true });
   const answers = await collect(ch, callback);
   await rpcCalls(ch, q, callback, answers);
 }
 
-async function rpc_direct_reply_to(ctx) {
-  const q = ctx.queue(name('rpc_direct_reply_to'));
+async function rpc_direct_reply_to(ctx, scenario = 'rpc_direct_reply_to', queueOpts = undefined) {
+  const q = ctx.queue(name(scenario));
   const replyTos = [];
-  await rpcServer(ctx, q, replyTos);
+  await rpcServer(ctx, q, replyTos, queueOpts);
   const ch = await ctx.channel();
   const answers = await collect(ch, 'amq.rabbitmq.reply-to');
   await rpcCalls(ch, q, 'amq.rabbitmq.reply-to', answers);
@@ -295,6 +322,10 @@ async function rpc_direct_reply_to(ctx) {
     assert(replyTos.includes(m.fields.routingKey), `reply routing key ${m.fields.routingKey}`);
   }
 }
+
+/** Tutorial 6 with the server on a quorum queue: exclusive callback queue, direct reply-to. */
+const rpc_quorum = (ctx) => rpc(ctx, 'rpc_quorum', QUORUM);
+const rpc_direct_reply_to_quorum = (ctx) => rpc_direct_reply_to(ctx, 'rpc_direct_reply_to_quorum', QUORUM);
 
 // --- publisher confirms -------------------------------------------------------------------
 
@@ -367,10 +398,10 @@ async function consumer_cancel_on_delete(ctx) {
   assertEq(m.content.toString(), 'still here', 'message after cancel');
 }
 
-async function getOne(ch, q, ms = 5000) {
+async function getOne(ch, q, ms = 5000, opts = { noAck: true }) {
   const deadline = Date.now() + ms;
   for (;;) {
-    const m = await ch.get(q, { noAck: true });
+    const m = await ch.get(q, opts);
     if (m) return m;
     if (Date.now() > deadline) throw new Error(`no message in ${q}`);
     await sleep(20);
@@ -644,6 +675,9 @@ const SCENARIOS = [
   ['large_message', large_message, 60000],
   ['headers_roundtrip', headers_roundtrip, 15000],
   ['restart_durable', restart_durable, 90000],
+  ['work_queues_quorum', work_queues_quorum, 30000],
+  ['rpc_quorum', rpc_quorum, 15000],
+  ['rpc_direct_reply_to_quorum', rpc_direct_reply_to_quorum, 15000],
   ['tls', tls, 15000],
   ['tls_external', tls_external, 15000],
 ];

@@ -51,18 +51,21 @@ def hello_world(names):
     conn.close()
 
 
-def work_queues(names):
+QUORUM = {"x-queue-type": "quorum"}
+
+
+def work_queues(names, arguments=None, what="task_queue"):
     """Durable queue, persistent tasks, manual ack, prefetch 1: a slow worker holds one task
     while a fast one takes the rest (fair dispatch)."""
     tasks = 12
-    queue = names.queue("task_queue")
+    queue = names.queue(what)
     done, lock, stop = [], threading.Lock(), threading.Event()
     ready = threading.Barrier(3)
 
     def worker(label, pause):
         conn = connect()
         ch = conn.channel()
-        ch.queue_declare(queue, durable=True)
+        ch.queue_declare(queue, durable=True, arguments=arguments)
         ch.basic_qos(prefetch_count=1)
         started = False
         for method, _props, body in ch.consume(queue, inactivity_timeout=0.05):
@@ -103,6 +106,32 @@ def work_queues(names):
     fast = sum(1 for w, _ in done if w == "fast")
     check(slow <= 2 and fast >= tasks - 2,
           f"no fair dispatch with prefetch 1: slow worker did {slow} tasks, fast one {fast}")
+    return queue
+
+
+def work_queues_quorum(names):
+    """Tutorial 2 on a quorum queue (durable, x-queue-type: quorum): the same fair dispatch;
+    then a task a worker gives back (nack, requeue) comes again with x-delivery-count 1, which
+    only a quorum queue adds, and a redeclare without the type is refused (406): it is one."""
+    queue = work_queues(names, QUORUM, "task_queue_quorum")
+    conn = connect()
+    ch = conn.channel()
+    ch.confirm_delivery()
+    ch.basic_publish("", queue, b"given back",
+                     pika.BasicProperties(delivery_mode=pika.DeliveryMode.Persistent))
+    method, _props, body = ch.basic_get(queue, auto_ack=False)
+    check_eq(body, b"given back", "the task")
+    ch.basic_nack(method.delivery_tag, requeue=True)
+    method, props, body = ch.basic_get(queue, auto_ack=False)
+    check(method is not None and method.redelivered, "the task came back, redelivered")
+    check_eq((props.headers or {}).get("x-delivery-count"), 1, "x-delivery-count")
+    ch.basic_ack(method.delivery_tag)
+    try:
+        ch.queue_declare(queue, durable=True)
+        raise AssertionError("a quorum queue was redeclared as a classic one")
+    except pika.exceptions.ChannelClosedByBroker as e:
+        check_eq(e.reply_code, 406, "reply code of a redeclare as classic")
+    conn.close()
 
 
 def publish_subscribe(names):
@@ -173,9 +202,10 @@ class RpcServer(threading.Thread):
     """Tutorial 6's server on its own connection: fib(n) back to reply_to with the
     correlation_id, acked after replying."""
 
-    def __init__(self, queue):
+    def __init__(self, queue, arguments=None):
         super().__init__(daemon=True)
         self.queue = queue
+        self.arguments = arguments
         self.seen_reply_to = []
         self.stop = threading.Event()
         self.ready = threading.Event()
@@ -185,7 +215,9 @@ class RpcServer(threading.Thread):
         try:
             conn = connect()
             ch = conn.channel()
-            ch.queue_declare(self.queue)
+            # A quorum queue is durable only.
+            ch.queue_declare(self.queue, durable=self.arguments is not None,
+                             arguments=self.arguments)
             ch.basic_qos(prefetch_count=1)
             self.ready.set()
             for method, props, body in ch.consume(self.queue, inactivity_timeout=0.05):
@@ -221,8 +253,8 @@ def rpc_calls(conn, ch, queue, reply_to):
     check_eq(replies, expected, "RPC answers by correlation_id")
 
 
-def _rpc(names, what, reply_to):
-    server = RpcServer(names.queue(what))
+def _rpc(names, what, reply_to, arguments=None):
+    server = RpcServer(names.queue(what), arguments)
     server.start()
     server.ready.wait(WAIT)
     if server.error:
@@ -246,6 +278,19 @@ def rpc(names):
 
 def rpc_direct_reply_to(names):
     server = _rpc(names, "rpc_queue_drt", "amq.rabbitmq.reply-to")
+    seen = server.seen_reply_to[0] if server.seen_reply_to else None
+    check(seen and seen.startswith("amq.rabbitmq.reply-to."),
+          f"the server saw reply_to {seen!r}, not a rewritten amq.rabbitmq.reply-to.*")
+
+
+def rpc_quorum(names):
+    """Tutorial 6 with the server consuming a quorum queue; the client's exclusive reply queue."""
+    _rpc(names, "rpc_queue_quorum", None, QUORUM)
+
+
+def rpc_direct_reply_to_quorum(names):
+    """Tutorial 6 with the server consuming a quorum queue; replies by direct reply-to."""
+    server = _rpc(names, "rpc_queue_drt_quorum", "amq.rabbitmq.reply-to", QUORUM)
     seen = server.seen_reply_to[0] if server.seen_reply_to else None
     check(seen and seen.startswith("amq.rabbitmq.reply-to."),
           f"the server saw reply_to {seen!r}, not a rewritten amq.rabbitmq.reply-to.*")
@@ -690,7 +735,8 @@ SCENARIOS = [(f.__name__, f) for f in (
     hello_world, work_queues, publish_subscribe, routing, topics, rpc, rpc_direct_reply_to,
     confirms_single, confirms_batch, confirms_async, consumer_cancel_on_delete,
     mandatory_return, redeclare_406_channel_only, large_message, headers_roundtrip,
-    restart_durable, tune_negotiation, headers_exchange, quorum_queue, tls, tls_external)]
+    restart_durable, tune_negotiation, headers_exchange, quorum_queue, work_queues_quorum,
+    rpc_quorum, rpc_direct_reply_to_quorum, tls, tls_external)]
 
 if __name__ == "__main__":
     sys.exit(1 if run("pika", SCENARIOS) else 0)

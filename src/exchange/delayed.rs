@@ -6,7 +6,12 @@
 //! returned) and the `x-delay` header stays on the delivered message.
 //!
 //! Cost: held messages sit in one ordered map per exchange (due time, then arrival); one
-//! task per exchange sleeps until the earliest due time. No timer per message.
+//! task per exchange sleeps until the earliest due time. No timer per message: a million
+//! pending delays are a million map entries and still one task.
+//!
+//! Restarts: the journaled copy of a held message carries its absolute due time (wall clock,
+//! [`DUE_AT`]), so after a restart it is routed when it was due, not a whole delay later; one
+//! already due by then is routed at once, in due order.
 
 use super::ExchangeKind;
 use crate::ids::DurableQueueId;
@@ -25,6 +30,10 @@ pub const TYPE_NAME: &str = "x-delayed-message";
 pub const X_DELAYED_TYPE: &str = "x-delayed-type";
 /// The message header: milliseconds to hold the message.
 pub const X_DELAY: &str = "x-delay";
+
+/// The header on the journaled copy of a held message: when it is due, in wall-clock
+/// milliseconds since the Unix epoch. Stripped before the message is routed.
+pub const DUE_AT: &str = "x-delayed-due-at";
 
 /// Held persistent messages of a durable delayed exchange are journaled as if in a queue of
 /// this name (a prefix no client may declare): the metadata store gives it a journal id, and a
@@ -78,6 +87,13 @@ pub fn delay_of(message: &Message) -> Option<Duration> {
         .map(Duration::from_millis)
 }
 
+/// When a journaled held message is due (wall-clock ms), from its [`DUE_AT`] header; `None`
+/// for one journaled before the header existed.
+pub fn due_at_of(message: &Message) -> Option<u64> {
+    let headers = message.properties.headers.as_ref()?;
+    u64::try_from(headers.get(DUE_AT)?.as_i64()?).ok()
+}
+
 /// The messages one delayed exchange holds, and the wake-up of its timer task.
 #[derive(Default)]
 pub struct Delayed {
@@ -105,26 +121,52 @@ impl Delayed {
         let _ = self.journal.set((store, id));
     }
 
-    /// Writes a persistent message down before it is held (durable exchanges only); returns the
-    /// journal position its confirm waits for.
-    pub fn journal(&self, message: &Message) -> Option<crate::ids::JournalSeq> {
-        if !message.properties.is_persistent() {
-            return None;
-        }
-        let (store, id) = self.journal.get()?;
-        Some(store.publish(message, vec![*id]))
+    /// Writes a persistent message down before it is held (durable exchanges only), as a copy
+    /// carrying its due time `due_ms` (wall clock): returns the message to hold (that copy) and
+    /// the journal position its confirm waits for.
+    pub fn journal(
+        &self,
+        message: Arc<Message>,
+        due_ms: u64,
+    ) -> (Arc<Message>, Option<crate::ids::JournalSeq>) {
+        let Some((store, id)) = self
+            .journal
+            .get()
+            .filter(|_| message.properties.is_persistent())
+        else {
+            return (message, None);
+        };
+        let mut properties = warren_protocol::BasicProperties::clone(&message.properties);
+        let due_ms = i64::try_from(due_ms).unwrap_or(i64::MAX);
+        properties
+            .headers
+            .get_or_insert_with(FieldTable::new)
+            .insert(DUE_AT.into(), FieldValue::I64(due_ms));
+        let copy = Message::new(
+            message.exchange.clone(),
+            message.routing_key.clone(),
+            properties,
+            message.body.clone(),
+        );
+        let seq = store.publish(&copy, vec![*id]);
+        (Arc::new(copy), Some(seq))
     }
 
     /// A due message is routed as a new message (the journal gives it a new id for its
-    /// queues); the held copy's record is settled once that is done, by [`Delayed::settle`].
+    /// queues), without the [`DUE_AT`] header of its journaled copy; the held copy's record
+    /// is settled once that is done, by [`Delayed::settle`].
     pub fn routable_copy(message: &Arc<Message>) -> Arc<Message> {
         if message.persist_id.get().is_none() {
             return message.clone();
         }
+        let mut properties = warren_protocol::BasicProperties::clone(&message.properties);
+        if let Some(headers) = properties.headers.as_mut() {
+            headers.remove(DUE_AT);
+        }
         Arc::new(Message::new(
             message.exchange.clone(),
             message.routing_key.clone(),
-            warren_protocol::BasicProperties::clone(&message.properties),
+            properties,
             message.body.clone(),
         ))
     }

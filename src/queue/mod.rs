@@ -304,6 +304,11 @@ impl Queue {
         self.dedup.is_some()
     }
 
+    /// Its deduplication cache (`x-message-deduplication`), if it has one.
+    pub fn dedup_cache(&self) -> Option<&crate::dedup::DedupCache> {
+        self.dedup.as_ref()
+    }
+
     /// The arguments this queue acts on now: its x-arguments merged with its policies.
     pub fn args(&self) -> arc_swap::Guard<Arc<QueueArgs>> {
         self.args.load()

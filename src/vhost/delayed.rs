@@ -3,10 +3,11 @@
 //! through the ordinary pipeline (vhost/publish.rs).
 
 use super::VHost;
-use crate::exchange::delayed::{delay_of, Delayed};
+use crate::exchange::delayed::{delay_of, due_at_of, Delayed};
 use crate::exchange::Exchange;
 use crate::ids::JournalSeq;
 use crate::message::Message;
+use crate::wall_clock;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -21,21 +22,12 @@ impl VHost {
         message: Arc<Message>,
         delay: Duration,
     ) -> Option<JournalSeq> {
-        let journal_seq = delayed.journal(&message);
-        delayed.hold(Instant::now() + delay, message);
+        let now = Instant::now();
+        let due_ms = wall_clock::ms_after(wall_clock::now_ms(), delay);
+        let (message, journal_seq) = delayed.journal(message, due_ms);
+        delayed.hold(now + delay, message);
         self.start_delay_timer(exchange, delayed);
         journal_seq
-    }
-
-    /// A held message recovered from the journal: its delay starts again now (the journal
-    /// keeps no publish time), so it is routed late rather than early, and never lost.
-    pub(crate) fn hold_recovered(&self, exchange: &Arc<Exchange>, message: Arc<Message>) {
-        let Some(delayed) = exchange.delayed.as_ref() else {
-            return;
-        };
-        let delay = delay_of(&message).unwrap_or_default();
-        delayed.hold(Instant::now() + delay, message);
-        self.start_delay_timer(exchange, delayed);
     }
 
     fn start_delay_timer(&self, exchange: &Arc<Exchange>, delayed: &Delayed) {
@@ -45,6 +37,28 @@ impl VHost {
                 runtime.spawn(route_when_due(self.me.clone(), Arc::downgrade(exchange)));
             }
         }
+    }
+}
+
+/// Held messages recovered from the journal, each with its vhost and exchange: each is held
+/// until the due time its journaled copy carries (wall clock), so a restart does not restart
+/// its delay; those already due are routed at once, in due order. (One journaled before due
+/// times were written down is held for its whole delay again: late, never lost.)
+pub(super) fn hold_all_recovered(mut held: Vec<(Arc<VHost>, Arc<Exchange>, Arc<Message>)>) {
+    let (now, now_ms) = (Instant::now(), wall_clock::now_ms());
+    let due_ms = |m: &Message| {
+        due_at_of(m)
+            .unwrap_or_else(|| wall_clock::ms_after(now_ms, delay_of(m).unwrap_or_default()))
+    };
+    // Due order first: those already due all map to about `now`, and then go in this order.
+    held.sort_by_cached_key(|(_, _, m)| due_ms(m));
+    for (vhost, exchange, message) in held {
+        let Some(delayed) = exchange.delayed.as_ref() else {
+            continue;
+        };
+        let due = wall_clock::instant_of(due_ms(&message), now, now_ms);
+        delayed.hold(due, message);
+        vhost.start_delay_timer(&exchange, delayed);
     }
 }
 

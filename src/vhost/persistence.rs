@@ -75,12 +75,19 @@ impl VHost {
         if is_durable_queue(q) {
             let id = store.add_queue(&self.name, &q.name, table_to_hex(&q.options.arguments));
             q.attach_journal(store.clone(), DurableQueueId(id));
+            if let Some(cache) = q.dedup_cache() {
+                let id = store.add_queue(&self.name, &dedup::queue_cache_name(&q.name), "".into());
+                cache.attach_journal(store.clone(), DurableQueueId(id));
+            }
         }
     }
 
     pub(crate) fn forget_queue(&self, q: &Queue) {
         if let (Some(store), Some(_)) = (self.definitions_store(), q.journal_id()) {
             store.remove_queue(&self.name, &q.name);
+            if q.deduplicates() {
+                store.remove_queue(&self.name, &dedup::queue_cache_name(&q.name));
+            }
         }
     }
 
@@ -134,18 +141,25 @@ pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) 
         queues: by_id,
         held: held_by_id,
         caches: cache_by_id,
+        legacy_dedup,
     } = found;
     let mut restored = 0usize;
+    let mut held_messages = Vec::new();
+    let (now, now_ms) = (std::time::Instant::now(), crate::wall_clock::now_ms());
     for m in recovered.messages {
         for (queue_id, deliveries) in m.queues {
-            if let Some(cache) = cache_by_id.get(&queue_id).and_then(|x| x.dedup_cache()) {
+            if let Some(cache) = cache_by_id.get(&queue_id).and_then(CacheOwner::cache) {
                 // Ids come back whole: they live in the headers.
-                match m.message.is_paged() {
-                    true => match store.read_message(m.id) {
-                        Some(whole) => cache.recover(&whole, m.id, std::time::Instant::now()),
-                        None => store.settle(m.id, queue_id),
-                    },
-                    false => cache.recover(&m.message, m.id, std::time::Instant::now()),
+                let whole = match m.message.is_paged() {
+                    true => store.read_message(m.id),
+                    false => None,
+                };
+                match whole
+                    .as_ref()
+                    .or((!m.message.is_paged()).then_some(&*m.message))
+                {
+                    Some(message) => cache.recover(message, m.id, now, now_ms),
+                    None => store.settle(m.id, queue_id),
                 }
                 continue;
             }
@@ -156,7 +170,7 @@ pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) 
                     false => Some(m.message.clone()),
                 };
                 match whole {
-                    Some(message) => vhost.hold_recovered(x, message),
+                    Some(message) => held_messages.push((vhost.clone(), x.clone(), message)),
                     None => store.settle(m.id, queue_id),
                 }
                 restored += 1;
@@ -164,9 +178,9 @@ pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) 
             }
             match by_id.get(&queue_id) {
                 Some(q) => {
-                    if q.deduplicates() {
-                        // The window survives: ids of the messages still in the queue count
-                        // again (their TTL starts again now: the journal keeps no time).
+                    if legacy_dedup.contains(&queue_id) {
+                        // A journal from before queues journaled their caches: ids of the
+                        // messages still in the queue count again (their TTL starts again now).
                         let whole = match m.message.is_paged() {
                             true => store.read_message(m.id),
                             false => None,
@@ -184,6 +198,9 @@ pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) 
     for vhost in vhosts {
         vhost.attach_store(store.clone());
     }
+    // After the store is attached: one already due is routed at once, and its copies for
+    // durable queues must be journaled.
+    super::delayed::hold_all_recovered(held_messages);
     info!(
         vhosts = vhosts.len(),
         queues = by_id.len(),
@@ -198,7 +215,24 @@ pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) 
 struct Found {
     queues: HashMap<DurableQueueId, Arc<Queue>>,
     held: HashMap<DurableQueueId, (Arc<VHost>, Arc<Exchange>)>,
-    caches: HashMap<DurableQueueId, Arc<Exchange>>,
+    caches: HashMap<DurableQueueId, CacheOwner>,
+    /// Deduplicating queues whose caches were not journaled (see `restore_definitions`).
+    legacy_dedup: std::collections::HashSet<DurableQueueId>,
+}
+
+/// What a journaled deduplication cache belongs to.
+enum CacheOwner {
+    Exchange(Arc<Exchange>),
+    Queue(Arc<Queue>),
+}
+
+impl CacheOwner {
+    fn cache(&self) -> Option<&dedup::DedupCache> {
+        match self {
+            CacheOwner::Exchange(x) => x.dedup_cache(),
+            CacheOwner::Queue(q) => q.dedup_cache(),
+        }
+    }
 }
 
 /// One vhost's durable exchanges, queues and bindings.
@@ -213,6 +247,8 @@ fn restore_definitions(
         vhost.restore_policy(p);
     }
     let args = |hex: &str| table_from_hex(hex).unwrap_or_default();
+    let mut queue_caches = Vec::new();
+    let mut restored_here = Vec::new();
     for x in defs.exchanges.iter().filter(|x| x.vhost == vhost.name) {
         let Some(kind) = ExchangeKind::from_name(&x.kind) else {
             continue;
@@ -240,10 +276,17 @@ fn restore_definitions(
                     if let Some(cache) = x.dedup_cache() {
                         cache.attach_journal(store.clone(), DurableQueueId(q.id));
                     }
-                    found.caches.insert(DurableQueueId(q.id), x);
+                    found
+                        .caches
+                        .insert(DurableQueueId(q.id), CacheOwner::Exchange(x));
                 }
                 None => store.remove_queue(&vhost.name, &q.name),
             }
+            continue;
+        }
+        if q.name.starts_with(dedup::QUEUE_CACHE_PREFIX) {
+            // A deduplicating queue's remembered ids: attached once the queues are back.
+            queue_caches.push(q);
             continue;
         }
         if let Some(exchange) = q.name.strip_prefix(HELD_QUEUE_PREFIX) {
@@ -271,9 +314,39 @@ fn restore_definitions(
         match vhost.declare_queue(ShortStr::truncated(&q.name), true, options) {
             Ok(queue) => {
                 queue.attach_journal(store.clone(), DurableQueueId(q.id));
+                restored_here.push((DurableQueueId(q.id), queue.clone()));
                 found.queues.insert(DurableQueueId(q.id), queue);
             }
             Err(e) => warn!(queue = %q.name, ?e, "could not restore a durable queue"),
+        }
+    }
+    for c in queue_caches {
+        let owner = c
+            .name
+            .strip_prefix(dedup::QUEUE_CACHE_PREFIX)
+            .and_then(|name| vhost.queue(name).ok())
+            .filter(|q| q.journal_id().is_some());
+        match owner
+            .as_ref()
+            .and_then(|q| q.dedup_cache().map(|cache| (q, cache)))
+        {
+            Some((q, cache)) => {
+                cache.attach_journal(store.clone(), DurableQueueId(c.id));
+                found
+                    .caches
+                    .insert(DurableQueueId(c.id), CacheOwner::Queue(q.clone()));
+            }
+            None => store.remove_queue(&vhost.name, &c.name), // its queue is gone
+        }
+    }
+    // Deduplicating queues from before queues journaled their caches: their caches are
+    // journaled from now on, and learn this once the ids of the messages they still hold.
+    for (id, q) in &restored_here {
+        if let Some(cache) = q.dedup_cache().filter(|c| !c.is_journaled()) {
+            let name = dedup::queue_cache_name(&q.name);
+            let cache_id = store.add_queue(&vhost.name, &name, String::new());
+            cache.attach_journal(store.clone(), DurableQueueId(cache_id));
+            found.legacy_dedup.insert(*id);
         }
     }
     for b in defs.bindings.iter().filter(|b| b.vhost == vhost.name) {

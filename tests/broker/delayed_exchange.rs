@@ -158,3 +158,46 @@ async fn the_plugin_refuses_a_missing_or_unknown_delayed_type() {
     );
     broker.finish().await;
 }
+
+/// "A million pending delays cost no timer per message": 10,000 held messages on one delayed
+/// exchange add one task (its timer) to the runtime, not one per message; deleting the
+/// exchange drops them and ends that task.
+#[tokio::test]
+async fn pending_delays_cost_one_timer_task_per_exchange_not_per_message() {
+    let broker = TestBroker::start().await;
+    let (_conn, ch) = broker.channel().await;
+    declare_delayed(&ch, "held-many", "direct").await;
+    declare(&ch, "held-many.q", &[]).await;
+    bind(&ch, "held-many.q", "held-many", "k").await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let before = tasks();
+    for i in 0..10_000i64 {
+        ch.basic_publish(
+            "held-many",
+            "k",
+            BasicPublishOptions::default(),
+            b"later",
+            delayed_by(60_000 + i),
+        )
+        .await
+        .expect("publish");
+    }
+    // A round trip after the publishes: every one of them was handled.
+    declare(&ch, "held-many.q", &[]).await;
+    let during = tasks();
+    assert!(
+        during <= before + 2,
+        "10,000 held messages: {before} tasks before, {during} after"
+    );
+    ch.exchange_delete(
+        "held-many",
+        lapin::options::ExchangeDeleteOptions::default(),
+    )
+    .await
+    .expect("exchange.delete");
+    broker.finish().await;
+}

@@ -23,8 +23,15 @@
 //! Not yet (issue 15): consumers are not commands of the state machine (which consumer gets the
 //! head depends on channel credit, known only here; a replicated leader would log its choice as
 //! the `Checkout` it already is); a dead letter held by at-least-once comes back as a ready
-//! message after a restart (its journal records do not say it was held); a quorum queue keeps
-//! its bodies in memory (no paging out of deep queues); replication (openraft) itself.
+//! message after a restart (its journal records do not say it was held); replication (openraft)
+//! itself.
+//!
+//! Deep queues keep their bodies on disk, as classic queues do: a message that joins behind
+//! [`PAGE_OUT_BYTES`] of ready bodies enters the state machine as its journal id and body length
+//! only (`state::Body::OnDisk`, 16 bytes), and its body is read back from the journal, with the
+//! lock released, when it reaches the head and is about to go out (or is dead-lettered); a
+//! restart reads back only the first `PAGE_OUT_BYTES`. The state machine stays pure: it never
+//! reads a body, only counts its size.
 
 pub(crate) mod state;
 
@@ -35,10 +42,10 @@ use super::consumers::Consumers;
 use super::dead_letter::{DeadLetterReason, DeadLetters};
 use super::Backend;
 use super::DeadLetter;
-use super::{ConsumeError, Consumer, ConsumerSink, Queue, QueuedMessage};
+use super::{ConsumeError, Consumer, ConsumerSink, Queue, QueuedMessage, PAGE_OUT_BYTES};
 use crate::message::Message;
-use parking_lot::Mutex;
-use state::{Command, Config, Effect, Entry, MsgId, QuorumState, Reason};
+use parking_lot::{Mutex, MutexGuard};
+use state::{Body, Command, Config, Effect, Entry, MsgId, QuorumState, Reason};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use warren_protocol::{FieldTable, FieldValue, ShortStr};
@@ -209,6 +216,9 @@ struct Outcome {
     settle_after: Vec<QueuedMessage>,
     /// At-least-once dead letters, with the id the state machine holds each under.
     held: Vec<(DeadLetter, MsgId)>,
+    /// Dying messages whose bodies are on disk: read back (no lock held) before their dead
+    /// letters are made; `true` for held (at-least-once) ones.
+    paged_dead: Vec<(Entry, Reason, bool)>,
 }
 
 /// How often held at-least-once dead letters are published again while their target does not
@@ -243,7 +253,7 @@ fn expiration_ms(message: &Message) -> Option<u64> {
 fn queued(e: &Entry) -> QueuedMessage {
     QueuedMessage {
         seq: e.id,
-        message: e.message.clone(),
+        message: e.message.message(),
         redelivered: e.delivery_count > 0,
         expires_at: None,
         delivery_count: e.delivery_count,
@@ -309,13 +319,19 @@ impl QuorumQueue {
                 Effect::Removed(e) => {
                     q.remove_for_good(std::iter::once(queued(&e)));
                 }
+                Effect::DeadLetterHeld(e, reason) if e.message.is_paged() => {
+                    out.paged_dead.push((e, reason, true));
+                }
+                Effect::Died(e, reason) if e.message.is_paged() => {
+                    out.paged_dead.push((e, reason, false));
+                }
                 Effect::DeadLetterHeld(e, reason) => {
-                    if let Some(letter) = q.dead_letter_of(&e.message, reason.into()) {
+                    if let Some(letter) = q.dead_letter_of(&e.message.message(), reason.into()) {
                         out.held.push((letter, e.id));
                     }
                 }
                 Effect::Died(e, reason) => {
-                    if let Some(letter) = q.dead_letter_of(&e.message, reason.into()) {
+                    if let Some(letter) = q.dead_letter_of(&e.message.message(), reason.into()) {
                         out.dead.push(letter);
                         out.settle_after.push(queued(&e));
                     } else {
@@ -328,7 +344,22 @@ impl QuorumQueue {
 
     /// Publishes dead letters (no lock held), then lets the journal forget their originals.
     /// Held (at-least-once) ones are forgotten only once taken; the rest wait for a retry.
-    fn finish(q: &Queue, out: Outcome) {
+    fn finish(q: &Queue, mut out: Outcome) {
+        for (e, reason, held) in std::mem::take(&mut out.paged_dead) {
+            let mut whole = queued(&e);
+            q.page_in(&mut whole);
+            match q.dead_letter_of(&whole.message, reason.into()) {
+                Some(letter) if held => out.held.push((letter, e.id)),
+                Some(letter) => {
+                    out.dead.push(letter);
+                    out.settle_after.push(queued(&e));
+                }
+                None if held => {}
+                None => {
+                    q.remove_for_good(std::iter::once(queued(&e)));
+                }
+            }
+        }
         q.publish_dead_letters(out.dead);
         q.remove_for_good(out.settle_after);
         if out.held.is_empty() {
@@ -383,7 +414,11 @@ impl QuorumQueue {
                     return;
                 }
                 for (e, reason) in core.state.held() {
-                    if let Some(letter) = q.dead_letter_of(&e.message, (*reason).into()) {
+                    if e.message.is_paged() {
+                        out.paged_dead.push((e.clone(), *reason, true));
+                    } else if let Some(letter) =
+                        q.dead_letter_of(&e.message.message(), (*reason).into())
+                    {
                         out.held.push((letter, e.id));
                     }
                 }
@@ -394,9 +429,11 @@ impl QuorumQueue {
 
     pub(super) fn push_recovered(&self, q: &Arc<Queue>, message: Arc<Message>, deliveries: u32) {
         let mut message = QueuedMessage::new(0, message);
-        // Recovered messages arrive as stubs with their bodies on disk: a quorum queue keeps
-        // its bodies in memory, so they are read back now.
-        q.page_in(&mut message);
+        // Recovered messages arrive as stubs with their bodies on disk: the first ones are
+        // read back now, deeper ones when they reach the head.
+        if self.core.lock().state.ready_bytes() < PAGE_OUT_BYTES {
+            q.page_in(&mut message);
+        }
         let expiration_ms = expiration_ms(&message.message);
         if expiration_ms.is_some() {
             self.may_expire
@@ -408,7 +445,7 @@ impl QuorumQueue {
             q,
             &mut core,
             Command::Restore {
-                message: message.message,
+                message: message.message.into(),
                 expiration_ms,
                 delivery_count: deliveries,
                 now: now_ms(),
@@ -435,6 +472,17 @@ impl QuorumQueue {
         let mut out = Outcome::default();
         let mut core = self.core.lock();
         let now = now_ms();
+        // Behind enough ready bodies, only its journal id joins (its body stays on disk).
+        let message = match (
+            core.state.ready_bytes() >= PAGE_OUT_BYTES,
+            message.persist_id.get(),
+        ) {
+            (true, Some(id)) => Body::OnDisk {
+                journal_id: *id,
+                len: u32::try_from(message.body.len()).unwrap_or(u32::MAX),
+            },
+            _ => Body::Loaded(message),
+        };
         Self::apply(
             q,
             &mut core,
@@ -501,10 +549,39 @@ impl QuorumQueue {
         }
     }
 
-    /// Hands the head to consumers with credit while one takes it; each taking is a checkout.
-    fn dispatch_locked(&self, q: &Arc<Queue>, core: &mut Core, out: &mut Outcome) {
-        while !core.consumers.is_empty() {
+    /// Reads the paged-out `head`'s body back with the queue unlocked (no disk I/O under the
+    /// lock) and puts it in place if it is still the head; false if the journal did not have
+    /// it (logged; the stub then goes out as it is, once).
+    fn load_head(q: &Queue, core: &mut MutexGuard<'_, Core>, mut head: QueuedMessage) -> bool {
+        MutexGuard::unlocked(core, || q.page_in(&mut head));
+        if head.message.is_paged() {
+            return false;
+        }
+        core.state.load_head(head.seq, head.message);
+        true
+    }
+
+    /// Expires what is due at the head, then makes sure the head's body is in memory.
+    fn ready_head(&self, q: &Queue, core: &mut MutexGuard<'_, Core>, out: &mut Outcome) {
+        let mut unreadable = None;
+        loop {
             self.expire(q, core, out);
+            match core.state.head().map(queued) {
+                Some(head) if head.message.is_paged() && unreadable != Some(head.seq) => {
+                    let id = head.seq;
+                    if !Self::load_head(q, core, head) {
+                        unreadable = Some(id);
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Hands the head to consumers with credit while one takes it; each taking is a checkout.
+    fn dispatch_locked(&self, q: &Arc<Queue>, core: &mut MutexGuard<'_, Core>, out: &mut Outcome) {
+        while !core.consumers.is_empty() {
+            self.ready_head(q, core, out);
             let Some(head) = core.state.head().map(queued) else {
                 break;
             };
@@ -571,7 +648,7 @@ impl QuorumQueue {
         if q.args().expires.is_some() {
             core.last_used = now_ms();
         }
-        self.expire(q, &mut core, &mut out);
+        self.ready_head(q, &mut core, &mut out);
         let got = core.state.head().map(queued);
         if let Some(m) = &got {
             q.count_delivery(true, no_ack, m.redelivered);

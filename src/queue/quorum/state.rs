@@ -18,6 +18,7 @@
 //!   a dying message is held here, out of the ready list, until the owner reports with
 //!   `DeadLettered` that its dead letter was taken by every target queue.
 
+use crate::ids::MessageId;
 use crate::message::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -47,13 +48,74 @@ pub(crate) struct Config {
     pub(crate) at_least_once: bool,
 }
 
+/// Where a message's body is. The state machine only needs a body's size; a deep queue keeps
+/// the bodies of messages far from the head in the journal only, named by journal id (16
+/// bytes each here instead of a message in memory).
+#[derive(Clone, Debug)]
+pub(crate) enum Body {
+    /// The whole message, in memory.
+    Loaded(Arc<Message>),
+    /// Only in the journal: read back (by the owner, with no lock held) before it goes out.
+    OnDisk {
+        /// The journal's id of the message.
+        journal_id: MessageId,
+        /// Its body's length.
+        len: u32,
+    },
+}
+
+impl Body {
+    /// The body's length (what `x-max-length-bytes` counts).
+    pub(crate) fn size(&self) -> usize {
+        match self {
+            Body::Loaded(m) => m.body_size(),
+            Body::OnDisk { len, .. } => *len as usize,
+        }
+    }
+
+    /// Whether the body is in the journal only.
+    pub(crate) fn is_paged(&self) -> bool {
+        match self {
+            Body::Loaded(m) => m.is_paged(),
+            Body::OnDisk { .. } => true,
+        }
+    }
+
+    /// The message, in memory if it is; else a stub naming it by journal id (body on disk).
+    pub(crate) fn message(&self) -> Arc<Message> {
+        match self {
+            Body::Loaded(m) => m.clone(),
+            Body::OnDisk { journal_id, len } => Arc::new(Message::paged(
+                warren_protocol::ShortStr::empty(),
+                warren_protocol::ShortStr::empty(),
+                warren_protocol::BasicProperties::default(),
+                *len as usize,
+                *journal_id,
+            )),
+        }
+    }
+}
+
+impl From<Arc<Message>> for Body {
+    /// A message as it is; a stub (its body on disk) becomes just its journal id and length.
+    fn from(m: Arc<Message>) -> Self {
+        match (m.is_paged(), m.persist_id.get()) {
+            (true, Some(id)) => Body::OnDisk {
+                journal_id: *id,
+                len: u32::try_from(m.body_size()).unwrap_or(u32::MAX),
+            },
+            _ => Body::Loaded(m),
+        }
+    }
+}
+
 /// One message in the queue, ready or checked out.
 #[derive(Clone, Debug)]
 pub(crate) struct Entry {
     /// Its place in the log.
     pub(crate) id: MsgId,
-    /// The shared message.
-    pub(crate) message: Arc<Message>,
+    /// The message, or where its body is.
+    pub(crate) message: Body,
     /// How often it was returned (nack/reject with requeue, consumer gone, restart).
     pub(crate) delivery_count: u32,
     /// When it expires (Unix ms), fixed when it was enqueued.
@@ -80,7 +142,7 @@ pub(crate) enum Command {
     /// `expiration` property, parsed; `now` is when it arrived.
     Enqueue {
         /// The message.
-        message: Arc<Message>,
+        message: Body,
         /// Its per-message TTL, if any.
         expiration_ms: Option<u64>,
         /// Unix ms.
@@ -90,7 +152,7 @@ pub(crate) enum Command {
     /// (every delivery that was not settled before the restart counts as a return).
     Restore {
         /// The message.
-        message: Arc<Message>,
+        message: Body,
         /// Its per-message TTL, if any.
         expiration_ms: Option<u64>,
         /// Earlier returns.
@@ -247,6 +309,15 @@ impl QuorumState {
         self.ready.front()
     }
 
+    /// The ready head `id`'s body is back in memory: `message` replaces the stub it held (whose
+    /// journal id names the body on disk). Not a command: the queue's state is the same, only
+    /// where a body lives changed. Ignored unless `id` is still the head.
+    pub(crate) fn load_head(&mut self, id: MsgId, message: Arc<Message>) {
+        if let Some(head) = self.ready.front_mut().filter(|e| e.id == id) {
+            head.message = Body::Loaded(message);
+        }
+    }
+
     /// When the ready head expires (Unix ms), if it does.
     pub(crate) fn head_expiry(&self) -> Option<u64> {
         self.ready.front().and_then(|e| e.expires_at)
@@ -297,20 +368,14 @@ impl QuorumState {
         self.held.values()
     }
 
-    fn push(
-        &mut self,
-        message: Arc<Message>,
-        expiration_ms: Option<u64>,
-        delivery_count: u32,
-        now: u64,
-    ) {
+    fn push(&mut self, message: Body, expiration_ms: Option<u64>, delivery_count: u32, now: u64) {
         let ttl = match (self.config.message_ttl, expiration_ms) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         let id = self.next_id;
         self.next_id += 1;
-        self.ready_bytes += message.body_size() as u64;
+        self.ready_bytes += message.size() as u64;
         self.ready.push_back(Entry {
             id,
             message,
@@ -321,7 +386,7 @@ impl QuorumState {
 
     fn pop_front(&mut self) -> Option<Entry> {
         let e = self.ready.pop_front()?;
-        self.ready_bytes -= e.message.body_size() as u64;
+        self.ready_bytes -= e.message.size() as u64;
         Some(e)
     }
 
@@ -349,7 +414,7 @@ impl QuorumState {
                 self.die(e, Reason::DeliveryLimit, effects);
                 continue;
             }
-            self.ready_bytes += e.message.body_size() as u64;
+            self.ready_bytes += e.message.size() as u64;
             self.ready.push_back(e);
         }
         self.enforce_limits(effects);
@@ -415,7 +480,7 @@ mod tests {
 
     fn enqueue(s: &mut QuorumState, body: &'static str) -> Vec<Effect> {
         s.apply(Command::Enqueue {
-            message: msg(body),
+            message: msg(body).into(),
             expiration_ms: None,
             now: 0,
         })
@@ -430,7 +495,7 @@ mod tests {
     fn bodies(s: &QuorumState) -> Vec<String> {
         s.ready
             .iter()
-            .map(|e| String::from_utf8_lossy(&e.message.body).into_owned())
+            .map(|e| String::from_utf8_lossy(&e.message.message().body).into_owned())
             .collect()
     }
 
@@ -510,7 +575,7 @@ mod tests {
         enqueue(&mut s, "b");
         let dropped = enqueue(&mut s, "c");
         assert!(
-            matches!(dropped.as_slice(), [Effect::Died(e, Reason::MaxLen)] if &e.message.body[..] == b"a")
+            matches!(dropped.as_slice(), [Effect::Died(e, Reason::MaxLen)] if &e.message.message().body[..] == b"a")
         );
         assert_eq!(bodies(&s), ["b", "c"]);
     }
@@ -538,15 +603,33 @@ mod tests {
     }
 
     #[test]
+    fn a_paged_out_message_costs_48_bytes_in_the_queue() {
+        // A deep queue holds a million of these: the bookkeeping per paged message.
+        assert_eq!(std::mem::size_of::<Body>(), 16);
+        assert!(std::mem::size_of::<Entry>() <= 48);
+        let body: Body = msg("abc").into();
+        assert!(!body.is_paged());
+        let paged = Body::OnDisk {
+            journal_id: MessageId(7),
+            len: 1024,
+        };
+        assert!(paged.is_paged());
+        assert_eq!(paged.size(), 1024);
+        let stub = paged.message();
+        assert_eq!(stub.persist_id.get(), Some(&MessageId(7)));
+        assert!(stub.is_paged() && stub.body_size() == 1024);
+    }
+
+    #[test]
     fn ttl_expires_at_the_head_only() {
         let mut s = QuorumState::new(Config::default());
         let _ = s.apply(Command::Enqueue {
-            message: msg("long"),
+            message: msg("long").into(),
             expiration_ms: Some(1000),
             now: 0,
         });
         let _ = s.apply(Command::Enqueue {
-            message: msg("short"),
+            message: msg("short").into(),
             expiration_ms: Some(10),
             now: 0,
         });
@@ -562,12 +645,12 @@ mod tests {
         let m = msg("x");
         let log = vec![
             Command::Enqueue {
-                message: m.clone(),
+                message: m.clone().into(),
                 expiration_ms: None,
                 now: 1,
             },
             Command::Enqueue {
-                message: m,
+                message: m.into(),
                 expiration_ms: Some(5),
                 now: 2,
             },
