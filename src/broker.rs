@@ -83,7 +83,7 @@ impl Broker {
         users.attach_journal(store.clone());
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = users.vhosts().iter().map(|v| VHost::new(&v.name)).collect();
-        persistence::restore(&list, &store, recovered);
+        persistence::restore(&list, &store, recovered)?;
         for v in list {
             vhosts.insert(v.name.clone(), v);
         }
