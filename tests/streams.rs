@@ -78,11 +78,14 @@ async fn read_from(conn: &Connection, name: &str, offset: Option<AMQPValue>) -> 
     out
 }
 
+/// Declare flags, arguments, and the 406 text expected after `PRECONDITION_FAILED - `.
+type Case = (QueueDeclareOptions, Vec<(&'static str, AMQPValue)>, String);
+
 #[tokio::test]
 async fn declare_checks_match_rabbitmq() {
     let broker = TestBroker::start().await;
     let conn = broker.connect().await;
-    let cases: Vec<(QueueDeclareOptions, Vec<(&str, AMQPValue)>, String)> = vec![
+    let cases: Vec<Case> = vec![
         (QueueDeclareOptions::default(), vec![], "invalid property 'non-durable' for queue 'q' in vhost '/'".into()),
         (QueueDeclareOptions { exclusive: true, ..durable() }, vec![], "invalid property 'exclusive-owner' for queue 'q' in vhost '/'".into()),
         (QueueDeclareOptions { auto_delete: true, ..durable() }, vec![], "invalid property 'auto-delete' for queue 'q' in vhost '/'".into()),

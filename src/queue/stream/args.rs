@@ -79,7 +79,7 @@ impl StreamConfig {
             max_age: arguments
                 .get(X_MAX_AGE)
                 .and_then(FieldValue::as_str)
-                .and_then(|s| parse_max_age(s).ok()),
+                .and_then(parse_max_age),
             segment_size: int(X_STREAM_MAX_SEGMENT_SIZE_BYTES)
                 .and_then(|n| u64::try_from(n).ok())
                 .filter(|n| *n > 0)
@@ -103,7 +103,7 @@ pub(in crate::queue) fn validate_arguments(arguments: &FieldTable) -> Result<(),
                 FieldValue::LongStr(b) => {
                     // RabbitMQ 3.10.8 crashes (541) on `bogus` and `-1h`: a 406 here.
                     parse_max_age(&String::from_utf8_lossy(b))
-                        .map_err(|()| invalid(X_MAX_AGE, "invalid_max_age".into()))?;
+                        .ok_or_else(|| invalid(X_MAX_AGE, "invalid_max_age".into()))?;
                 }
                 other => return Err(invalid(X_MAX_AGE, unacceptable(other))),
             },
@@ -156,31 +156,32 @@ fn non_negative(key: &'static str, v: &FieldValue) -> Result<(), ArgError> {
 
 /// `x-max-age`: a positive integer and one unit of `Y M D h m s` (RabbitMQ's units; `7d` and
 /// `0D` are refused as RabbitMQ refuses them).
-pub fn parse_max_age(s: &str) -> Result<Duration, ()> {
-    let secs = duration_secs(
-        s,
-        &[
-            ('Y', 365 * 86_400),
-            ('M', 30 * 86_400),
-            ('D', 86_400),
-            ('h', 3_600),
-            ('m', 60),
-            ('s', 1),
-        ],
-    )?;
-    (secs > 0).then_some(Duration::from_secs(secs)).ok_or(())
+pub fn parse_max_age(s: &str) -> Option<Duration> {
+    duration_secs(s)
+        .filter(|secs| *secs > 0)
+        .map(Duration::from_secs)
 }
 
-/// Digits then one unit letter from `units` (letter, seconds).
-fn duration_secs(s: &str, units: &[(char, u64)]) -> Result<u64, ()> {
-    let unit = s.chars().last().ok_or(())?;
+/// RabbitMQ's duration units (`Y M D h m s`) in seconds.
+const UNITS: &[(char, u64)] = &[
+    ('Y', 365 * 86_400),
+    ('M', 30 * 86_400),
+    ('D', 86_400),
+    ('h', 3_600),
+    ('m', 60),
+    ('s', 1),
+];
+
+/// Digits then one unit letter of [`UNITS`], in seconds.
+fn duration_secs(s: &str) -> Option<u64> {
+    let unit = s.chars().last()?;
     let digits = &s[..s.len() - unit.len_utf8()];
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(());
+        return None;
     }
-    let n: u64 = digits.parse().map_err(|_| ())?;
-    let (_, per) = units.iter().find(|(u, _)| *u == unit).ok_or(())?;
-    n.checked_mul(*per).ok_or(())
+    let n: u64 = digits.parse().ok()?;
+    let (_, per) = UNITS.iter().find(|(u, _)| *u == unit)?;
+    n.checked_mul(*per)
 }
 
 /// Where a consumer starts reading (`x-stream-offset`).
@@ -212,21 +213,11 @@ pub fn parse_offset(value: Option<&FieldValue>, now_ms: i64) -> Result<OffsetSpe
                 "first" => Ok(OffsetSpec::First),
                 "last" => Ok(OffsetSpec::Last),
                 "next" => Ok(OffsetSpec::Next),
-                other => match duration_secs(
-                    other,
-                    &[
-                        ('Y', 365 * 86_400),
-                        ('M', 30 * 86_400),
-                        ('D', 86_400),
-                        ('h', 3_600),
-                        ('m', 60),
-                        ('s', 1),
-                    ],
-                ) {
-                    Ok(secs) => Ok(OffsetSpec::Timestamp(now_ms.saturating_sub(
+                other => match duration_secs(other) {
+                    Some(secs) => Ok(OffsetSpec::Timestamp(now_ms.saturating_sub(
                         i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX),
                     ))),
-                    Err(()) => Err(format!("invalid offset specification '{other}'")),
+                    None => Err(format!("invalid offset specification '{other}'")),
                 },
             }
         }
@@ -321,12 +312,12 @@ mod tests {
 
     #[test]
     fn max_age_takes_rabbitmq_units_only() {
-        assert_eq!(parse_max_age("7D"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_max_age("12h"), Ok(Duration::from_secs(12 * 3_600)));
-        assert_eq!(parse_max_age("30m"), Ok(Duration::from_secs(1_800)));
-        assert_eq!(parse_max_age("1Y"), Ok(Duration::from_secs(365 * 86_400)));
+        assert_eq!(parse_max_age("7D"), Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_max_age("12h"), Some(Duration::from_secs(12 * 3_600)));
+        assert_eq!(parse_max_age("30m"), Some(Duration::from_secs(1_800)));
+        assert_eq!(parse_max_age("1Y"), Some(Duration::from_secs(365 * 86_400)));
         for bad in ["7d", "0D", "-1h", "bogus", "", "h", "1.5h"] {
-            assert_eq!(parse_max_age(bad), Err(()), "{bad}");
+            assert_eq!(parse_max_age(bad), None, "{bad}");
         }
     }
 
