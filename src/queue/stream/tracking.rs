@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tracing::warn;
 
+/// Tracking names one stream keeps at most: a client cannot grow the file (rewritten whole on
+/// every store) without bound; a new name past this is not stored (logged).
+pub const MAX_NAMES: usize = 10_000;
+
 /// How often a consumer that keeps acking has its position written.
 pub const STORE_EVERY: Duration = Duration::from_millis(200);
 
@@ -57,6 +61,10 @@ impl Offsets {
     pub fn store(&self, name: &str, offset: u64) {
         let mut stored = self.stored.lock();
         if stored.get(name) == Some(&offset) {
+            return;
+        }
+        if !stored.contains_key(name) && stored.len() >= MAX_NAMES {
+            warn!(file = %self.path.display(), name, "too many tracking names on one stream; this one is not stored");
             return;
         }
         stored.insert(name.to_owned(), offset);
