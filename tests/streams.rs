@@ -599,3 +599,38 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `x-max-age`: once a segment rolls over, whole segments whose newest message is older than
+/// the age go (RabbitMQ applies retention at roll-over too).
+#[tokio::test]
+async fn max_age_drops_segments_older_than_the_age_at_roll_over() {
+    let broker = TestBroker::start().await;
+    let (conn, ch) = confirming_channel(&broker).await;
+    stream(
+        &ch,
+        "s",
+        &[
+            ("x-max-age", s("1s")),
+            ("x-stream-max-segment-size-bytes", int(3_000)),
+        ],
+    )
+    .await;
+    let body = "x".repeat(900);
+    fill(&ch, "s", 10).await; // ~60 bytes each
+                              // Offsets 10 and 11 fill the first segment; 12 starts the second.
+    for _ in 0..3 {
+        assert!(confirmed(&ch, "s", &body).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // 13 and 14 join the second segment; 15 rolls over, and the first segment (all older than
+    // 1 s) goes.
+    for _ in 0..3 {
+        assert!(confirmed(&ch, "s", &body).await);
+    }
+    let kept = read_from(&conn, "s", Some(s("first"))).await;
+    assert_eq!(
+        kept.iter().map(|k| k.0).collect::<Vec<_>>(),
+        (12..16).collect::<Vec<_>>(),
+        "the first segment went, the newer ones stay"
+    );
+}
