@@ -17,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,26 +26,24 @@ use tracing::{info, warn};
 /// A chunk ends after this many messages or bytes even while its fsync is pending.
 const CHUNK_MAX_MESSAGES: u32 = 4096;
 const CHUNK_MAX_BYTES: u64 = 1024 * 1024;
-/// Bytes recovery reads at a time.
-const SCAN_BUFFER: usize = 1024 * 1024;
 
 /// Where a chunk starts.
 #[derive(Clone, Copy, Debug)]
-struct Chunk {
-    first_offset: u64,
-    pos: u64,
-    timestamp: i64,
+pub(super) struct Chunk {
+    pub(super) first_offset: u64,
+    pub(super) pos: u64,
+    pub(super) timestamp: i64,
 }
 
 /// One segment file.
-struct Segment {
-    first_offset: u64,
-    path: PathBuf,
+pub(super) struct Segment {
+    pub(super) first_offset: u64,
+    pub(super) path: PathBuf,
     /// Bytes of whole records written (readers read no further).
-    len: u64,
-    chunks: Vec<Chunk>,
+    pub(super) len: u64,
+    pub(super) chunks: Vec<Chunk>,
     /// Timestamp of its newest message (for `x-max-age`).
-    last_timestamp: i64,
+    pub(super) last_timestamp: i64,
 }
 
 struct State {
@@ -98,7 +96,7 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
     move |e| StoreError::Io(path.to_path_buf(), e)
 }
 
@@ -122,7 +120,7 @@ impl Log {
                     reason: "stream segment does not continue the previous one",
                 });
             }
-            let seg = scan(dir, first)?;
+            let seg = super::recovery::scan(dir, first)?;
             next_offset = seg.1;
             segments.push_back(seg.0);
         }
@@ -458,88 +456,6 @@ fn new_segment(dir: &Path, first_offset: u64) -> Result<Segment, StoreError> {
         chunks: Vec::new(),
         last_timestamp: 0,
     })
-}
-
-/// Checks every record of segment `first` and rebuilds its chunk index; cuts off a torn tail.
-/// Returns the segment and the offset after its last record.
-fn scan(dir: &Path, first: u64) -> Result<(Segment, u64), StoreError> {
-    let path = segment::path(dir, first);
-    let mut file = File::open(&path).map_err(io(&path))?;
-    let mut seg = Segment {
-        first_offset: first,
-        path: path.clone(),
-        len: 0,
-        chunks: Vec::new(),
-        last_timestamp: 0,
-    };
-    let mut next = first;
-    let mut buf: Vec<u8> = Vec::with_capacity(SCAN_BUFFER);
-    let mut start = 0usize; // where unparsed bytes begin in buf
-    let mut eof = false;
-    loop {
-        if !eof && buf.len() - start < SCAN_BUFFER {
-            buf.drain(..start);
-            start = 0;
-            let have = buf.len();
-            buf.resize(have + SCAN_BUFFER, 0);
-            let n = file.read(&mut buf[have..]).map_err(io(&path))?;
-            buf.truncate(have + n);
-            eof = n == 0;
-            if !eof {
-                continue;
-            }
-        }
-        if start == buf.len() {
-            break;
-        }
-        match segment::check(&buf[start..]) {
-            Ok((len, offset, timestamp, chunk_start)) => {
-                if offset != next {
-                    return Err(StoreError::Corrupt {
-                        path,
-                        offset: seg.len,
-                        reason: "stream record offset out of sequence",
-                    });
-                }
-                if chunk_start || seg.chunks.is_empty() {
-                    seg.chunks.push(Chunk {
-                        first_offset: offset,
-                        pos: seg.len,
-                        timestamp,
-                    });
-                }
-                seg.last_timestamp = timestamp;
-                seg.len += len as u64;
-                next += 1;
-                start += len;
-            }
-            Err(DecodeError::Truncated) if eof => {
-                warn!(file = %path.display(), offset = seg.len, "cutting off a torn stream record at the end of a segment");
-                let f = OpenOptions::new()
-                    .write(true)
-                    .open(&path)
-                    .map_err(io(&path))?;
-                f.set_len(seg.len).map_err(io(&path))?;
-                break;
-            }
-            Err(DecodeError::Truncated) => {
-                // A record longer than what is buffered: read more.
-                let have = buf.len();
-                buf.resize(have + SCAN_BUFFER, 0);
-                let n = file.read(&mut buf[have..]).map_err(io(&path))?;
-                buf.truncate(have + n);
-                eof = n == 0;
-            }
-            Err(DecodeError::Corrupt(reason)) => {
-                return Err(StoreError::Corrupt {
-                    path,
-                    offset: seg.len,
-                    reason,
-                })
-            }
-        }
-    }
-    Ok((seg, next))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 pub mod args;
 mod consumer;
 mod log;
+mod recovery;
 mod segment;
 mod tracking;
 
