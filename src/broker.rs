@@ -89,7 +89,7 @@ impl Broker {
         );
         let vhosts = DashMap::new();
         let list: Vec<Arc<VHost>> = users.vhosts().iter().map(|v| VHost::new(&v.name)).collect();
-        persistence::restore(&list, &store, recovered);
+        persistence::restore(&list, &store, recovered)?;
         for v in list {
             vhosts.insert(v.name.clone(), v);
         }

@@ -388,6 +388,11 @@ impl VHost {
             let name = q.name.clone();
             return Err(DeleteError::QuorumConditional { flag, name });
         }
+        if q.queue_type() == crate::queue::QueueType::Stream {
+            // RabbitMQ 3.10.8 ignores if-empty/if-unused on a stream and answers 0 messages.
+            self.remove_queue(&q);
+            return Ok(0);
+        }
         if if_unused && q.consumer_count() > 0 {
             return Err(DeleteError::InUse {
                 what: "queue",

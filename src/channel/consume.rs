@@ -39,6 +39,7 @@ impl Channel {
         } else {
             self.queue_for_use(crate::auth::Access::Read, &m.queue)?
         };
+        self.check_stream_consume(&queue, &m)?;
         let tag = if m.consumer_tag.is_empty() {
             generated_name("amq.ctag-")
         } else {
@@ -59,6 +60,7 @@ impl Channel {
             no_ack: m.no_ack,
             exclusive: m.exclusive,
             priority,
+            arguments: m.arguments.clone(),
         };
         // consume-ok goes out before the queue can deliver, as clients expect, and only once the
         // queue accepted the consumer.
@@ -108,6 +110,7 @@ impl Channel {
 
     pub(super) fn basic_get(&mut self, m: basic::Get) -> AmqpResult<()> {
         let queue = self.queue_for_use(crate::auth::Access::Read, &m.queue)?;
+        self.refuse_on_stream(&queue, "basic.get")?;
         if queue.queue_type() == crate::queue::QueueType::Quorum
             && queue.args().single_active_consumer
         {
@@ -175,6 +178,14 @@ impl Channel {
             .map_err(|unknown| {
                 AmqpError::precondition_failed(format!("unknown delivery tag {}", unknown.0))
             })?;
+        if requeue.is_some() {
+            if let Some(u) = taken
+                .iter()
+                .find(|u| u.queue.queue_type() == crate::queue::QueueType::Stream)
+            {
+                return self.refuse_stream_reject(&u.queue);
+            }
+        }
         if let Some(tx) = &mut self.tx {
             tx.acks.push((taken, requeue));
             return Ok(());

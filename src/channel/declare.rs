@@ -274,6 +274,7 @@ impl Channel {
 
     pub(super) fn queue_purge(&mut self, m: queue::Purge) -> AmqpResult<()> {
         let q = self.queue_for_use(Access::Read, &m.queue)?;
+        self.refuse_on_stream(&q, "queue.purge")?;
         let message_count = q.purge();
         if !m.no_wait {
             self.reply(queue::PurgeOk { message_count });

@@ -194,6 +194,11 @@ impl ChannelShared {
         }
     }
 
+    /// The per-consumer prefetch (basic.qos global=false) new consumers get; 0 when unset.
+    pub fn consumer_prefetch(&self) -> u16 {
+        self.state.lock().consumer_prefetch
+    }
+
     /// Whether `tag` names a consumer of this channel.
     pub fn has_consumer(&self, tag: &str) -> bool {
         self.state.lock().consumers.contains_key(tag)

@@ -8,6 +8,7 @@ mod declare;
 pub mod delivery;
 mod publish;
 mod reply_to;
+mod stream;
 
 use crate::auth::{AccessControl, AuthUser, ChannelAccess};
 use crate::config::Config;

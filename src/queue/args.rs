@@ -308,7 +308,7 @@ fn short_str(b: &[u8]) -> ShortStr {
     ShortStr::truncated(&String::from_utf8_lossy(b))
 }
 
-pub(super) fn invalid(key: &'static str, reason: String) -> ArgError {
+pub(crate) fn invalid(key: &'static str, reason: String) -> ArgError {
     ArgError::Invalid { key, reason }
 }
 
@@ -340,7 +340,7 @@ fn integer(v: &FieldValue) -> Result<i64, String> {
     }
 }
 
-pub(super) fn unacceptable(v: &FieldValue) -> String {
+pub(crate) fn unacceptable(v: &FieldValue) -> String {
     format!("{{unacceptable_type,{}}}", field_type_name(v))
 }
 

@@ -122,6 +122,11 @@ impl Queue {
         match &self.backend {
             Backend::Classic(_) => self.reject_classic(messages),
             Backend::Quorum(qq) => qq.reject(self, messages),
+            // The channel refuses nack/reject on a stream (540); nothing to drop here.
+            Backend::Stream(_) => {
+                let n = messages.into_iter().count() as u64;
+                self.settled_unacked(n);
+            }
         }
     }
 

@@ -27,9 +27,10 @@
 //!
 //! Quorum queues (issue 15) are the second variant: `Backend::Quorum(QuorumQueue)`
 //! (quorum/mod.rs), a pure state machine over a command log (quorum/state.rs) with delivery
-//! counts and limits. Streams will come in the same way; today [`QueueType::of_declare`] refuses
-//! them with a 406 (after RabbitMQ's property checks). A stream keeps an append-only log and
-//! per-consumer offsets, and its "settle" is a credit/offset update rather than a removal.
+//! counts and limits. Streams are the third: `Backend::Stream(StreamQueue)` (stream/mod.rs), an
+//! append-only segmented log with per-consumer offsets, whose "settle" is a credit/offset
+//! update rather than a removal; a stream writes its own log, so a publish to it goes through
+//! [`Queue::enqueue_logged`], which hands back the fsync its confirm waits for.
 //!
 //! Why an enum and not a `dyn` trait: the set of types is closed and known to this crate; an
 //! enum match is a predictable branch the compiler can inline through (with one variant it
@@ -52,6 +53,8 @@ pub enum QueueType {
     Classic,
     /// RabbitMQ's quorum queue (single node: quorum/mod.rs).
     Quorum,
+    /// RabbitMQ's stream (an append-only log: stream/mod.rs).
+    Stream,
 }
 
 impl QueueType {
@@ -60,6 +63,7 @@ impl QueueType {
         match self {
             QueueType::Classic => "classic",
             QueueType::Quorum => "quorum",
+            QueueType::Stream => "stream",
         }
     }
 
@@ -67,9 +71,7 @@ impl QueueType {
     /// Quorum queues must be durable, non-exclusive and not auto-delete, checked with
     /// RabbitMQ's texts in RabbitMQ's order (auto-delete, exclusive, durable:
     /// `rabbit_quorum_queue:declare/2`; exclusive + auto-delete gets 'auto-delete' from 3.10.8
-    /// with pika). `stream` is
-    /// refused with a 406 rather than silently declared as a classic queue, which would lose
-    /// its semantics without the client knowing.
+    /// with pika). Streams (`stream`) follow the same rules with the same texts.
     pub fn of_declare(arguments: &FieldTable, flags: DeclaredFlags) -> Result<Self, ArgError> {
         let name = match arguments.get(X_QUEUE_TYPE) {
             None => return Ok(QueueType::Classic),
@@ -88,10 +90,7 @@ impl QueueType {
                 } else if name == "quorum" {
                     Ok(QueueType::Quorum)
                 } else {
-                    Err(invalid(
-                        X_QUEUE_TYPE,
-                        format!("\"unsupported queue type '{name}': Warren has no streams yet\""),
-                    ))
+                    Ok(QueueType::Stream)
                 }
             }
             _ => Err(invalid(
@@ -106,6 +105,7 @@ impl QueueType {
         match self {
             QueueType::Classic => super::classic::COMPARED_ARGUMENTS,
             QueueType::Quorum => super::quorum::COMPARED_ARGUMENTS,
+            QueueType::Stream => super::stream::COMPARED_ARGUMENTS,
         }
     }
 
@@ -116,6 +116,7 @@ impl QueueType {
         match self {
             QueueType::Classic => false,
             QueueType::Quorum => true,
+            QueueType::Stream => false,
         }
     }
 
@@ -125,6 +126,7 @@ impl QueueType {
         match self {
             QueueType::Classic => super::classic::validate_arguments(arguments),
             QueueType::Quorum => super::quorum::validate_arguments(arguments),
+            QueueType::Stream => super::stream::validate_arguments(arguments),
         }
     }
 }
@@ -182,13 +184,18 @@ mod tests {
             Ok(QueueType::Quorum)
         );
         let stream = table(&[(X_QUEUE_TYPE, "stream".into())]);
-        assert!(matches!(
+        assert_eq!(
             QueueType::of_declare(&stream, DURABLE),
-            Err(ArgError::Invalid {
-                key: X_QUEUE_TYPE,
-                ..
-            })
-        ));
+            Ok(QueueType::Stream)
+        );
+        let transient = DeclaredFlags {
+            durable: false,
+            ..DURABLE
+        };
+        assert_eq!(
+            QueueType::of_declare(&stream, transient),
+            Err(ArgError::InvalidProperty("non-durable"))
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod limits;
 pub mod policy;
 mod priority;
 mod quorum;
+pub mod stream;
 mod timer;
 mod ttl;
 
@@ -44,6 +45,7 @@ use quorum::QuorumQueue;
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use stream::StreamQueue;
 // The tokio clock (the same as std's outside tests), so timer tests can run on paused time.
 use tokio::time::Instant;
 use warren_protocol::{BasicProperties, FieldTable, FieldValue, ShortStr};
@@ -134,6 +136,9 @@ pub struct Consumer {
     pub exclusive: bool,
     /// basic.consume `x-priority`: higher gets messages first (default 0).
     pub priority: i64,
+    /// basic.consume arguments (a stream's consumer reads its offset, filter and tracking
+    /// name from them).
+    pub arguments: FieldTable,
 }
 
 /// Whether a queue took a published message.
@@ -178,6 +183,8 @@ enum Backend {
     /// `x-queue-type: quorum` (quorum/mod.rs). Boxed so that the enum, and with it every
     /// `Queue`, keeps the classic queue's size and field layout (the classic hot path).
     Quorum(Box<QuorumQueue>),
+    /// `x-queue-type: stream` (stream/mod.rs), boxed for the same reason.
+    Stream(Box<StreamQueue>),
 }
 
 /// A queue: what every queue type shares, and its type's own state in [`Backend`].
@@ -261,6 +268,7 @@ impl Queue {
             QueueType::Quorum => {
                 Backend::Quorum(Box::new(QuorumQueue::new(&args, &options.arguments)))
             }
+            QueueType::Stream => Backend::Stream(Box::new(StreamQueue::new(&options.arguments))),
         };
         let dedup = crate::dedup::queue_wants_it(&options.arguments)
             .then(|| crate::dedup::cache_for(&options.arguments));
@@ -282,6 +290,7 @@ impl Queue {
         match &q.backend {
             Backend::Classic(c) => c.start(&q),
             Backend::Quorum(qq) => qq.start(&q),
+            Backend::Stream(_) => {}
         }
         q
     }
@@ -333,13 +342,24 @@ impl Queue {
             Backend::Classic(c) => c.policy_changed(self, &old),
             // A quorum queue reads its limits from `args()` at each command; no backlog to trim
             // here (its state machine applies max-length at the next enqueue).
-            Backend::Quorum(_) => {}
+            Backend::Quorum(_) | Backend::Stream(_) => {}
         }
     }
 
     /// Makes this a journaled queue: persistent messages in it survive restarts.
     pub fn attach_journal(&self, store: Arc<Store>, id: DurableQueueId) {
+        if let Backend::Stream(s) = &self.backend {
+            s.attach(&store, id);
+        }
         let _ = self.journal.set((store, id));
+    }
+
+    /// Why a stream's log could not be recovered (startup stops with it), once.
+    pub fn take_open_error(&self) -> Option<crate::store::StoreError> {
+        match &self.backend {
+            Backend::Stream(s) => s.take_open_error(),
+            _ => None,
+        }
     }
 
     /// This queue's id in the journal, if it is durable.
@@ -354,6 +374,8 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.push_recovered(self, message, deliveries),
             Backend::Quorum(qq) => qq.push_recovered(self, message, deliveries),
+            // A stream's messages come back from its own log, never from the journal.
+            Backend::Stream(_) => {}
         }
     }
 
@@ -437,6 +459,7 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.admit(self, message),
             Backend::Quorum(qq) => qq.admit(),
+            Backend::Stream(_) => true,
         }
     }
 
@@ -447,6 +470,25 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.enqueue(self, message),
             Backend::Quorum(qq) => qq.enqueue(self, message),
+            Backend::Stream(s) => {
+                let _ = s.append(&message);
+            }
+        }
+    }
+
+    /// [`Queue::enqueue`], returning the journal sequence number a confirm must wait for when
+    /// the queue writes the message down itself (a stream appends to its own log and has the
+    /// journal's next group commit fsync it).
+    pub fn enqueue_logged(
+        self: &Arc<Self>,
+        message: Arc<Message>,
+    ) -> Option<crate::ids::JournalSeq> {
+        match &self.backend {
+            Backend::Stream(s) => s.append(&message),
+            _ => {
+                self.enqueue(message);
+                None
+            }
         }
     }
 
@@ -456,6 +498,11 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.requeue(self, messages),
             Backend::Quorum(qq) => qq.requeue(self, messages),
+            // Nothing left a stream: a returned delivery is simply forgotten.
+            Backend::Stream(_) => {
+                let n = messages.into_iter().count() as u64;
+                self.settled_unacked(n);
+            }
         }
     }
 
@@ -464,6 +511,7 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.dispatch(self),
             Backend::Quorum(qq) => qq.dispatch(self),
+            Backend::Stream(s) => s.dispatch(),
         }
     }
 
@@ -473,6 +521,8 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.get(self, no_ack),
             Backend::Quorum(qq) => qq.get(self, no_ack),
+            // The channel answers basic.get on a stream with 540 before it gets here.
+            Backend::Stream(_) => None,
         }
     }
 
@@ -483,6 +533,7 @@ impl Queue {
             // Acked messages are already off a classic queue's lists: only the journal hears.
             Backend::Classic(_) => self.remove_for_good(messages),
             Backend::Quorum(qq) => qq.settle(self, messages),
+            Backend::Stream(s) => s.settle(messages),
         };
         stats::bump_by(&self.counters.acked, n);
         self.settled_unacked(n);
@@ -515,6 +566,7 @@ impl Queue {
         match &self.backend {
             Backend::Classic(_) => QueueType::Classic,
             Backend::Quorum(_) => QueueType::Quorum,
+            Backend::Stream(_) => QueueType::Stream,
         }
     }
 
@@ -528,6 +580,7 @@ impl Queue {
         let (messages_ready, message_bytes_ready, consumers) = match &self.backend {
             Backend::Classic(c) => c.gauges(),
             Backend::Quorum(qq) => qq.gauges(),
+            Backend::Stream(s) => s.gauges(),
         };
         QueueStats {
             messages: self.counters.snapshot(),
@@ -577,6 +630,10 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.add_consumer(self, consumer, on_added),
             Backend::Quorum(qq) => qq.add_consumer(self, consumer, on_added),
+            Backend::Stream(s) => {
+                let arguments = consumer.arguments.clone();
+                s.add_consumer(self, consumer, &arguments, on_added)
+            }
         }
     }
 
@@ -586,6 +643,7 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.remove_consumer(self, sink, tag),
             Backend::Quorum(qq) => qq.remove_consumer(self, sink, tag),
+            Backend::Stream(s) => s.remove_consumer(sink, tag),
         }
     }
 
@@ -594,6 +652,7 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.message_count(),
             Backend::Quorum(qq) => qq.message_count(),
+            Backend::Stream(s) => s.message_count(),
         }
     }
 
@@ -602,6 +661,7 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.consumer_count(),
             Backend::Quorum(qq) => qq.consumer_count(),
+            Backend::Stream(s) => s.consumer_count(),
         }
     }
 
@@ -610,6 +670,8 @@ impl Queue {
         match &self.backend {
             Backend::Classic(c) => c.purge(self),
             Backend::Quorum(qq) => qq.purge(self),
+            // The channel answers queue.purge on a stream with 540 before it gets here.
+            Backend::Stream(_) => 0,
         }
     }
 
@@ -619,6 +681,7 @@ impl Queue {
         let (count, consumers) = match &self.backend {
             Backend::Classic(c) => c.delete(self),
             Backend::Quorum(qq) => qq.delete(self),
+            Backend::Stream(s) => s.delete(self),
         };
         self.stop_timer();
         for c in consumers {

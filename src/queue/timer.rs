@@ -32,6 +32,7 @@ impl Queue {
             match &self.backend {
                 Backend::Classic(c) => c.touch(),
                 Backend::Quorum(qq) => qq.touch(),
+                Backend::Stream(_) => {}
             }
         }
     }
@@ -96,7 +97,7 @@ impl Queue {
             let mut st = match &self.backend {
                 Backend::Classic(c) => c.state.lock(),
                 // Quorum queues run their own expiry timer (quorum/mod.rs) and never start this.
-                Backend::Quorum(_) => return None,
+                Backend::Quorum(_) | Backend::Stream(_) => return None,
             };
             self.expire_head(&mut st, now, &mut dead);
             let unused = self.unused_deadline(&st).is_some_and(|at| at <= now);

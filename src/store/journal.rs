@@ -56,6 +56,12 @@ enum Command {
         bytes: BytesMut,
         effect: Effect,
     },
+    /// fdatasync another file (a stream's segment, written by its owner) in this batch, before
+    /// `seq` counts as synced: stream confirms ride on the journal's group commit.
+    SyncFile {
+        seq: u64,
+        file: Arc<File>,
+    },
     Stop,
 }
 
@@ -186,6 +192,16 @@ impl Journal {
         seq
     }
 
+    /// Asks for `file` (already written by the caller) to be fdatasynced with the next batch;
+    /// returns the sequence number that is synced once it is.
+    pub fn sync_file(&self, file: Arc<File>) -> u64 {
+        let mut s = self.submit.lock();
+        let seq = s.next_seq;
+        s.next_seq += 1;
+        let _ = s.tx.send(Command::SyncFile { seq, file });
+        seq
+    }
+
     /// The highest sequence number on disk, and a way to wait for it to grow.
     pub fn synced(&self) -> watch::Receiver<u64> {
         self.synced.clone()
@@ -301,6 +317,7 @@ impl Writer {
     fn run(&mut self, rx: mpsc::Receiver<Command>, synced: watch::Sender<u64>, applied: &Applied) {
         let mut batch = BytesMut::new();
         let mut effects = Vec::new();
+        let mut files: Vec<Arc<File>> = Vec::new();
         while let Ok(first) = rx.recv() {
             let mut stop = false;
             let mut last_seq = 0;
@@ -308,6 +325,12 @@ impl Writer {
             while let Some(cmd) = next.take() {
                 match cmd {
                     Command::Stop => stop = true,
+                    Command::SyncFile { seq, file } => {
+                        last_seq = seq;
+                        if !files.iter().any(|f| Arc::ptr_eq(f, &file)) {
+                            files.push(file);
+                        }
+                    }
                     Command::Append { seq, bytes, effect } => {
                         last_seq = seq;
                         if self.offset + (batch.len() + bytes.len()) as u64 > self.segment_size
@@ -329,6 +352,12 @@ impl Writer {
                 }
             }
             self.write_and_sync(&mut batch, &mut effects);
+            for file in files.drain(..) {
+                if let Err(e) = file.sync_data() {
+                    error!(error = %e, "stream segment fsync failed; stopping the broker");
+                    std::process::abort();
+                }
+            }
             if last_seq > 0 {
                 applied.advance(last_seq);
                 synced.send_replace(last_seq);

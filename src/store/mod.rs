@@ -71,6 +71,8 @@ pub struct Recovered {
 
 /// The store of one broker.
 pub struct Store {
+    /// The data directory (streams keep their logs under `streams/`).
+    dir: PathBuf,
     journal: Journal,
     metadata: Metadata,
     next_message_id: AtomicU64,
@@ -105,6 +107,7 @@ impl Store {
         info!(messages = recovered.len(), dir = %dir.display(), "store recovered");
         let journal = Journal::start(&messages_dir, live, replayed.segments)?;
         let store = Store {
+            dir: dir.to_path_buf(),
             journal,
             metadata,
             next_message_id: AtomicU64::new(next_id),
@@ -172,6 +175,17 @@ impl Store {
     /// The journal writer's fsync latency and batch sizes.
     pub fn journal_stats(&self) -> &crate::stats::JournalStats {
         self.journal.stats()
+    }
+
+    /// Where stream `id` keeps its segment files.
+    pub fn stream_dir(&self, DurableQueueId(id): DurableQueueId) -> PathBuf {
+        self.dir.join("streams").join(id.to_string())
+    }
+
+    /// Has `file` (a stream segment the caller wrote) fdatasynced with the journal's next
+    /// group commit; a confirm waiting for the returned sequence number waits for that fsync.
+    pub fn sync_file(&self, file: Arc<std::fs::File>) -> JournalSeq {
+        JournalSeq(self.journal.sync_file(file))
     }
 
     /// The highest journal sequence number on disk; changes after every fsync.

@@ -131,11 +131,19 @@ impl VHost {
 /// Rebuilds every vhost from what the store recovered, then attaches the store so later
 /// changes are written down. Messages go back to their queues in publish order; those
 /// delivered before the restart come back with redelivered=true; those of queues that are gone
-/// (deleted, or in a deleted vhost) are settled.
-pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) {
+/// (deleted, or in a deleted vhost) are settled. A stream whose log is corrupt stops startup
+/// (naming the segment file and byte offset), as a corrupt journal does.
+pub fn restore(
+    vhosts: &[Arc<VHost>],
+    store: &Arc<Store>,
+    recovered: Recovered,
+) -> Result<(), crate::store::StoreError> {
     let mut found = Found::default();
     for vhost in vhosts {
         restore_definitions(vhost, store, &recovered.definitions, &mut found);
+    }
+    if let Some(e) = found.queues.values().find_map(|q| q.take_open_error()) {
+        return Err(e);
     }
     let Found {
         queues: by_id,
@@ -207,6 +215,7 @@ pub fn restore(vhosts: &[Arc<VHost>], store: &Arc<Store>, recovered: Recovered) 
         messages = restored,
         "vhosts restored"
     );
+    Ok(())
 }
 
 /// What the journal's queue ids stand for, once the definitions are restored: queues, delayed

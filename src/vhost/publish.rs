@@ -112,9 +112,10 @@ impl VHost {
             q.admit(&message)
         });
         let refused = queues.len() + duplicates < routed;
-        let journal_seq = self.journal(&message, &queues);
+        let mut journal_seq = self.journal(&message, &queues);
         for q in queues {
-            q.enqueue(message.clone());
+            // A stream writes its own log; its confirm waits for that log's fsync.
+            journal_seq = journal_seq.max(q.enqueue_logged(message.clone()));
         }
         Published {
             unroutable: None,
@@ -135,6 +136,7 @@ impl VHost {
         let store = self.store()?;
         let durable: Vec<DurableQueueId> = queues
             .iter()
+            .filter(|q| q.queue_type() != crate::queue::QueueType::Stream)
             .filter(|q| persistent || q.journals_every_message())
             .filter_map(|q| q.journal_id())
             .collect();

@@ -9,6 +9,7 @@ mod client;
 mod http;
 mod scenarios;
 mod stats;
+mod stream;
 mod throughput;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ enum Mode {
     Churn(scenarios::ChurnOpts),
     /// Declare N queues, then time scrapes of the Prometheus endpoint (per-object by default).
     Scrape(scenarios::ScrapeOpts),
+    /// A stream queue: append M messages with confirms, replay them from `first`, broker RSS.
+    Stream(stream::StreamOpts),
 }
 
 #[tokio::main]
@@ -52,6 +55,7 @@ async fn main() {
         Mode::Backlog(o) => scenarios::backlog(o).await,
         Mode::Churn(o) => scenarios::churn(o).await,
         Mode::Scrape(o) => scenarios::scrape(o).await,
+        Mode::Stream(o) => stream::run(o).await,
     };
     match result {
         Ok(report) => println!("{report}"),
