@@ -1093,9 +1093,8 @@ async fn a_deep_quorum_queue_pages_bodies_out_and_back_in_through_kill_9() {
         durable: true,
         ..Default::default()
     };
-    let api = free_port();
-    let mgmt = ["--management-listen".to_owned(), format!("127.0.0.1:{api}")];
-    let p = Process::start_with(data.path(), &mgmt).await;
+    let p = Process::start_with(data.path(), &with_management()).await;
+    let api = p.management_port();
     let (_conn, ch) = p.connect().await;
     ch.queue_declare("qq.deep", durable, args)
         .await
@@ -1143,7 +1142,8 @@ async fn a_deep_quorum_queue_pages_bodies_out_and_back_in_through_kill_9() {
     );
     p.kill9();
 
-    let p = Process::start_with(data.path(), &mgmt).await;
+    let p = Process::start_with(data.path(), &with_management()).await;
+    let api = p.management_port();
     let (_conn, ch) = p.connect().await;
     assert_eq!(passive_exists(&ch, "qq.deep").await, Some(N as u32 + 1));
     let held = message_bytes(api).await;
