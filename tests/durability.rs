@@ -1361,7 +1361,13 @@ async fn acks_held_by_the_journal_lose_nothing_on_kill_9_and_all_apply_on_a_clea
         for seq in window * 100..(window + 1) * 100 {
             let body = seq.to_be_bytes();
             let confirm = ch
-                .basic_publish("", "acks.q", BasicPublishOptions::default(), &body, persistent())
+                .basic_publish(
+                    "",
+                    "acks.q",
+                    BasicPublishOptions::default(),
+                    &body,
+                    persistent(),
+                )
                 .await
                 .expect("publish");
             pending.push(confirm);
@@ -1410,7 +1416,10 @@ async fn acks_held_by_the_journal_lose_nothing_on_kill_9_and_all_apply_on_a_clea
     let lost: Vec<u64> = (0..TOTAL)
         .filter(|s| !acked.contains(s) && !unique.contains(s))
         .collect();
-    assert!(lost.is_empty(), "confirmed, unacked messages lost: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "confirmed, unacked messages lost: {lost:?}"
+    );
     assert!(unique.iter().all(|s| *s < TOTAL), "a message nobody sent");
 
     // Publish again, ack half through a consumer, stop cleanly: exactly the rest come back.

@@ -224,7 +224,13 @@ impl Journal {
         let seq = s.next_seq;
         s.next_seq += 1;
         let cmd = Command::Append { seq, bytes, effect };
-        if matches!(cmd, Command::Append { effect: Effect::Settle { .. }, .. }) {
+        if matches!(
+            cmd,
+            Command::Append {
+                effect: Effect::Settle { .. },
+                ..
+            }
+        ) {
             if !s.settles_timer {
                 s.settles_timer = true;
                 let _ = s.tx.send(Command::SettlesHeld);
@@ -458,8 +464,8 @@ impl Writer {
         }
         let needs_sync = force_sync
             || effects
-            .iter()
-            .any(|(effect, _, _)| !matches!(effect, Effect::Settle { .. }));
+                .iter()
+                .any(|(effect, _, _)| !matches!(effect, Effect::Settle { .. }));
         let written = self.file.write_all_at(batch, self.offset);
         let result = if needs_sync {
             let syncing = std::time::Instant::now();
@@ -758,7 +764,7 @@ fn zero_filled_segment(dir: &Path, segment: u64, size: u64) -> std::io::Result<F
         let buf = vec![0u8; CHUNK + ALIGN];
         let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
         let zeros = &buf[start..start + CHUNK];
-        if size % ALIGN as u64 == 0 && fill(&file, zeros, size).is_ok() {
+        if size.is_multiple_of(ALIGN as u64) && fill(&file, zeros, size).is_ok() {
             file.sync_all()?;
             // Reopened without O_DIRECT: the journal's own writes are not block-aligned.
             return OpenOptions::new().write(true).open(&path);
@@ -791,7 +797,11 @@ fn remove_leftover_preallocations(dir: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_name().to_str().is_some_and(|n| n.ends_with(".prealloc")) {
+        if entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.ends_with(".prealloc"))
+        {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -118,9 +118,7 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
         stats::cpu_seconds(std::process::id()),
         opts.broker_pid.and_then(stats::cpu_seconds),
     );
-    let switches_before = opts
-        .broker_pid
-        .and_then(stats::voluntary_context_switches);
+    let switches_before = opts.broker_pid.and_then(stats::voluntary_context_switches);
     let mut consumers = Vec::new();
     for i in 0..opts.consumers {
         let queue = opts.queue_name(i % opts.queues);

@@ -297,9 +297,8 @@ fn fsyncs(journal: &Journal) -> u64 {
 fn zero_filled_segments_replay_with_their_unused_tails() {
     let dir = tempfile::tempdir().expect("temp dir");
     let size = 16 * 1024;
-    let journal =
-        Journal::start_with_segment_size(dir.path(), HashMap::new(), Vec::new(), size)
-            .expect("starts");
+    let journal = Journal::start_with_segment_size(dir.path(), HashMap::new(), Vec::new(), size)
+        .expect("starts");
     let mut last = 0;
     for id in 1..=100u64 {
         last = journal.append(
@@ -318,7 +317,10 @@ fn zero_filled_segments_replay_with_their_unused_tails() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
         .filter(|e| e.metadata().is_ok_and(|m| m.len() == size))
         .count();
-    assert!(preallocated >= 3, "full-size zero-filled segments: {preallocated}");
+    assert!(
+        preallocated >= 3,
+        "full-size zero-filled segments: {preallocated}"
+    );
     assert_eq!(live_ids(dir.path()), (1..=100).collect::<Vec<_>>());
     std::fs::write(prealloc_path(dir.path(), 99), b"\0\0").expect("a leftover");
     let replayed = replay(dir.path()).expect("replays");
@@ -327,9 +329,8 @@ fn zero_filled_segments_replay_with_their_unused_tails() {
         .into_iter()
         .map(|(id, (_, l))| (id, l))
         .collect();
-    let journal =
-        Journal::start_with_segment_size(dir.path(), live, replayed.segments, size)
-            .expect("restarts");
+    let journal = Journal::start_with_segment_size(dir.path(), live, replayed.segments, size)
+        .expect("restarts");
     assert!(!prealloc_path(dir.path(), 99).exists(), "leftover removed");
     let read = journal.read(100).expect("reads back");
     assert!(matches!(read, Record::Publish { id: 100, .. }));
@@ -380,7 +381,11 @@ fn settles_are_held_briefly_and_cost_no_sync_of_their_own() {
         "settles were held: {:?}",
         started.elapsed()
     );
-    assert_eq!(fsyncs(&journal), synced_before, "settles alone are not synced");
+    assert_eq!(
+        fsyncs(&journal),
+        synced_before,
+        "settles alone are not synced"
+    );
     assert!(journal.read(3).is_none(), "settled: gone from the index");
     // Held settles go out in front of the next publish (its sync covers them), at once.
     journal.append(
@@ -396,7 +401,10 @@ fn settles_are_held_briefly_and_cost_no_sync_of_their_own() {
         },
     );
     wait_synced(&journal, publish_seq);
-    assert!(journal.read(6).is_none(), "settle 6 applied with the publish");
+    assert!(
+        journal.read(6).is_none(),
+        "settle 6 applied with the publish"
+    );
     assert!(started.elapsed() < SETTLE_DELAY * 10);
     journal.stop();
     assert_eq!(
