@@ -271,3 +271,57 @@ impl Outbound {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncReadExt;
+
+    async fn readable_within(rx: &mut tokio::io::DuplexStream, wait: Duration) -> usize {
+        let mut buf = vec![0u8; 4 * WAKE_AT];
+        tokio::time::timeout(wait, rx.read(&mut buf))
+            .await
+            .map_or(0, |r| r.expect("reads"))
+    }
+
+    /// Inside a batch the writer is not woken per frame but once when the batch ends; a buffer
+    /// past WAKE_AT wakes it at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_wakes_the_writer_once_at_its_end_or_at_wake_at() {
+        let (tx, mut rx) = tokio::io::duplex(16 * WAKE_AT);
+        let out = Outbound::new(131_072, Arc::new(ConnectionCounters::default()));
+        let writer = tokio::spawn(out.clone().run_writer(tx));
+        // Let the writer reach its wait (its first pass takes whatever is queued, woken or not).
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let body = [1u8; 16];
+        let method = Method::BasicDeliver(warren_protocol::basic::Deliver::default());
+        {
+            let _batch = WakeBatch::begin();
+            for _ in 0..10 {
+                out.send_content(1, &method, &BasicProperties::default(), &body);
+            }
+            // The writer runs on another worker, free to write if it had been woken.
+            std::thread::sleep(Duration::from_millis(50));
+            let nested = WakeBatch::begin();
+            drop(nested);
+            std::thread::sleep(Duration::from_millis(20));
+            assert_eq!(
+                readable_within(&mut rx, Duration::from_millis(1)).await,
+                0,
+                "woken before the batch ended"
+            );
+        }
+        assert!(readable_within(&mut rx, Duration::from_secs(5)).await > 0);
+        {
+            let _batch = WakeBatch::begin();
+            let big = vec![2u8; WAKE_AT];
+            out.send_content(1, &method, &BasicProperties::default(), &big);
+            std::thread::sleep(Duration::from_millis(50));
+            // Read on this thread while the batch is still open: the big frame is on its way.
+            assert!(readable_within(&mut rx, Duration::from_secs(5)).await > 0);
+        }
+        out.close();
+        writer.await.expect("joins").expect("writer ends");
+    }
+}
