@@ -7,8 +7,8 @@ import sys
 from collections import defaultdict
 
 FIGURES = {
-    "throughput": ["publish_rate", "consume_rate", "deliveries_per_broker_cpu_s", "latency_us.p50", "latency_us.p99", "broker_cpu_s", "generator_cpu_s"],
-    "latency": ["consume_rate", "latency_us.p50", "latency_us.p99", "latency_us.p999", "latency_us.max"],
+    "throughput": ["publish_rate", "consume_rate", "deliveries_per_broker_cpu_s", "broker_switches_per_1k_deliveries", "latency_us.p50", "latency_us.p99", "broker_cpu_s", "generator_cpu_s"],
+    "latency": ["consume_rate", "broker_switches_per_1k_deliveries", "latency_us.p50", "latency_us.p99", "latency_us.p999", "latency_us.max"],
     "connections": ["connections_per_s", "broker_rss_kib_before", "broker_rss_kib_after", "broker_rss_kib_per_connection"],
     "backlog": ["publish_rate", "drain_rate", "broker_rss_kib_full", "broker_rss_bytes_per_message", "broker_rss_kib_drained"],
 }

@@ -22,7 +22,7 @@ pub mod ids;
 pub(crate) mod limits;
 pub mod logging;
 pub mod message;
-pub(crate) mod outbound;
+pub mod outbound;
 pub mod parameters;
 pub mod prometheus;
 pub mod queue;

@@ -547,8 +547,11 @@ impl<R: AsyncRead + Unpin> Connection<R> {
             .any(|slot| matches!(slot, Slot::Open(ch) if ch.is_waiting_for_disk()))
     }
 
-    /// Handles every whole frame in the read buffer, then flushes coalesced confirms.
+    /// Handles every whole frame in the read buffer, then flushes coalesced confirms. The
+    /// writers of the connections this reaches (deliveries, replies) are woken once at the end
+    /// (`WakeBatch`), not per frame.
     fn handle_buffered(&mut self) -> Result<Flow, AmqpError> {
+        let _wakes = crate::outbound::WakeBatch::begin();
         loop {
             let frame = match self.reader.try_frame() {
                 Ok(Some(frame)) => frame,

@@ -7,6 +7,7 @@
 
 mod client;
 mod http;
+mod pace;
 mod scenarios;
 mod stats;
 mod stream;

@@ -82,6 +82,7 @@ pub async fn backlog(opts: BacklogOpts) -> Result<serde_json::Value> {
         duration: 3600,
         count: Some(opts.messages),
         rate: None,
+        spin_us: 0,
         confirm: Some(1000),
         persistent: opts.persistent,
         ack: false,

@@ -154,6 +154,25 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Voluntary context switches of all of a process's threads (the sum of
+/// `voluntary_ctxt_switches` over `/proc/PID/task/*/status`, Linux): how often its threads
+/// blocked, i.e. went to sleep waiting for a wakeup. Threads that ended meanwhile are not counted.
+pub fn voluntary_context_switches(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        total += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,5 +197,15 @@ mod tests {
         assert_eq!(c.duplicates.load(Ordering::Relaxed), 0);
         c.record(&body, 16, 1, &mut lat);
         assert_eq!(c.duplicates.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn context_switches_of_this_process_grow_when_a_thread_sleeps() {
+        let pid = std::process::id();
+        let before = voluntary_context_switches(pid).expect("/proc is readable");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let after = voluntary_context_switches(pid).expect("/proc is readable");
+        assert!(after > before, "{before} -> {after}");
+        assert_eq!(voluntary_context_switches(u32::MAX), None);
     }
 }

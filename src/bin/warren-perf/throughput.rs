@@ -36,9 +36,15 @@ pub struct Opts {
     /// Stop after this many messages per producer instead.
     #[arg(short = 'C', long)]
     pub count: Option<u64>,
-    /// Total publish rate in messages per second (latency runs); unlimited when absent.
+    /// Total publish rate in messages per second (latency runs); unlimited when absent. Each
+    /// paced producer runs on a thread of its own and sends one message per write, evenly
+    /// spaced (see pace.rs), not in timer-tick bursts.
     #[arg(long)]
     pub rate: Option<u64>,
+    /// With --rate: spin (instead of sleeping) this many microseconds before each message is
+    /// due, so that it leaves on time despite the kernel's wakeup latency.
+    #[arg(long, default_value_t = 20)]
+    pub spin_us: u64,
     /// Publisher confirms with this many unconfirmed messages in flight per producer.
     #[arg(short = 'c', long)]
     pub confirm: Option<u64>,
@@ -112,6 +118,7 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
         stats::cpu_seconds(std::process::id()),
         opts.broker_pid.and_then(stats::cpu_seconds),
     );
+    let switches_before = opts.broker_pid.and_then(stats::voluntary_context_switches);
     let mut consumers = Vec::new();
     for i in 0..opts.consumers {
         let queue = opts.queue_name(i % opts.queues);
@@ -125,13 +132,18 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
     let started = Instant::now();
     let mut producers = Vec::new();
     for id in 0..opts.producers {
-        producers.push(tokio::spawn(producer(
+        let run = producer(
             id as u16,
             url.clone(),
             opts.clone(),
             counters.clone(),
             stop.clone(),
-        )));
+        );
+        producers.push(if opts.rate.is_some() {
+            spawn_on_own_thread(id, run)?
+        } else {
+            tokio::spawn(run)
+        });
     }
     let progress = tokio::spawn(progress(counters.clone(), stop.clone(), opts.quiet));
     let scraper = opts
@@ -169,6 +181,9 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
         stats::cpu_seconds(std::process::id()),
         opts.broker_pid.and_then(stats::cpu_seconds),
     );
+    let switches = switches_before
+        .zip(opts.broker_pid.and_then(stats::voluntary_context_switches))
+        .map(|(before, after)| after.saturating_sub(before));
     let mut report = report(
         &opts,
         &counters,
@@ -181,7 +196,37 @@ pub async fn run(opts: Opts) -> Result<serde_json::Value> {
     if let Some(scrapes) = scrapes {
         report["scrapes"] = scrapes;
     }
+    // Issue 16's measure of cross-thread wakeups: how often the broker's threads went to sleep
+    // per 1,000 deliveries.
+    let consumed = counters.consumed.load(Ordering::Relaxed);
+    report["broker_voluntary_switches"] = json!(switches);
+    report["broker_switches_per_1k_deliveries"] = json!(switches
+        .filter(|_| consumed > 0)
+        .map(|s| (s as f64 * 1000.0 / consumed as f64 * 100.0).round() / 100.0));
     Ok(report)
+}
+
+/// Runs a paced producer on a thread of its own (with a single-threaded runtime): its pacer
+/// blocks that thread between messages, which must not hold one of the shared workers.
+fn spawn_on_own_thread(
+    id: usize,
+    run: impl std::future::Future<Output = Result<()>> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<Result<()>>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("producer-{id}"))
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("producer runtime")
+                .and_then(|rt| rt.block_on(run));
+            let _ = tx.send(result);
+        })
+        .context("producer thread")?;
+    Ok(tokio::spawn(async move {
+        rx.await.context("producer thread ended")?
+    }))
 }
 
 /// GETs `/metrics` once a second until `stop`: how many scrapes, and the slowest, in ms.
@@ -355,10 +400,12 @@ async fn producer(
         delivery_mode: opts.persistent.then_some(2),
         ..Default::default()
     };
-    let per_producer_rate = opts
-        .rate
-        .map(|r| (r as f64 / opts.producers as f64).max(1.0));
-    let started = Instant::now();
+    let pacer = opts.rate.map(|r| {
+        crate::pace::Pacer::new(
+            (r as f64 / opts.producers as f64).max(1.0),
+            Duration::from_micros(opts.spin_us),
+        )
+    });
     let mut body = vec![0u8; opts.size];
     let mut batch = BytesMut::with_capacity(256 * 1024);
     let mut seq: u64 = 0;
@@ -374,13 +421,11 @@ async fn producer(
             }
             room = room.min(max - in_flight);
         }
-        if let Some(rate) = per_producer_rate {
-            let due = (started.elapsed().as_secs_f64() * rate) as u64;
-            if seq >= due {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-                continue;
-            }
-            room = room.min(due - seq);
+        if let Some(pacer) = &pacer {
+            // Blocks this producer's own thread until message `seq` is due; a late producer
+            // catches up with what is due by now.
+            pacer.wait_for(seq);
+            room = room.min(pacer.due_count().saturating_sub(seq).max(1));
         }
         batch.clear();
         for _ in 0..room {

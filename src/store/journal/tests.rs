@@ -286,3 +286,130 @@ fn a_record_on_its_way_to_disk_reads_back_and_a_missing_one_is_none() {
         "a stopped journal does not block readers"
     );
 }
+
+fn fsyncs(journal: &Journal) -> u64 {
+    journal.stats().fsync_micros.snapshot().1.iter().sum()
+}
+
+/// Segments past the first are zero-filled ahead of use and renamed into place; replay reads
+/// their zero tails as unused space, and no `.prealloc` file outlives a restart.
+#[test]
+fn zero_filled_segments_replay_with_their_unused_tails() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let size = 16 * 1024;
+    let journal = Journal::start_with_segment_size(dir.path(), HashMap::new(), Vec::new(), size)
+        .expect("starts");
+    let mut last = 0;
+    for id in 1..=100u64 {
+        last = journal.append(
+            &publish(id, vec![1], 1000),
+            Effect::Publish {
+                id,
+                queues: vec![1],
+            },
+        );
+    }
+    wait_synced(&journal, last);
+    journal.stop();
+    let preallocated = std::fs::read_dir(dir.path())
+        .expect("lists")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+        .filter(|e| e.metadata().is_ok_and(|m| m.len() == size))
+        .count();
+    assert!(
+        preallocated >= 3,
+        "full-size zero-filled segments: {preallocated}"
+    );
+    assert_eq!(live_ids(dir.path()), (1..=100).collect::<Vec<_>>());
+    std::fs::write(prealloc_path(dir.path(), 99), b"\0\0").expect("a leftover");
+    let replayed = replay(dir.path()).expect("replays");
+    let live = replayed
+        .messages
+        .into_iter()
+        .map(|(id, (_, l))| (id, l))
+        .collect();
+    let journal = Journal::start_with_segment_size(dir.path(), live, replayed.segments, size)
+        .expect("restarts");
+    assert!(!prealloc_path(dir.path(), 99).exists(), "leftover removed");
+    let read = journal.read(100).expect("reads back");
+    assert!(matches!(read, Record::Publish { id: 100, .. }));
+}
+
+/// A crash image of a zero-filled segment: records, a torn one, then zeros. The torn record is
+/// cut off; everything before it replays.
+#[test]
+fn a_torn_record_before_a_zero_tail_is_cut_off() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let records: Vec<Record> = (1..=3).map(|id| publish(id, vec![1], 500)).collect();
+    let ends = write_segment(dir.path(), 1, &records);
+    let mut bytes = std::fs::read(segment_path(dir.path(), 1)).expect("read");
+    bytes.truncate(ends[2] - 100);
+    bytes.resize(64 * 1024, 0);
+    std::fs::write(segment_path(dir.path(), 1), &bytes).expect("crash image");
+    assert_eq!(live_ids(dir.path()), vec![1, 2]);
+}
+
+/// Settles wait in the submitter (no writer wakeup each), go out within SETTLE_DELAY or in
+/// front of the next publish, and a batch of nothing but settles costs no fdatasync.
+#[test]
+fn settles_are_held_briefly_and_cost_no_sync_of_their_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let journal = Journal::start(dir.path(), HashMap::new(), Vec::new()).expect("starts");
+    let mut last = 0;
+    for id in 1..=10u64 {
+        last = journal.append(
+            &publish(id, vec![1], 100),
+            Effect::Publish {
+                id,
+                queues: vec![1],
+            },
+        );
+    }
+    wait_synced(&journal, last);
+    let synced_before = fsyncs(&journal);
+    let started = std::time::Instant::now();
+    for id in 1..=5u64 {
+        last = journal.append(
+            &Record::Settle { id, queue: 1 },
+            Effect::Settle { id, queue: 1 },
+        );
+    }
+    wait_synced(&journal, last);
+    assert!(
+        started.elapsed() >= SETTLE_DELAY - std::time::Duration::from_millis(2),
+        "settles were held: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        fsyncs(&journal),
+        synced_before,
+        "settles alone are not synced"
+    );
+    assert!(journal.read(3).is_none(), "settled: gone from the index");
+    // Held settles go out in front of the next publish (its sync covers them), at once.
+    journal.append(
+        &Record::Settle { id: 6, queue: 1 },
+        Effect::Settle { id: 6, queue: 1 },
+    );
+    let started = std::time::Instant::now();
+    let publish_seq = journal.append(
+        &publish(11, vec![1], 100),
+        Effect::Publish {
+            id: 11,
+            queues: vec![1],
+        },
+    );
+    wait_synced(&journal, publish_seq);
+    assert!(
+        journal.read(6).is_none(),
+        "settle 6 applied with the publish"
+    );
+    assert!(started.elapsed() < SETTLE_DELAY * 10);
+    journal.stop();
+    assert_eq!(
+        live_ids(dir.path()),
+        vec![7, 8, 9, 10, 11],
+        "a clean stop writes and syncs every settle"
+    );
+}
