@@ -19,6 +19,7 @@ pub mod definitions_import;
 pub mod error;
 pub mod list;
 pub mod path;
+pub mod pick;
 pub mod rates;
 pub mod routes;
 pub mod source;
