@@ -277,3 +277,127 @@ async fn an_expires_policy_deletes_an_unused_existing_queue() {
     assert_eq!(api.get("/api/queues/%2F/kept").await.status, 200);
     broker.finish().await;
 }
+
+/// RabbitMQ 3.10.8's export of the vhost `pol`: two policies, an operator policy (a runtime
+/// parameter of component `operator_policy`), vhost limits and a queue
+/// (tests/fixtures/management/capture_policies.py).
+fn rabbitmq_policies_export() -> Value {
+    let text = include_str!("../fixtures/management/policies_definitions_vhost.json");
+    let doc: Value = serde_json::from_str(text).expect("fixture is JSON");
+    doc["body"].clone()
+}
+
+fn sorted(list: &Value) -> Vec<Value> {
+    let mut items = list.as_array().expect("list").clone();
+    items.sort_by_key(|v| v.to_string());
+    items
+}
+
+/// What importing the export made: the policies, in force on the queue and seen by AMQP.
+async fn check_imported_policies(broker: &TestBroker, api: &Api, export: &Value) {
+    assert_eq!(
+        sorted(&api.get("/api/policies/pol").await.json()),
+        sorted(&export["policies"])
+    );
+    assert_eq!(
+        api.get("/api/operator-policies/pol").await.json(),
+        json!([{"vhost": "pol", "name": "op", "pattern": ".*", "apply-to": "queues",
+                "priority": 0, "definition": {"expires": 3600000}}])
+    );
+    let q = api.get("/api/queues/pol/orders.eu").await.json();
+    assert_eq!(
+        (&q["policy"], &q["operator_policy"]),
+        (&json!("limit-orders"), &json!("op"))
+    );
+    let effective = &q["effective_policy_definition"];
+    assert_eq!(
+        (&effective["max-length"], &effective["expires"]),
+        (&json!(2), &json!(3600000))
+    );
+    // max-length 2 with reject-publish: the third publish is refused.
+    let conn = connect_url(&format!("amqp://guest:guest@{}/pol", broker.addr()))
+        .await
+        .expect("connects to pol");
+    let ch = confirm_channel_on(&conn).await;
+    let mut acks = Vec::new();
+    for i in 0..3 {
+        acks.push(confirmed(&ch, "orders.eu", &i.to_string()).await);
+    }
+    assert_eq!(acks, [true, true, false]);
+    assert_eq!(ready_count(&ch, "orders.eu").await, 2);
+}
+
+#[tokio::test]
+async fn policies_and_operator_policies_import_from_a_rabbitmq_export_and_export_back() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let export = rabbitmq_policies_export();
+    assert_eq!(put(&api, "/api/vhosts/pol", json!({})).await, 201);
+    // The vhost's creator has all permissions on it already (as in RabbitMQ).
+    let answer = api
+        .call("POST", "/api/definitions/pol", Some(export.clone()))
+        .await;
+    assert_eq!(answer.status, 204, "{}", answer.json());
+    check_imported_policies(&broker, &api, &export).await;
+
+    // Exported as RabbitMQ exports them, per vhost and in the whole document.
+    let ours = api.get("/api/definitions/pol").await.json();
+    assert_eq!(sorted(&ours["policies"]), sorted(&export["policies"]));
+    assert_eq!(sorted(&ours["parameters"]), sorted(&export["parameters"]));
+    let whole = api.get("/api/definitions").await.json();
+    assert_eq!(sorted(&whole["policies"]), sorted(&export["policies"]));
+    assert!(
+        whole["parameters"]
+            .as_array()
+            .expect("list")
+            .contains(&export["parameters"][0]),
+        "{}",
+        whole["parameters"]
+    );
+
+    // Bad policies are refused as PUT refuses them, and nothing of the document is applied.
+    let before = api.get("/api/definitions").await.json();
+    let queue = json!({"name": "fresh", "vhost": "pol", "durable": true, "auto_delete": false,
+                       "arguments": {}});
+    for bad in [
+        json!({"queues": [queue], "policies": [{"vhost": "pol", "name": "p", "pattern": "(",
+               "apply-to": "queues", "priority": 0, "definition": {"max-length": 1}}]}),
+        json!({"queues": [queue], "policies": [{"vhost": "pol", "name": "p", "pattern": ".*",
+               "apply-to": "queues", "priority": 0, "definition": {"no-such-key": 1}}]}),
+        json!({"queues": [queue], "policies": [{"vhost": "nowhere", "name": "p", "pattern": ".*",
+               "apply-to": "queues", "priority": 0, "definition": {"max-length": 1}}]}),
+        // An operator policy may not set what only users' policies set.
+        json!({"queues": [queue], "parameters": [{"vhost": "pol", "component": "operator_policy",
+               "name": "op2", "value": {"pattern": ".*", "apply-to": "queues", "priority": 0,
+               "definition": {"dead-letter-exchange": "x"}}}]}),
+    ] {
+        let answer = api
+            .call("POST", "/api/definitions", Some(bad.clone()))
+            .await;
+        assert_eq!(answer.status, 400, "{bad}");
+        assert_eq!(answer.json()["error"], "bad_request");
+        assert_eq!(api.get("/api/definitions").await.json(), before, "{bad}");
+    }
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn load_definitions_at_startup_imports_policies() {
+    // The export as a whole-broker document: the vhost, guest's permission, the objects.
+    let mut doc = rabbitmq_policies_export();
+    doc["vhosts"] = json!([{"name": "pol"}]);
+    doc["permissions"] =
+        json!([{"user": "guest", "vhost": "pol", "configure": ".*", "write": ".*", "read": ".*"}]);
+    doc["queues"][0]["vhost"] = json!("pol");
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("definitions.json");
+    std::fs::write(&file, doc.to_string()).expect("written");
+    let config = warren::Config {
+        load_definitions: Some(file),
+        ..warren::Config::default()
+    };
+    let broker = TestBroker::start_with_management_config(config).await;
+    let api = Api::of(&broker);
+    check_imported_policies(&broker, &api, &doc).await;
+    broker.finish().await;
+}
