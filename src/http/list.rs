@@ -9,7 +9,9 @@ use std::cmp::Ordering;
 
 use regex::RegexBuilder;
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value};
+#[cfg(test)]
+use serde_json::Map;
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::pick::{Fields, Pick, PickedRows};

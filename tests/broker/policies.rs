@@ -401,3 +401,147 @@ async fn load_definitions_at_startup_imports_policies() {
     check_imported_policies(&broker, &api, &doc).await;
     broker.finish().await;
 }
+
+/// Declares a durable quorum queue with extra arguments.
+async fn quorum(ch: &lapin::Channel, name: &str, args: &[(&str, lapin::types::AMQPValue)]) {
+    let mut all = vec![("x-queue-type", s("quorum"))];
+    all.extend(args.iter().cloned());
+    let options = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare(name, options, table(&all))
+        .await
+        .expect("quorum queue.declare");
+}
+
+async fn nack_requeue(d: &lapin::message::Delivery) {
+    let options = lapin::options::BasicNackOptions {
+        requeue: true,
+        ..Default::default()
+    };
+    d.acker.nack(options).await.expect("nack");
+}
+
+#[tokio::test]
+async fn a_policy_change_applies_at_once_to_an_existing_quorum_queue() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    quorum(&ch, "qq", &[]).await;
+    for i in 0..5 {
+        publish(&ch, "qq", i.to_string()).await;
+    }
+    let body = json!({"pattern": "^qq$", "definition": {"max-length": 2},
+                      "apply-to": "quorum_queues"});
+    assert_eq!(put(&api, "/api/policies/%2F/qq-cap", body).await, 201);
+    // drop-head at once, as a classic queue does.
+    assert_eq!(ready_count(&ch, "qq").await, 2);
+    assert_eq!(queue_json(&api, "qq").await["policy"], "qq-cap");
+    // A policy for classic queues only does not apply to it.
+    let classic = json!({"pattern": ".*", "definition": {"max-length": 1},
+                         "apply-to": "classic_queues", "priority": 9});
+    assert_eq!(put(&api, "/api/policies/%2F/classic", classic).await, 201);
+    assert_eq!(ready_count(&ch, "qq").await, 2);
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/qq-cap", None)
+            .await
+            .status,
+        204
+    );
+    for i in 5..10 {
+        publish(&ch, "qq", i.to_string()).await;
+    }
+    assert_eq!(
+        drain(&ch, "qq").await,
+        vec!["3", "4", "5", "6", "7", "8", "9"]
+    );
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn a_delivery_limit_policy_dead_letters_from_a_quorum_queue() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "dlq", &[]).await;
+    let dlx = [
+        ("x-dead-letter-exchange", s("")),
+        ("x-dead-letter-routing-key", s("dlq")),
+    ];
+    quorum(&ch, "qq.poison", &dlx).await;
+    // The argument and the policy: the lower limit wins.
+    let mut with_arg = dlx.to_vec();
+    with_arg.push(("x-delivery-limit", int(5)));
+    quorum(&ch, "qq.arg", &with_arg).await;
+    publish(&ch, "qq.poison", "poison").await;
+    publish(&ch, "qq.arg", "arg").await;
+    let body = json!({"pattern": "^qq\\.", "definition": {"delivery-limit": 1},
+                      "apply-to": "quorum_queues"});
+    assert_eq!(put(&api, "/api/policies/%2F/limit", body).await, 201);
+    for queue in ["qq.poison", "qq.arg"] {
+        for _ in 0..2 {
+            nack_requeue(&get_one(&ch, queue).await.delivery).await;
+        }
+        assert_eq!(ready_count(&ch, queue).await, 0, "{queue}: second return");
+    }
+    let mut dead = Vec::new();
+    for _ in 0..2 {
+        let m = get_one(&ch, "dlq").await;
+        let deaths = x_death(&m.delivery.properties);
+        assert_eq!(field_str(&deaths[0], "reason"), "delivery_limit");
+        dead.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+    }
+    assert_eq!(dead, ["poison", "arg"]);
+    // Without the policy, returns do not dead-letter a message of qq.poison.
+    assert_eq!(
+        api.call("DELETE", "/api/policies/%2F/limit", None)
+            .await
+            .status,
+        204
+    );
+    publish(&ch, "qq.poison", "again").await;
+    for _ in 0..3 {
+        nack_requeue(&get_one(&ch, "qq.poison").await.delivery).await;
+    }
+    assert_eq!(ready_count(&ch, "qq.poison").await, 1);
+    broker.finish().await;
+}
+
+#[tokio::test]
+async fn a_consumer_timeout_policy_closes_channels_of_classic_and_quorum_consumers() {
+    let broker = TestBroker::start_with_management().await;
+    let api = Api::of(&broker);
+    let body = json!({"pattern": "^ct\\.", "definition": {"consumer-timeout": 300},
+                      "apply-to": "queues"});
+    assert_eq!(put(&api, "/api/policies/%2F/ct", body).await, 201);
+    let (_conn, ch) = broker.channel().await;
+    declare(&ch, "ct.classic", &[]).await;
+    quorum(&ch, "ct.quorum", &[]).await;
+    for queue in ["ct.classic", "ct.quorum"] {
+        publish(&ch, queue, "held").await;
+        let (_c, consumer_ch) = broker.channel().await;
+        let closed = on_channel_close(&consumer_ch);
+        let mut consumer = consume_with(&consumer_ch, queue, "c", false, &[])
+            .await
+            .expect("consume");
+        assert_eq!(text(&next(&mut consumer).await), "held");
+        let e = tokio::time::timeout(Duration::from_secs(3), closed)
+            .await
+            .unwrap_or_else(|_| panic!("{queue}: the channel is closed within 3 s"))
+            .expect("an error");
+        let (code, reply) = amqp_error(&e).expect("an AMQP close");
+        assert_eq!(code, 406, "{queue}");
+        assert!(reply.contains("Timeout value used: 300 ms"), "{reply}");
+        let again = get_one(&ch, queue).await;
+        assert!(again.delivery.redelivered, "{queue}");
+        // Settled at once: this channel's own get would time out too.
+        again
+            .delivery
+            .acker
+            .ack(lapin::options::BasicAckOptions::default())
+            .await
+            .expect("ack");
+    }
+    broker.finish().await;
+}
