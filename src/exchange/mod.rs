@@ -175,6 +175,8 @@ pub struct Exchange {
     /// management API.
     applied: arc_swap::ArcSwap<crate::queue::policy::Applied>,
     bindings: RwLock<Bindings>,
+    /// Publishes through it, for the management API.
+    pub counters: crate::stats::ExchangeCounters,
 }
 
 /// The exchange argument naming an alternate exchange (RabbitMQ's extension).
@@ -213,6 +215,7 @@ impl Exchange {
             dedup,
             applied: Default::default(),
             bindings: RwLock::new(Bindings::default()),
+            counters: Default::default(),
         })
     }
 

@@ -170,11 +170,11 @@ impl Fields for Rate {
 }
 
 /// A JSON array of rows, each written under the same choice.
-pub struct PickedRows<'a, T>(pub &'a [T], pub &'a Pick);
+pub struct PickedRows<'a, T>(pub &'a [&'a T], pub &'a Pick);
 
 impl<T: Fields> Serialize for PickedRows<'_, T> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|row| Picked(row, self.1)))
+        serializer.collect_seq(self.0.iter().map(|row| Picked(*row, self.1)))
     }
 }
 
