@@ -150,7 +150,7 @@ mod tests {
                 ..MessageStats::default()
             },
             ready,
-            unacked: 0,
+            ..Sample::default()
         }
     }
 
@@ -176,5 +176,25 @@ mod tests {
             7.0 / 5.0
         );
         assert_eq!(book.window(&key), Window::default());
+    }
+
+    #[test]
+    fn queue_windows_are_found_by_vhost_and_name() {
+        let book = RateBook::default();
+        let t0 = Instant::now();
+        let key = |name: &str| Key::Queue {
+            vhost: "/".into(),
+            name: name.into(),
+        };
+        book.record(t0, vec![(key("a"), published(10, 0))]);
+        book.record(
+            t0 + SAMPLE_INTERVAL,
+            vec![(key("a"), published(20, 0)), (key("b"), published(5, 0))],
+        );
+        let table = book.table();
+        assert_eq!(table.queue("/", "a").rate(|s| s.messages.published), 2.0);
+        assert_eq!(table.queue("/", "b").rate(|s| s.messages.published), 1.0);
+        assert_eq!(table.window(&key("a")), table.queue("/", "a"));
+        assert_eq!(table.queue("other", "a"), Window::default());
     }
 }
