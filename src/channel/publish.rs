@@ -347,7 +347,7 @@ impl Channel {
         } else {
             vhost.publish(exchange, message)
         };
-        exchange.counters.count_publish(published.routed);
+        self.publish_tally.count(exchange, published.routed);
         match (&published.unroutable, mandatory) {
             (None, _) => self.shared.count(1, |c| &c.routed),
             (Some(_), true) => self.shared.count(1, |c| &c.unroutable_returned),
