@@ -400,7 +400,6 @@ fn exchange_view(vhost: &str, x: &Exchange, rates: &RateBook) -> ExchangeView {
         internal: x.options.internal,
         arguments: table_to_json(&x.options.arguments),
         policy: x.applied_policy().policy.clone(),
-        ..ExchangeView::default()
     }
 }
 
