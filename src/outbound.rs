@@ -246,6 +246,7 @@ impl Outbound {
                 };
                 if result.is_ok() {
                     crate::stats::bump_by(&self.counters.bytes_out, spare.len() as u64);
+                    crate::stats::bump(&self.counters.writes);
                 }
                 spare.clear();
                 if let Err(e) = result {

@@ -84,6 +84,33 @@ impl MessageStats {
     }
 }
 
+/// One exchange's publishes (the management API's `publish_in` and `publish_out`), counted
+/// by the publishing channel: one relaxed add each per publish.
+#[derive(Debug, Default)]
+pub struct ExchangeCounters {
+    /// Messages published to the exchange.
+    pub publish_in: AtomicU64,
+    /// Copies routed from it to queues (one per queue reached).
+    pub publish_out: AtomicU64,
+}
+
+impl ExchangeCounters {
+    /// Counts one publish that reached `queues` queues.
+    #[inline]
+    pub fn count_publish(&self, queues: usize) {
+        bump(&self.publish_in);
+        bump_by(&self.publish_out, queues as u64);
+    }
+
+    /// (publish_in, publish_out) now.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.publish_in.load(Relaxed),
+            self.publish_out.load(Relaxed),
+        )
+    }
+}
+
 /// Adds one to a counter.
 #[inline]
 pub fn bump(counter: &AtomicU64) {
@@ -151,6 +178,10 @@ pub struct ConnectionCounters {
     pub bytes_in: AtomicU64,
     /// Bytes written to the socket (one add per write).
     pub bytes_out: AtomicU64,
+    /// Socket reads that returned data (the management API's `recv_cnt`).
+    pub reads: AtomicU64,
+    /// Socket writes (`send_cnt`).
+    pub writes: AtomicU64,
     /// Sizes of the message bodies published on it.
     pub message_sizes: SizeHistogram,
     /// Its open channels, for per-channel metrics: changed on channel.open and read by a
@@ -178,6 +209,10 @@ pub struct ConnectionStats {
     pub bytes_in: u64,
     /// Bytes written to its socket.
     pub bytes_out: u64,
+    /// Socket reads.
+    pub reads: u64,
+    /// Socket writes.
+    pub writes: u64,
 }
 
 impl ConnectionCounters {
@@ -196,6 +231,8 @@ impl ConnectionCounters {
             channels: self.channels.load(Relaxed),
             bytes_in: self.bytes_in.load(Relaxed),
             bytes_out: self.bytes_out.load(Relaxed),
+            reads: self.reads.load(Relaxed),
+            writes: self.writes.load(Relaxed),
         }
     }
 

@@ -100,6 +100,9 @@ pub struct Channel {
     _counted: CountedChannel,
     /// When unacknowledged deliveries time out (`consumer_timeout.rs`).
     ack_clock: consumer_timeout::AckClock,
+    /// Publishes counted for their exchange's `publish_in`/`publish_out`, added at the end of
+    /// each batch.
+    publish_tally: crate::exchange::PublishTally,
 }
 
 impl Channel {
@@ -147,6 +150,7 @@ impl Channel {
             reply_queue: None,
             replies_waiting_for_metadata: RefCell::default(),
             _counted: counted,
+            publish_tally: Default::default(),
         })
     }
 
@@ -318,6 +322,7 @@ impl Channel {
 
     /// Called once all frames of one socket read were handled: sends coalesced confirms.
     pub fn end_of_batch(&mut self) {
+        self.publish_tally.flush();
         self.release_durable_replies();
         if self.confirms.is_none() && self.commits_waiting_for_disk.is_empty() {
             return;

@@ -331,6 +331,7 @@ impl Channel {
     ) -> (Option<JournalSeq>, bool) {
         let vhost = &self.ctx.vhost;
         let published = vhost.publish_traced(exchange, message, &self.shared.trace.origin);
+        self.publish_tally.count(exchange, published.routed);
         match (&published.unroutable, mandatory) {
             (None, _) => self.shared.count(1, |c| &c.routed),
             (Some(_), true) => self.shared.count(1, |c| &c.unroutable_returned),

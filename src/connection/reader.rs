@@ -60,6 +60,7 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             n => {
                 if let Some(c) = &self.counters {
                     crate::stats::bump_by(&c.bytes_in, n as u64);
+                    crate::stats::bump(&c.reads);
                 }
                 Ok(())
             }

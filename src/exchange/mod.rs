@@ -175,6 +175,51 @@ pub struct Exchange {
     /// management API.
     applied: arc_swap::ArcSwap<crate::queue::policy::Applied>,
     bindings: RwLock<Bindings>,
+    /// Publishes through it, for the management API.
+    pub counters: crate::stats::ExchangeCounters,
+}
+
+/// A publishing channel's count for the exchange it publishes to, added to the exchange's
+/// counters in one go at the end of each socket read (or when the channel turns to another
+/// exchange, or goes): two atomic adds per batch of publishes rather than per message.
+#[derive(Default)]
+pub struct PublishTally {
+    exchange: Option<Arc<Exchange>>,
+    publish_in: u64,
+    publish_out: u64,
+}
+
+impl PublishTally {
+    /// One publish to `exchange` that reached `queues` queues.
+    #[inline]
+    pub fn count(&mut self, exchange: &Arc<Exchange>, queues: usize) {
+        if !self
+            .exchange
+            .as_ref()
+            .is_some_and(|x| Arc::ptr_eq(x, exchange))
+        {
+            self.flush();
+            self.exchange = Some(exchange.clone());
+        }
+        self.publish_in += 1;
+        self.publish_out += queues as u64;
+    }
+
+    /// Adds what was counted to the exchange's counters.
+    pub fn flush(&mut self) {
+        if let Some(x) = &self.exchange {
+            crate::stats::bump_by(&x.counters.publish_in, self.publish_in);
+            crate::stats::bump_by(&x.counters.publish_out, self.publish_out);
+        }
+        self.publish_in = 0;
+        self.publish_out = 0;
+    }
+}
+
+impl Drop for PublishTally {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 /// The exchange argument naming an alternate exchange (RabbitMQ's extension).
@@ -213,6 +258,7 @@ impl Exchange {
             dedup,
             applied: Default::default(),
             bindings: RwLock::new(Bindings::default()),
+            counters: Default::default(),
         })
     }
 

@@ -24,7 +24,7 @@ use warren_protocol::{FieldTable, ShortStr};
 
 use super::amqp_json::{json_to_properties, json_to_table, properties_to_json, table_to_json};
 use super::auth::{ManagementAuth, UserInfo};
-use super::rates::{Key, RateBook, Sample, Window};
+use super::rates::{Key, RateBook, Sample, Table, Window};
 use super::source::{
     AckMode, BindingSpec, Declared, Definitions, ExchangeDeclare, LimitScope, ManagementSource,
     PasswordSpec, Publish, QueueDeclare, SourceError, TopicPermissionView, UserSpec, VhostSpec,
@@ -182,14 +182,11 @@ impl BrokerManagement {
         }
     }
 
-    fn queue_view(&self, vhost: &str, q: &Queue) -> QueueView {
+    fn queue_view(&self, vhost: &str, q: &Queue, rates: &Table) -> QueueView {
         let s = q.stats();
         let applied = q.applied_policy();
         let ready_messages = s.messages_ready;
-        let w = self.rates.window(&Key::Queue {
-            vhost: vhost.to_owned(),
-            name: q.name.to_string(),
-        });
+        let w = rates.queue(vhost, &q.name);
         QueueView {
             vhost: vhost.to_owned(),
             name: q.name.to_string(),
@@ -254,6 +251,7 @@ pub fn sample(broker: &Broker) -> Vec<(Key, Sample)> {
             messages: s.messages,
             ready: s.messages_ready,
             unacked: s.messages_unacked,
+            ..Sample::default()
         };
         total.messages += vs.messages;
         total.ready += vs.ready;
@@ -271,17 +269,48 @@ pub fn sample(broker: &Broker) -> Vec<(Key, Sample)> {
                     messages: s.messages,
                     ready: s.messages_ready,
                     unacked: s.messages_unacked,
+                    ..Sample::default()
+                },
+            ));
+        }
+        for x in v.exchange_list() {
+            let (publish_in, publish_out) = x.counters.snapshot();
+            if publish_in == 0 {
+                continue;
+            }
+            let key = Key::Exchange {
+                vhost: v.name.clone(),
+                name: x.name.to_string(),
+            };
+            let messages = stats::MessageStats {
+                published: publish_in,
+                routed: publish_out,
+                ..stats::MessageStats::default()
+            };
+            out.push((
+                key,
+                Sample {
+                    messages,
+                    ..Sample::default()
                 },
             ));
         }
     }
     out.push((Key::Overview, total));
     for c in broker.registry.list() {
+        let counters = c.counters.snapshot();
+        let sample = Sample {
+            bytes_in: counters.bytes_in,
+            bytes_out: counters.bytes_out,
+            ..Sample::default()
+        };
+        out.push((Key::Connection(c.id), sample));
         for (number, stats) in c.channel_stats() {
             let sample = Sample {
                 messages: stats.messages,
                 ready: 0,
                 unacked: stats.messages_unacked,
+                ..Sample::default()
             };
             out.push((Key::Channel(c.id, number), sample));
         }
@@ -313,9 +342,14 @@ fn connection_ref(c: &ConnectionEntry) -> ConnectionRef {
     }
 }
 
-fn connection_view(c: &ConnectionEntry) -> ConnectionView {
+fn connection_view(c: &ConnectionEntry, rates: &RateBook) -> ConnectionView {
     let counters = c.counters.snapshot();
+    let w = rates.window(&Key::Connection(c.id));
     ConnectionView {
+        recv_oct: Counter::new(counters.bytes_in, w.rate(|s| s.bytes_in)),
+        send_oct: Counter::new(counters.bytes_out, w.rate(|s| s.bytes_out)),
+        recv_cnt: counters.reads,
+        send_cnt: counters.writes,
         name: c.name(),
         vhost: c.vhost.clone(),
         user: c.user.clone(),
@@ -340,8 +374,24 @@ fn connection_view(c: &ConnectionEntry) -> ConnectionView {
     }
 }
 
-fn exchange_view(vhost: &str, x: &Exchange) -> ExchangeView {
+fn exchange_view(vhost: &str, x: &Exchange, rates: &RateBook) -> ExchangeView {
+    let (publish_in, publish_out) = x.counters.snapshot();
+    // As RabbitMQ: no `message_stats` on an exchange nothing was published to.
+    let message_stats = if publish_in == 0 {
+        MessageStats::default()
+    } else {
+        let w = rates.window(&Key::Exchange {
+            vhost: vhost.to_owned(),
+            name: x.name.to_string(),
+        });
+        MessageStats {
+            publish_in: Some(Counter::new(publish_in, w.rate(|s| s.messages.published))),
+            publish_out: Some(Counter::new(publish_out, w.rate(|s| s.messages.routed))),
+            ..MessageStats::default()
+        }
+    };
     ExchangeView {
+        message_stats,
         vhost: vhost.to_owned(),
         name: x.name.to_string(),
         kind: x.options.kind.name().into(),
@@ -350,7 +400,6 @@ fn exchange_view(vhost: &str, x: &Exchange) -> ExchangeView {
         internal: x.options.internal,
         arguments: table_to_json(&x.options.arguments),
         policy: x.applied_policy().policy.clone(),
-        ..ExchangeView::default()
     }
 }
 
@@ -491,7 +540,11 @@ impl ManagementSource for BrokerManagement {
     fn exchanges(&self, vhost: Option<&str>) -> Vec<ExchangeView> {
         let mut out = Vec::new();
         for v in self.vhosts_of(vhost) {
-            out.extend(v.exchange_list().iter().map(|x| exchange_view(&v.name, x)));
+            out.extend(
+                v.exchange_list()
+                    .iter()
+                    .map(|x| exchange_view(&v.name, x, &self.rates)),
+            );
         }
         out
     }
@@ -499,13 +552,21 @@ impl ManagementSource for BrokerManagement {
     fn exchange(&self, vhost: &str, name: &str) -> Option<ExchangeView> {
         let v = self.broker.vhost(vhost)?;
         let x = v.exchange(name).ok()?;
-        Some(exchange_view(vhost, &x))
+        Some(exchange_view(vhost, &x, &self.rates))
     }
 
+    /// In RabbitMQ's order, (vhost, name): sorted here as `Arc`s, so that the (large) views
+    /// are never moved by a sort.
     fn queues(&self, vhost: Option<&str>) -> Vec<QueueView> {
+        let rates = self.rates.table();
+        let mut vhosts = self.vhosts_of(vhost);
+        vhosts.sort_by(|a, b| a.name.cmp(&b.name));
         let mut out = Vec::new();
-        for v in self.vhosts_of(vhost) {
-            out.extend(v.queue_list().iter().map(|q| self.queue_view(&v.name, q)));
+        for v in vhosts {
+            let mut queues = v.queue_list();
+            queues.sort_by(|a, b| a.name.cmp(&b.name));
+            out.reserve(queues.len());
+            out.extend(queues.iter().map(|q| self.queue_view(&v.name, q, &rates)));
         }
         out
     }
@@ -513,7 +574,7 @@ impl ManagementSource for BrokerManagement {
     fn queue(&self, vhost: &str, name: &str) -> Option<QueueView> {
         let v = self.broker.vhost(vhost)?;
         let q = v.queue(name).ok()?;
-        Some(self.queue_view(vhost, &q))
+        Some(self.queue_view(vhost, &q, &self.rates.table()))
     }
 
     fn bindings(&self, vhost: Option<&str>) -> Vec<BindingView> {
@@ -558,7 +619,7 @@ impl ManagementSource for BrokerManagement {
             .registry
             .list()
             .iter()
-            .map(|c| connection_view(c))
+            .map(|c| connection_view(c, &self.rates))
             .collect()
     }
 
@@ -902,10 +963,9 @@ impl ManagementSource for BrokerManagement {
             channel: 1,
             user: Arc::from(user.name.as_str()),
         });
-        let routed = v
-            .publish_traced(&x, Arc::new(m), &origin)
-            .unroutable
-            .is_none();
+        let published = v.publish_traced(&x, Arc::new(m), &origin);
+        x.counters.count_publish(published.routed);
+        let routed = published.unroutable.is_none();
         let counters = v.api_counters();
         stats::bump(&counters.published);
         stats::bump(if routed {

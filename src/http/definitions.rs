@@ -50,17 +50,21 @@ pub fn export<S: ManagementSource>(source: &S, vhost: Option<&str>) -> Value {
         })
         .collect();
     let policies: Vec<Value> = source.policies(vhost).iter().map(policy_json).collect();
-    // Vhost limits are runtime parameters of the `vhost-limits` component in RabbitMQ 3.x.
-    let parameters: Vec<Value> = source
+    // Vhost limits and operator policies are runtime parameters (components `vhost-limits` and
+    // `operator_policy`) in RabbitMQ 3.x; they keep their `vhost` key in a per-vhost document.
+    let mut parameters: Vec<Value> = source
         .limits(false)
         .into_iter()
         .filter(|(v, _)| vhost.is_none_or(|scope| scope == v))
         .map(|(v, value)| {
-            strip(
-                json!({"value": value, "vhost": v, "component": "vhost-limits", "name": "limits"}),
-            )
+            json!({"value": value, "vhost": v, "component": "vhost-limits", "name": "limits"})
         })
         .collect();
+    parameters.extend(source.operator_policies(vhost).iter().map(|p| {
+        json!({"value": {"pattern": p.pattern, "definition": p.definition, "priority": p.priority,
+                         "apply-to": p.apply_to},
+               "vhost": p.vhost, "component": "operator_policy", "name": p.name})
+    }));
     let mut doc = json!({
         "rabbit_version": id.rabbitmq_version,
         "parameters": parameters,

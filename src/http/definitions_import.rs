@@ -1,6 +1,6 @@
 //! Imports a definitions document in RabbitMQ's JSON format (`POST /api/definitions`,
-//! `--load-definitions`): users, vhosts, permissions, topic permissions, limits, then exchanges,
-//! queues and bindings, in RabbitMQ's order. All or nothing: the whole document is checked
+//! `--load-definitions`): users, vhosts, permissions, topic permissions, limits, policies and
+//! operator policies, then exchanges, queues and bindings, in RabbitMQ's order. All or nothing: the whole document is checked
 //! against the broker as it is before anything changes, and the first problem is the answer.
 
 use crate::auth::{
@@ -14,6 +14,7 @@ use crate::exchange::{ExchangeKind, ExchangeOptions};
 use crate::http::amqp_json::json_to_table;
 use crate::http::source::Definitions;
 use crate::ids::ConnectionId;
+use crate::queue::policy::{Policy, PolicyKind};
 use crate::queue::QueueOptions;
 use crate::store::StoreError;
 use serde_json::{Map, Value};
@@ -149,22 +150,76 @@ fn global_parameters(doc: &Definitions) -> Result<Vec<(&str, &Value)>, String> {
     Ok(out)
 }
 
+/// The component of runtime parameters RabbitMQ 3.x exports operator policies as.
+pub const OPERATOR_POLICY_COMPONENT: &str = "operator_policy";
+
+/// The document's policies, and its operator policies (`operator_policy` parameters), checked
+/// as `PUT /api/policies` and `PUT /api/operator-policies` check them.
+fn policy_definitions(doc: &Definitions) -> Result<Vec<Policy>, String> {
+    let invalid = |what: &str, vhost: &str, name: &str, reason: String| {
+        format!("{what} '{name}' in vhost '{vhost}' is not valid: {reason}")
+    };
+    let mut out = Vec::new();
+    for p in &doc.policies {
+        let policy = Policy::new(
+            PolicyKind::User,
+            &p.vhost,
+            &p.name,
+            &p.pattern,
+            &p.apply_to,
+            p.priority,
+            p.definition.clone(),
+        )
+        .map_err(|reason| invalid("policy", &p.vhost, &p.name, reason))?;
+        out.push(policy);
+    }
+    for p in &doc.parameters {
+        if p.get("component").and_then(Value::as_str) != Some(OPERATOR_POLICY_COMPONENT) {
+            continue;
+        }
+        let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).map(str::to_owned);
+        let vhost = text(p, "vhost").unwrap_or_default();
+        let name = text(p, "name").unwrap_or_default();
+        let bad = |reason: &str| invalid("operator policy", &vhost, &name, reason.to_owned());
+        let value = p.get("value").ok_or_else(|| bad("no value"))?;
+        let pattern = text(value, "pattern").ok_or_else(|| bad("no pattern"))?;
+        let apply_to = text(value, "apply-to").unwrap_or_else(|| "all".to_owned());
+        let priority = match value.get("priority") {
+            None => 0,
+            Some(n) => n
+                .as_i64()
+                .ok_or_else(|| bad("priority is not an integer"))?,
+        };
+        let definition = value
+            .get("definition")
+            .and_then(Value::as_object)
+            .cloned()
+            .ok_or_else(|| bad("no definition"))?;
+        let policy = Policy::new(
+            PolicyKind::Operator,
+            &vhost,
+            &name,
+            &pattern,
+            &apply_to,
+            priority,
+            definition,
+        )
+        .map_err(|reason| invalid("operator policy", &vhost, &name, reason))?;
+        out.push(policy);
+    }
+    Ok(out)
+}
+
 /// Imports `doc` into `broker`, or changes nothing and says why.
 pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
-    // What Warren cannot apply is refused rather than dropped: an import that "succeeds"
-    // without the policies it carried would change how queues behave without saying so.
-    if let Some(p) = doc.policies.first() {
-        return Err(format!(
-            "policies are not supported by this version of Warren (policy '{}' in vhost '{}')",
-            p.name, p.vhost
-        ));
-    }
     if let Some(component) = doc
         .parameters
         .iter()
         .filter_map(|p| p.get("component").and_then(Value::as_str))
-        .find(|c| *c != VHOST_LIMITS_COMPONENT)
+        .find(|c| *c != VHOST_LIMITS_COMPONENT && *c != OPERATOR_POLICY_COMPONENT)
     {
+        // What Warren cannot apply is refused rather than dropped: an import that "succeeds"
+        // without the upstreams it carried would change what the broker does without saying so.
         return Err(format!(
             "runtime parameters of component '{component}' are not supported by this version of Warren"
         ));
@@ -177,6 +232,16 @@ pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let new_vhosts: HashSet<&str> = access.vhosts.iter().map(|v| v.name.as_str()).collect();
     let vhost_known = |v: &str| new_vhosts.contains(v) || broker.vhost(v).is_some();
+    let mut policies = Vec::new();
+    for p in policy_definitions(doc)? {
+        if !vhost_known(&p.vhost) {
+            return Err(format!(
+                "vhost '{}' of policy '{}' does not exist",
+                p.vhost, p.name
+            ));
+        }
+        policies.push(p);
+    }
     let mut exchanges = Vec::new();
     for x in &doc.exchanges {
         if !vhost_known(&x.vhost) {
@@ -272,6 +337,14 @@ pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
     for (name, value) in global_parameters {
         broker.global_parameters.put(name, value.clone());
     }
+    // Policies before queues and exchanges, as RabbitMQ imports them: each object is declared
+    // with its policy in force.
+    for p in policies {
+        let v = broker
+            .vhost(&p.vhost)
+            .ok_or("vhost vanished during import")?;
+        v.put_policy(p);
+    }
     for (x, options) in exchanges {
         let v = broker
             .vhost(&x.vhost)
@@ -301,6 +374,7 @@ pub fn import(broker: &Broker, doc: &Definitions) -> Result<(), String> {
     info!(
         users = doc.users.len(),
         vhosts = doc.vhosts.len(),
+        policies = doc.policies.len(),
         queues = doc.queues.len(),
         exchanges = doc.exchanges.len(),
         bindings = doc.bindings.len(),

@@ -104,3 +104,13 @@ pub fn json_response(status: StatusCode, body: &serde_json::Value) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"null".to_vec());
     (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response()
 }
+
+/// A JSON response of bytes already written.
+pub fn json_bytes_response(bytes: Vec<u8>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}

@@ -20,6 +20,7 @@ pub mod error;
 pub mod list;
 pub mod parameter_routes;
 pub mod path;
+pub mod pick;
 pub mod rates;
 pub mod routes;
 pub mod source;

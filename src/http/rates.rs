@@ -20,12 +20,16 @@ use crate::stats::MessageStats;
 /// RabbitMQ's `collect_statistics_interval` default.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// What is sampled of one object: its message counters and its queue depth.
+/// What is sampled of one object: its message counters, its queue depth, and a connection's
+/// socket bytes. An exchange's `publish_in` is sampled as `messages.published`, its
+/// `publish_out` as `messages.routed`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Sample {
     pub messages: MessageStats,
     pub ready: u64,
     pub unacked: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// The last two samples of one object.
@@ -53,6 +57,8 @@ pub enum Key {
     Overview,
     Vhost(String),
     Queue { vhost: String, name: String },
+    Exchange { vhost: String, name: String },
+    Connection(ConnectionId),
     Channel(ConnectionId, u16),
 }
 
@@ -63,20 +69,42 @@ pub struct RateBook {
 }
 
 #[derive(Default)]
-struct Table {
+pub struct Table {
     at: Option<Instant>,
     windows: HashMap<Key, Window>,
+    /// Queues' windows by vhost and name, apart: a listing of 10,000 queues looks each up by
+    /// `&str`, with no key to allocate.
+    queues: HashMap<String, HashMap<String, Window>>,
+}
+
+impl Table {
+    /// The window of `key`; the default (all rates 0) when it was never sampled.
+    pub fn window(&self, key: &Key) -> Window {
+        match key {
+            Key::Queue { vhost, name } => self.queue(vhost, name),
+            _ => self.windows.get(key).copied().unwrap_or_default(),
+        }
+    }
+
+    /// The window of the queue `name` of `vhost`.
+    pub fn queue(&self, vhost: &str, name: &str) -> Window {
+        self.queues
+            .get(vhost)
+            .and_then(|queues| queues.get(name))
+            .copied()
+            .unwrap_or_default()
+    }
 }
 
 impl RateBook {
     /// The window of `key`; the default (all rates 0) when it was never sampled.
     pub fn window(&self, key: &Key) -> Window {
-        self.table
-            .load()
-            .windows
-            .get(key)
-            .copied()
-            .unwrap_or_default()
+        self.table.load().window(key)
+    }
+
+    /// Every window as of the last sample, for reading many (one load for a whole listing).
+    pub fn table(&self) -> Arc<Table> {
+        self.table.load_full()
     }
 
     /// Records one round of samples taken at `at`; objects absent from it are forgotten.
@@ -86,28 +114,28 @@ impl RateBook {
         let seconds = old
             .at
             .map_or(0.0, |then| at.duration_since(then).as_secs_f64());
-        let windows = samples
-            .into_iter()
-            .map(|(key, last)| {
-                let window = match old.windows.get(&key) {
-                    Some(w) => Window {
-                        previous: w.last,
-                        last,
-                        seconds,
-                    },
-                    None => Window {
-                        previous: Sample::default(),
-                        last,
-                        seconds,
-                    },
-                };
-                (key, window)
-            })
-            .collect();
-        self.table.store(Arc::new(Table {
+        let mut table = Table {
             at: Some(at),
-            windows,
-        }));
+            ..Table::default()
+        };
+        for (key, last) in samples {
+            // An object first seen now started from zero.
+            let previous = old.window(&key).last;
+            let window = Window {
+                previous,
+                last,
+                seconds,
+            };
+            match key {
+                Key::Queue { vhost, name } => {
+                    table.queues.entry(vhost).or_default().insert(name, window);
+                }
+                key => {
+                    table.windows.insert(key, window);
+                }
+            }
+        }
+        self.table.store(Arc::new(table));
     }
 }
 
@@ -122,7 +150,7 @@ mod tests {
                 ..MessageStats::default()
             },
             ready,
-            unacked: 0,
+            ..Sample::default()
         }
     }
 
@@ -148,5 +176,25 @@ mod tests {
             7.0 / 5.0
         );
         assert_eq!(book.window(&key), Window::default());
+    }
+
+    #[test]
+    fn queue_windows_are_found_by_vhost_and_name() {
+        let book = RateBook::default();
+        let t0 = Instant::now();
+        let key = |name: &str| Key::Queue {
+            vhost: "/".into(),
+            name: name.into(),
+        };
+        book.record(t0, vec![(key("a"), published(10, 0))]);
+        book.record(
+            t0 + SAMPLE_INTERVAL,
+            vec![(key("a"), published(20, 0)), (key("b"), published(5, 0))],
+        );
+        let table = book.table();
+        assert_eq!(table.queue("/", "a").rate(|s| s.messages.published), 2.0);
+        assert_eq!(table.queue("/", "b").rate(|s| s.messages.published), 1.0);
+        assert_eq!(table.window(&key("a")), table.queue("/", "a"));
+        assert_eq!(table.queue("other", "a"), Window::default());
     }
 }

@@ -96,6 +96,9 @@ pub struct QueueArgs {
     /// `x-consumer-timeout` in ms: overrides the broker's `consumer_timeout` for deliveries
     /// from this queue.
     pub consumer_timeout: Option<u64>,
+    /// A `delivery-limit` policy (quorum queues; their `x-delivery-limit` argument is read by
+    /// the quorum backend, which takes the lower of the two).
+    pub delivery_limit: Option<i64>,
 }
 
 /// Why a queue.declare's arguments were refused, as RabbitMQ words it (406 each).

@@ -340,9 +340,9 @@ impl Queue {
         let old = self.args.swap(Arc::new(effective));
         match &self.backend {
             Backend::Classic(c) => c.policy_changed(self, &old),
-            // A quorum queue reads its limits from `args()` at each command; no backlog to trim
-            // here (its state machine applies max-length at the next enqueue).
-            Backend::Quorum(_) | Backend::Stream(_) => {}
+            Backend::Quorum(qq) => qq.policy_changed(self, &old),
+            // A stream has no limits a policy could tighten at once (retention runs at roll-over).
+            Backend::Stream(_) => {}
         }
     }
 

@@ -9,7 +9,9 @@
 //! - an operator policy is merged into it: for the numeric keys the lower value wins
 //!   (`policy_merge_strategy`), otherwise the policy's value;
 //! - queue x-arguments against the merged definition (`rabbit_amqqueue_process:
-//!   process_args_policy`): for `expires`, `message-ttl`, `max-length`, `max-length-bytes` the
+//!   process_args_policy`): for `expires`, `message-ttl`, `max-length`, `max-length-bytes`,
+//!   `consumer-timeout` (`rabbit_channel:get_queue_consumer_timeout`) and `delivery-limit`
+//!   (`rabbit_quorum_queue`, taken by the quorum backend with its `x-delivery-limit`) the
 //!   lower value wins; for `dead-letter-exchange`, `dead-letter-routing-key`, `overflow` and
 //!   `queue-mode` the argument wins. An exchange's `alternate-exchange` argument wins too.
 
@@ -331,6 +333,11 @@ impl Applied {
         out.expires = min(declared.expires, self.u64_of("expires").filter(|e| *e > 0));
         out.max_length = min(declared.max_length, self.u64_of("max-length"));
         out.max_length_bytes = min(declared.max_length_bytes, self.u64_of("max-length-bytes"));
+        out.consumer_timeout = min(declared.consumer_timeout, self.u64_of("consumer-timeout"));
+        out.delivery_limit = self
+            .definition
+            .get("delivery-limit")
+            .and_then(Value::as_i64);
         if declared.dead_letter_exchange.is_none() {
             out.dead_letter_exchange = self.str_of("dead-letter-exchange").map(ShortStr::truncated);
         }

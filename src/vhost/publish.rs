@@ -31,6 +31,9 @@ pub struct Published {
     pub refused: bool,
     /// The journal sequence number its confirm must wait for, when it was journaled.
     pub journal_seq: Option<JournalSeq>,
+    /// How many queues it was routed to (before they admitted it; 0 for a held delayed
+    /// message): an exchange's `publish_out`.
+    pub routed: usize,
 }
 
 impl VHost {
@@ -75,6 +78,7 @@ impl VHost {
                     unroutable: None,
                     refused: false,
                     journal_seq,
+                    routed: 0,
                 };
             }
         }
@@ -98,6 +102,7 @@ impl VHost {
                 unroutable: Some(message),
                 refused: false,
                 journal_seq: None,
+                routed: 0,
             };
         }
         let routed = queues.len();
@@ -121,6 +126,7 @@ impl VHost {
             unroutable: None,
             refused,
             journal_seq,
+            routed,
         }
     }
 

@@ -765,9 +765,10 @@ async fn a_bad_definitions_document_changes_nothing() {
         json!({"vhosts": [{"name": "fine"}], "exchanges": [{"name": "x", "vhost": "fine",
                "type": "nonsense", "durable": true, "auto_delete": false, "internal": false,
                "arguments": {}}]}),
-        // Policies and federation upstreams, which this version cannot apply.
+        // A policy with a key RabbitMQ does not know; federation upstreams, which this
+        // version cannot apply.
         json!({"users": [good_user], "policies": [{"vhost": "/", "name": "p", "pattern": ".*",
-               "apply-to": "queues", "priority": 0, "definition": {"max-length": 1}}]}),
+               "apply-to": "queues", "priority": 0, "definition": {"max-lenth": 1}}]}),
         json!({"users": [good_user], "parameters": [{"vhost": "/", "component": "federation-upstream",
                "name": "up", "value": {"uri": "amqp://elsewhere"}}]}),
         // A queue argument RabbitMQ refuses.

@@ -791,6 +791,81 @@ async fn message_rates_come_from_the_five_second_sampler() {
     assert!(close(rate(&vhost[0], &publish)), "{vhost}");
     let channels = api.get("/api/channels").await.json();
     assert!(close(rate(&channels[0], &publish)), "{channels}");
+    // The default exchange took the 50 and routed each to one queue (RabbitMQ's `""` row).
+    let default_x = api.get("/api/exchanges/%2F/amq.default").await.json();
+    let stats = &default_x["message_stats"];
+    assert_eq!(
+        (&stats["publish_in"], &stats["publish_out"]),
+        (&json!(50), &json!(50))
+    );
+    assert!(close(rate(
+        &default_x,
+        &["message_stats", "publish_in_details", "rate"]
+    )));
+    assert!(close(rate(
+        &default_x,
+        &["message_stats", "publish_out_details", "rate"]
+    )));
+    // The connection's socket counters, as RabbitMQ shapes them.
+    let connections = api.get("/api/connections").await.json();
+    let c = &connections[0];
+    for key in ["recv_oct", "send_oct", "recv_cnt", "send_cnt"] {
+        assert!(c[key].as_u64().is_some_and(|n| n > 0), "{key}: {c}");
+    }
+    assert!(rate(c, &["recv_oct_details", "rate"]) > 0.0, "{c}");
+    assert!(c["send_oct_details"]["rate"].is_number(), "{c}");
+    assert!(c.get("recv_cnt_details").is_none(), "{c}");
+    b.finish().await;
+}
+
+#[tokio::test]
+async fn exchanges_count_messages_in_and_copies_out() {
+    let b = TestBroker::start_with_management().await;
+    let api = Api::of(&b);
+    let (_conn, ch) = b.channel().await;
+    declare_exchange(&ch, "fan", lapin::ExchangeKind::Fanout).await;
+    declare_exchange(&ch, "lonely", lapin::ExchangeKind::Fanout).await;
+    for q in ["f1", "f2"] {
+        declare(&ch, q, &[]).await;
+        bind(&ch, q, "fan", "").await;
+    }
+    for (exchange, n) in [("fan", 3), ("lonely", 2)] {
+        for _ in 0..n {
+            ch.basic_publish(
+                exchange,
+                "",
+                BasicPublishOptions::default(),
+                b"x",
+                BasicProperties::default(),
+            )
+            .await
+            .expect("publish");
+        }
+    }
+    let fan = wait_for(&api, "/api/exchanges/%2F/fan", 5, |x| {
+        x["message_stats"]["publish_in"] == 3
+    })
+    .await;
+    assert_eq!(fan["message_stats"]["publish_out"], 6, "{fan}");
+    assert!(fan["message_stats"]["publish_in_details"]["rate"].is_number());
+    let lonely = wait_for(&api, "/api/exchanges/%2F/lonely", 5, |x| {
+        x["message_stats"]["publish_in"] == 2
+    })
+    .await;
+    assert_eq!(lonely["message_stats"]["publish_out"], 0, "{lonely}");
+    // An exchange nothing was published to has no message_stats, as in RabbitMQ.
+    let listed = api
+        .get("/api/exchanges/%2F?columns=name,message_stats")
+        .await
+        .json();
+    let direct = listed
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|x| x["name"] == "amq.direct")
+        .expect("amq.direct listed")
+        .clone();
+    assert_eq!(direct, json!({"name": "amq.direct"}));
     b.finish().await;
 }
 

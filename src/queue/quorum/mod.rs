@@ -174,7 +174,15 @@ fn one_of(
 /// The state machine's settings from the queue's arguments. `x-overflow: reject-publish-dlx`
 /// is not a quorum strategy: RabbitMQ logs a warning and uses drop-head, and so does Warren.
 fn config(args: &QueueArgs, arguments: &FieldTable) -> Config {
-    let delivery_limit = arguments.get(X_DELIVERY_LIMIT).and_then(FieldValue::as_i64);
+    // The argument and a `delivery-limit` policy: the lower wins (RabbitMQ's
+    // args_policy_lookup with min).
+    let delivery_limit = match (
+        arguments.get(X_DELIVERY_LIMIT).and_then(FieldValue::as_i64),
+        args.delivery_limit,
+    ) {
+        (Some(a), Some(p)) => Some(a.min(p)),
+        (a, p) => a.or(p),
+    };
     // RabbitMQ applies at-least-once only with reject-publish and a dead-letter exchange
     // (otherwise it logs a warning and dead-letters at most once).
     let reject_publish = args.overflow == Overflow::RejectPublish;
@@ -289,8 +297,31 @@ impl QuorumQueue {
     /// Called once the queue exists: starts the x-expires watch if the queue has one.
     pub(super) fn start(&self, q: &Arc<Queue>) {
         let _ = self.me.set(Arc::downgrade(q));
-        if let (Some(period), Ok(rt)) = (q.args().expires, tokio::runtime::Handle::try_current()) {
-            rt.spawn(watch_expiry(Arc::downgrade(q), period));
+        if let (Some(_), Ok(rt)) = (q.args().expires, tokio::runtime::Handle::try_current()) {
+            rt.spawn(watch_expiry(Arc::downgrade(q)));
+        }
+    }
+
+    /// The queue's policy changed (`q.args()` now holds the new effective arguments): the
+    /// state machine takes the new limits, TTL and delivery limit; an `expires` that is new
+    /// starts its watch.
+    pub(super) fn policy_changed(&self, q: &Arc<Queue>, old: &QueueArgs) {
+        let args = q.args();
+        if args.message_ttl.is_some() {
+            self.may_expire
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let mut out = Outcome::default();
+        let mut core = self.core.lock();
+        let command = Command::Configure(config(&args, &q.options.arguments));
+        Self::apply(q, &mut core, command, &mut out);
+        drop(core);
+        Self::finish(q, out);
+        if let (Some(_), None) = (args.expires, old.expires) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                self.touch();
+                rt.spawn(watch_expiry(Arc::downgrade(q)));
+            }
         }
     }
 
@@ -757,16 +788,17 @@ impl QuorumQueue {
 /// x-expires on a quorum queue: deletes it once it has had no consumers, no basic.get and no
 /// declare for the whole period (RabbitMQ's rule, as for classic queues: timer.rs). One task per
 /// such queue, asleep until the deadline; it ends with the queue.
-async fn watch_expiry(queue: Weak<Queue>, period: u64) {
+async fn watch_expiry(queue: Weak<Queue>) {
     loop {
         let wait = {
             let Some(q) = queue.upgrade() else { return };
             let Backend::Quorum(qq) = &q.backend else {
                 return;
             };
-            if q.is_deleted() {
+            // The period in force now: a policy may change or clear it.
+            let (false, Some(period)) = (q.is_deleted(), q.args().expires) else {
                 return;
-            }
+            };
             match qq.unused_deadline(period) {
                 Some(at) if at <= now_ms() => {
                     if let Some(owner) = q.owner.as_ref().and_then(Weak::upgrade) {

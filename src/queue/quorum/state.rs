@@ -197,6 +197,8 @@ pub(crate) enum Command {
         /// Messages.
         ids: Vec<MsgId>,
     },
+    /// New settings (a policy changed): limits apply at once, a TTL to messages from now on.
+    Configure(Config),
 }
 
 /// What the queue's owner must do after a command.
@@ -287,6 +289,13 @@ impl QuorumState {
                 self.ready_bytes = 0;
                 effects.extend(self.ready.drain(..).map(Effect::Removed));
                 self.unblock_if_low();
+            }
+            Command::Configure(config) => {
+                self.config = config;
+                self.enforce_limits(&mut effects);
+                if !self.config.reject_publish || !self.is_over_limit() {
+                    self.blocked = false;
+                }
             }
             Command::Expire { now } => {
                 while self
