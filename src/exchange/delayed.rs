@@ -122,8 +122,8 @@ impl Delayed {
             return message.clone();
         }
         Arc::new(Message::new(
-            message.exchange.clone(),
-            message.routing_key.clone(),
+            message.exchange().clone(),
+            message.routing_key().clone(),
             warren_protocol::BasicProperties::clone(&message.properties),
             message.body.clone(),
         ))
@@ -134,7 +134,7 @@ impl Delayed {
         if let (Some((store, id)), Some(message_id)) =
             (self.journal.get(), message.persist_id.get())
         {
-            store.settle(*message_id, *id);
+            store.settle(message_id, *id);
         }
     }
 
@@ -238,7 +238,7 @@ mod tests {
         assert!(!d.start_once());
         assert_eq!(d.next_due(), Some(at(10)));
         assert!(d.take_due(at(5)).is_empty());
-        let bodies = |v: Vec<Arc<Message>>| v.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
+        let bodies = |v: Vec<Arc<Message>>| v.iter().map(|m| m.body.to_bytes()).collect::<Vec<_>>();
         assert_eq!(bodies(d.take_due(at(10))), vec!["a", "b"]);
         assert_eq!(bodies(d.take_due(at(40))), vec!["c"]);
         assert!(d.is_empty());
