@@ -49,7 +49,8 @@ impl Outbound {
     pub fn new(frame_max: u32, counters: Arc<ConnectionCounters>) -> Arc<Self> {
         Arc::new(Outbound {
             pending: Mutex::new(Pending {
-                buf: BytesMut::with_capacity(64 * 1024),
+                // Grows with use (an idle connection keeps next to nothing).
+                buf: BytesMut::new(),
                 waiting: Vec::new(),
             }),
             wake_writer: Notify::new(),
@@ -138,7 +139,7 @@ impl Outbound {
         self: Arc<Self>,
         mut socket: W,
     ) -> std::io::Result<W> {
-        let mut spare = BytesMut::with_capacity(64 * 1024);
+        let mut spare = BytesMut::new();
         loop {
             let (waiting, closed) = {
                 let mut p = self.pending.lock();
