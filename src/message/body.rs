@@ -150,7 +150,7 @@ mod tests {
     fn points_into(body: &Body, buffer: &Bytes) -> bool {
         let range = buffer.as_ptr_range();
         let p = body.as_ptr();
-        body.len() > 0 && range.contains(&p)
+        !body.is_empty() && range.contains(&p)
     }
 
     #[test]

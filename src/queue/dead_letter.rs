@@ -163,7 +163,7 @@ pub fn make_dead_letter(
 ) -> Message {
     let mut headers = message.properties.headers.clone().unwrap_or_default();
     // The first routing key is the publish's own; the others came from CC/BCC headers.
-    let mut routing_keys = vec![longstr(&message.routing_key())];
+    let mut routing_keys = vec![longstr(message.routing_key())];
     for key in ["CC", "BCC"] {
         if let Some(FieldValue::Array(keys)) = headers.get(key) {
             routing_keys.extend(
@@ -177,13 +177,13 @@ pub fn make_dead_letter(
         ("reason", longstr(reason.as_str())),
         ("queue", longstr(queue)),
         ("time", FieldValue::Timestamp(now)),
-        ("exchange", longstr(&message.exchange())),
+        ("exchange", longstr(message.exchange())),
         ("routing-keys", FieldValue::Array(routing_keys)),
     ];
     if let Some(expiration) = &message.properties.expiration {
         info.push(("original-expiration", longstr(expiration)));
     }
-    update_x_death(&mut headers, info, queue, reason, &message.exchange());
+    update_x_death(&mut headers, info, queue, reason, message.exchange());
     if dlrk.is_some() {
         // Routed with the dead-letter key alone: the CC keys must not apply again.
         headers.remove("CC");
@@ -193,7 +193,7 @@ pub fn make_dead_letter(
         expiration: None,
         ..BasicProperties::clone(&message.properties)
     };
-    let routing_key = dlrk.unwrap_or(&message.routing_key()).clone();
+    let routing_key = dlrk.unwrap_or(message.routing_key()).clone();
     Message::new(dlx.clone(), routing_key, properties, message.body.clone())
 }
 

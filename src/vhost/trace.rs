@@ -138,10 +138,10 @@ fn trace_message(vhost: &str, event: &TraceEvent) -> Message {
     };
     let long = |s: &str| FieldValue::LongStr(bytes::Bytes::copy_from_slice(s.as_bytes()));
     let mut headers = FieldTable::new();
-    headers.insert(ShortStr::from("exchange_name"), long(&message.exchange()));
+    headers.insert(ShortStr::from("exchange_name"), long(message.exchange()));
     headers.insert(
         ShortStr::from("routing_keys"),
-        FieldValue::Array(vec![long(&message.routing_key())]),
+        FieldValue::Array(vec![long(message.routing_key())]),
     );
     headers.insert(
         ShortStr::from("properties"),
