@@ -136,7 +136,11 @@ fn message_from_frames(c: &mut Criterion) {
     group.bench_function("new_16b_no_properties", |b| {
         b.iter(|| {
             let body = Body::from_frames(vec![read_buffer.slice(100..116)]);
-            black_box(Arc::new(Message::with_route(route.clone(), &plain, body)))
+            black_box(Arc::new(Message::with_route(
+                route.clone(),
+                plain.clone(),
+                body,
+            )))
         })
     });
     group.bench_function("new_16b_string_properties", |b| {
@@ -144,7 +148,7 @@ fn message_from_frames(c: &mut Criterion) {
             let body = Body::from_frames(vec![read_buffer.slice(100..116)]);
             black_box(Arc::new(Message::with_route(
                 route.clone(),
-                &with_strings,
+                with_strings.clone(),
                 body,
             )))
         })

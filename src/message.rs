@@ -121,20 +121,16 @@ impl Message {
         properties: BasicProperties,
         body: impl Into<Body>,
     ) -> Self {
-        Self::with_route(
-            Route::new(&exchange, &routing_key),
-            &properties,
-            body.into(),
-        )
+        Self::with_route(Route::new(&exchange, &routing_key), properties, body.into())
     }
 
     /// A message on a shared `route` (the publish path: one route per run of publishes);
     /// `properties` are copied out of their frame when they hold strings or tables.
-    pub fn with_route(route: Arc<Route>, properties: &BasicProperties, body: Body) -> Self {
+    pub fn with_route(route: Arc<Route>, properties: BasicProperties, body: Body) -> Self {
         LIVE_MESSAGE_BYTES.fetch_add(body.len() as u64 + MESSAGE_OVERHEAD, Ordering::Relaxed);
         Message {
             route,
-            properties: properties.detached().into(),
+            properties: properties.into_detached().into(),
             body,
             persist_id: PersistId::default(),
             paged_len: None,
@@ -163,7 +159,7 @@ impl Message {
         body_len: usize,
         id: MessageId,
     ) -> Self {
-        let mut m = Self::with_route(route, &properties, Body::EMPTY);
+        let mut m = Self::with_route(route, properties, Body::EMPTY);
         m.paged_len = Some(u32::try_from(body_len).unwrap_or(u32::MAX));
         m.persist_id.set(id);
         m

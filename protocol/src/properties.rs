@@ -99,6 +99,16 @@ impl BasicProperties {
         BasicProperties::decode(&mut r).unwrap_or_else(|_| self.clone())
     }
 
+    /// [`BasicProperties::detached`], by value: properties without strings or tables (the
+    /// common case) are moved, not copied.
+    pub fn into_detached(self) -> BasicProperties {
+        if self.flags() & !(DELIVERY_MODE | PRIORITY | TIMESTAMP) == 0 {
+            self
+        } else {
+            self.detached()
+        }
+    }
+
     fn flags(&self) -> u16 {
         let bit = |present: bool, flag: u16| if present { flag } else { 0 };
         bit(self.content_type.is_some(), CONTENT_TYPE)

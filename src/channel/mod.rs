@@ -91,7 +91,7 @@ pub struct Channel {
     last_queue: Option<ShortStr>,
     /// The exchange and routing key of the last publish, shared by the next messages that
     /// name the same pair (see `publish.rs`).
-    last_route: Option<Arc<crate::message::Route>>,
+    last_route: Option<publish::LastRoute>,
     /// The queue behind this channel's direct reply-to consumer (see `reply_to.rs`).
     reply_queue: Option<Arc<crate::queue::Queue>>,
     /// Replies held until the metadata writer has committed the definition changes they

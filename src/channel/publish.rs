@@ -29,6 +29,21 @@ pub(super) struct ContentInProgress {
     counted: crate::alarm::AssemblingBytes,
 }
 
+/// A channel's last route with its strings beside it: the comparison per publish reads this
+/// channel's own memory, not the shared route's first cache line, whose counts the threads that
+/// drop delivered messages write.
+pub(super) struct LastRoute {
+    exchange: ShortStr,
+    routing_key: ShortStr,
+    route: Arc<Route>,
+}
+
+impl LastRoute {
+    fn is(&self, exchange: &str, routing_key: &str) -> bool {
+        *self.routing_key == *routing_key && *self.exchange == *exchange
+    }
+}
+
 /// Publisher confirm state (confirm.select was received).
 #[derive(Default)]
 pub(super) struct Confirms {
@@ -261,7 +276,7 @@ impl Channel {
         })?;
         self.ctx.stats.message_sizes.observe(body.len() as u64);
         let route = self.route_of(&publish.exchange, &publish.routing_key);
-        let message = Arc::new(Message::with_route(route, &properties, body));
+        let message = Arc::new(Message::with_route(route, properties, body));
         self.shared.count(1, |c| &c.published);
         if self.confirms.is_some() {
             self.shared.count(1, |c| &c.published_confirm);
@@ -285,11 +300,16 @@ impl Channel {
     /// is the same (a publisher usually repeats its pair), else a fresh copy.
     fn route_of(&mut self, exchange: &str, routing_key: &str) -> Arc<Route> {
         match &self.last_route {
-            Some(route) if route.is(exchange, routing_key) => route.clone(),
-            _ => self
-                .last_route
-                .insert(Route::new(exchange, routing_key))
-                .clone(),
+            Some(last) if last.is(exchange, routing_key) => last.route.clone(),
+            _ => {
+                let route = Route::new(exchange, routing_key);
+                self.last_route = Some(LastRoute {
+                    exchange: route.exchange.clone(),
+                    routing_key: route.routing_key.clone(),
+                    route: route.clone(),
+                });
+                route
+            }
         }
     }
 
