@@ -232,7 +232,7 @@ impl DedupCache {
             Bytes::new(),
         );
         store.publish(&message, vec![*queue]);
-        message.persist_id.get().copied()
+        message.persist_id.get()
     }
 
     /// Settles the journal records of forgotten ids.

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 pub mod alarm;
+pub mod allocator;
 pub mod auth;
 pub(crate) mod broker;
 pub(crate) mod channel;

@@ -23,6 +23,8 @@ fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "ctl") {
         return ctl::main(std::env::args_os().collect());
     }
+    // Before the runtime's threads exist, so their arenas take the settings.
+    let allocator = warren::allocator::configure();
     let settings = match Settings::load(std::env::args_os()) {
         Ok(s) => s,
         Err(e) => return fail(&e),
@@ -31,7 +33,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&StartupError(format!("cannot start the runtime: {e}"))),
     };
-    match runtime.block_on(start_and_serve(settings)) {
+    match runtime.block_on(start_and_serve(settings, allocator)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -43,7 +45,10 @@ fn fail(e: &StartupError) -> ExitCode {
     ExitCode::FAILURE
 }
 
-async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
+async fn start_and_serve(
+    settings: Settings,
+    allocator: Result<(), String>,
+) -> Result<(), StartupError> {
     // Bind before touching the disk, so a taken port creates nothing.
     let (listeners, bind_warnings) = warren::server::bind_listeners(&settings.listen, "--listen")?;
     if listeners.is_empty() {
@@ -66,6 +71,9 @@ async fn start_and_serve(settings: Settings) -> Result<(), StartupError> {
     )?;
     let logs = Arc::new(warren::logging::init(&settings.log)?);
     let open_files = warren::alarm::raise_open_file_limit();
+    if let Err(e) = allocator {
+        warn!(error = %e, "jemalloc settings not applied: freed memory may stay in RSS");
+    }
     let broker = warren::server::open_broker(settings.config.clone())?;
     // Warnings after the last check that can refuse the start, so a refusal stays one line.
     for w in settings

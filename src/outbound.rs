@@ -123,7 +123,8 @@ impl Outbound {
     pub fn new(frame_max: u32, counters: Arc<ConnectionCounters>) -> Arc<Self> {
         Arc::new(Outbound {
             pending: Mutex::new(Pending {
-                buf: BytesMut::with_capacity(64 * 1024),
+                // Grows with use (an idle connection keeps next to nothing).
+                buf: BytesMut::new(),
                 wake_owed: false,
                 waiting: Vec::new(),
             }),
@@ -226,7 +227,7 @@ impl Outbound {
         self: Arc<Self>,
         mut socket: W,
     ) -> std::io::Result<W> {
-        let mut spare = BytesMut::with_capacity(64 * 1024);
+        let mut spare = BytesMut::new();
         loop {
             let (waiting, closed) = {
                 let mut p = self.pending.lock();

@@ -569,7 +569,7 @@ impl VHost {
     /// keys as well as the routing key.
     pub fn route(&self, exchange: &Arc<Exchange>, message: &Message) -> Vec<Arc<Queue>> {
         let headers = message.properties.headers.as_ref();
-        let keys = sender_selected::routing_keys(&message.routing_key, headers);
+        let keys = sender_selected::routing_keys(message.routing_key(), headers);
         if exchange.name.is_empty() {
             return self.route_default(keys);
         }

@@ -83,6 +83,32 @@ impl BasicProperties {
         self.delivery_mode == Some(2)
     }
 
+    /// The same properties holding no slice of the frame they were decoded from: strings and
+    /// tables are re-read from one fresh, exact-size copy of their encoding (a message kept in
+    /// a queue must not keep its publisher's whole read buffer alive). Properties without
+    /// strings or tables (the common case) are only cloned.
+    pub fn detached(&self) -> BasicProperties {
+        if self.flags() & !(DELIVERY_MODE | PRIORITY | TIMESTAMP) == 0 {
+            return self.clone();
+        }
+        let mut buf = bytes::BytesMut::new();
+        self.encode(&mut Writer { buf: &mut buf });
+        let owner = buf.freeze();
+        let mut r = Reader::new(&owner, "properties");
+        // Reading back what was just written cannot fail; keep the original if it did.
+        BasicProperties::decode(&mut r).unwrap_or_else(|_| self.clone())
+    }
+
+    /// [`BasicProperties::detached`], by value: properties without strings or tables (the
+    /// common case) are moved, not copied.
+    pub fn into_detached(self) -> BasicProperties {
+        if self.flags() & !(DELIVERY_MODE | PRIORITY | TIMESTAMP) == 0 {
+            self
+        } else {
+            self.detached()
+        }
+    }
+
     fn flags(&self) -> u16 {
         let bit = |present: bool, flag: u16| if present { flag } else { 0 };
         bit(self.content_type.is_some(), CONTENT_TYPE)
@@ -228,5 +254,42 @@ impl ContentHeader {
         w.short(self.weight);
         w.longlong(self.body_size);
         self.properties.encode(w);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field::FieldValue;
+    use bytes::{Bytes, BytesMut};
+
+    #[test]
+    fn detached_properties_point_into_no_frame() {
+        let mut headers = FieldTable::new();
+        headers.insert("k".into(), FieldValue::LongStr(Bytes::from_static(b"v")));
+        let original = BasicProperties {
+            content_type: Some("text/plain".into()),
+            headers: Some(headers),
+            delivery_mode: Some(2),
+            app_id: Some("app".into()),
+            ..Default::default()
+        };
+        let mut frame = BytesMut::new();
+        original.encode(&mut Writer { buf: &mut frame });
+        frame.resize(64 * 1024, 0);
+        let frame = frame.freeze();
+        let decoded = BasicProperties::decode(&mut Reader::new(&frame, "test")).expect("valid");
+        let inside = |s: &str| frame.as_ptr_range().contains(&s.as_ptr());
+        assert!(inside(decoded.content_type.as_deref().expect("set")));
+
+        let detached = decoded.detached();
+        assert_eq!(detached, original);
+        assert!(!inside(detached.content_type.as_deref().expect("set")));
+        assert!(!inside(detached.app_id.as_deref().expect("set")));
+        let Some(FieldValue::LongStr(v)) = detached.headers.as_ref().and_then(|h| h.get("k"))
+        else {
+            panic!("header k")
+        };
+        assert!(!frame.as_ptr_range().contains(&v.as_ptr()));
     }
 }

@@ -147,8 +147,8 @@ impl Channel {
         let get_ok = Method::BasicGetOk(basic::GetOk {
             delivery_tag: delivery_tag.0,
             redelivered,
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
+            exchange: message.exchange().clone(),
+            routing_key: message.routing_key().clone(),
             message_count,
         });
         self.ctx.outbound.send_content(

@@ -398,8 +398,8 @@ impl ConsumerSink for ChannelShared {
             consumer_tag: tag.clone(),
             delivery_tag: delivery_tag.0,
             redelivered: msg.redelivered,
-            exchange: m.exchange.clone(),
-            routing_key: m.routing_key.clone(),
+            exchange: m.exchange().clone(),
+            routing_key: m.routing_key().clone(),
         });
         // Written under the channel lock so delivery tags reach the wire in order.
         self.outbound.send_content(

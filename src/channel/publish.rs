@@ -7,11 +7,11 @@ use crate::error::Refusal;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{sender_selected, Exchange, ExchangeKind};
 use crate::ids::JournalSeq;
-use crate::message::Message;
+use crate::message::{Body, Message, Route};
 use crate::outbound::Outbound;
 use crate::queue::args::parse_expiration;
 use crate::vhost::PublishError;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use warren_protocol::{
@@ -27,6 +27,21 @@ pub(super) struct ContentInProgress {
     received: u64,
     /// The body bytes so far, as the memory alarm counts them (until this is dropped).
     counted: crate::alarm::AssemblingBytes,
+}
+
+/// A channel's last route with its strings beside it: the comparison per publish reads this
+/// channel's own memory, not the shared route's first cache line, whose counts the threads that
+/// drop delivered messages write.
+pub(super) struct LastRoute {
+    exchange: ShortStr,
+    routing_key: ShortStr,
+    route: Arc<Route>,
+}
+
+impl LastRoute {
+    fn is(&self, exchange: &str, routing_key: &str) -> bool {
+        *self.routing_key == *routing_key && *self.exchange == *exchange
+    }
 }
 
 /// Publisher confirm state (confirm.select was received).
@@ -234,7 +249,7 @@ impl Channel {
                 "publish finished without a content header",
             ));
         };
-        let body = join(body);
+        let body = Body::from_frames(body);
         // RabbitMQ's order of checks: exchange, internal, direct reply-to, user-id, CC/BCC;
         // inside a transaction too (checked with pika against 3.10.8).
         // Write on the exchange before its existence (403 beats 404); a cache hit per publish.
@@ -260,12 +275,8 @@ impl Channel {
             AmqpError::from(e).with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
         })?;
         self.ctx.stats.message_sizes.observe(body.len() as u64);
-        let message = Arc::new(Message::new(
-            publish.exchange,
-            publish.routing_key,
-            properties,
-            body,
-        ));
+        let route = self.route_of(&publish.exchange, &publish.routing_key);
+        let message = Arc::new(Message::with_route(route, properties, body));
         self.shared.count(1, |c| &c.published);
         if self.confirms.is_some() {
             self.shared.count(1, |c| &c.published_confirm);
@@ -283,6 +294,23 @@ impl Channel {
             tx.publishes.push((message, publish.mandatory));
         }
         Ok(())
+    }
+
+    /// The shared route for a publish to `exchange` with `routing_key`: the last one when it
+    /// is the same (a publisher usually repeats its pair), else a fresh copy.
+    fn route_of(&mut self, exchange: &str, routing_key: &str) -> Arc<Route> {
+        match &self.last_route {
+            Some(last) if last.is(exchange, routing_key) => last.route.clone(),
+            _ => {
+                let route = Route::new(exchange, routing_key);
+                self.last_route = Some(LastRoute {
+                    exchange: route.exchange.clone(),
+                    routing_key: route.routing_key.clone(),
+                    route: route.clone(),
+                });
+                route
+            }
+        }
     }
 
     fn publish_err(&self, e: impl Refusal) -> AmqpError {
@@ -316,7 +344,7 @@ impl Channel {
 
     /// Routes and enqueues a message held by a transaction (its exchange may be gone by now).
     fn route(&mut self, message: Arc<Message>, mandatory: bool) -> AmqpResult<Option<JournalSeq>> {
-        let exchange = self.publish_exchange(&message.exchange)?;
+        let exchange = self.publish_exchange(message.exchange())?;
         Ok(self.route_to(&exchange, message, mandatory).0)
     }
 
@@ -341,8 +369,8 @@ impl Channel {
             let ret = Method::BasicReturn(basic::Return {
                 reply_code: ReplyCode::NoRoute.code(),
                 reply_text: ShortStr::from("NO_ROUTE"),
-                exchange: message.exchange.clone(),
-                routing_key: message.routing_key.clone(),
+                exchange: message.exchange().clone(),
+                routing_key: message.routing_key().clone(),
             });
             self.ctx
                 .outbound
@@ -436,17 +464,4 @@ fn check_expiration(properties: &BasicProperties) -> AmqpResult<()> {
         AmqpError::precondition_failed(format!("invalid expiration '{expiration}': {}", e.0))
             .with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
     })
-}
-
-/// One body frame's bytes as they are; several joined once.
-fn join(mut parts: Vec<Bytes>) -> Bytes {
-    match parts.len() {
-        0 => Bytes::new(),
-        1 => parts.pop().unwrap_or_default(),
-        _ => {
-            let mut all = BytesMut::with_capacity(parts.iter().map(Bytes::len).sum());
-            parts.iter().for_each(|p| all.extend_from_slice(p));
-            all.freeze()
-        }
-    }
 }

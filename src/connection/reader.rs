@@ -8,8 +8,11 @@ use warren_protocol::{
     decode_frame, decode_protocol_header, DecodeError, Frame, ProtocolHeader, FRAME_MIN_SIZE,
 };
 
-/// How much the reader asks the socket for at a time.
-const READ_CHUNK: usize = 64 * 1024;
+/// The least and the most room the reader offers the socket per read. A connection starts
+/// small (10,000 idle connections hold 10,000 buffers) and doubles its room each time a read
+/// fills it, up to 64 KiB for a busy publisher; reads that use little of it halve it again.
+const READ_MIN: usize = 2 * 1024;
+const READ_MAX: usize = 64 * 1024;
 
 /// Why no frame could be read.
 #[derive(Debug)]
@@ -25,6 +28,8 @@ pub struct FrameReader<R> {
     socket: R,
     buf: BytesMut,
     frame_max: u32,
+    /// The room offered per read now (between [`READ_MIN`] and [`READ_MAX`]).
+    chunk: usize,
     /// Where bytes read are counted (one add per read).
     counters: Option<Arc<ConnectionCounters>>,
 }
@@ -34,8 +39,9 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(socket: R) -> Self {
         FrameReader {
             socket,
-            buf: BytesMut::with_capacity(READ_CHUNK),
+            buf: BytesMut::with_capacity(READ_MIN),
             frame_max: FRAME_MIN_SIZE,
+            chunk: READ_MIN,
             counters: None,
         }
     }
@@ -52,12 +58,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads more bytes; end of stream is an `UnexpectedEof` error.
     pub async fn fill(&mut self) -> Result<(), std::io::Error> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
+            // A fresh allocation when frames still point into the old one (a BytesMut grows
+            // to at least the capacity it started with: hence the small start).
+            self.buf.reserve(self.chunk);
         }
+        let room = self.buf.capacity() - self.buf.len();
         match self.socket.read_buf(&mut self.buf).await? {
             0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
             n => {
+                self.chunk = next_chunk(self.chunk, room, n);
                 if let Some(c) = &self.counters {
                     crate::stats::bump_by(&c.bytes_in, n as u64);
                     crate::stats::bump(&c.reads);
@@ -99,5 +109,46 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             // handshake timeout.
             self.fill().await?;
         }
+    }
+}
+
+/// The room for the next read, after a read of `n` bytes into `room`: doubled when the read
+/// filled it, halved when it used less than an eighth.
+fn next_chunk(chunk: usize, room: usize, n: usize) -> usize {
+    if n >= room {
+        (chunk * 2).min(READ_MAX)
+    } else if n < chunk / 8 {
+        (chunk / 2).max(READ_MIN)
+    } else {
+        chunk
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_grows_while_reads_fill_it_and_shrinks_when_they_do_not() {
+        let mut chunk = READ_MIN;
+        for _ in 0..10 {
+            chunk = next_chunk(chunk, chunk, chunk);
+        }
+        assert_eq!(chunk, READ_MAX);
+        chunk = next_chunk(chunk, chunk, chunk / 2);
+        assert_eq!(chunk, READ_MAX, "half-full reads keep it");
+        for _ in 0..10 {
+            chunk = next_chunk(chunk, chunk, 100);
+        }
+        assert_eq!(chunk, READ_MIN);
+    }
+
+    #[tokio::test]
+    async fn a_new_connection_holds_a_small_buffer() {
+        let (client, server) = tokio::io::duplex(1 << 20);
+        let mut reader = FrameReader::new(server);
+        drop(client);
+        assert!(reader.buf.capacity() <= READ_MIN);
+        assert!(reader.fill().await.is_err(), "end of stream");
     }
 }

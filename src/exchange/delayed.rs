@@ -143,8 +143,8 @@ impl Delayed {
             .get_or_insert_with(FieldTable::new)
             .insert(DUE_AT.into(), FieldValue::I64(due_ms));
         let copy = Message::new(
-            message.exchange.clone(),
-            message.routing_key.clone(),
+            message.exchange().clone(),
+            message.routing_key().clone(),
             properties,
             message.body.clone(),
         );
@@ -164,8 +164,8 @@ impl Delayed {
             headers.remove(DUE_AT);
         }
         Arc::new(Message::new(
-            message.exchange.clone(),
-            message.routing_key.clone(),
+            message.exchange().clone(),
+            message.routing_key().clone(),
             properties,
             message.body.clone(),
         ))
@@ -176,7 +176,7 @@ impl Delayed {
         if let (Some((store, id)), Some(message_id)) =
             (self.journal.get(), message.persist_id.get())
         {
-            store.settle(*message_id, *id);
+            store.settle(message_id, *id);
         }
     }
 
@@ -280,7 +280,7 @@ mod tests {
         assert!(!d.start_once());
         assert_eq!(d.next_due(), Some(at(10)));
         assert!(d.take_due(at(5)).is_empty());
-        let bodies = |v: Vec<Arc<Message>>| v.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
+        let bodies = |v: Vec<Arc<Message>>| v.iter().map(|m| m.body.to_bytes()).collect::<Vec<_>>();
         assert_eq!(bodies(d.take_due(at(10))), vec!["a", "b"]);
         assert_eq!(bodies(d.take_due(at(40))), vec!["c"]);
         assert!(d.is_empty());

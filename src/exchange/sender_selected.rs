@@ -89,8 +89,8 @@ pub fn without_bcc(message: Arc<Message>) -> Arc<Message> {
         headers.remove(BCC);
     }
     Arc::new(Message::new(
-        message.exchange.clone(),
-        message.routing_key.clone(),
+        message.exchange().clone(),
+        message.routing_key().clone(),
         properties,
         message.body.clone(),
     ))

@@ -997,8 +997,8 @@ impl ManagementSource for BrokerManagement {
                 break;
             };
             answers.push(GotMessage {
-                exchange: m.message.exchange.to_string(),
-                routing_key: m.message.routing_key.to_string(),
+                exchange: m.message.exchange().to_string(),
+                routing_key: m.message.routing_key().to_string(),
                 redelivered: m.redelivered,
                 message_count: u64::from(remaining),
                 properties: properties_to_json(&m.delivery_properties(q.queue_type())),

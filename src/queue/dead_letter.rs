@@ -168,7 +168,7 @@ pub fn make_dead_letter(
 ) -> Message {
     let mut headers = message.properties.headers.clone().unwrap_or_default();
     // The first routing key is the publish's own; the others came from CC/BCC headers.
-    let mut routing_keys = vec![longstr(&message.routing_key)];
+    let mut routing_keys = vec![longstr(message.routing_key())];
     for key in ["CC", "BCC"] {
         if let Some(FieldValue::Array(keys)) = headers.get(key) {
             routing_keys.extend(
@@ -182,13 +182,13 @@ pub fn make_dead_letter(
         ("reason", longstr(reason.as_str())),
         ("queue", longstr(queue)),
         ("time", FieldValue::Timestamp(now)),
-        ("exchange", longstr(&message.exchange)),
+        ("exchange", longstr(message.exchange())),
         ("routing-keys", FieldValue::Array(routing_keys)),
     ];
     if let Some(expiration) = &message.properties.expiration {
         info.push(("original-expiration", longstr(expiration)));
     }
-    update_x_death(&mut headers, info, queue, reason, &message.exchange);
+    update_x_death(&mut headers, info, queue, reason, message.exchange());
     if dlrk.is_some() {
         // Routed with the dead-letter key alone: the CC keys must not apply again.
         headers.remove("CC");
@@ -198,7 +198,7 @@ pub fn make_dead_letter(
         expiration: None,
         ..BasicProperties::clone(&message.properties)
     };
-    let routing_key = dlrk.unwrap_or(&message.routing_key).clone();
+    let routing_key = dlrk.unwrap_or(message.routing_key()).clone();
     Message::new(dlx.clone(), routing_key, properties, message.body.clone())
 }
 
@@ -348,8 +348,8 @@ mod tests {
             None,
             7,
         );
-        assert_eq!(d.exchange, "dlx");
-        assert_eq!(d.routing_key, "rk");
+        assert_eq!(d.exchange(), "dlx");
+        assert_eq!(d.routing_key(), "rk");
         assert_eq!(d.properties.expiration, None);
         let h = d.properties.headers.as_ref().expect("headers");
         assert_eq!(
@@ -446,7 +446,7 @@ mod tests {
             Some(&ShortStr::from("k")),
             1,
         );
-        assert_eq!(d.routing_key, "k");
+        assert_eq!(d.routing_key(), "k");
         let headers = d.properties.headers.as_ref().expect("headers");
         assert!(headers.get("CC").is_none());
         assert_eq!(

@@ -426,7 +426,7 @@ impl Queue {
         let (Some((store, _)), Some(id)) = (self.journal.get(), m.message.persist_id.get()) else {
             return;
         };
-        match store.read_message(*id) {
+        match store.read_message(id) {
             Some(full) => m.message = Arc::new(full),
             None => {
                 tracing::error!(queue = %self.name, id = %id, "a paged-out message is missing from the journal")
@@ -602,7 +602,7 @@ impl Queue {
         for m in messages {
             n += 1;
             if let (Some((store, queue)), Some(id)) = (journal, m.message.persist_id.get()) {
-                store.settle(*id, *queue);
+                store.settle(id, *queue);
             }
         }
         n
@@ -614,7 +614,7 @@ impl Queue {
     /// it `x-delivery-count`, survives a restart (issue 5).
     fn journal_delivery(&self, m: &QueuedMessage) {
         if let (Some((store, queue)), Some(id)) = (self.journal.get(), m.message.persist_id.get()) {
-            store.delivered(*id, *queue);
+            store.delivered(id, *queue);
         }
     }
 

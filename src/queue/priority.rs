@@ -105,20 +105,33 @@ impl ReadyList {
     /// Takes the next message to deliver.
     pub(crate) fn pop_front(&mut self) -> Option<QueuedMessage> {
         let m = match &mut self.levels {
-            Levels::Fifo(q) => q.pop_front(),
-            Levels::Priority(levels) => levels.iter_mut().rev().find_map(|q| q.pop_front()),
+            Levels::Fifo(q) => pop_and_shrink(q),
+            Levels::Priority(levels) => levels.iter_mut().rev().find_map(pop_and_shrink),
         }?;
         self.count_out(&m);
         Some(m)
     }
 
-    /// Takes every ready message (purge, delete).
+    /// Takes every ready message (purge, delete); the lists' room goes with them.
     pub(crate) fn take_all(&mut self) -> Vec<QueuedMessage> {
         self.len = 0;
         self.bytes = 0;
         match &mut self.levels {
-            Levels::Fifo(q) => q.drain(..).collect(),
-            Levels::Priority(levels) => levels.iter_mut().rev().flat_map(|q| q.drain(..)).collect(),
+            Levels::Fifo(q) => Vec::from(std::mem::take(q)),
+            Levels::Priority(levels) => levels
+                .iter_mut()
+                .rev()
+                .flat_map(|q| Vec::from(std::mem::take(q)))
+                .collect(),
+        }
+    }
+
+    /// Room for this many messages, all levels together (tests).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        match &self.levels {
+            Levels::Fifo(q) => q.capacity(),
+            Levels::Priority(levels) => levels.iter().map(VecDeque::capacity).sum(),
         }
     }
 
@@ -131,6 +144,20 @@ impl ReadyList {
         self.len -= 1;
         self.bytes -= m.message.body_size() as u64;
     }
+}
+
+/// Below this many slots a list keeps its room (40 bytes a slot).
+const KEEP_CAPACITY: usize = 1024;
+
+/// Pops the front and halves the room once a quarter of it is in use: a deep queue that drained
+/// gives its memory back (a `VecDeque` never shrinks by itself; 1 M messages hold 40 MB of
+/// slots). Amortized O(1): each halving moves at most a quarter of the slots it frees.
+fn pop_and_shrink(q: &mut VecDeque<QueuedMessage>) -> Option<QueuedMessage> {
+    let m = q.pop_front()?;
+    if q.capacity() > KEEP_CAPACITY && q.len() < q.capacity() / 4 {
+        q.shrink_to(q.capacity() / 2);
+    }
+    Some(m)
 }
 
 #[cfg(test)]
@@ -190,5 +217,27 @@ mod tests {
         l.insert_by_seq(second);
         l.insert_by_seq(first);
         assert_eq!(order(&mut l), vec![0, 1, 3, 2]);
+    }
+
+    #[test]
+    fn a_drained_list_gives_its_room_back() {
+        for max_priority in [None, Some(3)] {
+            let mut l = ReadyList::new(max_priority);
+            for seq in 0..100_000 {
+                l.push_back(msg(seq, Some((seq % 4) as u8)));
+            }
+            assert!(l.capacity() >= 100_000);
+            while l.len() > 10 {
+                l.pop_front();
+            }
+            assert!(
+                l.capacity() <= 4 * KEEP_CAPACITY,
+                "{max_priority:?}: {} slots kept for 10 messages",
+                l.capacity()
+            );
+            assert_eq!(l.len(), 10);
+            assert_eq!(l.take_all().len(), 10);
+            assert_eq!(l.capacity(), 0);
+        }
     }
 }

@@ -952,13 +952,8 @@ fn apply_replayed(
                     .map(ShortStr::truncated),
                 ..Default::default()
             };
-            let (exchange, routing_key) = (
-                ShortStr::truncated(&exchange),
-                ShortStr::truncated(&routing_key),
-            );
             let stub = Message::paged(
-                exchange,
-                routing_key,
+                crate::message::Route::new(&exchange, &routing_key),
                 properties,
                 body.len(),
                 crate::ids::MessageId(id),

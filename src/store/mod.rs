@@ -96,7 +96,7 @@ impl Store {
                 .iter()
                 .map(|q| (DurableQueueId(*q), deliveries(q)))
                 .collect();
-            let _ = message.persist_id.set(MessageId(id));
+            message.persist_id.set(MessageId(id));
             recovered.push(RecoveredMessage {
                 id: MessageId(id),
                 message: Arc::new(message),
@@ -138,15 +138,15 @@ impl Store {
             id,
             queues: queues.clone(),
             delivered: false,
-            exchange: message.exchange.clone(),
-            routing_key: message.routing_key.clone(),
+            exchange: message.exchange().clone(),
+            routing_key: message.routing_key().clone(),
             header: record::header_bytes(&header),
-            body: message.body.clone(),
+            body: message.body.to_bytes(),
         };
         // The id goes on the message before its record is queued, so whoever sees the message
         // from now on also sees its id: a settle can never miss it and leave the record live
         // (the message would come back after a restart).
-        let _ = message.persist_id.set(MessageId(id));
+        message.persist_id.set(MessageId(id));
         let seq = self.journal.append(&record, Effect::Publish { id, queues });
         JournalSeq(seq)
     }
@@ -168,7 +168,7 @@ impl Store {
     /// Reads message `id` back from the journal (its body was paged out of memory).
     pub fn read_message(&self, id: MessageId) -> Option<Message> {
         let message = to_message(self.journal.read(id.0)?)?;
-        let _ = message.persist_id.set(id);
+        message.persist_id.set(id);
         Some(message)
     }
 

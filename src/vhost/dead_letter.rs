@@ -22,7 +22,7 @@ impl QueueOwner for VHost {
     /// The target queues' journal records are appended before the caller settles the source's
     /// copy (the journal keeps append order), so no crash leaves the message in neither.
     fn publish_dead_letter_taken(&self, letter: DeadLetter) -> bool {
-        let Ok(exchange) = self.exchange(&letter.message.exchange) else {
+        let Ok(exchange) = self.exchange(letter.message.exchange()) else {
             return false;
         };
         let keep = |q: &Arc<Queue>| {

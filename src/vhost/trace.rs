@@ -126,7 +126,7 @@ async fn run_tracer(
         let message = match &event {
             TraceEvent::Publish { message, .. } | TraceEvent::Deliver { message, .. } => message,
         };
-        if message.exchange.as_str() == TRACE_EXCHANGE {
+        if message.exchange().as_str() == TRACE_EXCHANGE {
             continue;
         }
         let traced = trace_message(&vhost.name, &event);
@@ -153,7 +153,7 @@ fn trace_message(vhost: &str, event: &TraceEvent) -> Message {
     let (message, key, origin) = match event {
         TraceEvent::Publish {
             message, origin, ..
-        } => (message, format!("publish.{}", message.exchange), origin),
+        } => (message, format!("publish.{}", message.exchange()), origin),
         TraceEvent::Deliver {
             message,
             queue,
@@ -163,10 +163,10 @@ fn trace_message(vhost: &str, event: &TraceEvent) -> Message {
     };
     let long = |s: &str| FieldValue::LongStr(bytes::Bytes::copy_from_slice(s.as_bytes()));
     let mut headers = FieldTable::new();
-    headers.insert(ShortStr::from("exchange_name"), long(&message.exchange));
+    headers.insert(ShortStr::from("exchange_name"), long(message.exchange()));
     headers.insert(
         ShortStr::from("routing_keys"),
-        FieldValue::Array(vec![long(&message.routing_key)]),
+        FieldValue::Array(vec![long(message.routing_key())]),
     );
     headers.insert(
         ShortStr::from("properties"),

@@ -21,6 +21,9 @@ pub struct ConnectionsOpts {
     /// Pid of the broker, to report its RSS.
     #[arg(long)]
     pub broker_pid: Option<u32>,
+    /// Handshakes in flight at once (1 = one after the other, as before).
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
 }
 
 pub async fn connections(opts: ConnectionsOpts) -> Result<serde_json::Value> {
@@ -28,11 +31,22 @@ pub async fn connections(opts: ConnectionsOpts) -> Result<serde_json::Value> {
     let rss_before = opts.broker_pid.and_then(stats::rss_kib);
     let started = Instant::now();
     let mut open = Vec::with_capacity(opts.count);
+    let parallel = opts.parallel.max(1);
+    let mut in_flight = tokio::task::JoinSet::new();
     for i in 0..opts.count {
-        open.push(client::connect(&url).await?);
-        if (i + 1) % 200 == 0 {
-            eprintln!("opened {} connections", i + 1);
+        if in_flight.len() >= parallel {
+            if let Some(done) = in_flight.join_next().await {
+                open.push(done??);
+            }
         }
+        let url = url.clone();
+        in_flight.spawn(async move { client::connect(&url).await });
+        if (i + 1) % 1000 == 0 {
+            eprintln!("opening connection {}", i + 1);
+        }
+    }
+    while let Some(done) = in_flight.join_next().await {
+        open.push(done??);
     }
     let elapsed = started.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -41,6 +55,7 @@ pub async fn connections(opts: ConnectionsOpts) -> Result<serde_json::Value> {
     Ok(json!({
         "mode": "connections",
         "connections": opts.count,
+        "parallel": parallel,
         "seconds": (elapsed * 1000.0).round() / 1000.0,
         "connections_per_s": (opts.count as f64 / elapsed).round(),
         "broker_rss_kib_before": rss_before,

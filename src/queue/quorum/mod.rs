@@ -509,7 +509,7 @@ impl QuorumQueue {
             message.persist_id.get(),
         ) {
             (true, Some(id)) => Body::OnDisk {
-                journal_id: *id,
+                journal_id: id,
                 len: u32::try_from(message.body.len()).unwrap_or(u32::MAX),
             },
             _ => Body::Loaded(message),

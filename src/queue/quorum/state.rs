@@ -86,8 +86,7 @@ impl Body {
         match self {
             Body::Loaded(m) => m.clone(),
             Body::OnDisk { journal_id, len } => Arc::new(Message::paged(
-                warren_protocol::ShortStr::empty(),
-                warren_protocol::ShortStr::empty(),
+                crate::message::Route::new("", ""),
                 warren_protocol::BasicProperties::default(),
                 *len as usize,
                 *journal_id,
@@ -101,7 +100,7 @@ impl From<Arc<Message>> for Body {
     fn from(m: Arc<Message>) -> Self {
         match (m.is_paged(), m.persist_id.get()) {
             (true, Some(id)) => Body::OnDisk {
-                journal_id: *id,
+                journal_id: id,
                 len: u32::try_from(m.body_size()).unwrap_or(u32::MAX),
             },
             _ => Body::Loaded(m),
@@ -625,7 +624,7 @@ mod tests {
         assert!(paged.is_paged());
         assert_eq!(paged.size(), 1024);
         let stub = paged.message();
-        assert_eq!(stub.persist_id.get(), Some(&MessageId(7)));
+        assert_eq!(stub.persist_id.get(), Some(MessageId(7)));
         assert!(stub.is_paged() && stub.body_size() == 1024);
     }
 

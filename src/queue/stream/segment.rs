@@ -75,10 +75,10 @@ pub fn encode(
     out.put_u64(offset);
     out.put_i64(timestamp);
     let payload_start = out.len();
-    out.put_u8(message.exchange.len() as u8);
-    out.put_slice(message.exchange.as_str().as_bytes());
-    out.put_u8(message.routing_key.len() as u8);
-    out.put_slice(message.routing_key.as_str().as_bytes());
+    out.put_u8(message.exchange().len() as u8);
+    out.put_slice(message.exchange().as_str().as_bytes());
+    out.put_u8(message.routing_key().len() as u8);
+    out.put_slice(message.routing_key().as_str().as_bytes());
     out.put_u32(header.len() as u32);
     out.put_slice(&header);
     out.put_slice(&message.body);
@@ -183,7 +183,7 @@ mod tests {
             Ok((1234, true))
         );
         assert_eq!(&m.message.body[..], b"hello");
-        assert_eq!(m.message.routing_key.as_str(), "rk");
+        assert_eq!(m.message.routing_key().as_str(), "rk");
         assert_eq!(check(&bytes[..len - 1]), Err(DecodeError::Truncated));
         let mut bad = bytes.to_vec();
         bad[len - 1] ^= 1;
