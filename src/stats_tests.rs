@@ -195,6 +195,9 @@ async fn counters_follow_publishes_deliveries_and_acks() {
     assert_eq!(after.messages, expected);
     assert_eq!((after.connections, after.channels), (0, 0));
     stop.cancel();
+    // Stopped before `data` goes: the accept task holds the broker past the end of the test,
+    // and its store must not write into a deleted directory.
+    broker.close();
 }
 
 #[tokio::test]
@@ -237,4 +240,7 @@ async fn an_unacked_delivery_is_a_gauge_until_acked() {
     assert_eq!(s.messages.acked, 1);
     conn.close(200, "bye").await.expect("close");
     stop.cancel();
+    // Stopped before `data` goes: the accept task holds the broker past the end of the test,
+    // and its store must not write into a deleted directory.
+    broker.close();
 }
