@@ -640,6 +640,56 @@ mod tests {
     }
 
     #[test]
+    fn appends_share_one_write_out_and_readers_see_only_what_was_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open(dir.path(), config(1 << 20)).expect("opens");
+        let mut requests = 0;
+        for i in 0..3 {
+            let seq = log.append(&message(i), 0, || {
+                requests += 1;
+                Some(7)
+            });
+            assert_eq!(seq, Some(7));
+        }
+        assert_eq!(requests, 1, "one write-out request for the whole batch");
+        assert!(read_all(&log, 0).is_empty(), "nothing written yet");
+        let mut woken = false;
+        log.write_out(|| woken = true).expect("writes");
+        assert!(woken);
+        assert_eq!(read_all(&log, 0), vec![0, 1, 2]);
+        let seq = log.append(&message(3), 0, || Some(8));
+        assert_eq!(seq, Some(8), "after a write-out the next append asks again");
+    }
+
+    #[test]
+    fn a_cursor_reuses_its_read_buffer_once_the_messages_are_gone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open(dir.path(), config(1 << 20)).expect("opens");
+        for i in 0..20 {
+            log.append(&message(i), 0, || Some(1));
+        }
+        log.write_out(|| {}).expect("writes");
+        let mut cursor = Cursor::at(0);
+        let first = log.read(&mut cursor, 64).expect("reads");
+        let body_at = first[0].message.body.as_ptr();
+        drop(first);
+        let mut again = Cursor::at(0);
+        std::mem::swap(&mut again.spare, &mut cursor.spare);
+        let second = log.read(&mut again, 64).expect("reads");
+        assert_eq!(
+            second[0].message.body.as_ptr(),
+            body_at,
+            "same storage reused"
+        );
+        let held = log.read(&mut again, 64).expect("reads");
+        assert_ne!(
+            held[0].message.body.as_ptr(),
+            body_at,
+            "in use: a new buffer"
+        );
+    }
+
+    #[test]
     fn retention_drops_whole_old_segments() {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = StreamConfig {
