@@ -117,6 +117,30 @@ pub struct Outbound {
     counters: Arc<ConnectionCounters>,
 }
 
+/// Frames being queued under one lock ([`Outbound::batch`]).
+pub struct Batch<'a> {
+    buf: &'a mut BytesMut,
+    frame_max: u32,
+}
+
+impl Batch<'_> {
+    /// Whether the buffer is over the high-water mark: take no more deliveries.
+    pub fn is_full(&self) -> bool {
+        self.buf.len() >= HIGH_WATER
+    }
+
+    /// Queues a content-carrying method with its header and body frames.
+    pub fn content(
+        &mut self,
+        channel: u16,
+        method: &Method,
+        properties: &BasicProperties,
+        body: &[u8],
+    ) {
+        encode_content(channel, method, properties, body, self.frame_max, self.buf);
+    }
+}
+
 impl Outbound {
     /// An empty outbound path; `frame_max` applies to body frames until tune-ok changes it.
     /// Bytes written are counted in `counters`.
@@ -177,6 +201,38 @@ impl Outbound {
     ) {
         let frame_max = self.frame_max.load(Ordering::Relaxed);
         self.append(|buf| encode_content(channel, method, properties, body, frame_max, buf));
+    }
+
+    /// Queues many content frames under one lock and one wake of the writer (a stream consumer
+    /// delivering a read buffer's messages). Once [`Batch::is_full`] says so the caller stops,
+    /// and `waiter` is called back after the writer drained the buffer.
+    pub fn batch<W: DrainWaiter + 'static>(
+        &self,
+        waiter: &Arc<W>,
+        fill: impl FnOnce(&mut Batch<'_>),
+    ) {
+        if self.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut p = self.pending.lock();
+        let before = p.buf.len();
+        let mut batch = Batch {
+            buf: &mut p.buf,
+            frame_max: self.frame_max.load(Ordering::Relaxed),
+        };
+        fill(&mut batch);
+        if p.buf.len() >= HIGH_WATER {
+            let ptr = Arc::as_ptr(waiter).cast::<()>();
+            if !p.waiting.iter().any(|w| w.as_ptr().cast::<()>() == ptr) {
+                let weak: Weak<dyn DrainWaiter> = Arc::downgrade(waiter) as Weak<W>;
+                p.waiting.push(weak);
+            }
+        }
+        let wrote = p.buf.len() > before;
+        drop(p);
+        if wrote {
+            self.wake_writer.notify_one();
+        }
     }
 
     /// Queues a heartbeat.

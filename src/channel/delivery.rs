@@ -415,6 +415,74 @@ impl ConsumerSink for ChannelShared {
         true
     }
 
+    /// One channel lock and one outbound lock (and one wake of the writer) for the whole run:
+    /// a stream consumer hands over a read buffer's messages at once.
+    fn try_deliver_batch(
+        &self,
+        tag: &ShortStr,
+        queue: &Arc<Queue>,
+        msgs: &mut VecDeque<QueuedMessage>,
+        delivered: &mut dyn FnMut(&QueuedMessage),
+    ) {
+        if self.trace.is_on() {
+            // The firehose publishes from inside a delivery: keep the one-at-a-time path.
+            while let Some(m) = msgs.front() {
+                if !self.try_deliver(tag, false, queue, m) {
+                    return;
+                }
+                delivered(m);
+                msgs.pop_front();
+            }
+            return;
+        }
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        if st.closed || !st.flow_active {
+            return;
+        }
+        let Some(c) = st.consumers.get_mut(tag.as_str()) else {
+            return;
+        };
+        let consumer_tag = Some(tag.clone());
+        self.outbound.batch(queue, |out| {
+            while let Some(msg) = msgs.front() {
+                let channel_full =
+                    st.channel_prefetch > 0 && st.channel_unacked >= u32::from(st.channel_prefetch);
+                let consumer_full = c.prefetch > 0 && c.unacked >= u32::from(c.prefetch);
+                if channel_full || consumer_full || out.is_full() {
+                    return;
+                }
+                c.unacked += 1;
+                let delivery_tag = st.next_tag;
+                st.next_tag.0 += 1;
+                st.channel_unacked += 1;
+                st.unacked.push_back(Unacked {
+                    tag: delivery_tag,
+                    queue: queue.clone(),
+                    msg: msg.clone(),
+                    consumer: consumer_tag.clone(),
+                });
+                let m = &msg.message;
+                let deliver = Method::BasicDeliver(basic::Deliver {
+                    consumer_tag: tag.clone(),
+                    delivery_tag: delivery_tag.0,
+                    redelivered: msg.redelivered,
+                    exchange: m.exchange().clone(),
+                    routing_key: m.routing_key().clone(),
+                });
+                out.content(
+                    self.id,
+                    &deliver,
+                    &msg.delivery_properties(queue.queue_type()),
+                    &m.body,
+                );
+                self.count_delivery(false, false, msg.redelivered);
+                delivered(msg);
+                msgs.pop_front();
+            }
+        });
+    }
+
     fn cancelled_by_server(&self, tag: &ShortStr) {
         let removed = self.state.lock().consumers.remove(tag.as_str()).is_some();
         if removed && self.cancel_notify {

@@ -43,6 +43,7 @@ pub use kind::QueueType;
 use parking_lot::MutexGuard;
 use quorum::QuorumQueue;
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use stream::StreamQueue;
@@ -121,6 +122,24 @@ pub trait ConsumerSink: Send + Sync {
     ) -> bool;
     /// The queue went away: tell the client (basic.cancel) and forget the consumer.
     fn cancelled_by_server(&self, tag: &ShortStr);
+    /// Delivers messages from the front of `msgs` while there is credit, calling `delivered`
+    /// for each one taken (a stream consumer hands over a read buffer's worth at once; a sink
+    /// may do it under one lock and one wake of the connection's writer).
+    fn try_deliver_batch(
+        &self,
+        tag: &ShortStr,
+        queue: &Arc<Queue>,
+        msgs: &mut VecDeque<QueuedMessage>,
+        delivered: &mut dyn FnMut(&QueuedMessage),
+    ) {
+        while let Some(m) = msgs.front() {
+            if !self.try_deliver(tag, false, queue, m) {
+                return;
+            }
+            delivered(m);
+            msgs.pop_front();
+        }
+    }
 }
 
 /// One consumer of this queue.

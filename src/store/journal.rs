@@ -76,15 +76,23 @@ enum Command {
         bytes: BytesMut,
         effect: Effect,
     },
-    /// fdatasync another file (a stream's segment, written by its owner) in this batch, before
-    /// `seq` counts as synced: stream confirms ride on the journal's group commit.
+    /// Write out and fdatasync another log (a stream's segment) in this batch, before `seq`
+    /// counts as synced: stream confirms ride on the journal's group commit.
     SyncFile {
         seq: u64,
-        file: Arc<File>,
+        target: Arc<dyn SyncTarget>,
     },
     /// Settles are held in the submitter: send them within [`SETTLE_DELAY`].
     SettlesHeld,
     Stop,
+}
+
+/// A log outside the journal (a stream) whose appends wait in memory until the journal's writer
+/// thread writes them out with one `write` per batch and fdatasyncs them, before the batch's
+/// sequence numbers count as synced.
+pub trait SyncTarget: Send + Sync {
+    /// Writes what was appended since the last call and makes it durable.
+    fn write_and_sync(&self) -> std::io::Result<()>;
 }
 
 /// What a record changes in the writer's bookkeeping.
@@ -254,16 +262,16 @@ impl Journal {
         seq
     }
 
-    /// Asks for `file` (already written by the caller) to be fdatasynced with the next batch;
-    /// returns the sequence number that is synced once it is.
-    pub fn sync_file(&self, file: Arc<File>) -> u64 {
+    /// Asks for `target` to be written out and fdatasynced with the next batch; returns the
+    /// sequence number that is synced once it is.
+    pub fn sync_file(&self, target: Arc<dyn SyncTarget>) -> u64 {
         let mut s = self.submit.lock();
         // Held settles have lower sequence numbers: they go first, so `synced` never passes
         // a record that is not written.
         s.send_settles();
         let seq = s.next_seq;
         s.next_seq += 1;
-        let _ = s.tx.send(Command::SyncFile { seq, file });
+        let _ = s.tx.send(Command::SyncFile { seq, target });
         seq
     }
 
@@ -403,7 +411,7 @@ impl Writer {
     ) {
         let mut batch = BytesMut::new();
         let mut effects = Vec::new();
-        let mut files: Vec<Arc<File>> = Vec::new();
+        let mut targets: Vec<Arc<dyn SyncTarget>> = Vec::new();
         // When held settles must be sent (a `SettlesHeld` came and no record took them yet).
         let mut settles_due: Option<std::time::Instant> = None;
         loop {
@@ -433,10 +441,13 @@ impl Writer {
             while let Some(cmd) = next.take() {
                 match cmd {
                     Command::Stop => stop = true,
-                    Command::SyncFile { seq, file } => {
+                    Command::SyncFile { seq, target } => {
                         last_seq = seq;
-                        if !files.iter().any(|f| Arc::ptr_eq(f, &file)) {
-                            files.push(file);
+                        if !targets
+                            .iter()
+                            .any(|t| std::ptr::addr_eq(Arc::as_ptr(t), Arc::as_ptr(&target)))
+                        {
+                            targets.push(target);
                         }
                     }
                     Command::SettlesHeld => {
@@ -463,9 +474,9 @@ impl Writer {
                 }
             }
             self.write_and_sync(&mut batch, &mut effects, stop);
-            for file in files.drain(..) {
-                if let Err(e) = file.sync_data() {
-                    error!(error = %e, "stream segment fsync failed; stopping the broker");
+            for target in targets.drain(..) {
+                if let Err(e) = target.write_and_sync() {
+                    error!(error = %e, "stream segment write or fsync failed; stopping the broker");
                     std::process::abort();
                 }
             }

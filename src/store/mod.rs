@@ -182,10 +182,10 @@ impl Store {
         self.dir.join("streams").join(id.to_string())
     }
 
-    /// Has `file` (a stream segment the caller wrote) fdatasynced with the journal's next
-    /// group commit; a confirm waiting for the returned sequence number waits for that fsync.
-    pub fn sync_file(&self, file: Arc<std::fs::File>) -> JournalSeq {
-        JournalSeq(self.journal.sync_file(file))
+    /// Has `target` (a stream's log) written out and fdatasynced with the journal's next group
+    /// commit; a confirm waiting for the returned sequence number waits for that fsync.
+    pub fn sync_file(&self, target: Arc<dyn journal::SyncTarget>) -> JournalSeq {
+        JournalSeq(self.journal.sync_file(target))
     }
 
     /// The highest journal sequence number on disk; changes after every fsync.

@@ -190,14 +190,11 @@ async fn run(
                 }
             }
         }
-        while let Some(m) = pending.front() {
-            if !c.sink.try_deliver(&c.tag, false, &q, m) {
-                break;
-            }
-            q.count_delivery(false, false, false);
-            c.delivered(m);
-            pending.pop_front();
-        }
+        c.sink
+            .try_deliver_batch(&c.tag, &q, &mut pending, &mut |m: &QueuedMessage| {
+                q.count_delivery(false, false, false);
+                c.delivered(m);
+            });
         if c.tracking_dirty() && last_store.elapsed() >= STORE_EVERY {
             c.store_position(&offsets);
             last_store = std::time::Instant::now();

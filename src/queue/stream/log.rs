@@ -1,8 +1,11 @@
 //! A stream's append-only log: segment files in the stream's directory, the active one last,
 //! and in memory only a small index per segment (offset → file position and first timestamp
-//! of each chunk). Appends write through to the active segment under the log's lock; readers
-//! ([`Cursor`]) take a snapshot of where to read under the lock and read the file without it,
-//! a buffer at a time, so a stream of any length costs memory for its index only.
+//! of each chunk). Appends encode into a pending buffer under the log's lock; the journal's
+//! writer thread writes that buffer out with one `write` per group commit and fdatasyncs it
+//! ([`Log::write_out`]), so a batch of appends costs one system call, not one per message.
+//! Readers ([`Cursor`]) see only what was written: they take a snapshot of where to read under
+//! the lock and read the file without it, a buffer at a time, so a stream of any length costs
+//! memory for its index only.
 //!
 //! Recovery scans every segment's records (checksums, offsets in sequence): a torn tail is cut
 //! off (a crash mid-write; never confirmed), anything else stops startup naming the file and
@@ -39,8 +42,10 @@ pub(super) struct Chunk {
 pub(super) struct Segment {
     pub(super) first_offset: u64,
     pub(super) path: PathBuf,
-    /// Bytes of whole records written (readers read no further).
+    /// Bytes of whole records appended (written or pending).
     pub(super) len: u64,
+    /// Bytes written to the file (readers read no further).
+    pub(super) written: u64,
     pub(super) chunks: Vec<Chunk>,
     /// Timestamp of its newest message (for `x-max-age`).
     pub(super) last_timestamp: i64,
@@ -58,7 +63,19 @@ struct State {
     chunk_messages: u32,
     chunk_bytes: u64,
     chunk_sync: Option<u64>,
-    encode: BytesMut,
+    /// Appended records not yet written, per segment file, oldest first (more than one only
+    /// when a segment rolled over since the last write-out).
+    pending: Vec<Pending>,
+    /// The sequence number of the write-out already requested and not yet started: appends
+    /// meanwhile ride on it instead of asking again.
+    requested: Option<u64>,
+}
+
+/// Records waiting to be written to one segment file.
+struct Pending {
+    segment: u64,
+    file: Arc<File>,
+    bytes: BytesMut,
 }
 
 /// A stream's log (see the module doc).
@@ -75,6 +92,34 @@ pub struct Cursor {
     segment: Option<u64>,
     file: Option<File>,
     pos: u64,
+    /// Read buffers handed out before, each kept to be reused once every message sliced from
+    /// it was dropped (acked): replaying allocates (and page-faults) no fresh buffer per read.
+    spare: VecDeque<BytesMut>,
+}
+
+/// Read buffers a cursor keeps for reuse (enough for a prefetch window of 1 KiB messages).
+const SPARE_BUFFERS: usize = 8;
+
+impl Cursor {
+    /// A buffer of `len` bytes: a spare one whose messages are all gone, else a new one.
+    fn buffer(&mut self, len: usize) -> BytesMut {
+        let mut buf = match self.spare.iter_mut().position(|b| b.try_reclaim(len)) {
+            Some(at) => self.spare.remove(at).unwrap_or_default(),
+            None => BytesMut::with_capacity(len),
+        };
+        buf.resize(len, 0);
+        buf
+    }
+
+    /// Freezes what `buf` read and keeps its storage for reuse.
+    fn keep(&mut self, mut buf: BytesMut) -> Bytes {
+        let read = buf.split().freeze();
+        if self.spare.len() >= SPARE_BUFFERS {
+            self.spare.pop_front();
+        }
+        self.spare.push_back(buf);
+        read
+    }
 }
 
 impl Cursor {
@@ -85,6 +130,7 @@ impl Cursor {
             segment: None,
             file: None,
             pos: 0,
+            spare: VecDeque::new(),
         }
     }
 }
@@ -120,7 +166,8 @@ impl Log {
                     reason: "stream segment does not continue the previous one",
                 });
             }
-            let seg = super::recovery::scan(dir, first)?;
+            let mut seg = super::recovery::scan(dir, first)?;
+            seg.0.written = seg.0.len;
             next_offset = seg.1;
             segments.push_back(seg.0);
         }
@@ -144,7 +191,8 @@ impl Log {
                 chunk_messages: 0,
                 chunk_bytes: 0,
                 chunk_sync: None,
-                encode: BytesMut::new(),
+                pending: Vec::new(),
+                requested: None,
             }),
         };
         log.apply_retention(&mut log.state.lock());
@@ -152,14 +200,15 @@ impl Log {
         Ok(log)
     }
 
-    /// Appends `message`; `sync` gets the written segment file and returns the journal
-    /// sequence number of the fsync that covers it (`synced` is the last one done), which is
-    /// returned for the publisher's confirm. Write errors stop the broker (confirms may wait).
+    /// Appends `message` to the pending buffer; `request` asks the journal's writer for a
+    /// write-out ([`Log::write_out`]) and returns the sequence number that is synced after it;
+    /// it is called only when no write-out is already requested (`synced` is the last sequence
+    /// number done). Returns the sequence number the publisher's confirm waits for.
     pub fn append(
         &self,
         message: &Message,
         synced: u64,
-        sync: impl FnOnce(Arc<File>) -> Option<u64>,
+        request: impl FnOnce() -> Option<u64>,
     ) -> Option<u64> {
         let mut guard = self.state.lock();
         let st = &mut *guard;
@@ -168,28 +217,22 @@ impl Log {
             || st.chunk_messages >= CHUNK_MAX_MESSAGES
             || st.chunk_bytes >= CHUNK_MAX_BYTES
             || st.chunk_sync.is_some_and(|s| synced >= s);
-        st.encode.clear();
-        segment::encode(
-            &mut st.encode,
-            st.next_offset,
-            timestamp,
-            chunk_start,
-            message,
-        );
-        let active_len = st.segments.back().map_or(0, |s| s.len);
-        if active_len > 0 && active_len + st.encode.len() as u64 > self.config.segment_size {
-            self.roll(st);
-            if !chunk_start {
-                chunk_start = true;
-                st.encode.clear();
-                segment::encode(&mut st.encode, st.next_offset, timestamp, true, message);
+        let (segment, active_len) = st
+            .segments
+            .back()
+            .map_or((0, 0), |s| (s.first_offset, s.len));
+        let mut n = encode_pending(st, segment, timestamp, chunk_start, message);
+        if active_len > 0 && active_len + n > self.config.segment_size {
+            // Over the segment size: take it back and put it first in a new segment.
+            if let Some(p) = st.pending.last_mut() {
+                let keep = p.bytes.len() - n as usize;
+                p.bytes.truncate(keep);
             }
+            self.roll(st);
+            chunk_start = true;
+            let segment = st.segments.back().map_or(0, |s| s.first_offset);
+            n = encode_pending(st, segment, timestamp, true, message);
         }
-        if let Err(e) = (&*st.active).write_all(&st.encode) {
-            tracing::error!(dir = %self.dir.display(), error = %e, "stream write failed; stopping the broker");
-            std::process::abort();
-        }
-        let n = st.encode.len() as u64;
         let offset = st.next_offset;
         if let Some(seg) = st.segments.back_mut() {
             if chunk_start {
@@ -211,11 +254,54 @@ impl Log {
         }
         st.chunk_messages += 1;
         st.chunk_bytes += n;
-        let seq = sync(st.active.clone());
+        let seq = match st.requested {
+            Some(seq) => Some(seq),
+            None => {
+                let seq = request();
+                st.requested = seq;
+                seq
+            }
+        };
         if st.chunk_sync.is_none() {
             st.chunk_sync = seq;
         }
         seq
+    }
+
+    /// Writes the pending appends out (one `write` per segment file) and fdatasyncs them;
+    /// `on_written` runs once readers can see them (before the fsync: readers may deliver what
+    /// is written; confirms wait for the fsync). Called by the journal's writer thread, the only
+    /// writer of segment files, with no lock held during the system calls.
+    pub fn write_out(&self, on_written: impl FnOnce()) -> std::io::Result<()> {
+        let pending = {
+            let mut st = self.state.lock();
+            st.requested = None;
+            std::mem::take(&mut st.pending)
+        };
+        if pending.is_empty() {
+            return Ok(());
+        }
+        for p in &pending {
+            (&*p.file).write_all(&p.bytes)?;
+        }
+        {
+            let mut st = self.state.lock();
+            for p in &pending {
+                if let Some(seg) = st
+                    .segments
+                    .iter_mut()
+                    .rev()
+                    .find(|s| s.first_offset == p.segment)
+                {
+                    seg.written += p.bytes.len() as u64;
+                }
+            }
+        }
+        on_written();
+        for p in &pending {
+            p.file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Starts a new segment and drops old ones retention no longer keeps.
@@ -349,7 +435,8 @@ impl Log {
                     }
                 };
                 let seg = &st.segments[at];
-                (seg.path.clone(), seg.len, at + 1 < st.segments.len())
+                let sealed = at + 1 < st.segments.len() && seg.written == seg.len;
+                (seg.path.clone(), seg.written, sealed)
             };
             if cursor.pos >= end {
                 if !sealed {
@@ -402,9 +489,10 @@ fn read_records(
     let mut want = max_bytes.min((end - cursor.pos) as usize);
     let mut out = Vec::new();
     loop {
-        let mut buf = vec![0u8; want];
-        file.read_exact_at(&mut buf, cursor.pos).map_err(io(path))?;
-        let buf = Bytes::from(buf);
+        let mut buf = cursor.buffer(want);
+        let read = file.read_exact_at(&mut buf, cursor.pos).map_err(io(path));
+        let buf = cursor.keep(buf);
+        read?;
         let mut at = 0;
         while at < buf.len() {
             match segment::decode(&buf.slice(at..)) {
@@ -438,6 +526,44 @@ fn read_records(
     }
 }
 
+/// Encodes `message` at the end of the pending bytes for `segment`; returns the record's length.
+fn encode_pending(
+    st: &mut State,
+    segment: u64,
+    timestamp: i64,
+    chunk_start: bool,
+    message: &Message,
+) -> u64 {
+    if st.pending.last().is_none_or(|p| p.segment != segment) {
+        st.pending.push(Pending {
+            segment,
+            file: st.active.clone(),
+            bytes: BytesMut::with_capacity(64 * 1024),
+        });
+    }
+    let Some(p) = st.pending.last_mut() else {
+        return 0;
+    };
+    let before = p.bytes.len();
+    segment::encode(
+        &mut p.bytes,
+        st.next_offset,
+        timestamp,
+        chunk_start,
+        message,
+    );
+    (p.bytes.len() - before) as u64
+}
+
+impl Drop for Log {
+    /// Appends not yet written out (none were confirmed) still reach the file on a clean stop.
+    fn drop(&mut self) {
+        if let Err(e) = self.write_out(|| {}) {
+            warn!(dir = %self.dir.display(), error = %e, "could not write a stream's last appends");
+        }
+    }
+}
+
 fn new_segment(dir: &Path, first_offset: u64) -> Result<Segment, StoreError> {
     let path = segment::path(dir, first_offset);
     OpenOptions::new()
@@ -453,6 +579,7 @@ fn new_segment(dir: &Path, first_offset: u64) -> Result<Segment, StoreError> {
         first_offset,
         path,
         len: 0,
+        written: 0,
         chunks: Vec::new(),
         last_timestamp: 0,
     })
@@ -497,8 +624,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = Log::open(dir.path(), config(300)).expect("opens");
         for i in 0..50 {
-            log.append(&message(i), 0, |_| Some(1));
+            log.append(&message(i), 0, || Some(1));
         }
+        log.write_out(|| {}).expect("writes");
         let segments = std::fs::read_dir(dir.path()).expect("dir").count();
         assert!(segments > 3, "rolled over: {segments} segments");
         assert_eq!(read_all(&log, 0), (0..50).collect::<Vec<_>>());
@@ -512,6 +640,56 @@ mod tests {
     }
 
     #[test]
+    fn appends_share_one_write_out_and_readers_see_only_what_was_written() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open(dir.path(), config(1 << 20)).expect("opens");
+        let mut requests = 0;
+        for i in 0..3 {
+            let seq = log.append(&message(i), 0, || {
+                requests += 1;
+                Some(7)
+            });
+            assert_eq!(seq, Some(7));
+        }
+        assert_eq!(requests, 1, "one write-out request for the whole batch");
+        assert!(read_all(&log, 0).is_empty(), "nothing written yet");
+        let mut woken = false;
+        log.write_out(|| woken = true).expect("writes");
+        assert!(woken);
+        assert_eq!(read_all(&log, 0), vec![0, 1, 2]);
+        let seq = log.append(&message(3), 0, || Some(8));
+        assert_eq!(seq, Some(8), "after a write-out the next append asks again");
+    }
+
+    #[test]
+    fn a_cursor_reuses_its_read_buffer_once_the_messages_are_gone() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = Log::open(dir.path(), config(1 << 20)).expect("opens");
+        for i in 0..20 {
+            log.append(&message(i), 0, || Some(1));
+        }
+        log.write_out(|| {}).expect("writes");
+        let mut cursor = Cursor::at(0);
+        let first = log.read(&mut cursor, 64).expect("reads");
+        let body_at = first[0].message.body.as_ptr();
+        drop(first);
+        let mut again = Cursor::at(0);
+        std::mem::swap(&mut again.spare, &mut cursor.spare);
+        let second = log.read(&mut again, 64).expect("reads");
+        assert_eq!(
+            second[0].message.body.as_ptr(),
+            body_at,
+            "same storage reused"
+        );
+        let held = log.read(&mut again, 64).expect("reads");
+        assert_ne!(
+            held[0].message.body.as_ptr(),
+            body_at,
+            "in use: a new buffer"
+        );
+    }
+
+    #[test]
     fn retention_drops_whole_old_segments() {
         let dir = tempfile::tempdir().expect("temp dir");
         let cfg = StreamConfig {
@@ -520,8 +698,9 @@ mod tests {
         };
         let log = Log::open(dir.path(), cfg).expect("opens");
         for i in 0..100 {
-            log.append(&message(i), 0, |_| Some(1));
+            log.append(&message(i), 0, || Some(1));
         }
+        log.write_out(|| {}).expect("writes");
         assert!(log.bytes() <= 1000 + 300, "{} bytes kept", log.bytes());
         let first = log.start_of(OffsetSpec::First);
         assert!(first > 0, "old segments went");
@@ -533,7 +712,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let log = Log::open(dir.path(), config(1 << 20)).expect("opens");
         for i in 0..3 {
-            log.append(&message(i), 0, |_| Some(1));
+            log.append(&message(i), 0, || Some(1));
         }
         drop(log);
         let path = segment::path(dir.path(), 0);

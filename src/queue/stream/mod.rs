@@ -2,9 +2,10 @@
 //! segment.rs) that consumers read from their own positions; acks release prefetch credit and
 //! move a tracked position, they never remove messages.
 //!
-//! Publishing appends under the log's lock and asks the journal's writer to fsync the segment
-//! with its next group commit; the publisher's confirm waits for that sequence number like any
-//! journaled publish (`vhost/publish.rs`). Each consumer has a task (consumer.rs) that reads
+//! Publishing appends to the log's pending buffer under its lock and asks the journal's writer
+//! (once per batch, not per message) to write the buffer out and fsync the segment with its next
+//! group commit; the publisher's confirm waits for that sequence number like any journaled
+//! publish (`vhost/publish.rs`), and consumers are woken once the batch is written. Each consumer has a task (consumer.rs) that reads
 //! the segment files a buffer at a time from its own offset and hands messages to the
 //! channel's sink while it has credit; appends, acks and drained connections wake it.
 //!
@@ -24,6 +25,7 @@ mod tracking;
 use super::{ConsumeError, Consumer, ConsumerSink, Queue, QueuedMessage};
 use crate::ids::{DurableQueueId, JournalSeq};
 use crate::message::Message;
+use crate::store::journal::SyncTarget;
 use crate::store::{Store, StoreError};
 use args::StreamConfig;
 use consumer::StreamConsumer;
@@ -40,6 +42,27 @@ struct Attached {
     log: Arc<Log>,
     offsets: Arc<Offsets>,
     store: Arc<Store>,
+    writer: Arc<dyn SyncTarget>,
+}
+
+type Consumers = Arc<Mutex<Vec<Arc<StreamConsumer>>>>;
+
+/// What the journal's writer thread calls to write a stream's appends out and fsync them.
+struct LogWriter {
+    log: Arc<Log>,
+    consumers: Consumers,
+}
+
+impl SyncTarget for LogWriter {
+    fn write_and_sync(&self) -> std::io::Result<()> {
+        self.log.write_out(|| wake_all(&self.consumers))
+    }
+}
+
+fn wake_all(consumers: &Consumers) {
+    for c in consumers.lock().iter() {
+        c.wake();
+    }
 }
 
 /// What a stream holds beside the shared [`Queue`] fields.
@@ -48,7 +71,7 @@ pub(super) struct StreamQueue {
     attached: OnceLock<Attached>,
     /// Why the log could not be opened (a corrupt segment): startup stops with it.
     open_error: Mutex<Option<StoreError>>,
-    consumers: Mutex<Vec<Arc<StreamConsumer>>>,
+    consumers: Consumers,
 }
 
 impl StreamQueue {
@@ -57,7 +80,7 @@ impl StreamQueue {
             config: StreamConfig::of(arguments),
             attached: OnceLock::new(),
             open_error: Mutex::new(None),
-            consumers: Mutex::new(Vec::new()),
+            consumers: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -67,10 +90,16 @@ impl StreamQueue {
         match Log::open(&dir, self.config) {
             Ok(log) => {
                 let offsets = Arc::new(Offsets::load(&dir));
+                let log = Arc::new(log);
+                let writer = Arc::new(LogWriter {
+                    log: log.clone(),
+                    consumers: self.consumers.clone(),
+                });
                 let _ = self.attached.set(Attached {
-                    log: Arc::new(log),
+                    log,
                     offsets,
                     store: store.clone(),
+                    writer,
                 });
             }
             Err(e) => {
@@ -91,22 +120,15 @@ impl StreamQueue {
             return None;
         };
         let synced = *a.store.synced().borrow();
-        let seq = a
-            .log
-            .append(message, synced, |file| Some(a.store.sync_file(file).0));
-        self.wake_all();
+        let seq = a.log.append(message, synced, || {
+            Some(a.store.sync_file(a.writer.clone()).0)
+        });
         seq.map(JournalSeq)
-    }
-
-    fn wake_all(&self) {
-        for c in self.consumers.lock().iter() {
-            c.wake();
-        }
     }
 
     /// Credit freed or a connection drained: consumers look again.
     pub(super) fn dispatch(&self) {
-        self.wake_all();
+        wake_all(&self.consumers);
     }
 
     pub(super) fn add_consumer(

@@ -23,6 +23,7 @@ pub(super) fn scan(dir: &Path, first: u64) -> Result<(Segment, u64), StoreError>
         first_offset: first,
         path: path.clone(),
         len: 0,
+        written: 0,
         chunks: Vec::new(),
         last_timestamp: 0,
     };
