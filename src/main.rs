@@ -63,6 +63,7 @@ async fn start_and_serve(
         "--management-listen",
         "management API",
     )?;
+    let management_tls = bind_management_tls(&settings)?;
     let (prometheus, prometheus_warnings) = bind_optional(
         &settings.prometheus_listen,
         settings.prometheus_listen_explicit.as_deref(),
@@ -120,9 +121,23 @@ async fn start_and_serve(
     if !management_addrs.is_empty() {
         info!(listen = %management_addrs.join(", "), "management API started");
     }
+    let management_tls_addrs: Vec<String> = management_tls
+        .iter()
+        .flat_map(|t| &t.listeners)
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    if !management_tls_addrs.is_empty() {
+        info!(listen = %management_tls_addrs.join(", "), "management API over TLS started");
+    }
     let stop_management = tokio_util::sync::CancellationToken::new();
-    let mut management_tasks =
-        warren::server::start_management(&broker, management, &amqp_addrs, stop_management.clone());
+    let mut management_tasks = warren::server::start_management_with_tls(
+        &broker,
+        management,
+        management_tls,
+        &amqp_addrs,
+        stop_management.clone(),
+    );
     let prometheus_addrs: Vec<String> = prometheus
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -141,6 +156,7 @@ async fn start_and_serve(
     for (label, bound) in [
         ("AMQPS", &amqps_addrs),
         ("management API", &management_addrs),
+        ("management API over TLS", &management_tls_addrs),
         ("Prometheus", &prometheus_addrs),
     ] {
         if !bound.is_empty() {
@@ -166,6 +182,29 @@ async fn start_and_serve(
     reloads.abort();
     info!("Warren stopped");
     Ok(())
+}
+
+/// The management API's HTTPS listeners with the certificate loaded, when
+/// `--management-tls-listen` is set (it must bind: the operator asked for it).
+fn bind_management_tls(
+    settings: &Settings,
+) -> Result<Option<warren::server::ManagementTls>, StartupError> {
+    let Some(tls_settings) = settings.management_tls() else {
+        return Ok(None);
+    };
+    let config =
+        warren::tls::load_server_config(&tls_settings).map_err(|e| settings.tls_error(&e))?;
+    // Browsers and HTTP clients negotiate HTTP/1.1 by ALPN (the only version served).
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let (listeners, _) = warren::server::bind_listeners(
+        std::slice::from_ref(&settings.management_tls_listen),
+        &settings.management_tls_names,
+    )?;
+    Ok(Some(warren::server::ManagementTls {
+        listeners,
+        config: Arc::new(config),
+    }))
 }
 
 /// The AMQPS listeners with their certificates loaded, when `--amqps-listen` is set: a file

@@ -393,6 +393,23 @@ pub fn start_management(
     amqp: &[SocketAddr],
     stop: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
+    start_management_with_tls(broker, listeners, None, amqp, stop)
+}
+
+/// The management API over TLS: listeners and the server configuration they hand out.
+pub struct ManagementTls {
+    pub listeners: Vec<TcpListener>,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+/// [`start_management`], plus HTTPS listeners when `tls` is given.
+pub fn start_management_with_tls(
+    broker: &Arc<Broker>,
+    listeners: Vec<TcpListener>,
+    tls: Option<ManagementTls>,
+    amqp: &[SocketAddr],
+    stop: CancellationToken,
+) -> Vec<JoinHandle<()>> {
     use crate::http::broker_source::{BrokerAuth, BrokerManagement};
     use crate::http::views::ListenerView;
     let view = |protocol: &str, a: SocketAddr| ListenerView {
@@ -408,6 +425,12 @@ pub fn start_management(
         .iter()
         .map(|a| view("amqp", *a))
         .chain(http.iter().map(|a| view("http", *a)))
+        .chain(
+            tls.iter()
+                .flat_map(|t| &t.listeners)
+                .filter_map(|l| l.local_addr().ok())
+                .map(|a| view("https", a)),
+        )
         .collect();
     // One sampler for the node's message rates, while the API is served.
     let rates = Arc::new(crate::http::rates::RateBook::default());
@@ -431,6 +454,18 @@ pub fn start_management(
                 }
             })
         })
+        .chain(tls.into_iter().flat_map(|t| {
+            let (state, stop) = (state.clone(), stop.clone());
+            t.listeners.into_iter().map(move |listener| {
+                let (state, stop, config) = (state.clone(), stop.clone(), t.config.clone());
+                tokio::spawn(async move {
+                    let stopped = stop.cancelled_owned();
+                    if let Err(e) = crate::http::serve_tls(listener, config, state, stopped).await {
+                        warn!(error = %e, "management API (TLS) listener failed");
+                    }
+                })
+            })
+        }))
         .collect()
 }
 

@@ -300,6 +300,8 @@ struct Running {
     addrs: Vec<SocketAddr>,
     /// The AMQPS listeners the banner names after `; AMQPS on `.
     amqps: Vec<SocketAddr>,
+    /// The whole first line of stdout.
+    banner: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -355,6 +357,7 @@ impl Running {
             child,
             addrs,
             amqps,
+            banner,
             log,
         }
     }
@@ -780,6 +783,74 @@ async fn amqps_logs_refused_peers_and_reloads_certificates_on_sighup() {
             .expect("declare");
         conn.close(200, "bye").await.expect("close");
     }
+}
+
+/// `--management-tls-listen`: the API over HTTPS with the AMQPS certificate (guest from
+/// loopback, as over HTTP), named in the banner; without a certificate, a startup error that
+/// says which flags are missing.
+#[tokio::test]
+async fn the_management_api_is_served_over_tls_with_the_server_certificate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let pki = pki::Pki::new("Management CA");
+    let paths = [&pki.server_cert, &pki.server_key].map(|p| p.to_str().expect("utf-8").to_owned());
+    let err = refused_start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--management-tls-listen",
+            "127.0.0.1:0",
+        ],
+        pki.dir.path(),
+        &[],
+    );
+    assert_mentions(
+        &err,
+        &["--management-tls-listen", "--tls-cert", "--tls-key"],
+    );
+
+    let w = Running::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--management-listen",
+            "none",
+            "--management-tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &paths[0],
+            "--tls-key",
+            &paths[1],
+            "--data-dir",
+            "data",
+        ],
+        pki.dir.path(),
+    );
+    let https: SocketAddr = w
+        .banner
+        .split("; management API over TLS on ")
+        .nth(1)
+        .and_then(|rest| rest.split([';', ',']).next())
+        .and_then(|a| a.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no HTTPS address in the banner: {}", w.banner));
+    let tcp = tokio::net::TcpStream::connect(https).await.expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let connector = tokio_rustls::TlsConnector::from(pki.client_config(&[], None));
+    let mut tls = within("the TLS handshake", connector.connect(name, tcp))
+        .await
+        .expect("handshake with the server certificate");
+    tls.write_all(
+        b"GET /api/whoami HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+          Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n",
+    )
+    .await
+    .expect("request");
+    let mut answer = Vec::new();
+    within("the answer", tls.read_to_end(&mut answer))
+        .await
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains(r#""name":"guest""#), "{answer}");
 }
 
 #[test]

@@ -61,6 +61,10 @@ pub struct Args {
     /// Address of the management HTTP API, or none [default: 0.0.0.0:15672].
     #[arg(long, env = "WARREN_MANAGEMENT_LISTEN", value_name = "ADDR")]
     pub management_listen: Option<String>,
+    /// Address of the management HTTP API over TLS (HTTPS, with --tls-cert and --tls-key),
+    /// or none [default: none; RabbitMQ's usual port is 15671].
+    #[arg(long, env = "WARREN_MANAGEMENT_TLS_LISTEN", value_name = "ADDR")]
+    pub management_tls_listen: Option<String>,
     /// Address of the Prometheus metrics endpoint, or none [default: 0.0.0.0:15692].
     #[arg(long, env = "WARREN_PROMETHEUS_LISTEN", value_name = "ADDR")]
     pub prometheus_listen: Option<String>,
@@ -152,6 +156,7 @@ struct FileSettings {
     tls_fail_if_no_peer_cert: Option<bool>,
     ssl_cert_login_from: Option<String>,
     management_listen: Option<String>,
+    management_tls_listen: Option<String>,
     prometheus_listen: Option<String>,
     load_definitions: Option<PathBuf>,
     log_format: Option<String>,
@@ -309,6 +314,10 @@ pub struct Settings {
     /// must bind; the default one is skipped with a warning when taken (another Warren or a
     /// RabbitMQ on the machine), so that it never stops the broker from starting.
     pub management_listen_explicit: Option<String>,
+    /// Management HTTP API over TLS (off unless set; it must bind when set).
+    pub management_tls_listen: ListenerSetting,
+    /// How the operator named it (`--management-tls-listen`, the variable or the file key).
+    pub management_tls_names: String,
     /// Prometheus endpoint.
     pub prometheus_listen: ListenerSetting,
     /// How the operator named the Prometheus listener when they set it; `None` for the
@@ -419,6 +428,18 @@ impl Settings {
             "0.0.0.0:15672",
             &sources.name("management_listen"),
         )?;
+        let management_tls_names = sources.name("management_tls_listen");
+        let (management_tls_listen, _) = optional_listener(
+            args.management_tls_listen.or(file.management_tls_listen),
+            "none",
+            &management_tls_names,
+        )?;
+        if management_tls_listen.is_enabled() && (tls.cert.is_none() || tls.key.is_none()) {
+            return Err(StartupError(format!(
+                "{management_tls_names}: the management API over TLS needs a server certificate \
+                 and its private key; give them with --tls-cert FILE and --tls-key FILE"
+            )));
+        }
         let prometheus_listen = optional_listener(
             args.prometheus_listen.or(file.prometheus_listen),
             "0.0.0.0:15692",
@@ -549,6 +570,8 @@ impl Settings {
             management_listen_explicit: management_listen
                 .1
                 .then(|| sources.name("management_listen")),
+            management_tls_listen,
+            management_tls_names,
             prometheus_listen: prometheus_listen.0,
             prometheus_listen_explicit: prometheus_listen
                 .1
@@ -578,6 +601,22 @@ impl Settings {
                 .as_deref()
                 .and_then(CertLoginFrom::try_from_name)
                 .unwrap_or_default(),
+        })
+    }
+
+    /// The certificate for the management API over TLS, when `--management-tls-listen` is set:
+    /// the AMQPS certificate and key, without asking browsers for client certificates.
+    pub fn management_tls(&self) -> Option<crate::tls::TlsSettings> {
+        if !self.management_tls_listen.is_enabled() {
+            return None;
+        }
+        Some(crate::tls::TlsSettings {
+            cert: self.tls.cert.clone()?,
+            key: self.tls.key.clone()?,
+            ca: None,
+            verify_peer: false,
+            fail_if_no_peer_cert: false,
+            login_from: CertLoginFrom::default(),
         })
     }
 
@@ -746,7 +785,7 @@ mod tests {
     }
 
     /// Every key of [`FileSettings`].
-    const FIELDS: [&str; 22] = [
+    const FIELDS: [&str; 23] = [
         "listen",
         "amqps_listen",
         "tls_cert",
@@ -756,6 +795,7 @@ mod tests {
         "tls_fail_if_no_peer_cert",
         "ssl_cert_login_from",
         "management_listen",
+        "management_tls_listen",
         "prometheus_listen",
         "load_definitions",
         "log_format",

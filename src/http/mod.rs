@@ -101,6 +101,62 @@ where
     .await
 }
 
+/// Serves the API over TLS on `listener` until `shutdown`: each accepted stream gets its
+/// handshake (bounded by the AMQPS handshake timeout) and then HTTP/1.1, with the peer's
+/// address where the handlers look for it (`ConnectInfo`: the loopback rule for `guest`).
+pub async fn serve_tls<S, A, F>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    state: Arc<Management<S, A>>,
+    shutdown: F,
+) -> std::io::Result<()>
+where
+    S: ManagementSource,
+    A: ManagementAuth,
+    F: Future<Output = ()> + Send + 'static,
+{
+    use tower::ServiceExt;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let app = router(state);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    tracing::warn!(error = %e, "management API (TLS): accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let handshake = acceptor.accept(stream);
+            let stream = match tokio::time::timeout(crate::tls::HANDSHAKE_TIMEOUT, handshake).await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "management API: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let service =
+                hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(request)
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
 /// Route (404), method (405), credentials and tags (401), body (413/400), then the handler.
 async fn dispatch<S: ManagementSource, A: ManagementAuth>(
     State(state): State<Arc<Management<S, A>>>,
