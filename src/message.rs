@@ -127,10 +127,17 @@ impl Message {
     /// A message on a shared `route` (the publish path: one route per run of publishes);
     /// `properties` are copied out of their frame when they hold strings or tables.
     pub fn with_route(route: Arc<Route>, properties: BasicProperties, body: Body) -> Self {
+        Self::with_own_properties(route, properties.into_detached(), body)
+    }
+
+    /// A message whose `properties` already hold no slice of a frame or shared read buffer
+    /// (decoded from their own exact copy, as a stream record's are): no detaching copy, which
+    /// would encode and decode them once more per message.
+    pub fn with_own_properties(route: Arc<Route>, properties: BasicProperties, body: Body) -> Self {
         LIVE_MESSAGE_BYTES.fetch_add(body.len() as u64 + MESSAGE_OVERHEAD, Ordering::Relaxed);
         Message {
             route,
-            properties: properties.into_detached().into(),
+            properties: properties.into(),
             body,
             persist_id: PersistId::default(),
             paged_len: None,

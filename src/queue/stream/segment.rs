@@ -11,10 +11,11 @@
 //! Segment files are named by their first offset (`00000000000000000000.seg`); a record whose
 //! flags have [`CHUNK_START`] begins a chunk (the unit `last` and timestamps resolve to).
 
-use crate::message::Message;
+use crate::message::{Body, Message, Route, INLINE_MAX};
 use crate::store::record::{header_bytes, parse_header};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use warren_protocol::{ContentHeader, FieldTable, FieldValue, ShortStr};
 
 /// First byte of every record.
@@ -118,11 +119,16 @@ pub fn check(buf: &[u8]) -> Result<(usize, u64, i64, bool), DecodeError> {
 }
 
 /// Decodes the record at the start of `buf` (a slice of a read buffer: the body stays a slice
-/// of it, no copy); returns it and its length.
-pub fn decode(buf: &Bytes) -> Result<(StoredMessage, usize), DecodeError> {
+/// of it, no copy); returns it and its length. `route` is the previous record's route, shared
+/// when this one has the same exchange and routing key (a replay's run of records mostly
+/// does: no allocation per message for them).
+pub fn decode(
+    buf: &Bytes,
+    route: &mut Option<Arc<Route>>,
+) -> Result<(StoredMessage, usize), DecodeError> {
     let (len, offset, _, _) = check(buf)?;
     let mut p = buf.slice(HEADER_LEN..len);
-    let short = |p: &mut Bytes| -> Result<ShortStr, DecodeError> {
+    let short = |p: &mut Bytes| -> Result<Bytes, DecodeError> {
         if p.is_empty() {
             return Err(DecodeError::Corrupt("bad payload"));
         }
@@ -130,11 +136,26 @@ pub fn decode(buf: &Bytes) -> Result<(StoredMessage, usize), DecodeError> {
         if p.len() < n {
             return Err(DecodeError::Corrupt("bad payload"));
         }
-        let s = p.split_to(n);
-        Ok(ShortStr::truncated(&String::from_utf8_lossy(&s)))
+        Ok(p.split_to(n))
     };
     let exchange = short(&mut p)?;
     let routing_key = short(&mut p)?;
+    let route = match route {
+        Some(r)
+            if r.exchange.as_str().as_bytes() == exchange.as_ref()
+                && r.routing_key.as_str().as_bytes() == routing_key.as_ref() =>
+        {
+            r.clone()
+        }
+        _ => {
+            let fresh = Route::new(
+                &String::from_utf8_lossy(&exchange),
+                &String::from_utf8_lossy(&routing_key),
+            );
+            *route = Some(fresh.clone());
+            fresh
+        }
+    };
     if p.len() < 4 {
         return Err(DecodeError::Corrupt("bad payload"));
     }
@@ -153,7 +174,16 @@ pub fn decode(buf: &Bytes) -> Result<(StoredMessage, usize), DecodeError> {
             ShortStr::from_static(super::args::X_STREAM_OFFSET),
             FieldValue::I64(i64::try_from(offset).unwrap_or(i64::MAX)),
         );
-    let message = Message::new(exchange, routing_key, properties, p);
+    // `parse_header` decoded the properties from their own copy of the header frame: they
+    // hold nothing of the read buffer, so they need no detaching.
+    // A body longer than an inline one stays a slice of the read buffer (no copy per
+    // delivery); the cursor reuses the buffer once every delivery sliced from it is settled.
+    let body = if p.len() > INLINE_MAX {
+        Body::Shared(p)
+    } else {
+        Body::copied(&p)
+    };
+    let message = Message::with_own_properties(route, properties, body);
     Ok((StoredMessage { offset, message }, len))
 }
 
@@ -171,11 +201,46 @@ mod tests {
     }
 
     #[test]
+    fn properties_come_back_with_the_offset_header_and_hold_nothing_of_the_read_buffer() {
+        let mut headers = FieldTable::new();
+        headers.insert(
+            ShortStr::from_static("k"),
+            FieldValue::LongStr(Bytes::from_static(b"v")),
+        );
+        for headers in [None, Some(headers)] {
+            let properties = warren_protocol::BasicProperties {
+                content_type: Some(ShortStr::from_static("text/plain")),
+                delivery_mode: Some(2),
+                headers: headers.clone(),
+                ..Default::default()
+            };
+            let sent = Message::new(
+                ShortStr::from_static("x"),
+                ShortStr::from_static("rk"),
+                properties.clone(),
+                Bytes::from_static(b"hello"),
+            );
+            let mut out = BytesMut::new();
+            encode(&mut out, 42, 1, true, &sent);
+            let buf = out.freeze();
+            let (m, _) = decode(&buf, &mut None).expect("decodes");
+            let mut expected = properties;
+            expected.headers.get_or_insert_with(FieldTable::new).insert(
+                ShortStr::from_static(super::super::args::X_STREAM_OFFSET),
+                FieldValue::I64(42),
+            );
+            assert_eq!(*m.message.properties, expected);
+            let content_type = m.message.properties.content_type.as_ref().expect("set");
+            assert!(!buf.as_ptr_range().contains(&content_type.as_str().as_ptr()));
+        }
+    }
+
+    #[test]
     fn a_record_round_trips_and_damage_is_told_from_a_torn_tail() {
         let mut out = BytesMut::new();
         encode(&mut out, 7, 1234, true, &message(b"hello"));
         let bytes = out.freeze();
-        let (m, len) = decode(&bytes).expect("decodes");
+        let (m, len) = decode(&bytes, &mut None).expect("decodes");
         assert_eq!(len, bytes.len());
         assert_eq!(m.offset, 7);
         assert_eq!(
@@ -185,6 +250,25 @@ mod tests {
         assert_eq!(&m.message.body[..], b"hello");
         assert_eq!(m.message.routing_key().as_str(), "rk");
         assert_eq!(check(&bytes[..len - 1]), Err(DecodeError::Truncated));
+        // A following record on the same route shares it; another route gets its own.
+        let mut route = Some(m.message.route().clone());
+        let (same, _) = decode(&bytes, &mut route).expect("decodes");
+        assert!(Arc::ptr_eq(same.message.route(), m.message.route()));
+        let mut other = BytesMut::new();
+        let elsewhere = Message::new(
+            ShortStr::from_static("x"),
+            ShortStr::from_static("rk2"),
+            Default::default(),
+            Bytes::from_static(b"hello"),
+        );
+        encode(&mut other, 8, 1235, false, &elsewhere);
+        let (next, _) = decode(&other.freeze(), &mut route).expect("decodes");
+        assert_eq!(next.message.routing_key().as_str(), "rk2");
+        assert!(!Arc::ptr_eq(next.message.route(), m.message.route()));
+        assert!(Arc::ptr_eq(
+            next.message.route(),
+            route.as_ref().expect("cached")
+        ));
         let mut bad = bytes.to_vec();
         bad[len - 1] ^= 1;
         assert_eq!(check(&bad), Err(DecodeError::Corrupt("checksum mismatch")));
