@@ -825,12 +825,7 @@ async fn the_management_api_is_served_over_tls_with_the_server_certificate() {
         ],
         pki.dir.path(),
     );
-    let https: SocketAddr = w
-        .banner
-        .split("; management API over TLS on ")
-        .nth(1)
-        .and_then(|rest| rest.split([';', ',']).next())
-        .and_then(|a| a.trim().parse().ok())
+    let https = banner_address(&w.banner, "management API over TLS")
         .unwrap_or_else(|| panic!("no HTTPS address in the banner: {}", w.banner));
     let tcp = tokio::net::TcpStream::connect(https).await.expect("tcp");
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");

@@ -14,7 +14,7 @@ use super::source::{Declared, LimitScope, ManagementSource, TopicPermissionView}
 
 /// Limit names RabbitMQ accepts per scope.
 const USER_LIMITS: [&str; 2] = ["max-connections", "max-channels"];
-const VHOST_LIMITS: [&str; 2] = ["max-connections", "max-queues"];
+pub(super) const VHOST_LIMITS: [&str; 2] = ["max-connections", "max-queues"];
 
 /// The routes this module answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,7 +105,7 @@ fn user_exists<S: ManagementSource>(source: &S, user: &str) -> bool {
 }
 
 /// A limit value as RabbitMQ accepts it: an integer, or a string of one (rabbitmqadmin).
-fn limit_value(value: Option<Value>) -> Result<i64, ApiError> {
+pub(super) fn limit_value(value: Option<Value>) -> Result<i64, ApiError> {
     let value = value.ok_or_else(|| ApiError::bad_request("value is required"))?;
     match &value {
         Value::Number(n) => n.as_i64(),

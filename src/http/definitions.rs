@@ -56,9 +56,7 @@ pub fn export<S: ManagementSource>(source: &S, vhost: Option<&str>) -> Value {
         .limits(false)
         .into_iter()
         .filter(|(v, _)| vhost.is_none_or(|scope| scope == v))
-        .map(|(v, value)| {
-            json!({"value": value, "vhost": v, "component": "vhost-limits", "name": "limits"})
-        })
+        .map(|(v, value)| super::parameter_routes::parameter_json(&v, &value))
         .collect();
     parameters.extend(source.operator_policies(vhost).iter().map(|p| {
         json!({"value": {"pattern": p.pattern, "definition": p.definition, "priority": p.priority,

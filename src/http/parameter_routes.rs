@@ -18,8 +18,7 @@ use super::error::{json_response, ApiError};
 use super::routes::Request;
 use super::source::{Declared, LimitScope, ManagementSource};
 
-/// The one vhost-scoped component a plain RabbitMQ node has.
-const VHOST_LIMITS: &str = "vhost-limits";
+use crate::auth::VHOST_LIMITS_COMPONENT as VHOST_LIMITS;
 
 /// The routes this module answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +88,8 @@ fn component_not_found(component: &str) -> ApiError {
     ))
 }
 
-fn parameter_json(vhost: &str, value: &Map<String, Value>) -> Value {
+/// A vhost's limits as the runtime parameter RabbitMQ 3.x keeps them as (lists, exports).
+pub fn parameter_json(vhost: &str, value: &Map<String, Value>) -> Value {
     json!({"value": value, "vhost": vhost, "component": VHOST_LIMITS, "name": "limits"})
 }
 
@@ -260,17 +260,12 @@ pub async fn handle<S: ManagementSource>(
                     };
                     let mut values = Vec::new();
                     for (limit, value) in &wanted {
-                        if !["max-connections", "max-queues"].contains(&limit.as_str()) {
+                        if !super::access_routes::VHOST_LIMITS.contains(&limit.as_str()) {
                             return Err(ApiError::bad_request(format!(
                                 "Unrecognised terms [{limit}] in limits"
                             )));
                         }
-                        let n = value.as_i64().ok_or_else(|| {
-                            ApiError::bad_request(format!(
-                                "Validation failed\n\n{limit} should be a number, actually was \
-                                 {value}\n"
-                            ))
-                        })?;
+                        let n = super::access_routes::limit_value(Some(value.clone()))?;
                         values.push((limit.clone(), n));
                     }
                     // The value is the whole map: limits it leaves out are cleared.
