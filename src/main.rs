@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tracing::{info, warn};
 use warren::config::settings::Settings;
 use warren::config::StartupError;
+use warren::http::views::ListenerView;
 use warren::logging::LogHandle;
 
 /// jemalloc gives freed memory back to the system after a deep queue drains (with glibc's
@@ -109,9 +110,11 @@ async fn start_and_serve(
         ?open_files,
         "Warren started"
     );
-    let amqp_addrs: Vec<std::net::SocketAddr> = listeners
+    let amqp_views: Vec<ListenerView> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
+        .map(|a| ListenerView::plain("amqp", a))
+        .chain(amqps.iter().flat_map(warren::server::AmqpsListeners::views))
         .collect();
     let management_addrs: Vec<String> = management
         .iter()
@@ -135,7 +138,7 @@ async fn start_and_serve(
         &broker,
         management,
         management_tls,
-        &amqp_addrs,
+        &amqp_views,
         stop_management.clone(),
     );
     let prometheus_addrs: Vec<String> = prometheus
@@ -204,6 +207,7 @@ fn bind_management_tls(
     Ok(Some(warren::server::ManagementTls {
         listeners,
         config: Arc::new(config),
+        certificates: warren::server::certificate_files(&tls_settings),
     }))
 }
 

@@ -6,6 +6,7 @@ use crate::broker::Broker;
 use crate::config::listen::ListenerSetting;
 use crate::config::{io_reason, Config, StartupError};
 use crate::connection;
+use crate::http::views::{CertificateFiles, ListenerView};
 use crate::store::StoreError;
 use crate::tls::{ReloadableTls, TlsError, TlsSettings, HANDSHAKE_TIMEOUT};
 use std::future::Future;
@@ -222,6 +223,26 @@ pub struct AmqpsListeners {
     pub tls: Arc<ReloadableTls>,
 }
 
+impl AmqpsListeners {
+    /// How the management API lists these listeners (`amqp/ssl`, with their certificate files).
+    pub fn views(&self) -> Vec<ListenerView> {
+        let settings = self.tls.settings();
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| ListenerView::tls("amqp/ssl", a, certificate_files(settings)))
+            .collect()
+    }
+}
+
+/// The certificate files of a TLS configuration, as the management API reports them.
+pub fn certificate_files(settings: &TlsSettings) -> CertificateFiles {
+    CertificateFiles {
+        cert: settings.cert.clone(),
+        ca: settings.ca.clone(),
+    }
+}
+
 /// [`serve`], also serving AMQP over TLS on `amqps`.
 pub async fn serve_with_tls(
     broker: Arc<Broker>,
@@ -390,48 +411,41 @@ async fn serve_tls_socket(
 pub fn start_management(
     broker: &Arc<Broker>,
     listeners: Vec<TcpListener>,
-    amqp: &[SocketAddr],
+    amqp: &[ListenerView],
     stop: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     start_management_with_tls(broker, listeners, None, amqp, stop)
 }
 
-/// The management API over TLS: listeners and the server configuration they hand out.
+/// The management API over TLS: listeners, the server configuration they hand out and the
+/// certificate files it was loaded from (for the certificate-expiration health check).
 pub struct ManagementTls {
     pub listeners: Vec<TcpListener>,
     pub config: Arc<rustls::ServerConfig>,
+    pub certificates: CertificateFiles,
 }
 
-/// [`start_management`], plus HTTPS listeners when `tls` is given.
+/// [`start_management`], plus HTTPS listeners when `tls` is given. `amqp`: the node's AMQP and
+/// AMQPS listeners, as the API lists them.
 pub fn start_management_with_tls(
     broker: &Arc<Broker>,
     listeners: Vec<TcpListener>,
     tls: Option<ManagementTls>,
-    amqp: &[SocketAddr],
+    amqp: &[ListenerView],
     stop: CancellationToken,
 ) -> Vec<JoinHandle<()>> {
     use crate::http::broker_source::{BrokerAuth, BrokerManagement};
-    use crate::http::views::ListenerView;
-    let view = |protocol: &str, a: SocketAddr| ListenerView {
-        protocol: protocol.into(),
-        ip_address: a.ip().to_string(),
-        port: a.port(),
-    };
-    let http: Vec<SocketAddr> = listeners
+    let http = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
-        .collect();
-    let views = amqp
-        .iter()
-        .map(|a| view("amqp", *a))
-        .chain(http.iter().map(|a| view("http", *a)))
-        .chain(
-            tls.iter()
-                .flat_map(|t| &t.listeners)
-                .filter_map(|l| l.local_addr().ok())
-                .map(|a| view("https", a)),
-        )
-        .collect();
+        .map(|a| ListenerView::plain("http", a));
+    let https = tls.iter().flat_map(|t| {
+        t.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| ListenerView::tls("https", a, t.certificates.clone()))
+    });
+    let views = amqp.iter().cloned().chain(http).chain(https).collect();
     // One sampler for the node's message rates, while the API is served.
     let rates = Arc::new(crate::http::rates::RateBook::default());
     tokio::spawn(crate::http::broker_source::run_sampler(
@@ -621,8 +635,14 @@ impl BrokerHandle {
         };
         let tls = amqps.as_ref().map(|a| a.tls.clone());
         let stop = CancellationToken::new();
-        let mut management =
-            start_management(&broker, http.into_iter().collect(), &[addr], stop.clone());
+        let mut amqp_views = vec![ListenerView::plain("amqp", addr)];
+        amqp_views.extend(amqps.iter().flat_map(AmqpsListeners::views));
+        let mut management = start_management(
+            &broker,
+            http.into_iter().collect(),
+            &amqp_views,
+            stop.clone(),
+        );
         management.extend(start_prometheus(
             &broker,
             metrics.into_iter().collect(),

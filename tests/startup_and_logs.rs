@@ -848,6 +848,102 @@ async fn the_management_api_is_served_over_tls_with_the_server_certificate() {
     assert!(answer.contains(r#""name":"guest""#), "{answer}");
 }
 
+/// A plain HTTP/1.1 GET as guest: the status code and the body.
+async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Basic Z3Vlc3Q6Z3Vlc3Q=\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("request");
+    let mut answer = Vec::new();
+    within("the answer", tcp.read_to_end(&mut answer))
+        .await
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not HTTP: {answer}"));
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, body.to_owned())
+}
+
+/// The management API lists the AMQPS listener as `amqp/ssl` and checks its certificate files'
+/// expiry as RabbitMQ's `health/checks/certificate-expiration/{within}/{unit}` does.
+#[tokio::test]
+async fn the_certificate_expiration_check_reads_the_tls_listeners_files() {
+    let pki = pki::Pki::new("Expiry CA");
+    let paths = [&pki.server_cert, &pki.server_key, &pki.ca_pem]
+        .map(|p| p.to_str().expect("utf-8").to_owned());
+    let w = Running::start(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--amqps-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &paths[0],
+            "--tls-key",
+            &paths[1],
+            "--tls-ca",
+            &paths[2],
+            "--management-listen",
+            "127.0.0.1:0",
+            "--prometheus-listen",
+            "none",
+            "--data-dir",
+            "data",
+        ],
+        pki.dir.path(),
+    );
+    let api = banner_address(&w.banner, "management API")
+        .unwrap_or_else(|| panic!("no management address in the banner: {}", w.banner));
+    let (status, overview) = http_get(api, "/api/overview").await;
+    assert_eq!(status, 200, "{overview}");
+    let overview: serde_json::Value = serde_json::from_str(&overview).expect("json");
+    let ssl_port = overview["listeners"]
+        .as_array()
+        .expect("listeners")
+        .iter()
+        .find(|l| l["protocol"] == "amqp/ssl")
+        .map(|l| l["port"].as_u64().expect("port"));
+    assert_eq!(ssl_port, Some(u64::from(w.amqps[0].port())), "{overview}");
+    let (status, _) = http_get(api, "/api/health/checks/protocol-listener/amqps").await;
+    assert_eq!(status, 200);
+
+    // rcgen's certificates end on 4096-01-01: fine for a month, not for three thousand years.
+    let (status, body) = http_get(api, "/api/health/checks/certificate-expiration/1/months").await;
+    assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
+    let (status, body) =
+        http_get(api, "/api/health/checks/certificate-expiration/3000/years").await;
+    assert_eq!(status, 503, "{body}");
+    let failed: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(failed["reason"], "Certificates expiring");
+    let expired = &failed["expired"][0];
+    assert_eq!(expired["protocol"], "amqp/ssl");
+    assert_eq!(expired["port"], u64::from(w.amqps[0].port()));
+    assert_eq!(expired["certfile"], paths[0].as_str());
+    assert_eq!(expired["cacertfile"], paths[2].as_str());
+    assert_eq!(expired["certfile_expires_on"][0], "4096-01-01 0:00:00");
+    assert_eq!(expired["cacertfile_expires_on"][0], "4096-01-01 0:00:00");
+
+    // The files are read at each check: a CA file that lost its certificate fails at once.
+    std::fs::write(&pki.ca_pem, "no PEM here\n").expect("write");
+    let (status, body) = http_get(api, "/api/health/checks/certificate-expiration/1/days").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("does not contain any PEM entry"), "{body}");
+    let (status, body) = http_get(api, "/api/health/checks/certificate-expiration/1/eons").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            r#"{"error":"bad_request","reason":"Time unit not recognised. Supported units: days, weeks, months, years."}"#
+        )
+    );
+}
+
 #[test]
 fn a_definitions_file_that_cannot_be_imported_stops_startup_naming_it() {
     let dir = tempfile::tempdir().expect("tmp");

@@ -368,6 +368,7 @@ impl ManagementSource for FakeBroker {
                 protocol: "http".into(),
                 ip_address: "127.0.0.1".into(),
                 port: 15672,
+                certificates: None,
             }],
             ..Default::default()
         }
@@ -392,6 +393,7 @@ impl ManagementSource for FakeBroker {
                 protocol: "amqp".into(),
                 ip_address: "::".into(),
                 port: 5672,
+                certificates: None,
             }],
             ..Default::default()
         }

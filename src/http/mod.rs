@@ -14,6 +14,7 @@ pub mod amqp_json;
 pub mod auth;
 pub mod body;
 pub mod broker_source;
+pub mod certificate_check;
 pub mod definitions;
 pub mod definitions_import;
 pub mod error;

@@ -11,6 +11,7 @@ use super::body::{
     self, BindingBody, ExchangeDeclareBody, GetBody, PermissionBody, PublishBody, QueueDeclareBody,
     UserBody, VhostBody,
 };
+use super::certificate_check;
 use super::error::{json_bytes_response, json_response, ApiError};
 use super::list::ListQuery;
 use super::path::{percent_decode, percent_encode};
@@ -91,6 +92,7 @@ pub enum Route {
     HealthPortListener(String),
     HealthProtocolListener(String),
     HealthQuorumCritical,
+    HealthCertificateExpiration(String, String),
     HealthVirtualHosts,
     Aliveness(String),
     /// Topic permissions, limits, users/bulk-delete (`access_routes.rs`).
@@ -182,6 +184,9 @@ impl Route {
             ["health", "checks", "port-listener", port] => Route::HealthPortListener(own(port)),
             ["health", "checks", "protocol-listener", p] => Route::HealthProtocolListener(own(p)),
             ["health", "checks", "node-is-quorum-critical"] => Route::HealthQuorumCritical,
+            ["health", "checks", "certificate-expiration", within, unit] => {
+                Route::HealthCertificateExpiration(own(within), own(unit))
+            }
             ["health", "checks", "virtual-hosts"] => Route::HealthVirtualHosts,
             ["aliveness-test", v] => Route::Aliveness(own(v)),
             _ => return None,
@@ -1031,6 +1036,22 @@ pub async fn handle<S: ManagementSource>(
         // One node holds every replica: nothing can lose quorum by stopping it (RabbitMQ's answer).
         (Route::HealthQuorumCritical, _) => {
             ok(json!({ "status": "ok", "reason": "single node cluster" }))
+        }
+        (Route::HealthCertificateExpiration(within, unit), _) => {
+            let seconds = certificate_check::period_seconds(&within, &unit)?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            let node = source.identity().node;
+            let listeners = source.node().listeners;
+            let expired = certificate_check::expiring_listeners(&node, &listeners, now, seconds);
+            if expired.is_empty() {
+                return ok(json!({ "status": "ok" }));
+            }
+            Ok(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "failed", "reason": "Certificates expiring", "expired": expired}),
+            ))
         }
         // Every vhost of a running Warren is running: vhosts have no separate supervisor to fail.
         (Route::HealthVirtualHosts, _) => ok(json!({ "status": "ok" })),

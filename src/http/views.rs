@@ -160,10 +160,32 @@ fn object(value: Value) -> Map<String, Value> {
 
 /// RFC 3339 with milliseconds and `+00:00`, as RabbitMQ writes `idle_since`.
 pub fn format_timestamp_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let ((year, month, day), rem) = civil_from_unix(ms as i64 / 1000);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms % 1000
+    )
+}
+
+/// `YYYY-MM-DD H:MM:SS` in UTC, as RabbitMQ writes a certificate's expiry date.
+pub fn format_expiry_date(secs: i64) -> String {
+    let ((year, month, day), rem) = civil_from_unix(secs);
+    format!(
+        "{year:04}-{month:02}-{day:02} {}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The UTC calendar date of Unix seconds, and the seconds into that day.
+fn civil_from_unix(secs: i64) -> ((i64, i64, i64), i64) {
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
+    let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
     let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
@@ -172,13 +194,7 @@ pub fn format_timestamp_ms(ms: u64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}+00:00",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    ((year, month, day), rem)
 }
 
 /// Who is running the API: fixed facts about this node, filled once by the broker.
@@ -249,6 +265,36 @@ pub struct ListenerView {
     pub protocol: String,
     pub ip_address: String,
     pub port: u16,
+    /// A TLS listener's certificate files (`--tls-cert`, `--tls-ca`), for the
+    /// certificate-expiration health check.
+    pub certificates: Option<CertificateFiles>,
+}
+
+/// The PEM files a TLS listener presents and trusts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CertificateFiles {
+    pub cert: std::path::PathBuf,
+    pub ca: Option<std::path::PathBuf>,
+}
+
+impl ListenerView {
+    /// A listener on `address` speaking `protocol`, without TLS.
+    pub fn plain(protocol: &str, address: std::net::SocketAddr) -> Self {
+        Self {
+            protocol: protocol.to_owned(),
+            ip_address: address.ip().to_string(),
+            port: address.port(),
+            certificates: None,
+        }
+    }
+
+    /// A TLS listener on `address` speaking `protocol` (`amqp/ssl`, `https`).
+    pub fn tls(protocol: &str, address: std::net::SocketAddr, files: CertificateFiles) -> Self {
+        Self {
+            certificates: Some(files),
+            ..Self::plain(protocol, address)
+        }
+    }
 }
 
 const EXCHANGE_TYPES: [(&str, &str); 4] = [

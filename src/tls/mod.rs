@@ -6,6 +6,7 @@
 
 mod acceptor;
 mod identity;
+pub mod validity;
 
 #[cfg(test)]
 mod tests;
