@@ -3,12 +3,16 @@
 //! RabbitMQ's priority queues deliver). Also counts ready body bytes for `x-max-length-bytes`.
 //! Knows nothing of consumers, expiry or limits.
 
+use super::paged::PagedTail;
 use super::QueuedMessage;
 use std::collections::VecDeque;
 
 /// Ready messages, the next one to deliver first.
 pub(crate) struct ReadyList {
     levels: Levels,
+    /// A FIFO's compacted paged-out messages and what follows them (`paged.rs`), behind its
+    /// head; empty whenever the head is.
+    tail: PagedTail,
     len: usize,
     bytes: u64,
 }
@@ -34,6 +38,7 @@ impl ReadyList {
         };
         ReadyList {
             levels,
+            tail: PagedTail::default(),
             len: 0,
             bytes: 0,
         }
@@ -55,11 +60,23 @@ impl ReadyList {
         self.bytes
     }
 
+    /// Paged-out messages kept compact and their body bytes (not counting the stubs at the
+    /// head, whose bodies are read back next).
+    pub(crate) fn paged(&self) -> (usize, u64) {
+        self.tail.paged()
+    }
+
     /// Appends a newly published message (behind everything of its priority).
     pub(crate) fn push_back(&mut self, m: QueuedMessage) {
         self.count_in(&m);
         match &mut self.levels {
-            Levels::Fifo(q) => q.push_back(m),
+            Levels::Fifo(q) => {
+                if self.tail.is_empty() && (q.is_empty() || !PagedTail::compacts(&m)) {
+                    q.push_back(m);
+                } else {
+                    self.tail.push_back(m);
+                }
+            }
             Levels::Priority(levels) => {
                 let at = Self::level_of(levels, &m);
                 levels[at].push_back(m);
@@ -71,6 +88,9 @@ impl ReadyList {
     pub(crate) fn insert_by_seq(&mut self, m: QueuedMessage) {
         self.count_in(&m);
         let q = match &mut self.levels {
+            Levels::Fifo(_) if self.tail.first_seq().is_some_and(|f| f < m.seq) => {
+                return self.tail.insert_by_seq(m);
+            }
             Levels::Fifo(q) => q,
             Levels::Priority(levels) => {
                 let at = Self::level_of(levels, &m);
@@ -105,7 +125,13 @@ impl ReadyList {
     /// Takes the next message to deliver.
     pub(crate) fn pop_front(&mut self) -> Option<QueuedMessage> {
         let m = match &mut self.levels {
-            Levels::Fifo(q) => pop_and_shrink(q),
+            Levels::Fifo(q) => {
+                let m = pop_and_shrink(q);
+                if q.is_empty() {
+                    q.extend(self.tail.pop_front());
+                }
+                m
+            }
             Levels::Priority(levels) => levels.iter_mut().rev().find_map(pop_and_shrink),
         }?;
         self.count_out(&m);
@@ -117,7 +143,11 @@ impl ReadyList {
         self.len = 0;
         self.bytes = 0;
         match &mut self.levels {
-            Levels::Fifo(q) => Vec::from(std::mem::take(q)),
+            Levels::Fifo(q) => {
+                let mut all = Vec::from(std::mem::take(q));
+                all.extend(self.tail.take_all());
+                all
+            }
             Levels::Priority(levels) => levels
                 .iter_mut()
                 .rev()
@@ -130,7 +160,7 @@ impl ReadyList {
     #[cfg(test)]
     fn capacity(&self) -> usize {
         match &self.levels {
-            Levels::Fifo(q) => q.capacity(),
+            Levels::Fifo(q) => q.capacity() + self.tail.capacity(),
             Levels::Priority(levels) => levels.iter().map(VecDeque::capacity).sum(),
         }
     }
