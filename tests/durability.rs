@@ -1937,8 +1937,8 @@ async fn a_deep_classic_queue_pages_out_compactly_and_keeps_order_through_kill_9
         b
     };
     // Every 97th message past the in-memory part is transient, every 89th expires in 10 min.
-    let transient = |i: usize| i > 1100 && i % 97 == 0;
-    let expiring = |i: usize| i > 1100 && i % 89 == 0 && !transient(i);
+    let transient = |i: usize| i > 1100 && i.is_multiple_of(97);
+    let expiring = |i: usize| i > 1100 && i.is_multiple_of(89) && !transient(i);
     let data = tempfile::tempdir().expect("temp dir");
     let p = Process::start_with(data.path(), &with_management()).await;
     let api = p.management_port();

@@ -11,8 +11,8 @@ use std::collections::VecDeque;
 pub(crate) struct ReadyList {
     levels: Levels,
     /// A FIFO's compacted paged-out messages and what follows them (`paged.rs`), behind its
-    /// head; empty whenever the head is.
-    tail: PagedTail,
+    /// head; empty whenever the head is. Boxed on first use: most queues never page out.
+    tail: Option<Box<PagedTail>>,
     len: usize,
     bytes: u64,
 }
@@ -38,7 +38,7 @@ impl ReadyList {
         };
         ReadyList {
             levels,
-            tail: PagedTail::default(),
+            tail: None,
             len: 0,
             bytes: 0,
         }
@@ -63,7 +63,7 @@ impl ReadyList {
     /// Paged-out messages kept compact and their body bytes (not counting the stubs at the
     /// head, whose bodies are read back next).
     pub(crate) fn paged(&self) -> (usize, u64) {
-        self.tail.paged()
+        self.tail.as_ref().map_or((0, 0), |t| t.paged())
     }
 
     /// Appends a newly published message (behind everything of its priority).
@@ -71,10 +71,11 @@ impl ReadyList {
         self.count_in(&m);
         match &mut self.levels {
             Levels::Fifo(q) => {
-                if self.tail.is_empty() && (q.is_empty() || !PagedTail::compacts(&m)) {
+                let tail_empty = self.tail.as_ref().is_none_or(|t| t.is_empty());
+                if tail_empty && (q.is_empty() || !PagedTail::compacts(&m)) {
                     q.push_back(m);
                 } else {
-                    self.tail.push_back(m);
+                    self.tail.get_or_insert_default().push_back(m);
                 }
             }
             Levels::Priority(levels) => {
@@ -88,8 +89,17 @@ impl ReadyList {
     pub(crate) fn insert_by_seq(&mut self, m: QueuedMessage) {
         self.count_in(&m);
         let q = match &mut self.levels {
-            Levels::Fifo(_) if self.tail.first_seq().is_some_and(|f| f < m.seq) => {
-                return self.tail.insert_by_seq(m);
+            Levels::Fifo(_)
+                if self
+                    .tail
+                    .as_ref()
+                    .and_then(|t| t.first_seq())
+                    .is_some_and(|f| f < m.seq) =>
+            {
+                if let Some(tail) = &mut self.tail {
+                    tail.insert_by_seq(m);
+                }
+                return;
             }
             Levels::Fifo(q) => q,
             Levels::Priority(levels) => {
@@ -128,7 +138,9 @@ impl ReadyList {
             Levels::Fifo(q) => {
                 let m = pop_and_shrink(q);
                 if q.is_empty() {
-                    q.extend(self.tail.pop_front());
+                    if let Some(tail) = &mut self.tail {
+                        q.extend(tail.pop_front());
+                    }
                 }
                 m
             }
@@ -145,7 +157,9 @@ impl ReadyList {
         match &mut self.levels {
             Levels::Fifo(q) => {
                 let mut all = Vec::from(std::mem::take(q));
-                all.extend(self.tail.take_all());
+                if let Some(mut tail) = self.tail.take() {
+                    all.extend(tail.take_all());
+                }
                 all
             }
             Levels::Priority(levels) => levels
@@ -160,7 +174,7 @@ impl ReadyList {
     #[cfg(test)]
     fn capacity(&self) -> usize {
         match &self.levels {
-            Levels::Fifo(q) => q.capacity() + self.tail.capacity(),
+            Levels::Fifo(q) => q.capacity() + self.tail.as_ref().map_or(0, |t| t.capacity()),
             Levels::Priority(levels) => levels.iter().map(VecDeque::capacity).sum(),
         }
     }

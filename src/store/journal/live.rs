@@ -310,10 +310,7 @@ impl LiveMap {
             }
             self.first_chunk = chunk_no;
         }
-        let Some(i) = chunk_no.checked_sub(self.first_chunk) else {
-            return None;
-        };
-        let i = i as usize;
+        let i = chunk_no.checked_sub(self.first_chunk)? as usize;
         if i >= self.chunks.len() {
             if !create {
                 return None;
