@@ -152,6 +152,10 @@ pub struct QueueStats {
     pub message_bytes_ready: u64,
     /// Consumers.
     pub consumers: u64,
+    /// Ready messages whose bodies are on disk only, kept compact (classic queues).
+    pub messages_paged_out: u64,
+    /// Their body bytes.
+    pub message_bytes_paged_out: u64,
 }
 
 /// One channel, now.

@@ -1906,3 +1906,150 @@ async fn acks_held_by_the_journal_lose_nothing_on_kill_9_and_all_apply_on_a_clea
         "after a clean stop every ack applied"
     );
 }
+
+/// A number at the top level of a JSON answer (`"key":123`).
+fn json_number(text: &str, key: &str) -> u64 {
+    let pattern = format!("\"{key}\":");
+    let at = text
+        .find(&pattern)
+        .unwrap_or_else(|| panic!("{key} in {text}"))
+        + pattern.len();
+    let digits: String = text[at..]
+        .chars()
+        .skip_while(|c| c.is_whitespace())
+        .take_while(char::is_ascii_digit)
+        .collect();
+    digits.parse().expect("a number")
+}
+
+/// A deep classic queue keeps its paged-out messages compact (journal id, position, length)
+/// with a few transient and expiring messages between them in memory: all come back in publish
+/// order, a requeued one goes back to the head, and after kill -9 every persistent one left
+/// comes back, in order, with its body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_classic_queue_pages_out_compactly_and_keeps_order_through_kill_9() {
+    const N: usize = 2000;
+    const SIZE: usize = 16 * 1024;
+    const FIRST_AFTER_RESTART: usize = 1500;
+    let body = |i: usize| {
+        let mut b = vec![(i % 251) as u8; SIZE];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        b
+    };
+    // Every 97th message past the in-memory part is transient, every 89th expires in 10 min.
+    let transient = |i: usize| i > 1100 && i.is_multiple_of(97);
+    let expiring = |i: usize| i > 1100 && i.is_multiple_of(89) && !transient(i);
+    let data = tempfile::tempdir().expect("temp dir");
+    let p = Process::start_with(data.path(), &with_management()).await;
+    let api = p.management_port();
+    let (_conn, ch) = p.connect().await;
+    declare(&ch, "classic.deep", true).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
+        let mut confirms = Vec::new();
+        for &i in chunk {
+            let props = if transient(i) {
+                BasicProperties::default()
+            } else if expiring(i) {
+                persistent().with_expiration("600000".into())
+            } else {
+                persistent()
+            };
+            let c = ch
+                .basic_publish(
+                    "",
+                    "classic.deep",
+                    BasicPublishOptions::default(),
+                    &body(i),
+                    props,
+                )
+                .await
+                .expect("publish");
+            confirms.push(c);
+        }
+        for c in confirms {
+            assert!(c.await.expect("confirm").is_ack());
+        }
+    }
+    let (status, queue) = http_with_body(api, "GET", "/api/queues/%2f/classic.deep", "").await;
+    assert_eq!(status, 200, "{queue}");
+    let paged = json_number(&queue, "messages_paged_out");
+    let held_out = (1024..N).filter(|i| transient(*i) || expiring(*i)).count();
+    assert_eq!(
+        paged as usize,
+        N - 1024 - held_out,
+        "past 16 MiB every plain persistent message is paged out compactly: {queue}"
+    );
+    assert_eq!(
+        json_number(&queue, "message_bytes_paged_out"),
+        paged * SIZE as u64
+    );
+
+    let get = |ch: Channel| async move {
+        ch.basic_get("classic.deep", BasicGetOptions { no_ack: false })
+            .await
+            .expect("get")
+            .expect("a message")
+    };
+    for i in 0..FIRST_AFTER_RESTART {
+        let m = get(ch.clone()).await;
+        let got = u64::from_be_bytes(m.delivery.data[..8].try_into().expect("8 bytes")) as usize;
+        assert_eq!(got, i, "publish order");
+        assert!(
+            m.delivery.data == body(i),
+            "message {i} came back different"
+        );
+        assert!(!m.delivery.redelivered);
+        if i == 1400 {
+            // Requeued: back at the head, ahead of the paged-out rest.
+            m.delivery
+                .reject(BasicRejectOptions { requeue: true })
+                .await
+                .expect("reject");
+            let again = get(ch.clone()).await;
+            assert!(again.delivery.redelivered);
+            assert!(again.delivery.data == body(i), "the requeued one is next");
+            again
+                .delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+        } else {
+            m.delivery
+                .ack(BasicAckOptions::default())
+                .await
+                .expect("ack");
+        }
+    }
+    journal_barrier(&ch).await;
+    p.kill9();
+
+    let p = Process::start(data.path()).await;
+    let (_conn, ch) = p.connect().await;
+    let left: Vec<usize> = (FIRST_AFTER_RESTART..N)
+        .filter(|i| !transient(*i))
+        .collect();
+    assert_eq!(
+        passive_exists(&ch, "classic.deep").await,
+        Some(left.len() as u32),
+        "every persistent message not acked is back (transient ones are not)"
+    );
+    for &i in &left {
+        let m = ch
+            .basic_get("classic.deep", BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .expect("a message");
+        assert!(
+            m.delivery.data == body(i),
+            "message {i} came back different or out of order after the restart"
+        );
+    }
+    assert!(ch
+        .basic_get("classic.deep", BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .is_none());
+}

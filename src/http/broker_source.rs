@@ -198,6 +198,8 @@ impl BrokerManagement {
             state: "running".into(),
             depth: depth(s.messages_ready, s.messages_unacked, &w),
             message_bytes_ready: s.message_bytes_ready,
+            messages_paged_out: s.messages_paged_out,
+            message_bytes_paged_out: s.message_bytes_paged_out,
             consumers: s.consumers,
             consumer_utilisation: if s.consumers > 0 { 1.0 } else { 0.0 },
             memory: s.message_bytes_ready

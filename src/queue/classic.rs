@@ -321,6 +321,12 @@ impl ClassicQueue {
     }
 
     /// Ready messages, their body bytes and consumers (one lock).
+    /// Ready messages kept compact with their bodies on disk, and their body bytes.
+    pub(super) fn paged(&self) -> (u64, u64) {
+        let (count, bytes) = self.state.lock().ready.paged();
+        (count as u64, bytes)
+    }
+
     pub(super) fn gauges(&self) -> (u64, u64, u64) {
         let st = self.state.lock();
         (

@@ -23,6 +23,7 @@ mod consumers;
 pub mod dead_letter;
 pub mod kind;
 mod limits;
+mod paged;
 pub mod policy;
 mod priority;
 mod quorum;
@@ -601,12 +602,18 @@ impl Queue {
             Backend::Quorum(qq) => qq.gauges(),
             Backend::Stream(s) => s.gauges(),
         };
+        let (messages_paged_out, message_bytes_paged_out) = match &self.backend {
+            Backend::Classic(c) => c.paged(),
+            _ => (0, 0),
+        };
         QueueStats {
             messages: self.counters.snapshot(),
             messages_ready,
             messages_unacked: self.unacked.load(Ordering::Relaxed),
             message_bytes_ready,
             consumers,
+            messages_paged_out,
+            message_bytes_paged_out,
         }
     }
 

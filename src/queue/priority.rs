@@ -3,12 +3,16 @@
 //! RabbitMQ's priority queues deliver). Also counts ready body bytes for `x-max-length-bytes`.
 //! Knows nothing of consumers, expiry or limits.
 
+use super::paged::PagedTail;
 use super::QueuedMessage;
 use std::collections::VecDeque;
 
 /// Ready messages, the next one to deliver first.
 pub(crate) struct ReadyList {
     levels: Levels,
+    /// A FIFO's compacted paged-out messages and what follows them (`paged.rs`), behind its
+    /// head; empty whenever the head is. Boxed on first use: most queues never page out.
+    tail: Option<Box<PagedTail>>,
     len: usize,
     bytes: u64,
 }
@@ -34,6 +38,7 @@ impl ReadyList {
         };
         ReadyList {
             levels,
+            tail: None,
             len: 0,
             bytes: 0,
         }
@@ -55,11 +60,24 @@ impl ReadyList {
         self.bytes
     }
 
+    /// Paged-out messages kept compact and their body bytes (not counting the stubs at the
+    /// head, whose bodies are read back next).
+    pub(crate) fn paged(&self) -> (usize, u64) {
+        self.tail.as_ref().map_or((0, 0), |t| t.paged())
+    }
+
     /// Appends a newly published message (behind everything of its priority).
     pub(crate) fn push_back(&mut self, m: QueuedMessage) {
         self.count_in(&m);
         match &mut self.levels {
-            Levels::Fifo(q) => q.push_back(m),
+            Levels::Fifo(q) => {
+                let tail_empty = self.tail.as_ref().is_none_or(|t| t.is_empty());
+                if tail_empty && (q.is_empty() || !PagedTail::compacts(&m)) {
+                    q.push_back(m);
+                } else {
+                    self.tail.get_or_insert_default().push_back(m);
+                }
+            }
             Levels::Priority(levels) => {
                 let at = Self::level_of(levels, &m);
                 levels[at].push_back(m);
@@ -71,6 +89,18 @@ impl ReadyList {
     pub(crate) fn insert_by_seq(&mut self, m: QueuedMessage) {
         self.count_in(&m);
         let q = match &mut self.levels {
+            Levels::Fifo(_)
+                if self
+                    .tail
+                    .as_ref()
+                    .and_then(|t| t.first_seq())
+                    .is_some_and(|f| f < m.seq) =>
+            {
+                if let Some(tail) = &mut self.tail {
+                    tail.insert_by_seq(m);
+                }
+                return;
+            }
             Levels::Fifo(q) => q,
             Levels::Priority(levels) => {
                 let at = Self::level_of(levels, &m);
@@ -105,7 +135,15 @@ impl ReadyList {
     /// Takes the next message to deliver.
     pub(crate) fn pop_front(&mut self) -> Option<QueuedMessage> {
         let m = match &mut self.levels {
-            Levels::Fifo(q) => pop_and_shrink(q),
+            Levels::Fifo(q) => {
+                let m = pop_and_shrink(q);
+                if q.is_empty() {
+                    if let Some(tail) = &mut self.tail {
+                        q.extend(tail.pop_front());
+                    }
+                }
+                m
+            }
             Levels::Priority(levels) => levels.iter_mut().rev().find_map(pop_and_shrink),
         }?;
         self.count_out(&m);
@@ -117,7 +155,13 @@ impl ReadyList {
         self.len = 0;
         self.bytes = 0;
         match &mut self.levels {
-            Levels::Fifo(q) => Vec::from(std::mem::take(q)),
+            Levels::Fifo(q) => {
+                let mut all = Vec::from(std::mem::take(q));
+                if let Some(mut tail) = self.tail.take() {
+                    all.extend(tail.take_all());
+                }
+                all
+            }
             Levels::Priority(levels) => levels
                 .iter_mut()
                 .rev()
@@ -130,7 +174,7 @@ impl ReadyList {
     #[cfg(test)]
     fn capacity(&self) -> usize {
         match &self.levels {
-            Levels::Fifo(q) => q.capacity(),
+            Levels::Fifo(q) => q.capacity() + self.tail.as_ref().map_or(0, |t| t.capacity()),
             Levels::Priority(levels) => levels.iter().map(VecDeque::capacity).sum(),
         }
     }

@@ -25,12 +25,14 @@
 //! all their messages are settled, and copies the few live messages of an old segment forward
 //! so that one slow queue cannot pin the whole log.
 
+mod live;
+
 use super::record::{Record, RecordError};
 use super::StoreError;
 use crate::message::Message;
 use bytes::{Bytes, BytesMut};
-use dashmap::DashMap;
-use parking_lot::{Condvar, Mutex};
+use live::LiveMap;
+use parking_lot::{Condvar, Mutex, RwLock};
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -66,9 +68,10 @@ pub struct Location {
     pub body_len: u32,
 }
 
-/// Where each live message's publish record is, shared with readers (body paging): filled by
-/// the writer once the record is on disk, updated by compaction, cleared when settled.
-pub type Index = Arc<DashMap<u64, (u64, u64, u32)>>;
+/// Where each live message's publish record is and which queues hold it ([`LiveMap`]): kept by
+/// the writer (one write lock per batch: filled once the record is on disk, updated by
+/// compaction, cleared when settled), read by whoever pages a body back in.
+type Index = Arc<RwLock<LiveMap>>;
 
 enum Command {
     Append {
@@ -184,15 +187,29 @@ impl Journal {
         let next_segment = segments.last().map_or(1, |s| s + 1);
         let (tx, rx) = mpsc::channel();
         let (synced_tx, synced) = watch::channel(0);
-        let index: Index = Arc::new(
-            live.iter()
-                .map(|(id, l)| (*id, (l.segment, l.offset, l.len)))
-                .collect(),
-        );
+        // In id order: the map keeps runs of ids in arrays.
+        let mut ids: Vec<u64> = live.keys().copied().collect();
+        ids.sort_unstable();
+        let mut map = LiveMap::default();
+        let mut live = live;
+        for id in ids {
+            if let Some(l) = live.remove(&id) {
+                map.restore(
+                    id,
+                    live::Entry {
+                        segment: l.segment,
+                        offset: l.offset,
+                        len: l.len,
+                        queues: l.queues,
+                        delivered: l.delivered,
+                    },
+                );
+            }
+        }
+        let index: Index = Arc::new(RwLock::new(map));
         let mut writer = Writer::new(
             dir.to_path_buf(),
             next_segment,
-            live,
             segments,
             segment_size,
             index.clone(),
@@ -287,7 +304,8 @@ impl Journal {
     pub fn read(&self, id: u64) -> Option<Record> {
         let mut tried = None;
         loop {
-            let loc = match self.index.get(&id).map(|l| *l) {
+            let found = self.index.read().get(id);
+            let loc = match found {
                 Some(loc) => loc,
                 None if tried.is_none() => {
                     // Appended (its id exists) but maybe not written yet: wait until everything
@@ -299,7 +317,7 @@ impl Journal {
                     };
                     self.applied.wait_for(appended);
                     tried = Some((0, 0, 0));
-                    self.index.get(&id).map(|l| *l)?
+                    self.index.read().get(id)?
                 }
                 None => return None,
             };
@@ -350,7 +368,6 @@ struct Writer {
     file: File,
     segment: u64,
     offset: u64,
-    live: HashMap<u64, Location>,
     /// Live message count per segment, oldest first (the current one included).
     segments: BTreeMap<u64, usize>,
     segment_size: u64,
@@ -371,14 +388,13 @@ impl Writer {
     fn new(
         dir: PathBuf,
         segment: u64,
-        live: HashMap<u64, Location>,
         old: Vec<u64>,
         segment_size: u64,
         index: Index,
     ) -> Result<Self, StoreError> {
         let mut segments: BTreeMap<u64, usize> = old.into_iter().map(|s| (s, 0)).collect();
-        for loc in live.values() {
-            *segments.entry(loc.segment).or_default() += 1;
+        for segment in index.read().segments() {
+            *segments.entry(segment).or_default() += 1;
         }
         segments.insert(segment, 0);
         remove_leftover_preallocations(&dir);
@@ -388,7 +404,6 @@ impl Writer {
             file,
             segment,
             offset: 0,
-            live,
             segments,
             segment_size,
             index,
@@ -532,47 +547,28 @@ impl Writer {
         if self.next.is_none() && self.offset >= self.segment_size / 2 {
             self.prepare_next();
         }
+        // One write lock for the whole batch.
+        let index = self.index.clone();
+        let mut live = index.write();
         for (effect, offset, len) in effects.drain(..) {
-            self.apply(effect, offset, len);
+            self.apply(&mut live, effect, offset, len);
         }
     }
 
-    fn apply(&mut self, effect: Effect, offset: u64, len: u32) {
+    fn apply(&mut self, live: &mut LiveMap, effect: Effect, offset: u64, len: u32) {
         match effect {
             Effect::Publish { id, queues } => {
-                self.index.insert(id, (self.segment, offset, len));
-                if let Some(old) = self.live.insert(
-                    id,
-                    Location {
-                        segment: self.segment,
-                        offset,
-                        len,
-                        queues,
-                        delivered: Vec::new(),
-                        body_len: 0,
-                    },
-                ) {
-                    self.release(old.segment);
+                if let Some(old) = live.insert(id, self.segment, offset, len, queues) {
+                    self.release(old);
                 }
                 *self.segments.entry(self.segment).or_default() += 1;
             }
             Effect::Settle { id, queue } => {
-                let Some(loc) = self.live.get_mut(&id) else {
-                    return;
-                };
-                loc.queues.retain(|q| *q != queue);
-                if loc.queues.is_empty() {
-                    let segment = loc.segment;
-                    self.live.remove(&id);
-                    self.index.remove(&id);
+                if let Some(segment) = live.settle(id, queue) {
                     self.release(segment);
                 }
             }
-            Effect::Delivered { id, queue } => {
-                if let Some(loc) = self.live.get_mut(&id) {
-                    loc.delivered.push(queue);
-                }
-            }
+            Effect::Delivered { id, queue } => live.delivered(id, queue),
         }
     }
 
@@ -702,12 +698,7 @@ impl Writer {
         };
         let mut batch = BytesMut::new();
         let mut effects = Vec::new();
-        let moving: Vec<(u64, Location)> = self
-            .live
-            .iter()
-            .filter(|(_, l)| l.segment == oldest)
-            .map(|(id, l)| (*id, l.clone()))
-            .collect();
+        let moving = self.index.read().in_segment(oldest);
         for (id, loc) in moving {
             let start = loc.offset as usize;
             let Some(slice) = bytes.get(start..start + loc.len as usize) else {

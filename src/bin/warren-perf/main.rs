@@ -47,7 +47,9 @@ async fn main() {
     let result = match cli.mode {
         Mode::Throughput(o) => {
             let result = throughput::run(o.clone()).await;
-            if let Err(e) = throughput::delete_topology(&o).await {
+            if o.keep_queues {
+                // Left for the caller to inspect (and delete).
+            } else if let Err(e) = throughput::delete_topology(&o).await {
                 eprintln!("warren-perf: could not delete the run's queues: {e:#}");
             }
             result

@@ -109,6 +109,7 @@ pub async fn backlog(opts: BacklogOpts) -> Result<serde_json::Value> {
         broker_pid: opts.broker_pid,
         quiet: false,
         scrape: None,
+        keep_queues: false,
     };
     let published = throughput::run(publish.clone()).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;

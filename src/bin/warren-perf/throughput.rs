@@ -80,6 +80,10 @@ pub struct Opts {
     /// to see what scraping costs the data path.
     #[arg(long)]
     pub scrape: Option<String>,
+    /// Leave the run's queues (and what they hold) on the broker, to inspect them afterwards
+    /// (`benches/paged_rss.sh` reads a deep queue's counters).
+    #[arg(long)]
+    pub keep_queues: bool,
 }
 
 impl Opts {
