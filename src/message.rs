@@ -2,8 +2,10 @@
 //! holding nothing of the frames it came in (see [`Body`] and [`Route`]).
 
 mod body;
+mod route_cache;
 
 pub use body::{Body, INLINE_MAX, KEEP_SLICE_FROM};
+pub use route_cache::RouteCache;
 
 use crate::ids::MessageId;
 use std::sync::atomic::{AtomicU64, Ordering};
