@@ -29,9 +29,10 @@ impl RouteCache {
 
 /// A channel's last route, with its exchange and routing key copied into the channel itself
 /// when they fit [`LAST_ROUTE_INLINE`] bytes together. The check per publish compares them with
-/// inline code against that copy: a `memcmp` call per string (what `==` on `str` compiles to)
-/// took ~6% of the broker's time in 1p/1c on the 2-vCPU VM for two ~12-instruction calls per
-/// publish (issue 16: the regression after the shared route), reading the route's heap bytes.
+/// inline code against that copy, not with `==` on `str`, which is a `memcmp` call: glibc's
+/// AVX-512 `memcmp` compares short strings with two masked loads, and those two calls per
+/// publish took ~6% of the broker's CPU in 1p/1c on the 2-vCPU VM (issue 16: the regression
+/// after the shared route; BENCHMARKS.md, "1p/1c CPU per delivery after the memory round").
 struct LastRoute {
     /// The exchange's bytes, then the routing key's (valid when `inline`).
     key: [u8; LAST_ROUTE_INLINE],
