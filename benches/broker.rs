@@ -6,7 +6,7 @@ use bytes::Bytes;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use std::sync::Arc;
 use warren::exchange::{Destination, Exchange, ExchangeKind, ExchangeOptions};
-use warren::message::{Body, Message, Route};
+use warren::message::{Body, Message, Route, RouteCache};
 use warren::queue::{Queue, QueueOptions};
 use warren_protocol::{BasicProperties, FieldTable, ShortStr};
 
@@ -152,6 +152,17 @@ fn message_from_frames(c: &mut Criterion) {
                 body,
             )))
         })
+    });
+    // The route check per publish (issue 16): a publisher repeating its pair, the exchange and
+    // routing key as slices of the read buffer, compared with the channel's inline copy.
+    let frame = Bytes::from_static(b"amq.directorders.eu.created");
+    let (exchange, key) = (
+        ShortStr::from_utf8(frame.slice(0..10)).expect("utf-8"),
+        ShortStr::from_utf8(frame.slice(10..)).expect("utf-8"),
+    );
+    let mut cache = RouteCache::default();
+    group.bench_function("route_of_repeated_pair", |b| {
+        b.iter(|| black_box(cache.route_of(black_box(&exchange), black_box(&key))))
     });
     group.finish();
 }

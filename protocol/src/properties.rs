@@ -88,7 +88,7 @@ impl BasicProperties {
     /// a queue must not keep its publisher's whole read buffer alive). Properties without
     /// strings or tables (the common case) are only cloned.
     pub fn detached(&self) -> BasicProperties {
-        if self.flags() & !(DELIVERY_MODE | PRIORITY | TIMESTAMP) == 0 {
+        if !self.may_hold_slices() {
             return self.clone();
         }
         let mut buf = bytes::BytesMut::new();
@@ -102,11 +102,17 @@ impl BasicProperties {
     /// [`BasicProperties::detached`], by value: properties without strings or tables (the
     /// common case) are moved, not copied.
     pub fn into_detached(self) -> BasicProperties {
-        if self.flags() & !(DELIVERY_MODE | PRIORITY | TIMESTAMP) == 0 {
+        if !self.may_hold_slices() {
             self
         } else {
             self.detached()
         }
+    }
+
+    /// Whether a string or table is set (what may point into the frame the properties were
+    /// decoded from); delivery mode, priority and timestamp are plain numbers.
+    pub fn may_hold_slices(&self) -> bool {
+        self.flags() & !(DELIVERY_MODE | PRIORITY | TIMESTAMP) != 0
     }
 
     fn flags(&self) -> u16 {

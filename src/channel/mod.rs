@@ -91,8 +91,8 @@ pub struct Channel {
     /// The last queue declared on this channel: an empty queue name means this one (spec).
     last_queue: Option<ShortStr>,
     /// The exchange and routing key of the last publish, shared by the next messages that
-    /// name the same pair (see `publish.rs`).
-    last_route: Option<publish::LastRoute>,
+    /// name the same pair (see `message/route_cache.rs`).
+    last_route: crate::message::RouteCache,
     /// The queue behind this channel's direct reply-to consumer (see `reply_to.rs`).
     reply_queue: Option<Arc<crate::queue::Queue>>,
     /// Replies held until the metadata writer has committed the definition changes they
@@ -150,7 +150,7 @@ impl Channel {
             tx: None,
             commits_waiting_for_disk: Default::default(),
             last_queue: None,
-            last_route: None,
+            last_route: Default::default(),
             reply_queue: None,
             replies_waiting_for_metadata: RefCell::default(),
             _counted: counted,

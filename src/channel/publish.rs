@@ -7,7 +7,7 @@ use crate::error::Refusal;
 use crate::error::{AmqpError, AmqpResult};
 use crate::exchange::{sender_selected, Exchange, ExchangeKind};
 use crate::ids::JournalSeq;
-use crate::message::{Body, Message, Route};
+use crate::message::{Body, Message};
 use crate::outbound::Outbound;
 use crate::queue::args::parse_expiration;
 use crate::vhost::PublishError;
@@ -27,21 +27,6 @@ pub(super) struct ContentInProgress {
     received: u64,
     /// The body bytes so far, as the memory alarm counts them (until this is dropped).
     counted: crate::alarm::AssemblingBytes,
-}
-
-/// A channel's last route with its strings beside it: the comparison per publish reads this
-/// channel's own memory, not the shared route's first cache line, whose counts the threads that
-/// drop delivered messages write.
-pub(super) struct LastRoute {
-    exchange: ShortStr,
-    routing_key: ShortStr,
-    route: Arc<Route>,
-}
-
-impl LastRoute {
-    fn is(&self, exchange: &str, routing_key: &str) -> bool {
-        *self.routing_key == *routing_key && *self.exchange == *exchange
-    }
 }
 
 /// Publisher confirm state (confirm.select was received).
@@ -275,7 +260,9 @@ impl Channel {
             AmqpError::from(e).with_method(basic::Publish::CLASS_ID, basic::Publish::METHOD_ID)
         })?;
         self.ctx.stats.message_sizes.observe(body.len() as u64);
-        let route = self.route_of(&publish.exchange, &publish.routing_key);
+        let route = self
+            .last_route
+            .route_of(&publish.exchange, &publish.routing_key);
         let message = Arc::new(Message::with_route(route, properties, body));
         self.shared.count(1, |c| &c.published);
         if self.confirms.is_some() {
@@ -294,23 +281,6 @@ impl Channel {
             tx.publishes.push((message, publish.mandatory));
         }
         Ok(())
-    }
-
-    /// The shared route for a publish to `exchange` with `routing_key`: the last one when it
-    /// is the same (a publisher usually repeats its pair), else a fresh copy.
-    fn route_of(&mut self, exchange: &str, routing_key: &str) -> Arc<Route> {
-        match &self.last_route {
-            Some(last) if last.is(exchange, routing_key) => last.route.clone(),
-            _ => {
-                let route = Route::new(exchange, routing_key);
-                self.last_route = Some(LastRoute {
-                    exchange: route.exchange.clone(),
-                    routing_key: route.routing_key.clone(),
-                    route: route.clone(),
-                });
-                route
-            }
-        }
     }
 
     fn publish_err(&self, e: impl Refusal) -> AmqpError {
