@@ -31,6 +31,10 @@ pub const HIGH_WATER: usize = 1024 * 1024;
 /// Inside a [`WakeBatch`], a buffer holding this much wakes its writer at once anyway.
 pub const WAKE_AT: usize = 64 * 1024;
 
+/// The room a buffer takes at the first frame queued after the writer went idle (it released
+/// both buffers then): a burst of small frames starts here instead of growing from nothing.
+const WRITE_START: usize = 1024;
+
 thread_local! {
     /// The writers owed a wakeup by the batch open on this thread (`None`: no batch open).
     static OWED: RefCell<Option<Vec<Arc<Notify>>>> = const { RefCell::new(None) };
@@ -106,6 +110,16 @@ struct Pending {
     waiting: Vec<Weak<dyn DrainWaiter>>,
 }
 
+impl Pending {
+    /// A buffer released by an idle writer takes [`WRITE_START`] bytes for its first frame.
+    #[inline]
+    fn take_room(&mut self) {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(WRITE_START);
+        }
+    }
+}
+
 /// The outbound buffer of one connection.
 pub struct Outbound {
     pending: Mutex<Pending>,
@@ -172,6 +186,7 @@ impl Outbound {
         let defer = in_batch();
         {
             let mut p = self.pending.lock();
+            p.take_room();
             encode(&mut p.buf);
             if defer && p.buf.len() < WAKE_AT {
                 if p.wake_owed {
@@ -215,6 +230,7 @@ impl Outbound {
             return;
         }
         let mut p = self.pending.lock();
+        p.take_room();
         let before = p.buf.len();
         let mut batch = Batch {
             buf: &mut p.buf,
@@ -323,10 +339,25 @@ impl Outbound {
                 socket.flush().await?;
                 return Ok(socket);
             }
-            if self.pending.lock().buf.is_empty() {
+            if self.release_if_idle(&mut spare) {
                 self.wake_writer.notified().await;
             }
         }
+    }
+
+    /// When nothing is pending, releases both buffers and says so: an idle connection holds
+    /// none while its writer waits (10,000 idle connections held 20,000, each as large as the
+    /// connection's largest write). The next frame queued takes a fresh one.
+    fn release_if_idle(&self, spare: &mut BytesMut) -> bool {
+        let mut p = self.pending.lock();
+        if !p.buf.is_empty() {
+            return false;
+        }
+        let pending = std::mem::take(&mut p.buf);
+        drop(p);
+        drop(pending);
+        *spare = BytesMut::new();
+        true
     }
 }
 

@@ -1,16 +1,22 @@
 //! Reads frames from the socket into one buffer; bodies come out as slices of it.
+//!
+//! An idle connection holds no read buffer: when a read finds the socket empty and every byte
+//! read so far was handled, the buffer is released while the task waits, and the read after
+//! the wakeup takes a fresh one (10,000 idle connections held 10,000 buffers; issue 16).
 
 use crate::stats::ConnectionCounters;
 use bytes::BytesMut;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use warren_protocol::{
     decode_frame, decode_protocol_header, DecodeError, Frame, ProtocolHeader, FRAME_MIN_SIZE,
 };
 
 /// The least and the most room the reader offers the socket per read. A connection starts
-/// small (10,000 idle connections hold 10,000 buffers) and doubles its room each time a read
-/// fills it, up to 64 KiB for a busy publisher; reads that use little of it halve it again.
+/// small and doubles its room each time a read fills it, up to 64 KiB for a busy publisher;
+/// reads that use little of it halve it again.
 const READ_MIN: usize = 2 * 1024;
 const READ_MAX: usize = 64 * 1024;
 
@@ -35,11 +41,12 @@ pub struct FrameReader<R> {
 }
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
-    /// Until tune-ok, frames may be as large as the spec's minimum frame size.
+    /// Until tune-ok, frames may be as large as the spec's minimum frame size. The buffer is
+    /// taken at the first read that finds input.
     pub fn new(socket: R) -> Self {
         FrameReader {
             socket,
-            buf: BytesMut::with_capacity(READ_MIN),
+            buf: BytesMut::new(),
             frame_max: FRAME_MIN_SIZE,
             chunk: READ_MIN,
             counters: None,
@@ -58,21 +65,37 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 
     /// Reads more bytes; end of stream is an `UnexpectedEof` error.
     pub async fn fill(&mut self) -> Result<(), std::io::Error> {
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), std::io::Error>> {
         if self.buf.capacity() - self.buf.len() < self.chunk / 4 {
             // A fresh allocation when frames still point into the old one (a BytesMut grows
-            // to at least the capacity it started with: hence the small start).
+            // to at least the capacity it started with: hence the small start), or when the
+            // buffer was released while idle.
             self.buf.reserve(self.chunk);
         }
         let room = self.buf.capacity() - self.buf.len();
-        match self.socket.read_buf(&mut self.buf).await? {
-            0 => Err(std::io::ErrorKind::UnexpectedEof.into()),
-            n => {
+        // The read future keeps no state between polls: a fresh one per poll reads the same.
+        let read = std::pin::pin!(self.socket.read_buf(&mut self.buf)).poll(cx);
+        match read {
+            Poll::Pending => {
+                if self.buf.is_empty() {
+                    // Nothing buffered and nothing to read: wait without a buffer. A partial
+                    // frame keeps it (its bytes are in it).
+                    self.buf = BytesMut::new();
+                }
+                Poll::Pending
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(std::io::ErrorKind::UnexpectedEof.into())),
+            Poll::Ready(Ok(n)) => {
                 self.chunk = next_chunk(self.chunk, room, n);
                 if let Some(c) = &self.counters {
                     crate::stats::bump_by(&c.bytes_in, n as u64);
                     crate::stats::bump(&c.reads);
                 }
-                Ok(())
+                Poll::Ready(Ok(()))
             }
         }
     }
