@@ -374,6 +374,47 @@ mod tests {
             .map_or(0, |r| r.expect("reads"))
     }
 
+    /// Once the writer flushed everything and waits, the connection holds no buffer; frames
+    /// queued after that still go out, in order.
+    #[tokio::test]
+    async fn an_idle_writer_holds_no_buffers_and_still_writes_what_comes_next() {
+        let (tx, mut rx) = tokio::io::duplex(1 << 20);
+        let out = Outbound::new(131_072, Arc::new(ConnectionCounters::default()));
+        let writer = tokio::spawn(out.clone().run_writer(tx));
+        let method = Method::BasicDeliver(warren_protocol::basic::Deliver::default());
+        let mut expected = BytesMut::new();
+        for round in 0..3u8 {
+            let body = vec![round; 3000];
+            out.send_content(1, &method, &BasicProperties::default(), &body);
+            encode_content(
+                1,
+                &method,
+                &BasicProperties::default(),
+                &body,
+                131_072,
+                &mut expected,
+            );
+            let mut got = vec![0u8; expected.len()];
+            tokio::time::timeout(Duration::from_secs(5), rx.read_exact(&mut got))
+                .await
+                .expect("written in time")
+                .expect("reads");
+            assert!(
+                got[..] == expected[..],
+                "round {round}: the frames arrived changed"
+            );
+            expected.clear();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert_eq!(
+                out.pending.lock().buf.capacity(),
+                0,
+                "round {round}: kept a buffer"
+            );
+        }
+        out.close();
+        writer.await.expect("joins").expect("writer ends");
+    }
+
     /// Inside a batch the writer is not woken per frame but once when the batch ends; a buffer
     /// past WAKE_AT wakes it at once.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,7 +48,10 @@ fn count(size: usize, delta: i64) {
     {
         // Not counted (nor traced) while the stack is taken and printed.
         COUNTED.with(|c| c.set(false));
-        eprintln!("allocation of {size} bytes:\n{}", std::backtrace::Backtrace::force_capture());
+        eprintln!(
+            "allocation of {size} bytes:\n{}",
+            std::backtrace::Backtrace::force_capture()
+        );
         COUNTED.with(|c| c.set(true));
     }
 }
