@@ -31,9 +31,14 @@ pub const HIGH_WATER: usize = 1024 * 1024;
 /// Inside a [`WakeBatch`], a buffer holding this much wakes its writer at once anyway.
 pub const WAKE_AT: usize = 64 * 1024;
 
-/// The room a buffer takes at the first frame queued after the writer went idle (it released
-/// both buffers then): a burst of small frames starts here instead of growing from nothing.
+/// The room a buffer takes at the first frame queued after the writer went idle and released
+/// it: a burst of small frames starts here instead of growing from nothing.
 const WRITE_START: usize = 1024;
+
+/// An idle writer releases buffers up to this size (what handshakes, replies and small bursts
+/// use); a busy connection keeps larger ones, so its bursts are not copied again while the
+/// buffer regrows.
+const KEEP_ABOVE: usize = 4 * 1024;
 
 thread_local! {
     /// The writers owed a wakeup by the batch open on this thread (`None`: no batch open).
@@ -345,18 +350,25 @@ impl Outbound {
         }
     }
 
-    /// When nothing is pending, releases both buffers and says so: an idle connection holds
-    /// none while its writer waits (10,000 idle connections held 20,000, each as large as the
-    /// connection's largest write). The next frame queued takes a fresh one.
+    /// When nothing is pending, releases both buffers (those up to [`KEEP_ABOVE`]) and says
+    /// so: an idle connection holds none while its writer waits (10,000 idle connections held
+    /// 20,000, each as large as the connection's largest write). The next frame queued takes a
+    /// fresh one.
     fn release_if_idle(&self, spare: &mut BytesMut) -> bool {
         let mut p = self.pending.lock();
         if !p.buf.is_empty() {
             return false;
         }
-        let pending = std::mem::take(&mut p.buf);
+        let pending = if p.buf.capacity() <= KEEP_ABOVE {
+            std::mem::take(&mut p.buf)
+        } else {
+            BytesMut::new()
+        };
         drop(p);
         drop(pending);
-        *spare = BytesMut::new();
+        if spare.capacity() <= KEEP_ABOVE {
+            *spare = BytesMut::new();
+        }
         true
     }
 }
