@@ -1,8 +1,9 @@
 //! Reads frames from the socket into one buffer; bodies come out as slices of it.
 //!
-//! An idle connection holds no read buffer: when a read finds the socket empty and every byte
-//! read so far was handled, the buffer is released while the task waits, and the read after
-//! the wakeup takes a fresh one (10,000 idle connections held 10,000 buffers; issue 16).
+//! An idle connection holds no read buffer: when a read finds the socket empty, every byte
+//! read so far was handled and recent reads were small, the buffer is released while the task
+//! waits, and the read after the wakeup takes a fresh one (10,000 idle connections held 10,000
+//! buffers; issue 16). A busy publisher keeps its large buffer between reads.
 
 use crate::stats::ConnectionCounters;
 use bytes::BytesMut;
@@ -80,9 +81,10 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let read = std::pin::pin!(self.socket.read_buf(&mut self.buf)).poll(cx);
         match read {
             Poll::Pending => {
-                if self.buf.is_empty() {
+                if self.buf.is_empty() && self.chunk == READ_MIN {
                     // Nothing buffered and nothing to read: wait without a buffer. A partial
-                    // frame keeps it (its bytes are in it).
+                    // frame keeps it (its bytes are in it), and so does a busy connection (its
+                    // reads grew the room): it would take a large one again at once.
                     self.buf = BytesMut::new();
                 }
                 Poll::Pending
