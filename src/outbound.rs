@@ -35,10 +35,10 @@ pub const WAKE_AT: usize = 64 * 1024;
 /// it: a burst of small frames starts here instead of growing from nothing.
 const WRITE_START: usize = 1024;
 
-/// An idle writer releases buffers up to this size (what handshakes, replies and small bursts
-/// use); a busy connection keeps larger ones, so its bursts are not copied again while the
-/// buffer regrows.
-const KEEP_ABOVE: usize = 4 * 1024;
+/// An idle writer releases buffers up to this size (what handshakes and replies use); a
+/// connection whose bursts grew a buffer past it keeps it, so a busy consumer neither takes a
+/// fresh buffer per burst nor copies its bursts again while one regrows.
+const KEEP_ABOVE: usize = WRITE_START;
 
 thread_local! {
     /// The writers owed a wakeup by the batch open on this thread (`None`: no batch open).
@@ -396,7 +396,7 @@ mod tests {
         let method = Method::BasicDeliver(warren_protocol::basic::Deliver::default());
         let mut expected = BytesMut::new();
         for round in 0..3u8 {
-            let body = vec![round; 3000];
+            let body = vec![round; 500];
             out.send_content(1, &method, &BasicProperties::default(), &body);
             encode_content(
                 1,
