@@ -338,18 +338,19 @@ async fn accept_loop(
     }
 }
 
-async fn serve_socket(
+/// Not an `async fn`: the connection's future is spawned as it is, without a wrapper state
+/// that would keep this function's arguments for the connection's life.
+fn serve_socket(
     broker: Arc<Broker>,
     socket: TcpStream,
     peer: SocketAddr,
     token: CancellationToken,
-) {
-    let _live = broker.connection_started();
+) -> impl Future<Output = ()> + Send {
     let _ = socket.set_nodelay(true);
-    match socket.local_addr() {
-        Ok(local) => connection::serve_at(broker, socket, peer, local, token).await,
-        Err(_) => connection::serve(broker, socket, peer, token).await,
-    }
+    let local = socket
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    connection::serve_at(broker, socket, peer, local, token)
 }
 
 /// The TLS handshake (within [`HANDSHAKE_TIMEOUT`]), then the same AMQP connection
@@ -384,7 +385,6 @@ async fn serve_tls_socket(
     };
     match accepted {
         Ok(accepted) => {
-            let _live = broker.connection_started();
             let certificate = connection::PeerCertificate {
                 verified: accepted.has_verified_certificate,
                 identity: accepted.identity,

@@ -36,6 +36,14 @@ pub struct ChannelAccess {
     epoch: u64,
     permission: Option<Arc<Permission>>,
     topics: Option<Arc<TopicPermissions>>,
+    /// What passed so far; made by the first check that needs it (a user with `.*`
+    /// permissions, as guest has, needs none: its idle channels hold no cache).
+    remembered: Option<Box<Remembered>>,
+}
+
+/// The names a channel's checks let through, for its life (see the module doc).
+#[derive(Default)]
+struct Remembered {
     /// Names that passed, by `slot(access, kind)`.
     passed: [FastSet; 6],
     /// Expanded topic patterns per exchange: (write, read), `None` where expansion failed.
@@ -74,9 +82,7 @@ impl ChannelAccess {
             epoch,
             permission,
             topics,
-            passed: Default::default(),
-            topic_patterns: HashMap::default(),
-            topic_passed: Default::default(),
+            remembered: None,
         }
     }
 
@@ -86,8 +92,8 @@ impl ChannelAccess {
             return;
         }
         let (epoch, permission, topics) = self.control.grant(&self.user, &self.vhost);
-        if !opt_arc_eq(&topics, &self.topics) {
-            self.topic_patterns.clear();
+        if let (false, Some(r)) = (opt_arc_eq(&topics, &self.topics), &mut self.remembered) {
+            r.topic_patterns.clear();
         }
         self.epoch = epoch;
         self.permission = permission;
@@ -132,7 +138,11 @@ impl ChannelAccess {
             }
         }
         let s = slot(access, kind);
-        if self.passed[s].contains(name) {
+        if self
+            .remembered
+            .as_ref()
+            .is_some_and(|r| r.passed[s].contains(name))
+        {
             return Ok(());
         }
         self.refresh();
@@ -143,7 +153,7 @@ impl ChannelAccess {
         if !allowed {
             return Err(self.refused(kind, name));
         }
-        remember(&mut self.passed[s], name);
+        remember(&mut self.remembered().passed[s], name);
         Ok(())
     }
 
@@ -170,10 +180,11 @@ impl ChannelAccess {
             return Ok(());
         }
         let t = topic_slot(access);
-        if self.topic_passed[t]
-            .get(exchange)
-            .is_some_and(|keys| keys.contains(routing_key))
-        {
+        if self.remembered.as_ref().is_some_and(|r| {
+            r.topic_passed[t]
+                .get(exchange)
+                .is_some_and(|keys| keys.contains(routing_key))
+        }) {
             return Ok(());
         }
         self.refresh();
@@ -188,7 +199,7 @@ impl ChannelAccess {
                 user: self.user.to_string(),
             });
         }
-        let passed = &mut self.topic_passed[t];
+        let passed = &mut self.remembered().topic_passed[t];
         if passed.len() >= MAX_CACHED && !passed.contains_key(exchange) {
             passed.clear();
         }
@@ -200,7 +211,8 @@ impl ChannelAccess {
     /// `Some(None)` when the expansion does not compile (refused, and logged once per channel).
     fn topic_pattern(&mut self, exchange: &str, access: Access) -> Option<Option<&Pattern>> {
         let entry = self.topics.as_ref()?.get(exchange)?;
-        if !self.topic_patterns.contains_key(exchange) {
+        let remembered = self.remembered.get_or_insert_with(Box::default);
+        if !remembered.topic_patterns.contains_key(exchange) {
             let vars = TopicVariables {
                 username: &self.user,
                 vhost: &self.vhost,
@@ -214,12 +226,14 @@ impl ChannelAccess {
                     .ok()
             };
             let patterns = [expand(Access::Write), expand(Access::Read)];
-            if self.topic_patterns.len() >= MAX_CACHED {
-                self.topic_patterns.clear();
+            if remembered.topic_patterns.len() >= MAX_CACHED {
+                remembered.topic_patterns.clear();
             }
-            self.topic_patterns.insert(Box::from(exchange), patterns);
+            remembered
+                .topic_patterns
+                .insert(Box::from(exchange), patterns);
         }
-        let patterns = self.topic_patterns.get(exchange)?;
+        let patterns = remembered.topic_patterns.get(exchange)?;
         Some(patterns[topic_slot(access)].as_ref())
     }
 
@@ -233,6 +247,10 @@ impl ChannelAccess {
             claimed: claimed.to_owned(),
             actual: self.user.to_string(),
         })
+    }
+
+    fn remembered(&mut self) -> &mut Remembered {
+        self.remembered.get_or_insert_with(Box::default)
     }
 
     /// The channel's user.

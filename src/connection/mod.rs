@@ -13,6 +13,7 @@ use crate::outbound::Outbound;
 use handshake::{send_close, HandshakeEnd, Negotiated};
 use reader::{FrameReader, ReadError};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -98,48 +99,70 @@ pub struct PeerCertificate {
 /// Serves one accepted socket until it closes, inside a `connection` span (id and peer; user,
 /// vhost and the client-provided name once the handshake tells them) so that every log line
 /// says which connection it concerns.
-pub async fn serve<S>(broker: Arc<Broker>, socket: S, peer: SocketAddr, shutdown: CancellationToken)
+///
+/// These entry points are plain functions returning the one `async fn` below, not `async fn`s
+/// awaiting it: each `async fn` level keeps its arguments in its state for the connection's
+/// whole life (twice: as passed and as moved in), and every idle connection's task is that
+/// large.
+pub fn serve<S>(
+    broker: Arc<Broker>,
+    socket: S,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) -> impl Future<Output = ()> + Send
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let local = SocketAddr::from(([0, 0, 0, 0], 0));
-    serve_at(broker, socket, peer, local, shutdown).await
+    serve_at(broker, socket, peer, local, shutdown)
 }
 
 /// [`serve`], knowing the local address too (the connection's name in the management API is
 /// `"{peer} -> {local}"`, as RabbitMQ's).
-pub async fn serve_at<S>(
+pub fn serve_at<S>(
     broker: Arc<Broker>,
     socket: S,
     peer: SocketAddr,
     local: SocketAddr,
     shutdown: CancellationToken,
-) where
+) -> impl Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
-    serve_with_certificate(broker, socket, (peer, local), None, shutdown).await
+    serve_with_certificate(broker, socket, (peer, local), None, shutdown)
 }
 
 /// [`serve_at`] for a connection whose transport is TLS: `certificate` says what the handshake
-/// proved about the peer (`None` on plaintext).
-pub async fn serve_with_certificate<S>(
+/// proved about the peer (`None` on plaintext). The connection counts as live (see
+/// [`Broker::connection_started`]) from this call until the returned future ends or is dropped.
+pub fn serve_with_certificate<S>(
     broker: Arc<Broker>,
     socket: S,
     (peer, local): (SocketAddr, SocketAddr),
     certificate: Option<PeerCertificate>,
     shutdown: CancellationToken,
-) where
+) -> impl Future<Output = ()> + Send
+where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let live = broker.connection_started();
     let id = broker.next_connection_id();
     let span = info_span!("connection", id, %peer, user = Empty, vhost = Empty, name = Empty);
-    serve_in_span(id, broker, socket, (peer, local), certificate, shutdown)
-        .instrument(span)
-        .await
+    serve_in_span(
+        id,
+        live,
+        broker,
+        socket,
+        (peer, local),
+        certificate,
+        shutdown,
+    )
+    .instrument(span)
 }
 
 async fn serve_in_span<S>(
     id: u64,
+    _live: crate::broker::LiveConnection,
     broker: Arc<Broker>,
     socket: S,
     (peer, local): (SocketAddr, SocketAddr),
@@ -214,43 +237,17 @@ async fn serve_in_span<S>(
             return;
         }
     };
-    let span = Span::current();
-    span.record("vhost", tracing::field::display(&negotiated.vhost.name));
-    if let Some(name) = negotiated
-        .client_properties
-        .get("connection_name")
-        .and_then(|v| v.as_str())
-    {
-        span.record("name", tracing::field::debug(name)); // quoted and escaped: client-chosen
-    }
-    info!("connection opened");
-    let name: Arc<str> = crate::registry::connection_name(peer, local).into();
-    let mut conn = Connection::new(
+    // A plain function: its locals take no room in this task's state for the connection's life.
+    let (mut conn, closing) = Connection::open(
         id,
         &broker,
         negotiated,
-        outbound.clone(),
-        reader,
-        counters,
-        name,
+        (outbound.clone(), reader, counters),
+        (peer, local),
+        certificate.is_some(),
+        &shutdown,
     );
-    let details = crate::registry::ConnectionDetails {
-        peer,
-        local,
-        user: conn.ctx.auth_user.name.to_string(),
-        vhost: conn.ctx.vhost.name.clone(),
-        client_properties: std::mem::take(&mut conn.client_properties),
-        channel_max: conn.channel_max,
-        frame_max: conn.frame_max,
-        heartbeat: conn.heartbeat,
-        auth_mechanism: conn.mechanism.clone(),
-        ssl: certificate.is_some(),
-    };
-    let entry = broker
-        .registry
-        .register(conn.ctx.id, details, conn.ctx.stats.clone(), &shutdown);
-    conn.entry = Some(entry.clone());
-    let reason = conn.run(entry.closing().clone()).await;
+    let reason = conn.run(closing).await;
     broker.registry.unregister(conn.ctx.id);
     conn.release();
     match reason.level() {
@@ -333,6 +330,54 @@ struct Connection<R> {
 }
 
 impl<R: AsyncRead + Unpin> Connection<R> {
+    /// The handshake is done: names the connection in its span, logs it and registers it in
+    /// the management API's lists. Returns it with the token that closes it.
+    fn open(
+        id: u64,
+        broker: &Broker,
+        negotiated: Negotiated,
+        (outbound, reader, counters): (
+            Arc<Outbound>,
+            FrameReader<R>,
+            Arc<crate::stats::ConnectionCounters>,
+        ),
+        (peer, local): (SocketAddr, SocketAddr),
+        ssl: bool,
+        shutdown: &CancellationToken,
+    ) -> (Self, CancellationToken) {
+        let span = Span::current();
+        span.record("vhost", tracing::field::display(&negotiated.vhost.name));
+        if let Some(name) = negotiated
+            .client_properties
+            .get("connection_name")
+            .and_then(|v| v.as_str())
+        {
+            span.record("name", tracing::field::debug(name)); // quoted and escaped: client-chosen
+        }
+        info!("connection opened");
+        let name: Arc<str> = crate::registry::connection_name(peer, local).into();
+        let mut conn = Connection::new(id, broker, negotiated, outbound, reader, counters, name);
+        let details = crate::registry::ConnectionDetails {
+            peer,
+            local,
+            user: conn.ctx.auth_user.name.to_string(),
+            vhost: conn.ctx.vhost.name.clone(),
+            client_properties: std::mem::take(&mut conn.client_properties),
+            channel_max: conn.channel_max,
+            frame_max: conn.frame_max,
+            heartbeat: conn.heartbeat,
+            auth_mechanism: conn.mechanism.clone(),
+            ssl,
+        };
+        let entry =
+            broker
+                .registry
+                .register(conn.ctx.id, details, conn.ctx.stats.clone(), shutdown);
+        let closing = entry.closing().clone();
+        conn.entry = Some(entry);
+        (conn, closing)
+    }
+
     fn new(
         id: u64,
         broker: &Broker,
