@@ -64,6 +64,10 @@ pub struct SoakOpts {
     /// Seconds between memory-alarm bursts (the first comes at half this).
     #[arg(long, default_value_t = 300)]
     pub burst_every: u64,
+    /// Seconds a burst holds its backlog once blocked before draining it (every publisher
+    /// stays blocked meanwhile).
+    #[arg(long, default_value_t = 5)]
+    pub burst_hold: u64,
     /// Most a burst publishes (MiB) if no connection.blocked comes first.
     #[arg(long, default_value_t = 512)]
     pub burst_max_mib: u64,
@@ -86,6 +90,10 @@ pub struct SoakOpts {
     /// The broker's data directory: its size in each line.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Fault injection for the tool's own test: consumers forget (acknowledge without
+    /// recording) every Nth delivery, which the verdict must report as lost.
+    #[arg(long, hide = true)]
+    pub forget_every: Option<u64>,
     /// FAIL when the last quarter's median RSS exceeds the second quarter's by this factor.
     #[arg(long, default_value_t = 1.25)]
     pub max_rss_growth: f64,
@@ -152,6 +160,9 @@ struct Shared {
     unexplained_duplicates: AtomicU64,
     corrupt: AtomicU64,
     connections_opened: AtomicU64,
+    /// connection.blocked / unblocked seen, all connections together.
+    blocked_events: AtomicU64,
+    unblocked_events: AtomicU64,
     reconsumes: AtomicU64,
     churn_cycles: AtomicU64,
     churn_errors: AtomicU64,
@@ -182,7 +193,10 @@ impl Shared {
 
     /// Checks and records one delivered body.
     fn on_delivery(&self, body: &[u8], redelivered: bool, latencies: &mut Vec<u64>) {
-        self.delivered.fetch_add(1, Ordering::Relaxed);
+        let n = self.delivered.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.opts.forget_every.is_some_and(|k| n.is_multiple_of(k.max(1))) {
+            return;
+        }
         let Some(stamp) = stats::check_body(body, body.len()) else {
             self.corrupt.fetch_add(1, Ordering::Relaxed);
             return;
@@ -251,6 +265,8 @@ pub async fn run(opts: SoakOpts) -> Result<Value> {
         unexplained_duplicates: AtomicU64::new(0),
         corrupt: AtomicU64::new(0),
         connections_opened: AtomicU64::new(0),
+        blocked_events: AtomicU64::new(0),
+        unblocked_events: AtomicU64::new(0),
         reconsumes: AtomicU64::new(0),
         churn_cycles: AtomicU64::new(0),
         churn_errors: AtomicU64::new(0),
@@ -448,6 +464,7 @@ async fn read_publisher(
                     Method::ConnectionBlocked(_) => {
                         if !confirms.blocked.swap(true, Ordering::Relaxed) {
                             confirms.blocked_events.fetch_add(1, Ordering::Relaxed);
+                            shared.blocked_events.fetch_add(1, Ordering::Relaxed);
                             shared.alarm.lock().block();
                         }
                         continue;
@@ -455,6 +472,7 @@ async fn read_publisher(
                     Method::ConnectionUnblocked(_) => {
                         if confirms.blocked.swap(false, Ordering::Relaxed) {
                             confirms.unblocked_events.fetch_add(1, Ordering::Relaxed);
+                            shared.unblocked_events.fetch_add(1, Ordering::Relaxed);
                             shared.alarm.lock().unblock();
                         }
                         continue;
@@ -680,6 +698,9 @@ async fn burst(shared: &Arc<Shared>, started: Instant, seq: &mut u64) -> Result<
                 && !done.load(Ordering::Relaxed)
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if confirms.blocked_events.load(Ordering::Relaxed) > 0 {
+                tokio::time::sleep(Duration::from_secs(s.opts.burst_hold)).await;
             }
             let drain_begun = Instant::now();
             let stop = |_: &Shared| {
@@ -1224,6 +1245,7 @@ impl Reporter {
                 "blocked_now": alarm.blocked_connections > 0,
                 "crossings": alarm.crossings,
                 "blocked_s": round1(alarm.blocked_seconds()),
+                "blocked_events": shared.blocked_events.load(Ordering::Relaxed),
             },
             "bursts": shared.bursts.lock().len(),
             "churn_cycles": shared.churn_cycles.load(Ordering::Relaxed),
@@ -1270,6 +1292,10 @@ impl Reporter {
             nacked: shared.nacked.load(Ordering::Relaxed),
             churn_errors: shared.churn_errors.load(Ordering::Relaxed),
             errors: shared.errors.lock().len() as u64,
+            never_unblocked: shared
+                .blocked_events
+                .load(Ordering::Relaxed)
+                .saturating_sub(shared.unblocked_events.load(Ordering::Relaxed)),
             rss_growth: quarter_growth(&rss),
             latency_growth: quarter_growth(&p99),
         };
@@ -1294,6 +1320,8 @@ impl Reporter {
             "corrupt": findings.corrupt,
             "final_drain_s": round2(drain_seconds),
             "alarm_crossings": alarm.crossings,
+            "blocked_events": shared.blocked_events.load(Ordering::Relaxed),
+            "unblocked_events": shared.unblocked_events.load(Ordering::Relaxed),
             "blocked_s": round1(alarm.blocked_seconds()),
             "bursts": *shared.bursts.lock(),
             "churn_cycles": shared.churn_cycles.load(Ordering::Relaxed),
@@ -1342,6 +1370,8 @@ struct Findings {
     nacked: u64,
     churn_errors: u64,
     errors: u64,
+    /// Connections told connection.blocked and never unblocked.
+    never_unblocked: u64,
     rss_growth: Option<f64>,
     latency_growth: Option<f64>,
 }
@@ -1360,6 +1390,7 @@ impl Findings {
             (self.nacked, "publishes nacked"),
             (self.churn_errors, "churn cycles failed"),
             (self.errors, "task errors"),
+            (self.never_unblocked, "connections blocked and never unblocked"),
         ];
         for (n, what) in counts {
             if n > 0 {
@@ -1403,6 +1434,7 @@ mod tests {
             nacked: 0,
             churn_errors: 0,
             errors: 0,
+            never_unblocked: 0,
             rss_growth: Some(1.0),
             latency_growth: Some(1.1),
         }
