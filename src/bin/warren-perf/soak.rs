@@ -194,7 +194,11 @@ impl Shared {
     /// Checks and records one delivered body.
     fn on_delivery(&self, body: &[u8], redelivered: bool, latencies: &mut Vec<u64>) {
         let n = self.delivered.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.opts.forget_every.is_some_and(|k| n.is_multiple_of(k.max(1))) {
+        if self
+            .opts
+            .forget_every
+            .is_some_and(|k| n.is_multiple_of(k.max(1)))
+        {
             return;
         }
         let Some(stamp) = stats::check_body(body, body.len()) else {
@@ -334,7 +338,10 @@ pub async fn run(opts: SoakOpts) -> Result<Value> {
             .await
             .is_err()
         {
-            shared.error("stopping", &anyhow!("a load task did not stop within 300 s"));
+            shared.error(
+                "stopping",
+                &anyhow!("a load task did not stop within 300 s"),
+            );
         }
     }
     let drain_seconds = final_drain(&shared).await;
@@ -361,7 +368,12 @@ async fn final_drain(shared: &Shared) -> f64 {
     let mut last = shared.delivered.load(Ordering::Relaxed);
     let mut progress_at = Instant::now();
     loop {
-        if shared.ledger.tally(Instant::now(), Duration::ZERO).undelivered == 0 {
+        if shared
+            .ledger
+            .tally(Instant::now(), Duration::ZERO)
+            .undelivered
+            == 0
+        {
             break;
         }
         if progress_at.elapsed() > Duration::from_secs(shared.opts.drain_timeout) {
@@ -718,8 +730,7 @@ async fn burst(shared: &Arc<Shared>, started: Instant, seq: &mut u64) -> Result<
         })
     };
     let mut published_bytes = 0u64;
-    while publisher.confirms.blocked_events.load(Ordering::Relaxed) == 0 && published_bytes < cap
-    {
+    while publisher.confirms.blocked_events.load(Ordering::Relaxed) == 0 && published_bytes < cap {
         if publisher.confirms.in_flight() >= BURST_WINDOW {
             let _ = tokio::time::timeout(
                 Duration::from_millis(50),
@@ -1390,7 +1401,10 @@ impl Findings {
             (self.nacked, "publishes nacked"),
             (self.churn_errors, "churn cycles failed"),
             (self.errors, "task errors"),
-            (self.never_unblocked, "connections blocked and never unblocked"),
+            (
+                self.never_unblocked,
+                "connections blocked and never unblocked",
+            ),
         ];
         for (n, what) in counts {
             if n > 0 {
