@@ -711,6 +711,7 @@ async fn burst(shared: &Arc<Shared>, started: Instant, seq: &mut u64) -> Result<
             {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
+            let rss_blocked = broker_sample(s.opts.broker_pid).rss_kib;
             if confirms.blocked_events.load(Ordering::Relaxed) > 0 {
                 tokio::time::sleep(Duration::from_secs(s.opts.burst_hold)).await;
             }
@@ -726,7 +727,7 @@ async fn burst(shared: &Arc<Shared>, started: Instant, seq: &mut u64) -> Result<
                 reconsume: false,
             };
             let result = burst_consumer(&s, plan, stop, &drained).await;
-            (result, drain_begun)
+            (result, drain_begun, rss_blocked)
         })
     };
     let mut published_bytes = 0u64;
@@ -749,7 +750,7 @@ async fn burst(shared: &Arc<Shared>, started: Instant, seq: &mut u64) -> Result<
     let messages = *seq - first_seq;
     target.store(messages, Ordering::Relaxed);
     publishing_done.store(true, Ordering::Relaxed);
-    let (drain_result, drain_begun) = drain.await?;
+    let (drain_result, drain_begun, rss_blocked) = drain.await?;
     drain_result.context("draining the burst")?;
     let drain_seconds = drain_begun.elapsed().as_secs_f64();
     let blocked = publisher.confirms.blocked_events.load(Ordering::Relaxed);
@@ -762,7 +763,10 @@ async fn burst(shared: &Arc<Shared>, started: Instant, seq: &mut u64) -> Result<
     }
     let unblocked = publisher.confirms.unblocked_events.load(Ordering::Relaxed);
     publisher.finish().await?;
+    let rss_after = broker_sample(shared.opts.broker_pid).rss_kib;
     Ok(json!({
+        "rss_kib_blocked": rss_blocked,
+        "rss_kib_after": rss_after,
         "t_s": round1(at),
         "messages": messages,
         "mib": messages * BURST_BODY as u64 / (1024 * 1024),
