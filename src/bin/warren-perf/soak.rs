@@ -856,7 +856,7 @@ async fn run_consumer(
             return close(&mut input, &mut output).await;
         }
         shared.reconsumes.fetch_add(1, Ordering::Relaxed);
-        if cycle % 2 == 0 {
+        if cycle.is_multiple_of(2) {
             // Close the channel with what it holds unacknowledged: redelivered elsewhere.
             session.unacked = 0;
             output
