@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use warren_protocol::{
     basic, channel, confirm, connection, decode_frame, encode_method, exchange, queue, FieldTable,
-    Frame, LongStr, Method, ShortStr,
+    FieldValue, Frame, LongStr, Method, ShortStr,
 };
 
 /// Where to connect, parsed from `amqp://user:pass@host:port/vhost`, or `amqps://…` with
@@ -196,8 +196,13 @@ async fn open(url: &Url) -> Result<(FrameIn, FrameOut)> {
     response.put_slice(url.user.as_bytes());
     response.put_u8(0);
     response.put_slice(url.pass.as_bytes());
+    // connection.blocked: the broker says when its memory or disk alarm stops reading us.
+    let mut capabilities = FieldTable::new();
+    capabilities.insert("connection.blocked".into(), FieldValue::Bool(true));
+    let mut client_properties = FieldTable::new();
+    client_properties.insert("capabilities".into(), FieldValue::Table(capabilities));
     let start_ok = connection::StartOk {
-        client_properties: FieldTable::new(),
+        client_properties,
         mechanism: "PLAIN".into(),
         response: LongStr::from(response.freeze()),
         locale: "en_US".into(),

@@ -9,6 +9,7 @@ mod client;
 mod http;
 mod pace;
 mod scenarios;
+mod soak;
 mod stats;
 mod stream;
 mod throughput;
@@ -39,6 +40,9 @@ enum Mode {
     Scrape(scenarios::ScrapeOpts),
     /// A stream queue: append M messages with confirms, replay them from `first`, broker RSS.
     Stream(stream::StreamOpts),
+    /// An hour (--duration) of mixed load with a memory-alarm burst every few minutes: JSON
+    /// lines, then a PASS/FAIL verdict (lost or duplicated messages, growing RSS or latency).
+    Soak(soak::SoakOpts),
 }
 
 #[tokio::main]
@@ -59,6 +63,7 @@ async fn main() {
         Mode::Churn(o) => scenarios::churn(o).await,
         Mode::Scrape(o) => scenarios::scrape(o).await,
         Mode::Stream(o) => stream::run(o).await,
+        Mode::Soak(o) => soak::run(o).await,
     };
     match result {
         Ok(report) => println!("{report}"),
