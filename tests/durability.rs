@@ -2053,3 +2053,83 @@ async fn a_deep_classic_queue_pages_out_compactly_and_keeps_order_through_kill_9
         .expect("get")
         .is_none());
 }
+
+/// A dead-lettering policy that arrives after a deep queue paged its bodies out: the messages
+/// that then expire are dead-lettered with their bodies and properties, read back from the
+/// journal (they were once sent as body-less stubs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paged_out_messages_dead_lettered_by_a_later_policy_keep_their_bodies() {
+    const N: usize = 1100;
+    const SIZE: usize = 16 * 1024;
+    let body = |i: usize| {
+        let mut b = vec![(i % 251) as u8; SIZE];
+        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        b
+    };
+    let data = tempfile::tempdir().expect("temp dir");
+    let p = Process::start_with(data.path(), &with_management()).await;
+    let api = p.management_port();
+    let (_conn, ch) = p.connect().await;
+    declare(&ch, "deep.ttl", true).await;
+    declare(&ch, "deep.dead", true).await;
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm mode");
+    let mut confirms = Vec::new();
+    for i in 0..N {
+        let props = persistent()
+            .with_expiration("4000".into())
+            .with_message_id(format!("m{i}").into());
+        let c = ch
+            .basic_publish(
+                "",
+                "deep.ttl",
+                BasicPublishOptions::default(),
+                &body(i),
+                props,
+            )
+            .await
+            .expect("publish");
+        confirms.push(c);
+    }
+    for c in confirms {
+        assert!(c.await.expect("confirm").is_ack());
+    }
+    let policy = r#"{"pattern": "^deep\\.ttl$", "apply-to": "queues",
+        "definition": {"dead-letter-exchange": "", "dead-letter-routing-key": "deep.dead"}}"#;
+    assert_eq!(
+        http(api, "PUT", "/api/policies/%2f/dlx-later", policy).await,
+        201
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while passive_exists(&ch, "deep.dead").await != Some(N as u32) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all {N} dead-lettered: {:?} in deep.dead",
+            passive_exists(&ch, "deep.dead").await
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for i in 0..N {
+        let m = ch
+            .basic_get("deep.dead", BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .expect("a dead letter");
+        assert!(
+            m.delivery.data == body(i),
+            "dead letter {i} lost or changed its body ({} bytes)",
+            m.delivery.data.len()
+        );
+        let props = &m.delivery.properties;
+        assert_eq!(
+            props.message_id().as_ref().map(|s| s.as_str().to_owned()),
+            Some(format!("m{i}"))
+        );
+        let death = props
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get("x-death").cloned());
+        assert!(death.is_some(), "dead letter {i} has no x-death");
+    }
+}

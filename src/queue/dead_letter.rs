@@ -54,7 +54,25 @@ pub struct DeadLetter {
 }
 
 /// Dead letters collected under a queue's lock, published once it is released.
-pub(crate) type DeadLetters = Vec<DeadLetter>;
+#[derive(Default)]
+pub(crate) struct DeadLetters {
+    letters: Vec<DeadLetter>,
+    /// Messages whose body is paged out (a dead-lettering policy came after they were paged):
+    /// their dead letter is made once the body is read back, with no lock held (disk I/O never
+    /// happens under the queue lock), and they are settled only then, so that the journal
+    /// still has the record to read.
+    paged: Vec<(QueuedMessage, DeadLetterReason)>,
+}
+
+impl DeadLetters {
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn push(&mut self, letter: DeadLetter) {
+        self.letters.push(letter);
+    }
+}
 
 /// What a queue needs from the vhost that holds it, without depending on it: routing of its dead
 /// letters and its own deletion when `x-expires` runs out. Called with no queue lock held.
@@ -79,6 +97,10 @@ impl Queue {
         reason: DeadLetterReason,
         dead: &mut DeadLetters,
     ) {
+        if m.message.is_paged() && self.args().dead_letter_exchange.is_some() {
+            dead.paged.push((m, reason));
+            return;
+        }
         if let Some(letter) = self.dead_letter_of(&m.message, reason) {
             dead.push(letter);
         }
@@ -107,13 +129,21 @@ impl Queue {
         })
     }
 
-    /// Hands collected dead letters to the owner; call with no lock held.
+    /// Hands collected dead letters to the owner, reading paged-out bodies back first; call
+    /// with no lock held.
     pub(super) fn publish_dead_letters(&self, dead: DeadLetters) {
-        if dead.is_empty() {
+        let DeadLetters { mut letters, paged } = dead;
+        for (mut m, reason) in paged {
+            // Not found in the journal (logged by page_in): it goes out as the stub it is.
+            self.page_in(&mut m);
+            letters.extend(self.dead_letter_of(&m.message, reason));
+            self.remove_for_good(std::iter::once(m));
+        }
+        if letters.is_empty() {
             return;
         }
         if let Some(owner) = self.owner.as_ref().and_then(|o| o.upgrade()) {
-            owner.publish_dead_letters(dead);
+            owner.publish_dead_letters(letters);
         }
     }
 

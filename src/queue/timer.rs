@@ -92,7 +92,7 @@ impl Queue {
             return None;
         }
         let now = Instant::now();
-        let mut dead = Vec::new();
+        let mut dead = super::dead_letter::DeadLetters::new();
         let (next, unused) = {
             let mut st = match &self.backend {
                 Backend::Classic(c) => c.state.lock(),
