@@ -32,6 +32,11 @@ if ! port_open "$RMQ_PORT"; then
   for _ in $(seq 1 60); do port_open "$RMQ_PORT" && break; sleep 1; done
 fi
 RMQ_PID=$(pgrep -f 'beam.smp' | head -n 1)
+# RabbitMQ runs in a vhost of its own, so that limits or queues other tools left on its `/`
+# (a shared development node) cannot fail or slow a scenario.
+RMQ_VHOST=${RMQ_VHOST:-warren-bench}
+rabbitmqctl add_vhost "$RMQ_VHOST" > /dev/null 2>&1 || true
+rabbitmqctl set_permissions -p "$RMQ_VHOST" guest '.*' '.*' '.*' > /dev/null
 RMQ_VERSION=$(rabbitmqctl version 2>/dev/null || echo unknown)
 
 cargo build --release --quiet --bin warren --bin warren-perf
@@ -43,7 +48,7 @@ trap 'kill $WARREN_PID 2>/dev/null; rm -rf "$DATA"' EXIT
 for _ in $(seq 1 50); do port_open "$WARREN_PORT" && break; sleep 0.1; done
 
 PERF=./target/release/warren-perf
-declare -A URL=([warren]="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f" [rabbitmq]="amqp://guest:guest@127.0.0.1:$RMQ_PORT/%2f")
+declare -A URL=([warren]="amqp://guest:guest@127.0.0.1:$WARREN_PORT/%2f" [rabbitmq]="amqp://guest:guest@127.0.0.1:$RMQ_PORT/$RMQ_VHOST")
 declare -A PID=([warren]=$WARREN_PID [rabbitmq]=$RMQ_PID)
 
 # name | command after the URL/pid flags
