@@ -82,6 +82,37 @@ impl Process {
     }
 }
 
+/// A body of `size` bytes that names message `i` in its first 8 bytes (and varies with it).
+fn numbered_body(i: usize, size: usize) -> Vec<u8> {
+    let mut b = vec![(i % 251) as u8; size];
+    b[..8].copy_from_slice(&(i as u64).to_be_bytes());
+    b
+}
+
+/// basic.get (no-ack) returns exactly `expected`, in order, and then nothing.
+async fn get_exactly_in_order<I: std::fmt::Display>(
+    ch: &Channel,
+    queue: &str,
+    expected: impl Iterator<Item = (I, Vec<u8>)>,
+) {
+    for (i, body) in expected {
+        let m = ch
+            .basic_get(queue, BasicGetOptions { no_ack: true })
+            .await
+            .expect("get")
+            .unwrap_or_else(|| panic!("message {i} is missing from {queue}"));
+        assert!(
+            m.delivery.data == body,
+            "message {i} came back different or out of order"
+        );
+    }
+    assert!(ch
+        .basic_get(queue, BasicGetOptions { no_ack: true })
+        .await
+        .expect("get")
+        .is_none());
+}
+
 /// One management API call as guest; the status code. Retried while the listener starts.
 async fn http(port: u16, method: &str, path: &str, body: &str) -> u16 {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -677,22 +708,7 @@ async fn deep_queue_bodies_page_out_and_back_in_intact() {
     p.kill9();
     let p = Process::start(data.path()).await;
     let (_conn, ch) = p.connect().await;
-    for i in 192..384u32 {
-        let m = ch
-            .basic_get("deep.q", BasicGetOptions { no_ack: true })
-            .await
-            .expect("get")
-            .expect("a message");
-        assert!(
-            m.delivery.data == body(i),
-            "message {i} came back different after the restart"
-        );
-    }
-    assert!(ch
-        .basic_get("deep.q", BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-        .is_none());
+    get_exactly_in_order(&ch, "deep.q", (192..384u32).map(|i| (i, body(i)))).await;
 }
 
 /// Durable definitions are written down before their -ok: a broker killed right after the last
@@ -1070,11 +1086,7 @@ async fn a_deep_quorum_queue_pages_bodies_out_and_back_in_through_kill_9() {
     use lapin::types::AMQPValue;
     const N: usize = 4000;
     const SIZE: usize = 16 * 1024;
-    let body = |i: usize| {
-        let mut b = vec![(i % 251) as u8; SIZE];
-        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        b
-    };
+    let body = |i: usize| numbered_body(i, SIZE);
     let data = tempfile::tempdir().expect("temp dir");
     let mut args = FieldTable::default();
     args.insert(
@@ -1931,11 +1943,7 @@ async fn a_deep_classic_queue_pages_out_compactly_and_keeps_order_through_kill_9
     const N: usize = 2000;
     const SIZE: usize = 16 * 1024;
     const FIRST_AFTER_RESTART: usize = 1500;
-    let body = |i: usize| {
-        let mut b = vec![(i % 251) as u8; SIZE];
-        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        b
-    };
+    let body = |i: usize| numbered_body(i, SIZE);
     // Every 97th message past the in-memory part is transient, every 89th expires in 10 min.
     let transient = |i: usize| i > 1100 && i.is_multiple_of(97);
     let expiring = |i: usize| i > 1100 && i.is_multiple_of(89) && !transient(i);
@@ -2036,22 +2044,7 @@ async fn a_deep_classic_queue_pages_out_compactly_and_keeps_order_through_kill_9
         Some(left.len() as u32),
         "every persistent message not acked is back (transient ones are not)"
     );
-    for &i in &left {
-        let m = ch
-            .basic_get("classic.deep", BasicGetOptions { no_ack: true })
-            .await
-            .expect("get")
-            .expect("a message");
-        assert!(
-            m.delivery.data == body(i),
-            "message {i} came back different or out of order after the restart"
-        );
-    }
-    assert!(ch
-        .basic_get("classic.deep", BasicGetOptions { no_ack: true })
-        .await
-        .expect("get")
-        .is_none());
+    get_exactly_in_order(&ch, "classic.deep", left.iter().map(|&i| (i, body(i)))).await;
 }
 
 /// A dead-lettering policy that arrives after a deep queue paged its bodies out: the messages
@@ -2061,11 +2054,7 @@ async fn a_deep_classic_queue_pages_out_compactly_and_keeps_order_through_kill_9
 async fn paged_out_messages_dead_lettered_by_a_later_policy_keep_their_bodies() {
     const N: usize = 1100;
     const SIZE: usize = 16 * 1024;
-    let body = |i: usize| {
-        let mut b = vec![(i % 251) as u8; SIZE];
-        b[..8].copy_from_slice(&(i as u64).to_be_bytes());
-        b
-    };
+    let body = |i: usize| numbered_body(i, SIZE);
     let data = tempfile::tempdir().expect("temp dir");
     let p = Process::start_with(data.path(), &with_management()).await;
     let api = p.management_port();
