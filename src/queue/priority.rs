@@ -88,19 +88,14 @@ impl ReadyList {
     /// Puts a requeued message back at its old place within its priority (ordered by `seq`).
     pub(crate) fn insert_by_seq(&mut self, m: QueuedMessage) {
         self.count_in(&m);
-        let q = match &mut self.levels {
-            Levels::Fifo(_)
-                if self
-                    .tail
-                    .as_ref()
-                    .and_then(|t| t.first_seq())
-                    .is_some_and(|f| f < m.seq) =>
-            {
-                if let Some(tail) = &mut self.tail {
-                    tail.insert_by_seq(m);
-                }
+        // Behind the paged tail's first message, its place is in the tail.
+        if let Some(tail) = self.tail.as_mut() {
+            if tail.first_seq().is_some_and(|f| f < m.seq) {
+                tail.insert_by_seq(m);
                 return;
             }
+        }
+        let q = match &mut self.levels {
             Levels::Fifo(q) => q,
             Levels::Priority(levels) => {
                 let at = Self::level_of(levels, &m);
