@@ -14,10 +14,10 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 use warren::{BrokerHandle, Config};
-use warren_protocol::{
-    channel, connection, decode_frame, encode_method, FieldTable, Frame, LongStr, Method,
-    PROTOCOL_HEADER,
-};
+use warren_protocol::{Method, PROTOCOL_HEADER};
+
+#[path = "common/handshake.rs"]
+mod handshake;
 
 /// Allocations up to this size are counted by exact size; larger ones in the last slot.
 const SIZES: usize = 64 * 1024;
@@ -86,11 +86,8 @@ fn snapshot() -> Vec<i64> {
 
 fn next_method(stream: &mut TcpStream, buf: &mut BytesMut) -> Method {
     loop {
-        match decode_frame(buf, 0) {
-            Ok(Some(Frame::Method { method, .. })) => return method,
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(e) => panic!("undecodable frame: {e}"),
+        if let Some(method) = handshake::take_method(buf) {
+            return method;
         }
         let mut chunk = [0u8; 4096];
         let n = stream.read(&mut chunk).expect("read");
@@ -109,32 +106,13 @@ fn open(addr: SocketAddr) -> TcpStream {
         next_method(&mut stream, &mut buf),
         Method::ConnectionStart(_)
     ));
-    let mut out = BytesMut::new();
-    let start_ok = connection::StartOk {
-        client_properties: FieldTable::new(),
-        mechanism: "PLAIN".into(),
-        response: LongStr::from_static(b"\0guest\0guest"),
-        locale: "en_US".into(),
-    };
-    encode_method(0, &start_ok.into(), &mut out);
-    stream.write_all(&out).expect("write");
+    stream.write_all(&handshake::start_ok()).expect("write");
     let Method::ConnectionTune(tune) = next_method(&mut stream, &mut buf) else {
         panic!("expected connection.tune")
     };
-    out.clear();
-    let tune_ok = connection::TuneOk {
-        channel_max: tune.channel_max,
-        frame_max: tune.frame_max,
-        heartbeat: 0,
-    };
-    encode_method(0, &tune_ok.into(), &mut out);
-    let open = connection::Open {
-        virtual_host: "/".into(),
-        ..Default::default()
-    };
-    encode_method(0, &open.into(), &mut out);
-    encode_method(1, &channel::Open::default().into(), &mut out);
-    stream.write_all(&out).expect("write");
+    stream
+        .write_all(&handshake::tune_ok_and_open(&tune))
+        .expect("write");
     assert!(matches!(
         next_method(&mut stream, &mut buf),
         Method::ConnectionOpenOk(_)

@@ -12,10 +12,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use warren_protocol::{
-    channel, connection, decode_frame, encode_method, FieldTable, Frame, LongStr, Method,
-    PROTOCOL_HEADER,
-};
+use warren_protocol::{Method, PROTOCOL_HEADER};
+
+#[path = "common/handshake.rs"]
+mod handshake;
 
 struct Broker(Child);
 
@@ -38,11 +38,8 @@ fn rss_kib(pid: u32) -> u64 {
 
 async fn next_method(stream: &mut TcpStream, buf: &mut BytesMut) -> Method {
     loop {
-        match decode_frame(buf, 0) {
-            Ok(Some(Frame::Method { method, .. })) => return method,
-            Ok(Some(_)) => continue,
-            Ok(None) => {}
-            Err(e) => panic!("undecodable frame: {e}"),
+        if let Some(method) = handshake::take_method(buf) {
+            return method;
         }
         if stream.read_buf(buf).await.expect("read") == 0 {
             panic!("the broker closed a connection");
@@ -54,38 +51,22 @@ async fn next_method(stream: &mut TcpStream, buf: &mut BytesMut) -> Method {
 async fn open(addr: std::net::SocketAddr) -> TcpStream {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let mut buf = BytesMut::new();
-    let mut out = BytesMut::from(&PROTOCOL_HEADER[..]);
-    stream.write_all(&out).await.expect("write");
+    stream.write_all(&PROTOCOL_HEADER).await.expect("write");
     assert!(matches!(
         next_method(&mut stream, &mut buf).await,
         Method::ConnectionStart(_)
     ));
-    out.clear();
-    let start_ok = connection::StartOk {
-        client_properties: FieldTable::new(),
-        mechanism: "PLAIN".into(),
-        response: LongStr::from_static(b"\0guest\0guest"),
-        locale: "en_US".into(),
-    };
-    encode_method(0, &start_ok.into(), &mut out);
-    stream.write_all(&out).await.expect("write");
+    stream
+        .write_all(&handshake::start_ok())
+        .await
+        .expect("write");
     let Method::ConnectionTune(tune) = next_method(&mut stream, &mut buf).await else {
         panic!("expected connection.tune")
     };
-    out.clear();
-    let tune_ok = connection::TuneOk {
-        channel_max: tune.channel_max,
-        frame_max: tune.frame_max,
-        heartbeat: 0,
-    };
-    encode_method(0, &tune_ok.into(), &mut out);
-    let open = connection::Open {
-        virtual_host: "/".into(),
-        ..Default::default()
-    };
-    encode_method(0, &open.into(), &mut out);
-    encode_method(1, &channel::Open::default().into(), &mut out);
-    stream.write_all(&out).await.expect("write");
+    stream
+        .write_all(&handshake::tune_ok_and_open(&tune))
+        .await
+        .expect("write");
     assert!(matches!(
         next_method(&mut stream, &mut buf).await,
         Method::ConnectionOpenOk(_)
