@@ -161,6 +161,37 @@ fn settles_and_deliveries_replay() {
 }
 
 /// Waits until the writer synced `seq`.
+/// Appends a publish of `body_len` bytes to queue 1 for each id; the last append's sequence.
+fn publish_to_queue_1(
+    journal: &Journal,
+    ids: std::ops::RangeInclusive<u64>,
+    body_len: usize,
+) -> u64 {
+    ids.map(|id| {
+        journal.append(
+            &publish(id, vec![1], body_len),
+            Effect::Publish {
+                id,
+                queues: vec![1],
+            },
+        )
+    })
+    .last()
+    .unwrap_or(0)
+}
+
+/// Appends a settle in queue 1 for each id; the last append's sequence.
+fn settle_in_queue_1(journal: &Journal, ids: std::ops::RangeInclusive<u64>) -> u64 {
+    ids.map(|id| {
+        journal.append(
+            &Record::Settle { id, queue: 1 },
+            Effect::Settle { id, queue: 1 },
+        )
+    })
+    .last()
+    .unwrap_or(0)
+}
+
 fn wait_synced(journal: &Journal, seq: u64) {
     let rx = journal.synced();
     for _ in 0..500 {
@@ -178,16 +209,7 @@ fn settled_segments_are_deleted_and_an_old_live_message_is_copied_forward() {
     let journal =
         Journal::start_with_segment_size(dir.path(), HashMap::new(), Vec::new(), 16 * 1024)
             .expect("starts");
-    let mut last = 0;
-    for id in 1..=200u64 {
-        last = journal.append(
-            &publish(id, vec![1], 1000),
-            Effect::Publish {
-                id,
-                queues: vec![1],
-            },
-        );
-    }
+    let mut last = publish_to_queue_1(&journal, 1..=200, 1000);
     wait_synced(&journal, last);
     let segments_full = replay(dir.path()).expect("replays").segments.len();
     assert!(
@@ -195,12 +217,7 @@ fn settled_segments_are_deleted_and_an_old_live_message_is_copied_forward() {
         "200 KB over 16 KB segments: {segments_full}"
     );
     // Every message but the very first is consumed: that one must not pin the log.
-    for id in 2..=200u64 {
-        last = journal.append(
-            &Record::Settle { id, queue: 1 },
-            Effect::Settle { id, queue: 1 },
-        );
-    }
+    last = settle_in_queue_1(&journal, 2..=200);
     wait_synced(&journal, last);
     // The oldest segment must stay unchanged for a while (it is not being drained) before the
     // writer copies its last message forward.
@@ -299,16 +316,7 @@ fn zero_filled_segments_replay_with_their_unused_tails() {
     let size = 16 * 1024;
     let journal = Journal::start_with_segment_size(dir.path(), HashMap::new(), Vec::new(), size)
         .expect("starts");
-    let mut last = 0;
-    for id in 1..=100u64 {
-        last = journal.append(
-            &publish(id, vec![1], 1000),
-            Effect::Publish {
-                id,
-                queues: vec![1],
-            },
-        );
-    }
+    let last = publish_to_queue_1(&journal, 1..=100, 1000);
     wait_synced(&journal, last);
     journal.stop();
     let preallocated = std::fs::read_dir(dir.path())
@@ -356,25 +364,11 @@ fn a_torn_record_before_a_zero_tail_is_cut_off() {
 fn settles_are_held_briefly_and_cost_no_sync_of_their_own() {
     let dir = tempfile::tempdir().expect("temp dir");
     let journal = Journal::start(dir.path(), HashMap::new(), Vec::new()).expect("starts");
-    let mut last = 0;
-    for id in 1..=10u64 {
-        last = journal.append(
-            &publish(id, vec![1], 100),
-            Effect::Publish {
-                id,
-                queues: vec![1],
-            },
-        );
-    }
+    let mut last = publish_to_queue_1(&journal, 1..=10, 100);
     wait_synced(&journal, last);
     let synced_before = fsyncs(&journal);
     let started = std::time::Instant::now();
-    for id in 1..=5u64 {
-        last = journal.append(
-            &Record::Settle { id, queue: 1 },
-            Effect::Settle { id, queue: 1 },
-        );
-    }
+    last = settle_in_queue_1(&journal, 1..=5);
     wait_synced(&journal, last);
     assert!(
         started.elapsed() >= SETTLE_DELAY - std::time::Duration::from_millis(2),
